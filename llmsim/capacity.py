@@ -1,0 +1,147 @@
+"""Capacity search: the critical arrival rate of each scheduler, found by simulation.
+
+For every scheduler the search keeps the highest rate judged *stable* (lo) and the lowest
+judged *unstable* (hi), starting from the theory's capacity, widening the bracket until
+it holds, then probing inside it (the midpoint; both quarter points after an
+*inconclusive* probe) until it is narrower than ``rel_tol`` or the probe budget is
+spent. The estimate is the bracket's midpoint and the bracket is its interval. Probes of
+all schedulers of one round run in parallel across the machine's cores.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field, replace
+
+from llmsim import theory as th
+from llmsim.config import Scenario
+from llmsim.schedulers import SCHEDULERS
+from llmsim.workload import ConfigError
+
+
+@dataclass
+class CapacityResult:
+    scheduler: str
+    critical_rate_rps: float | None
+    interval: tuple                 # (highest stable rate, lowest unstable rate)
+    theory_capacity_rps: float | None
+    theory_kind: str
+    probes: list = field(default_factory=list)  # (rate, verdict, growth) in probe order
+
+    def as_dict(self):
+        return {"scheduler": self.scheduler, "critical_rate_rps": self.critical_rate_rps,
+                "interval_rps": list(self.interval), "theory_capacity_rps": self.theory_capacity_rps,
+                "theory_kind": self.theory_kind,
+                "probes": [{"rate_rps": r, "verdict": v, "growth": g} for r, v, g in self.probes]}
+
+
+def _probe(args):
+    sc, rate = args
+    from llmsim.simulate import simulate
+    r = simulate(sc.with_rate(rate))
+    return rate, r.verdict.verdict, r.verdict.growth, r.summary["throughput_rps"]
+
+
+def _pool(workers):
+    import multiprocessing as mp
+    return ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("fork"))
+
+
+def capacity_search(scenario: Scenario, schedulers=None, num_requests: int = 100_000,
+                    rel_tol: float = 0.02, max_probes: int = 12, workers: int | None = None,
+                    progress=None) -> list[CapacityResult]:
+    """Critical arrival rate (requests or workflows per second) per scheduler.
+
+    schedulers: names (default: the scenario's own); num_requests: arrivals per probe;
+    progress: optional callable(done_probes, total_probes_estimate, message)."""
+    if schedulers is None:
+        schedulers = [scenario.engine.scheduler]
+    for s in schedulers:
+        if s not in SCHEDULERS:
+            raise ConfigError(f"schedulers: unknown value {s!r}; allowed: {', '.join(SCHEDULERS)}")
+    if not (isinstance(num_requests, int) and 1000 <= num_requests <= 5_000_000):
+        raise ConfigError(f"num_requests: {num_requests!r} must be a whole number in [1000, 5000000]")
+    if not (0.001 <= rel_tol <= 0.5):
+        raise ConfigError(f"rel_tol: {rel_tol!r} must be in [0.001, 0.5]")
+    workers = workers or min(len(os.sched_getaffinity(0)), 8)
+    states = {}
+    for s in schedulers:
+        sc = replace(scenario.with_scheduler(s), num_requests=num_requests, duration_seconds=None,
+                     drain=False)
+        t = th.analyze(sc)
+        guess = t.capacity_rps or t.optimal_capacity_rps or sc.total_rate
+        kind = t.engines[0].capacity_kind if sc.single else "nominal network load = 1"
+        states[s] = {"sc": sc, "lo": None, "hi": None, "res": CapacityResult(s, None, (None, None), t.capacity_rps, kind),
+                     "pending": [guess * 0.9, guess * 1.1], "guess": guess,
+                     "rel_tol": rel_tol}
+    done = 0
+    total = max_probes * len(schedulers)
+    pool = _pool(workers) if workers > 1 else None
+    try:
+        while True:
+            jobs = []
+            for s, st in states.items():
+                if len(st["res"].probes) >= max_probes:
+                    st["pending"] = []
+                for rate in st["pending"]:
+                    jobs.append((s, rate))
+                st["pending"] = []
+            if not jobs:
+                break
+            args = [(states[s]["sc"], r) for s, r in jobs]
+            outs = list(pool.map(_probe, args)) if pool else [_probe(a) for a in args]
+            for (s, _), (rate, verdict, growth, _thr) in zip(jobs, outs):
+                st = states[s]
+                st["res"].probes.append((rate, verdict, growth))
+                if verdict == "stable":
+                    st["lo"] = rate if st["lo"] is None else max(st["lo"], rate)
+                elif verdict == "unstable":
+                    st["hi"] = rate if st["hi"] is None else min(st["hi"], rate)
+                done += 1
+                if progress:
+                    progress(done, total, f"{s}: {rate:.3g}/s {verdict}")
+            for s, st in states.items():
+                st["pending"] = _next_rates(st)
+    finally:
+        if pool:
+            pool.shutdown()
+    out = []
+    for s, st in states.items():
+        res = st["res"]
+        lo, hi = st["lo"], st["hi"]
+        res.interval = (lo, hi)
+        if lo is not None and hi is not None:
+            res.critical_rate_rps = (lo + hi) / 2
+        out.append(res)
+    return out
+
+
+def _next_rates(st) -> list:
+    lo, hi = st["lo"], st["hi"]
+    probes = st["res"].probes
+    tried = [r for r, _, _ in probes]
+    if lo is None and hi is None:
+        # only inconclusive so far: widen both ways
+        return [min(tried) * 0.75, max(tried) * 1.33]
+    if lo is None:
+        return [min(tried) * 0.7]
+    if hi is None:
+        return [max(tried) * 1.4]
+    if lo >= hi:  # contradictory verdicts (noise near the boundary): stop here
+        st["lo"], st["hi"] = min(lo, hi), max(lo, hi)
+        return []
+    if (hi - lo) / ((hi + lo) / 2) <= st["rel_tol"]:
+        return []
+    inside = [(r, v) for r, v, _ in probes if lo < r < hi]
+    if inside:  # inconclusive probes inside the bracket: look on both sides of them
+        a = min(r for r, _ in inside)
+        b = max(r for r, _ in inside)
+        cand = []
+        if (a - lo) / a > st["rel_tol"] / 2:
+            cand.append((lo + a) / 2)
+        if (hi - b) / b > st["rel_tol"] / 2:
+            cand.append((b + hi) / 2)
+        return cand
+    return [(lo + hi) / 2]

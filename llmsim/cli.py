@@ -1,0 +1,173 @@
+"""Command line: ``python -m llmsim run|capacity|theory SCENARIO.toml``.
+
+Bad input exits with code 2 and a one-line message naming the field; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import replace
+
+from llmsim.workload import ConfigError
+
+
+def _json_default(x):
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if hasattr(x, "item"):
+        return x.item()
+    if isinstance(x, tuple):
+        return list(x)
+    return str(x)
+
+
+def _clean(x):
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    if hasattr(x, "item"):
+        return _clean(x.item())
+    return x
+
+
+def _write_json(path, data):
+    text = json.dumps(_clean(data), indent=2, default=_json_default)
+    if path == "-":
+        print(text)
+    else:
+        with open(path, "w") as f:
+            f.write(text + "\n")
+
+
+def _load(args):
+    from llmsim.config import load_scenario
+    sc = load_scenario(args.scenario)
+    if getattr(args, "scheduler", None):
+        sc = sc.with_scheduler(args.scheduler)
+    if getattr(args, "rate", None) is not None:
+        sc = sc.with_rate(args.rate)
+    if getattr(args, "seed", None) is not None:
+        sc = replace(sc, seed=args.seed)
+    if getattr(args, "num_requests", None) is not None:
+        sc = replace(sc, num_requests=args.num_requests)
+    from llmsim.config import validate
+    validate(sc)
+    return sc
+
+
+def _fmt(v, unit="", digits=4):
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{digits}g}{unit}"
+    return f"{v}{unit}"
+
+
+def cmd_run(args):
+    from llmsim.simulate import simulate
+    sc = _load(args)
+    res = simulate(sc)
+    s = res.summary
+    print(f"scenario      {s['scenario'] or args.scenario}   scheduler {s['scheduler']}   seed {s['seed']}")
+    print(f"arrivals      {_fmt(s['arrival_rate_rps'], '/s')}   load rho {_fmt(s['load'])}   "
+          f"theory capacity {_fmt(s['capacity_rps'], ' req/s')}")
+    print(f"completed     {s['completed']} of {s['arrived']} in {_fmt(s['simulated_seconds'], ' s')} simulated")
+    print(f"throughput    {_fmt(s['throughput_rps'], ' req/s')}   {_fmt(s['token_throughput'], ' tokens/s')}")
+    print(f"TTFT          p50 {_fmt(s['ttft_p50_s'], ' s')}   p99 {_fmt(s['ttft_p99_s'], ' s')}")
+    print(f"TBT           p50 {_fmt(s['tbt_p50_s'], ' s')}   p99 {_fmt(s['tbt_p99_s'], ' s')}")
+    print(f"end-to-end    p50 {_fmt(s['e2e_p50_s'], ' s')}   p99 {_fmt(s['e2e_p99_s'], ' s')}")
+    print(f"preemptions   {s['preemptions']}   final backlog {s['final_backlog_tokens']} tokens")
+    if not sc.single:
+        print(f"workflows     {s['workflows_completed']} of {s['workflows_arrived']} done; e2e p50 "
+              f"{_fmt(s['workflow_e2e_p50_s'], ' s')}, p99 {_fmt(s['workflow_e2e_p99_s'], ' s')}")
+        for name, load in s["engine_load"].items():
+            print(f"  engine {name:12s} load {load:.3f}")
+    print(f"verdict       {s['verdict_explanation']}")
+    print(f"              backlog growth {_fmt(s['backlog_growth_tokens_per_s'], ' tokens/s')} "
+          f"(theory {_fmt(s['theory_drift_tokens_per_s'], ' tokens/s')})")
+    print(f"wall          {_fmt(s['wall_seconds'], ' s')}")
+    if args.json:
+        _write_json(args.json, s)
+    return 0
+
+
+def cmd_capacity(args):
+    from llmsim.capacity import capacity_search
+    sc = _load(args)
+    scheds = args.schedulers.split(",") if args.schedulers else None
+    if scheds is None and sc.single:
+        scheds = [sc.engine.scheduler]
+
+    def progress(done, total, msg):
+        print(f"  [{done}/{total}] {msg}", file=sys.stderr)
+
+    if sc.single:
+        out = capacity_search(sc, scheds, num_requests=args.num_requests_per_probe,
+                              rel_tol=args.rel_tol, workers=args.workers, progress=progress)
+    else:
+        from llmsim.capacity import capacity_search_network
+        out = capacity_search_network(sc, num_requests=args.num_requests_per_probe,
+                                      rel_tol=args.rel_tol, workers=args.workers, progress=progress)
+    print(f"{'scheduler':18s} {'critical rate':>14s} {'interval':>22s} {'theory':>12s}")
+    for r in out:
+        lo, hi = r.interval
+        iv = f"[{_fmt(lo)}, {_fmt(hi)}]"
+        print(f"{r.scheduler:18s} {_fmt(r.critical_rate_rps, '/s'):>14s} {iv:>22s} {_fmt(r.theory_capacity_rps, '/s'):>12s}")
+    if args.json:
+        _write_json(args.json, {"scenario": sc.name, "results": [r.as_dict() for r in out]})
+    return 0
+
+
+def cmd_theory(args):
+    from llmsim.theory import analyze
+    sc = _load(args)
+    t = analyze(sc)
+    d = t.as_dict()
+    _write_json(args.json or "-", d)
+    return 0
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="python -m llmsim", description="LLM serving stability simulator")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="simulate a scenario and print its summary and verdict")
+    r.add_argument("scenario")
+    r.add_argument("--scheduler", help="override the scheduler (fastertransformer|vllm|orca|sarathi)")
+    r.add_argument("--rate", type=float, help="override the arrival rate, requests per second")
+    r.add_argument("--seed", type=int)
+    r.add_argument("--num-requests", type=int, dest="num_requests")
+    r.add_argument("--json", metavar="OUT", help="write the summary as JSON ('-' for stdout)")
+    r.set_defaults(fn=cmd_run)
+    c = sub.add_parser("capacity", help="find each scheduler's critical arrival rate by search")
+    c.add_argument("scenario")
+    c.add_argument("--schedulers", help="comma-separated, e.g. orca,sarathi (default: the scenario's)")
+    c.add_argument("--num-requests-per-probe", type=int, default=100_000)
+    c.add_argument("--rel-tol", type=float, default=0.02)
+    c.add_argument("--workers", type=int, default=None)
+    c.add_argument("--json", metavar="OUT")
+    c.set_defaults(fn=cmd_capacity)
+    t = sub.add_parser("theory", help="print load, capacities and drift as JSON")
+    t.add_argument("scenario")
+    t.add_argument("--scheduler")
+    t.add_argument("--rate", type=float)
+    t.add_argument("--json", metavar="OUT")
+    t.set_defaults(fn=cmd_theory)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,742 @@
+"""Scenario configuration: frozen dataclasses, TOML in and out, one validation point.
+
+A scenario is a network of engines and workflow classes. The single-engine format
+(``[workload]`` + ``[engine]``) is read as the one-engine, one-step network. See
+docs/scenario-format.md for every key.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from llmsim import state as S
+from llmsim.schedulers import SCHEDULERS, scheduler_info
+from llmsim.workload import (ConfigError, _check_keys, _num, arrival_process, length_dist,
+                             TraceArrivals, with_rate)
+
+POLICIES = {"fcfs": S.POL_FCFS, "priority": S.POL_PRIORITY, "max-pressure": S.POL_MAX_PRESSURE}
+BATCH_TIME_MODELS = ("constant", "staircase", "piecewise", "affine")
+MAX_BUDGET = 1 << 20
+MAX_KV_TOKENS = 200_000_000
+MAX_REQUESTS = 20_000_000
+
+
+# -------------------------------------------------------------------- batch time
+
+
+@dataclass(frozen=True)
+class BatchTime:
+    """Seconds one iteration takes, as a function of its token load (SPEC.md §1).
+
+    constant: t; staircase: c + a*ceil(n/b0); piecewise: c + a*max(0, n-b0);
+    affine: c0 + cp*prefill + cd*decode + ckv*context tokens of the decoding requests.
+    """
+    model: str
+    params: tuple  # model-specific, in the order of `to_table`
+    preset: str = ""
+
+    def seconds(self, n_prefill: float, n_decode: float = 0.0, context: float = 0.0) -> float:
+        n = n_prefill + n_decode
+        p = self.params
+        if self.model == "constant":
+            return p[0]
+        if self.model == "staircase":
+            return p[0] + p[1] * math.ceil(n / p[2])
+        if self.model == "piecewise":
+            return p[0] + p[1] * max(0.0, n - p[2])
+        return p[0] + p[1] * n_prefill + p[2] * n_decode + p[3] * context
+
+    def full_budget_seconds(self, budget: int, prefill_share: float = 1.0,
+                            mean_context: float = 0.0) -> float:
+        """t(b): the time of an iteration holding a full budget of tokens. For the affine
+        model the budget is split into prefill and decode tokens by the workload's share of
+        prefill work, and each decode token carries the workload's mean context."""
+        if self.model != "affine":
+            return self.seconds(budget)
+        n_p = budget * prefill_share
+        n_d = budget - n_p
+        return self.seconds(n_p, n_d, n_d * mean_context)
+
+    def kernel_params(self):
+        code = {"constant": S.BT_CONSTANT, "staircase": S.BT_STAIRCASE,
+                "piecewise": S.BT_PIECEWISE, "affine": S.BT_AFFINE}[self.model]
+        return code, tuple(self.params) + (0.0,) * (4 - len(self.params))
+
+    def to_table(self):
+        if self.preset:
+            return {"model": "preset", "name": self.preset}
+        p = self.params
+        if self.model == "constant":
+            return {"model": "constant", "seconds": p[0]}
+        if self.model in ("staircase", "piecewise"):
+            return {"model": self.model, "c_seconds": p[0], "a_seconds": p[1], "b0": int(p[2])}
+        return {"model": "affine", "c0_seconds": p[0], "prefill_seconds_per_token": p[1],
+                "decode_seconds_per_token": p[2], "context_seconds_per_token": p[3]}
+
+    def describe(self):
+        p = self.params
+        if self.model == "constant":
+            return f"{p[0] * 1e3:g} ms per iteration"
+        if self.model == "staircase":
+            return f"{p[0] * 1e3:g} ms + {p[1] * 1e3:g} ms x ceil(n/{int(p[2])})"
+        if self.model == "piecewise":
+            return f"{p[0] * 1e3:g} ms + {p[1] * 1e3:g} ms x max(0, n-{int(p[2])})"
+        return (f"{p[0] * 1e3:g} ms + {p[1] * 1e6:g} us/prefill tok + {p[2] * 1e6:g} us/decode tok"
+                + (f" + {p[3] * 1e9:g} ns/context tok" if p[3] else ""))
+
+
+def batch_time(table, where: str) -> BatchTime:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: expected a table like {{ model = \"constant\", seconds = 0.05 }}, got {table!r}")
+    m = table.get("model")
+    if m == "constant":
+        _check_keys(table, {"model", "seconds"}, where)
+        return BatchTime("constant", (_num(table, "seconds", where, maximum=3600),))
+    if m in ("staircase", "piecewise"):
+        _check_keys(table, {"model", "c_seconds", "a_seconds", "b0"}, where)
+        c = _num(table, "c_seconds", where, positive=False, minimum=0, maximum=3600)
+        a = _num(table, "a_seconds", where, positive=False, minimum=0, maximum=3600)
+        b0 = _num(table, "b0", where, integer=True, maximum=MAX_BUDGET)
+        if m == "staircase" and a == 0 and c == 0:
+            raise ConfigError(f"{where}: c_seconds and a_seconds cannot both be 0")
+        if m == "piecewise" and c <= 0:
+            raise ConfigError(f"{where}.c_seconds: {c} must be > 0 (an iteration below b0 tokens takes c)")
+        return BatchTime(m, (c, a, float(b0)))
+    if m == "affine":
+        _check_keys(table, {"model", "c0_seconds", "prefill_seconds_per_token",
+                            "decode_seconds_per_token", "context_seconds_per_token"}, where)
+        c0 = _num(table, "c0_seconds", where, maximum=3600)
+        cp = _num(table, "prefill_seconds_per_token", where, positive=False, minimum=0, maximum=1)
+        cd = _num(table, "decode_seconds_per_token", where, positive=False, minimum=0, maximum=1)
+        ckv = _num(table, "context_seconds_per_token", where, positive=False, minimum=0, maximum=1) \
+            if "context_seconds_per_token" in table else 0.0
+        return BatchTime("affine", (c0, cp, cd, ckv))
+    if m == "preset":
+        _check_keys(table, {"model", "name"}, where)
+        hp = hardware_preset(table.get("name"), f"{where}.name")
+        bt = batch_time(hp.batch_time, f"preset {hp.name}")
+        return replace(bt, preset=hp.name)
+    raise ConfigError(f"{where}.model: unknown value {m!r}; allowed: {', '.join(BATCH_TIME_MODELS + ('preset',))}")
+
+
+def hardware_preset(name, where: str):
+    from llmsim.presets import HARDWARE_PRESETS
+    if name not in HARDWARE_PRESETS:
+        raise ConfigError(f"{where}: unknown preset {name!r}; allowed: {', '.join(HARDWARE_PRESETS)}")
+    return HARDWARE_PRESETS[name]
+
+
+def workload_preset(name, where: str):
+    from llmsim.presets import WORKLOAD_PRESETS
+    if name not in WORKLOAD_PRESETS:
+        raise ConfigError(f"{where}: unknown preset {name!r}; allowed: {', '.join(WORKLOAD_PRESETS)}")
+    return WORKLOAD_PRESETS[name]
+
+
+# ----------------------------------------------------------------------- engines
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """One LLM engine. Token counts in tokens; max_batch_size None means no limit."""
+    name: str = "engine"
+    scheduler: str = "sarathi"
+    token_budget: int = 512
+    max_batch_size: int | None = None
+    kv_cache_tokens: int = 400_000
+    batch_time: BatchTime = BatchTime("constant", (0.05,))
+    policy: str = "fcfs"
+    preset: str = ""
+
+    @property
+    def info(self):
+        return scheduler_info(self.scheduler)
+
+    @property
+    def slots(self) -> int:
+        """Batch slots per iteration (each contributor uses at least one token)."""
+        return self.token_budget if self.max_batch_size is None else min(self.max_batch_size, self.token_budget)
+
+    def to_table(self):
+        t = {"name": self.name, "scheduler": self.scheduler, "token_budget": self.token_budget}
+        if self.max_batch_size is not None:
+            t["max_batch_size"] = self.max_batch_size
+        if self.preset:
+            t["preset"] = self.preset
+        t["kv_cache_tokens"] = self.kv_cache_tokens
+        t["batch_time"] = self.batch_time.to_table()
+        if self.policy != "fcfs":
+            t["policy"] = self.policy
+        return t
+
+
+def engine_config(table, where: str) -> EngineConfig:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: expected a table, got {table!r}")
+    _check_keys(table, {"name", "scheduler", "token_budget", "max_batch_size", "kv_cache_tokens",
+                        "batch_time", "policy", "preset"}, where)
+    kw = {}
+    if "preset" in table:
+        hp = hardware_preset(table["preset"], f"{where}.preset")
+        kw["preset"] = hp.name
+        kw["kv_cache_tokens"] = hp.kv_cache_tokens
+        kw["batch_time"] = replace(batch_time(hp.batch_time, f"preset {hp.name}"), preset=hp.name)
+    if "name" in table:
+        if not isinstance(table["name"], str) or not table["name"]:
+            raise ConfigError(f"{where}.name: {table['name']!r} must be a non-empty string")
+        kw["name"] = table["name"]
+    if "scheduler" in table:
+        name = table["scheduler"]
+        try:
+            scheduler_info(name)
+        except ValueError as exc:
+            raise ConfigError(f"{where}.{exc}") from None
+        kw["scheduler"] = name
+    if "token_budget" in table:
+        kw["token_budget"] = _num(table, "token_budget", where, integer=True, maximum=MAX_BUDGET)
+    if "max_batch_size" in table:
+        kw["max_batch_size"] = _num(table, "max_batch_size", where, integer=True, maximum=MAX_BUDGET)
+    if "kv_cache_tokens" in table:
+        kw["kv_cache_tokens"] = _num(table, "kv_cache_tokens", where, integer=True, maximum=MAX_KV_TOKENS)
+    if "batch_time" in table:
+        kw["batch_time"] = batch_time(table["batch_time"], f"{where}.batch_time")
+    if "policy" in table:
+        if table["policy"] not in POLICIES:
+            raise ConfigError(f"{where}.policy: unknown value {table['policy']!r}; allowed: {', '.join(POLICIES)}")
+        kw["policy"] = table["policy"]
+    return EngineConfig(**kw)
+
+
+# --------------------------------------------------------------------- workflows
+
+
+@dataclass(frozen=True)
+class Route:
+    prob: float
+    to: tuple  # step names started together (a fork when more than one; empty = exit)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One LLM call of a workflow, at `engine`, with its own length distributions; on
+    completion one route is chosen by probability and all its steps start. A join step
+    starts once every incoming edge of its parents has delivered."""
+    name: str
+    engine: str
+    prompt_tokens: object
+    output_tokens: object
+    routes: tuple = (Route(1.0, ()),)
+    join: bool = False
+    delay_seconds: float = 0.0      # fixed tool-call delay before the step
+    delay_dist: str = "constant"    # "constant" or "exponential" (mean delay_seconds)
+    priority: int | None = None     # static priority at its engine (smaller = first)
+
+    def to_table(self):
+        t = {"name": self.name, "engine": self.engine, "prompt_tokens": self.prompt_tokens.to_table(),
+             "output_tokens": self.output_tokens.to_table()}
+        if len(self.routes) == 1 and self.routes[0].prob == 1.0:
+            if self.routes[0].to:
+                t["next"] = list(self.routes[0].to)
+        else:
+            t["routes"] = [{"p": r.prob, "to": list(r.to)} for r in self.routes]
+        if self.join:
+            t["join"] = True
+        if self.delay_seconds:
+            t["delay"] = {"dist": self.delay_dist, "seconds": self.delay_seconds}
+        if self.priority is not None:
+            t["priority"] = self.priority
+        return t
+
+
+@dataclass(frozen=True)
+class Workflow:
+    name: str
+    arrival: object
+    steps: tuple
+    start: tuple  # root step names
+
+    def to_table(self):
+        return {"name": self.name, "arrival": self.arrival.to_table(), "start": list(self.start),
+                "steps": [s.to_table() for s in self.steps]}
+
+
+# ---------------------------------------------------------------------- scenario
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """What to simulate: engines, workflow classes, the run's bounds and its seed.
+
+    num_requests bounds the number of workflow arrivals (requests, for a single engine);
+    duration_seconds bounds the arrival window; the run ends at the horizon (the last
+    arrival, or duration_seconds) unless drain is true, when it continues until empty.
+    """
+    engines: tuple
+    workflows: tuple
+    seed: int = 0
+    num_requests: int | None = 20_000
+    duration_seconds: float | None = None
+    drain: bool = False
+    timeseries_points: int = 2000
+    name: str = ""
+    description: str = ""
+    workload_preset: str = ""
+    single: bool = True
+
+    # ---------------------------------------------------------- convenience views
+    @property
+    def engine(self) -> EngineConfig:
+        return self.engines[0]
+
+    @property
+    def workflow(self) -> Workflow:
+        return self.workflows[0]
+
+    def with_scheduler(self, name: str) -> "Scenario":
+        scheduler_info(name)
+        return replace(self, engines=tuple(replace(e, scheduler=name) for e in self.engines))
+
+    def with_rate(self, rate: float, workflow: int | None = None) -> "Scenario":
+        """Set the arrival rate (requests or workflows per second); for several workflow
+        classes without `workflow`, scale all so that the total is `rate`."""
+        if not (isinstance(rate, (int, float)) and math.isfinite(rate) and 0 < rate <= 1e6):
+            raise ConfigError(f"rate: {rate!r} must be a number in (0, 1e6] requests per second")
+        wfs = list(self.workflows)
+        if workflow is not None:
+            wfs[workflow] = replace(wfs[workflow], arrival=with_rate(wfs[workflow].arrival, rate))
+        else:
+            total = sum(w.arrival.rate for w in wfs)
+            wfs = [replace(w, arrival=with_rate(w.arrival, rate * w.arrival.rate / total)) for w in wfs]
+        return replace(self, workflows=tuple(wfs))
+
+    def with_engine(self, index: int = 0, **changes) -> "Scenario":
+        engines = list(self.engines)
+        engines[index] = replace(engines[index], **changes)
+        sc = replace(self, engines=tuple(engines))
+        validate(sc)
+        return sc
+
+    @property
+    def total_rate(self) -> float:
+        return sum(w.arrival.rate for w in self.workflows)
+
+    def to_table(self) -> dict:
+        t = {"seed": self.seed}
+        if self.name:
+            t["name"] = self.name
+        if self.description:
+            t["description"] = self.description
+        run = {}
+        if self.num_requests is not None:
+            run["num_requests"] = self.num_requests
+        if self.duration_seconds is not None:
+            run["duration_seconds"] = self.duration_seconds
+        if self.drain:
+            run["drain"] = True
+        if self.timeseries_points != 2000:
+            run["timeseries_points"] = self.timeseries_points
+        if self.single:
+            wf = self.workflow
+            st = wf.steps[0]
+            w = dict(run)
+            w["arrival"] = wf.arrival.to_table()
+            w["prompt_tokens"] = st.prompt_tokens.to_table()
+            w["output_tokens"] = st.output_tokens.to_table()
+            eng = self.engine.to_table()
+            eng.pop("name", None)
+            eng.pop("policy", None)
+            t["workload"] = w
+            t["engine"] = eng
+        else:
+            t["run"] = run
+            t["engines"] = [e.to_table() for e in self.engines]
+            t["workflows"] = [w.to_table() for w in self.workflows]
+        return t
+
+    def to_toml(self) -> str:
+        import tomli_w
+        return tomli_w.dumps(_drop_none(self.to_table()))
+
+
+def _drop_none(x):
+    if isinstance(x, dict):
+        return {k: _drop_none(v) for k, v in x.items() if v is not None}
+    if isinstance(x, list):
+        return [_drop_none(v) for v in x]
+    return x
+
+
+# ------------------------------------------------------------------------ parsing
+
+
+def _run_bounds(table: dict, where: str) -> dict:
+    kw = {}
+    if "num_requests" in table:
+        kw["num_requests"] = _num(table, "num_requests", where, integer=True, maximum=MAX_REQUESTS)
+    if "duration_seconds" in table:
+        kw["duration_seconds"] = _num(table, "duration_seconds", where, maximum=1e9)
+        kw.setdefault("num_requests", None)
+    if "drain" in table:
+        if not isinstance(table["drain"], bool):
+            raise ConfigError(f"{where}.drain: {table['drain']!r} must be true or false")
+        kw["drain"] = table["drain"]
+    if "timeseries_points" in table:
+        kw["timeseries_points"] = _num(table, "timeseries_points", where, integer=True,
+                                       minimum=10, maximum=200_000)
+    return kw
+
+
+def scenario_from_table(data: dict, base_dir: Path | None = None) -> Scenario:
+    """Build and validate a Scenario from parsed TOML (single-engine or network form)."""
+    if not isinstance(data, dict):
+        raise ConfigError("scenario: expected a TOML table")
+    top = {"seed", "name", "description", "workload", "engine", "run", "engines", "workflows"}
+    _check_keys(data, top, "scenario")
+    kw = {}
+    if "seed" in data:
+        kw["seed"] = _num(data, "seed", "scenario", positive=False, integer=True, minimum=0,
+                          maximum=2**63 - 1)
+    for k in ("name", "description"):
+        if k in data:
+            kw[k] = str(data[k])
+    if "engines" in data or "workflows" in data:
+        if "workload" in data or "engine" in data:
+            raise ConfigError("scenario: use either [workload]+[engine] (one engine) or "
+                              "[[engines]]+[[workflows]] (a network), not both")
+        sc = _network_from_table(data, base_dir, kw)
+    else:
+        sc = _single_from_table(data, base_dir, kw)
+    validate(sc)
+    return sc
+
+
+def _single_from_table(data, base_dir, kw) -> Scenario:
+    w = data.get("workload")
+    if not isinstance(w, dict):
+        raise ConfigError("workload: missing table [workload] (arrival, prompt_tokens, output_tokens, num_requests)")
+    _check_keys(w, {"preset", "arrival", "prompt_tokens", "output_tokens", "num_requests",
+                    "duration_seconds", "drain", "timeseries_points"}, "workload")
+    kw.update(_run_bounds(w, "workload"))
+    arrival = prompt = output = None
+    if "preset" in w:
+        wp = workload_preset(w["preset"], "workload.preset")
+        kw["workload_preset"] = wp.name
+        arrival = arrival_process(wp.arrival, f"preset {wp.name}.arrival")
+        prompt = length_dist(wp.prompt_tokens, f"preset {wp.name}.prompt_tokens")
+        output = length_dist(wp.output_tokens, f"preset {wp.name}.output_tokens")
+    if "arrival" in w:
+        arrival = arrival_process(w["arrival"], "workload.arrival", base_dir)
+    if arrival is None:
+        raise ConfigError("workload.arrival: missing (e.g. { process = \"poisson\", rate = 3.0 })")
+    replay = isinstance(arrival, TraceArrivals)
+    if "prompt_tokens" in w:
+        prompt = length_dist(w["prompt_tokens"], "workload.prompt_tokens", base_dir)
+    if "output_tokens" in w:
+        output = length_dist(w["output_tokens"], "workload.output_tokens", base_dir)
+    if prompt is None or output is None:
+        if not replay:
+            missing = "prompt_tokens" if prompt is None else "output_tokens"
+            raise ConfigError(f"workload.{missing}: missing (e.g. {{ dist = \"constant\", value = 512 }})")
+        # a replayed trace brings its own lengths, in its own order
+        from llmsim.workload import TraceLengths
+        prompt = prompt or TraceLengths(arrival.trace, "prompt_tokens")
+        output = output or TraceLengths(arrival.trace, "output_tokens")
+    if replay and "num_requests" not in w and "duration_seconds" not in w:
+        kw["num_requests"] = len(arrival.trace.times)
+    e = data.get("engine")
+    if not isinstance(e, dict):
+        raise ConfigError("engine: missing table [engine] (scheduler, token_budget, kv_cache_tokens, batch_time)")
+    if "name" in e or "policy" in e:
+        raise ConfigError("engine: 'name' and 'policy' belong to [[engines]] of a network scenario")
+    eng = engine_config(e, "engine")
+    step = Step("call", eng.name, prompt, output)
+    wf = Workflow("requests", arrival, (step,), ("call",))
+    return Scenario(engines=(eng,), workflows=(wf,), single=True, **kw)
+
+
+def _network_from_table(data, base_dir, kw) -> Scenario:
+    run = data.get("run", {})
+    if not isinstance(run, dict):
+        raise ConfigError("run: expected a table")
+    _check_keys(run, {"num_requests", "duration_seconds", "drain", "timeseries_points"}, "run")
+    kw.update(_run_bounds(run, "run"))
+    engs = data.get("engines")
+    if not isinstance(engs, list) or not engs:
+        raise ConfigError("engines: expected one or more [[engines]] tables")
+    engines = tuple(engine_config(t, f"engines[{i}]") for i, t in enumerate(engs))
+    wfs = data.get("workflows")
+    if not isinstance(wfs, list) or not wfs:
+        raise ConfigError("workflows: expected one or more [[workflows]] tables")
+    workflows = []
+    for i, w in enumerate(wfs):
+        where = f"workflows[{i}]"
+        if not isinstance(w, dict):
+            raise ConfigError(f"{where}: expected a table")
+        _check_keys(w, {"name", "arrival", "steps", "start"}, where)
+        name = str(w.get("name", f"class{i}"))
+        arrival = arrival_process(w.get("arrival"), f"{where}.arrival", base_dir)
+        steps_t = w.get("steps")
+        if not isinstance(steps_t, list) or not steps_t:
+            raise ConfigError(f"{where}.steps: expected one or more [[workflows.steps]] tables")
+        steps = tuple(_step(t, f"{where}.steps[{j}]", base_dir) for j, t in enumerate(steps_t))
+        names = [s.name for s in steps]
+        if "start" in w:
+            start = w["start"]
+            if isinstance(start, str):
+                start = [start]
+            if not isinstance(start, list) or not start:
+                raise ConfigError(f"{where}.start: expected a list of step names")
+        else:
+            targets = {n for s in steps for r in s.routes for n in r.to}
+            start = [n for n in names if n not in targets]
+            if not start:
+                start = [names[0]]
+        workflows.append(Workflow(name, arrival, steps, tuple(start)))
+    return Scenario(engines=engines, workflows=tuple(workflows), single=False, **kw)
+
+
+def _step(t, where, base_dir) -> Step:
+    if not isinstance(t, dict):
+        raise ConfigError(f"{where}: expected a table")
+    _check_keys(t, {"name", "engine", "prompt_tokens", "output_tokens", "next", "routes", "join",
+                    "delay", "priority"}, where)
+    if not isinstance(t.get("name"), str) or not t["name"]:
+        raise ConfigError(f"{where}.name: missing or not a string")
+    if not isinstance(t.get("engine"), str):
+        raise ConfigError(f"{where}.engine: missing (the name of one of the [[engines]])")
+    for k in ("prompt_tokens", "output_tokens"):
+        if k not in t:
+            raise ConfigError(f"{where}.{k}: missing")
+    if "next" in t and "routes" in t:
+        raise ConfigError(f"{where}: give either 'next' (always) or 'routes' (by probability), not both")
+    if "routes" in t:
+        rs = t["routes"]
+        if not isinstance(rs, list) or not rs:
+            raise ConfigError(f"{where}.routes: expected a list like [{{ p = 0.7, to = [\"act\"] }}, {{ p = 0.3, to = [] }}]")
+        routes = []
+        for k, r in enumerate(rs):
+            if not isinstance(r, dict):
+                raise ConfigError(f"{where}.routes[{k}]: expected {{ p = ..., to = [...] }}")
+            _check_keys(r, {"p", "to"}, f"{where}.routes[{k}]")
+            p = _num(r, "p", f"{where}.routes[{k}]", positive=False, minimum=0, maximum=1)
+            to = r.get("to", [])
+            if not isinstance(to, list) or not all(isinstance(x, str) for x in to):
+                raise ConfigError(f"{where}.routes[{k}].to: expected a list of step names")
+            routes.append(Route(p, tuple(to)))
+        total = sum(r.prob for r in routes)
+        if abs(total - 1.0) > 1e-9:
+            raise ConfigError(f"{where}.routes: probabilities sum to {total:g}; they must sum to 1")
+    else:
+        nxt = t.get("next", [])
+        if isinstance(nxt, str):
+            nxt = [nxt]
+        if not isinstance(nxt, list) or not all(isinstance(x, str) for x in nxt):
+            raise ConfigError(f"{where}.next: expected a list of step names")
+        routes = [Route(1.0, tuple(nxt))]
+    join = t.get("join", False)
+    if not isinstance(join, bool):
+        raise ConfigError(f"{where}.join: {join!r} must be true or false")
+    delay_s, delay_d = 0.0, "constant"
+    if "delay" in t:
+        d = t["delay"]
+        if not isinstance(d, dict):
+            raise ConfigError(f"{where}.delay: expected {{ dist = \"constant\" | \"exponential\", seconds = ... }}")
+        _check_keys(d, {"dist", "seconds"}, f"{where}.delay")
+        delay_d = d.get("dist", "constant")
+        if delay_d not in ("constant", "exponential"):
+            raise ConfigError(f"{where}.delay.dist: unknown value {delay_d!r}; allowed: constant, exponential")
+        delay_s = _num(d, "seconds", f"{where}.delay", positive=False, minimum=0, maximum=1e6)
+    prio = None
+    if "priority" in t:
+        prio = _num(t, "priority", where, positive=False, integer=True, minimum=0, maximum=1000)
+    return Step(t["name"], t["engine"], length_dist(t["prompt_tokens"], f"{where}.prompt_tokens", base_dir),
+                length_dist(t["output_tokens"], f"{where}.output_tokens", base_dir), tuple(routes),
+                join, delay_s, delay_d, prio)
+
+
+def load_scenario(path) -> Scenario:
+    """Read and validate a scenario TOML file. Raises ConfigError naming the field."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"scenario file {str(path)!r}: not found")
+    try:
+        data = tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"scenario file {str(path)!r}: malformed TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"scenario file {str(path)!r}: not a text file") from None
+    sc = scenario_from_table(data, p.parent)
+    if not sc.name:
+        sc = replace(sc, name=p.stem)
+    return sc
+
+
+def loads_scenario(text: str, base_dir: Path | None = None) -> Scenario:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"scenario: malformed TOML: {exc}") from None
+    return scenario_from_table(data, base_dir)
+
+
+# --------------------------------------------------------------------- validation
+
+
+def step_index(sc: Scenario):
+    """Global step numbering: (workflow index, step name) -> step id, in order."""
+    idx = {}
+    for wi, w in enumerate(sc.workflows):
+        for s in w.steps:
+            idx[(wi, s.name)] = len(idx)
+    return idx
+
+
+def routing_matrix(sc: Scenario) -> np.ndarray:
+    """Q[s, j]: expected number of calls of step j started by one completion of step s
+    (join steps count 1/need per incoming edge delivery)."""
+    idx = step_index(sc)
+    n = len(idx)
+    q = np.zeros((n, n))
+    for wi, w in enumerate(sc.workflows):
+        need = join_needs(w)
+        for s in w.steps:
+            for r in s.routes:
+                for ch in r.to:
+                    j = idx[(wi, ch)]
+                    q[idx[(wi, s.name)], j] += r.prob / need.get(ch, 1)
+    return q
+
+
+def join_needs(w: Workflow) -> dict:
+    """For each join step, how many incoming deliveries start it."""
+    joins = {s.name for s in w.steps if s.join}
+    need = {n: 0 for n in joins}
+    for s in w.steps:
+        for r in s.routes:
+            for ch in r.to:
+                if ch in need:
+                    need[ch] += 1
+    return need
+
+
+def expected_visits(sc: Scenario) -> np.ndarray:
+    """Mean number of calls of each step per workflow arrival of its class."""
+    idx = step_index(sc)
+    q = routing_matrix(sc)
+    r = np.zeros(len(idx))
+    for wi, w in enumerate(sc.workflows):
+        for st in w.start:
+            r[idx[(wi, st)]] += 1
+    return np.linalg.solve(np.eye(len(idx)) - q.T, r)
+
+
+def validate(sc: Scenario) -> None:
+    """Every check that can be made before a run; raises ConfigError naming the field."""
+    if sc.num_requests is None and sc.duration_seconds is None:
+        raise ConfigError("workload: give num_requests or duration_seconds (the run's horizon)")
+    names = [e.name for e in sc.engines]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"engines: names must be unique, got {names}")
+    for ei, e in enumerate(sc.engines):
+        where = "engine" if sc.single else f"engines[{ei}] ({e.name})"
+        if e.scheduler not in SCHEDULERS:
+            raise ConfigError(f"{where}.scheduler: unknown value {e.scheduler!r}; allowed: {', '.join(SCHEDULERS)}")
+        for k, v, hi in (("token_budget", e.token_budget, MAX_BUDGET), ("kv_cache_tokens", e.kv_cache_tokens, MAX_KV_TOKENS)):
+            if not isinstance(v, int) or v <= 0 or v > hi:
+                raise ConfigError(f"{where}.{k}: {v!r} must be a whole number in [1, {hi}]")
+        if e.max_batch_size is not None and (not isinstance(e.max_batch_size, int) or e.max_batch_size <= 0):
+            raise ConfigError(f"{where}.max_batch_size: {e.max_batch_size!r} must be a whole number >= 1")
+        if e.policy not in POLICIES:
+            raise ConfigError(f"{where}.policy: unknown value {e.policy!r}; allowed: {', '.join(POLICIES)}")
+        if e.batch_time.full_budget_seconds(e.token_budget) <= 0 or e.batch_time.seconds(1) <= 0:
+            raise ConfigError(f"{where}.batch_time: an iteration must take a positive time ({e.batch_time.describe()})")
+    for wi, w in enumerate(sc.workflows):
+        where = f"workflows[{wi}] ({w.name})" if not sc.single else "workload"
+        if not isinstance(w.arrival, TraceArrivals) and not (0 < w.arrival.rate <= 1e6):
+            raise ConfigError(f"{where}.arrival.rate: {w.arrival.rate!r} must be in (0, 1e6] per second")
+        snames = [s.name for s in w.steps]
+        if len(set(snames)) != len(snames):
+            raise ConfigError(f"{where}.steps: step names must be unique, got {snames}")
+        for st in w.start:
+            if st not in snames:
+                raise ConfigError(f"{where}.start: unknown step {st!r}; steps: {', '.join(snames)}")
+        for s in w.steps:
+            sw = f"{where}.steps.{s.name}" if not sc.single else "workload"
+            if s.engine not in names:
+                raise ConfigError(f"{sw}.engine: unknown engine {s.engine!r}; engines: {', '.join(names)}")
+            for r in s.routes:
+                for ch in r.to:
+                    if ch not in snames:
+                        raise ConfigError(f"{sw}: routes to unknown step {ch!r}; steps: {', '.join(snames)}")
+            _check_fits(sc.engines[names.index(s.engine)], s, sw, "engine" if sc.single else f"engine {s.engine}")
+        _check_joins(w, where)
+    _check_cycles(sc)
+
+
+def _check_fits(e: EngineConfig, s: Step, where: str, ewhere: str):
+    p_max, d_max = s.prompt_tokens.max_value, s.output_tokens.max_value
+    if isinstance(d_max, float) and math.isinf(d_max):
+        d_max = s.output_tokens.quantile(1 - 1e-12)
+    if isinstance(p_max, float) and math.isinf(p_max):
+        p_max = s.prompt_tokens.quantile(1 - 1e-12)
+    info = e.info
+    if p_max + d_max > e.kv_cache_tokens:
+        raise ConfigError(
+            f"{where}: a request of up to {p_max} prompt + {d_max} output tokens can never fit "
+            f"{ewhere}.kv_cache_tokens = {e.kv_cache_tokens}; allowed: kv_cache_tokens >= {p_max + d_max} "
+            "or shorter requests")
+    if not info.chunked_prefill and p_max > e.token_budget:
+        raise ConfigError(
+            f"{where}: prompts of up to {p_max} tokens can never run under {e.scheduler}, which never "
+            f"chunks a prompt: {ewhere}.token_budget = {e.token_budget}; allowed: token_budget >= {p_max}, "
+            "or a chunking scheduler (orca, sarathi)")
+
+
+def _check_joins(w: Workflow, where: str):
+    need = join_needs(w)
+    names = {s.name: s for s in w.steps}
+    for j, n in need.items():
+        if n == 0:
+            raise ConfigError(f"{where}.steps.{j}: join = true but no step routes to it")
+        for s in w.steps:
+            for r in s.routes:
+                if j in r.to and r.prob < 1.0:
+                    raise ConfigError(
+                        f"{where}.steps.{j}: join parent {s.name!r} reaches it only with probability "
+                        f"{r.prob:g}, so the join could wait forever; a join's parents must route to it "
+                        "with probability 1")
+    # a join must not sit on a cycle (its count would mix visits)
+    for j in need:
+        seen, stack = set(), [c for r in names[j].routes for c in r.to]
+        while stack:
+            x = stack.pop()
+            if x == j:
+                raise ConfigError(f"{where}.steps.{j}: a join step cannot be part of a loop")
+            if x not in seen:
+                seen.add(x)
+                stack.extend(c for r in names[x].routes for c in r.to)
+
+
+def _check_cycles(sc: Scenario):
+    q = routing_matrix(sc)
+    if q.size == 0:
+        return
+    rad = max(abs(np.linalg.eigvals(q))) if q.shape[0] else 0.0
+    if rad >= 1 - 1e-9:
+        idx = step_index(sc)
+        inv = {v: k for k, v in idx.items()}
+        # name the steps on cycles that never exit
+        bad = []
+        for s in range(q.shape[0]):
+            m = np.linalg.matrix_power(q, 64)
+            if m[s].sum() > 0.5:
+                bad.append(f"{sc.workflows[inv[s][0]].name}.{inv[s][1]}")
+        raise ConfigError(
+            f"workflows: a loop has no exit probability (or forks faster than it exits), so a workflow "
+            f"would never finish: steps {', '.join(bad) or 'in a cycle'}; give a loop a route with p > 0 "
+            "that leaves it")

@@ -1,0 +1,414 @@
+"""The one simulation core: a network of LLM engines, iteration by iteration.
+
+A single engine is the one-node, one-step case of this network. Everything here is
+Numba-compiled (``cache=True``) and takes only arrays and integers; ``llmsim.simulate``
+validates the configuration and builds these arrays.
+
+State is struct-of-arrays, grouped into a few 2-D arrays whose columns are named by the
+module-level constants below (``C_*`` call columns, ``E_*`` engine columns, ...), so a
+kernel call passes a handful of arrays instead of sixty.
+
+Event order at one instant (deterministic tie-break, tested): iteration ends (engine
+index order), then delayed calls becoming ready (time, then call id), then workflow
+arrivals (arrival order); only then do idle engines form their next batch. So a request
+arriving exactly at an iteration boundary joins the next batch.
+"""
+
+import numpy as np
+from numba import njit
+
+from llmsim.schedulers import form_batch
+from llmsim import state as S
+
+INF = np.inf
+
+# kernel return codes
+DONE = 0        # no work left and no arrivals to come
+PAUSED = 1      # reached t_stop; call again to resume
+NEED_ROOM = 2   # a capacity (calls, pools, iteration log) is low; grow and call again
+STALLED = 3     # an engine had work but formed an empty batch (a configuration the
+                # validator should have refused); reported, never looped on
+
+
+@njit(cache=True)
+def _heap_push(heap_t, heap_c, n, t, c):
+    i = n
+    heap_t[i] = t
+    heap_c[i] = c
+    while i > 0:
+        p = (i - 1) // 2
+        if heap_t[p] < heap_t[i] or (heap_t[p] == heap_t[i] and heap_c[p] < heap_c[i]):
+            break
+        heap_t[p], heap_t[i] = heap_t[i], heap_t[p]
+        heap_c[p], heap_c[i] = heap_c[i], heap_c[p]
+        i = p
+    return n + 1
+
+
+@njit(cache=True)
+def _heap_pop(heap_t, heap_c, n):
+    c = heap_c[0]
+    n -= 1
+    heap_t[0] = heap_t[n]
+    heap_c[0] = heap_c[n]
+    i = 0
+    while True:
+        l = 2 * i + 1
+        if l >= n:
+            break
+        m = l
+        r = l + 1
+        if r < n and (heap_t[r] < heap_t[l] or (heap_t[r] == heap_t[l] and heap_c[r] < heap_c[l])):
+            m = r
+        if heap_t[i] < heap_t[m] or (heap_t[i] == heap_t[m] and heap_c[i] <= heap_c[m]):
+            break
+        heap_t[m], heap_t[i] = heap_t[i], heap_t[m]
+        heap_c[m], heap_c[i] = heap_c[i], heap_c[m]
+        i = m
+    return c, n
+
+
+@njit(cache=True)
+def _enqueue_back(ci, si, ei, s, c):
+    """Append call c to the waiting list of step (buffer) s."""
+    ci[c, S.C_NEXT] = -1
+    ci[c, S.C_PREV] = si[s, S.S_TAIL]
+    if si[s, S.S_TAIL] >= 0:
+        ci[si[s, S.S_TAIL], S.C_NEXT] = c
+    else:
+        si[s, S.S_HEAD] = c
+    si[s, S.S_TAIL] = c
+    si[s, S.S_NWAIT] += 1
+    ei[si[s, S.S_ENGINE], S.E_NWAIT] += 1
+
+
+@njit(cache=True)
+def _spawn(ci, cf, si, sf, ei, ef, gi, job, step, t, pool_p, pool_d, delay_pool,
+           heap_t, heap_c):
+    """Create the call of `step` for workflow `job` at time t (after the step's delay)."""
+    c = gi[S.G_NCALLS]
+    gi[S.G_NCALLS] = c + 1
+    k = si[step, S.S_POOL_POS]
+    si[step, S.S_POOL_POS] = k + 1
+    p = pool_p[k]
+    d = pool_d[k]
+    ci[c, S.C_JOB] = job
+    ci[c, S.C_STEP] = step
+    ci[c, S.C_P] = p
+    ci[c, S.C_D] = d
+    ci[c, S.C_PREF_NEED] = p
+    ci[c, S.C_PREF_DONE] = 0
+    ci[c, S.C_DEC_DONE] = 0
+    ci[c, S.C_KV] = 0
+    ci[c, S.C_PREEMPT] = 0
+    ci[c, S.C_NEXT] = -1
+    ci[c, S.C_PREV] = -1
+    cf[c, S.F_ADMIT] = -1.0
+    cf[c, S.F_FIRST] = -1.0
+    cf[c, S.F_FINISH] = -1.0
+    delay = 0.0
+    if si[step, S.S_DELAY_KIND] == 1:
+        delay = sf[step, S.SF_DELAY]
+    elif si[step, S.S_DELAY_KIND] == 2:
+        kd = si[step, S.S_DPOOL_POS]
+        si[step, S.S_DPOOL_POS] = kd + 1
+        delay = delay_pool[kd]
+    cf[c, S.F_CREATED] = t
+    if delay > 0.0:
+        ci[c, S.C_STATE] = S.ST_DELAYED
+        cf[c, S.F_READY] = t + delay
+        gi[S.G_HEAP_N] = _heap_push(heap_t, heap_c, gi[S.G_HEAP_N], t + delay, c)
+    else:
+        _make_ready(ci, cf, si, ei, gi, c, t)
+    return c
+
+
+@njit(cache=True)
+def _make_ready(ci, cf, si, ei, gi, c, t):
+    s = ci[c, S.C_STEP]
+    e = si[s, S.S_ENGINE]
+    ci[c, S.C_STATE] = S.ST_WAITING
+    cf[c, S.F_READY] = t
+    ci[c, S.C_SEQ] = gi[S.G_SEQ]
+    gi[S.G_SEQ] += 1
+    si[s, S.S_NCOUNT] += 1
+    work = ci[c, S.C_P] + ci[c, S.C_D]
+    ei[e, S.E_BACKLOG] += work
+    gi[S.G_TOK_IN] += work
+    _enqueue_back(ci, si, ei, s, c)
+
+
+@njit(cache=True)
+def _job_arrival(ci, cf, si, sf, ei, ef, gi, ji, jf, j, t, class_root_ptr, class_root,
+                 pool_p, pool_d, delay_pool, heap_t, heap_c):
+    cl = ji[j, S.J_CLASS]
+    gi[S.G_JOBS_IN] += 1
+    for r in range(class_root_ptr[cl], class_root_ptr[cl + 1]):
+        ji[j, S.J_ACTIVE] += 1
+        _spawn(ci, cf, si, sf, ei, ef, gi, j, class_root[r], t, pool_p, pool_d,
+               delay_pool, heap_t, heap_c)
+
+
+@njit(cache=True)
+def _finish_call(ci, cf, si, sf, ei, ef, gi, ji, jf, jjoin, c, t, opt_ptr, opt_cum,
+                 child_ptr, child_step, route_u, pool_p, pool_d, delay_pool, heap_t, heap_c):
+    """Call c has produced its last token at time t: route its workflow onward."""
+    s = ci[c, S.C_STEP]
+    j = ci[c, S.C_JOB]
+    si[s, S.S_NCOUNT] -= 1
+    gi[S.G_CALLS_DONE] += 1
+    o0 = opt_ptr[s]
+    o1 = opt_ptr[s + 1]
+    o = o0
+    if o1 - o0 > 1:
+        u = route_u[gi[S.G_ROUTE_POS]]
+        gi[S.G_ROUTE_POS] += 1
+        while o < o1 - 1 and u >= opt_cum[o]:
+            o += 1
+    for k in range(child_ptr[o], child_ptr[o + 1]):
+        ch = child_step[k]
+        need = si[ch, S.S_JOIN_NEED]
+        if need > 1:
+            jx = si[ch, S.S_JOIN_IDX]
+            jjoin[j, jx] += 1
+            if jjoin[j, jx] < need:
+                continue
+            jjoin[j, jx] = 0
+        ji[j, S.J_ACTIVE] += 1
+        _spawn(ci, cf, si, sf, ei, ef, gi, j, ch, t, pool_p, pool_d, delay_pool,
+               heap_t, heap_c)
+    ji[j, S.J_ACTIVE] -= 1
+    if ji[j, S.J_ACTIVE] == 0:
+        jf[j, S.JF_FINISH] = t
+        gi[S.G_JOBS_IN] -= 1
+        gi[S.G_JOBS_DONE] += 1
+
+
+@njit(cache=True)
+def _apply_batch(ci, cf, si, sf, ei, ef, gi, ji, jf, jjoin, e, t, run, batch_c, batch_t,
+                 batch_ph, logi, logf, opt_ptr, opt_cum, child_ptr, child_step, route_u,
+                 pool_p, pool_d, delay_pool, heap_t, heap_c):
+    """Iteration of engine e ends at t: credit its tokens, finish calls, route them."""
+    bo = ei[e, S.E_BATCH_OFF]
+    nb = ei[e, S.E_BATCH_N]
+    finished = 0
+    log_on = gi[S.G_LOG_CAP] > 0
+    for k in range(nb):
+        c = batch_c[bo + k]
+        tok = batch_t[bo + k]
+        if tok == 0:
+            continue
+        if log_on:
+            r = gi[S.G_LOG_N]
+            logi[r, 0] = ei[e, S.E_ITERS]
+            logi[r, 1] = e
+            logi[r, 2] = c
+            logi[r, 3] = tok
+            logi[r, 4] = batch_ph[bo + k]
+            logf[r, 0] = ef[e, S.EF_ITER_START]
+            logf[r, 1] = t
+            gi[S.G_LOG_N] = r + 1
+        ei[e, S.E_BACKLOG] -= tok
+        gi[S.G_TOK_DONE] += tok
+        if batch_ph[bo + k] == S.PH_PREFILL:
+            ci[c, S.C_PREF_DONE] += tok
+            if ci[c, S.C_PREF_DONE] == ci[c, S.C_PREF_NEED]:
+                ci[c, S.C_STATE] = S.ST_DECODE
+                ei[e, S.E_NDEC] += 1
+                if cf[c, S.F_FIRST] < 0.0:
+                    cf[c, S.F_FIRST] = t
+        else:
+            d = ci[c, S.C_DEC_DONE] + 1
+            ci[c, S.C_DEC_DONE] = d
+            if d == ci[c, S.C_D]:
+                ci[c, S.C_STATE] = S.ST_DONE
+                cf[c, S.F_FINISH] = t
+                ei[e, S.E_NDEC] -= 1
+                ei[e, S.E_KV_USED] -= ci[c, S.C_KV]
+                ci[c, S.C_KV] = 0
+                finished += 1
+    ei[e, S.E_BATCH_N] = 0
+    ei[e, S.E_BUSY] = 0
+    ei[e, S.E_ITERS] += 1
+    if finished > 0:
+        # stable compaction keeps the running list in admission order
+        ro = ei[e, S.E_RUN_OFF]
+        n = ei[e, S.E_NRUN]
+        w = 0
+        for i in range(n):
+            c = run[ro + i]
+            if ci[c, S.C_STATE] != S.ST_DONE:
+                run[ro + w] = c
+                w += 1
+        ei[e, S.E_NRUN] = w
+        # route in batch order (deterministic: the batch is formed in a fixed order)
+        for k in range(nb):
+            c = batch_c[bo + k]
+            if batch_t[bo + k] > 0 and batch_ph[bo + k] == S.PH_DECODE and \
+                    ci[c, S.C_STATE] == S.ST_DONE:
+                _finish_call(ci, cf, si, sf, ei, ef, gi, ji, jf, jjoin, c, t, opt_ptr,
+                             opt_cum, child_ptr, child_step, route_u, pool_p, pool_d,
+                             delay_pool, heap_t, heap_c)
+
+
+@njit(cache=True)
+def _batch_seconds(ei, ef, e, n_pref, n_dec, ctx):
+    model = ei[e, S.E_BT_MODEL]
+    n = n_pref + n_dec
+    if model == S.BT_CONSTANT:
+        return ef[e, S.EF_BT0]
+    elif model == S.BT_STAIRCASE:
+        b0 = ef[e, S.EF_BT2]
+        return ef[e, S.EF_BT0] + ef[e, S.EF_BT1] * np.ceil(n / b0)
+    elif model == S.BT_PIECEWISE:
+        b0 = ef[e, S.EF_BT2]
+        return ef[e, S.EF_BT0] + ef[e, S.EF_BT1] * max(0.0, n - b0)
+    else:  # affine
+        return (ef[e, S.EF_BT0] + ef[e, S.EF_BT1] * n_pref + ef[e, S.EF_BT2] * n_dec
+                + ef[e, S.EF_BT3] * ctx)
+
+
+@njit(cache=True)
+def _snapshot(rec, row, t, gi, ei, si):
+    rec[row, 0] = t
+    rec[row, 1] = gi[S.G_JOBS_IN]
+    n_e = ei.shape[0]
+    for e in range(n_e):
+        b = 2 + 4 * e
+        rec[row, b] = ei[e, S.E_NWAIT]
+        rec[row, b + 1] = ei[e, S.E_NRUN]
+        rec[row, b + 2] = ei[e, S.E_BACKLOG]
+        rec[row, b + 3] = ei[e, S.E_KV_USED]
+    b = 2 + 4 * n_e
+    for s in range(si.shape[0]):
+        rec[row, b + 2 * s] = si[s, S.S_NWAIT]
+        rec[row, b + 2 * s + 1] = si[s, S.S_NCOUNT]
+
+
+@njit(cache=True)
+def _record_until(rec, gi, gf, ei, si, t):
+    """Sample the (piecewise-constant) state at every grid time <= t.
+
+    The grid starts at spacing SAMPLE_DT; when the buffer fills, every other row is
+    dropped and the spacing doubles, so any run length fits in a bounded buffer.
+    """
+    cap = rec.shape[0]
+    while gf[S.GF_NEXT_SAMPLE] <= t:
+        n = gi[S.G_REC_N]
+        if n == cap:
+            half = (cap + 1) // 2
+            for i in range(half):
+                rec[i, :] = rec[2 * i, :]
+            gi[S.G_REC_N] = half
+            n = half
+            gf[S.GF_SAMPLE_DT] *= 2.0
+            gf[S.GF_NEXT_SAMPLE] = rec[half - 1, 0] + gf[S.GF_SAMPLE_DT]
+            if gf[S.GF_NEXT_SAMPLE] > t:
+                break
+        _snapshot(rec, n, gf[S.GF_NEXT_SAMPLE], gi, ei, si)
+        gi[S.G_REC_N] = n + 1
+        gf[S.GF_NEXT_SAMPLE] += gf[S.GF_SAMPLE_DT]
+
+
+@njit(cache=True)
+def _accumulate(gf, gi, ei, ef, t):
+    dt = t - gf[S.GF_T_LAST]
+    if dt > 0.0:
+        gf[S.GF_AREA_JOBS] += gi[S.G_JOBS_IN] * dt
+        for e in range(ei.shape[0]):
+            ef[e, S.EF_AREA_WAIT] += ei[e, S.E_NWAIT] * dt
+            ef[e, S.EF_AREA_RUN] += ei[e, S.E_NRUN] * dt
+            ef[e, S.EF_AREA_BACKLOG] += ei[e, S.E_BACKLOG] * dt
+            if ei[e, S.E_BUSY] == 1:
+                ef[e, S.EF_BUSY_TIME] += dt
+        gf[S.GF_T_LAST] = t
+
+
+@njit(cache=True)
+def _low_room(gi, ci, si, ei, route_u, logi):
+    """True when one more instant might overrun a capacity (calls, pools, log, running)."""
+    margin = gi[S.G_MARGIN]
+    if gi[S.G_NCALLS] + margin > ci.shape[0]:
+        return True
+    if gi[S.G_ROUTE_FINAL] == 0 and gi[S.G_ROUTE_POS] + margin > route_u.shape[0]:
+        return True
+    if gi[S.G_LOG_CAP] > 0 and gi[S.G_LOG_N] + gi[S.G_LOG_MARGIN] > logi.shape[0]:
+        return True
+    for s in range(si.shape[0]):
+        if si[s, S.S_POOL_FINAL] == 0:
+            if si[s, S.S_POOL_POS] + margin > si[s, S.S_POOL_END]:
+                return True
+            if si[s, S.S_DELAY_KIND] == 2 and si[s, S.S_DPOOL_POS] + margin > si[s, S.S_DPOOL_END]:
+                return True
+    for e in range(ei.shape[0]):
+        if ei[e, S.E_NRUN] + margin > ei[e, S.E_RUN_CAP]:
+            return True
+    return False
+
+
+@njit(cache=True)
+def run_kernel(t_stop, gi, gf, ci, cf, ei, ef, si, sf, ji, jf, jjoin, run, batch_c,
+               batch_t, batch_ph, e_steps_ptr, e_steps, opt_ptr, opt_cum, child_ptr,
+               child_step, class_root_ptr, class_root, route_u, pool_p, pool_d,
+               delay_pool, mp_route, heap_t, heap_c, rec, logi, logf):
+    """Advance the network until simulated time t_stop (inclusive) or until no work is
+    left. Returns DONE, PAUSED, NEED_ROOM or STALLED; all state lives in the arrays, so a
+    PAUSED or NEED_ROOM run resumes exactly where it stopped (chunking never changes a
+    result)."""
+    n_e = ei.shape[0]
+    n_jobs = ji.shape[0]
+    while True:
+        if _low_room(gi, ci, si, ei, route_u, logi):
+            return NEED_ROOM
+        # --- next instant ---------------------------------------------------------------
+        t = INF
+        for e in range(n_e):
+            if ei[e, S.E_BUSY] == 1 and ef[e, S.EF_ITER_END] < t:
+                t = ef[e, S.EF_ITER_END]
+        if gi[S.G_HEAP_N] > 0 and heap_t[0] < t:
+            t = heap_t[0]
+        nj = gi[S.G_NEXT_JOB]
+        if nj < n_jobs and jf[nj, S.JF_ARRIVAL] < t:
+            t = jf[nj, S.JF_ARRIVAL]
+        if t == INF:
+            return DONE
+        if t > t_stop:
+            _record_until(rec, gi, gf, ei, si, t_stop)
+            _accumulate(gf, gi, ei, ef, t_stop)
+            gf[S.GF_NOW] = t_stop
+            return PAUSED
+        _record_until(rec, gi, gf, ei, si, t)
+        _accumulate(gf, gi, ei, ef, t)
+        gf[S.GF_NOW] = t
+        # 1. iteration ends, in engine order
+        for e in range(n_e):
+            if ei[e, S.E_BUSY] == 1 and ef[e, S.EF_ITER_END] == t:
+                _apply_batch(ci, cf, si, sf, ei, ef, gi, ji, jf, jjoin, e, t, run, batch_c,
+                             batch_t, batch_ph, logi, logf, opt_ptr, opt_cum, child_ptr,
+                             child_step, route_u, pool_p, pool_d, delay_pool, heap_t, heap_c)
+        # 2. delayed calls (tool calls) become ready
+        while gi[S.G_HEAP_N] > 0 and heap_t[0] == t:
+            c, hn = _heap_pop(heap_t, heap_c, gi[S.G_HEAP_N])
+            gi[S.G_HEAP_N] = hn
+            _make_ready(ci, cf, si, ei, gi, c, t)
+        # 3. workflow arrivals
+        while gi[S.G_NEXT_JOB] < n_jobs and jf[gi[S.G_NEXT_JOB], S.JF_ARRIVAL] == t:
+            j = gi[S.G_NEXT_JOB]
+            gi[S.G_NEXT_JOB] = j + 1
+            _job_arrival(ci, cf, si, sf, ei, ef, gi, ji, jf, j, t, class_root_ptr,
+                         class_root, pool_p, pool_d, delay_pool, heap_t, heap_c)
+            # several arrivals can share an instant (traces, deterministic rates);
+            # resuming mid-instant is exact because no batch has been formed yet
+            if _low_room(gi, ci, si, ei, route_u, logi):
+                return NEED_ROOM
+        # 4. idle engines with work start an iteration
+        for e in range(n_e):
+            if ei[e, S.E_BUSY] == 0 and (ei[e, S.E_NWAIT] > 0 or ei[e, S.E_NRUN] > 0):
+                n_pref, n_dec, ctx = form_batch(ci, cf, si, sf, ei, ef, gi, e, t, run,
+                                                batch_c, batch_t, batch_ph, e_steps_ptr,
+                                                e_steps, mp_route)
+                if n_pref + n_dec == 0:
+                    return STALLED
+                ei[e, S.E_BUSY] = 1
+                ef[e, S.EF_ITER_START] = t
+                ef[e, S.EF_ITER_END] = t + _batch_seconds(ei, ef, e, n_pref, n_dec, ctx)

@@ -1,0 +1,580 @@
+"""Running a scenario: build the kernel's arrays, advance in chunks, wrap the result.
+
+``Simulation`` holds a run in progress (the UI advances it chunk by chunk and draws the
+trajectory as it grows); ``simulate`` runs one to its end.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from llmsim import core
+from llmsim import state as S
+from llmsim.config import (POLICIES, Scenario, expected_visits, join_needs, routing_matrix,
+                           step_index, validate)
+from llmsim.schedulers import scheduler_info
+from llmsim.workload import ConfigError
+
+MAX_CALLS = 50_000_000
+
+
+@dataclass
+class Result:
+    """What a run produced. Times in seconds, tokens in tokens.
+
+    summary: dict (see ``Simulation.summary``).
+    timeseries: one row per sample time: time_s, workflows_in_system; per engine waiting,
+        running, backlog_tokens, kv_tokens (plain names for a single engine, prefixed
+        ``<engine>.`` otherwise); per step (buffer) ``<workflow>.<step>.waiting`` and
+        ``.in_buffer`` (waiting + running) for networks.
+    requests: one row per LLM call (a request, for a single engine): request_id,
+        arrival_s (entered its engine's buffer), admitted_s, first_token_s, finish_s (NaN
+        while unfinished), prompt_tokens, output_tokens, preemptions; for networks also
+        workflow_id, workflow, step, engine.
+    workflows: one row per workflow arrival: workflow_id, workflow, arrival_s, finish_s.
+    iterations: with ``record_iterations``: one row per batch entry: iteration, engine,
+        start_s, end_s, request_id, tokens, phase ('prefill' | 'decode'); else None.
+    """
+    scenario: Scenario
+    summary: dict
+    timeseries: pd.DataFrame
+    requests: pd.DataFrame
+    workflows: pd.DataFrame
+    iterations: pd.DataFrame | None = None
+    verdict: object = None
+
+    def __repr__(self):
+        return f"Result({self.summary.get('scheduler')}, completed={self.summary.get('completed')})"
+
+
+def _streams(sc: Scenario):
+    """One independent random stream per input: arrivals per workflow class; prompt,
+    output and delay per step; routing. Independent of the scenario's form, so a
+    single-engine file and its one-node network twin draw the same numbers."""
+    arr_root, step_root, route_root = np.random.SeedSequence(sc.seed).spawn(3)
+    arrivals = [np.random.default_rng(s) for s in arr_root.spawn(len(sc.workflows))]
+    n_steps = sum(len(w.steps) for w in sc.workflows)
+    steps = [[np.random.default_rng(x) for x in s.spawn(3)] for s in step_root.spawn(n_steps)]
+    return arrivals, steps, np.random.default_rng(route_root)
+
+
+def _arrivals(sc: Scenario, rngs):
+    """Workflow arrival times and classes within the horizon, merged in time order."""
+    times, classes = [], []
+    for ci, (w, rng) in enumerate(zip(sc.workflows, rngs)):
+        if sc.num_requests is not None:
+            n = sc.num_requests
+            t = w.arrival.times(rng, n)
+            if sc.duration_seconds is not None:
+                t = t[t <= sc.duration_seconds]
+        else:
+            chunks, last, n = [], 0.0, max(16, int(w.arrival.rate * sc.duration_seconds * 1.1) + 16)
+            while last <= sc.duration_seconds:
+                t = w.arrival.times(rng, n) + last
+                chunks.append(t)
+                last = t[-1]
+                if len(chunks) * n > MAX_CALLS:
+                    raise ConfigError(f"duration_seconds: {sc.duration_seconds} s at this rate means more "
+                                      f"than {MAX_CALLS} arrivals; allowed: a shorter duration")
+            t = np.concatenate(chunks)
+            t = t[t <= sc.duration_seconds]
+        times.append(t)
+        classes.append(np.full(len(t), ci, dtype=np.int64))
+    t = np.concatenate(times)
+    c = np.concatenate(classes)
+    order = np.lexsort((c, t))  # time, then class index: a deterministic tie-break
+    t, c = t[order], c[order]
+    if sc.num_requests is not None:
+        t, c = t[:sc.num_requests], c[:sc.num_requests]
+    return t, c
+
+
+class Simulation:
+    """A run in progress. ``advance(until_s)`` moves simulated time forward; ``result()``
+    reads out what has happened so far. Chunking never changes the outcome."""
+
+    def __init__(self, scenario: Scenario, record_iterations: bool = False):
+        validate(scenario)
+        self.scenario = sc = scenario
+        self.wall = 0.0
+        t0 = time.perf_counter()
+        arr_rngs, self._step_rngs, self._route_rng = _streams(sc)
+        job_t, job_c = _arrivals(sc, arr_rngs)
+        self.n_jobs = n_jobs = len(job_t)
+        if n_jobs == 0:
+            raise ConfigError("workload: no arrival falls within the horizon; allowed: a longer "
+                              "duration_seconds or a higher rate")
+        self.horizon = float(sc.duration_seconds) if sc.num_requests is None else float(job_t[-1])
+        if sc.duration_seconds is not None:
+            self.horizon = float(sc.duration_seconds) if n_jobs < (sc.num_requests or math.inf) else float(job_t[-1])
+
+        engines = sc.engines
+        e_index = {e.name: i for i, e in enumerate(engines)}
+        sidx = step_index(sc)
+        steps = [(wi, s) for wi, w in enumerate(sc.workflows) for s in w.steps]
+        self._steps = steps
+        n_s = len(steps)
+        n_e = len(engines)
+        visits = expected_visits(sc)
+        q = routing_matrix(sc)
+        jobs_per_class = np.bincount(job_c, minlength=len(sc.workflows))
+
+        # ---- routing arrays
+        opt_ptr, opt_cum, child_ptr, child_step = [0], [], [0], []
+        max_fan = 1
+        for wi, s in steps:
+            acc = 0.0
+            for r in s.routes:
+                acc += r.prob
+                opt_cum.append(acc)
+                child_step.extend(sidx[(wi, ch)] for ch in r.to)
+                child_ptr.append(len(child_step))
+                max_fan = max(max_fan, len(r.to))
+            opt_ptr.append(len(opt_cum))
+        class_root_ptr, class_root = [0], []
+        for wi, w in enumerate(sc.workflows):
+            class_root.extend(sidx[(wi, st)] for st in w.start)
+            class_root_ptr.append(len(class_root))
+        max_roots = max(class_root_ptr[i + 1] - class_root_ptr[i] for i in range(len(sc.workflows)))
+        self._margin = int(sum(e.slots for e in engines) * max_fan + max_roots + 1)
+
+        # ---- steps: pools sized exactly where the number of calls is certain
+        stochastic = _stochastic_steps(sc)
+        si = np.zeros((n_s, S.N_SI), dtype=np.int64)
+        sf = np.zeros((n_s, S.N_SF))
+        self._pool_p, self._pool_d, self._delay = [], [], []
+        pool_p, pool_d, delay_pool = [], [], []
+        self._final = np.zeros(n_s, dtype=bool)
+        pool_start, dpool_start = 0, 0
+        join_idx = 0
+        e_steps = [[] for _ in range(n_e)]
+        for k, (wi, s) in enumerate(steps):
+            e = e_index[s.engine]
+            e_steps[e].append(k)
+            si[k, S.S_ENGINE] = e
+            si[k, S.S_HEAD] = si[k, S.S_TAIL] = -1
+            exact = not stochastic[k]
+            n_calls = int(round(visits[k] * jobs_per_class[wi]))
+            size = n_calls if exact else int(visits[k] * jobs_per_class[wi] * 1.2) + 4 * self._margin
+            self._final[k] = exact
+            pp, dd, dl = self._draw(k, size)
+            pool_p.append(pp)
+            pool_d.append(dd)
+            delay_pool.append(dl)
+            si[k, S.S_POOL_POS] = pool_start
+            pool_start += size
+            si[k, S.S_POOL_END] = pool_start
+            si[k, S.S_POOL_FINAL] = int(exact)
+            si[k, S.S_DPOOL_POS] = dpool_start
+            dpool_start += len(dl)
+            si[k, S.S_DPOOL_END] = dpool_start
+            if s.delay_seconds > 0:
+                si[k, S.S_DELAY_KIND] = 1 if s.delay_dist == "constant" else 2
+                sf[k, S.SF_DELAY] = s.delay_seconds
+            need = join_needs(sc.workflows[wi]).get(s.name, 0)
+            if s.join:
+                si[k, S.S_JOIN_NEED] = need
+                si[k, S.S_JOIN_IDX] = join_idx
+                join_idx += 1
+            sf[k, S.SF_MU] = 1.0 / (s.prompt_tokens.mean + s.output_tokens.mean)
+        self.n_joins = max(join_idx, 1)
+        # static priority: explicit `priority` (smaller first), else the order of steps
+        for e in range(n_e):
+            e_steps[e].sort(key=lambda k: (steps[k][1].priority if steps[k][1].priority is not None else 10**6, k))
+            for r, k in enumerate(e_steps[e]):
+                si[k, S.S_RANK] = r
+        self.si, self.sf = si, sf
+        self.pool_p = np.concatenate(pool_p).astype(np.int64)
+        self.pool_d = np.concatenate(pool_d).astype(np.int64)
+        self.delay_pool = np.concatenate(delay_pool) if dpool_start else np.zeros(1)
+        self._check_pools(0, len(self.pool_p))
+
+        self.e_steps_ptr = np.array([0] + list(np.cumsum([len(x) for x in e_steps])), dtype=np.int64)
+        self.e_steps = np.array([k for x in e_steps for k in x], dtype=np.int64)
+        self.opt_ptr = np.array(opt_ptr, dtype=np.int64)
+        self.opt_cum = np.array(opt_cum, dtype=float)
+        self.child_ptr = np.array(child_ptr, dtype=np.int64)
+        self.child_step = np.array(child_step if child_step else [0], dtype=np.int64)
+        self.class_root_ptr = np.array(class_root_ptr, dtype=np.int64)
+        self.class_root = np.array(class_root, dtype=np.int64)
+        self.mp_route = q
+        needs_routing = any(len(s.routes) > 1 for _, s in steps)
+        if needs_routing:
+            n_route = int(sum(visits[k] * jobs_per_class[wi] for k, (wi, _) in enumerate(steps)) * 1.2) + 4 * self._margin
+            self.route_u = self._route_rng.random(n_route)
+        else:
+            self.route_u = np.zeros(1)
+
+        # ---- engines
+        ei = np.zeros((n_e, S.N_EI), dtype=np.int64)
+        ef = np.zeros((n_e, S.N_EF))
+        boff = 0
+        for e, cfg in enumerate(engines):
+            ei[e, S.E_BUDGET] = cfg.token_budget
+            ei[e, S.E_KMAX] = cfg.slots
+            ei[e, S.E_KV_CAP] = cfg.kv_cache_tokens
+            ei[e, S.E_SCHED] = int(scheduler_info(cfg.scheduler).code)
+            ei[e, S.E_POLICY] = POLICIES[cfg.policy]
+            ei[e, S.E_RESERVE_FULL] = int(scheduler_info(cfg.scheduler).reserve_full)
+            code, params = cfg.batch_time.kernel_params()
+            ei[e, S.E_BT_MODEL] = code
+            ef[e, S.EF_BT0:S.EF_BT3 + 1] = params
+            ei[e, S.E_BATCH_OFF] = boff
+            boff += cfg.slots
+        self.ei, self.ef = ei, ef
+        self.batch_c = np.zeros(boff, dtype=np.int64)
+        self.batch_t = np.zeros(boff, dtype=np.int64)
+        self.batch_ph = np.zeros(boff, dtype=np.int64)
+
+        # ---- calls, workflows, global scalars
+        cap = int(pool_start + self._margin)
+        self.ci = np.zeros((cap, S.N_CI), dtype=np.int64)
+        self.cf = np.full((cap, S.N_CF), np.nan)
+        self._size_run(cap)
+        self.heap_t = np.zeros(cap)
+        self.heap_c = np.zeros(cap, dtype=np.int64)
+        self.ji = np.zeros((n_jobs, S.N_JI), dtype=np.int64)
+        self.ji[:, S.J_CLASS] = job_c
+        self.jf = np.full((n_jobs, S.N_JF), np.nan)
+        self.jf[:, S.JF_ARRIVAL] = job_t
+        self.jjoin = np.zeros((n_jobs, self.n_joins), dtype=np.int64)
+        self.gi = np.zeros(S.N_GI, dtype=np.int64)
+        self.gf = np.zeros(S.N_GF)
+        self.gi[S.G_MARGIN] = self._margin
+        self.gi[S.G_ROUTE_FINAL] = 0 if needs_routing else 1
+        n_pts = sc.timeseries_points
+        self.rec = np.zeros((n_pts, 2 + 4 * n_e + 2 * n_s))
+        self.gf[S.GF_SAMPLE_DT] = max(self.horizon, 1e-9) / (n_pts - 1)
+        self.record_iterations = record_iterations
+        if record_iterations:
+            self.gi[S.G_LOG_CAP] = 1
+            self.gi[S.G_LOG_MARGIN] = int(sum(e.slots for e in engines)) + 1
+            self.logi = np.zeros((4096 + self.gi[S.G_LOG_MARGIN], 5), dtype=np.int64)
+            self.logf = np.zeros((len(self.logi), 2))
+        else:
+            self.logi = np.zeros((1, 5), dtype=np.int64)
+            self.logf = np.zeros((1, 2))
+        self.status = core.PAUSED
+        self.wall += time.perf_counter() - t0
+
+    # ------------------------------------------------------------------ internals
+    def _draw(self, k, n):
+        wi, s = self._steps[k]
+        rp, rd, rdl = self._step_rngs[k]
+        pp = s.prompt_tokens.sample(rp, n)
+        dd = s.output_tokens.sample(rd, n)
+        if s.delay_seconds > 0 and s.delay_dist == "exponential":
+            dl = rdl.exponential(s.delay_seconds, n)
+        else:
+            dl = np.zeros(0)
+        return pp, dd, dl
+
+    def _check_pools(self, a, b):
+        """Drawn requests that could never fit their engine are refused before they run."""
+        tot = self.pool_p[a:b] + self.pool_d[a:b]
+        if len(tot) == 0:
+            return
+        for k, (wi, s) in enumerate(self._steps):
+            lo, hi = max(a, self.si[k, S.S_POOL_POS]), min(b, self.si[k, S.S_POOL_END])
+            if lo >= hi:
+                continue
+            e = self.scenario.engines[int(self.si[k, S.S_ENGINE])]
+            worst = int((self.pool_p[lo:hi] + self.pool_d[lo:hi]).max())
+            if worst > e.kv_cache_tokens:
+                raise ConfigError(
+                    f"a drawn request needs {worst} KV-cache tokens (prompt + output) but "
+                    f"kv_cache_tokens of engine {e.name!r} is {e.kv_cache_tokens}; allowed: "
+                    f"kv_cache_tokens >= {worst} or shorter length distributions")
+
+    def _size_run(self, cap):
+        n_e = len(self.scenario.engines)
+        old = getattr(self, "run", None)
+        self.run = np.zeros(n_e * cap, dtype=np.int64)
+        for e in range(n_e):
+            if old is not None:
+                ocap = int(self.ei[e, S.E_RUN_CAP])
+                n = int(self.ei[e, S.E_NRUN])
+                self.run[e * cap:e * cap + n] = old[e * ocap:e * ocap + n]
+            self.ei[e, S.E_RUN_OFF] = e * cap
+            self.ei[e, S.E_RUN_CAP] = cap
+
+    def _grow(self):
+        gi, m = self.gi, self._margin
+        cap = len(self.ci)
+        if gi[S.G_NCALLS] + m > cap:
+            new = max(2 * cap, gi[S.G_NCALLS] + 4 * m)
+            if new > MAX_CALLS:
+                raise ConfigError(f"the run would create more than {MAX_CALLS} LLM calls; allowed: fewer "
+                                  "num_requests or a shorter duration")
+            self.ci = np.concatenate([self.ci, np.zeros((new - cap, S.N_CI), dtype=np.int64)])
+            self.cf = np.concatenate([self.cf, np.full((new - cap, S.N_CF), np.nan)])
+            self.heap_t = np.concatenate([self.heap_t, np.zeros(new - cap)])
+            self.heap_c = np.concatenate([self.heap_c, np.zeros(new - cap, dtype=np.int64)])
+            self._size_run(new)
+        if gi[S.G_ROUTE_FINAL] == 0 and gi[S.G_ROUTE_POS] + m > len(self.route_u):
+            self.route_u = np.concatenate([self.route_u, self._route_rng.random(len(self.route_u))])
+        if gi[S.G_LOG_CAP] > 0 and gi[S.G_LOG_N] + gi[S.G_LOG_MARGIN] > len(self.logi):
+            self.logi = np.concatenate([self.logi, np.zeros_like(self.logi)])
+            self.logf = np.concatenate([self.logf, np.zeros_like(self.logf)])
+        si = self.si
+        for k in range(len(si)):
+            if si[k, S.S_POOL_FINAL]:
+                continue
+            low_p = si[k, S.S_POOL_POS] + m > si[k, S.S_POOL_END]
+            low_d = si[k, S.S_DELAY_KIND] == 2 and si[k, S.S_DPOOL_POS] + m > si[k, S.S_DPOOL_END]
+            if low_p or low_d:
+                self._refill(k)
+
+    def _refill(self, k):
+        """Append fresh draws for step k (continuing its own streams) at the pools' end."""
+        si = self.si
+        size = max(1024, int(si[k, S.S_POOL_END] - si[k, S.S_POOL_POS]) + 4 * self._margin,
+                   int(0.5 * (si[k, S.S_POOL_END])))
+        size = min(size, 4 * 1024 * 1024)
+        pp, dd, dl = self._draw(k, size)
+        # move the step's unread pool to the end, then the new draws
+        a, b = si[k, S.S_POOL_POS], si[k, S.S_POOL_END]
+        start = len(self.pool_p)
+        self.pool_p = np.concatenate([self.pool_p, self.pool_p[a:b], pp])
+        self.pool_d = np.concatenate([self.pool_d, self.pool_d[a:b], dd])
+        si[k, S.S_POOL_POS] = start
+        si[k, S.S_POOL_END] = len(self.pool_p)
+        self._check_pools(start, len(self.pool_p))
+        if len(dl):
+            a, b = si[k, S.S_DPOOL_POS], si[k, S.S_DPOOL_END]
+            start = len(self.delay_pool)
+            self.delay_pool = np.concatenate([self.delay_pool, self.delay_pool[a:b], dl])
+            si[k, S.S_DPOOL_POS] = start
+            si[k, S.S_DPOOL_END] = len(self.delay_pool)
+        self._compact_pools()
+
+    def _compact_pools(self):
+        """Drop consumed pool entries once they dominate, keeping memory bounded."""
+        si = self.si
+        if len(self.pool_p) < 8 * 1024 * 1024:
+            return
+        parts_p, parts_d, pos = [], [], 0
+        for k in range(len(si)):
+            a, b = si[k, S.S_POOL_POS], si[k, S.S_POOL_END]
+            parts_p.append(self.pool_p[a:b])
+            parts_d.append(self.pool_d[a:b])
+            si[k, S.S_POOL_POS] = pos
+            pos += b - a
+            si[k, S.S_POOL_END] = pos
+        self.pool_p = np.concatenate(parts_p)
+        self.pool_d = np.concatenate(parts_d)
+
+    # -------------------------------------------------------------------- running
+    @property
+    def now(self) -> float:
+        return float(self.gf[S.GF_NOW])
+
+    @property
+    def done(self) -> bool:
+        return self.status == core.DONE or (not self.scenario.drain and self.now >= self.horizon)
+
+    @property
+    def end_time(self) -> float:
+        return math.inf if self.scenario.drain else self.horizon
+
+    def advance(self, until_s: float | None = None) -> "Simulation":
+        """Simulate up to time until_s (default: the end of the run)."""
+        t0 = time.perf_counter()
+        stop = self.end_time if until_s is None else min(until_s, self.end_time)
+        while True:
+            st = core.run_kernel(
+                stop, self.gi, self.gf, self.ci, self.cf, self.ei, self.ef, self.si, self.sf,
+                self.ji, self.jf, self.jjoin, self.run, self.batch_c, self.batch_t, self.batch_ph,
+                self.e_steps_ptr, self.e_steps, self.opt_ptr, self.opt_cum, self.child_ptr,
+                self.child_step, self.class_root_ptr, self.class_root, self.route_u, self.pool_p,
+                self.pool_d, self.delay_pool, self.mp_route, self.heap_t, self.heap_c, self.rec,
+                self.logi, self.logf)
+            if st == core.NEED_ROOM:
+                self._grow()
+                continue
+            if st == core.STALLED:
+                raise self._stalled()
+            self.status = st
+            break
+        self.wall += time.perf_counter() - t0
+        return self
+
+    def _stalled(self) -> Exception:
+        """Explain an engine that has work but can form no batch."""
+        for e, eng in enumerate(self.scenario.engines):
+            for k in self.e_steps[self.e_steps_ptr[e]:self.e_steps_ptr[e + 1]]:
+                c = self.si[k, S.S_HEAD]
+                if c >= 0 and self.ci[c, S.C_PREF_NEED] > eng.token_budget:
+                    return ConfigError(
+                        f"engine {eng.name!r} ({eng.scheduler}) froze at t = {self.now:.3f} s: request "
+                        f"{c} was preempted after generating {self.ci[c, S.C_DEC_DONE]} tokens and must "
+                        f"recompute {self.ci[c, S.C_PREF_NEED]} tokens in one prefill, more than "
+                        f"token_budget = {eng.token_budget}; {eng.scheduler} never chunks (vLLM requires "
+                        "max_num_batched_tokens >= max_model_len). Allowed: token_budget >= the largest "
+                        "prompt + output, more kv_cache_tokens, or a chunking scheduler (orca, sarathi)")
+        return RuntimeError("an engine had work but could form no batch; please report this scenario")
+
+    @property
+    def progress(self) -> float:
+        """Fraction of the run's horizon simulated so far (0..1)."""
+        if self.done:
+            return 1.0
+        return min(1.0, self.now / self.horizon) if self.horizon > 0 else 0.0
+
+    # -------------------------------------------------------------------- outputs
+    def timeseries(self) -> pd.DataFrame:
+        sc = self.scenario
+        n = int(self.gi[S.G_REC_N])
+        rec = self.rec[:n]
+        cols = {"time_s": rec[:, 0], "workflows_in_system": rec[:, 1]}
+        for e, eng in enumerate(sc.engines):
+            p = "" if sc.single else f"{eng.name}."
+            b = 2 + 4 * e
+            for j, name in enumerate(("waiting", "running", "backlog_tokens", "kv_tokens")):
+                cols[p + name] = rec[:, b + j]
+        if not sc.single:
+            b = 2 + 4 * len(sc.engines)
+            for k, (wi, s) in enumerate(self._steps):
+                p = f"{sc.workflows[wi].name}.{s.name}."
+                cols[p + "waiting"] = rec[:, b + 2 * k]
+                cols[p + "in_buffer"] = rec[:, b + 2 * k + 1]
+        return pd.DataFrame(cols)
+
+    def requests(self) -> pd.DataFrame:
+        sc = self.scenario
+        n = int(self.gi[S.G_NCALLS])
+        ci, cf = self.ci[:n], self.cf[:n]
+        fin = np.where(ci[:, S.C_STATE] == S.ST_DONE, cf[:, S.F_FINISH], np.nan)
+        df = pd.DataFrame({
+            "request_id": np.arange(n),
+            "arrival_s": cf[:, S.F_READY],
+            "admitted_s": np.where(cf[:, S.F_ADMIT] >= 0, cf[:, S.F_ADMIT], np.nan),
+            "first_token_s": np.where(cf[:, S.F_FIRST] >= 0, cf[:, S.F_FIRST], np.nan),
+            "finish_s": fin,
+            "prompt_tokens": ci[:, S.C_P],
+            "output_tokens": ci[:, S.C_D],
+            "preemptions": ci[:, S.C_PREEMPT],
+        })
+        df.loc[ci[:, S.C_STATE] == S.ST_DELAYED, "arrival_s"] = np.nan
+        if not sc.single:
+            steps = self._steps
+            df["workflow_id"] = ci[:, S.C_JOB]
+            df["workflow"] = [sc.workflows[steps[k][0]].name for k in ci[:, S.C_STEP]]
+            df["step"] = [steps[k][1].name for k in ci[:, S.C_STEP]]
+            df["engine"] = [steps[k][1].engine for k in ci[:, S.C_STEP]]
+        return df
+
+    def workflows(self) -> pd.DataFrame:
+        sc = self.scenario
+        n = int(self.gi[S.G_NEXT_JOB])
+        return pd.DataFrame({
+            "workflow_id": np.arange(n),
+            "workflow": [sc.workflows[c].name for c in self.ji[:n, S.J_CLASS]] if not sc.single
+            else np.full(n, sc.workflows[0].name),
+            "arrival_s": self.jf[:n, S.JF_ARRIVAL],
+            "finish_s": self.jf[:n, S.JF_FINISH],
+        })
+
+    def iterations(self) -> pd.DataFrame | None:
+        if not self.record_iterations:
+            return None
+        n = int(self.gi[S.G_LOG_N])
+        li, lf = self.logi[:n], self.logf[:n]
+        return pd.DataFrame({
+            "iteration": li[:, 0], "engine": [self.scenario.engines[e].name for e in li[:, 1]],
+            "start_s": lf[:, 0], "end_s": lf[:, 1], "request_id": li[:, 2], "tokens": li[:, 3],
+            "phase": np.where(li[:, 4] == S.PH_PREFILL, "prefill", "decode"),
+        })
+
+    def summary(self, requests: pd.DataFrame | None = None, workflows: pd.DataFrame | None = None) -> dict:
+        from llmsim import theory
+        sc = self.scenario
+        req = self.requests() if requests is None else requests
+        T = self.now
+        done = req[req["finish_s"].notna()]
+        ttft = (done["first_token_s"] - done["arrival_s"]).to_numpy()
+        e2e = (done["finish_s"] - done["arrival_s"]).to_numpy()
+        tbt = ((done["finish_s"] - done["first_token_s"]) / done["output_tokens"]).to_numpy()
+        th = theory.analyze(sc)
+        q = lambda x, p: float(np.percentile(x, p)) if len(x) else None  # noqa: E731
+        gi = self.gi
+        s = {
+            "scenario": sc.name,
+            "scheduler": ",".join(dict.fromkeys(e.scheduler for e in sc.engines)),
+            "seed": sc.seed,
+            "arrival_rate_rps": sc.total_rate,
+            "load": th.load,
+            "arrived": int(gi[S.G_NEXT_JOB]) if sc.single else int(len(req)),
+            "completed": int(len(done)),
+            "simulated_seconds": T,
+            "horizon_seconds": self.horizon,
+            "throughput_rps": len(done) / T if T > 0 else 0.0,
+            "token_throughput": float(gi[S.G_TOK_DONE]) / T if T > 0 else 0.0,
+            "goodput_tokens_per_s": float((done["prompt_tokens"] + done["output_tokens"]).sum()) / T if T > 0 else 0.0,
+            "ttft_p50_s": q(ttft, 50), "ttft_p99_s": q(ttft, 99),
+            "tbt_p50_s": q(tbt, 50), "tbt_p99_s": q(tbt, 99),
+            "e2e_p50_s": q(e2e, 50), "e2e_p99_s": q(e2e, 99),
+            "preemptions": int(self.ei[:, S.E_PREEMPTS].sum()),
+            "iterations": int(self.ei[:, S.E_ITERS].sum()),
+            "tokens_in": int(gi[S.G_TOK_IN]),
+            "tokens_done": int(gi[S.G_TOK_DONE]),
+            "tokens_recomputed": int(gi[S.G_TOK_RECOMPUTE]),
+            "final_backlog_tokens": int(self.ei[:, S.E_BACKLOG].sum()),
+            "final_waiting": int(self.ei[:, S.E_NWAIT].sum()),
+            "mean_in_system": float(self.gf[S.GF_AREA_JOBS] / T) if T > 0 else 0.0,
+            "wall_seconds": self.wall,
+        }
+        if not sc.single:
+            wf = self.workflows() if workflows is None else workflows
+            wd = wf[wf["finish_s"].notna()]
+            lat = (wd["finish_s"] - wd["arrival_s"]).to_numpy()
+            s.update({"workflows_arrived": int(len(wf)), "workflows_completed": int(len(wd)),
+                      "workflow_e2e_p50_s": q(lat, 50), "workflow_e2e_p99_s": q(lat, 99),
+                      "engine_load": {e.name: th.engine_load[i] for i, e in enumerate(sc.engines)}})
+        return s
+
+    def result(self) -> Result:
+        req = self.requests()
+        wf = self.workflows()
+        return Result(self.scenario, self.summary(req, wf), self.timeseries(), req, wf,
+                      self.iterations())
+
+
+def _stochastic_steps(sc: Scenario) -> np.ndarray:
+    """True for steps whose number of calls per workflow is random (reached through a
+    probabilistic route or a loop); their length pools are refilled as needed."""
+    sidx = step_index(sc)
+    out = np.zeros(len(sidx), dtype=bool)
+    for wi, w in enumerate(sc.workflows):
+        for s in w.steps:
+            if len(s.routes) > 1:
+                for r in s.routes:
+                    for ch in r.to:
+                        out[sidx[(wi, ch)]] = True
+        changed = True
+        while changed:  # anything downstream of a random step is random too
+            changed = False
+            for s in w.steps:
+                if out[sidx[(wi, s.name)]]:
+                    for r in s.routes:
+                        for ch in r.to:
+                            if not out[sidx[(wi, ch)]]:
+                                out[sidx[(wi, ch)]] = True
+                                changed = True
+    return out
+
+
+def simulate(scenario: Scenario, record_iterations: bool = False) -> Result:
+    """Run a scenario to its end and return its Result (with its stability verdict)."""
+    from llmsim.stability import verdict
+    sim = Simulation(scenario, record_iterations=record_iterations)
+    sim.advance()
+    res = sim.result()
+    res.verdict = verdict(res)
+    res.summary.update(res.verdict.summary_fields())
+    return res

@@ -1,0 +1,143 @@
+"""Column names of the kernel's struct-of-arrays state (plain integer constants, so
+Numba folds them). Each group is one 2-D array: rows are calls, engines, steps,
+workflows; columns are these fields. Units: tokens for token counts, seconds for times.
+"""
+
+# call states
+ST_DELAYED = 0   # created, waiting out a tool-call delay before entering its buffer
+ST_WAITING = 1   # in its buffer's waiting list (never admitted, or preempted)
+ST_PREFILL = 2   # admitted, prefill (re)computation unfinished
+ST_DECODE = 3    # admitted, prefill done, decoding
+ST_DONE = 4
+
+# batch entry phases
+PH_PREFILL = 0
+PH_DECODE = 1
+
+# batch-time model codes
+BT_CONSTANT = 0
+BT_STAIRCASE = 1
+BT_PIECEWISE = 2
+BT_AFFINE = 3
+
+# policy codes (choice among the buffers waiting at one engine)
+POL_FCFS = 0
+POL_PRIORITY = 1
+POL_MAX_PRESSURE = 2
+
+# call int columns (ci)
+C_JOB = 0
+C_STEP = 1
+C_P = 2            # prompt tokens as drawn
+C_D = 3            # decode tokens as drawn
+C_STATE = 4
+C_PREF_NEED = 5    # prefill tokens to compute now (prompt + tokens decoded before a preemption)
+C_PREF_DONE = 6
+C_DEC_DONE = 7
+C_KV = 8           # KV-cache tokens allocated to the call
+C_PREEMPT = 9
+C_SEQ = 10         # FCFS key: order of entering the buffer
+C_NEXT = 11        # waiting-list links
+C_PREV = 12
+N_CI = 13
+
+# call float columns (cf), seconds
+F_CREATED = 0
+F_READY = 1        # entered its buffer (the "arrival" at its engine)
+F_ADMIT = 2        # first admission (start of first prefill)
+F_FIRST = 3        # first token: end of the iteration that completed the first prefill
+F_FINISH = 4
+N_CF = 5
+
+# engine int columns (ei)
+E_BUDGET = 0
+E_KMAX = 1
+E_KV_CAP = 2
+E_SCHED = 3
+E_POLICY = 4
+E_BT_MODEL = 5
+E_NRUN = 6
+E_KV_USED = 7
+E_NWAIT = 8
+E_NDEC = 9
+E_BUSY = 10
+E_BATCH_N = 11
+E_BATCH_OFF = 12
+E_RUN_OFF = 13
+E_RUN_CAP = 14
+E_ITERS = 15
+E_BACKLOG = 16     # unfinished work of calls at the engine, tokens (incl. recompute)
+E_PREEMPTS = 17
+E_RESERVE_FULL = 18  # 1: reserve prompt+output at admission (no growth, no preemption)
+N_EI = 19
+
+# engine float columns (ef)
+EF_BT0 = 0
+EF_BT1 = 1
+EF_BT2 = 2
+EF_BT3 = 3
+EF_ITER_START = 4
+EF_ITER_END = 5
+EF_AREA_WAIT = 6
+EF_AREA_RUN = 7
+EF_AREA_BACKLOG = 8
+EF_BUSY_TIME = 9
+N_EF = 10
+
+# step (buffer) int columns (si)
+S_ENGINE = 0
+S_HEAD = 1
+S_TAIL = 2
+S_NWAIT = 3
+S_NCOUNT = 4       # calls of this step at its engine (waiting + running)
+S_JOIN_NEED = 5    # parents that must finish before the step starts (<= 1: not a join)
+S_JOIN_IDX = 6
+S_POOL_POS = 7     # next unused entry of the prompt/output pools
+S_POOL_END = 8
+S_POOL_FINAL = 9   # 1: pools hold every call this step will ever have (no refill)
+S_DELAY_KIND = 10  # 0 none, 1 fixed, 2 drawn from the delay pool
+S_DPOOL_POS = 11
+S_DPOOL_END = 12
+S_RANK = 13        # static priority rank at its engine (0 = highest)
+N_SI = 14
+
+# step float columns (sf)
+SF_DELAY = 0       # fixed delay, seconds
+SF_MU = 1          # max-pressure service-rate weight (1 / mean tokens of a call)
+N_SF = 2
+
+# workflow (job) columns
+J_CLASS = 0
+J_ACTIVE = 1       # calls of the workflow created and not finished
+N_JI = 2
+JF_ARRIVAL = 0
+JF_FINISH = 1
+N_JF = 2
+
+# global int scalars (gi)
+G_NCALLS = 0
+G_NEXT_JOB = 1
+G_SEQ = 2
+G_HEAP_N = 3
+G_REC_N = 4
+G_ROUTE_POS = 5
+G_ROUTE_FINAL = 6
+G_LOG_N = 7
+G_LOG_CAP = 8       # 0: no iteration log
+G_LOG_MARGIN = 9
+G_MARGIN = 10
+G_TOK_IN = 11       # tokens of work that entered buffers (P + D per call)
+G_TOK_DONE = 12     # tokens processed (including recomputation after preemption)
+G_TOK_RECOMPUTE = 13
+G_JOBS_IN = 14      # workflows in the system
+G_JOBS_DONE = 15
+G_CALLS_DONE = 16
+N_GI = 17
+
+# global float scalars (gf)
+GF_NOW = 0
+GF_T_LAST = 1
+GF_NEXT_SAMPLE = 2
+GF_SAMPLE_DT = 3
+GF_AREA_JOBS = 4
+N_GF = 5

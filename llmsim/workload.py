@@ -1,0 +1,490 @@
+"""Workloads: arrival processes, token-length distributions and request traces.
+
+Every distribution knows its mean and variance (so the load is known before a run) and
+its largest possible value (so a request that can never fit is refused before a run).
+Lengths are integers >= 1; times are seconds.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+
+from llmsim.errors import ConfigError  # noqa: F401  (re-exported)
+
+
+def _num(table: dict, key: str, where: str, *, positive=True, integer=False, minimum=None,
+         maximum=None):
+    if key not in table:
+        raise ConfigError(f"{where}.{key}: missing (required)")
+    v = table[key]
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ConfigError(f"{where}.{key}: {v!r} is not a number")
+    if integer and (not float(v).is_integer()):
+        raise ConfigError(f"{where}.{key}: {v!r} must be a whole number")
+    if not math.isfinite(v):
+        raise ConfigError(f"{where}.{key}: {v!r} must be finite")
+    if positive and v <= 0:
+        raise ConfigError(f"{where}.{key}: {v!r} must be > 0")
+    if minimum is not None and v < minimum:
+        raise ConfigError(f"{where}.{key}: {v!r} must be >= {minimum}")
+    if maximum is not None and v > maximum:
+        raise ConfigError(f"{where}.{key}: {v!r} must be <= {maximum}")
+    return int(v) if integer else float(v)
+
+
+def _check_keys(table: dict, allowed: set[str], where: str):
+    extra = set(table) - allowed
+    if extra:
+        raise ConfigError(f"{where}: unknown key(s) {sorted(extra)}; allowed: {sorted(allowed)}")
+
+
+MAX_TOKENS = 10_000_000  # largest single prompt or output a distribution may produce
+
+
+# ----------------------------------------------------------------------- lengths
+
+
+@dataclass(frozen=True)
+class Constant:
+    value: int
+    name = "constant"
+
+    def sample(self, rng, n):
+        return np.full(n, self.value, dtype=np.int64)
+
+    @property
+    def mean(self):
+        return float(self.value)
+
+    @property
+    def var(self):
+        return 0.0
+
+    @property
+    def max_value(self):
+        return self.value
+
+    def to_table(self):
+        return {"dist": "constant", "value": self.value}
+
+
+@dataclass(frozen=True)
+class Uniform:
+    """Integers low..high inclusive, equally likely."""
+    low: int
+    high: int
+    name = "uniform"
+
+    def sample(self, rng, n):
+        return rng.integers(self.low, self.high + 1, size=n, dtype=np.int64)
+
+    @property
+    def mean(self):
+        return (self.low + self.high) / 2
+
+    @property
+    def var(self):
+        k = self.high - self.low + 1
+        return (k * k - 1) / 12
+
+    @property
+    def max_value(self):
+        return self.high
+
+    def to_table(self):
+        return {"dist": "uniform", "low": self.low, "high": self.high}
+
+
+@dataclass(frozen=True)
+class Geometric:
+    """Number of trials to the first success, support 1, 2, ...; p = 1/mean."""
+    mean_value: float
+    name = "geometric"
+
+    def sample(self, rng, n):
+        if self.mean_value == 1:
+            return np.ones(n, dtype=np.int64)
+        return rng.geometric(1.0 / self.mean_value, size=n).astype(np.int64)
+
+    @property
+    def mean(self):
+        return float(self.mean_value)
+
+    @property
+    def var(self):
+        p = 1.0 / self.mean_value
+        return (1 - p) / (p * p)
+
+    @property
+    def max_value(self):
+        return math.inf
+
+    def quantile(self, q):
+        p = 1.0 / self.mean_value
+        if p >= 1:
+            return 1
+        return math.ceil(math.log1p(-q) / math.log1p(-p))
+
+    def to_table(self):
+        return {"dist": "geometric", "mean": self.mean_value}
+
+
+@dataclass(frozen=True)
+class Lognormal:
+    """round(X) clipped to [1, max], X lognormal with mean `mean` and coefficient of
+    variation `cv` (of X itself, before rounding and clipping). The reported mean and
+    variance are exact for the clipped, rounded distribution."""
+    mean_x: float
+    cv: float
+    max_tokens: int
+    name = "lognormal"
+
+    @property
+    def _mu_sigma(self):
+        s2 = math.log1p(self.cv * self.cv)
+        return math.log(self.mean_x) - s2 / 2, math.sqrt(s2)
+
+    def sample(self, rng, n):
+        mu, sigma = self._mu_sigma
+        x = rng.lognormal(mu, sigma, size=n)
+        return np.clip(np.rint(x), 1, self.max_tokens).astype(np.int64)
+
+    def _pmf(self):
+        mu, sigma = self._mu_sigma
+        k = np.arange(1, self.max_tokens + 1, dtype=float)
+        # P(rint(X) = k) = P(k - 0.5 <= X < k + 0.5); ends absorb the clipped tails
+        edges = np.concatenate(([0.0], k[:-1] + 0.5))
+        z = (np.log(np.maximum(edges, 1e-300)) - mu) / (sigma * math.sqrt(2))
+        cdf = 0.5 * (1 + np.array([math.erf(v) for v in z]))
+        cdf[0] = 0.0
+        cdf = np.append(cdf, 1.0)
+        return k, np.diff(cdf)
+
+    @property
+    def mean(self):
+        k, p = self._pmf()
+        return float((k * p).sum())
+
+    @property
+    def var(self):
+        k, p = self._pmf()
+        m = (k * p).sum()
+        return float((k * k * p).sum() - m * m)
+
+    @property
+    def max_value(self):
+        return self.max_tokens
+
+    def to_table(self):
+        return {"dist": "lognormal", "mean": self.mean_x, "cv": self.cv, "max": self.max_tokens}
+
+
+@dataclass(frozen=True)
+class Empirical:
+    """Resampled uniformly (with replacement) from observed values, e.g. a trace column."""
+    values: tuple
+    source: str = ""
+    name = "empirical"
+
+    def sample(self, rng, n):
+        arr = np.asarray(self.values, dtype=np.int64)
+        return arr[rng.integers(0, len(arr), size=n)]
+
+    @property
+    def mean(self):
+        return float(np.mean(self.values))
+
+    @property
+    def var(self):
+        return float(np.var(self.values))
+
+    @property
+    def max_value(self):
+        return int(max(self.values))
+
+    def to_table(self):
+        if self.source:
+            path, col = self.source.rsplit(":", 1)
+            return {"dist": "empirical", "trace": path, "column": col}
+        return {"dist": "empirical", "values": list(self.values)}
+
+
+LENGTH_DISTS = ("constant", "uniform", "geometric", "lognormal", "empirical")
+
+
+def length_dist(table, where: str, base_dir: Path | None = None):
+    """Build a length distribution from its TOML table (see docs/scenario-format.md)."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: expected a table like {{ dist = \"constant\", value = 512 }}, got {table!r}")
+    kind = table.get("dist")
+    if kind == "constant":
+        _check_keys(table, {"dist", "value"}, where)
+        return Constant(_num(table, "value", where, integer=True, maximum=MAX_TOKENS))
+    if kind == "uniform":
+        _check_keys(table, {"dist", "low", "high"}, where)
+        lo = _num(table, "low", where, integer=True, maximum=MAX_TOKENS)
+        hi = _num(table, "high", where, integer=True, maximum=MAX_TOKENS)
+        if hi < lo:
+            raise ConfigError(f"{where}.high: {hi} must be >= low ({lo})")
+        return Uniform(lo, hi)
+    if kind == "geometric":
+        _check_keys(table, {"dist", "mean"}, where)
+        return Geometric(_num(table, "mean", where, minimum=1, maximum=MAX_TOKENS / 100))
+    if kind == "lognormal":
+        _check_keys(table, {"dist", "mean", "cv", "max"}, where)
+        return Lognormal(_num(table, "mean", where, minimum=1, maximum=MAX_TOKENS),
+                         _num(table, "cv", where, maximum=20),
+                         _num(table, "max", where, integer=True, maximum=1_000_000))
+    if kind == "empirical":
+        _check_keys(table, {"dist", "values", "trace", "column"}, where)
+        if "values" in table:
+            vals = table["values"]
+            if not isinstance(vals, list) or not vals or not all(
+                    isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_TOKENS for v in vals):
+                raise ConfigError(f"{where}.values: must be a non-empty list of whole numbers in [1, {MAX_TOKENS}]")
+            return Empirical(tuple(vals))
+        if "trace" in table:
+            col = table.get("column", "prompt_tokens")
+            if col not in ("prompt_tokens", "output_tokens"):
+                raise ConfigError(f"{where}.column: {col!r}; allowed: 'prompt_tokens', 'output_tokens'")
+            tr = load_trace(table["trace"], base_dir)
+            vals = tr.prompt if col == "prompt_tokens" else tr.output
+            return Empirical(tuple(int(v) for v in vals), f"{table['trace']}:{col}")
+        raise ConfigError(f"{where}: empirical needs 'values' (a list) or 'trace' (a CSV path)")
+    raise ConfigError(f"{where}.dist: unknown value {kind!r}; allowed: {', '.join(LENGTH_DISTS)}")
+
+
+# ----------------------------------------------------------------------- traces
+
+
+@dataclass(frozen=True)
+class Trace:
+    """Requests as recorded: arrival seconds (from 0), prompt and output tokens."""
+    times: np.ndarray = field(repr=False)
+    prompt: np.ndarray = field(repr=False)
+    output: np.ndarray = field(repr=False)
+    path: str = ""
+
+    def __hash__(self):
+        return hash((self.path, len(self.times), float(self.times.sum()), int(self.prompt.sum())))
+
+    def __eq__(self, other):
+        return isinstance(other, Trace) and self.path == other.path and \
+            np.array_equal(self.times, other.times) and np.array_equal(self.prompt, other.prompt) \
+            and np.array_equal(self.output, other.output)
+
+
+TRACE_DIR = Path(__file__).parent / "data" / "traces"
+TRACE_COLUMNS = ("arrival_time_s", "prompt_tokens", "output_tokens")
+
+
+def parse_trace(text: str, name: str = "trace") -> Trace:
+    """Parse trace CSV text with header arrival_time_s,prompt_tokens,output_tokens.
+    Malformed rows raise ConfigError naming the line."""
+    rows = list(csv.reader(text.splitlines()))
+    if not rows:
+        raise ConfigError(f"{name}: empty file; expected a CSV header {','.join(TRACE_COLUMNS)}")
+    header = [h.strip() for h in rows[0]]
+    if tuple(header) != TRACE_COLUMNS:
+        raise ConfigError(f"{name}: header is {','.join(header)!r}; expected {','.join(TRACE_COLUMNS)}")
+    times, prompt, output = [], [], []
+    for i, row in enumerate(rows[1:], start=2):
+        if not row or all(not x.strip() for x in row):
+            continue
+        if len(row) != 3:
+            raise ConfigError(f"{name} line {i}: expected 3 fields, got {len(row)}: {','.join(row)!r}")
+        try:
+            t = float(row[0])
+            p = int(row[1])
+            o = int(row[2])
+        except ValueError:
+            raise ConfigError(f"{name} line {i}: not numbers: {','.join(row)!r} "
+                              "(arrival_time_s a number, token counts whole numbers)") from None
+        if not math.isfinite(t) or t < 0:
+            raise ConfigError(f"{name} line {i}: arrival_time_s {row[0]!r} must be a finite number >= 0")
+        if times and t < times[-1]:
+            raise ConfigError(f"{name} line {i}: arrival_time_s {t} is before the previous row ({times[-1]}); rows must be in time order")
+        if not (1 <= p <= MAX_TOKENS and 1 <= o <= MAX_TOKENS):
+            raise ConfigError(f"{name} line {i}: token counts must be in [1, {MAX_TOKENS}], got {p}, {o}")
+        times.append(t)
+        prompt.append(p)
+        output.append(o)
+    if not times:
+        raise ConfigError(f"{name}: no request rows after the header")
+    t0 = times[0]
+    return Trace(np.array(times) - t0, np.array(prompt, dtype=np.int64),
+                 np.array(output, dtype=np.int64), name)
+
+
+def load_trace(path, base_dir: Path | None = None) -> Trace:
+    """Load a trace CSV by path (relative to the scenario file, then the shipped traces)."""
+    if not isinstance(path, str) or not path:
+        raise ConfigError(f"trace path: {path!r} must be a file name")
+    candidates = [Path(path)]
+    if base_dir is not None:
+        candidates.insert(0, base_dir / path)
+    candidates.append(TRACE_DIR / path)
+    for p in candidates:
+        if p.is_file():
+            try:
+                text = p.read_text()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ConfigError(f"trace {path!r}: cannot read ({exc})") from None
+            return parse_trace(text, str(path))
+    shipped = sorted(f.name for f in TRACE_DIR.glob("*.csv")) if TRACE_DIR.is_dir() else []
+    raise ConfigError(f"trace {path!r}: file not found; shipped traces: {', '.join(shipped) or 'none'}")
+
+
+@dataclass(frozen=True)
+class TraceLengths:
+    """A trace column replayed in its recorded order (looped when more are asked for)."""
+    trace: Trace
+    column: str
+    name = "trace"
+
+    @property
+    def values(self):
+        return self.trace.prompt if self.column == "prompt_tokens" else self.trace.output
+
+    def sample(self, rng, n):
+        v = self.values
+        return np.resize(v, n).astype(np.int64)
+
+    @property
+    def mean(self):
+        return float(self.values.mean())
+
+    @property
+    def var(self):
+        return float(self.values.var())
+
+    @property
+    def max_value(self):
+        return int(self.values.max())
+
+    def to_table(self):
+        return None  # implied by the trace arrival process
+
+
+# ---------------------------------------------------------------------- arrivals
+
+
+@dataclass(frozen=True)
+class Poisson:
+    rate: float
+    name = "poisson"
+    cv = 1.0
+
+    def times(self, rng, n):
+        return np.cumsum(rng.exponential(1.0 / self.rate, size=n))
+
+    def to_table(self):
+        return {"process": "poisson", "rate": self.rate}
+
+
+@dataclass(frozen=True)
+class Deterministic:
+    rate: float
+    name = "deterministic"
+    cv = 0.0
+
+    def times(self, rng, n):
+        return np.arange(1, n + 1, dtype=float) / self.rate
+
+    def to_table(self):
+        return {"process": "deterministic", "rate": self.rate}
+
+
+@dataclass(frozen=True)
+class GammaArrivals:
+    """Renewal arrivals with gamma inter-arrival times: mean 1/rate, coefficient of
+    variation cv (cv > 1: bursty; cv = 1: Poisson)."""
+    rate: float
+    cv: float
+    name = "gamma"
+
+    def times(self, rng, n):
+        shape = 1.0 / (self.cv * self.cv)
+        return np.cumsum(rng.gamma(shape, 1.0 / (self.rate * shape), size=n))
+
+    def to_table(self):
+        return {"process": "gamma", "rate": self.rate, "cv": self.cv}
+
+
+@dataclass(frozen=True)
+class TraceArrivals:
+    """Replays a trace's arrival times (and, unless lengths are given, its lengths)."""
+    trace: Trace
+    rate_scale: float = 1.0
+    name = "trace"
+
+    @property
+    def rate(self):
+        span = float(self.trace.times[-1])
+        n = len(self.trace.times)
+        return (n - 1) / span * self.rate_scale if span > 0 else math.inf
+
+    @property
+    def cv(self):
+        gaps = np.diff(self.trace.times)
+        return float(gaps.std() / gaps.mean()) if len(gaps) > 1 and gaps.mean() > 0 else 0.0
+
+    def times(self, rng, n):
+        base = self.trace.times / self.rate_scale
+        if n <= len(base):
+            return base[:n].copy()
+        # loop the trace end to end, one mean gap apart, when more requests are asked for
+        period = base[-1] + (base[-1] / max(len(base) - 1, 1))
+        reps = -(-n // len(base))
+        return (base[None, :] + period * np.arange(reps)[:, None]).ravel()[:n]
+
+    def to_table(self):
+        t = {"process": "trace", "path": self.trace.path}
+        if self.rate_scale != 1.0:
+            t["speedup"] = self.rate_scale
+        return t
+
+
+ARRIVALS = ("poisson", "deterministic", "gamma", "trace")
+MAX_RATE = 1e6
+
+
+def arrival_process(table, where: str, base_dir: Path | None = None):
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: expected a table like {{ process = \"poisson\", rate = 3.0 }}, got {table!r}")
+    kind = table.get("process")
+    if kind == "poisson":
+        _check_keys(table, {"process", "rate"}, where)
+        return Poisson(_num(table, "rate", where, maximum=MAX_RATE))
+    if kind == "deterministic":
+        _check_keys(table, {"process", "rate"}, where)
+        return Deterministic(_num(table, "rate", where, maximum=MAX_RATE))
+    if kind == "gamma":
+        _check_keys(table, {"process", "rate", "cv"}, where)
+        return GammaArrivals(_num(table, "rate", where, maximum=MAX_RATE),
+                             _num(table, "cv", where, minimum=0.01, maximum=100))
+    if kind == "trace":
+        _check_keys(table, {"process", "path", "speedup"}, where)
+        scale = _num(table, "speedup", where, maximum=1e4) if "speedup" in table else 1.0
+        return TraceArrivals(load_trace(table.get("path"), base_dir), scale)
+    raise ConfigError(f"{where}.process: unknown value {kind!r}; allowed: {', '.join(ARRIVALS)}")
+
+
+def with_rate(arrival, rate: float):
+    """The same arrival process at another mean rate (requests per second)."""
+    if isinstance(arrival, Poisson):
+        return Poisson(rate)
+    if isinstance(arrival, Deterministic):
+        return Deterministic(rate)
+    if isinstance(arrival, GammaArrivals):
+        return GammaArrivals(rate, arrival.cv)
+    if isinstance(arrival, TraceArrivals):
+        base = TraceArrivals(arrival.trace).rate
+        return TraceArrivals(arrival.trace, rate / base)
+    raise TypeError(arrival)
