@@ -314,6 +314,27 @@ class Scenario:
             wfs = [replace(w, arrival=with_rate(w.arrival, rate * w.arrival.rate / total)) for w in wfs]
         return replace(self, workflows=tuple(wfs))
 
+    def with_policy(self, policy: str, priorities: dict | None = None) -> "Scenario":
+        """Every engine chooses among its buffers by `policy` (fcfs | priority |
+        max-pressure); `priorities` maps "workflow.step" to a rank (smaller first)."""
+        if policy not in POLICIES:
+            raise ConfigError(f"policy: unknown value {policy!r}; allowed: {', '.join(POLICIES)}")
+        engines = tuple(replace(e, policy=policy) for e in self.engines)
+        wfs = self.workflows
+        if priorities:
+            known = {f"{w.name}.{s.name}" for w in wfs for s in w.steps}
+            for k in priorities:
+                if k not in known:
+                    raise ConfigError(f"priorities: unknown step {k!r}; steps: {', '.join(sorted(known))}")
+            wfs = tuple(replace(w, steps=tuple(
+                replace(s, priority=priorities.get(f"{w.name}.{s.name}", s.priority)) for s in w.steps))
+                for w in wfs)
+        return replace(self, engines=engines, workflows=wfs)
+
+    def step_priorities(self) -> dict:
+        """Current static priorities, "workflow.step" -> rank (None: file order)."""
+        return {f"{w.name}.{s.name}": s.priority for w in self.workflows for s in w.steps}
+
     def with_engine(self, index: int = 0, **changes) -> "Scenario":
         engines = list(self.engines)
         engines[index] = replace(engines[index], **changes)

@@ -6,9 +6,9 @@ regressed on time, and the slope's confidence interval (Student t, K-2 degrees o
 freedom; batch means tame the autocorrelation of a queue's path) is compared with the
 work arriving per second. A slope is *growth*: the share of offered work that piles up.
 
-- unstable: the whole interval lies above 0 and the estimate exceeds ``threshold``
-  (2% of offered work accumulating);
-- stable: the whole interval lies below ``threshold``;
+- unstable: the estimate exceeds ``threshold`` (2% of offered work accumulating) and the
+  whole interval lies above NOISE (0.5%);
+- stable: the whole interval lies below ``threshold`` and it reaches below NOISE;
 - inconclusive: otherwise (typically near load 1, or a horizon too short).
 
 The verdict carries its evidence (slope, interval, theory drift, load, capacity) and a
@@ -68,10 +68,15 @@ def trend(t: np.ndarray, y: np.ndarray, start: float, end: float, batches: int =
     return Trend(slope, slope - h, slope + h, len(bt))
 
 
+NOISE = 0.005  # growth below 0.5% of offered work is indistinguishable from a filling queue
+
+
 def classify(growth: float, lo: float, hi: float, threshold: float) -> str:
-    if lo > 0 and growth > threshold:
+    """unstable: growth above `threshold` and significantly above NOISE; stable: growth
+    significantly below `threshold` and not significantly above NOISE; else inconclusive."""
+    if lo > NOISE and growth > threshold:
         return "unstable"
-    if hi < threshold:
+    if hi < threshold and lo < NOISE:
         return "stable"
     return "inconclusive"
 
@@ -112,7 +117,7 @@ class Verdict:
         return {k: v for k, v in self.__dict__.items() if k != "parts"} | {"parts": self.parts}
 
 
-def _explain(v: str, load: float, growth: float, drift_share: float, parts=()) -> str:
+def _explain(v: str, load: float, growth: float, drift_share: float, parts=(), network=False) -> str:
     where = f" (growing: {', '.join(parts)})" if parts else ""
     if v == "unstable":
         return (f"Unstable{where}: unfinished work kept growing by about {100 * growth:.0f}% of the "
@@ -120,7 +125,7 @@ def _explain(v: str, load: float, growth: float, drift_share: float, parts=()) -
                 "the queue would grow without bound.")
     if v == "stable":
         return (f"Stable: at load {load:.2f} the unfinished work went up and down but did not "
-                "trend upward in the second half of the run, so this engine keeps up.")
+                "trend upward in the second half of the run, so " + ("every engine of the network keeps up." if network else "this engine keeps up."))
     return (f"Inconclusive: at load {load:.2f} the backlog's trend ({100 * growth:+.1f}% of arriving "
             "work) cannot be told apart from noise over this horizon; run longer or add replications.")
 
@@ -172,7 +177,7 @@ def verdict_from_runs(results, window: float = 0.5, threshold: float = 0.02, bat
     elif parts and v == "stable" and any(p["verdict"] == "inconclusive" for p in part_ev.values()):
         v = "inconclusive"
     drift_share = theory.drift_tokens_per_s / offered if offered > 0 else 0.0
-    return Verdict(v, _explain(v, theory.load, g, drift_share, tuple(unstable)), theory.load,
+    return Verdict(v, _explain(v, theory.load, g, drift_share, tuple(unstable), not sc.single), theory.load,
                    theory.capacity_rps, sc.total_rate, slope, (lo, hi), g, glo, ghi,
                    theory.drift_tokens_per_s, (start, end), threshold, len(results),
                    tuple(unstable), part_ev)
