@@ -306,15 +306,17 @@ _MODEL_NAMES = {
     "yi-34b": "Yi-34B",
 }
 
+_VIDUR_CONFIGS = "https://github.com/microsoft/vidur/blob/main/data/model_configs/"
+
 _MODEL_SOURCES = {
     "llama2-7b": "https://huggingface.co/meta-llama/Llama-2-7b-hf (config.json); "
-                 "https://github.com/microsoft/vidur/blob/main/data/model_configs/meta-llama/Llama-2-7b-hf.yml",
+                 f"{_VIDUR_CONFIGS}meta-llama/Llama-2-7b-hf.yml",
     "llama3-8b": "https://huggingface.co/meta-llama/Meta-Llama-3-8B (config.json); "
-                 "https://github.com/microsoft/vidur/blob/main/data/model_configs/meta-llama/Meta-Llama-3-8B.yml",
+                 f"{_VIDUR_CONFIGS}meta-llama/Meta-Llama-3-8B.yml",
     "llama3-70b": "https://huggingface.co/meta-llama/Meta-Llama-3-70B (config.json); "
-                  "https://github.com/microsoft/vidur/blob/main/data/model_configs/meta-llama/Meta-Llama-3-70B.yml",
+                  f"{_VIDUR_CONFIGS}meta-llama/Meta-Llama-3-70B.yml",
     "codellama-34b": "https://huggingface.co/codellama/CodeLlama-34b-hf (config.json); "
-                     "https://github.com/microsoft/vidur/blob/main/data/model_configs/codellama/CodeLlama-34b-Instruct-hf.yml",
+                     f"{_VIDUR_CONFIGS}codellama/CodeLlama-34b-Instruct-hf.yml",
     "yi-34b": "https://huggingface.co/01-ai/Yi-34B (config.json)",
 }
 
@@ -338,13 +340,15 @@ _GPU_SPEC_SOURCE = ("NVIDIA A100 datasheet (80GB SXM: 2,039 GB/s, 312 dense BF16
                     "(SXM: 3.35 TB/s, 989.4 dense BF16 TFLOPS) as tabulated at "
                     "https://glennklockwood.com/garden/processors/h100")
 
-_VIDUR_PAPER = "Agrawal et al., 'Vidur: A Large-Scale Simulation Framework for LLM Inference', MLSys 2024, https://arxiv.org/abs/2405.05465"
+_VIDUR_PAPER = ("Agrawal et al., 'Vidur: A Large-Scale Simulation Framework for LLM Inference', "
+                "MLSys 2024, https://arxiv.org/abs/2405.05465")
 _VIDUR_A100_7B = ("https://github.com/microsoft/vidur/blob/bee57dafa1eb2dc422dcaec46a66975599a6a242/"
                   "data/profiling/compute/a100/meta-llama/Llama-2-7b-hf/mlp.csv")
 _VIDUR_H100_7B = ("https://github.com/microsoft/vidur/blob/e26eb8f79fa9a6a7c38eac0f5291302402b20364/"
                   "data/profiling/compute/h100/meta-llama/Llama-2-7b-hf/mlp.csv")
 _BLIS = ("BLIS (inference-sim) blackbox step-time fits, beta_coeffs in microseconds, vLLM v0.8.4: "
-         "https://github.com/inference-sim/inference-sim/blob/1a6eb353412e981dba604fccd5096da4e8aee6da/defaults.yaml")
+         "https://github.com/inference-sim/inference-sim/blob/"
+         "1a6eb353412e981dba604fccd5096da4e8aee6da/defaults.yaml")
 _PAPER = ("Dai, Deng, Li & Peng, 'Throughput-Optimal Scheduling Algorithms for LLM Inference and "
           "AI Agents', arXiv 2504.07347 v3, Eq. 4, https://arxiv.org/abs/2504.07347")
 _SARATHI = ("Agrawal et al., 'Taming Throughput-Latency Tradeoff in LLM Inference with Sarathi-Serve', "
@@ -354,10 +358,6 @@ _SARATHI = ("Agrawal et al., 'Taming Throughput-Latency Tradeoff in LLM Inferenc
 def _us(x: float) -> float:
     """Microseconds -> seconds (BLIS publishes its coefficients in microseconds)."""
     return x / 1e6
-
-
-def _ms(x: float) -> float:
-    return x / 1e3
 
 
 def _affine(c0: float, prefill: float, decode: float, context: float = 0.0) -> dict:
@@ -426,7 +426,7 @@ _DERIVED_A100_NOTE = (
     "(NVLink 600 vs 900 GB/s, ratio 1.5, is close to the bandwidth ratio, so the all-reduce "
     "share of c0 scales about the same).  The error of this transfer is not quantified.  ")
 
-_TP8_NOTE = ("The BLIS TP8 prefill coefficient ({p:.1f} us/token) is below the dense-BF16 compute "
+_TP8_NOTE = ("The TP8 prefill coefficient ({p:.1f} us/token) is below the dense-BF16 compute "
              "floor of a 70.6B-parameter model on 8 GPUs ({floor:.1f} us/token at 100% MFU); the "
              "fit stays above that floor only while the intercept dominates, i.e. for iterations "
              "of up to {n:.0f} prefill tokens.  Use it for budgets below that, or prefer TP4.")
@@ -444,18 +444,19 @@ _L70_H100_TP8 = _blis(_BLIS_L33_70B_H100_TP8)
 
 _HARDWARE_LIST = [
     _hw("llama2-7b", _A100, 1,
-        {"model": "piecewise", "c_seconds": _ms(9.3), "a_seconds": _ms(0.064), "b0": 109},
+        {"model": "piecewise", "c_seconds": 0.0093, "a_seconds": 0.000064, "b0": 109},
         f"Vidur operator profile {_VIDUR_A100_7B} ; {_VIDUR_PAPER}",
         "Linear layers only (QKV/O projections, MLP, norms, rope, residual): no attention kernel, "
         "no CPU/scheduling overhead, so real iterations are longer, increasingly so with context "
-        "length.  Vidur's per-layer medians x 32 layers are fitted by 2.3 ms + 64 us/token above a "
-        "9.3 ms floor (the weight-read time); the floor meets the line at b0 = (9.3-2.3)/0.064 = 109 "
-        "tokens, which is the paper-v1 piecewise form.  Spot checks against the CSV: n=1 -> 9.28 ms, "
-        "n=4096 -> 261.7 ms (formula 264.5 ms)."),
+        "length.  Vidur's per-layer medians x 32 layers are summarised (project brief) as "
+        "2.3 ms + 64 us/token above a 9.3 ms floor (the weight-read time); the floor meets the "
+        "line at b0 = (9.3-2.3)/0.064 = 109 tokens, which is the paper-v1 piecewise form.  "
+        "Spot checks against the CSV: n=1 -> 9.28 ms, n=4096 -> 261.7 ms (formula 264.5 ms)."),
     _hw("llama2-7b", _H100, 1,
-        {"model": "piecewise", "c_seconds": _ms(5.6), "a_seconds": _ms(0.020), "b0": 120},
+        {"model": "piecewise", "c_seconds": 0.0056, "a_seconds": 0.000020, "b0": 120},
         f"Vidur operator profile {_VIDUR_H100_7B} ; {_VIDUR_PAPER}",
-        "Linear layers only, as for the A100 preset: 3.2 ms + 20 us/token above a 5.6 ms floor, "
+        "Linear layers only, as for the A100 preset: summarised (project brief) as 3.2 ms + "
+        "20 us/token above a 5.6 ms floor, "
         "b0 = (5.6-3.2)/0.020 = 120 tokens.  Spot checks against the CSV: n=1 -> 5.60 ms, "
         "n=4096 -> 83.1 ms (formula 85.1 ms)."),
     _hw("llama3-8b", _A100, 1, _blis(_BLIS_L31_8B_A100_TP1),
@@ -478,12 +479,12 @@ _HARDWARE_LIST = [
         "Fit for Llama-3.3-70B-Instruct (same architecture as Llama-3-70B).  "
         + _tp8_note(_L70_H100_TP8, _H100_BF16_TFLOPS) + "  " + _BLIS_NOTE),
     _hw("codellama-34b", _A100, 1,
-        {"model": "staircase", "c_seconds": _ms(11.28), "a_seconds": _ms(35.47), "b0": 128},
+        {"model": "staircase", "c_seconds": 0.01128, "a_seconds": 0.03547, "b0": 128},
         _PAPER,
         "The paper's own fit (vLLM on one A100-80GB): t(512) = 153.16 ms, b/t(b) = 3.343 tokens/ms "
         "at b = 512.  A step every 128 tokens (tile quantisation)."),
     _hw("yi-34b", _A100, 2,
-        _affine(_ms(47.0) - _ms(142.0 / 127.0), _ms(0.2), _ms(142.0 / 127.0)),
+        _affine(0.047 - 0.142 / 127, 0.0002, 0.142 / 127),
         f"{_SARATHI} (Yi-34B, TP2 on A100-80GB, measured iteration latencies)",
         "From two read-offs, as given in the project brief and NOT re-verified against the paper "
         "text (the search corpus did not expose it): decode-only iterations take 47 ms at 1 "
@@ -539,7 +540,8 @@ _AZURE_2023 = ("Azure LLM inference trace 2023 (Patel et al., 'Splitwise', ISCA 
                "https://arxiv.org/abs/2311.18677): "
                "https://github.com/Azure/AzurePublicDataset/blob/master/AzureLLMInferenceDataset2023.md ; "
                "request counts and first/last timestamps from "
-               "https://github.com/Azure/AzurePublicDataset/blob/master/analysis/AzureLLMInferenceDataset2023.ipynb")
+               "https://github.com/Azure/AzurePublicDataset/blob/master/analysis/"
+               "AzureLLMInferenceDataset2023.ipynb")
 
 # Lognormal parameters below were fitted (off-line, by the procedure in docs/presets.md)
 # to minimise the sum of squared relative errors of mean, p50 and p90 as computed by
@@ -573,9 +575,10 @@ _WORKLOAD_LIST = [
         _lognormal(465.0, 0.60, 8192),
         {"prompt": {"mean": 2340, "p50": 1730, "p90": 5696},
          "output": {"mean": 439, "p50": 415, "p90": 834}},
-        f"{_SARATHI}, Table 2 (openchat_sharegpt4; the paper reports median, P90 and std, the "
-        "means are as given in the project brief).  The paper replays the dataset at a swept rate; "
-        "rate 1.0 req/s is our choice (see docs/presets.md for the load it implies)."),
+        f"{_SARATHI}, Table 2 (openchat_sharegpt4).  Statistics as given in the project brief; "
+        "only the 1,730-token median prompt was confirmed (via a secondary summary).  The paper "
+        "sweeps the arrival rate; 1.0 req/s is our choice (docs/presets.md gives the load it "
+        "implies)."),
     _wl("arxiv-summarization",
         "arXiv summarisation, filtered to prompt + output <= 4096 tokens (Llama-2 tokenizer); "
         "Poisson arrivals",
@@ -584,10 +587,12 @@ _WORKLOAD_LIST = [
         _lognormal(220.0, 0.69, 4096),
         {"prompt": {"mean": 2588, "p50": 2730, "p90": 3702},
          "output": {"mean": 291, "p50": 167, "p90": 372}},
-        f"{_VIDUR_PAPER}, workload table (Arxiv-Summarization-4K); trace "
+        f"{_VIDUR_PAPER}; its 4k-filtered trace "
         "https://github.com/microsoft/vidur/blob/main/data/processed_traces/"
         "arxiv_summarization_stats_llama2_tokenizer_filtered_v2.csv .  Statistics as given in the "
-        "project brief; rate 1.0 req/s is our choice (the trace has no timestamps)."),
+        "project brief (not recomputed); they are those of this filtered set, not of "
+        "Sarathi-Serve's unfiltered arxiv_summarization (median prompt 7,059).  Rate 1.0 req/s "
+        "is our choice (the trace has no timestamps)."),
 ]
 
 #: Workload presets by name.
