@@ -16,11 +16,11 @@
   for random prompts n is the mean FCFS packing count (approximation, flagged).
 - vllm: prefill-first without mixing; saturated, the running set is large and each decode
   iteration serves c = min(b, k) requests, but an iteration is a prefill whenever a
-  request arrived during the previous one. With Poisson arrivals the iteration types form
-  a two-state Markov chain (P(next is decode) = exp(-lambda * tau) after an iteration of
-  length tau), so decode token supply is ``c * pi_D / E[tau]``; the capacity is the
-  lambda where that equals ``lambda * E[D]``. Approximation: each prefill iteration
-  clears the waiting queue; exact in the limit of constant iteration times.
+  request arrived during the previous one. With Poisson arrivals the iteration types
+  (decode, prefill of 1..n_p prompts) form a Markov chain, so decode token supply is
+  ``c * pi_D / E[tau]``; the capacity is the lambda where it equals ``lambda * E[D]``.
+  Approximation: Poisson arrivals, each prefill iteration clears the waiting queue,
+  prompt lengths replaced by their mean.
 """
 
 from __future__ import annotations
@@ -158,36 +158,52 @@ def fastertransformer_capacity(engine, prompt, output) -> tuple[float, bool]:
     return n / (t_pre + dec), exact and isinstance(output, (Constant, Geometric))
 
 
-def vllm_capacity(engine, prompt, output, arrival_cv: float = 1.0) -> float:
-    """Requests/s at which vanilla vLLM's decode supply meets demand (module docstring)."""
+def vllm_capacity(engine, prompt, output) -> float:
+    """Requests/s at which vanilla vLLM's decode supply meets demand (module docstring).
+
+    Saturated, each decode iteration serves c = min(b, k) requests and lasts tau_d; an
+    iteration is a prefill of the N requests that arrived during the previous one
+    (N ~ Poisson(lambda * tau), at most n_p = min(k, b // P) of them, lasting t(N P)).
+    The iteration types form a Markov chain (decode, prefill-1, ..., prefill-n_p); its
+    stationary law gives the share of time spent decoding.
+    """
     b = engine.token_budget
-    c = engine.slots
+    k = engine.slots
+    c = k
     bt = engine.batch_time
-    tau_d = bt.seconds(0, c, c * (prompt.mean + output.mean / 2))
+    p_mean = prompt.mean
+    n_p = max(1, min(k, int(b // max(p_mean, 1))))
+    ctx = p_mean + output.mean / 2
+    tau_d = bt.seconds(0, c, c * ctx)
+    taus = np.array([tau_d] + [bt.seconds(min(n * p_mean, b), 0, 0) for n in range(1, n_p + 1)])
 
-    def excess(lam):
-        # prefill iteration: the arrivals of one iteration, at least one
-        n_arr = max(1.0, lam * tau_d)
-        tau_p = bt.seconds(min(n_arr * prompt.mean, b), 0, 0)
-        q_d = math.exp(-lam * tau_d)
-        q_p = math.exp(-lam * tau_p)
-        pi_d = q_p / (q_p + 1 - q_d)
-        rate_d = pi_d / (pi_d * tau_d + (1 - pi_d) * tau_p)
-        return c * rate_d - lam * output.mean
+    def supply(lam):
+        m = len(taus)
+        T = np.zeros((m, m))
+        for i, tau in enumerate(taus):
+            mu = lam * tau
+            n = np.arange(0, n_p)
+            logp = -mu + n * math.log(mu) - np.array([math.lgamma(x + 1) for x in n]) if mu > 0 else None
+            pr = np.exp(logp) if mu > 0 else np.r_[1.0, np.zeros(n_p - 1)]
+            T[i, 0] = pr[0]
+            T[i, 1:n_p] = pr[1:]
+            T[i, n_p] = max(0.0, 1.0 - pr.sum())
+        # stationary law: left eigenvector for eigenvalue 1
+        A = np.vstack([T.T - np.eye(m), np.ones(m)])
+        rhs = np.r_[np.zeros(m), 1.0]
+        pi = np.linalg.lstsq(A, rhs, rcond=None)[0]
+        return c * pi[0] / float(pi @ taus)
 
-    # decode supply falls and demand rises with lambda: bisect on the sign change
     hi = c / (tau_d * output.mean)
     lo = 0.0
-    for _ in range(100):
+    for _ in range(60):
         mid = (lo + hi) / 2
-        if excess(mid) > 0:
+        if supply(mid) > mid * output.mean:
             lo = mid
         else:
             hi = mid
-    # never above the token bound
-    tcap = b / bt.full_budget_seconds(b, prompt.mean / (prompt.mean + output.mean),
-                                       prompt.mean + output.mean / 2)
-    return min(lo, tcap / (prompt.mean + output.mean))
+    tcap = b / bt.full_budget_seconds(b, p_mean / (p_mean + output.mean), ctx)
+    return min(lo, tcap / (p_mean + output.mean))
 
 
 def _engine_theory(sc: Scenario, e_idx: int, visits, lam_steps) -> EngineTheory:
