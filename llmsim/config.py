@@ -634,15 +634,60 @@ def routing_matrix(sc: Scenario) -> np.ndarray:
 
 
 def join_needs(w: Workflow) -> dict:
-    """For each join step, how many incoming deliveries start it."""
-    joins = {s.name for s in w.steps if s.join}
-    need = {n: 0 for n in joins}
-    for s in w.steps:
-        for r in s.routes:
-            for ch in r.to:
-                if ch in need:
-                    need[ch] += 1
-    return need
+    """For each join step, how many deliveries (parent call completions routed to it,
+    counting forked copies) start it: the parents' visits per workflow times the edge
+    multiplicity. Computed in rounds so that joins downstream of joins count right."""
+    joins = [s.name for s in w.steps if s.join]
+    if not joins:
+        return {}
+    names = [s.name for s in w.steps]
+    pos = {n: i for i, n in enumerate(names)}
+    need = {j: 1.0 for j in joins}
+    for _ in range(len(names) + 1):
+        q = np.zeros((len(names), len(names)))
+        for s in w.steps:
+            for r in s.routes:
+                for ch in r.to:
+                    q[pos[s.name], pos[ch]] += r.prob / need.get(ch, 1.0)
+        r0 = np.zeros(len(names))
+        for st in w.start:
+            if st in pos:
+                r0[pos[st]] += 1
+        try:
+            v = np.linalg.solve(np.eye(len(names)) - q.T, r0)
+        except np.linalg.LinAlgError:
+            return {j: 1 for j in joins}
+        new = {}
+        for j in joins:
+            new[j] = sum(v[pos[s.name]] * r.prob * r.to.count(j) for s in w.steps for r in s.routes)
+        if all(abs(new[j] - need[j]) < 1e-9 for j in joins):
+            break
+        need = {j: max(new[j], 1e-12) for j in joins}
+    return {j: max(1, int(round(need[j]))) for j in joins}
+
+
+def stochastic_steps(sc: "Scenario") -> np.ndarray:
+    """True for steps whose number of calls per workflow is random (reached through a
+    probabilistic route, a loop, or downstream of such a step)."""
+    sidx = step_index(sc)
+    out = np.zeros(len(sidx), dtype=bool)
+    for wi, w in enumerate(sc.workflows):
+        for s in w.steps:
+            if len(s.routes) > 1:
+                for r in s.routes:
+                    for ch in r.to:
+                        out[sidx[(wi, ch)]] = True
+        changed = True
+        while changed:
+            changed = False
+            for s in w.steps:
+                if out[sidx[(wi, s.name)]]:
+                    for r in s.routes:
+                        for ch in r.to:
+                            if not out[sidx[(wi, ch)]]:
+                                out[sidx[(wi, ch)]] = True
+                                changed = True
+    return out
 
 
 def expected_visits(sc: Scenario) -> np.ndarray:
@@ -731,6 +776,29 @@ def _check_joins(w: Workflow, where: str):
                         f"{where}.steps.{j}: join parent {s.name!r} reaches it only with probability "
                         f"{r.prob:g}, so the join could wait forever; a join's parents must route to it "
                         "with probability 1")
+    # a join's parents must complete a fixed number of times per workflow
+    random_parents = set()
+    for s in w.steps:
+        if len(s.routes) > 1:
+            for r in s.routes:
+                random_parents.update(r.to)
+    changed = True
+    while changed:
+        changed = False
+        for s in w.steps:
+            if s.name in random_parents:
+                for r in s.routes:
+                    for ch in r.to:
+                        if ch not in random_parents:
+                            random_parents.add(ch)
+                            changed = True
+    for j in need:
+        for s in w.steps:
+            if s.name in random_parents and any(j in r.to for r in s.routes):
+                raise ConfigError(
+                    f"{where}.steps.{j}: join parent {s.name!r} runs a random number of times per "
+                    "workflow (it follows a probabilistic route), so the join could wait forever; a "
+                    "join's parents must run a fixed number of times")
     # a join must not sit on a cycle (its count would mix visits)
     for j in need:
         seen, stack = set(), [c for r in names[j].routes for c in r.to]

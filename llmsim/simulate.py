@@ -16,6 +16,7 @@ import pandas as pd
 from llmsim import core
 from llmsim import state as S
 from llmsim.config import (POLICIES, Scenario, expected_visits, join_needs, routing_matrix,
+                           stochastic_steps,
                            step_index, validate)
 from llmsim.schedulers import scheduler_info
 from llmsim.workload import ConfigError
@@ -144,7 +145,7 @@ class Simulation:
         self._margin = int(sum(e.slots for e in engines) * max_fan + max_roots + 1)
 
         # ---- steps: pools sized exactly where the number of calls is certain
-        stochastic = _stochastic_steps(sc)
+        stochastic = stochastic_steps(sc)
         si = np.zeros((n_s, S.N_SI), dtype=np.int64)
         sf = np.zeros((n_s, S.N_SF))
         self._pool_p, self._pool_d, self._delay = [], [], []
@@ -543,30 +544,6 @@ class Simulation:
         wf = self.workflows()
         return Result(self.scenario, self.summary(req, wf), self.timeseries(), req, wf,
                       self.iterations())
-
-
-def _stochastic_steps(sc: Scenario) -> np.ndarray:
-    """True for steps whose number of calls per workflow is random (reached through a
-    probabilistic route or a loop); their length pools are refilled as needed."""
-    sidx = step_index(sc)
-    out = np.zeros(len(sidx), dtype=bool)
-    for wi, w in enumerate(sc.workflows):
-        for s in w.steps:
-            if len(s.routes) > 1:
-                for r in s.routes:
-                    for ch in r.to:
-                        out[sidx[(wi, ch)]] = True
-        changed = True
-        while changed:  # anything downstream of a random step is random too
-            changed = False
-            for s in w.steps:
-                if out[sidx[(wi, s.name)]]:
-                    for r in s.routes:
-                        for ch in r.to:
-                            if not out[sidx[(wi, ch)]]:
-                                out[sidx[(wi, ch)]] = True
-                                changed = True
-    return out
 
 
 def simulate(scenario: Scenario, record_iterations: bool = False) -> Result:

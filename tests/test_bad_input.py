@@ -1,0 +1,133 @@
+"""Every invalid value fails before the run, naming the field, the value and what is
+allowed — through the API and the CLI (exit code 2, no traceback)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from llmsim import ConfigError, load_scenario, loads_scenario, simulate
+from llmsim.workload import parse_trace
+
+BASE = """
+seed = 1
+[workload]
+num_requests = 100
+arrival = {{ process = "poisson", rate = {rate} }}
+prompt_tokens = {prompt}
+output_tokens = {{ dist = "geometric", mean = 16 }}
+[engine]
+scheduler = "{sched}"
+token_budget = {budget}
+kv_cache_tokens = {kv}
+batch_time = {bt}
+"""
+
+
+def make(rate="3.0", prompt='{ dist = "constant", value = 64 }', sched="sarathi", budget="512",
+         kv="100000", bt='{ model = "constant", seconds = 0.05 }'):
+    return BASE.format(rate=rate, prompt=prompt, sched=sched, budget=budget, kv=kv, bt=bt)
+
+
+@pytest.mark.parametrize("text,field,allowed", [
+    (make(rate="-1"), "workload.arrival.rate", "> 0"),
+    (make(rate="0"), "workload.arrival.rate", "> 0"),
+    (make(budget="0"), "engine.token_budget", "> 0"),
+    (make(budget="12.5"), "engine.token_budget", "whole number"),
+    (make(kv="-5"), "engine.kv_cache_tokens", "> 0"),
+    (make(sched="fifo"), "engine.scheduler", "fastertransformer, vllm, orca, sarathi"),
+    (make(bt='{ model = "cubic", seconds = 1 }'), "engine.batch_time.model", "constant, staircase"),
+    (make(bt='{ model = "constant", seconds = -1 }'), "engine.batch_time.seconds", "> 0"),
+    (make(prompt='{ dist = "zipf", a = 2 }'), "workload.prompt_tokens.dist", "constant, uniform"),
+    (make(prompt='{ dist = "uniform", low = 10, high = 5 }'), "workload.prompt_tokens.high", ">= low"),
+    (make(prompt='{ dist = "lognormal", mean = 100, cv = 1 }'), "workload.prompt_tokens.max", "missing"),
+    (make(kv="100", prompt='{ dist = "constant", value = 64 }'), "kv_cache_tokens = 100", "kv_cache_tokens >="),
+    (make(sched="vllm", prompt='{ dist = "constant", value = 600 }'), "token_budget = 512", "token_budget >= 600"),
+    (make(sched="fastertransformer", prompt='{ dist = "constant", value = 600 }'), "never chunks", "orca, sarathi"),
+    (make().replace("[engine]", "[engine]\npreset = \"no-such-gpu\""), "engine.preset", "llama2-7b/a100-80gb"),
+    (make().replace("num_requests = 100", "num_requests = 100\npreset = \"nope\""), "workload.preset", "azure-conv-2023"),
+    (make().replace("seed = 1", "seed = 1\nfoo = 2"), "scenario", "allowed"),
+    ("seed = = 1", "malformed TOML", "TOML"),
+])
+def test_api_errors_name_field_and_allowed(text, field, allowed):
+    with pytest.raises(ConfigError) as e:
+        loads_scenario(text)
+    msg = str(e.value)
+    assert field in msg and allowed in msg, msg
+
+
+@pytest.mark.parametrize("csv,needle", [
+    ("time,p,o\n0,1,1\n", "header"),
+    ("arrival_time_s,prompt_tokens,output_tokens\n0,1\n", "line 2: expected 3 fields"),
+    ("arrival_time_s,prompt_tokens,output_tokens\n0,1,x\n", "line 2: not numbers"),
+    ("arrival_time_s,prompt_tokens,output_tokens\n0,0,5\n", "line 2: token counts"),
+    ("arrival_time_s,prompt_tokens,output_tokens\n5,1,5\n2,1,5\n", "line 3: arrival_time_s 2.0 is before"),
+    ("arrival_time_s,prompt_tokens,output_tokens\n", "no request rows"),
+    ("", "empty file"),
+])
+def test_malformed_trace(csv, needle):
+    with pytest.raises(ConfigError) as e:
+        parse_trace(csv, "t.csv")
+    assert needle in str(e.value)
+
+
+def test_shipped_trace_replays():
+    sc = loads_scenario(make().replace('arrival = { process = "poisson", rate = 3.0 }',
+                                       'arrival = { process = "trace", path = "azure_conv_2023_head.csv" }')
+                        .replace('prompt_tokens = { dist = "constant", value = 64 }\n', "")
+                        .replace('output_tokens = { dist = "geometric", mean = 16 }\n', "")
+                        .replace("kv_cache_tokens = 100000", "kv_cache_tokens = 400000"))
+    res = simulate(sc)
+    assert res.summary["arrived"] == 100
+    from llmsim.workload import load_trace
+    tr = load_trace("azure_conv_2023_head.csv")
+    assert list(res.requests.prompt_tokens) == list(tr.prompt[:100])
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "llmsim", *args], capture_output=True, text=True,
+                          cwd=Path(__file__).parents[1])
+
+
+def test_cli_bad_input_exit_2(tmp_path):
+    p = tmp_path / "bad.toml"
+    p.write_text(make(budget="-3"))
+    r = run_cli("run", str(p))
+    assert r.returncode == 2
+    assert "engine.token_budget" in r.stderr and "Traceback" not in r.stderr
+    r = run_cli("run", str(tmp_path / "missing.toml"))
+    assert r.returncode == 2 and "not found" in r.stderr
+    good = tmp_path / "good.toml"
+    good.write_text(make())
+    r = run_cli("run", str(good), "--scheduler", "fifo")
+    assert r.returncode == 2 and "allowed: fastertransformer" in r.stderr
+    r = run_cli("run", str(good), "--rate", "-2")
+    assert r.returncode == 2 and "rate" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cli_run_json(tmp_path):
+    import json
+    good = tmp_path / "good.toml"
+    good.write_text(make())
+    out = tmp_path / "o.json"
+    r = run_cli("run", str(good), "--scheduler", "orca", "--rate", "2", "--json", str(out))
+    assert r.returncode == 0, r.stderr
+    d = json.loads(out.read_text())
+    for k in ("scheduler", "load", "throughput_rps", "token_throughput", "completed", "ttft_p50_s",
+              "ttft_p99_s", "e2e_p50_s", "preemptions", "wall_seconds", "final_backlog_tokens",
+              "verdict", "capacity_rps", "backlog_growth_tokens_per_s"):
+        assert k in d, k
+    assert d["scheduler"] == "orca" and d["arrival_rate_rps"] == 2.0
+    assert "verdict" in r.stdout.lower()
+
+
+def test_every_shipped_scenario_loads():
+    root = Path(__file__).parents[1] / "scenarios"
+    files = sorted(root.rglob("*.toml"))
+    assert len(files) >= 8
+    for f in files:
+        sc = load_scenario(f)
+        assert sc.engines and sc.workflows
+        # and survives a round trip through TOML
+        assert loads_scenario(sc.to_toml()).to_table() == sc.to_table()
