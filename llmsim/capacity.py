@@ -56,20 +56,35 @@ def capacity_search(scenario: Scenario, schedulers=None, num_requests: int = 100
 
     schedulers: names (default: the scenario's own); num_requests: arrivals per probe;
     progress: optional callable(done_probes, total_probes_estimate, message)."""
+    if not scenario.single:
+        return capacity_search_network(scenario, num_requests, rel_tol, max_probes, workers, progress)
     if schedulers is None:
         schedulers = [scenario.engine.scheduler]
     for s in schedulers:
         if s not in SCHEDULERS:
             raise ConfigError(f"schedulers: unknown value {s!r}; allowed: {', '.join(SCHEDULERS)}")
-    if not (isinstance(num_requests, int) and 1000 <= num_requests <= 5_000_000):
-        raise ConfigError(f"num_requests: {num_requests!r} must be a whole number in [1000, 5000000]")
     if not (0.001 <= rel_tol <= 0.5):
         raise ConfigError(f"rel_tol: {rel_tol!r} must be in [0.001, 0.5]")
+    scenarios = {s: scenario.with_scheduler(s) for s in schedulers}
+    return _search(scenarios, num_requests, rel_tol, max_probes, workers, progress)
+
+
+def capacity_search_network(scenario: Scenario, num_requests: int = 50_000, rel_tol: float = 0.02,
+                            max_probes: int = 12, workers: int | None = None,
+                            progress=None) -> list[CapacityResult]:
+    """Critical total arrival rate of a network scenario (all workflow classes scaled
+    together, keeping their mix), under its own schedulers and policies."""
+    label = "network (" + ",".join(dict.fromkeys(e.policy for e in scenario.engines)) + ")"
+    return _search({label: scenario}, num_requests, rel_tol, max_probes, workers, progress)
+
+
+def _search(scenarios: dict, num_requests, rel_tol, max_probes, workers, progress):
+    if not (isinstance(num_requests, int) and 1000 <= num_requests <= 5_000_000):
+        raise ConfigError(f"num_requests: {num_requests!r} must be a whole number in [1000, 5000000]")
     workers = workers or min(len(os.sched_getaffinity(0)), 8)
     states = {}
-    for s in schedulers:
-        sc = replace(scenario.with_scheduler(s), num_requests=num_requests, duration_seconds=None,
-                     drain=False)
+    for s, base in scenarios.items():
+        sc = replace(base, num_requests=num_requests, duration_seconds=None, drain=False)
         t = th.analyze(sc)
         guess = t.capacity_rps or t.optimal_capacity_rps or sc.total_rate
         kind = t.engines[0].capacity_kind if sc.single else "nominal network load = 1"
@@ -77,7 +92,7 @@ def capacity_search(scenario: Scenario, schedulers=None, num_requests: int = 100
                      "pending": [guess * 0.9, guess * 1.1], "guess": guess,
                      "rel_tol": rel_tol}
     done = 0
-    total = max_probes * len(schedulers)
+    total = max_probes * len(scenarios)
     pool = _pool(workers) if workers > 1 else None
     try:
         while True:

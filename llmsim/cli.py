@@ -72,7 +72,15 @@ def _fmt(v, unit="", digits=4):
 def cmd_run(args):
     from llmsim.simulate import simulate
     sc = _load(args)
+    if not 1 <= args.replications <= 100:
+        raise ConfigError(f"--replications: {args.replications} must be in [1, 100]")
     res = simulate(sc)
+    if args.replications > 1:
+        from llmsim.stability import replicate
+        v, _ = replicate(sc, args.replications)
+        res.verdict = v
+        res.summary.update(v.summary_fields())
+        res.summary["replications"] = args.replications
     s = res.summary
     print(f"scenario      {s['scenario'] or args.scenario}   scheduler {s['scheduler']}   seed {s['seed']}")
     print(f"arrivals      {_fmt(s['arrival_rate_rps'], '/s')}   load rho {_fmt(s['load'])}   "
@@ -107,13 +115,11 @@ def cmd_capacity(args):
     def progress(done, total, msg):
         print(f"  [{done}/{total}] {msg}", file=sys.stderr)
 
-    if sc.single:
-        out = capacity_search(sc, scheds, num_requests=args.num_requests_per_probe,
-                              rel_tol=args.rel_tol, workers=args.workers, progress=progress)
-    else:
-        from llmsim.capacity import capacity_search_network
-        out = capacity_search_network(sc, num_requests=args.num_requests_per_probe,
-                                      rel_tol=args.rel_tol, workers=args.workers, progress=progress)
+    if scheds and not sc.single:
+        raise ConfigError("--schedulers: a network scenario is searched under its own engines' "
+                          "schedulers; use --scheduler to set them all")
+    out = capacity_search(sc, scheds, num_requests=args.num_requests_per_probe,
+                          rel_tol=args.rel_tol, workers=args.workers, progress=progress)
     print(f"{'scheduler':18s} {'critical rate':>14s} {'interval':>22s} {'theory':>12s}")
     for r in out:
         lo, hi = r.interval
@@ -142,11 +148,14 @@ def build_parser():
     r.add_argument("--rate", type=float, help="override the arrival rate, requests per second")
     r.add_argument("--seed", type=int)
     r.add_argument("--num-requests", type=int, dest="num_requests")
+    r.add_argument("--replications", type=int, default=1,
+                   help="independent seeds (seed, seed+1, ...) pooled into one verdict")
     r.add_argument("--json", metavar="OUT", help="write the summary as JSON ('-' for stdout)")
     r.set_defaults(fn=cmd_run)
     c = sub.add_parser("capacity", help="find each scheduler's critical arrival rate by search")
     c.add_argument("scenario")
     c.add_argument("--schedulers", help="comma-separated, e.g. orca,sarathi (default: the scenario's)")
+    c.add_argument("--scheduler", help="set every engine's scheduler first")
     c.add_argument("--num-requests-per-probe", type=int, default=100_000)
     c.add_argument("--rel-tol", type=float, default=0.02)
     c.add_argument("--workers", type=int, default=None)

@@ -16,11 +16,11 @@
   for random prompts n is the mean FCFS packing count (approximation, flagged).
 - vllm: prefill-first without mixing; saturated, the running set is large and each decode
   iteration serves c = min(b, k) requests, but an iteration is a prefill whenever a
-  request arrived during the previous one. With Poisson arrivals the iteration types
-  (decode, prefill of 1..n_p prompts) form a Markov chain, so decode token supply is
+  request waits. With Poisson arrivals the number waiting at iteration starts is a
+  Markov chain (prefills of up to n_p prompts), so decode token supply is
   ``c * pi_D / E[tau]``; the capacity is the lambda where it equals ``lambda * E[D]``.
-  Approximation: Poisson arrivals, each prefill iteration clears the waiting queue,
-  prompt lengths replaced by their mean.
+  The waiting prompts at iteration starts form a Markov chain. Approximation: Poisson
+  arrivals, prompt lengths replaced by their mean, a saturated running set.
 """
 
 from __future__ import annotations
@@ -164,8 +164,9 @@ def vllm_capacity(engine, prompt, output) -> float:
     Saturated, each decode iteration serves c = min(b, k) requests and lasts tau_d; an
     iteration is a prefill of the N requests that arrived during the previous one
     (N ~ Poisson(lambda * tau), at most n_p = min(k, b // P) of them, lasting t(N P)).
-    The iteration types form a Markov chain (decode, prefill-1, ..., prefill-n_p); its
-    stationary law gives the share of time spent decoding.
+    The number of prompts waiting at each iteration start is a Markov chain (a decode
+    iteration when none waits, else a prefill of up to n_p); its stationary law gives the
+    share of iterations that decode.
     """
     b = engine.token_budget
     k = engine.slots
@@ -177,22 +178,25 @@ def vllm_capacity(engine, prompt, output) -> float:
     tau_d = bt.seconds(0, c, c * ctx)
     taus = np.array([tau_d] + [bt.seconds(min(n * p_mean, b), 0, 0) for n in range(1, n_p + 1)])
 
+    q_max = int(min(400, max(60, 20 * n_p)))
+    served = np.minimum(np.arange(q_max + 1), n_p)
+    tau_q = np.where(served == 0, tau_d, taus[np.maximum(served, 1)])
+
     def supply(lam):
-        m = len(taus)
+        # Markov chain on the prompts waiting at an iteration start (capped at q_max)
+        m = q_max + 1
         T = np.zeros((m, m))
-        for i, tau in enumerate(taus):
-            mu = lam * tau
-            n = np.arange(0, n_p)
-            logp = -mu + n * math.log(mu) - np.array([math.lgamma(x + 1) for x in n]) if mu > 0 else None
-            pr = np.exp(logp) if mu > 0 else np.r_[1.0, np.zeros(n_p - 1)]
-            T[i, 0] = pr[0]
-            T[i, 1:n_p] = pr[1:]
-            T[i, n_p] = max(0.0, 1.0 - pr.sum())
-        # stationary law: left eigenvector for eigenvalue 1
+        k = np.arange(m)
+        lg = np.array([math.lgamma(x + 1) for x in k])
+        for q in range(m):
+            mu = lam * tau_q[q]
+            pa = np.exp(-mu + k * math.log(mu) - lg) if mu > 0 else (k == 0).astype(float)
+            base = q - served[q]
+            T[q, base:] = pa[:m - base]
+            T[q, -1] += max(0.0, 1.0 - T[q].sum())
         A = np.vstack([T.T - np.eye(m), np.ones(m)])
-        rhs = np.r_[np.zeros(m), 1.0]
-        pi = np.linalg.lstsq(A, rhs, rcond=None)[0]
-        return c * pi[0] / float(pi @ taus)
+        pi = np.linalg.lstsq(A, np.r_[np.zeros(m), 1.0], rcond=None)[0]
+        return c * pi[0] / float(pi @ tau_q)
 
     hi = c / (tau_d * output.mean)
     lo = 0.0
