@@ -9,6 +9,8 @@
   iteration (an upper bound; which compositions a scheduler makes decide the rest).
 - Memory capacity (Nie, Si & Zhou): ``mu = M / (t(b) * E[g(P, D)])`` requests/s with
   ``g(s,o) = (1 + s/chunk) s/2 + s o + (1 + o) o/2`` token-iterations.
+- orca with k binding: prefill-first batches are prefill-only (b tokens) or k-limited
+  decode-only, so capacity ~ ``1 / (E[P] t(b)/b + E[D] t(k)/k)`` (approximate).
 - fastertransformer: a prefill batch of n whole prompts (n = min(k, floor(b/P)) for a
   constant prompt P) then decode iterations until the longest output of the batch ends:
   capacity ``n / E[t_prefill + sum_j t(A_j)]`` with A_j ~ Binomial(n, P(D >= j)) the
@@ -256,6 +258,17 @@ def _engine_theory(sc: Scenario, e_idx: int, visits, lam_steps) -> EngineTheory:
             cap_rps = min(vl, wc_rps)
             kind = "vllm prefill-first capacity (approximate: Poisson arrivals, queue cleared per prefill)" \
                 if vl <= wc_rps else kind
+        elif eng.scheduler == "orca" and slot_rps is not None:
+            # prefill-first under a binding k: batches are prefill-only (b tokens) or
+            # k-limited decode-only, so the engine time-shares between the two
+            kk = eng.max_batch_size
+            t_k = eng.batch_time.seconds(0, kk, kk * mean_ctx)
+            comp = 1.0 / (s.prompt_tokens.mean * eng.batch_time.seconds(b, 0, 0) / b
+                          + s.output_tokens.mean * t_k / kk)
+            cap_rps = min(comp, wc_rps)
+            if comp < wc_rps:
+                kind = ("orca under max_batch_size: time-sharing between prefill-only and k-limited "
+                        "decode-only batches (approximate)")
         else:
             cap_rps = wc_rps
         cap_rps = cap_rps / per_visit
