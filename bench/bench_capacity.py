@@ -1,0 +1,53 @@
+"""Wall time of a full four-scheduler capacity search on W1-sized scenarios.
+
+    PYTHONPATH=. python bench/bench_capacity.py [--num-requests 100000] [--workers 2]
+
+W1's workload (prompt uniform 64..960, output geometric mean 256, b = 512, B = 256,
+M = 1e6, 20 ms iterations) with the non-chunking schedulers given the budget they need
+(b = 8192 would make vllm and fastertransformer admit ~16 prompts per prefill): each
+scheduler on its own W1 variant as below. Target: under 30 s with 100,000 requests per
+probe on this 2-core machine.
+"""
+
+import argparse
+import time
+
+from llmsim import scenario_from_table
+from llmsim.capacity import capacity_search
+
+
+def w1(budget=512):
+    return scenario_from_table({
+        "seed": 1,
+        "workload": {"num_requests": 100_000, "arrival": {"process": "poisson", "rate": 30.0},
+                     "prompt_tokens": {"dist": "uniform", "low": 64, "high": 960},
+                     "output_tokens": {"dist": "geometric", "mean": 256}},
+        "engine": {"scheduler": "sarathi", "token_budget": budget, "max_batch_size": 256,
+                   "kv_cache_tokens": 1_000_000, "batch_time": {"model": "constant", "seconds": 0.02}}})
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--num-requests", type=int, default=100_000)
+    ap.add_argument("--workers", type=int, default=2)
+    args = ap.parse_args()
+    # warm the compiled kernel (cached on disk) so the figure is the search itself
+    from llmsim import simulate
+    from dataclasses import replace
+    simulate(replace(w1(), num_requests=200))
+    t0 = time.perf_counter()
+    out = capacity_search(w1(), ["orca", "sarathi"], num_requests=args.num_requests, workers=args.workers)
+    out += capacity_search(w1(4096), ["fastertransformer", "vllm"], num_requests=args.num_requests,
+                           workers=args.workers)
+    wall = time.perf_counter() - t0
+    probes = sum(len(r.probes) for r in out)
+    for r in out:
+        print(f"{r.scheduler:18s} critical {r.critical_rate_rps or float('nan'):8.3f}/s  "
+              f"interval {r.interval}  theory {r.theory_capacity_rps or float('nan'):8.3f}/s  "
+              f"probes {len(r.probes)}")
+    print(f"four-scheduler capacity search: {wall:.1f} s wall, {probes} probes x "
+          f"{args.num_requests} requests = {probes * args.num_requests / wall:,.0f} simulated requests/s")
+
+
+if __name__ == "__main__":
+    main()
