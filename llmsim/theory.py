@@ -256,7 +256,8 @@ def _engine_theory(sc: Scenario, e_idx: int, visits, lam_steps) -> EngineTheory:
         elif eng.scheduler == "vllm":
             vl = vllm_capacity(eng, s.prompt_tokens, s.output_tokens)
             cap_rps = min(vl, wc_rps)
-            kind = "vllm prefill-first capacity (approximate: Poisson arrivals, queue cleared per prefill)" \
+            kind = ("vllm prefill-first capacity (approximate: Poisson arrivals, mean prompt length, "
+                    "KV cache not binding; a binding KV cache throttles prefills and can raise it)") \
                 if vl <= wc_rps else kind
         elif eng.scheduler == "orca" and slot_rps is not None:
             # prefill-first under a binding k: batches are prefill-only (b tokens) or
