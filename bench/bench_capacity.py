@@ -4,8 +4,8 @@
 
 W1's workload (prompt uniform 64..960, output geometric mean 256, b = 512, B = 256,
 M = 1e6, 20 ms iterations) with the non-chunking schedulers given the budget they need
-(b = 8192 would make vllm and fastertransformer admit ~16 prompts per prefill): each
-scheduler on its own W1 variant as below. Target: under 30 s with 100,000 requests per
+(b = 4096 for vllm and fastertransformer, which never chunk a prompt). All four
+searches share the worker pool. Target: under 30 s with 100,000 requests per
 probe on this 2-core machine.
 """
 
@@ -13,7 +13,7 @@ import argparse
 import time
 
 from llmsim import scenario_from_table
-from llmsim.capacity import capacity_search
+from llmsim.capacity import capacity_search_scenarios
 
 
 def w1(budget=512):
@@ -36,9 +36,10 @@ def main():
     from dataclasses import replace
     simulate(replace(w1(), num_requests=200))
     t0 = time.perf_counter()
-    out = capacity_search(w1(), ["orca", "sarathi"], num_requests=args.num_requests, workers=args.workers)
-    out += capacity_search(w1(4096), ["fastertransformer", "vllm"], num_requests=args.num_requests,
-                           workers=args.workers)
+    scenarios = {"orca": w1().with_scheduler("orca"), "sarathi": w1(),
+                 "fastertransformer": w1(4096).with_scheduler("fastertransformer"),
+                 "vllm": w1(4096).with_scheduler("vllm")}
+    out = capacity_search_scenarios(scenarios, num_requests=args.num_requests, workers=args.workers)
     wall = time.perf_counter() - t0
     probes = sum(len(r.probes) for r in out)
     for r in out:

@@ -78,6 +78,16 @@ def capacity_search_network(scenario: Scenario, num_requests: int = 50_000, rel_
     return _search({label: scenario}, num_requests, rel_tol, max_probes, workers, progress)
 
 
+def capacity_search_scenarios(scenarios: dict, num_requests: int = 100_000, rel_tol: float = 0.02,
+                              max_probes: int = 12, workers: int | None = None,
+                              progress=None) -> list[CapacityResult]:
+    """Capacity search over several labelled scenarios at once (e.g. each scheduler with
+    the budget it needs); their probes share the worker pool round by round."""
+    if not (0.001 <= rel_tol <= 0.5):
+        raise ConfigError(f"rel_tol: {rel_tol!r} must be in [0.001, 0.5]")
+    return _search(dict(scenarios), num_requests, rel_tol, max_probes, workers, progress)
+
+
 def _search(scenarios: dict, num_requests, rel_tol, max_probes, workers, progress):
     if not (isinstance(num_requests, int) and 1000 <= num_requests <= 5_000_000):
         raise ConfigError(f"num_requests: {num_requests!r} must be a whole number in [1000, 5000000]")
