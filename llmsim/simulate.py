@@ -227,16 +227,20 @@ class Simulation:
             ef[e, S.EF_BT0:S.EF_BT3 + 1] = params
             ei[e, S.E_BATCH_OFF] = boff
             boff += cfg.slots
+            ei[e, S.E_PF_HEAD] = ei[e, S.E_PF_TAIL] = -1
+            ei[e, S.E_DEC_LB] = S.NO_TARGET
         self.ei, self.ef = ei, ef
+        # prefill entries of the current batches (decode tokens are implicit)
         self.batch_c = np.zeros(boff, dtype=np.int64)
         self.batch_t = np.zeros(boff, dtype=np.int64)
-        self.batch_ph = np.zeros(boff, dtype=np.int64)
+        # calls finishing in one iteration: at most one engine's batch slots
+        self.fin = np.zeros(max(e.slots for e in engines), dtype=np.int64)
 
         # ---- calls, workflows, global scalars
         cap = int(pool_start + self._margin)
         self.ci = np.zeros((cap, S.N_CI), dtype=np.int64)
-        self.cf = np.full((cap, S.N_CF), np.nan)
-        self._size_run(cap)
+        self.cf = np.empty((cap, S.N_CF))  # every field is written when the call is created
+        self._size_run([4 * self._margin + 1024] * n_e)
         self.heap_t = np.zeros(cap)
         self.heap_c = np.zeros(cap, dtype=np.int64)
         self.ji = np.zeros((n_jobs, S.N_JI), dtype=np.int64)
@@ -292,17 +296,23 @@ class Simulation:
                     f"kv_cache_tokens of engine {e.name!r} is {e.kv_cache_tokens}; allowed: "
                     f"kv_cache_tokens >= {worst} or shorter length distributions")
 
-    def _size_run(self, cap):
-        n_e = len(self.scenario.engines)
-        old = getattr(self, "run", None)
-        self.run = np.zeros(n_e * cap, dtype=np.int64)
-        for e in range(n_e):
-            if old is not None:
-                ocap = int(self.ei[e, S.E_RUN_CAP])
-                n = int(self.ei[e, S.E_NRUN])
-                self.run[e * cap:e * cap + n] = old[e * ocap:e * ocap + n]
-            self.ei[e, S.E_RUN_OFF] = e * cap
-            self.ei[e, S.E_RUN_CAP] = cap
+    def _size_run(self, caps):
+        """(Re)allocate the engines' decode-queue regions with capacities caps, keeping
+        each queue (moved to its region's start)."""
+        ei = self.ei
+        old_c, old_t = getattr(self, "dec_call", None), getattr(self, "dec_tgt", None)
+        offs = np.concatenate([[0], np.cumsum(caps)]).astype(np.int64)
+        self.dec_call = np.zeros(int(offs[-1]), dtype=np.int64)
+        self.dec_tgt = np.zeros(int(offs[-1]), dtype=np.int64)
+        for e in range(len(caps)):
+            if old_c is not None:
+                a = int(ei[e, S.E_RUN_OFF] + ei[e, S.E_DEC_HEAD])
+                n = int(ei[e, S.E_NDEC])
+                self.dec_call[offs[e]:offs[e] + n] = old_c[a:a + n]
+                self.dec_tgt[offs[e]:offs[e] + n] = old_t[a:a + n]
+            ei[e, S.E_RUN_OFF] = offs[e]
+            ei[e, S.E_RUN_CAP] = caps[e]
+            ei[e, S.E_DEC_HEAD] = 0
 
     def _grow(self):
         gi, m = self.gi, self._margin
@@ -313,10 +323,12 @@ class Simulation:
                 raise ConfigError(f"the run would create more than {MAX_CALLS} LLM calls; allowed: fewer "
                                   "num_requests or a shorter duration")
             self.ci = np.concatenate([self.ci, np.zeros((new - cap, S.N_CI), dtype=np.int64)])
-            self.cf = np.concatenate([self.cf, np.full((new - cap, S.N_CF), np.nan)])
+            self.cf = np.concatenate([self.cf, np.empty((new - cap, S.N_CF))])
             self.heap_t = np.concatenate([self.heap_t, np.zeros(new - cap)])
             self.heap_c = np.concatenate([self.heap_c, np.zeros(new - cap, dtype=np.int64)])
-            self._size_run(new)
+        ei = self.ei
+        if np.any(2 * (ei[:, S.E_NDEC] + m) > ei[:, S.E_RUN_CAP]):
+            self._size_run([int(max(c, 4 * (n + m))) for c, n in zip(ei[:, S.E_RUN_CAP], ei[:, S.E_NDEC])])
         if gi[S.G_ROUTE_FINAL] == 0 and gi[S.G_ROUTE_POS] + m > len(self.route_u):
             self.route_u = np.concatenate([self.route_u, self._route_rng.random(len(self.route_u))])
         if gi[S.G_LOG_CAP] > 0 and gi[S.G_LOG_N] + gi[S.G_LOG_MARGIN] > len(self.logi):
@@ -390,7 +402,8 @@ class Simulation:
         while True:
             st = core.run_kernel(
                 stop, self.gi, self.gf, self.ci, self.cf, self.ei, self.ef, self.si, self.sf,
-                self.ji, self.jf, self.jjoin, self.run, self.batch_c, self.batch_t, self.batch_ph,
+                self.ji, self.jf, self.jjoin, self.dec_call, self.dec_tgt, self.fin, self.batch_c,
+                self.batch_t,
                 self.e_steps_ptr, self.e_steps, self.opt_ptr, self.opt_cum, self.child_ptr,
                 self.child_step, self.class_root_ptr, self.class_root, self.route_u, self.pool_p,
                 self.pool_d, self.delay_pool, self.mp_route, self.heap_t, self.heap_c, self.rec,
