@@ -1,19 +1,40 @@
-"""llmsim app (minimal for now): run one scenario and show its queue-length trajectory."""
+"""llmsim dashboard: does an LLM serving engine, or a network of LLM agents, keep up?
 
-import altair as alt
-import streamlit as st
+Run with ``streamlit run app.py``. This file only wires the pages; each page in pages/
+answers one question, and the shared UI code is in llmsim_ui/.
+"""
 
-import llmsim
+import os
 
-st.set_page_config(page_title="llmsim", layout="wide")
-st.title("llmsim — does the engine keep up?")
-rate = st.slider("Arrival rate (requests/s)", 0.5, 20.0, 3.0, 0.5)
-sched = st.selectbox("Scheduler", list(llmsim.SCHEDULERS), index=3)
-sc = llmsim.load_scenario("scenarios/quickstart.toml").with_scheduler(sched).with_rate(rate)
-from dataclasses import replace  # noqa: E402
+# One BLAS thread per server process, set before numpy is first imported (Streamlit itself
+# does not import it): a server runs many sessions at once, and OpenBLAS's spinning worker
+# threads on a busy 2-core machine turned vllm's 0.4 s theory (a least-squares solve in a
+# loop) into 20 s and more.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
-res = llmsim.simulate(replace(sc, num_requests=5000))
-st.metric("Verdict", res.verdict.verdict)
-st.caption(res.verdict.explanation)
-st.altair_chart(alt.Chart(res.timeseries).mark_line().encode(x="time_s", y="backlog_tokens"),
-                use_container_width=True)
+import streamlit as st  # noqa: E402
+
+from llmsim_ui import entry, runs  # noqa: E402
+
+runs.timing("app.py starts")
+# compile the simulator once per server process, in the background while the page draws
+runs.start_warm_up()
+
+# an emoji favicon is drawn locally; a Material-icon favicon would be fetched from fonts.gstatic.com
+st.set_page_config(page_title="llmsim — does it keep up?", page_icon="📈", layout="wide")
+
+pages = [
+    # url_path = file name, as the legacy pages/ scheme would have it (see llmsim_ui/entry.py)
+    st.Page("pages/single_engine.py", title="Single engine", icon=":material/memory:", default=True),
+    st.Page("pages/capacity.py", title="Capacity", icon=":material/speed:", url_path="capacity"),
+    st.Page("pages/agents.py", title="Agent workflows", icon=":material/account_tree:", url_path="agents"),
+    st.Page("pages/model.py", title="The model", icon=":material/school:", url_path="model"),
+]
+page = st.navigation(pages, position="top")
+
+entry.enter()
+try:
+    page.run()
+finally:
+    entry.leave()

@@ -13,12 +13,14 @@ engine's batch, written with the shared phases below:
 A batch is its prefill entries (explicit: call and tokens in ``batch_c``/``batch_t``) and
 its decode tokens, which are implicit: decode service is always the first E_DEC_K
 decoders in admission order, so a count is enough. That and the decode queue below make
-an iteration cost O(1) plus its prefill entries, not O(decoding requests), which is what
-lets the kernel simulate a million requests per second.
+an iteration cost O(1) plus its prefill entries when every decoder is served (one
+vectorized pass over part of the queue when only some are), not O(decoding requests):
+that is what lets the kernel simulate millions of requests per second.
 
-Adding a scheduler: write one function like ``sarathi`` below, add one ``elif`` to
-``form_batch`` and one line to ``SCHEDULERS``. A scheduler that serves decoders other
-than oldest-first needs explicit decode entries (see ``decode_phase``).
+Adding a scheduler: write one function like ``sarathi`` below (decorated like it: it runs
+every iteration, so it is inlined), add one ``elif`` to ``form_batch`` and one line to
+``SCHEDULERS``. A scheduler that serves decoders other than oldest-first needs explicit
+decode entries (see ``decode_phase``).
 """
 
 from dataclasses import dataclass

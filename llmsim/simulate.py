@@ -327,8 +327,9 @@ class Simulation:
             self.heap_t = np.concatenate([self.heap_t, np.zeros(new - cap)])
             self.heap_c = np.concatenate([self.heap_c, np.zeros(new - cap, dtype=np.int64)])
         ei = self.ei
-        if np.any(2 * (ei[:, S.E_NDEC] + m) > ei[:, S.E_RUN_CAP]):
-            self._size_run([int(max(c, 4 * (n + m))) for c, n in zip(ei[:, S.E_RUN_CAP], ei[:, S.E_NDEC])])
+        if np.any(2 * (ei[:, S.E_NDEC] + m) > ei[:, S.E_RUN_CAP]):  # see core._low_room
+            self._size_run([int(max(cap, 4 * (n + m)))
+                            for cap, n in zip(ei[:, S.E_RUN_CAP], ei[:, S.E_NDEC])])
         if gi[S.G_ROUTE_FINAL] == 0 and gi[S.G_ROUTE_POS] + m > len(self.route_u):
             self.route_u = np.concatenate([self.route_u, self._route_rng.random(len(self.route_u))])
         if gi[S.G_LOG_CAP] > 0 and gi[S.G_LOG_N] + gi[S.G_LOG_MARGIN] > len(self.logi):
@@ -403,11 +404,10 @@ class Simulation:
             st = core.run_kernel(
                 stop, self.gi, self.gf, self.ci, self.cf, self.ei, self.ef, self.si, self.sf,
                 self.ji, self.jf, self.jjoin, self.dec_call, self.dec_tgt, self.fin, self.batch_c,
-                self.batch_t,
-                self.e_steps_ptr, self.e_steps, self.opt_ptr, self.opt_cum, self.child_ptr,
-                self.child_step, self.class_root_ptr, self.class_root, self.route_u, self.pool_p,
-                self.pool_d, self.delay_pool, self.mp_route, self.heap_t, self.heap_c, self.rec,
-                self.logi, self.logf)
+                self.batch_t, self.e_steps_ptr, self.e_steps, self.opt_ptr, self.opt_cum,
+                self.child_ptr, self.child_step, self.class_root_ptr, self.class_root, self.route_u,
+                self.pool_p, self.pool_d, self.delay_pool, self.mp_route, self.heap_t, self.heap_c,
+                self.rec, self.logi, self.logf)
             if st == core.NEED_ROOM:
                 self._grow()
                 continue

@@ -1,0 +1,227 @@
+"""Startup and live-update figures of the dashboard, measured in a real browser.
+
+    python bench/bench_ui.py            # prints a table, writes bench/results-ui.json
+
+- fresh start: ``streamlit run app.py`` with an empty numba cache (NUMBA_CACHE_DIR set to
+  a new temporary directory), a browser opening the single-engine page: seconds until the
+  first trajectory is drawn, and until the live run has finished (every verdict shown);
+- restart: the same with the numba cache that run filled (a server restart);
+- live view: chart updates per second the browser received while the run played
+  (counted with a MutationObserver on the chart elements) and the server's own count.
+
+The helpers (free port, server process, browser launch, page checks) are shared with
+tests/test_browser.py. The browser is Debian's chromium driven by Playwright; no browser
+is ever downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+VIEWPORT = {"width": 1400, "height": 1000}
+
+# counts the moments (>= 40 ms apart) at which a chart's DOM changed: one per redraw
+UPDATE_COUNTER_JS = """
+window.__chartUpdates = [];
+const __obs = new MutationObserver((muts) => {
+  for (const m of muts) {
+    const el = m.target.nodeType === 1 ? m.target : m.target.parentElement;
+    if (el && el.closest && el.closest('[data-testid="stVegaLiteChart"]')) {
+      const now = performance.now();
+      const a = window.__chartUpdates;
+      if (!a.length || now - a[a.length - 1] > 40) a.push(now);
+      return;
+    }
+  }
+});
+const __start = () => __obs.observe(document.body, {subtree: true, childList: true, attributes: true,
+                                                    characterData: true});
+if (document.body) { __start(); } else { document.addEventListener('DOMContentLoaded', __start); }
+"""
+
+ERROR_TEXTS = ("Traceback", "This app has encountered an error", "Error:", "StreamlitAPIException")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def server(numba_cache_dir: str | None = None, log_path: Path | None = None, port: int | None = None):
+    """``streamlit run app.py`` on a free loopback port; yields (base_url, t_started).
+    Always terminated (its process group) on exit."""
+    port = port or free_port()
+    env = dict(os.environ, LLMSIM_UI_TIMING="1")
+    if numba_cache_dir:
+        env["NUMBA_CACHE_DIR"] = numba_cache_dir
+    log = open(log_path, "w") if log_path else subprocess.DEVNULL
+    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+           "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 60
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"streamlit exited with code {proc.returncode}; see {log_path}")
+            try:
+                urllib.request.urlopen(url + "/_stcore/health", timeout=1).read()
+                break
+            except OSError:
+                if time.time() > deadline:
+                    raise RuntimeError("streamlit did not answer /_stcore/health within 60 s")
+                time.sleep(0.1)
+        server.ready_s = time.perf_counter() - t0
+        yield url, t0
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+        if log_path:
+            log.close()
+
+
+@contextmanager
+def browser():
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def new_page(b):
+    page = b.new_page(viewport=VIEWPORT)
+    page.add_init_script(UPDATE_COUNTER_JS)
+    return page
+
+
+def page_problems(page) -> list[str]:
+    """Exception boxes or traceback text on the page (st.exception, uncaught errors)."""
+    out = []
+    n = page.locator('[data-testid="stException"]').count()
+    if n:
+        out.append(f"{n} exception element(s): " + page.locator('[data-testid="stException"]').first.inner_text()[:500])
+    body = page.inner_text("body")
+    for t in ERROR_TEXTS:
+        if t in body:
+            i = body.index(t)
+            out.append(f"page text contains {t!r}: …{body[max(0, i - 200):i + 300]}…")
+    return out
+
+
+def wait_text(page, text: str, timeout_s: float = 120) -> None:
+    page.get_by_text(text, exact=False).first.wait_for(state="visible", timeout=timeout_s * 1000)
+
+
+def screenshot(page, path: Path) -> None:
+    """The whole page: Streamlit scrolls inside its own container, so grow the viewport."""
+    h = page.evaluate("""() => { const m = document.querySelector('[data-testid="stMain"]') ||
+                                 document.querySelector('section.main');
+                                 return Math.max(document.body.scrollHeight, m ? m.scrollHeight : 0); }""")
+    page.set_viewport_size({"width": VIEWPORT["width"], "height": int(min(max(h, 900), 6000))})
+    time.sleep(0.4)
+    page.screenshot(path=str(path), full_page=True)
+    page.set_viewport_size(VIEWPORT)
+
+
+LIVE_RE = re.compile(r"Live view: (\d+) chart updates in ([\d.]+) s \(([\d.]+) per second\)")
+
+
+def measure_start(url: str, t0: float, b, query: str = "") -> dict:
+    """Open the single-engine page; seconds (from the server's start) to the first drawn
+    trajectory and to the finished run; chart updates per second seen by the browser."""
+    page = new_page(b)
+    page.goto(url + "/" + query)
+    page.locator('[data-testid="stVegaLiteChart"] g.mark-line path').first.wait_for(state="attached", timeout=180_000)
+    first = time.perf_counter() - t0
+    wait_text(page, "Live view:", 180)
+    done = time.perf_counter() - t0
+    caption = page.get_by_text("Live view:").first.inner_text()
+    m = LIVE_RE.search(caption)
+    ts = page.evaluate("window.__chartUpdates")
+    # the browser's rate while the run played: from the typical gap between redraws (the
+    # verdicts computed after the animation leave one long gap that must not count)
+    gaps = sorted(b - a for a, b in zip(ts, ts[1:]))
+    median_gap = gaps[len(gaps) // 2] / 1000 if gaps else 0.0
+    res = {"server_ready_s": round(getattr(server, "ready_s", float("nan")), 2),
+           "first_trajectory_s": round(first, 2), "run_finished_s": round(done, 2),
+           "server_updates": int(m.group(1)) if m else None,
+           "server_updates_per_s": float(m.group(3)) if m else None,
+           "browser_updates": len(ts), "browser_updates_per_s": round(1 / median_gap, 2) if median_gap > 0 else None,
+           "problems": page_problems(page)}
+    page.close()
+    return res
+
+
+def main(argv=None) -> int:
+    import argparse
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=3, help="fresh starts and restarts to measure (medians reported)")
+    args = ap.parse_args(argv)
+    runs: dict = {"fresh": [], "restart": []}
+    logs = ROOT / "test-artifacts"
+    logs.mkdir(exist_ok=True)
+    with browser() as b:
+        for i in range(args.repeat):
+            cache = tempfile.mkdtemp(prefix="llmsim-numba-")
+            try:
+                for label in ("fresh", "restart"):
+                    with server(cache, logs / f"bench-{label}-{i}.log") as (url, t0):
+                        runs[label].append(measure_start(url, t0, b))
+                    print(label, i, runs[label][-1], flush=True)
+            finally:
+                shutil.rmtree(cache, ignore_errors=True)
+    out = {}
+    for label, rs in runs.items():
+        med = {}
+        for k in ("server_ready_s", "first_trajectory_s", "run_finished_s", "browser_updates_per_s",
+                  "server_updates_per_s"):
+            vals = sorted(r[k] for r in rs if r[k] is not None)
+            med[k] = vals[len(vals) // 2] if vals else None
+            med[k + "_range"] = [vals[0], vals[-1]] if vals else None
+        med["problems"] = sum((r["problems"] for r in rs), [])
+        out[label] = med
+    out["load_average"] = os.getloadavg()
+    out["runs"] = runs
+    (ROOT / "bench" / "results-ui.json").write_text(json.dumps(out, indent=2))
+    print(f"medians of {args.repeat}; load average {out['load_average'][0]:.1f}")
+    print(f"{'':10s} {'server up':>10s} {'first trajectory':>17s} {'run finished':>13s} "
+          f"{'updates/s (browser, server)':>28s}")
+    for k in ("fresh", "restart"):
+        v = out[k]
+        print(f"{k:10s} {v['server_ready_s']:>8.1f} s {v['first_trajectory_s']:>15.1f} s "
+              f"{v['run_finished_s']:>11.1f} s "
+              f"{v['browser_updates_per_s'] or 0:>15.1f} {v['server_updates_per_s'] or 0:>10.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,190 @@
+"""The dashboard's Altair charts: hover tooltips everywhere, click a legend entry to
+highlight that series (shift-click for several), colours from ``palette``."""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+
+import altair as alt
+import numpy as np
+import pandas as pd
+
+from llmsim_ui import palette
+
+MAX_POINTS = 320  # per series drawn; trajectories have up to 2000 samples
+LIVE_POINTS = 160  # per series in a frame of the live view
+
+
+def thin(df: pd.DataFrame, max_points: int = MAX_POINTS) -> pd.DataFrame:
+    """Every k-th row (and the last), so a series has at most about max_points rows."""
+    n = len(df)
+    if n <= max_points:
+        return df
+    idx = np.unique(np.append(np.arange(0, n, math.ceil(n / max_points)), n - 1))
+    return df.iloc[idx]
+
+
+def long_trajectories(trajs: dict, columns: dict, series: str, scale: dict | None = None,
+                      max_points: int = MAX_POINTS) -> pd.DataFrame:
+    """Long table (time_s, <series>, metric, value) from label -> timeseries frames.
+
+    columns: timeseries column -> metric title; scale: column -> factor (e.g. KV tokens to
+    per cent of the cache)."""
+    parts = []
+    scale = scale or {}
+    for label, ts in trajs.items():
+        ts = thin(ts, max_points)
+        for col, title in columns.items():
+            if col not in ts:
+                continue
+            parts.append(pd.DataFrame({"time_s": ts["time_s"].to_numpy(), series: label, "metric": title,
+                                       "value": ts[col].to_numpy() * scale.get(col, 1.0)}))
+    if not parts:
+        return pd.DataFrame({"time_s": [], series: [], "metric": [], "value": []})
+    return pd.concat(parts, ignore_index=True)
+
+
+def _y_scale(log: bool) -> alt.Scale:
+    # symlog: like log for large values, linear near 0, so empty queues still show
+    return alt.Scale(type="symlog", constant=1) if log else alt.Scale(type="linear", zero=True)
+
+
+def _line_panel(data, series: str, cscale: alt.Scale, legend_sel, title: str, x_max: float,
+                log: bool, height: int, show_legend: bool, value_format: str, x_title: str,
+                name: str, y_title: str | None = None, chart_title: str | None = None,
+                interactive: bool = True) -> alt.LayerChart:
+    hover = alt.selection_point(name=f"hover_{name}", on="pointerover", nearest=True, fields=["time_s"],
+                                empty=False, clear="pointerout")
+    legend = alt.Legend(orient="right", title=None, symbolStrokeWidth=4, labelFontSize=12,
+                        labelLimit=220) if show_legend else None
+    base = alt.Chart(data).transform_filter(alt.datum.metric == title).encode(
+        x=alt.X("time_s:Q", title=x_title, scale=alt.Scale(domain=[0, max(x_max, 1e-9)], nice=False)),
+        y=alt.Y("value:Q", title=y_title or title, scale=_y_scale(log), axis=alt.Axis(format=value_format)),
+        color=alt.Color(f"{series}:N", scale=cscale, legend=legend),
+    )
+    lines = base.mark_line(strokeWidth=2, interpolate="linear").encode(
+        opacity=alt.condition(legend_sel, alt.value(1.0), alt.value(0.12)))
+    points = base.mark_circle(size=50).encode(
+        opacity=alt.condition(hover, alt.value(1.0), alt.value(0.0)),
+        tooltip=[alt.Tooltip(f"{series}:N"), alt.Tooltip("time_s:Q", title="time (s)", format=",.1f"),
+                 alt.Tooltip("value:Q", title=y_title or title, format=",.4~g")],
+    ).add_params(hover)
+    rule = base.mark_rule(color="#888888", strokeDash=[3, 3]).encode(
+        y=alt.value(0), y2=alt.value(height), color=alt.value("#888888")).transform_filter(hover)
+    # while a run plays, frames carry the lines only: the hover layer's nearest-point
+    # search (a Voronoi diagram per redraw) is what makes a browser fall behind
+    chart = (alt.layer(lines, points, rule) if interactive else alt.layer(lines)).properties(height=height)
+    if chart_title:
+        chart = chart.properties(title=alt.TitleParams(chart_title, anchor="start", fontSize=14))
+    return chart
+
+
+DATASET = "trajectories"
+
+
+@functools.lru_cache(maxsize=128)
+def _panel_spec(series: str, domain: tuple, colours: tuple, metric: str, log: bool,
+                height: int, value_format: str, x_title: str, y_title: str | None, chart_title: str | None,
+                interactive: bool) -> str:
+    """One panel's spec with a placeholder time axis (``_set_x_max`` fills it in), so a
+    layout is built once whatever the run's horizon."""
+    legend_sel = alt.selection_point(name="pick", fields=[series], bind="legend")
+    cscale = alt.Scale(domain=list(domain), range=list(colours))
+    p = _line_panel(alt.NamedData(name=DATASET), series, cscale, legend_sel, metric, 1.0, log, height, True,
+                    value_format, x_title, "0", y_title, chart_title, interactive)
+    return json.dumps(p.add_params(legend_sel).to_dict())
+
+
+def _set_x_max(spec: dict, x_max: float) -> None:
+    for layer in spec.get("layer", []):
+        x = layer.get("encoding", {}).get("x", {})
+        if "scale" in x:
+            x["scale"]["domain"] = [0, max(float(x_max), 1e-9)]
+
+
+def trajectories(df: pd.DataFrame, series: str, cscale: alt.Scale, metrics: list, x_max: float,
+                 log: bool = True, height: int = 150, formats: dict | None = None,
+                 x_title: str = "simulated time (s)", y_title: str | None = None,
+                 titles: bool = False, default_format: str = ",.0f", live: bool = False) -> list[dict]:
+    """Vega-Lite specs (built with Altair), one per metric, one line per series; click a
+    legend entry to highlight a series. df from ``long_trajectories``.
+
+    The live view redraws these several times a second: each Altair chart is built once
+    per layout (cached) and a frame only swaps in the new data, which keeps a frame at a
+    few milliseconds instead of the ~150 ms Altair needs to build and validate it. live:
+    frames without the hover layer (drawn again, interactive, when the run ends).
+    (One chart per metric rather than a vconcat: Vega-Lite drops a concatenated chart
+    that has both a legend-bound and a hover selection.)"""
+    formats = formats or {}
+    specs = []
+    for m in metrics:
+        spec = json.loads(_panel_spec(series, tuple(cscale.domain), tuple(cscale.range), m,
+                                      bool(log), int(height), formats.get(m, default_format), x_title, y_title,
+                                      m if titles else None, not live))
+        _set_x_max(spec, x_max)
+        spec["datasets"] = {DATASET: df[df["metric"] == m]}
+        specs.append(spec)
+    return specs
+
+
+def throughput(points: pd.DataFrame, theory: float, critical: pd.DataFrame, cscale: alt.Scale,
+               x_max: float) -> alt.LayerChart:
+    """Throughput (requests/s) against arrival rate, one line per scheduler; the theory
+    line b/t(b); the diagonal (all offered work served); each scheduler's critical rate
+    (a vertical rule) and the interval the search bracketed (a band)."""
+    legend_sel = alt.selection_point(name="pick", fields=["scheduler"], bind="legend")
+    x = alt.X("rate:Q", title="arrival rate (requests/s)", scale=alt.Scale(domain=[0, x_max], nice=False))
+    y_max = max(x_max, theory * 1.1 if theory and math.isfinite(theory) else 0)
+    y = alt.Y("throughput:Q", title="throughput (completed requests/s)",
+              scale=alt.Scale(domain=[0, y_max], nice=False))
+    color = alt.Color("scheduler:N", scale=cscale,
+                      legend=alt.Legend(orient="top", title=None, symbolStrokeWidth=4))
+    layers = []
+    diag = pd.DataFrame({"rate": [0.0, x_max], "throughput": [0.0, x_max]})
+    layers.append(alt.Chart(diag).mark_line(color="#bbbbbb", strokeDash=[2, 2]).encode(x=x, y=y))
+    if theory and math.isfinite(theory):
+        th = pd.DataFrame({"throughput": [theory], "label": [f"theory b/t(b) = {theory:.3g} req/s"]})
+        layers.append(alt.Chart(th).mark_rule(color=palette.THEORY_COLOR, strokeDash=[6, 4], strokeWidth=2)
+                      .encode(y="throughput:Q", tooltip=[alt.Tooltip("label:N", title="theory")]))
+        layers.append(alt.Chart(th).mark_text(align="left", dx=4, dy=-7, color=palette.THEORY_COLOR)
+                      .encode(x=alt.value(4), y="throughput:Q", text="label:N"))
+    # the scheduler lines come first: the shared legend takes its symbols from them
+    base = alt.Chart(points if not points.empty else pd.DataFrame(columns=["scheduler", "rate", "throughput"])
+                     ).encode(x=x, y=y, color=color)
+    layers.append(base.mark_line(strokeWidth=2.5).encode(
+        opacity=alt.condition(legend_sel, alt.value(1.0), alt.value(0.12))).add_params(legend_sel))
+    layers.append(base.mark_point(filled=True, size=60).encode(
+        opacity=alt.condition(legend_sel, alt.value(1.0), alt.value(0.12)),
+        tooltip=[alt.Tooltip("scheduler:N"), alt.Tooltip("rate:Q", title="arrival rate (req/s)", format=".3g"),
+                 alt.Tooltip("throughput:Q", title="throughput (req/s)", format=".3g")]))
+    band = critical.dropna(subset=["low", "high"])
+    if not band.empty:
+        layers.append(alt.Chart(band).mark_rect(opacity=0.12).encode(
+            x="low:Q", x2="high:Q", color=color,
+            tooltip=[alt.Tooltip("scheduler:N"), alt.Tooltip("low:Q", title="highest stable rate", format=".3g"),
+                     alt.Tooltip("high:Q", title="lowest unstable rate", format=".3g")]))
+    crit = critical.dropna(subset=["critical"])
+    if not crit.empty:
+        layers.append(alt.Chart(crit).mark_rule(strokeWidth=2, strokeDash=[8, 3]).encode(
+            x="critical:Q", color=color, opacity=alt.condition(legend_sel, alt.value(0.9), alt.value(0.1)),
+            tooltip=[alt.Tooltip("scheduler:N"),
+                     alt.Tooltip("critical:Q", title="critical rate (req/s)", format=".3g")]))
+    return alt.layer(*layers).properties(height=420)
+
+
+def latency(df: pd.DataFrame, series: str, cscale: alt.Scale) -> alt.Chart:
+    """One dot per scheduler for each latency measure, on a log scale (unstable runs
+    reach minutes while stable ones stay at milliseconds; a log axis cannot start bars at 0)."""
+    legend_sel = alt.selection_point(name="pick", fields=[series], bind="legend")
+    base = alt.Chart(df).encode(
+        x=alt.X("measure:N", title=None, sort=list(dict.fromkeys(df["measure"])), axis=alt.Axis(labelAngle=0)),
+        xOffset=alt.XOffset(f"{series}:N", scale=alt.Scale(domain=list(cscale.domain))),
+        y=alt.Y("seconds:Q", title="seconds (log scale)", scale=alt.Scale(type="log")),
+        color=alt.Color(f"{series}:N", scale=cscale, legend=alt.Legend(orient="top", title=None)),
+        opacity=alt.condition(legend_sel, alt.value(1.0), alt.value(0.15)),
+        tooltip=[alt.Tooltip(f"{series}:N"), alt.Tooltip("measure:N"),
+                 alt.Tooltip("seconds:Q", format=",.4~g")],
+    )
+    return base.mark_circle(size=140).add_params(legend_sel).properties(height=260)

@@ -1,0 +1,437 @@
+"""The engine + workload input panel shared by the single-engine and capacity pages, and
+scenario files in and out.
+
+The panel's widgets produce a scenario *table* in TOML form (the dicts
+``llmsim.scenario_from_table`` reads), so the library's one validation point checks
+every value and names the field when one is wrong. Defaults are the paper's headline
+setting (scenarios/paper/headline.toml) on the paper's own hardware fit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import replace
+
+import streamlit as st
+
+import llmsim
+from llmsim import ConfigError, SCHEDULERS
+from llmsim.presets import HARDWARE_PRESETS, WORKLOAD_PRESETS
+from llmsim.workload import TraceArrivals, TraceLengths, parse_trace
+from llmsim_ui import limits as L
+from llmsim_ui.state import Field, PageState
+
+CUSTOM = "custom"
+TRACE = "trace"
+_HW_DEFAULT = "codellama-34b/a100-80gb" if "codellama-34b/a100-80gb" in HARDWARE_PRESETS else CUSTOM
+_KV_DEFAULT = HARDWARE_PRESETS[_HW_DEFAULT].kv_cache_tokens if _HW_DEFAULT != CUSTOM else 1_000_000
+BATCH_MODELS = ("constant", "staircase", "piecewise", "affine")
+ARRIVALS = ("poisson", "gamma", "deterministic")
+DISTS = ("constant", "uniform", "geometric", "lognormal")
+DIST_LABELS = {"constant": "constant", "uniform": "uniform (low..high)", "geometric": "geometric (mean)",
+               "lognormal": "lognormal (mean, cv, max)"}
+
+
+def _length_fields(p: str, what: str, default: int) -> list[Field]:
+    return [
+        Field(f"{p}_dist", "constant", "str", choices=DISTS, label=f"{what} distribution"),
+        Field(f"{p}_value", default, "int", 1, L.MAX_LENGTH, label=f"{what} tokens"),
+        Field(f"{p}_low", max(1, default // 2), "int", 1, L.MAX_LENGTH, label=f"{what} low"),
+        Field(f"{p}_high", default * 3 // 2, "int", 1, L.MAX_LENGTH, label=f"{what} high"),
+        Field(f"{p}_mean", float(default), "float", 1, L.MAX_LENGTH, label=f"{what} mean"),
+        Field(f"{p}_cv", 1.0, "float", 0.01, 20, label=f"{what} cv"),
+        Field(f"{p}_max", 8192, "int", 1, L.MAX_LENGTH, label=f"{what} max"),
+    ]
+
+
+def fields(with_rate: bool = True) -> list[Field]:
+    """The panel's fields; with_rate=False leaves the arrival rate out (the capacity page
+    sweeps it)."""
+    f = [
+        Field("hw", _HW_DEFAULT, "str", choices=(CUSTOM,) + tuple(HARDWARE_PRESETS), label="GPU / model"),
+        Field("bt", "staircase", "str", choices=BATCH_MODELS, label="batch-time model"),
+        Field("bt_ms", 50.0, "float", 0.001, L.MAX_ITER_MS, label="iteration time (ms)"),
+        Field("st_c", 11.28, "float", 0.0, L.MAX_ITER_MS, label="staircase c (ms)"),
+        Field("st_a", 35.47, "float", 0.0, L.MAX_ITER_MS, label="staircase a (ms)"),
+        Field("st_b0", 128, "int", 1, L.MAX_BUDGET, label="staircase b0 (tokens)"),
+        Field("pw_c", 9.3, "float", 0.001, L.MAX_ITER_MS, label="piecewise c (ms)"),
+        Field("pw_a", 64.0, "float", 0.0, 1e6, label="piecewise a (µs per token)"),
+        Field("pw_b0", 109, "int", 1, L.MAX_BUDGET, label="piecewise b0 (tokens)"),
+        Field("af_c0", 16.44, "float", 0.001, L.MAX_ITER_MS, label="affine c0 (ms)"),
+        Field("af_p", 47.84, "float", 0.0, 1e6, label="affine prefill (µs per token)"),
+        Field("af_d", 18.21, "float", 0.0, 1e6, label="affine decode (µs per token)"),
+        Field("kv", _KV_DEFAULT, "int", L.MIN_KV, L.MAX_KV, label="KV cache (tokens)"),
+        Field("budget", 512, "int", 1, L.MAX_BUDGET, label="token budget"),
+        Field("kmax", 0, "int", 0, L.MAX_BATCH, label="max batch size"),
+        Field("wl", CUSTOM, "str", choices=(CUSTOM,) + tuple(WORKLOAD_PRESETS) + (TRACE,), label="workload"),
+        Field("arr", "poisson", "str", choices=ARRIVALS, label="arrival process"),
+        Field("cv", 2.0, "float", 0.01, 100.0, label="inter-arrival cv"),
+    ]
+    if with_rate:
+        f += [Field("rate", 14.0, "float", L.MIN_RATE, L.MAX_RATE, label="arrival rate (requests/s)"),
+              Field("speed", 1.0, "float", 0.001, 1000.0, label="trace speed-up")]
+    f += _length_fields("p", "prompt", 100) + _length_fields("o", "output", 100)
+    f += [Field("seed", 1, "int", 0, L.MAX_SEED, label="seed")]
+    return f
+
+
+# ---------------------------------------------------------------------- callbacks
+
+
+def _hw_changed(ps: PageState) -> None:
+    hw = ps.get("hw")
+    if hw in HARDWARE_PRESETS:  # a preset brings its own memory; the user may still edit it
+        ps.set("kv", int(min(max(HARDWARE_PRESETS[hw].kv_cache_tokens, L.MIN_KV), L.MAX_KV)))
+
+
+def _wl_changed(ps: PageState) -> None:
+    wl = ps.get("wl")
+    if wl in WORKLOAD_PRESETS and "rate" in ps.by_name:
+        ps.set("rate", float(WORKLOAD_PRESETS[wl].arrival["rate"]))
+
+
+# -------------------------------------------------------------------------- panel
+
+
+def _num(ps: PageState, name: str, label: str, step, help: str | None = None, fmt: str | None = None,
+         container=None, **kw):
+    """A number input bounded below only: values above a limit reach ``check`` and get
+    a message saying why, instead of being silently clamped by the widget."""
+    f = ps.by_name[name]
+    c = container or st.sidebar
+    return c.number_input(label, min_value=type(f.default)(f.lo) if f.lo is not None else None,
+                          step=step, key=ps.key(name), help=help, format=fmt, **kw)
+
+
+def _length_panel(ps: PageState, p: str, what: str, container) -> None:
+    d = container.selectbox(f"{what} length", DISTS, key=ps.key(f"{p}_dist"),
+                            format_func=DIST_LABELS.get)
+    if d == "constant":
+        _num(ps, f"{p}_value", f"{what} tokens", 1, container=container)
+    elif d == "uniform":
+        a, b = container.columns(2)
+        _num(ps, f"{p}_low", "low", 1, container=a)
+        _num(ps, f"{p}_high", "high", 1, container=b)
+    elif d == "geometric":
+        _num(ps, f"{p}_mean", f"mean {what.lower()} tokens", 1.0, container=container, fmt="%.1f")
+    else:
+        a, b, c = container.columns(3)
+        _num(ps, f"{p}_mean", "mean", 1.0, container=a, fmt="%.0f")
+        _num(ps, f"{p}_cv", "cv", 0.1, container=b, fmt="%.2f")
+        _num(ps, f"{p}_max", "max", 1, container=c)
+
+
+def panel(ps: PageState, with_rate: bool = True, container=None):
+    """Draw the engine and workload inputs; returns the uploaded trace file (or None).
+    The names of the fields drawn are collected in ``ps.visible`` for ``publish``."""
+    c = container or st.sidebar
+    c.subheader("Engine", divider="gray")
+    hw_opts = list(ps.by_name["hw"].choices)
+    hw = c.selectbox("GPU / model", hw_opts, key=ps.key("hw"), on_change=_hw_changed, args=(ps,),
+                     format_func=lambda x: "custom batch time" if x == CUSTOM else x,
+                     help="A published fit of iteration time and KV-cache size for a model on a GPU "
+                          "(see docs/presets.md), or your own batch-time model.")
+    vis = ["hw", "budget", "kmax", "kv"]
+    if hw == CUSTOM:
+        bt = c.selectbox("Batch time t(n) of an iteration holding n tokens", BATCH_MODELS, key=ps.key("bt"),
+                         format_func={"constant": "constant: t", "staircase": "staircase: c + a·⌈n/b0⌉",
+                                      "piecewise": "piecewise: c + a·max(0, n−b0)",
+                                      "affine": "affine: c0 + cp·prefill + cd·decode"}.get)
+        vis.append("bt")
+        if bt == "constant":
+            _num(ps, "bt_ms", "t (ms per iteration)", 1.0, container=c, fmt="%.3f")
+            vis.append("bt_ms")
+        elif bt == "staircase":
+            a, b, d = c.columns(3)
+            _num(ps, "st_c", "c (ms)", 1.0, container=a, fmt="%.2f")
+            _num(ps, "st_a", "a (ms)", 1.0, container=b, fmt="%.2f")
+            _num(ps, "st_b0", "b0", 1, container=d)
+            vis += ["st_c", "st_a", "st_b0"]
+        elif bt == "piecewise":
+            a, b, d = c.columns(3)
+            _num(ps, "pw_c", "c (ms)", 1.0, container=a, fmt="%.2f")
+            _num(ps, "pw_a", "a (µs/tok)", 1.0, container=b, fmt="%.2f")
+            _num(ps, "pw_b0", "b0", 1, container=d)
+            vis += ["pw_c", "pw_a", "pw_b0"]
+        else:
+            a, b, d = c.columns(3)
+            _num(ps, "af_c0", "c0 (ms)", 1.0, container=a, fmt="%.2f")
+            _num(ps, "af_p", "cp (µs/tok)", 1.0, container=b, fmt="%.2f")
+            _num(ps, "af_d", "cd (µs/tok)", 1.0, container=d, fmt="%.2f")
+            vis += ["af_c0", "af_p", "af_d"]
+    else:
+        hp = HARDWARE_PRESETS[hw]
+        bt = llmsim.config.batch_time(hp.batch_time, hw)
+        c.caption(f"{hp.model} on {hp.tensor_parallel}× {hp.gpu}: t(n) = {bt.describe()}; "
+                  f"memory for {hp.kv_cache_tokens:,} KV-cache tokens.")
+        with c.expander("Source of this preset"):
+            st.caption(hp.source)
+            if hp.notes:
+                st.caption(hp.notes)
+    _num(ps, "budget", "Token budget b (tokens per iteration)", 64, container=c,
+         help="The most prompt + output tokens one iteration (batch) may hold.")
+    _num(ps, "kmax", "Max batch size (requests per iteration; 0 = no limit)", 8, container=c)
+    _num(ps, "kv", "KV cache (tokens of GPU memory)", 10_000, container=c,
+         help="How many tokens of context the GPU can hold for admitted requests (SPEC §3).")
+
+    c.subheader("Workload", divider="gray")
+    wl = c.selectbox("Requests", ps.by_name["wl"].choices, key=ps.key("wl"), on_change=_wl_changed, args=(ps,),
+                     format_func=lambda x: {"custom": "custom arrivals and lengths",
+                                            "trace": "upload a trace (CSV)"}.get(x, f"preset: {x}"))
+    vis.append("wl")
+    upload = None
+    if wl in WORKLOAD_PRESETS:
+        wp = WORKLOAD_PRESETS[wl]
+        c.caption(f"{wp.description}. Prompt ≈ {wp.prompt_tokens['mean']:,.0f} tokens, output ≈ "
+                  f"{wp.output_tokens['mean']:,.0f} tokens on average; {wp.arrival['process']} arrivals.")
+        with c.expander("Source of this preset"):
+            st.caption(wp.source)
+    elif wl == TRACE:
+        upload = c.file_uploader("Trace CSV (header arrival_time_s,prompt_tokens,output_tokens)",
+                                 type=["csv"], key=ps.key("trace_file"))
+        if with_rate:
+            _num(ps, "speed", "Speed-up (× the trace's own arrival rate)", 0.1, container=c, fmt="%.3f")
+            vis.append("speed")
+    else:
+        arr = c.selectbox("Arrival process", ARRIVALS, key=ps.key("arr"),
+                          help="poisson: memoryless; gamma: renewal with a chosen coefficient of "
+                               "variation (cv > 1 is bursty); deterministic: evenly spaced.")
+        vis.append("arr")
+        if arr == "gamma":
+            _num(ps, "cv", "Inter-arrival cv", 0.1, container=c, fmt="%.2f")
+            vis.append("cv")
+        for p, what in (("p", "Prompt"), ("o", "Output")):
+            _length_panel(ps, p, what, c)
+            d = ps.get(f"{p}_dist")
+            vis += [f"{p}_dist"] + {"constant": [f"{p}_value"], "uniform": [f"{p}_low", f"{p}_high"],
+                                    "geometric": [f"{p}_mean"],
+                                    "lognormal": [f"{p}_mean", f"{p}_cv", f"{p}_max"]}[d]
+    if with_rate and wl != TRACE:
+        _num(ps, "rate", "Arrival rate λ (requests per second)", 0.5, container=c, fmt="%.3f")
+        vis.append("rate")
+    _num(ps, "seed", "Random seed", 1, container=c, help="Same seed, same result — bit for bit.")
+    vis.append("seed")
+    ps.visible = vis
+    return upload
+
+
+# --------------------------------------------------------------- checks and build
+
+
+def check(ps: PageState, with_rate: bool = True) -> list[str]:
+    """Messages for values beyond the demo's limits (the widgets bound them only below)."""
+    errs = []
+    for name in getattr(ps, "visible", []):
+        f = ps.by_name[name]
+        if f.kind in ("int", "float"):
+            msg = L.check(f.label[:1].upper() + f.label[1:], ps.get(name), f.lo, f.hi)
+            if msg:
+                errs.append(msg)
+    return errs
+
+
+def _length_table(ps: PageState, p: str) -> dict:
+    d = ps.get(f"{p}_dist")
+    if d == "constant":
+        return {"dist": "constant", "value": int(ps.get(f"{p}_value"))}
+    if d == "uniform":
+        return {"dist": "uniform", "low": int(ps.get(f"{p}_low")), "high": int(ps.get(f"{p}_high"))}
+    if d == "geometric":
+        return {"dist": "geometric", "mean": float(ps.get(f"{p}_mean"))}
+    return {"dist": "lognormal", "mean": float(ps.get(f"{p}_mean")), "cv": float(ps.get(f"{p}_cv")),
+            "max": int(ps.get(f"{p}_max"))}
+
+
+def _batch_time_table(ps: PageState) -> dict:
+    m = ps.get("bt")
+    if m == "constant":
+        return {"model": "constant", "seconds": ps.get("bt_ms") / 1e3}
+    if m == "staircase":
+        return {"model": "staircase", "c_seconds": ps.get("st_c") / 1e3, "a_seconds": ps.get("st_a") / 1e3,
+                "b0": int(ps.get("st_b0"))}
+    if m == "piecewise":
+        return {"model": "piecewise", "c_seconds": ps.get("pw_c") / 1e3, "a_seconds": ps.get("pw_a") / 1e6,
+                "b0": int(ps.get("pw_b0"))}
+    return {"model": "affine", "c0_seconds": ps.get("af_c0") / 1e3, "prefill_seconds_per_token": ps.get("af_p") / 1e6,
+            "decode_seconds_per_token": ps.get("af_d") / 1e6, "context_seconds_per_token": 0.0}
+
+
+def scenario_table(ps: PageState, num_requests: int, rate: float | None, scheduler: str = "sarathi") -> dict:
+    """The TOML-form table of the panel's scenario (not for a trace workload)."""
+    eng = {"scheduler": scheduler, "token_budget": int(ps.get("budget")), "kv_cache_tokens": int(ps.get("kv"))}
+    if ps.get("kmax"):
+        eng["max_batch_size"] = int(ps.get("kmax"))
+    hw = ps.get("hw")
+    if hw in HARDWARE_PRESETS:
+        eng["preset"] = hw
+    else:
+        eng["batch_time"] = _batch_time_table(ps)
+    wl = ps.get("wl")
+    w = {"num_requests": int(num_requests)}
+    if wl in WORKLOAD_PRESETS:
+        wp = WORKLOAD_PRESETS[wl]
+        w["preset"] = wl
+        w["arrival"] = dict(wp.arrival, rate=float(rate if rate is not None else wp.arrival["rate"]))
+    else:
+        arr = {"process": ps.get("arr"), "rate": float(rate if rate is not None else 1.0)}
+        if arr["process"] == "gamma":
+            arr["cv"] = float(ps.get("cv"))
+        w["arrival"] = arr
+        w["prompt_tokens"] = _length_table(ps, "p")
+        w["output_tokens"] = _length_table(ps, "o")
+    return {"seed": int(ps.get("seed")), "name": "dashboard", "workload": w, "engine": eng}
+
+
+@st.cache_data(max_entries=8, show_spinner="Reading the trace…")
+def _parse_trace(data: bytes, name: str):
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{name}: not a text (UTF-8) file; expected CSV with header "
+                          "arrival_time_s,prompt_tokens,output_tokens") from None
+    return parse_trace(text, name)
+
+
+def build(ps: PageState, num_requests: int, rate: float | None, upload=None, scheduler: str = "sarathi",
+          speed: float | None = None):
+    """(Scenario, extra cache key). rate: requests/s (None: the workload's own); speed: a
+    trace's speed-up factor. Raises ConfigError naming the field for bad input."""
+    if ps.get("wl") != TRACE:
+        sc = llmsim.scenario_from_table(scenario_table(ps, num_requests, rate, scheduler))
+        return sc, ""
+    if upload is None:
+        raise ConfigError("workload: choose a trace CSV file to upload (header "
+                          "arrival_time_s,prompt_tokens,output_tokens), or another workload")
+    data = upload.getvalue()
+    trace = _parse_trace(data, upload.name)
+    if len(trace.times) < 2:
+        raise ConfigError(f"{upload.name}: a trace needs at least 2 requests to have an arrival rate")
+    # the placeholder workload is replaced by the trace; validate() checks the result
+    table = scenario_table(ps, num_requests, 1.0, scheduler)
+    table["workload"] = {"num_requests": int(num_requests), "arrival": {"process": "poisson", "rate": 1.0},
+                         "prompt_tokens": {"dist": "constant", "value": 1},
+                         "output_tokens": {"dist": "constant", "value": 1}}
+    sc = llmsim.scenario_from_table(table)
+    wf = sc.workflow
+    step = replace(wf.steps[0], prompt_tokens=TraceLengths(trace, "prompt_tokens"),
+                   output_tokens=TraceLengths(trace, "output_tokens"))
+    arrival = TraceArrivals(trace, float(speed or 1.0))
+    sc = replace(sc, workflows=(replace(wf, arrival=arrival, steps=(step,)),))
+    llmsim.validate(sc)
+    return sc, hashlib.sha256(data).hexdigest()[:16]
+
+
+# --------------------------------------------------------------- files in and out
+
+_SCHED_COMMENT = re.compile(r"^#\s*schedulers compared:\s*(.+)$", re.M)
+
+
+def toml_text(sc, schedulers=None) -> str:
+    """The scenario as TOML; the schedulers compared are noted in a comment the upload
+    reads back."""
+    head = "# llmsim scenario saved by the dashboard (python -m llmsim run this.toml)\n"
+    if schedulers:
+        head += f"# schedulers compared: {', '.join(schedulers)}\n"
+    return head + sc.to_toml()
+
+
+def read_upload(uploaded) -> tuple:
+    """(Scenario, text) of an uploaded TOML file; ConfigError for anything wrong."""
+    data = uploaded.getvalue()
+    if len(data) > L.MAX_TOML_BYTES:
+        raise ConfigError(f"{uploaded.name}: {len(data):,} bytes is above the limit of "
+                          f"{L.MAX_TOML_BYTES:,} bytes for a scenario file")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{uploaded.name}: not a text (UTF-8) file; expected a scenario TOML") from None
+    try:
+        return llmsim.loads_scenario(text), text
+    except ConfigError as exc:
+        raise ConfigError(f"{uploaded.name}: {exc}") from None
+
+
+def schedulers_in(text: str) -> list[str]:
+    m = _SCHED_COMMENT.search(text)
+    if not m:
+        return []
+    return [s.strip() for s in m.group(1).split(",") if s.strip() in SCHEDULERS]
+
+
+def values_from_scenario(sc) -> dict:
+    """Panel field values that reproduce a single-engine scenario; ConfigError for what
+    the panel cannot show (the message names the field and the way out)."""
+    if not sc.single:
+        raise ConfigError("scenario: this file describes a network of engines ([[engines]], [[workflows]]); "
+                          "open it on the 'Agent workflows' page")
+    t = sc.to_table()
+    eng, wl = t["engine"], t["workload"]
+    v = {"budget": eng["token_budget"], "kmax": eng.get("max_batch_size", 0), "kv": eng["kv_cache_tokens"],
+         "seed": int(t.get("seed", 0))}
+    if eng.get("preset") and eng.get("batch_time", {}).get("model") == "preset":
+        v["hw"] = eng["preset"]
+    else:
+        v["hw"] = CUSTOM
+        bt = eng["batch_time"]
+        m = bt["model"]
+        if m == "preset":
+            v["hw"] = bt["name"]
+        elif m == "constant":
+            v.update(bt="constant", bt_ms=bt["seconds"] * 1e3)
+        elif m == "staircase":
+            v.update(bt="staircase", st_c=bt["c_seconds"] * 1e3, st_a=bt["a_seconds"] * 1e3, st_b0=int(bt["b0"]))
+        elif m == "piecewise":
+            v.update(bt="piecewise", pw_c=bt["c_seconds"] * 1e3, pw_a=bt["a_seconds"] * 1e6, pw_b0=int(bt["b0"]))
+        else:
+            if bt.get("context_seconds_per_token"):
+                raise ConfigError("engine.batch_time.context_seconds_per_token: the dashboard edits affine batch "
+                                  "times without a context term; allowed here: 0 (use the command line otherwise)")
+            v.update(bt="affine", af_c0=bt["c0_seconds"] * 1e3, af_p=bt["prefill_seconds_per_token"] * 1e6,
+                     af_d=bt["decode_seconds_per_token"] * 1e6)
+    if "num_requests" not in wl or "duration_seconds" in wl:
+        raise ConfigError("workload.duration_seconds: the dashboard runs a number of requests; allowed: "
+                          "workload.num_requests (use the command line for a fixed duration)")
+    v["n"] = int(wl["num_requests"])
+    arr = wl["arrival"]
+    if arr["process"] == "trace":
+        raise ConfigError("workload.arrival.process: 'trace' files are replayed from the 'upload a trace (CSV)' "
+                          "workload option here; allowed in a TOML upload: poisson, gamma, deterministic")
+    v["wl"] = CUSTOM
+    v["arr"] = arr["process"]
+    v["rate"] = float(arr["rate"])
+    if "cv" in arr:
+        v["cv"] = float(arr["cv"])
+    for p, key in (("p", "prompt_tokens"), ("o", "output_tokens")):
+        d = wl[key]
+        kind = d["dist"]
+        if kind not in DISTS:
+            raise ConfigError(f"workload.{key}.dist: {kind!r} cannot be edited here; allowed: {', '.join(DISTS)} "
+                              "(use the command line for others)")
+        v[f"{p}_dist"] = kind
+        if kind == "constant":
+            v[f"{p}_value"] = int(d["value"])
+        elif kind == "uniform":
+            v[f"{p}_low"], v[f"{p}_high"] = int(d["low"]), int(d["high"])
+        elif kind == "geometric":
+            v[f"{p}_mean"] = float(d["mean"])
+        else:
+            v[f"{p}_mean"], v[f"{p}_cv"], v[f"{p}_max"] = float(d["mean"]), float(d["cv"]), int(d["max"])
+    v["sched"] = [eng["scheduler"]]
+    return v
+
+
+def apply_values(ps: PageState, values: dict) -> list[str]:
+    """Set the fields the page has; returns messages for values beyond its limits
+    (those fields keep their previous value)."""
+    errs = []
+    for name, val in values.items():
+        f = ps.by_name.get(name)
+        if f is None:
+            continue
+        try:
+            ps.set(name, f.check(val))
+        except ValueError as exc:
+            errs.append(f"{f.label or name} = {val!r} from the file: {exc}; kept {f.encode(ps.get(name))}. "
+                        f"({L.CLI_HINT})")
+    return errs

@@ -1,0 +1,44 @@
+"""What one request to the hosted demo may ask for, and the message when it asks for more.
+
+The library accepts much larger runs (see llmsim.config); these bounds keep a shared
+server responsive. Bigger runs belong on the command line (``python -m llmsim run``).
+"""
+
+from __future__ import annotations
+
+MAX_REQUESTS = 200_000          # arrivals per scheduler (or per policy) in one run
+MIN_REQUESTS = 1_000            # fewer leave the stability test with too little to go on
+MAX_RATE = 10_000.0             # requests (or workflows) per second
+MIN_RATE = 0.001
+MAX_BUDGET = 65_536             # tokens per iteration
+MAX_BATCH = 8_192               # requests per iteration (0 = no limit)
+MIN_KV, MAX_KV = 1_000, 50_000_000
+MAX_LENGTH = 65_536             # tokens of one prompt or output
+MAX_ITER_MS = 10_000.0          # milliseconds of one iteration's fixed part
+MAX_SEED = 2**31 - 1
+MAX_PROBES = 16                 # capacity search: probes per scheduler
+MAX_SWEEP = 16                  # capacity page: arrival rates per throughput curve
+MAX_PRIORITY = 1000
+MAX_TOML_BYTES = 200_000        # a scenario file; traces are bounded by server.maxUploadSize
+
+CLI_HINT = "for bigger runs use the command line (python -m llmsim run scenario.toml)"
+
+
+def check(label: str, value, lo, hi, unit: str = "", why: str = "") -> str | None:
+    """None if lo <= value <= hi, else a sentence naming the field, the value and the range."""
+    if value is None:
+        return f"{label}: missing; allowed: {_fmt(lo)} to {_fmt(hi)}{unit}"
+    if lo <= value <= hi:
+        return None
+    side = "above this demo's limit of" if value > hi else "below the minimum of"
+    bound = hi if value > hi else lo
+    tail = f" ({why})" if why else ""
+    return f"{label}: {_fmt(value)}{unit} is {side} {_fmt(bound)}{unit}{tail}."
+
+
+def _fmt(x) -> str:
+    if isinstance(x, int):
+        return f"{x:,}"
+    if isinstance(x, float):
+        return f"{x:,.6g}"
+    return str(x)

@@ -1,0 +1,59 @@
+"""One colour per scheduler, per policy and per verdict, used by every page.
+
+Colours come from the Okabe-Ito palette (distinguishable with the common forms of
+colour blindness). Scheduler and policy colours deliberately avoid meaning "good" or
+"bad": the verdict badges carry that, in their own colours.
+"""
+
+from __future__ import annotations
+
+import altair as alt
+
+from llmsim import SCHEDULERS
+
+_OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
+
+SCHEDULER_COLORS: dict[str, str] = {
+    "fastertransformer": "#D55E00",  # vermillion
+    "vllm": "#E69F00",               # orange
+    "orca": "#0072B2",               # blue
+    "sarathi": "#009E73",            # bluish green
+}
+# schedulers added to the library later get the remaining colours, in registry order
+for _name, _colour in zip([s for s in SCHEDULERS if s not in SCHEDULER_COLORS],
+                          ["#CC79A7", "#56B4E9", "#F0E442", "#000000"]):
+    SCHEDULER_COLORS[_name] = _colour
+
+POLICY_COLORS: dict[str, str] = {
+    "fcfs": "#0072B2",
+    "priority": "#D55E00",
+    "reversed priority": "#009E73",
+    "max-pressure": "#CC79A7",
+    "as configured": "#666666",
+}
+
+# st.badge colour names
+VERDICT_BADGE: dict[str, tuple[str, str]] = {
+    "stable": ("green", ":material/check_circle:"),
+    "unstable": ("red", ":material/trending_up:"),
+    "inconclusive": ("orange", ":material/help:"),
+    "stopped": ("gray", ":material/pause_circle:"),
+    "running": ("blue", ":material/hourglass_top:"),
+    "error": ("red", ":material/error:"),
+}
+
+THEORY_COLOR = "#555555"
+
+
+def scale(names, mapping: dict[str, str]) -> alt.Scale:
+    """An Altair colour scale giving each present name its fixed colour."""
+    names = list(dict.fromkeys(names))
+    extra = iter(_OKABE_ITO[::-1])
+    return alt.Scale(domain=names, range=[mapping.get(n) or next(extra, "#888888") for n in names])
+
+
+def categorical(names) -> alt.Scale:
+    """Colours for names without a fixed mapping (workflow buffers), in order."""
+    names = list(dict.fromkeys(names))
+    pal = _OKABE_ITO + ["#999999", "#882255", "#44AA99", "#117733", "#332288", "#DDCC77"]
+    return alt.Scale(domain=names, range=[pal[i % len(pal)] for i in range(len(names))])

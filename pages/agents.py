@@ -1,0 +1,375 @@
+"""Agent workflows — is my workflow stable?"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import zlib
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+import llmsim
+from llmsim import SCHEDULERS, ConfigError
+from llmsim.config import POLICIES
+from llmsim_ui import entry
+from llmsim_ui import charts, network, palette, runs, widgets
+from llmsim_ui import limits as L
+from llmsim_ui.state import Field, PageState
+
+entry.require_app()
+
+PAGE = "agents"
+AGENTS_DIR = Path(__file__).resolve().parent.parent / "scenarios" / "agents"
+ORDER = ["cyclic", "tandem", "fork_join", "react", "two_class"]
+PRESETS = sorted((p.stem for p in AGENTS_DIR.glob("*.toml")), key=lambda n: (ORDER.index(n) if n in ORDER else 99, n))
+UPLOADED = "uploaded"
+VARIANTS = ("fcfs", "priority", "reversed priority", "max-pressure")
+AS_CONFIGURED = "as configured"
+MAX_LINK_TOML = 4000  # characters of compressed TOML a link may carry
+
+ps = PageState(PAGE, [
+    Field("preset", "cyclic" if "cyclic" in PRESETS else PRESETS[0], "str", choices=tuple(PRESETS) + (UPLOADED,),
+          label="workflow"),
+    Field("pol", list(VARIANTS), "list", choices=VARIANTS + (AS_CONFIGURED,), label="policies"),
+    Field("seed", 1, "int", 0, L.MAX_SEED, label="seed"),
+    Field("scale", "linear", "str", choices=("linear", "log"), label="y scale"),
+    Field("live", True, "bool", label="play live"),
+])
+
+
+def _encode(text: str) -> str:
+    return base64.urlsafe_b64encode(zlib.compress(text.encode(), 9)).decode().rstrip("=")
+
+
+def _decode(s: str) -> str:
+    try:
+        data = base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+        return zlib.decompress(data, bufsize=L.MAX_TOML_BYTES).decode()[:L.MAX_TOML_BYTES]
+    except Exception:
+        raise ConfigError("link parameter toml: not a scenario saved by this page (damaged or cut short)") from None
+
+
+def _upload_cb() -> None:
+    f = st.session_state.get(f"{PAGE}.toml_file")
+    if f is None:
+        return
+    from llmsim_ui import inputs
+    try:
+        sc, text = inputs.read_upload(f)
+        if sc.single:
+            raise ConfigError(f"{f.name}: this is a single-engine scenario ([workload] + [engine]); open it on the "
+                              "'Single engine' page. This page needs [[engines]] and [[workflows]]")
+    except ConfigError as exc:
+        st.session_state[f"{PAGE}.upload_msg"] = ("error", str(exc))
+        return
+    st.session_state[f"{PAGE}.uploaded"] = text
+    st.session_state[ps.key("preset")] = UPLOADED
+    st.session_state[f"{PAGE}.ignore_url"] = True
+    st.session_state[f"{PAGE}.upload_msg"] = ("ok", f"Loaded {f.name}.")
+
+
+def _preset_cb() -> None:
+    # the URL's per-engine values belong to the previous workflow
+    st.session_state[f"{PAGE}.ignore_url"] = True
+
+
+ps.restore()
+if "toml" in st.query_params and f"{PAGE}.uploaded" not in st.session_state:
+    try:
+        st.session_state[f"{PAGE}.uploaded"] = _decode(st.query_params["toml"])
+    except ConfigError as exc:
+        ps.url_errors.append(str(exc))
+
+st.title("Agent workflows — is my workflow stable?")
+st.markdown(
+    "An **agent workflow** is a chain (or graph) of LLM calls: a planner call, then tools, then an executor "
+    "call, possibly in parallel or in loops. Several engines serve several workflow classes, and each engine "
+    "picks which waiting call (which **buffer**) to serve next by a **policy**: first come first served "
+    "(*fcfs*), a fixed *priority* order, or *max-pressure*. Every engine below capacity (load ρ < 1) is "
+    "necessary for stability but, with loops between engines, not enough: the policy decides.")
+
+# ------------------------------------------------------------------- inputs
+with st.sidebar:
+    st.selectbox("Workflow", ps.by_name["preset"].choices, key=ps.key("preset"), on_change=_preset_cb,
+                 format_func=lambda p: "uploaded file" if p == UPLOADED else f"preset: {p}")
+    st.file_uploader("…or upload a network scenario (TOML)", type=["toml"], key=f"{PAGE}.toml_file",
+                     on_change=_upload_cb)
+    kind, msg = st.session_state.pop(f"{PAGE}.upload_msg", ("", ""))
+    if msg:
+        (st.success if kind == "ok" else st.error)(msg)
+
+preset = ps.get("preset")
+try:
+    if preset == UPLOADED:
+        text = st.session_state.get(f"{PAGE}.uploaded")
+        if text is None:
+            raise ConfigError("workflow: 'uploaded file' chosen but no file is loaded in this session; "
+                              "upload a scenario TOML (sidebar) or choose a preset")
+        file_sc = llmsim.loads_scenario(text)
+    else:
+        text = (AGENTS_DIR / f"{preset}.toml").read_text()
+        file_sc = llmsim.load_scenario(AGENTS_DIR / f"{preset}.toml")
+except ConfigError as exc:
+    ps.publish(["preset"])
+    ps.show_url_errors()
+    st.error(f"Cannot load this workflow — {exc}", icon=":material/block:")
+    st.stop()
+
+desc = file_sc.description or ""
+if desc:
+    st.caption(f"**{preset}**: {desc}")
+
+# per-file fields: the workflow's own arrival rates, engines and step priorities
+rank = network.ranks(file_sc)
+file_n = file_sc.num_requests or 20_000
+dyn = [Field("n", int(min(max(file_n, L.MIN_REQUESTS), L.MAX_REQUESTS)), "int", L.MIN_REQUESTS, L.MAX_REQUESTS,
+             label="workflows per run")]
+dyn += [Field(f"rate{i}", float(w.arrival.rate), "float", L.MIN_RATE, L.MAX_RATE, label=f"{w.name} arrival rate")
+        for i, w in enumerate(file_sc.workflows)]
+for i, e in enumerate(file_sc.engines):
+    dyn += [Field(f"e{i}_sched", e.scheduler, "str", choices=tuple(SCHEDULERS), label=f"{e.name} scheduler"),
+            Field(f"e{i}_budget", e.token_budget, "int", 1, L.MAX_BUDGET, label=f"{e.name} token budget"),
+            Field(f"e{i}_policy", e.policy, "str", choices=tuple(POLICIES), label=f"{e.name} policy")]
+steps = [(w, s) for w in file_sc.workflows for s in w.steps]
+dyn += [Field(f"prio_{w.name}.{s.name}", rank[f"{w.name}.{s.name}"], "int", 0, L.MAX_PRIORITY,
+              label=f"priority of {w.name}.{s.name}") for w, s in steps]
+file_key = preset if preset != UPLOADED else "up" + hashlib.sha256(text.encode()).hexdigest()[:8]
+dps = PageState(f"{PAGE}.{file_key}", dyn)
+dps.restore(use_url=not st.session_state.get(f"{PAGE}.ignore_url"))
+st.session_state[f"{PAGE}.ignore_url"] = False
+
+with st.sidebar:
+    st.subheader("Arrivals", divider="gray")
+    for i, w in enumerate(file_sc.workflows):
+        st.number_input(f"{w.name}: workflows per second", min_value=L.MIN_RATE, step=0.1, format="%.3f",
+                        key=dps.key(f"rate{i}"))
+    st.subheader("Engines", divider="gray")
+    for i, e in enumerate(file_sc.engines):
+        with st.expander(f"{e.name}", expanded=len(file_sc.engines) <= 2):
+            st.selectbox("Scheduler", list(SCHEDULERS), key=dps.key(f"e{i}_sched"))
+            st.number_input("Token budget b", min_value=1, step=64, key=dps.key(f"e{i}_budget"))
+            st.selectbox("Policy (as configured)", list(POLICIES), key=dps.key(f"e{i}_policy"),
+                         help="Used by the 'as configured' run; the comparison below applies each policy "
+                              "to every engine.")
+    st.subheader("Step priorities", divider="gray",
+                 help="Used by the 'priority' policy: at each engine, the buffer with the smallest number is "
+                      "served first (strict, non-preemptive). 'reversed priority' flips the order at every engine.")
+    for w, s in steps:
+        st.number_input(f"{w.name}.{s.name} (at {s.engine})", min_value=0, step=1,
+                        key=dps.key(f"prio_{w.name}.{s.name}"))
+    st.subheader("Run", divider="gray")
+    st.multiselect("Policies to compare", list(VARIANTS) + [AS_CONFIGURED], key=ps.key("pol"))
+    st.number_input(f"Workflows per run (up to {L.MAX_REQUESTS:,})", min_value=1, step=5_000, key=dps.key("n"))
+    st.number_input("Random seed", min_value=0, step=1, key=ps.key("seed"))
+
+extra_qp = {}
+if preset == UPLOADED:
+    enc = _encode(text)
+    if len(enc) <= MAX_LINK_TOML:
+        extra_qp["toml"] = enc
+ps.publish(["preset", "pol", "seed", "scale", "live"], extra=extra_qp | {
+    f.name: f.encode(dps.get(f.name)) for f in dyn})
+ps.show_url_errors()
+dps.show_url_errors()
+if preset == UPLOADED and "toml" not in extra_qp:
+    st.info("This uploaded scenario is too large to carry in a link; share the TOML file instead.")
+
+# ------------------------------------------------------------------ checks
+errors = []
+for f in dyn:
+    if f.kind in ("int", "float"):
+        m = L.check(f.label[:1].upper() + f.label[1:], dps.get(f.name), f.lo, f.hi,
+                    why=L.CLI_HINT if f.name == "n" else "")
+        if m:
+            errors.append(m)
+if not ps.get("pol"):
+    errors.append("Policies to compare: choose at least one.")
+if errors:
+    for e in errors:
+        st.error(e, icon=":material/block:")
+    st.stop()
+
+# ------------------------------------------------------------------ build
+try:
+    sc = replace(file_sc, num_requests=int(dps.get("n")), duration_seconds=None, drain=False, seed=int(ps.get("seed")),
+                 name=file_sc.name or preset)
+    for i in range(len(sc.workflows)):
+        sc = sc.with_rate(float(dps.get(f"rate{i}")), workflow=i)
+    engines = tuple(replace(e, scheduler=dps.get(f"e{i}_sched"), token_budget=int(dps.get(f"e{i}_budget")),
+                            policy=dps.get(f"e{i}_policy")) for i, e in enumerate(sc.engines))
+    prios = {f"{w.name}.{s.name}": int(dps.get(f"prio_{w.name}.{s.name}")) for w, s in steps}
+    wfs = tuple(replace(w, steps=tuple(replace(s, priority=prios[f"{w.name}.{s.name}"]) for s in w.steps))
+                for w in sc.workflows)
+    sc = replace(sc, engines=engines, workflows=wfs)
+    llmsim.validate(sc)
+except ConfigError as exc:
+    st.error(f"Cannot run this workflow — {exc}", icon=":material/block:")
+    st.stop()
+
+# reversed priority: flip each engine's order
+order = network.ranks(sc)
+reversed_prios = {}
+for e in sc.engines:
+    mine = [name for name in order if name in {f"{w.name}.{s.name}" for w in sc.workflows for s in w.steps
+                                               if s.engine == e.name}]
+    n_e = len(mine)
+    for name in mine:
+        reversed_prios[name] = n_e - 1 - order[name]
+
+chosen = list(ps.get("pol"))
+configured = {e.policy for e in sc.engines}
+if AS_CONFIGURED not in chosen and not (len(configured) == 1 and next(iter(configured)) in chosen):
+    chosen.append(AS_CONFIGURED)  # the engines' own (edited) policies differ from every run above
+variants = {}
+for v in chosen:
+    if v == "reversed priority":
+        variants[v] = sc.with_policy("priority", reversed_prios)
+    elif v == AS_CONFIGURED:
+        variants[v] = sc
+    else:
+        variants[v] = sc.with_policy(v)
+jobs = [runs.job(v, s) for v, s in variants.items()]
+
+# -------------------------------------------------------------- the network
+th = runs.theory(runs.job("configured", sc))
+loads = {e.name: e.load for e in th.engines}
+a, b = st.columns([3, 2])
+with a:
+    st.subheader("The network")
+    st.graphviz_chart(network.dot(sc, loads), width="stretch")
+    st.caption("Boxes are engines; inside each, one buffer per workflow step served there (arrows: the order of "
+               "a workflow's calls; p: routing probability; ×k: k parallel calls; double border: a join that "
+               "waits for all its parents).")
+with b:
+    st.subheader("Load per engine")
+    st.dataframe(pd.DataFrame([{"engine": e.name, "capacity b/t(b), tok/s": round(e.token_capacity),
+                                "arriving, tok/s": round(e.offered_tokens_per_s), "load ρ": round(e.load, 3)}
+                               for e in th.engines]), hide_index=True, width="stretch")
+    st.caption("Load ρ = tokens arriving per second at the engine ÷ the most it can process (b/t(b)). "
+               "Every ρ < 1 is necessary; whether it is enough depends on the policy (see below).")
+
+# ---------------------------------------------------------------- the runs
+key = tuple((j.toml, j.extra_key) for j in jobs)
+run = runs.session_run(PAGE)
+replay = st.session_state.pop(f"{PAGE}.replay", False)
+if run is None or run.key != key or replay:
+    run = runs.LiveRun.start(key, jobs, use_cache=not replay)
+    runs.set_session_run(PAGE, run)
+
+st.subheader("Verdict per policy", help=widgets.VERDICT_MEANING)
+st.caption("The same arrivals, run once per policy applied to every engine. *priority*: the step priorities "
+           "(sidebar); *reversed priority*: the opposite order at every engine. A policy is unstable when some "
+           "buffer keeps growing — it is named.")
+labels = [j.label for j in jobs]
+cols = st.columns(max(1, len(labels)))
+cards = {}
+for col, v in zip(cols, labels):
+    with col:
+        widgets.swatch(v, palette.POLICY_COLORS.get(v, "#888"))
+        cards[v] = st.empty()
+
+
+def _draw_cards(run: runs.LiveRun) -> None:
+    for v in labels:
+        with cards[v].container():
+            if v in run.errors:
+                widgets.badge("error")
+                st.caption(run.errors[v])
+            elif v in run.outcomes:
+                o = run.outcomes[v]
+                widgets.badge(o.verdict.verdict)
+                st.caption(o.verdict.explanation)
+                s = o.summary
+                widgets.evidence(o.verdict, [
+                    ("workflows done", f"{s.get('workflows_completed', 0):,} of {s.get('workflows_arrived', 0):,}"),
+                    ("workflow latency p50 / p99", f"{widgets.seconds(s.get('workflow_e2e_p50_s'))} / "
+                                                   f"{widgets.seconds(s.get('workflow_e2e_p99_s'))}")])
+            else:
+                widgets.badge("stopped" if run.stopped else "running")
+
+
+_draw_cards(run)
+
+st.subheader("Calls waiting in each buffer")
+st.caption("For each policy: how many calls of each workflow step are at their engine (waiting or running), "
+           "over simulated time. A bounded network keeps every line flat; a diverging one has lines that climb. "
+           "Hover for values; click a legend entry to highlight a buffer.")
+c1, c2, c3 = st.columns([2, 2, 3])
+c1.radio("Vertical scale", ["linear", "log"], key=ps.key("scale"), horizontal=True)
+c2.toggle("Play live", key=ps.key("live"))
+button_slot = c3.empty()
+progress_slot = st.empty()
+grid = []
+for i in range(0, len(labels), 2):
+    row = st.columns(2)
+    grid += [row[0].empty(), row[1].empty()]
+buffers = [f"{w.name}.{s.name}" for w, s in steps]
+
+
+def _draw_chart(run: runs.LiveRun, live: bool = False) -> None:
+    trajs = run.trajectories()
+    if not trajs:
+        return
+    parts = []
+    for v, ts in trajs.items():
+        ts = charts.thin(ts, charts.LIVE_POINTS if live else charts.MAX_POINTS)
+        for bname in buffers:
+            col = f"{bname}.in_buffer"
+            if col in ts:
+                parts.append(pd.DataFrame({"time_s": ts["time_s"].to_numpy(), "buffer": bname, "metric": v,
+                                           "value": ts[col].to_numpy()}))
+    df = pd.concat(parts, ignore_index=True)
+    x_max = max([run.end] + [o.summary["horizon_seconds"] for o in run.outcomes.values()])
+    specs = charts.trajectories(df, "buffer", palette.categorical(buffers), list(trajs), x_max,
+                                log=ps.get("scale") == "log", height=180, y_title="calls in buffer", titles=True,
+                                live=live)
+    for slot, spec in zip(grid, specs):
+        slot.vega_lite_chart(spec=spec, width="stretch")
+
+
+if not run.done and not run.stopped:
+    button_slot.button("Stop", icon=":material/stop_circle:", key=f"{PAGE}.stop", on_click=runs.stop_cb,
+                       args=(PAGE,))
+    if ps.get("live"):
+        runs.play(run, lambda r: _draw_chart(r, live=True), progress_slot)
+    else:
+        runs.play(run, lambda r: None, progress_slot, label="Simulating (live view off)", pace=False)
+        run.frames = 0
+    _draw_cards(run)
+if run.stopped and not run.done:
+    with button_slot.container():
+        st.button("Resume", icon=":material/play_circle:", key=f"{PAGE}.resume", on_click=runs.resume_cb,
+                  args=(PAGE,))
+    progress_slot.info(f"Stopped at {run.progress:.0%} of the run. Verdicts need the whole run: press Resume.",
+                       icon=":material/pause_circle:")
+else:
+    button_slot.button("Replay live", icon=":material/replay:", key=f"{PAGE}.replay_btn", on_click=runs.replay_cb,
+                       args=(PAGE,))
+_draw_chart(run)
+
+# ------------------------------------------------------------------ sharing
+st.subheader("Share and save")
+st.caption("The address bar holds a link to this view. The scenario file is the workflow as configured here "
+           "(run it with `python -m llmsim run`); the CSVs hold the verdict per policy and buffer, and the "
+           "trajectories.")
+d1, d2, d3 = st.columns(3)
+from llmsim_ui.inputs import toml_text  # noqa: E402
+
+d1.download_button("Download scenario (TOML)", toml_text(sc), file_name=f"llmsim-{preset}.toml",
+                   mime="application/toml", icon=":material/download:")
+if run.outcomes:
+    rows = []
+    for v, o in run.outcomes.items():
+        rows.append({"policy": v, "part": "network", "verdict": o.verdict.verdict, "load": o.verdict.load,
+                     "growth": o.verdict.growth, "explanation": o.verdict.explanation})
+        for part, ev in o.verdict.parts.items():
+            rows.append({"policy": v, "part": part, "verdict": ev["verdict"], "growth_per_s": ev["growth_per_s"],
+                         "arrival_rate": ev["arrival_rate"]})
+    d2.download_button("Download verdicts (CSV)", pd.DataFrame(rows).to_csv(index=False),
+                       file_name=f"llmsim-{preset}-verdicts.csv", mime="text/csv", icon=":material/table:")
+    ts = pd.concat([o.timeseries.assign(policy=v) for v, o in run.outcomes.items()], ignore_index=True)
+    d3.download_button("Download trajectories (CSV)", ts.to_csv(index=False),
+                       file_name=f"llmsim-{preset}-trajectories.csv", mime="text/csv", icon=":material/show_chart:")

@@ -1,0 +1,269 @@
+"""Capacity — where does each scheduler break?"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+import llmsim
+from llmsim import SCHEDULERS, ConfigError
+from llmsim.capacity import capacity_search
+from llmsim_ui import entry
+from llmsim_ui import charts, inputs, palette, runs
+from llmsim_ui import limits as L
+from llmsim_ui.state import Field, PageState
+
+entry.require_app()
+
+PAGE = "cap"
+
+ps = PageState(PAGE, inputs.fields(with_rate=False) + [
+    Field("sched", list(SCHEDULERS), "list", choices=tuple(SCHEDULERS), label="schedulers"),
+    Field("n", 20_000, "int", L.MIN_REQUESTS, L.MAX_REQUESTS, label="requests per probe"),
+    Field("tol", 0.05, "float", 0.01, 0.5, label="relative precision"),
+    Field("probes", 8, "int", 2, L.MAX_PROBES, label="probes per scheduler"),
+    Field("points", 10, "int", 3, L.MAX_SWEEP, label="rates per curve"),
+])
+
+
+def _restore_upload(ps: PageState) -> None:
+    f = st.session_state.get(ps.key("toml_file"))
+    if f is None:
+        return
+    try:
+        sc, text = inputs.read_upload(f)
+        values = inputs.values_from_scenario(sc)
+    except ConfigError as exc:
+        st.session_state[f"{PAGE}.upload_msgs"] = ("error", [str(exc)])
+        return
+    values["sched"] = inputs.schedulers_in(text) or list(SCHEDULERS)
+    values.pop("n", None)  # a file's run length is not a probe size
+    errs = inputs.apply_values(ps, values)
+    st.session_state[f"{PAGE}.upload_msgs"] = ("error", errs) if errs else ("ok", [f"Restored {f.name}."])
+
+
+def _stop() -> None:
+    st.session_state[f"{PAGE}.stopped"] = st.session_state.get(f"{PAGE}.key")
+
+
+def _resume() -> None:
+    st.session_state[f"{PAGE}.stopped"] = None
+
+
+@st.cache_data(max_entries=512, show_spinner=False)
+def _sweep_point(toml: str, extra_key: str, _scenario) -> dict:
+    """Throughput (completed requests per simulated second) of one (scheduler, rate) run.
+    Simulation only: the stability verdicts come from the capacity search, whose theory
+    and trend tests would double the cost of every point."""
+    sim = llmsim.Simulation(_scenario).advance()
+    done = int(sim.requests()["finish_s"].notna().sum())
+    return {"throughput_rps": done / sim.now if sim.now > 0 else 0.0, "completed": done}
+
+
+def _capacity(toml: str, extra_key: str, scheduler: str, n: int, tol: float, probes: int, scenario, progress):
+    """capacity_search for one scheduler, remembered across sessions (runs.remember).
+    One process: forking a pool from inside a Streamlit server is not safe, and the probes
+    of one scheduler depend on each other anyway."""
+    key = repr((toml, extra_key, scheduler, n, tol, probes))
+    res = runs.recall("capacity", key)
+    if res is None:
+        res = capacity_search(scenario, [scheduler], num_requests=n, rel_tol=tol, max_probes=probes, workers=1,
+                              progress=progress)[0]
+        runs.remember("capacity", key, res)
+    return res
+
+
+ps.restore()
+
+st.title("Capacity — where does each scheduler break?")
+st.markdown(
+    "Raise the arrival rate and, at some point, a scheduler stops keeping up: its **throughput** (requests "
+    "completed per second) stops following the arrival rate and flattens out. That rate is its **capacity**. "
+    "Theory says no scheduler can beat the dashed line **b/t(b)** — a full batch of b tokens every t(b) "
+    "seconds — and that work-conserving schedulers (orca, sarathi) reach it.")
+
+with st.sidebar:
+    st.file_uploader("Restore a scenario (TOML)", type=["toml"], key=ps.key("toml_file"),
+                     on_change=_restore_upload, args=(ps,),
+                     help="Any single-engine scenario file; its arrival rate is ignored (this page sweeps it).")
+    kind, msgs = st.session_state.pop(f"{PAGE}.upload_msgs", ("", []))
+    for m in msgs:
+        (st.success if kind == "ok" else st.error)(m)
+    st.multiselect("Schedulers", list(SCHEDULERS), key=ps.key("sched"),
+                   help="\n".join(f"- **{k}**: {v.summary}" for k, v in SCHEDULERS.items()))
+upload = inputs.panel(ps, with_rate=False)
+with st.sidebar:
+    st.subheader("Search", divider="gray")
+    inputs._num(ps, "n", f"Requests per probe (up to {L.MAX_REQUESTS:,})", 5_000,
+                help="Each probe simulates this many arrivals at one rate and judges stability.")
+    inputs._num(ps, "tol", "Relative precision of the critical rate", 0.01, fmt="%.3f",
+                help="The search stops when the bracket [stable, unstable] is this narrow.")
+    inputs._num(ps, "probes", "Probes per scheduler (at most)", 1)
+    inputs._num(ps, "points", "Arrival rates per throughput curve", 1)
+ps.publish(ps.visible + ["sched", "n", "tol", "probes", "points"])
+ps.show_url_errors()
+
+schedulers = ps.get("sched")
+errors = inputs.check(ps, with_rate=False)
+for name, label in (("n", "Requests per probe"), ("tol", "Relative precision"), ("probes", "Probes per scheduler"),
+                    ("points", "Arrival rates per curve")):
+    f = ps.by_name[name]
+    m = L.check(label, ps.get(name), f.lo, f.hi, why=L.CLI_HINT if name == "n" else "")
+    if m:
+        errors.append(m)
+if not schedulers:
+    errors.append("Schedulers: choose at least one.")
+if errors:
+    for e in errors:
+        st.error(e, icon=":material/block:")
+    st.stop()
+
+n = int(ps.get("n"))
+try:
+    base, extra = inputs.build(ps, n, None, upload)
+except ConfigError as exc:
+    st.error(f"Cannot run this scenario — {exc}", icon=":material/block:")
+    st.stop()
+
+scen, refused = {}, {}
+for s in schedulers:
+    sc = base.with_scheduler(s)
+    try:
+        llmsim.validate(sc)
+        scen[s] = sc
+    except ConfigError as exc:
+        refused[s] = str(exc)
+for s, msg in refused.items():
+    st.warning(f"{s}: {msg}", icon=":material/block:")
+if not scen:
+    st.stop()
+
+# ----------------------------------------------------------------------- theory
+first = runs.job("theory", next(iter(scen.values())), extra)
+th = runs.theory(first)
+e0 = th.engines[0]
+mean_work = e0.offered_tokens_per_s / base.total_rate
+token_rps = e0.token_capacity / mean_work
+theory_caps = {s: runs.theory(runs.job(s, sc, extra)).capacity_rps for s, sc in scen.items()}
+c1, c2, c3 = st.columns(3)
+c1.metric("Token capacity b/t(b)", f"{e0.token_capacity:,.0f} tok/s",
+          help=f"b = {e0.token_budget} tokens per iteration, "
+               f"t(b) = {e0.t_b_seconds * 1e3:.4g} ms per full iteration.")
+c2.metric("… in requests", f"{token_rps:.3g} req/s",
+          help=f"Divided by {mean_work:,.0f} tokens per request (prompt + output).")
+c3.metric("Best possible capacity", f"{th.optimal_capacity_rps:.3g} req/s",
+          help="The smallest of the token, memory and batch-size capacities. " + e0.capacity_kind)
+
+# ------------------------------------------------------------------------ work
+key = (tuple(sorted(scen)), base.to_toml(), extra, n, ps.get("tol"), ps.get("probes"), ps.get("points"))
+st.session_state[f"{PAGE}.key"] = key
+stopped = st.session_state.get(f"{PAGE}.stopped") == key
+top = max([th.optimal_capacity_rps] + [c for c in theory_caps.values() if c])
+x_max = 1.3 * top
+rates = [float(r) for r in np.linspace(x_max / ps.get("points"), x_max, int(ps.get("points")))]
+total = len(rates) * len(scen) + len(scen)
+
+st.subheader("Throughput against arrival rate")
+st.caption(
+    "Each point is one simulation of the same workload at that arrival rate. Along the grey diagonal every "
+    "request is served; a scheduler past its capacity falls below it and levels off. Dashed vertical lines: "
+    "the **critical rate** each scheduler's capacity search found (the shaded band is the bracket between the "
+    "highest rate judged stable and the lowest judged unstable). Hover for "
+    "values; click a legend entry to highlight a scheduler.")
+b1, b2 = st.columns([1, 4])
+button_slot = b1.empty()
+progress_slot = b2.empty()
+chart_slot = st.empty()
+
+# what this session computed for this key so far (drawn as is after a Stop)
+partial = st.session_state.get(f"{PAGE}.partial")
+if partial is None or partial[0] != key:
+    partial = (key, [], {})
+    st.session_state[f"{PAGE}.partial"] = partial
+_, points, found = partial
+
+
+def _draw() -> None:
+    pts = pd.DataFrame(points, columns=["scheduler", "rate", "throughput"])
+    crit = pd.DataFrame([{"scheduler": s, "critical": r.critical_rate_rps, "low": r.interval[0],
+                          "high": r.interval[1]} for s, r in found.items()],
+                        columns=["scheduler", "critical", "low", "high"])
+    ch = charts.throughput(pts, token_rps, crit, palette.scale(list(scen), palette.SCHEDULER_COLORS), x_max)
+    chart_slot.altair_chart(ch, width="stretch")
+
+
+def _progress(done: int, what: str) -> None:
+    progress_slot.progress(min(1.0, done / total), text=f"{what} ({done} of {total} steps)")
+
+
+runs.warm_up()
+if stopped:
+    button_slot.button("Resume", icon=":material/play_circle:", key=f"{PAGE}.resume", on_click=_resume)
+    progress_slot.info("Stopped. What was computed so far is shown; press Resume to finish.",
+                       icon=":material/pause_circle:")
+else:
+    button_slot.button("Stop", icon=":material/stop_circle:", key=f"{PAGE}.stop", on_click=_stop)
+    have = {(p["scheduler"], p["rate"]) for p in points}
+    done = len(have)
+    for rate in rates:
+        for s, sc in scen.items():
+            if (s, rate) in have:
+                continue
+            j = runs.job(s, sc.with_rate(rate), extra)
+            _progress(done, f"Throughput of {s} at {rate:.3g} req/s")
+            try:
+                p = _sweep_point(j.toml, j.extra_key, j.scenario)
+            except ConfigError as exc:
+                st.warning(f"{s} at {rate:.3g} req/s: {exc}")
+                continue
+            points.append({"scheduler": s, "rate": rate, "throughput": p["throughput_rps"]})
+            done += 1
+            _draw()
+    for s, sc in scen.items():
+        if s in found:
+            continue
+        j = runs.job(s, sc, extra)
+        _progress(done, f"Searching the critical rate of {s}")
+        found[s] = _capacity(j.toml, j.extra_key, s, n, float(ps.get("tol")), int(ps.get("probes")), sc,
+                             lambda d, t, msg, base=done: _progress(base, f"Searching: {msg}"))
+        done += 1
+        _draw()
+    progress_slot.empty()
+    button_slot.empty()
+_draw()
+
+# ----------------------------------------------------------------------- results
+if found:
+    st.subheader("Critical rates")
+    st.caption("The capacity search keeps the highest rate judged stable and the lowest judged unstable and "
+               "probes between them. Near the boundary single runs are noisy: more requests per probe give "
+               "sharper brackets. Theory column: the capacity formula for this scheduler (exact or "
+               "approximate, as noted).")
+    rows = []
+    for s, r in found.items():
+        lo, hi = r.interval
+        rows.append({"scheduler": s, "critical rate (req/s)": r.critical_rate_rps,
+                     "highest stable (req/s)": lo, "lowest unstable (req/s)": hi,
+                     "theory capacity (req/s)": r.theory_capacity_rps, "theory": r.theory_kind,
+                     "probes": len(r.probes)})
+    table = pd.DataFrame(rows)
+    st.dataframe(table, hide_index=True, width="stretch",
+                 column_config={c: st.column_config.NumberColumn(format="%.3g") for c in table.columns
+                                if "req/s" in c})
+
+st.subheader("Share and save")
+st.caption("The address bar holds a link to this view. The scenario file runs at 80% of the best possible "
+           "capacity (this page sweeps the rate); the CSVs hold every point and every probe.")
+d1, d2, d3 = st.columns(3)
+save = base.with_scheduler(next(iter(scen))).with_rate(0.8 * th.optimal_capacity_rps)
+d1.download_button("Download scenario (TOML)", inputs.toml_text(save, list(scen)),
+                   file_name="llmsim-scenario.toml", mime="application/toml", icon=":material/download:")
+if points:
+    d2.download_button("Download throughput points (CSV)", pd.DataFrame(points).to_csv(index=False),
+                       file_name="llmsim-throughput.csv", mime="text/csv", icon=":material/table:")
+if found:
+    probes = pd.DataFrame([{"scheduler": s, "rate_rps": rate, "verdict": v, "growth": g}
+                           for s, r in found.items() for rate, v, g in r.probes])
+    d3.download_button("Download capacity probes (CSV)", probes.to_csv(index=False),
+                       file_name="llmsim-capacity-probes.csv", mime="text/csv", icon=":material/show_chart:")

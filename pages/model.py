@@ -1,0 +1,145 @@
+"""The model — the queueing model and the paper's results, for a classroom."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from llmsim import SCHEDULERS
+from llmsim_ui import entry
+from llmsim_ui.state import Field, PageState
+
+entry.require_app()
+
+PAGE = "model"
+ps = PageState(PAGE, [
+    Field("b", 512, "int", 1, 65_536, label="token budget b"),
+    Field("tb", 153.16, "float", 0.01, 100_000.0, label="t(b) in ms"),
+    Field("mp", 100.0, "float", 1.0, 1e6, label="mean prompt tokens"),
+    Field("md", 100.0, "float", 1.0, 1e6, label="mean output tokens"),
+    Field("lam", 14.0, "float", 0.0, 1e6, label="arrival rate"),
+]).restore()
+
+st.title("The model")
+ps.show_url_errors()
+st.markdown(
+    "llmsim simulates the queueing model of Li, Dai & Peng, *Throughput-Optimal Scheduling Algorithms for LLM "
+    "Inference and AI Agents* (arXiv 2504.07347), with GPU memory added. This page explains it in five minutes.")
+
+st.header("1. Requests, iterations, batches")
+st.markdown(
+    "A request brings a **prompt** of $P$ tokens and will produce an **output** of $D$ tokens. The engine works "
+    "in **iterations**: each iteration processes one *batch* of tokens — some prompt tokens (*prefill*, which "
+    "may be split into chunks) and at most one new output token per request already past its prefill "
+    "(*decode*). Each iteration may hold at most $b$ tokens, the **token budget**. An iteration holding $n$ "
+    "tokens takes time $t(n)$; the paper's fit for CodeLlama-34B on one A100 GPU is a staircase:")
+st.latex(r"t(n) = c + a\left\lceil \frac{n}{b_0} \right\rceil,\qquad c = 11.28\,\mathrm{ms},\ "
+         r"a = 35.47\,\mathrm{ms},\ b_0 = 128 \quad\Rightarrow\quad t(512) = 153.16\,\mathrm{ms}.")
+
+st.header("2. How much can an engine serve?")
+st.markdown("At best every iteration is full: $b$ tokens every $t(b)$ seconds. The paper's **Theorem 2**: no "
+            "scheduler processes more than")
+st.latex(r"\mu = \frac{b}{t(b)} \quad\text{tokens per second.}")
+st.markdown("With requests arriving at rate $\\lambda$ (per second) and mean prompt and output lengths "
+            "$m_p$ and $m_d$, the work arriving per second is $\\lambda (m_p + m_d)$ tokens, so the **load** is")
+st.latex(r"\rho = \frac{\lambda\,(m_p + m_d)}{b / t(b)} = \frac{\lambda\,(m_p + m_d)\, t(b)}{b}.")
+st.markdown(
+    "- If $\\rho > 1$, **every** scheduler is unstable: unfinished work (the *backlog*) grows on average by "
+    "the **fluid drift** $\\lambda (m_p + m_d) - b/t(b)$ tokens per second.\n"
+    "- If $\\rho < 1$, every **work-conserving** scheduler is stable. Work-conserving means: fill each "
+    "iteration up to the budget whenever the waiting work allows it.\n"
+    "- Since $t(b)$ grows more slowly than $b$, a bigger budget buys capacity.")
+
+with st.container(border=True):
+    st.markdown("**Try it.** The load and the best possible capacity for your numbers:")
+    c = st.columns(5)
+    c[0].number_input("b (tokens)", min_value=1, step=64, key=ps.key("b"))
+    c[1].number_input("t(b) (ms)", min_value=0.01, step=1.0, format="%.2f", key=ps.key("tb"))
+    c[2].number_input("mean prompt m_p", min_value=1.0, step=10.0, key=ps.key("mp"))
+    c[3].number_input("mean output m_d", min_value=1.0, step=10.0, key=ps.key("md"))
+    c[4].number_input("λ (requests/s)", min_value=0.0, step=1.0, key=ps.key("lam"))
+    ps.publish()
+    b, tb, mp, md, lam = (ps.get(k) for k in ("b", "tb", "mp", "md", "lam"))
+    errs = [f"{f.label}: {ps.get(f.name)} is outside {f.lo:g} to {f.hi:g}" for f in ps.fields
+            if not (f.lo <= ps.get(f.name) <= f.hi)]
+    if errs:
+        for e in errs:
+            st.error(e)
+    else:
+        mu = b / (tb / 1e3)
+        rho = lam * (mp + md) / mu
+        drift = max(0.0, lam * (mp + md) - mu)
+        m = st.columns(3)
+        m[0].metric("capacity b/t(b)", f"{mu:,.0f} tok/s = {mu / (mp + md):.3g} req/s")
+        m[1].metric("load ρ", f"{rho:.2f}")
+        m[2].metric("fluid drift", f"{drift:,.0f} tok/s", help="How fast the backlog grows when ρ > 1.")
+        st.caption("Stable for a work-conserving scheduler" if rho < 1 else
+                   "Unstable for every scheduler: the backlog grows without bound.")
+
+st.header("3. Four schedulers")
+st.markdown("They differ in how they fill an iteration. Two are work-conserving and reach $b/t(b)$; two "
+            "are not, and break at lower loads.")
+st.dataframe(pd.DataFrame([
+    {"scheduler": "fastertransformer", "rule": "decode first; a batch of whole prompts only when nothing decodes",
+     "mixes prefill and decode": "no", "chunks prompts": "no", "work-conserving": "no"},
+    {"scheduler": "vllm", "rule": "prefill first: whole prompts whenever one fits; otherwise a decode iteration",
+     "mixes prefill and decode": "no", "chunks prompts": "no", "work-conserving": "no"},
+    {"scheduler": "orca", "rule": "prefill chunks fill the budget first, decodes take the rest",
+     "mixes prefill and decode": "yes", "chunks prompts": "yes", "work-conserving": "yes"},
+    {"scheduler": "sarathi", "rule": "one decode token per running request first, then prefill chunks",
+     "mixes prefill and decode": "yes", "chunks prompts": "yes", "work-conserving": "yes"},
+] + [{"scheduler": k, "rule": v.summary, "mixes prefill and decode": "?", "chunks prompts":
+      "yes" if v.chunked_prefill else "no", "work-conserving": "yes" if v.work_conserving else "no"}
+     for k, v in SCHEDULERS.items() if k not in ("fastertransformer", "vllm", "orca", "sarathi")]),
+    hide_index=True, width="stretch")
+st.markdown(
+    "**The paper's worked example (Fig. 8).** Requests A, B, C are decoding with 2, 4 and 3 output tokens "
+    "left; D and E (1 prompt token and 1 output token each) arrive during iteration 1. What each scheduler puts "
+    "in each iteration (d: a decode token, p: a prefill token):")
+st.table(pd.DataFrame({
+    "vllm (b=4)": ["A,B,C d", "D,E p", "A,B,C,D d", "B,C,E d", "B d", "—"],
+    "orca (b=5)": ["A,B,C d", "D,E p + A,B,C d", "B,C,D,E d", "B d", "—", "—"],
+    "fastertransformer (b=4)": ["A,B,C d", "A,B,C d", "B,C d", "B d", "D,E p", "D,E d"],
+    "sarathi (b=4)": ["A,B,C d", "A,B,C d + D p", "B,C,D d + E p", "B,E d", "—", "—"],
+}, index=[f"iteration {i}" for i in range(1, 7)]))
+st.markdown("vllm idles decode slots while it prefills; fastertransformer makes D and E wait until every "
+            "decode is done. Both waste capacity, which is why they break below $\\rho = 1$.")
+
+st.header("4. GPU memory (our extension)")
+st.markdown(
+    "Each admitted request keeps its context — every token processed so far — in the GPU's **KV cache** of "
+    "$M$ tokens. When memory runs out, the most recently admitted request is *preempted* and must redo its "
+    "prefill later. Following Nie, Si & Zhou, a request with prompt $s$ and output $o$ occupies memory for")
+st.latex(r"g(s,o) = \Bigl(1 + \frac{s}{\text{chunk}}\Bigr)\frac{s}{2} + s\,o + \frac{(1+o)\,o}{2}"
+         r"\quad\text{token-iterations},\qquad \mu_{\text{mem}} = \frac{M}{\bar t\;\mathbb{E}[g]}.")
+st.markdown("Every policy is unstable when $\\lambda > \\mu_{\\text{mem}}$. The binding capacity is the smaller "
+            "of the token capacity and the memory capacity (and, with a maximum batch size, the batch-size "
+            "capacity: then *which* batches a scheduler forms matters, not only whether they are full).")
+
+st.header("5. Networks of LLM agents")
+st.markdown(
+    "An agent workflow makes several LLM calls, possibly on several engines, in sequence, in parallel (fork and "
+    "join) or in loops. Each engine $k$ has a nominal load")
+st.latex(r"\rho_k = \frac{\sum_c \lambda_c\,\mathbb{E}[\text{tokens of class } c \text{ at } k]}{b_k / t_k(b_k)},")
+st.markdown(
+    "and $\\rho_k < 1$ for every engine is **necessary**. For workflows without loops between engines, "
+    "work-conserving FCFS-type scheduling is also sufficient. With loops it is not: in the **Rybko–Stolyar** "
+    "network (page *Agent workflows*, preset *cyclic*), class A makes a short call at engine 1 then a long one at "
+    "engine 2, class B the mirror image. If each engine gives priority to the long call of the class that "
+    "*leaves* through it, the two long calls are never served at the same time — together they behave like one "
+    "station with load $2 \\times 0.6 = 1.2 > 1$ — and the network diverges although $\\rho_1 = \\rho_2 = 0.7$. "
+    "The reversed priority, FCFS and max-pressure stay bounded.")
+
+st.header("6. How llmsim reaches a verdict")
+st.markdown(
+    "Theory gives the load and the capacities; the simulation gives the evidence. Over the second half of the "
+    "arrival window, the backlog trajectory is cut into 10 consecutive batches; the batch means are regressed on "
+    "time, and the slope — as a share of the work arriving per second, the **growth** — gets a 95% confidence "
+    "interval:")
+st.markdown(
+    "- **unstable**: growth above 2% of the arriving work, and the whole interval above 0.5%;\n"
+    "- **stable**: the whole interval below 2%, reaching below 0.5%;\n"
+    "- **inconclusive**: otherwise — typically close to $\\rho = 1$, where a longer run is needed.\n\n"
+    "For a network the same test runs on every buffer; a policy is unstable as soon as one buffer grows, and "
+    "the growing buffers are named. The *Capacity* page searches, for each scheduler, the arrival rate where the "
+    "verdict turns from stable to unstable.")

@@ -1,0 +1,266 @@
+"""Single engine — which scheduler keeps up at this load?"""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+import llmsim
+from llmsim import SCHEDULERS, ConfigError
+from llmsim_ui import entry
+from llmsim_ui import charts, inputs, palette, runs, widgets
+from llmsim_ui import limits as L
+from llmsim_ui.state import Field, PageState
+
+entry.require_app()
+
+PAGE = "single"
+METRICS = {"waiting": "Waiting requests", "backlog_tokens": "Backlog (tokens)",
+           "kv_tokens": "KV cache in use (%)"}
+FORMATS = {"Backlog (tokens)": "~s"}
+
+ps = PageState(PAGE, inputs.fields(with_rate=True) + [
+    Field("sched", list(SCHEDULERS), "list", choices=tuple(SCHEDULERS), label="schedulers"),
+    Field("n", 20_000, "int", L.MIN_REQUESTS, L.MAX_REQUESTS, label="requests per scheduler"),
+    Field("scale", "linear", "str", choices=("log", "linear"), label="y scale"),
+    Field("live", True, "bool", label="play live"),
+])
+
+
+def _restore_upload(ps: PageState) -> None:
+    """Fill the inputs from an uploaded scenario TOML (runs before the page's script)."""
+    f = st.session_state.get(ps.key("toml_file"))
+    if f is None:
+        return
+    try:
+        sc, text = inputs.read_upload(f)
+        values = inputs.values_from_scenario(sc)
+    except ConfigError as exc:
+        st.session_state[f"{PAGE}.upload_msgs"] = ("error", [str(exc)])
+        return
+    values["sched"] = inputs.schedulers_in(text) or values["sched"]
+    errs = inputs.apply_values(ps, values)
+    st.session_state[f"{PAGE}.upload_msgs"] = ("error", errs) if errs else ("ok", [f"Restored {f.name}."])
+
+
+ps.restore()
+
+st.title("Single engine — which scheduler keeps up?")
+st.markdown(
+    "Requests arrive at an LLM engine; each has a **prompt** (read in one or more *prefill* chunks) and "
+    "an **output** (written one *decode* token per iteration). A **scheduler** decides which tokens go "
+    "into each iteration. Below, the same requests are fed to each scheduler: if its queue keeps growing, "
+    "it cannot keep up with this arrival rate.")
+
+# ---------------------------------------------------------------- inputs (sidebar)
+with st.sidebar:
+    st.file_uploader("Restore a scenario (TOML)", type=["toml"], key=ps.key("toml_file"),
+                     on_change=_restore_upload, args=(ps,),
+                     help="A file saved with 'Download scenario (TOML)', or any single-engine scenario file.")
+    kind, msgs = st.session_state.pop(f"{PAGE}.upload_msgs", ("", []))
+    for m in msgs:
+        (st.success if kind == "ok" else st.error)(m)
+    st.multiselect("Schedulers to compare", list(SCHEDULERS), key=ps.key("sched"),
+                   format_func=lambda s: s, help="\n".join(f"- **{k}**: {v.summary}" for k, v in SCHEDULERS.items()))
+upload = inputs.panel(ps, with_rate=True)
+with st.sidebar:
+    inputs._num(ps, "n", f"Requests per scheduler (up to {L.MAX_REQUESTS:,})", 5_000,
+                            help="More requests: a longer run and a sharper verdict.")
+ps.publish(ps.visible + ["sched", "n", "scale", "live"])
+ps.show_url_errors()
+
+schedulers = ps.get("sched")
+errors = inputs.check(ps) + [m for m in [L.check("Requests per scheduler", ps.get("n"), L.MIN_REQUESTS,
+                                                 L.MAX_REQUESTS, why=L.CLI_HINT)] if m]
+if not schedulers:
+    errors.append("Schedulers to compare: choose at least one.")
+if errors:
+    for e in errors:
+        st.error(e, icon=":material/block:")
+    st.stop()
+
+try:
+    base, extra = inputs.build(ps, ps.get("n"), ps.get("rate"), upload, speed=ps.get("speed"))
+except ConfigError as exc:
+    st.error(f"Cannot run this scenario — {exc}", icon=":material/block:")
+    st.stop()
+
+jobs, refused = [], {}
+for s in schedulers:
+    sc = base.with_scheduler(s)
+    try:
+        llmsim.validate(sc)
+        jobs.append(runs.job(s, sc, extra))
+    except ConfigError as exc:
+        refused[s] = str(exc)
+
+
+# ----------------------------------------------------------------------- theory
+# base runs sarathi: the load and the capacities shown here do not depend on the scheduler
+th = runs.theory(runs.job("base", base, extra))
+e0 = th.engines[0]
+mean_work = e0.offered_tokens_per_s / base.total_rate if base.total_rate else float("nan")
+c1, c2, c3, c4 = st.columns(4)
+c1.metric("Offered load ρ", f"{th.load:.2f}",
+          help="Arriving work divided by the most the engine can process (the binding capacity). "
+               "Above 1 no scheduler keeps up.")
+c2.metric("Arrival rate λ", f"{base.total_rate:.3g} req/s")
+c3.metric("Token capacity b/t(b)", f"{e0.token_capacity:,.0f} tok/s",
+          help=f"A full iteration of b = {e0.token_budget} tokens takes t(b) = {e0.t_b_seconds * 1e3:.4g} ms. "
+               f"With {mean_work:,.0f} tokens per request on average that is "
+               f"{e0.token_capacity / mean_work:.3g} requests/s.")
+c4.metric("Best possible capacity", f"{th.optimal_capacity_rps:.3g} req/s",
+          help="The smallest of the token, memory and batch-size capacities: what a work-conserving "
+               "scheduler (orca, sarathi) reaches. " + e0.capacity_kind)
+
+# -------------------------------------------------------------------- the run
+key = tuple((j.toml, j.extra_key) for j in jobs)
+run = runs.session_run(PAGE)
+replay = st.session_state.pop(f"{PAGE}.replay", False)
+if run is not None and (run.key != key or replay):
+    run = None  # started below, once the page's frame is drawn
+
+st.subheader("Verdicts", help=widgets.VERDICT_MEANING)
+labels = list(schedulers)  # in the order chosen; refused ones show why
+cols = st.columns(max(1, len(labels)))
+cards = {}
+for col, s in zip(cols, labels):
+    with col:
+        widgets.swatch(s, palette.SCHEDULER_COLORS.get(s, "#888"))
+        cards[s] = st.empty()
+
+
+def _draw_cards(run: runs.LiveRun | None) -> None:
+    for s in labels:
+        with cards[s].container():
+            if s in refused:
+                widgets.badge("error")
+                st.caption(refused[s])
+            elif run is None:
+                widgets.badge("running")
+                st.caption("Simulating; the verdict and its evidence appear when the run ends.")
+            elif s in run.errors:
+                widgets.badge("error")
+                st.caption(run.errors[s])
+            elif s in run.outcomes:
+                o = run.outcomes[s]
+                widgets.badge(o.verdict.verdict)
+                st.caption(o.verdict.explanation)
+                widgets.evidence(o.verdict, [("throughput", widgets.fmt(o.summary["throughput_rps"], unit=" req/s"))])
+            else:
+                widgets.badge("stopped" if run.stopped else "running")
+                st.caption("Simulating; the verdict and its evidence appear when the run ends.")
+
+
+_draw_cards(run)
+
+st.subheader("Queue-length trajectories")
+st.caption(
+    "How much is waiting, over simulated time, for each scheduler: **waiting requests** (not yet "
+    "started), **backlog** (prompt and output tokens not yet processed) and **KV cache in use** "
+    "(GPU memory). A line that keeps climbing is a queue that never drains. Hover for values; click a "
+    "legend entry to highlight one scheduler (shift-click for several).")
+ctl1, ctl2, ctl3 = st.columns([2, 2, 3])
+ctl1.radio("Vertical scale", ["linear", "log"], key=ps.key("scale"), horizontal=True,
+                       help="Log scale shows a growing queue and a small bounded one on the same chart.")
+ctl2.toggle("Play live", key=ps.key("live"), help="Draw the trajectories while the simulation runs.")
+button_slot = ctl3.empty()
+progress_slot = st.empty()
+chart_slots = [st.empty() for _ in METRICS]
+kv = {j.label: j.scenario.engine.kv_cache_tokens for j in jobs}
+
+
+def _draw_chart(run: runs.LiveRun, live: bool = False) -> None:
+    trajs = run.trajectories()
+    if not trajs:
+        return
+    parts = []
+    for label, ts in trajs.items():
+        long = charts.long_trajectories({label: ts}, METRICS, "scheduler", {"kv_tokens": 100.0 / kv[label]},
+                                        charts.LIVE_POINTS if live else charts.MAX_POINTS)
+        parts.append(long)
+    df = pd.concat(parts, ignore_index=True)
+    x_max = max([run.end] + [o.summary["horizon_seconds"] for o in run.outcomes.values()])
+    specs = charts.trajectories(df, "scheduler", palette.scale(list(trajs), palette.SCHEDULER_COLORS),
+                                list(METRICS.values()), x_max, log=ps.get("scale") != "linear",
+                                formats=FORMATS, live=live)
+    for slot, spec in zip(chart_slots, specs):
+        slot.vega_lite_chart(spec=spec, width="stretch")
+
+
+if run is None:
+    if ps.get("live") and jobs:
+        # empty axes first: the browser loads its chart code while the simulator warms up
+        empty = pd.DataFrame({"time_s": [], "scheduler": [], "metric": [], "value": []})
+        horizon = (base.num_requests or 1) / base.total_rate
+        for slot, spec in zip(chart_slots, charts.trajectories(
+                empty, "scheduler", palette.scale([j.label for j in jobs], palette.SCHEDULER_COLORS),
+                list(METRICS.values()), horizon, log=ps.get("scale") != "linear", formats=FORMATS, live=True)):
+            slot.vega_lite_chart(spec=spec, width="stretch")
+    run = runs.LiveRun.start(key, jobs, use_cache=not replay)  # waits for the numba warm-up
+    runs.set_session_run(PAGE, run)
+    _draw_cards(run)
+
+if not run.done and not run.stopped:
+    button_slot.button("Stop", icon=":material/stop_circle:", key=f"{PAGE}.stop", on_click=runs.stop_cb,
+                       args=(PAGE,))
+    if ps.get("live"):
+        runs.play(run, lambda r: _draw_chart(r, live=True), progress_slot)
+    else:
+        runs.play(run, lambda r: None, progress_slot, label="Simulating (live view off)", pace=False)
+        run.frames = 0
+    _draw_cards(run)
+
+if run.stopped and not run.done:
+    with button_slot.container():
+        st.button("Resume", icon=":material/play_circle:", key=f"{PAGE}.resume", on_click=runs.resume_cb,
+                  args=(PAGE,))
+    progress_slot.info(f"Stopped at {run.progress:.0%} of the run. Verdicts need the whole run: press Resume.",
+                       icon=":material/pause_circle:")
+else:
+    button_slot.button("Replay live", icon=":material/replay:", key=f"{PAGE}.replay_btn",
+                       on_click=runs.replay_cb, args=(PAGE,),
+                       help="Run the simulation again from the start and watch it play.")
+_draw_chart(run)
+
+if run.updates_per_second:
+    st.caption(f"Live view: {run.frames} chart updates in {run.play_seconds:.1f} s "
+               f"({run.updates_per_second:.1f} per second).")
+
+# ------------------------------------------------------------------- latencies
+if run.outcomes:
+    st.subheader("Latency percentiles")
+    st.caption(
+        "**TTFT**: time to first token (waiting + prompt). **TBT**: time between output tokens. "
+        "**End-to-end**: arrival to last token. p50 is the median request, p99 the slowest 1%. "
+        "For an unstable scheduler these only say how long the queue had grown when the run ended — "
+        "a longer run would give larger numbers.")
+    measures = [("TTFT p50", "ttft_p50_s"), ("TTFT p99", "ttft_p99_s"), ("TBT p50", "tbt_p50_s"),
+                ("TBT p99", "tbt_p99_s"), ("end-to-end p50", "e2e_p50_s"), ("end-to-end p99", "e2e_p99_s")]
+    rows = [{"scheduler": s, "measure": m, "seconds": o.summary.get(k)}
+            for s, o in run.outcomes.items() for m, k in measures]
+    lat = pd.DataFrame(rows)
+    table = pd.DataFrame({s: {m: widgets.seconds(o.summary.get(k)) for m, k in measures}
+                          for s, o in run.outcomes.items()})
+    pos = lat[lat["seconds"].notna() & (lat["seconds"] > 0)]
+    if not pos.empty:
+        st.altair_chart(charts.latency(pos, "scheduler", palette.scale(list(run.outcomes), palette.SCHEDULER_COLORS)),
+                        width="stretch")
+    st.dataframe(table, width="stretch")
+
+# -------------------------------------------------------------------- sharing
+st.subheader("Share and save")
+st.caption("The address bar always holds a link to this exact view. Save the scenario to run it with "
+           "`python -m llmsim run` or to restore it here later (sidebar); the results as CSV.")
+d1, d2, d3 = st.columns(3)
+if jobs:
+    d1.download_button("Download scenario (TOML)", inputs.toml_text(jobs[0].scenario, [j.label for j in jobs]),
+                       file_name="llmsim-scenario.toml", mime="application/toml", icon=":material/download:")
+if run.outcomes:
+    summary = pd.DataFrame([{k: v for k, v in o.summary.items() if not isinstance(v, (list, dict))}
+                            for o in run.outcomes.values()])
+    d2.download_button("Download results (CSV)", summary.to_csv(index=False), file_name="llmsim-results.csv",
+                       mime="text/csv", icon=":material/table:")
+    ts = pd.concat([o.timeseries.assign(scheduler=s) for s, o in run.outcomes.items()], ignore_index=True)
+    d3.download_button("Download trajectories (CSV)", ts.to_csv(index=False), file_name="llmsim-trajectories.csv",
+                       mime="text/csv", icon=":material/show_chart:")

@@ -1,0 +1,366 @@
+"""The dashboard, page by page, with Streamlit's AppTest (no browser).
+
+Every page: a default run, changing its key widgets, bad input (a readable st.error and
+no exception), and a shared link (query parameters) restoring the view. Runs are kept
+small through the URL (n = requests per run) so the whole file takes well under a minute
+once numba's cache is warm; the generous timeout covers a cold compile.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+import llmsim  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = str(ROOT / "app.py")
+TIMEOUT = 180  # a cold numba compile takes ~15 s on 2 cores; a busy machine more
+
+
+def open_page(page: str | None = None, **params) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params.update({k: str(v) for k, v in params.items()})
+    if page:
+        at.switch_page(page)
+    return at.run()
+
+
+def ok(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def badges(at: AppTest) -> list[str]:
+    """Verdict badges in page order: 'stable', 'unstable', 'inconclusive', 'error', ..."""
+    out = []
+    for m in at.markdown:
+        v = m.value
+        if "-badge[" in v:
+            out.append(v.rsplit(" ", 1)[-1].rstrip("]").lower())
+    return out
+
+
+def errors(at: AppTest) -> str:
+    assert not at.exception, [e.value for e in at.exception]
+    return "\n".join(e.value for e in at.error)
+
+
+def widget(at: AppTest, kind: str, key: str):
+    return getattr(at, kind)(key=key)
+
+
+def upload(at: AppTest, key: str, name: str, data: bytes, mime: str = "application/octet-stream") -> AppTest:
+    at.file_uploader(key=key).set_value((name, data, mime))
+    return at.run()
+
+
+# ------------------------------------------------------------------ single engine
+
+SMALL = {"n": 2000, "live": 0}
+
+
+def test_single_default_run_gives_a_verdict_per_scheduler():
+    at = open_page(**SMALL)
+    ok(at)
+    assert at.title[0].value.startswith("Single engine")
+    load = next(m for m in at.metric if m.label.startswith("Offered load"))
+    assert load.value == "0.84"  # the paper's headline setup at 14 req/s
+    b = badges(at)
+    assert len(b) == len(llmsim.SCHEDULERS)
+    assert b[0] == "unstable"  # fastertransformer is far below this load
+    assert b[-1] == "stable"   # sarathi is throughput-optimal
+    assert any("Latency" in s.value for s in at.subheader)
+    # the URL now holds every input: a link reproduces the view
+    assert at.query_params["rate"] == "14" and at.query_params["n"] == "2000"
+
+
+def test_single_live_view_draws_while_it_runs():
+    at = open_page(n=2000, live=1, sched="sarathi", seed=5)  # a new seed: not in the cache
+    ok(at)
+    live = [c.value for c in at.caption if c.value.startswith("Live view:")]
+    assert live, "the live view reports how many chart updates it drew"
+    frames = int(live[0].split()[2])
+    assert frames >= 5
+    assert badges(at) == ["stable"]
+
+
+def test_single_changing_widgets_reruns():
+    at = open_page(n=2000, live=0, sched="orca,sarathi")
+    ok(at)
+    assert badges(at) == ["stable", "stable"]
+    widget(at, "number_input", "single.rate").set_value(30.0)  # above b/t(b) = 16.7 req/s
+    at.run()
+    ok(at)
+    assert badges(at) == ["unstable", "unstable"]
+    assert float(next(m for m in at.metric if m.label.startswith("Offered load")).value) > 1
+    widget(at, "multiselect", "single.sched").set_value(["sarathi"])
+    widget(at, "selectbox", "single.hw").set_value("custom")
+    at.run()
+    ok(at)
+    assert badges(at) == ["unstable"]
+    assert widget(at, "selectbox", "single.bt").value == "staircase"
+    assert at.query_params["hw"] == "custom" and at.query_params["sched"] == "sarathi"
+
+
+def test_single_bad_inputs_show_errors_not_tracebacks():
+    at = open_page(n=2000, live=0, rate=50000)
+    assert "10,000" in errors(at) and "Link parameter rate" in errors(at)  # out of range in the link
+    at = open_page(n=2000, live=0, rate="abc")
+    assert "not a number" in errors(at)
+    at = open_page(n=2000, live=0, sched="orca")
+    widget(at, "number_input", "single.n").set_value(500_000)
+    at.run()
+    msg = errors(at)
+    assert "Requests per scheduler" in msg and "200,000" in msg and "command line" in msg
+    # a prompt that a non-chunking scheduler can never run: its card says why, the others run
+    at = open_page(n=2000, live=0, sched="vllm,sarathi", p_value=1000, rate=2)
+    assert not at.exception
+    assert badges(at) == ["error", "stable"]
+    assert any("token_budget" in c.value for c in at.caption)
+    # a request that can never fit the KV cache: the library's message names the field
+    at = open_page(n=2000, live=0, sched="sarathi", kv=1000, p_value=2000)
+    assert "kv_cache_tokens" in errors(at)
+
+
+def test_single_url_restores_the_view():
+    at = open_page(n=2000, live=0, sched="orca", rate=9.5, budget=256, hw="custom", bt="constant", bt_ms=20,
+                   o_dist="geometric", o_mean=50, scale="log")
+    ok(at)
+    assert widget(at, "number_input", "single.rate").value == 9.5
+    assert widget(at, "number_input", "single.budget").value == 256
+    assert widget(at, "selectbox", "single.bt").value == "constant"
+    assert widget(at, "number_input", "single.bt_ms").value == 20.0
+    assert widget(at, "number_input", "single.o_mean").value == 50.0
+    assert widget(at, "multiselect", "single.sched").value == ["orca"]
+    assert widget(at, "radio", "single.scale").value == "log"
+    assert at.query_params["bt_ms"] == "20" and at.query_params["o_dist"] == "geometric"
+
+
+def test_single_toml_upload_restores_and_bad_files_are_refused():
+    at = open_page(n=2000, live=0, sched="sarathi")
+    text = (ROOT / "scenarios" / "quickstart.toml").read_text().replace("num_requests = 20000",
+                                                                         "num_requests = 3000")
+    at = upload(at, "single.toml_file", "quickstart.toml", text.encode())
+    ok(at)
+    assert widget(at, "number_input", "single.rate").value == 3.0
+    assert widget(at, "number_input", "single.kv").value == 400_000
+    assert widget(at, "number_input", "single.kmax").value == 128
+    assert widget(at, "selectbox", "single.hw").value == "custom"
+    assert widget(at, "selectbox", "single.o_dist").value == "geometric"
+    assert widget(at, "number_input", "single.seed").value == 7
+    assert widget(at, "number_input", "single.n").value == 3000
+    assert any("Restored quickstart.toml" in s.value for s in at.success)
+
+    at = upload(at, "single.toml_file", "broken.toml", b"[workload\nrate = ")
+    assert "malformed TOML" in errors(at)
+    at = upload(at, "single.toml_file", "bad.toml", text.replace("token_budget = 512", "token_budget = -3").encode())
+    assert "engine.token_budget" in errors(at)
+    at = upload(at, "single.toml_file", "big.toml", text.replace("num_requests = 3000", "num_requests = 900000").encode())
+    assert "200,000" in errors(at)
+    net = (ROOT / "scenarios" / "agents" / "tandem.toml").read_bytes()
+    at = upload(at, "single.toml_file", "tandem.toml", net)
+    assert "Agent workflows" in errors(at)
+    at = upload(at, "single.toml_file", "binary.toml", b"\xff\xfe\x00garbage")
+    assert "not a text" in errors(at)
+
+
+def test_single_trace_upload():
+    at = open_page(n=2000, live=0, sched="sarathi", wl="trace")
+    assert "choose a trace CSV" in errors(at)
+    rows = "\n".join(f"{i * 0.2:.2f},{50 + i % 7 * 10},{20 + i % 5}" for i in range(3000))
+    at = upload(at, "single.trace_file", "mytrace.csv",
+                ("arrival_time_s,prompt_tokens,output_tokens\n" + rows + "\n").encode(), "text/csv")
+    ok(at)
+    assert badges(at) == ["stable"]
+    at = upload(at, "single.trace_file", "bad.csv", b"time,prompt,output\n1,2,3\n", "text/csv")
+    assert "expected arrival_time_s,prompt_tokens,output_tokens" in errors(at)
+    at = upload(at, "single.trace_file", "bad2.csv", b"arrival_time_s,prompt_tokens,output_tokens\n0,5,5\n1,x,5\n")
+    assert "line 3" in errors(at)
+
+
+def test_saved_toml_round_trips_through_the_panel():
+    """What 'Download scenario (TOML)' writes, 'Restore a scenario' reads back to the same inputs."""
+    from llmsim_ui import inputs
+    sc = llmsim.load_scenario(ROOT / "scenarios" / "paper" / "headline.toml")
+    text = inputs.toml_text(sc, ["orca", "sarathi"])
+    back = llmsim.loads_scenario(text)
+    assert back.to_toml() == sc.to_toml()
+    assert inputs.schedulers_in(text) == ["orca", "sarathi"]
+    v = inputs.values_from_scenario(back)
+    assert v["rate"] == sc.total_rate and v["n"] == sc.num_requests and v["seed"] == sc.seed
+    assert v["bt"] == sc.engine.batch_time.model == "staircase" and v["st_b0"] == int(sc.engine.batch_time.params[2])
+
+
+# ----------------------------------------------------------------------- capacity
+
+CAP = {"n": 1000, "probes": 4, "points": 3, "sched": "orca,sarathi"}
+
+
+def test_capacity_default_run_finds_critical_rates():
+    at = open_page("pages/capacity.py", **CAP)
+    ok(at)
+    assert at.title[0].value.startswith("Capacity")
+    assert any(s.value == "Critical rates" for s in at.subheader)
+    table = at.dataframe[0].value
+    assert list(table["scheduler"]) == ["orca", "sarathi"]
+    # 1000 requests per probe bracket loosely, but the search brackets some rate
+    assert table["critical rate (req/s)"].notna().any()
+    assert (table["theory capacity (req/s)"] > 16).all()
+    assert next(m for m in at.metric if m.label.startswith("Token capacity")).value == "3,343 tok/s"
+
+
+def test_capacity_changing_widgets_reruns():
+    at = open_page("pages/capacity.py", **CAP)
+    widget(at, "multiselect", "cap.sched").set_value(["fastertransformer", "sarathi"])
+    widget(at, "number_input", "cap.budget").set_value(256)
+    at.run()
+    ok(at)
+    table = at.dataframe[0].value
+    assert list(table["scheduler"]) == ["fastertransformer", "sarathi"]
+    ft, sa = table["critical rate (req/s)"]
+    assert ft < sa  # fastertransformer breaks far earlier
+    assert at.query_params["budget"] == "256"
+
+
+def test_capacity_bad_inputs():
+    at = open_page("pages/capacity.py", **(CAP | {"tol": 0.9}))
+    assert "Link parameter tol" in errors(at)
+    at = open_page("pages/capacity.py", **CAP)
+    widget(at, "number_input", "cap.n").set_value(300_000)
+    at.run()
+    assert "Requests per probe" in errors(at)
+    widget(at, "number_input", "cap.n").set_value(1000)
+    widget(at, "multiselect", "cap.sched").set_value([])
+    at.run()
+    assert "choose at least one" in errors(at)
+
+
+def test_capacity_url_restores_the_view():
+    at = open_page("pages/capacity.py", **(CAP | {"points": 4, "hw": "custom", "bt": "constant", "bt_ms": 20}))
+    ok(at)
+    assert widget(at, "number_input", "cap.points").value == 4
+    assert widget(at, "number_input", "cap.bt_ms").value == 20.0
+    # b/t(b) = 512 tokens / 20 ms
+    assert next(m for m in at.metric if m.label.startswith("Token capacity")).value == "25,600 tok/s"
+
+
+# ----------------------------------------------------------------------- agents
+
+AG = {"n": 4000, "live": 0}
+
+
+def test_agents_cyclic_exit_priority_diverges_others_bounded():
+    at = open_page("pages/agents.py", **AG)
+    ok(at)
+    assert at.title[0].value.startswith("Agent workflows")
+    # fcfs, priority (as in the file: exit calls first), reversed priority, max-pressure
+    assert badges(at) == ["stable", "unstable", "stable", "stable"]
+    assert any(c.value.startswith("Unstable (growing:") for c in at.caption)  # the growing buffers are named
+
+
+def test_agents_editing_engines_and_priorities():
+    at = open_page("pages/agents.py", **AG)
+    # give the short calls priority at both engines: now "priority" is the stable order
+    for step in ("A.short", "B.short"):
+        widget(at, "number_input", f"agents.cyclic.prio_{step}").set_value(0)
+    for step in ("A.long", "B.long"):
+        widget(at, "number_input", f"agents.cyclic.prio_{step}").set_value(1)
+    at.run()
+    ok(at)
+    assert badges(at) == ["stable", "stable", "unstable", "stable"]
+    # a mixed policy set adds the 'as configured' run
+    widget(at, "selectbox", "agents.cyclic.e0_policy").set_value("fcfs")
+    widget(at, "number_input", "agents.cyclic.rate0").set_value(1.0)
+    widget(at, "number_input", "agents.cyclic.e1_budget").set_value(1024)
+    at.run()
+    ok(at)
+    assert len(badges(at)) == 5
+    assert at.query_params["e0_policy"] == "fcfs" and at.query_params["rate0"] == "1"
+    widget(at, "selectbox", "agents.preset").set_value("fork_join")
+    at.run()
+    ok(at)
+    assert "fork_join" in at.query_params["preset"] and "rate0" in at.query_params
+    assert widget(at, "number_input", "agents.fork_join.rate0").value == 2.0  # the file's, not cyclic's
+
+
+def test_agents_bad_inputs():
+    at = open_page("pages/agents.py", **(AG | {"rate0": "abc"}))
+    assert "Link parameter rate0" in errors(at)
+    at = open_page("pages/agents.py", **(AG | {"preset": "nope"}))
+    assert "Link parameter preset" in errors(at)
+    at = open_page("pages/agents.py", **AG)
+    at = upload(at, "agents.toml_file", "broken.toml", b"[[engines]\nname=")
+    assert "malformed TOML" in errors(at)
+    at = upload(at, "agents.toml_file", "single.toml", (ROOT / "scenarios" / "quickstart.toml").read_bytes())
+    assert "Single engine" in errors(at)
+    bad = (ROOT / "scenarios" / "agents" / "tandem.toml").read_text().replace('engine = "executor"', 'engine = "gpu9"')
+    at = upload(at, "agents.toml_file", "typo.toml", bad.encode())
+    assert "unknown engine 'gpu9'" in errors(at)
+    at = open_page("pages/agents.py", **(AG | {"preset": "uploaded"}))
+    assert "no file is loaded" in errors(at)
+    at = open_page("pages/agents.py", **(AG | {"preset": "uploaded", "toml": "AAAA"}))
+    assert "damaged" in errors(at)
+
+
+def test_agents_upload_and_shared_link_with_the_file():
+    at = open_page("pages/agents.py", **AG)
+    text = (ROOT / "scenarios" / "agents" / "tandem.toml").read_text().replace("rate = 20.0", "rate = 7.0")
+    at = upload(at, "agents.toml_file", "mine.toml", text.encode())
+    ok(at)
+    assert at.query_params["preset"] == "uploaded" and at.query_params["rate0"] == "7"
+    link = dict(at.query_params)
+    # a new visitor with the link gets the same workflow and values
+    at2 = open_page("pages/agents.py", **(link | {"e1_budget": "1024"}))
+    ok(at2)
+    assert badges(at2) == badges(at)
+    assert any("engine" in t for t in [at2.dataframe[0].value.to_string()])
+    import hashlib
+    file_key = "up" + hashlib.sha256(text.encode()).hexdigest()[:8]
+    assert widget(at2, "number_input", f"agents.{file_key}.e1_budget").value == 1024
+
+
+def test_agents_url_restores_the_view():
+    at = open_page("pages/agents.py", **(AG | {"preset": "react", "rate0": 2.5, "e0_budget": 1024, "pol": "fcfs"}))
+    ok(at)
+    assert widget(at, "selectbox", "agents.preset").value == "react"
+    assert widget(at, "number_input", "agents.react.rate0").value == 2.5
+    assert widget(at, "number_input", "agents.react.e0_budget").value == 1024
+    assert badges(at) == ["stable"]
+
+
+# ------------------------------------------------------------------------ model
+
+def test_model_page():
+    at = open_page("pages/model.py")
+    ok(at)
+    assert at.title[0].value == "The model"
+    assert len(at.latex) >= 5
+    assert next(m for m in at.metric if m.label == "load ρ").value == "0.84"
+    widget(at, "number_input", "model.b").set_value(1024)
+    at.run()
+    ok(at)
+    assert next(m for m in at.metric if m.label == "load ρ").value == "0.42"
+    assert at.query_params["b"] == "1024"
+
+
+def test_model_page_url_and_bad_input():
+    at = open_page("pages/model.py", lam=20)
+    ok(at)
+    assert widget(at, "number_input", "model.lam").value == 20.0
+    assert next(m for m in at.metric if m.label == "load ρ").value == "1.20"
+    at = open_page("pages/model.py", b=-5)
+    assert "Link parameter b" in errors(at)
+
+
+def test_agents_run_length_comes_from_the_file_and_is_bounded():
+    at = open_page("pages/agents.py", preset="tandem", live=0)
+    ok(at)
+    assert widget(at, "number_input", "agents.tandem.n").value == 20_000  # tandem.toml's num_requests
+    widget(at, "number_input", "agents.tandem.n").set_value(500_000)
+    at.run()
+    assert "Workflows per run" in errors(at) and "200,000" in errors(at)
