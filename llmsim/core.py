@@ -17,7 +17,8 @@ about 5 times faster and do not change what it computes:
 
 Numba's cache checks only the source file of the function it caches: after editing
 ``llmsim/schedulers.py`` or ``llmsim/state.py`` (compiled into ``run_kernel``), delete
-``llmsim/__pycache__/*.nb?`` or the cached kernel stays the old one.
+``llmsim/__pycache__/*.nb?`` or the cached kernel stays the old one; llmsim/_kernel_cache.py
+does that at import when their contents change.
 
 State is struct-of-arrays, grouped into a few 2-D arrays whose columns are named by the
 module-level constants below (``C_*`` call columns, ``E_*`` engine columns, ...), so a
@@ -31,6 +32,10 @@ arriving exactly at an iteration boundary joins the next batch.
 
 import numpy as np
 from numba import njit
+
+from llmsim._kernel_cache import ensure_fresh_cache
+
+ensure_fresh_cache()
 
 from llmsim.schedulers import decoder_kv, dq_push, form_batch, pf_unlink, serve_decoders
 from llmsim import state as S
@@ -248,7 +253,7 @@ def _apply_batch(ci, cf, si, sf, ei, ef, gi, ji, jf, jjoin, e, t, dec_call, dec_
         cf[c, S.F_FINISH] = t
         ei[e, S.E_KV_USED] -= decoder_kv(ci, ei, e, c)
         ci[c, S.C_KV] = 0
-        ei[e, S.E_CTX] -= ci[c, S.C_PREF_NEED] + ci[c, S.C_D]
+        ei[e, S.E_CTX] -= ci[c, S.C_P] + ci[c, S.C_D]
         ei[e, S.E_NRUN] -= 1
     bo = ei[e, S.E_BATCH_OFF]
     for j in range(ei[e, S.E_NPE]):

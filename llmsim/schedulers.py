@@ -172,7 +172,7 @@ def dq_push(ci, ei, e, dec_call, dec_tgt, c):
     dec_call[pos] = c
     dec_tgt[pos] = tgt
     ei[e, S.E_NDEC] = n + 1
-    ei[e, S.E_CTX] += ci[c, S.C_PREF_NEED] + ci[c, S.C_DEC_DONE]
+    ei[e, S.E_CTX] += ci[c, S.C_P] + ci[c, S.C_DEC_DONE]
     if tgt < ei[e, S.E_DEC_LB]:
         ei[e, S.E_DEC_LB] = tgt
 
@@ -282,7 +282,7 @@ def serve_decoders(ei, e, dec_call, dec_tgt, fin):
 
 @njit(cache=True, _nrt=False)
 def _decode_context(ci, ei, e, dec_call, dec_tgt):
-    """Context tokens (prefill done + decode done) of this batch's decoders, for the affine
+    """Context tokens (prompt + tokens decoded: the KV cache) of this batch's decoders, for the affine
     batch time: the running total when all decode, else summed over the smaller side."""
     k = ei[e, S.E_DEC_K]
     n = ei[e, S.E_NDEC]
@@ -294,7 +294,7 @@ def _decode_context(ci, ei, e, dec_call, dec_tgt):
     part = 0
     for i in range(a, b):
         c = dec_call[i]
-        part += ci[c, S.C_PREF_NEED] + ci[c, S.C_D] - (dec_tgt[i] - r)
+        part += ci[c, S.C_P] + ci[c, S.C_D] - (dec_tgt[i] - r)
     return part if 2 * k <= n else ei[e, S.E_CTX] - part
 
 
@@ -402,7 +402,7 @@ def preempt_newest(ci, si, ei, gi, e, dec_call, dec_tgt, batch_c, batch_t):
         c = dec_call[last]
         ei[e, S.E_NDEC] = n - 1
         ci[c, S.C_DEC_DONE] = ci[c, S.C_D] - (dec_tgt[last] - ei[e, S.E_ROUND])
-        ei[e, S.E_CTX] -= ci[c, S.C_PREF_NEED] + ci[c, S.C_DEC_DONE]
+        ei[e, S.E_CTX] -= ci[c, S.C_P] + ci[c, S.C_DEC_DONE]
         kv = decoder_kv(ci, ei, e, c)
     ei[e, S.E_NRUN] -= 1
     ei[e, S.E_KV_USED] -= kv

@@ -184,7 +184,7 @@ def run_reference(requests, scheduler, budget, kmax, kv_cap, bt, horizon=math.in
             batch = form(t)
             n_p = sum(k for _, k, ph in batch if ph == "prefill")
             n_d = sum(k for _, k, ph in batch if ph == "decode")
-            ctx = sum(r.pref_done + r.dec_done for r, k, ph in batch if ph == "decode" and k > 0)
+            ctx = sum(r.P + r.dec_done for r, k, ph in batch if ph == "decode" and k > 0)
             assert n_p + n_d > 0, "stalled"
             start = t
             busy_until = t + bt(n_p, n_d, ctx)
