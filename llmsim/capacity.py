@@ -29,12 +29,14 @@ class CapacityResult:
     theory_capacity_rps: float | None
     theory_kind: str
     probes: list = field(default_factory=list)  # (rate, verdict, growth) in probe order
+    throughputs: list = field(default_factory=list)  # completions/s of each probe, same order
 
     def as_dict(self):
         return {"scheduler": self.scheduler, "critical_rate_rps": self.critical_rate_rps,
                 "interval_rps": list(self.interval), "theory_capacity_rps": self.theory_capacity_rps,
                 "theory_kind": self.theory_kind,
-                "probes": [{"rate_rps": r, "verdict": v, "growth": g} for r, v, g in self.probes]}
+                "probes": [{"rate_rps": r, "verdict": v, "growth": g, "throughput_rps": t}
+                           for (r, v, g), t in zip(self.probes, self.throughputs)]}
 
 
 def _probe(args):
@@ -120,6 +122,7 @@ def _search(scenarios: dict, num_requests, rel_tol, max_probes, workers, progres
             for (s, _), (rate, verdict, growth, _thr) in zip(jobs, outs):
                 st = states[s]
                 st["res"].probes.append((rate, verdict, growth))
+                st["res"].throughputs.append(_thr)
                 if verdict == "stable":
                     st["lo"] = rate if st["lo"] is None else max(st["lo"], rate)
                 elif verdict == "unstable":

@@ -28,6 +28,7 @@
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -196,13 +197,17 @@ def vllm_capacity(engine, prompt, output) -> float:
             base = q - served[q]
             T[q, base:] = pa[:m - base]
             T[q, -1] += max(0.0, 1.0 - T[q].sum())
-        A = np.vstack([T.T - np.eye(m), np.ones(m)])
-        pi = np.linalg.lstsq(A, np.r_[np.zeros(m), 1.0], rcond=None)[0]
+        # stationary law: (T' - I) pi = 0 with one equation replaced by sum(pi) = 1
+        A = T.T - np.eye(m)
+        A[-1, :] = 1.0
+        rhs = np.zeros(m)
+        rhs[-1] = 1.0
+        pi = np.linalg.solve(A, rhs)
         return c * pi[0] / float(pi @ tau_q)
 
     hi = c / (tau_d * output.mean)
     lo = 0.0
-    for _ in range(60):
+    for _ in range(40):  # 2^-40 of the bracket
         mid = (lo + hi) / 2
         if supply(mid) > mid * output.mean:
             lo = mid
@@ -283,7 +288,19 @@ def _steps(sc):
 
 
 def analyze(sc: Scenario) -> Theory:
-    """Load, capacities and fluid drift of a scenario."""
+    """Load, capacities and fluid drift of a scenario (memoized: scenarios are frozen)."""
+    try:
+        return _analyze_cached(sc)
+    except TypeError:  # an unhashable field (should not happen): compute afresh
+        return _analyze(sc)
+
+
+@lru_cache(maxsize=256)
+def _analyze_cached(sc: Scenario) -> Theory:
+    return _analyze(sc)
+
+
+def _analyze(sc: Scenario) -> Theory:
     visits = expected_visits(sc)
     steps = _steps(sc)
     lam_steps = np.array([sc.workflows[wi].arrival.rate * visits[k] for k, (wi, _) in enumerate(steps)])
