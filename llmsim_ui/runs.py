@@ -314,9 +314,13 @@ class LiveRun:
                 self.errors[label] = str(exc)
                 del self.sims[label]
         spent = time.perf_counter() - t0
+        full = self.end / TARGET_FRAMES
         if spent > FRAME_COMPUTE_S and self.dt > 0:
-            # a slow run: smaller chunks keep the page responsive
-            self.dt *= max(0.25, FRAME_COMPUTE_S / spent)
+            # a slow run: smaller chunks keep the page responsive -- but never so small that
+            # the run stops progressing (at least 1/20 of a normal chunk)
+            self.dt = max(full / 20, self.dt * max(0.25, FRAME_COMPUTE_S / spent))
+        elif spent < FRAME_COMPUTE_S / 2 and self.dt < full:
+            self.dt = min(full, self.dt * 1.5)  # fast again: grow back
 
     def trajectories(self) -> dict[str, pd.DataFrame]:
         """Label -> the trajectory so far (finished runs: their whole trajectory)."""
