@@ -101,11 +101,11 @@ def _num(ps: PageState, name: str, label: str, step, help: str | None = None, fm
     f = ps.by_name[name]
     c = container or st.sidebar
     return c.number_input(label, min_value=type(f.default)(f.lo) if f.lo is not None else None,
-                          step=step, key=ps.key(name), help=help, format=fmt, **kw)
+                          step=step, help=help, format=fmt, **ps.w(name), **kw)
 
 
 def _length_panel(ps: PageState, p: str, what: str, container) -> None:
-    d = container.selectbox(f"{what} length", DISTS, key=ps.key(f"{p}_dist"),
+    d = container.selectbox(f"{what} length", DISTS, **ps.w(f"{p}_dist", DISTS),
                             format_func=DIST_LABELS.get)
     if d == "constant":
         _num(ps, f"{p}_value", f"{what} tokens", 1, container=container)
@@ -128,13 +128,14 @@ def panel(ps: PageState, with_rate: bool = True, container=None):
     c = container or st.sidebar
     c.subheader("Engine", divider="gray")
     hw_opts = list(ps.by_name["hw"].choices)
-    hw = c.selectbox("GPU / model", hw_opts, key=ps.key("hw"), on_change=_hw_changed, args=(ps,),
+    hw = c.selectbox("GPU / model", hw_opts, **ps.w("hw", hw_opts), on_change=_hw_changed, args=(ps,),
                      format_func=lambda x: "custom batch time" if x == CUSTOM else x,
                      help="A published fit of iteration time and KV-cache size for a model on a GPU "
                           "(see docs/presets.md), or your own batch-time model.")
     vis = ["hw", "budget", "kmax", "kv"]
     if hw == CUSTOM:
-        bt = c.selectbox("Batch time t(n) of an iteration holding n tokens", BATCH_MODELS, key=ps.key("bt"),
+        bt = c.selectbox("Batch time t(n) of an iteration holding n tokens", BATCH_MODELS,
+                         **ps.w("bt", BATCH_MODELS),
                          format_func={"constant": "constant: t", "staircase": "staircase: c + a·⌈n/b0⌉",
                                       "piecewise": "piecewise: c + a·max(0, n−b0)",
                                       "affine": "affine: c0 + cp·prefill + cd·decode"}.get)
@@ -176,7 +177,8 @@ def panel(ps: PageState, with_rate: bool = True, container=None):
          help="How many tokens of context the GPU can hold for admitted requests (SPEC §3).")
 
     c.subheader("Workload", divider="gray")
-    wl = c.selectbox("Requests", ps.by_name["wl"].choices, key=ps.key("wl"), on_change=_wl_changed, args=(ps,),
+    wl = c.selectbox("Requests", ps.by_name["wl"].choices, **ps.w("wl", ps.by_name["wl"].choices),
+                     on_change=_wl_changed, args=(ps,),
                      format_func=lambda x: {"custom": "custom arrivals and lengths",
                                             "trace": "upload a trace (CSV)"}.get(x, f"preset: {x}"))
     vis.append("wl")
@@ -194,7 +196,7 @@ def panel(ps: PageState, with_rate: bool = True, container=None):
             _num(ps, "speed", "Speed-up (× the trace's own arrival rate)", 0.1, container=c, fmt="%.3f")
             vis.append("speed")
     else:
-        arr = c.selectbox("Arrival process", ARRIVALS, key=ps.key("arr"),
+        arr = c.selectbox("Arrival process", ARRIVALS, **ps.w("arr", ARRIVALS),
                           help="poisson: memoryless; gamma: renewal with a chosen coefficient of "
                                "variation (cv > 1 is bursty); deterministic: evenly spaced.")
         vis.append("arr")

@@ -124,6 +124,27 @@ class PageState:
     def get(self, name: str):
         return st.session_state.get(self.key(name), self.by_name[name].default)
 
+    def w(self, name: str, options=None) -> dict:
+        """Keyword arguments for the field's widget: its key and its current value as the
+        widget's own default (value= / index= / default=).
+
+        Passing the value although session state holds it matters: when the browser loses
+        a widget's state (seen after a run interrupted by Stop and resumed), it reports the
+        widget's default, which must then be the current value, not the first option or
+        the minimum."""
+        f = self.by_name[name]
+        v = self.get(name)
+        kw = {"key": self.key(name)}
+        if f.kind == "list":
+            opts = list(options if options is not None else f.choices)
+            kw["default"] = [x for x in v if x in opts]
+        elif options is not None:
+            opts = list(options)
+            kw["index"] = opts.index(v) if v in opts else 0
+        else:
+            kw["value"] = v
+        return kw
+
     def set(self, name: str, value) -> None:
         """Change a field before its widget is drawn (in a callback or a restore)."""
         st.session_state[self.key(name)] = value

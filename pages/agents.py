@@ -93,7 +93,8 @@ st.markdown(
 
 # ------------------------------------------------------------------- inputs
 with st.sidebar:
-    st.selectbox("Workflow", ps.by_name["preset"].choices, key=ps.key("preset"), on_change=_preset_cb,
+    st.selectbox("Workflow", ps.by_name["preset"].choices, **ps.w("preset", ps.by_name["preset"].choices),
+                 on_change=_preset_cb,
                  format_func=lambda p: "uploaded file" if p == UPLOADED else f"preset: {p}")
     st.file_uploader("…or upload a network scenario (TOML)", type=["toml"], key=f"{PAGE}.toml_file",
                      on_change=_upload_cb)
@@ -145,13 +146,13 @@ with st.sidebar:
     st.subheader("Arrivals", divider="gray")
     for i, w in enumerate(file_sc.workflows):
         st.number_input(f"{w.name}: workflows per second", min_value=L.MIN_RATE, step=0.1, format="%.3f",
-                        key=dps.key(f"rate{i}"))
+                        **dps.w(f"rate{i}"))
     st.subheader("Engines", divider="gray")
     for i, e in enumerate(file_sc.engines):
         with st.expander(f"{e.name}", expanded=len(file_sc.engines) <= 2):
-            st.selectbox("Scheduler", list(SCHEDULERS), key=dps.key(f"e{i}_sched"))
-            st.number_input("Token budget b", min_value=1, step=64, key=dps.key(f"e{i}_budget"))
-            st.selectbox("Policy (as configured)", list(POLICIES), key=dps.key(f"e{i}_policy"),
+            st.selectbox("Scheduler", list(SCHEDULERS), **dps.w(f"e{i}_sched", list(SCHEDULERS)))
+            st.number_input("Token budget b", min_value=1, step=64, **dps.w(f"e{i}_budget"))
+            st.selectbox("Policy (as configured)", list(POLICIES), **dps.w(f"e{i}_policy", list(POLICIES)),
                          help="Used by the 'as configured' run; the comparison below applies each policy "
                               "to every engine.")
     st.subheader("Step priorities", divider="gray",
@@ -159,11 +160,11 @@ with st.sidebar:
                       "served first (strict, non-preemptive). 'reversed priority' flips the order at every engine.")
     for w, s in steps:
         st.number_input(f"{w.name}.{s.name} (at {s.engine})", min_value=0, step=1,
-                        key=dps.key(f"prio_{w.name}.{s.name}"))
+                        **dps.w(f"prio_{w.name}.{s.name}"))
     st.subheader("Run", divider="gray")
-    st.multiselect("Policies to compare", list(VARIANTS) + [AS_CONFIGURED], key=ps.key("pol"))
-    st.number_input(f"Workflows per run (up to {L.MAX_REQUESTS:,})", min_value=1, step=5_000, key=dps.key("n"))
-    st.number_input("Random seed", min_value=0, step=1, key=ps.key("seed"))
+    st.multiselect("Policies to compare", list(VARIANTS) + [AS_CONFIGURED], **ps.w("pol"))
+    st.number_input(f"Workflows per run (up to {L.MAX_REQUESTS:,})", min_value=1, step=5_000, **dps.w("n"))
+    st.number_input("Random seed", min_value=0, step=1, **ps.w("seed"))
 
 extra_qp = {}
 if preset == UPLOADED:
@@ -298,8 +299,8 @@ st.caption("For each policy: how many calls of each workflow step are at their e
            "over simulated time. A bounded network keeps every line flat; a diverging one has lines that climb. "
            "Hover for values; click a legend entry to highlight a buffer.")
 c1, c2, c3 = st.columns([2, 2, 3])
-c1.radio("Vertical scale", ["linear", "log"], key=ps.key("scale"), horizontal=True)
-c2.toggle("Play live", key=ps.key("live"))
+c1.radio("Vertical scale", ["linear", "log"], **ps.w("scale", ["linear", "log"]), horizontal=True)
+c2.toggle("Play live", **ps.w("live"))
 button_slot = c3.empty()
 progress_slot = st.empty()
 grid = []

@@ -90,7 +90,7 @@ with st.sidebar:
     kind, msgs = st.session_state.pop(f"{PAGE}.upload_msgs", ("", []))
     for m in msgs:
         (st.success if kind == "ok" else st.error)(m)
-    st.multiselect("Schedulers", list(SCHEDULERS), key=ps.key("sched"),
+    st.multiselect("Schedulers", list(SCHEDULERS), **ps.w("sched"),
                    help="\n".join(f"- **{k}**: {v.summary}" for k, v in SCHEDULERS.items()))
 upload = inputs.panel(ps, with_rate=False)
 with st.sidebar:

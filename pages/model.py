@@ -53,11 +53,11 @@ st.markdown(
 with st.container(border=True):
     st.markdown("**Try it.** The load and the best possible capacity for your numbers:")
     c = st.columns(5)
-    c[0].number_input("b (tokens)", min_value=1, step=64, key=ps.key("b"))
-    c[1].number_input("t(b) (ms)", min_value=0.01, step=1.0, format="%.2f", key=ps.key("tb"))
-    c[2].number_input("mean prompt m_p", min_value=1.0, step=10.0, key=ps.key("mp"))
-    c[3].number_input("mean output m_d", min_value=1.0, step=10.0, key=ps.key("md"))
-    c[4].number_input("λ (requests/s)", min_value=0.0, step=1.0, key=ps.key("lam"))
+    c[0].number_input("b (tokens)", min_value=1, step=64, **ps.w("b"))
+    c[1].number_input("t(b) (ms)", min_value=0.01, step=1.0, format="%.2f", **ps.w("tb"))
+    c[2].number_input("mean prompt m_p", min_value=1.0, step=10.0, **ps.w("mp"))
+    c[3].number_input("mean output m_d", min_value=1.0, step=10.0, **ps.w("md"))
+    c[4].number_input("λ (requests/s)", min_value=0.0, step=1.0, **ps.w("lam"))
     ps.publish()
     b, tb, mp, md, lam = (ps.get(k) for k in ("b", "tb", "mp", "md", "lam"))
     errs = [f"{f.label}: {ps.get(f.name)} is outside {f.lo:g} to {f.hi:g}" for f in ps.fields

@@ -60,7 +60,7 @@ with st.sidebar:
     kind, msgs = st.session_state.pop(f"{PAGE}.upload_msgs", ("", []))
     for m in msgs:
         (st.success if kind == "ok" else st.error)(m)
-    st.multiselect("Schedulers to compare", list(SCHEDULERS), key=ps.key("sched"),
+    st.multiselect("Schedulers to compare", list(SCHEDULERS), **ps.w("sched"),
                    format_func=lambda s: s, help="\n".join(f"- **{k}**: {v.summary}" for k, v in SCHEDULERS.items()))
 upload = inputs.panel(ps, with_rate=True)
 with st.sidebar:
@@ -161,9 +161,9 @@ st.caption(
     "(GPU memory). A line that keeps climbing is a queue that never drains. Hover for values; click a "
     "legend entry to highlight one scheduler (shift-click for several).")
 ctl1, ctl2, ctl3 = st.columns([2, 2, 3])
-ctl1.radio("Vertical scale", ["linear", "log"], key=ps.key("scale"), horizontal=True,
+ctl1.radio("Vertical scale", ["linear", "log"], **ps.w("scale", ["linear", "log"]), horizontal=True,
                        help="Log scale shows a growing queue and a small bounded one on the same chart.")
-ctl2.toggle("Play live", key=ps.key("live"), help="Draw the trajectories while the simulation runs.")
+ctl2.toggle("Play live", **ps.w("live"), help="Draw the trajectories while the simulation runs.")
 button_slot = ctl3.empty()
 progress_slot = st.empty()
 chart_slots = [st.empty() for _ in METRICS]
