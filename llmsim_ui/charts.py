@@ -130,10 +130,11 @@ def trajectories(df: pd.DataFrame, series: str, cscale: alt.Scale, metrics: list
 
 
 def throughput(points: pd.DataFrame, theory: float, critical: pd.DataFrame, cscale: alt.Scale,
-               x_max: float) -> alt.LayerChart:
+               x_max: float, probes: pd.DataFrame | None = None) -> alt.LayerChart:
     """Throughput (requests/s) against arrival rate, one line per scheduler; the theory
     line b/t(b); the diagonal (all offered work served); each scheduler's critical rate
-    (a vertical rule) and the interval the search bracketed (a band)."""
+    (a vertical rule) and the interval the search bracketed (a band); the search's probes
+    (scheduler, rate, throughput, verdict), shaped by their verdict."""
     legend_sel = alt.selection_point(name="pick", fields=["scheduler"], bind="legend")
     x = alt.X("rate:Q", title="arrival rate (requests/s)", scale=alt.Scale(domain=[0, x_max], nice=False))
     y_max = max(x_max, theory * 1.1 if theory and math.isfinite(theory) else 0)
@@ -159,6 +160,16 @@ def throughput(points: pd.DataFrame, theory: float, critical: pd.DataFrame, csca
         opacity=alt.condition(legend_sel, alt.value(1.0), alt.value(0.12)),
         tooltip=[alt.Tooltip("scheduler:N"), alt.Tooltip("rate:Q", title="arrival rate (req/s)", format=".3g"),
                  alt.Tooltip("throughput:Q", title="throughput (req/s)", format=".3g")]))
+    if probes is not None and not probes.empty:
+        layers.append(alt.Chart(probes).mark_point(size=90, strokeWidth=2, filled=False, clip=True).encode(
+            x=x, y=y, color=alt.Color("scheduler:N", scale=cscale, legend=None),
+            shape=alt.Shape("verdict:N", scale=alt.Scale(domain=["stable", "inconclusive", "unstable"],
+                                                          range=["circle", "diamond", "triangle-up"]),
+                            legend=alt.Legend(orient="top", title="search probes")),
+            opacity=alt.condition(legend_sel, alt.value(0.9), alt.value(0.1)),
+            tooltip=[alt.Tooltip("scheduler:N"), alt.Tooltip("rate:Q", title="probe rate (req/s)", format=".3g"),
+                     alt.Tooltip("throughput:Q", title="throughput (req/s)", format=".3g"),
+                     alt.Tooltip("verdict:N")]))
     band = critical.dropna(subset=["low", "high"])
     if not band.empty:
         layers.append(alt.Chart(band).mark_rect(opacity=0.12).encode(

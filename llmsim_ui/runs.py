@@ -216,13 +216,6 @@ def remember(kind: str, key: str, value) -> None:
     _finished().add((kind, key))
 
 
-def run_now(j: Job) -> Outcome:
-    """Run a job to its end in one go (cached); for small runs and tests."""
-    o = _cached_outcome(j.toml, j.extra_key, _job=j)
-    _finished().add((j.toml, j.extra_key))
-    return o
-
-
 @st.cache_data(max_entries=MAX_CACHED_RUNS, show_spinner=False)
 def _theory(toml: str, extra_key: str, _scenario: Scenario):
     return llmsim.analyze(_scenario)

@@ -169,7 +169,8 @@ st.caption(
     "Each point is one simulation of the same workload at that arrival rate. Along the grey diagonal every "
     "request is served; a scheduler past its capacity falls below it and levels off. Dashed vertical lines: "
     "the **critical rate** each scheduler's capacity search found (the shaded band is the bracket between the "
-    "highest rate judged stable and the lowest judged unstable). Hover for "
+    "highest rate judged stable and the lowest judged unstable); hollow marks: the search's probes, shaped by "
+    "their verdict (○ stable, ◇ inconclusive, △ unstable). Hover for "
     "values; click a legend entry to highlight a scheduler.")
 b1, b2 = st.columns([1, 4])
 button_slot = b1.empty()
@@ -189,7 +190,12 @@ def _draw() -> None:
     crit = pd.DataFrame([{"scheduler": s, "critical": r.critical_rate_rps, "low": r.interval[0],
                           "high": r.interval[1]} for s, r in found.items()],
                         columns=["scheduler", "critical", "low", "high"])
-    ch = charts.throughput(pts, token_rps, crit, palette.scale(list(scen), palette.SCHEDULER_COLORS), x_max)
+    probes = pd.DataFrame([{"scheduler": s, "rate": rate, "verdict": v, "throughput": t}
+                           for s, r in found.items()
+                           for (rate, v, _g), t in zip(r.probes, getattr(r, "throughputs", []))],
+                          columns=["scheduler", "rate", "verdict", "throughput"])
+    ch = charts.throughput(pts, token_rps, crit, palette.scale(list(scen), palette.SCHEDULER_COLORS), x_max,
+                           probes)
     chart_slot.altair_chart(ch, width="stretch")
 
 
@@ -219,7 +225,7 @@ else:
                 continue
             points.append({"scheduler": s, "rate": rate, "throughput": p["throughput_rps"]})
             done += 1
-            _draw()
+        _draw()  # once per rate: building the chart costs more than a small simulation
     for s, sc in scen.items():
         if s in found:
             continue
@@ -263,7 +269,10 @@ if points:
     d2.download_button("Download throughput points (CSV)", pd.DataFrame(points).to_csv(index=False),
                        file_name="llmsim-throughput.csv", mime="text/csv", icon=":material/table:")
 if found:
-    probes = pd.DataFrame([{"scheduler": s, "rate_rps": rate, "verdict": v, "growth": g}
-                           for s, r in found.items() for rate, v, g in r.probes])
+    probes = pd.DataFrame([{"scheduler": s, "rate_rps": rate, "verdict": v, "growth": g,
+                            "throughput_rps": t}
+                           for s, r in found.items()
+                           for (rate, v, g), t in zip(r.probes, list(getattr(r, "throughputs", []))
+                                                      + [None] * len(r.probes))])
     d3.download_button("Download capacity probes (CSV)", probes.to_csv(index=False),
                        file_name="llmsim-capacity-probes.csv", mime="text/csv", icon=":material/show_chart:")
