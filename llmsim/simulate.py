@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+import weakref
 
 import numpy as np
 import pandas as pd
@@ -24,11 +24,10 @@ from llmsim.workload import ConfigError
 MAX_CALLS = 50_000_000
 
 
-@dataclass
 class Result:
     """What a run produced. Times in seconds, tokens in tokens.
 
-    summary: dict (see ``Simulation.summary``).
+    summary: dict (see ``Simulation.summary``), computed from the kernel's arrays.
     timeseries: one row per sample time: time_s, workflows_in_system; per engine waiting,
         running, backlog_tokens, kv_tokens (plain names for a single engine, prefixed
         ``<engine>.`` otherwise); per step (buffer) ``<workflow>.<step>.waiting`` and
@@ -40,14 +39,37 @@ class Result:
     workflows: one row per workflow arrival: workflow_id, workflow, arrival_s, finish_s.
     iterations: with ``record_iterations``: one row per batch entry: iteration, engine,
         start_s, end_s, request_id, tokens, phase ('prefill' | 'decode'); else None.
+
+    The four tables are DataFrames built on first access (a million-row table costs more
+    to build than the run that produced it); each table argument may be a DataFrame or a
+    function of no arguments that builds it.
     """
-    scenario: Scenario
-    summary: dict
-    timeseries: pd.DataFrame
-    requests: pd.DataFrame
-    workflows: pd.DataFrame
-    iterations: pd.DataFrame | None = None
-    verdict: object = None
+    _TABLES = ("timeseries", "requests", "workflows", "iterations")
+
+    def __init__(self, scenario: Scenario, summary: dict, timeseries, requests, workflows,
+                 iterations=None, verdict=None):
+        self.scenario = scenario
+        self.summary = summary
+        self.verdict = verdict
+        self._tables = {"timeseries": timeseries, "requests": requests, "workflows": workflows,
+                        "iterations": iterations}
+
+    def _table(self, name):
+        t = self._tables[name]
+        if callable(t):
+            t = self._tables[name] = t()
+        return t
+
+    def materialize(self) -> "Result":
+        """Build every table now (before the arrays they read from change)."""
+        for name in self._TABLES:
+            self._table(name)
+        return self
+
+    timeseries = property(lambda self: self._table("timeseries"))
+    requests = property(lambda self: self._table("requests"))
+    workflows = property(lambda self: self._table("workflows"))
+    iterations = property(lambda self: self._table("iterations"))
 
     def __repr__(self):
         return f"Result({self.summary.get('scheduler')}, completed={self.summary.get('completed')})"
@@ -265,6 +287,7 @@ class Simulation:
             self.logi = np.zeros((1, 5), dtype=np.int64)
             self.logf = np.zeros((1, 2))
         self.status = core.PAUSED
+        self._pending: list = []  # weak references to Results whose tables are not built yet
         self.wall += time.perf_counter() - t0
 
     # ------------------------------------------------------------------ internals
@@ -398,6 +421,8 @@ class Simulation:
 
     def advance(self, until_s: float | None = None) -> "Simulation":
         """Simulate up to time until_s (default: the end of the run)."""
+        if self._pending:
+            self._settle_results()
         t0 = time.perf_counter()
         stop = self.end_time if until_s is None else min(until_s, self.end_time)
         while True:
@@ -505,34 +530,44 @@ class Simulation:
             "phase": np.where(li[:, 4] == S.PH_PREFILL, "prefill", "decode"),
         })
 
-    def summary(self, requests: pd.DataFrame | None = None, workflows: pd.DataFrame | None = None) -> dict:
+    def _call_times(self):
+        """Per finished call (numpy, no pandas): arrival (ready), first-token and finish
+        times, and prompt/output tokens, in call order."""
+        n = int(self.gi[S.G_NCALLS])
+        ci, cf = self.ci[:n], self.cf[:n]
+        done = ci[:, S.C_STATE] == S.ST_DONE
+        return (cf[done, S.F_READY], cf[done, S.F_FIRST], cf[done, S.F_FINISH],
+                ci[done, S.C_P], ci[done, S.C_D])
+
+    def summary(self) -> dict:
+        """The run's figures so far, from the kernel's arrays (numpy only: it never builds
+        the per-request tables)."""
         from llmsim import theory
         sc = self.scenario
-        req = self.requests() if requests is None else requests
         T = self.now
-        done = req[req["finish_s"].notna()]
-        ttft = (done["first_token_s"] - done["arrival_s"]).to_numpy()
-        e2e = (done["finish_s"] - done["arrival_s"]).to_numpy()
-        tbt = ((done["finish_s"] - done["first_token_s"]) / done["output_tokens"]).to_numpy()
+        ready, first, finish, p_tok, d_tok = self._call_times()
+        n_done = len(ready)
         th = theory.analyze(sc)
-        q = lambda x, p: float(np.percentile(x, p)) if len(x) else None  # noqa: E731
         gi = self.gi
+        per_s = (lambda x: x / T) if T > 0 else (lambda x: 0.0)
         s = {
             "scenario": sc.name,
             "scheduler": ",".join(dict.fromkeys(e.scheduler for e in sc.engines)),
             "seed": sc.seed,
             "arrival_rate_rps": sc.total_rate,
             "load": th.load,
-            "arrived": int(gi[S.G_NEXT_JOB]) if sc.single else int(len(req)),
-            "completed": int(len(done)),
+            "arrived": int(gi[S.G_NEXT_JOB]) if sc.single else int(gi[S.G_NCALLS]),
+            "completed": n_done,
             "simulated_seconds": T,
             "horizon_seconds": self.horizon,
-            "throughput_rps": len(done) / T if T > 0 else 0.0,
-            "token_throughput": float(gi[S.G_TOK_DONE]) / T if T > 0 else 0.0,
-            "goodput_tokens_per_s": float((done["prompt_tokens"] + done["output_tokens"]).sum()) / T if T > 0 else 0.0,
-            "ttft_p50_s": q(ttft, 50), "ttft_p99_s": q(ttft, 99),
-            "tbt_p50_s": q(tbt, 50), "tbt_p99_s": q(tbt, 99),
-            "e2e_p50_s": q(e2e, 50), "e2e_p99_s": q(e2e, 99),
+            "throughput_rps": per_s(n_done),
+            "token_throughput": per_s(float(gi[S.G_TOK_DONE])),
+            "goodput_tokens_per_s": per_s(float(p_tok.sum() + d_tok.sum())),
+        }
+        s.update(_percentiles("ttft", first - ready))
+        s.update(_percentiles("tbt", (finish - first) / d_tok))
+        s.update(_percentiles("e2e", finish - ready))
+        s.update({
             "preemptions": int(self.ei[:, S.E_PREEMPTS].sum()),
             "iterations": int(self.ei[:, S.E_ITERS].sum()),
             "tokens_in": int(gi[S.G_TOK_IN]),
@@ -542,21 +577,39 @@ class Simulation:
             "final_waiting": int(self.ei[:, S.E_NWAIT].sum()),
             "mean_in_system": float(self.gf[S.GF_AREA_JOBS] / T) if T > 0 else 0.0,
             "wall_seconds": self.wall,
-        }
+        })
         if not sc.single:
-            wf = self.workflows() if workflows is None else workflows
-            wd = wf[wf["finish_s"].notna()]
-            lat = (wd["finish_s"] - wd["arrival_s"]).to_numpy()
-            s.update({"workflows_arrived": int(len(wf)), "workflows_completed": int(len(wd)),
-                      "workflow_e2e_p50_s": q(lat, 50), "workflow_e2e_p99_s": q(lat, 99),
-                      "engine_load": {e.name: th.engine_load[i] for i, e in enumerate(sc.engines)}})
+            nj = int(gi[S.G_NEXT_JOB])
+            arr, fin = self.jf[:nj, S.JF_ARRIVAL], self.jf[:nj, S.JF_FINISH]
+            ok = ~np.isnan(fin)
+            s.update({"workflows_arrived": nj, "workflows_completed": int(ok.sum())})
+            s.update(_percentiles("workflow_e2e", fin[ok] - arr[ok]))
+            s["engine_load"] = {e.name: th.engine_load[i] for i, e in enumerate(sc.engines)}
         return s
 
     def result(self) -> Result:
-        req = self.requests()
-        wf = self.workflows()
-        return Result(self.scenario, self.summary(req, wf), self.timeseries(), req, wf,
-                      self.iterations())
+        """The run so far. Its tables are built on first access; advancing this
+        simulation again first builds those still pending, so a Result never changes."""
+        res = Result(self.scenario, self.summary(), self.timeseries, self.requests, self.workflows,
+                     self.iterations)
+        self._pending.append(weakref.ref(res))
+        return res
+
+    def _settle_results(self):
+        """Build the pending tables of earlier Results before the arrays change."""
+        for ref in self._pending:
+            res = ref()
+            if res is not None:
+                res.materialize()
+        self._pending.clear()
+
+
+def _percentiles(name: str, x: np.ndarray) -> dict:
+    """p50 and p99 of x (None when empty), one partial sort for both."""
+    if len(x) == 0:
+        return {f"{name}_p50_s": None, f"{name}_p99_s": None}
+    p50, p99 = np.percentile(x, [50, 99])
+    return {f"{name}_p50_s": float(p50), f"{name}_p99_s": float(p99)}
 
 
 def simulate(scenario: Scenario, record_iterations: bool = False) -> Result:
