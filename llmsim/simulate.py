@@ -663,6 +663,18 @@ def simulate(scenario: Scenario, record_iterations: bool = False,
     sim = Simulation(scenario, record_iterations=record_iterations, limits=limits)
     sim.advance()
     res = sim.result()
-    res.verdict = verdict(res)
+    res.verdict = partial_verdict(verdict(res), res.summary)
     res.summary.update(res.verdict.summary_fields())
     return res
+
+
+def partial_verdict(v, summary: dict):
+    """The verdict v, or for a run stopped at its work budget an inconclusive one saying
+    so: a trend measured over the part of the horizon that ran says nothing reliable."""
+    if not summary.get("stopped"):
+        return v
+    import dataclasses
+    done = summary["simulated_seconds"] / summary["horizon_seconds"] if summary["horizon_seconds"] else 0.0
+    return dataclasses.replace(v, verdict="inconclusive", explanation=(
+        f"Inconclusive: the run was stopped at its work budget after {done:.1%} of its horizon, "
+        "and a verdict needs the whole run (fewer requests, a larger token budget, or the command line)."))

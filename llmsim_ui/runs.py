@@ -36,11 +36,12 @@ import streamlit as st
 import llmsim
 from llmsim import ConfigError, Scenario, Simulation
 from llmsim.budget import MiB, Limits
+from llmsim.simulate import partial_verdict
 
 LIMITS = Limits.from_env()          # every dashboard run (see docs/ui.md, "Demo mode")
 RUN_CACHE_BYTES = 192 * MiB         # finished runs kept for every session (trajectories)
 REMEMBERED_BYTES = 32 * MiB         # other results kept (capacity searches)
-CHUNK_WORK = 4_000_000              # kernel work units per live chunk (~0.05-0.1 s of CPU)
+CHUNK_WORK = 2 * LIMITS.slice_work  # kernel work units per live chunk (demo: ~0.05-0.1 s of CPU)
 TARGET_FRAMES = 30        # chart updates over one run when computing is fast
 FRAME_COMPUTE_S = 0.12    # wall seconds of computing per chunk we aim for on slow runs
 MIN_FRAME_S = 0.1         # pace of the animation: at most ~10 chart updates per second
@@ -146,6 +147,7 @@ def job(label: str, scenario: Scenario, extra_key: str = "") -> Job:
 
 def outcome_of(result: llmsim.Result) -> Outcome:
     v = result.verdict if result.verdict is not None else llmsim.verdict(result)
+    v = partial_verdict(v, result.summary)
     summary = dict(result.summary)
     summary.update(v.summary_fields())
     return Outcome(summary, result.timeseries, v)

@@ -193,7 +193,8 @@ def test_run_over_its_work_budget_stops_with_partial_results():
     assert s["stopped"] and "work budget" in s["stopped"] and "partial" in s["stopped"]
     assert 3_000_000 <= s["work_units"] < 3_000_000 + 200_000
     assert 0 < s["completed"] < 200_000 and s["simulated_seconds"] < s["horizon_seconds"]
-    assert len(res.requests) >= s["completed"] and res.verdict is not None
+    assert len(res.requests) >= s["completed"] and res.verdict.verdict == "inconclusive"
+    assert "work budget" in res.verdict.explanation
     # a stopped run stays stopped
     sim = Simulation(sc, limits=lim)
     sim.advance()
