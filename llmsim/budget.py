@@ -185,8 +185,44 @@ def estimate(sc) -> dict:
         "trajectory": 3.0 * sc.timeseries_points * (2 + 4 * n_e + 2 * n_s) * 8,
         "steps": 8.0 * n_s * n_s + 2000.0 * n_s,  # routing matrix, per-step streams
     }
+    # kernel work: a lower bound on each engine's iterations. An engine that keeps up
+    # processes all its tokens, at most token_budget per iteration; one that does not is
+    # busy until the horizon, at most t(b) seconds per iteration. Each iteration costs at
+    # least 2 work units (its instant and its batch).
+    rate = sum(float(getattr(w.arrival, "rate", math.inf)) for w in sc.workflows)
+    horizon = math.inf if sc.drain else (
+        float(sc.duration_seconds) if sc.num_requests is None else
+        min(total_jobs / rate if 0 < rate < math.inf else math.inf,
+            float(sc.duration_seconds) if sc.duration_seconds is not None else math.inf))
+    e_index = {e.name: i for i, e in enumerate(sc.engines)}
+    tokens = [0.0] * n_e
+    k = 0
+    for wi, w in enumerate(sc.workflows):
+        for s in w.steps:
+            tokens[e_index[s.engine]] += float(visits[k]) * jobs[wi] * (s.prompt_tokens.mean + s.output_tokens.mean)
+            k += 1
+    iters = []
+    for e, tok in zip(sc.engines, tokens):
+        b = max(1, e.token_budget)
+        t_b = _batch_seconds_upper(e)
+        iters.append(min(tok / b, horizon / t_b if t_b > 0 else math.inf))
     return {"bytes": sum(parts.values()), "calls": calls / 1.2, "jobs": total_jobs,
-            "parts": parts, "classes": n_cls, "steps": n_s}
+            "parts": parts, "classes": n_cls, "steps": n_s, "iterations": sum(iters),
+            "work": 2.0 * sum(iters), "engine_iterations": iters}
+
+
+def _batch_seconds_upper(e) -> float:
+    """An upper bound of engine e's iteration time (a full batch of token_budget tokens)."""
+    code, p = e.batch_time.kernel_params()
+    b = e.token_budget
+    m = e.batch_time.model
+    if m == "constant":
+        return p[0]
+    if m == "staircase":
+        return p[0] + p[1] * math.ceil(b / max(p[2], 1))
+    if m == "piecewise":
+        return p[0] + p[1] * max(0.0, b - p[2])
+    return p[0] + max(p[1], p[2]) * b + p[3] * e.kv_cache_tokens
 
 
 def _length_field(sc) -> str:
@@ -219,6 +255,16 @@ def check(sc, limits: Limits | None = None) -> dict:
         raise ConfigError(f"{length}: a run would create about {est['calls']:,.0f} LLM calls{why}; "
                           f"allowed: at most {lim.max_calls:,} calls per run here — lower {length}"
                           + (" or the fork's copies" if per_job > 1.5 else ""))
+    if lim.max_work is not None and est["work"] > 2 * lim.max_work:
+        iters = est["engine_iterations"]
+        i = max(range(len(iters)), key=iters.__getitem__)
+        e = sc.engines[i]
+        where = "engine" if sc.single else f"engines[{i}] ({e.name})"
+        raise ConfigError(
+            f"{where}.token_budget: at {e.token_budget:,} tokens per iteration a run would take at least "
+            f"{est['iterations']:,.0f} iterations, more than this server's work budget "
+            f"({lim.max_work:,.0f} units, about {lim.max_work / 2:,.0f} iterations) allows; allowed: a larger "
+            f"token_budget, fewer {length}, shorter prompts and outputs, or a run on the command line")
     if est["bytes"] > lim.memory_bytes:
         parts = est["parts"]
         big = max(parts, key=parts.get)

@@ -22,6 +22,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 import sys
@@ -39,6 +40,8 @@ from llmsim.budget import MiB, Limits
 from llmsim.simulate import partial_verdict
 
 LIMITS = Limits.from_env()          # every dashboard run (see docs/ui.md, "Demo mode")
+# the capacity page makes up to 2 x 16 runs per scheduler: each gets 1/8 of a run's work
+PROBE_LIMITS = dataclasses.replace(LIMITS, max_work=None if LIMITS.max_work is None else LIMITS.max_work / 8)
 RUN_CACHE_BYTES = 192 * MiB         # finished runs kept for every session (trajectories)
 REMEMBERED_BYTES = 32 * MiB         # other results kept (capacity searches)
 CHUNK_WORK = 2 * LIMITS.slice_work  # kernel work units per live chunk (demo: ~0.05-0.1 s of CPU)
@@ -241,9 +244,9 @@ def remember(kind: str, key: str, value) -> None:
     _remembered().put((kind, key), value, value_bytes(value))
 
 
-def simulation(scenario: Scenario) -> Simulation:
+def simulation(scenario: Scenario, limits: Limits | None = None) -> Simulation:
     """A Simulation under the dashboard's limits (refused before allocating if too big)."""
-    return Simulation(scenario, limits=LIMITS)
+    return Simulation(scenario, limits=LIMITS if limits is None else limits)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

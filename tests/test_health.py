@@ -1,8 +1,10 @@
 """While one visitor runs the heaviest run the demo allows, the server still answers
 (issue 8, "How it is shown"): `streamlit run app.py` on a free port, the heaviest
-single-engine run in a headless browser (token budget 1, 65,536-token prompts and
-outputs, 200,000 requests: minutes of kernel work without a budget), and
-/_stcore/health polled meanwhile; its worst latency must stay under a second.
+single-engine run in a headless browser, and /_stcore/health polled meanwhile; its worst
+latency must stay under a second. The heaviest run: token budget 1, 750-token prompts and
+outputs, 200,000 requests, the lowest rate -- just under the demo's up-front refusal (its
+iterations' lower bound, 3e8, is within twice the work budget) and many times the budget
+in real work, so it runs until it spends the whole budget and stops with a message.
 
 The server gets LLMSIM_DEMO_LIMITS=slice_work=1e9, so the live runner hands the kernel
 the run's whole work budget (4e8 units, several seconds) in one call: only the kernel's
@@ -32,7 +34,7 @@ if not Path(B.CHROMIUM).exists():
 pytest.importorskip("playwright.sync_api")
 
 HEAVY = ("/?sched=sarathi&n=200000&rate=0.001&hw=custom&bt=constant&bt_ms=50&kv=50000000&budget=1"
-         "&kmax=0&wl=custom&p_dist=constant&p_value=65536&o_dist=constant&o_value=65536&live=1")
+         "&kmax=0&wl=custom&p_dist=constant&p_value=750&o_dist=constant&o_value=750&live=1")
 TARGET_S = 1.0
 
 

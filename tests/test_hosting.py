@@ -181,11 +181,33 @@ def test_work_slices_resume_exactly(path):
             assert sa[k] == sb[k], k
 
 
+FREEZER = single(n=200_000, rate=0.001, token_budget=1, prompt=65_536, output=65_536)
+
+
+def test_a_run_sure_to_exceed_the_work_budget_is_refused_before_it_starts():
+    """The issue's freezer (token budget 1, 65,536-token prompts and outputs, 200,000
+    requests): one iteration per token, minutes of CPU (66 s of stalled health endpoint).
+    Its iterations have a lower bound (tokens / token_budget, or horizon / iteration time)
+    far above the demo's work budget: refused at once, naming token_budget."""
+    sc = llmsim.loads_scenario(FREEZER)
+    t0 = time.perf_counter()
+    with pytest.raises(ConfigError, match=r"engine.token_budget: .*at least 4,000,000,000 iterations"):
+        Simulation(sc, limits=Limits.demo())
+    assert time.perf_counter() - t0 < 2
+    est = budget.estimate(sc)
+    assert est["work"] > 2 * Limits.demo().max_work
+    # the bound is a lower bound: shipped scenarios do more work than it says
+    for path in ("scenarios/quickstart.toml", "scenarios/agents/fork_join.toml"):
+        small = dataclasses.replace(llmsim.load_scenario(ROOT / path), num_requests=3000)
+        assert budget.estimate(small)["work"] <= Simulation(small).advance().work_units
+
+
 def test_run_over_its_work_budget_stops_with_partial_results():
-    """The issue's freezer (token budget 1, 65,536-token prompts and outputs): one
-    iteration per token, minutes of CPU. Under a work budget it stops and says so."""
-    sc = llmsim.loads_scenario(single(n=200_000, rate=0.001, token_budget=1, prompt=65_536, output=65_536))
+    """A run whose lower bound fits the budget but whose real work does not (token
+    budget 1 again, short calls): it stops at the budget and says so."""
+    sc = llmsim.loads_scenario(single(n=200_000, rate=0.001, token_budget=1, prompt=5, output=5))
     lim = Limits(max_work=3_000_000, slice_work=500_000)
+    assert budget.estimate(sc)["work"] < 2 * lim.max_work
     t0 = time.process_time()
     res = llmsim.simulate(sc, limits=lim)
     assert time.process_time() - t0 < 20
@@ -208,7 +230,7 @@ def test_run_over_its_work_budget_stops_with_partial_results():
 
 
 def test_should_stop_interrupts_between_slices():
-    sc = llmsim.loads_scenario(single(n=200_000, rate=0.001, token_budget=1, prompt=65_536, output=65_536))
+    sc = llmsim.loads_scenario(FREEZER)
     sim = Simulation(sc, limits=Limits(slice_work=100_000))
     asked = []
 
@@ -219,3 +241,62 @@ def test_should_stop_interrupts_between_slices():
     sim.advance(should_stop=stop)
     assert len(asked) == 3 and not sim.done and sim.stopped is None
     assert 300_000 <= sim.work_units < 400_000
+
+
+# ------------------------------------------------------------------------ dashboard
+
+def _texts(at) -> str:
+    assert not at.exception, [e.value for e in at.exception]
+    return "\n".join(x.value for kind in ("error", "warning", "caption") for x in getattr(at, kind))
+
+
+FREEZER_LINK = {"sched": "sarathi", "n": "200000", "rate": "0.001", "hw": "custom", "bt": "constant",
+                "bt_ms": "50", "kv": "50000000", "budget": "1", "kmax": "0", "wl": "custom",
+                "p_dist": "constant", "p_value": "65536", "o_dist": "constant", "o_value": "65536"}
+
+
+@pytest.mark.parametrize("page", ["pages/single_engine.py", "pages/capacity.py"])
+def test_dashboard_refuses_the_freezer_link_at_once(page):
+    """The issue's link that froze the server (44 s on the capacity page, 66 s on the
+    single-engine page) is refused before any run, naming token_budget."""
+    AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    at.query_params.update(FREEZER_LINK | ({"points": "3", "probes": "2"} if "capacity" in page else {}))
+    at.switch_page(page)
+    at.run()  # a first run may compile the kernel (the timeout covers it)
+    t0 = time.perf_counter()
+    at.run()
+    assert time.perf_counter() - t0 < 30
+    text = _texts(at)
+    assert "token_budget" in text and "work budget" in text, text
+
+
+def test_dashboard_refuses_the_fork_file_with_the_field_named():
+    """The issue's 5 kB network file (a 1,000-copy fork) uploaded on the agents page:
+    each policy's run is refused before allocating, with the fork named."""
+    AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    at.query_params.update({"preset": "tandem", "n": "1000"})
+    at.switch_page("pages/agents.py")
+    at.run()
+    text = fork(copies=1000, n=200_000).encode()
+    assert len(text) < 8_000
+    at.file_uploader(key="agents.toml_file").set_value(("fork.toml", text, "application/toml"))
+    rss0 = _rss_mib()
+    t0 = time.perf_counter()
+    at.run()
+    assert time.perf_counter() - t0 < 30
+    assert _rss_mib() - rss0 < 300
+    msg = _texts(at)
+    assert "LLM calls" in msg and "fork" in msg and "allowed" in msg, msg
+
+
+def test_byte_lru_bounds_bytes_not_entries():
+    from llmsim_ui.runs import ByteLRU
+    c = ByteLRU(1000)
+    for i in range(10):
+        c.put(("k", str(i)), i, 150)
+    assert c.bytes <= 1000 and len(c) < 10
+    assert c.get(("k", "9")) == 9 and c.get(("k", "0")) is None
+    c.put(("big",), "x", 5000)  # larger than the whole cache: not kept, nothing evicted
+    assert c.get(("big",)) is None and c.get(("k", "9")) == 9
