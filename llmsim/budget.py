@@ -278,6 +278,12 @@ def check(sc, limits: Limits | None = None) -> dict:
                  "steps": "workflows (the number of steps)"}[big]
         detail = ", ".join(f"{k} {_fmt_bytes(v)}" for k, v in sorted(parts.items(), key=lambda x: -x[1])
                            if v >= 0.05 * est["bytes"])
+        hint = ""
+        if big in ("arrivals", "calls", "workflows") and sc.num_requests is not None:
+            grows = parts["arrivals"] + parts["calls"] + parts["workflows"]
+            fits = sc.num_requests * (lim.memory_bytes - (est["bytes"] - grows)) / grows
+            if fits >= 1:
+                hint = f" (about num_requests = {int(fits * 0.9):,} fits)"
         raise ConfigError(f"{field}: a run would need about {_fmt_bytes(est['bytes'])} of memory "
-                          f"({detail}); allowed: at most {_fmt_bytes(lim.memory_bytes)} per run here")
+                          f"({detail}); allowed: at most {_fmt_bytes(lim.memory_bytes)} per run here{hint}")
     return est
