@@ -621,3 +621,13 @@ def simulate(scenario: Scenario, record_iterations: bool = False) -> Result:
     res.verdict = verdict(res)
     res.summary.update(res.verdict.summary_fields())
     return res
+
+
+def replicate(scenario: Scenario, seeds=5, record=False):
+    """Run independent replications (seeds scenario.seed, +1, ... or the given list) and
+    pool their verdict; returns (Verdict, [Result, ...])."""
+    from dataclasses import replace
+    from llmsim.stability import verdict_from_runs
+    seed_list = [scenario.seed + i for i in range(seeds)] if isinstance(seeds, int) else list(seeds)
+    results = [simulate(replace(scenario, seed=s), record_iterations=record) for s in seed_list]
+    return verdict_from_runs(results), results
