@@ -305,6 +305,13 @@ def _engine_theory(sc: Scenario, e_idx: int, visits, lam_steps) -> EngineTheory:
                 cap_rps = ft
                 kind = ("fastertransformer batch-cycle capacity, each iteration priced at its own batch"
                         + ("" if exact else " (approximate: random prompt lengths or memory-bound batch)"))
+        elif eng.scheduler == "orca" and k_binds:
+            oc = min(orca_capacity(eng, s.prompt_tokens, s.output_tokens, mean_ctx), wc_rps)
+            if abs(oc - cap_rps) > 1e-12 * cap_rps:
+                cap_rps = oc
+                kind = ("orca under max_batch_size: prefill-first batches, decodes in the slots and budget the "
+                        "waiting prompts leave (a Markov chain of waiting prefill tokens, each iteration priced "
+                        "at its own batch; approximate: Poisson arrivals, mean prompt length)")
         elif eng.scheduler == "vllm":
             vl = vllm_capacity(eng, s.prompt_tokens, s.output_tokens)
             if vl < cap_rps:
@@ -366,3 +373,57 @@ def _analyze(sc: Scenario) -> Theory:
                  "region and memory bound over the steps it serves) reaches load 1: necessary for "
                  "stability; the policy decides whether it is enough")
     return Theory(load, cap, opt, drift_tok, drift_rps, engines, tuple(notes), sched_load)
+
+
+def orca_capacity(engine, prompt, output, context: float) -> float:
+    """Requests/s at which orca's prefill-first mixed batches supply the decode tokens.
+
+    Each iteration takes x = min(W, b) of the W waiting prefill tokens (chunked), and the
+    remaining slots and budget go to decodes: y = min(k - c, b - x) with c the chunks (a
+    saturated running set). W at iteration starts is a Markov chain: W' = max(W - b, 0) +
+    P * Poisson(lambda t(x, y)), on a grid of u = P/m tokens; the capacity is the lambda
+    where E[y] / E[t] equals lambda E[D]. Approximation: Poisson arrivals, prompts of the
+    mean length. Between the time-sharing bound (prefill-only or decode-only batches) and
+    the stability region: orca mixes only with the prompts that are left."""
+    from scipy.optimize import brentq
+    from scipy.stats import poisson
+    b, k = engine.token_budget, engine.slots
+    bt = engine.batch_time
+    p_mean = max(1.0, prompt.mean)
+    w_max = max(12 * b, 30 * p_mean)
+    m = int(max(1, min(8, math.floor(160 * p_mean / w_max))))
+    u = p_mean / m
+    n = int(math.ceil(w_max / u)) + 1
+    W = np.arange(n) * u
+    x = np.minimum(W, b)
+    c = np.ceil(x / min(p_mean, b))
+    y = np.where(x > 0, np.maximum(0.0, np.minimum(k - c, b - x)), min(k, b))
+    t = np.array([bt.seconds(xi, yi, yi * context) for xi, yi in zip(x, y)])
+    base = np.maximum(0, np.round((W - b) / u)).astype(int)
+    j = np.arange(n)
+
+    arr = np.arange(n // m + 1)
+    cols = base[:, None] + m * arr[None, :]
+    ok = cols < n
+    rows = np.broadcast_to(j[:, None], cols.shape)
+
+    def supply(lam):
+        a = poisson.pmf(arr[None, :], lam * t[:, None])  # prompts arriving during the iteration
+        T = np.zeros((n, n))
+        T[rows[ok], cols[ok]] = a[ok]
+        T[:, -1] += np.maximum(0.0, 1.0 - T.sum(axis=1))
+        A = T.T - np.eye(n)
+        A[-1, :] = 1.0
+        rhs = np.zeros(n)
+        rhs[-1] = 1.0
+        pi = np.linalg.solve(A, rhs)
+        return float(pi @ y) / float(pi @ t), float(pi[-1])
+
+    def gap(lam):
+        s, tail = supply(lam)
+        return s - lam * output.mean if tail < 1e-3 else -lam * output.mean
+    hi = k / (t[0] * output.mean) if t[0] > 0 else 1e6
+    hi = min(hi, b / bt.seconds(b, 0, 0) / p_mean)
+    if gap(hi) >= 0:
+        return hi
+    return brentq(gap, hi * 1e-6, hi, xtol=hi * 1e-9)
