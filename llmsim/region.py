@@ -257,3 +257,29 @@ def engine_region(engine, max_prompt: float, context: float = 0.0, batches: str 
 @lru_cache(maxsize=128)
 def _cached_region(bt, b, k, pc, ctx, batches) -> Region:
     return Region(bt, b, k, pc, ctx, batches)
+
+
+def picture(region: Region, prefill: float, decode: float, chunks: float = 0.0, rate: float | None = None) -> dict:
+    """What a lecture on the region draws, as plain rows (tokens per second):
+    ``boundary`` (the region's upper boundary from the decode axis to the prefill axis),
+    ``vertices`` (with the batch each one runs), ``ray`` (the workload's direction up to
+    1.25 x its capacity), ``capacity`` (where the ray leaves the region) and ``operating``
+    (the workload at `rate`, if given)."""
+    verts = region.vertices()
+    cap = region.capacity(prefill, decode, chunks)
+    pts = [v.rates for v in verts]
+    boundary = [{"prefill_tps": 0.0, "decode_tps": pts[-1][1]}] + \
+        [{"prefill_tps": p, "decode_tps": d} for p, d in reversed(pts)] + \
+        [{"prefill_tps": pts[0][0], "decode_tps": 0.0}]
+    vertices = [{"prefill_tps": v.rates[0], "decode_tps": v.rates[1], "batch": v.describe(),
+                 "prefill_tokens": v.prefill, "decode_tokens": v.decode, "chunks": v.chunks,
+                 "seconds": v.seconds} for v in verts]
+    top = 1.25 * cap.rate
+    ray = [{"prefill_tps": 0.0, "decode_tps": 0.0}, {"prefill_tps": top * prefill, "decode_tps": top * decode}]
+    out = {"boundary": boundary, "vertices": vertices, "ray": ray,
+           "capacity": {"rate": cap.rate, "prefill_tps": cap.point[0], "decode_tps": cap.point[1],
+                        "mix": cap.describe()}}
+    if rate is not None:
+        out["operating"] = {"rate": rate, "prefill_tps": rate * prefill, "decode_tps": rate * decode,
+                            "load": rate / cap.rate if cap.rate > 0 else math.inf}
+    return out
