@@ -237,6 +237,24 @@ def _mean_g(prompt, output, chunk: int) -> float:
     return ms / 2 + ms2 / (2 * chunk) + ms * mo + (mo + mo2) / 2
 
 
+_MEMO: dict = {}
+
+
+def _memo(fn, *args):
+    """fn(*args), remembered: a scheduler's capacity does not depend on the arrival rate,
+    so the probes of a capacity search share it (unhashable arguments: computed afresh)."""
+    try:
+        key = (fn.__name__,) + args
+        hash(key)
+    except TypeError:
+        return fn(*args)
+    if key not in _MEMO:
+        if len(_MEMO) > 512:
+            _MEMO.clear()
+        _MEMO[key] = fn(*args)
+    return _MEMO[key]
+
+
 def _scheduler_batches(name: str) -> str:
     """Which of the region's batch sets a scheduler runs when it is saturated."""
     if name == "sarathi":
@@ -300,20 +318,20 @@ def _engine_theory(sc: Scenario, e_idx: int, visits, lam_steps) -> EngineTheory:
     if len(steps) == 1:
         k, wi, s = steps[0]
         if eng.scheduler == "fastertransformer":
-            ft, exact = fastertransformer_capacity(eng, s.prompt_tokens, s.output_tokens)
+            ft, exact = _memo(fastertransformer_capacity, eng, s.prompt_tokens, s.output_tokens)
             if ft < cap_rps:
                 cap_rps = ft
                 kind = ("fastertransformer batch-cycle capacity, each iteration priced at its own batch"
                         + ("" if exact else " (approximate: random prompt lengths or memory-bound batch)"))
         elif eng.scheduler == "orca" and k_binds:
-            oc = min(orca_capacity(eng, s.prompt_tokens, s.output_tokens, mean_ctx), wc_rps)
+            oc = min(_memo(orca_capacity, eng, s.prompt_tokens, s.output_tokens, mean_ctx), wc_rps)
             if abs(oc - cap_rps) > 1e-12 * cap_rps:
                 cap_rps = oc
                 kind = ("orca under max_batch_size: prefill-first batches, decodes in the slots and budget the "
                         "waiting prompts leave (a Markov chain of waiting prefill tokens, each iteration priced "
                         "at its own batch; approximate: Poisson arrivals, mean prompt length)")
         elif eng.scheduler == "vllm":
-            vl = vllm_capacity(eng, s.prompt_tokens, s.output_tokens)
+            vl = _memo(vllm_capacity, eng, s.prompt_tokens, s.output_tokens)
             if vl < cap_rps:
                 cap_rps = vl
                 kind = ("vllm prefill-first chain, each iteration priced at its own batch (approximate: "
