@@ -678,3 +678,13 @@ def partial_verdict(v, summary: dict):
     return dataclasses.replace(v, verdict="inconclusive", explanation=(
         f"Inconclusive: the run was stopped at its work budget after {done:.1%} of its horizon, "
         "and a verdict needs the whole run (fewer requests, a larger token budget, or the command line)."))
+
+
+def replicate(scenario: Scenario, seeds=5, record=False):
+    """Run independent replications (seeds scenario.seed, +1, ... or the given list) and
+    pool their verdict; returns (Verdict, [Result, ...])."""
+    from dataclasses import replace
+    from llmsim.stability import verdict_from_runs
+    seed_list = [scenario.seed + i for i in range(seeds)] if isinstance(seeds, int) else list(seeds)
+    results = [simulate(replace(scenario, seed=s), record_iterations=record) for s in seed_list]
+    return verdict_from_runs(results), results
