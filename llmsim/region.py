@@ -16,7 +16,8 @@ solved with ``scipy.optimize.linprog`` (HiGHS). The binding batch mix is the LP'
 solution; its time-weighted batch is what an optimal engine runs at capacity.
 
 Candidates. A chunk holds at most ``max_chunk = min(b, largest prompt)`` tokens, so ``x``
-prefill tokens need ``c = ceil(x / max_chunk)`` chunks. For batch times that depend on
+prefill tokens need ``c = ceil(x / max_chunk)`` chunks; a batch may split its prefill into
+more chunks, up to its free slots ``k - y`` (the chunk supply in the LP). For batch times that depend on
 the token load ``n = x + y`` only (constant, staircase, piecewise) and for the affine model
 (linear in x and y along ``x + y = n``), the rate vectors of the batches with ``n`` tokens
 lie on a segment whose ends are the batch with the fewest and the most decode tokens;

@@ -1,28 +1,38 @@
-"""Theory beside simulation: load, capacities, fluid drift (SPEC.md §1, §3, §5).
+"""Theory beside simulation: load, capacities, fluid drift (SPEC.md §1, §3, §5, §6; docs/model.md).
 
-- Token capacity (the paper's Theorem 2): no scheduler exceeds ``b / t(b)`` tokens/s;
-  work-conserving schedulers (orca, sarathi) reach it. Exact for constant, staircase and
-  piecewise batch times; for affine times t(b) uses the workload's prefill share and
-  mean decode context (an approximation, flagged).
-- Slot capacity: with ``max_batch_size`` k binding, each request occupies at least
-  ``D + ceil(P/b)`` batch slots, so at most ``k / E[D + ceil(P/b)]`` requests per
-  iteration (an upper bound; which compositions a scheduler makes decide the rest).
-- Memory capacity (Nie, Si & Zhou): ``mu = M / (t(b) * E[g(P, D)])`` requests/s with
-  ``g(s,o) = (1 + s/chunk) s/2 + s o + (1 + o) o/2`` token-iterations.
-- orca with k binding: prefill-first batches are prefill-only (b tokens) or k-limited
-  decode-only, so capacity ~ ``1 / (E[P] t(b)/b + E[D] t(k)/k)`` (approximate).
-- fastertransformer: a prefill batch of n whole prompts (n = min(k, floor(b/P)) for a
-  constant prompt P) then decode iterations until the longest output of the batch ends:
-  capacity ``n / E[t_prefill + sum_j t(A_j)]`` with A_j ~ Binomial(n, P(D >= j)) the
-  requests still decoding at step j. Exact for constant prompts with any output law;
-  for random prompts n is the mean FCFS packing count (approximation, flagged).
-- vllm: prefill-first without mixing; saturated, the running set is large and each decode
-  iteration serves c = min(b, k) requests, but an iteration is a prefill whenever a
-  request waits. With Poisson arrivals the number waiting at iteration starts is a
-  Markov chain (prefills of up to n_p prompts), so decode token supply is
-  ``c * pi_D / E[tau]``; the capacity is the lambda where it equals ``lambda * E[D]``.
-  The waiting prompts at iteration starts form a Markov chain. Approximation: Poisson
-  arrivals, prompt lengths replaced by their mean, a saturated running set.
+- The stability region (the paper's Theorem 10, llmsim/region.py): an LP over the feasible
+  batch types (x prefill tokens in c chunks, y decode tokens; x + y <= b, y + c <= k), each
+  priced at its own batch time. Its capacity lambda* for the engine's call mix bounds every
+  scheduler; without a binding k and with b a multiple of the staircase step it is the
+  token capacity ``b / t(b)`` (Theorem 2). Affine batch times with a context term charge
+  each decode token the mean context (approximate, flagged).
+- Memory capacity (Nie, Si & Zhou): ``mu = M / (t_bar * E[g(P, D)])`` requests/s with
+  ``g(s,o) = (1 + s/chunk) s/2 + s o + (1 + o) o/2`` token-iterations and t_bar the mean
+  iteration time of the batch mix at the region's capacity.
+- ``load`` = rate / min(lambda*, mu): above 1 every scheduler is unstable.
+  ``scheduler_load`` = rate / the engine's own scheduler's capacity, priced at the
+  batches it runs:
+  - sarathi: the LP over its decode-first batches (y decodes, prefill filling the budget
+    in the k - y free slots);
+  - orca: the region without a binding k; with k binding a Markov chain of waiting
+    prefill tokens (each iteration takes min(W, b) prefill tokens, decodes fill the slots
+    and budget left), approximate;
+  - fastertransformer: a prefill batch of n whole prompts (n = min(k, floor(b/P)) for a
+    constant prompt P) then decode iterations until the longest output of the batch ends:
+    ``n / E[t_prefill + sum_j t(A_j)]`` with A_j ~ Binomial(n, P(D >= j)) the requests
+    still decoding at step j, each iteration priced at its own batch. Exact for constant
+    prompts; for random prompts n is the mean FCFS packing count (approximation, flagged);
+  - vllm: prefill-first without mixing; saturated, each decode iteration serves
+    c = min(b, k) requests (priced at t of that batch), but an iteration is a prefill
+    whenever a prompt waits. With Poisson arrivals the number waiting at iteration starts
+    is a Markov chain (prefills of up to n_p prompts), so decode token supply is
+    ``c * pi_D / E[tau]``; the capacity is the lambda where it equals ``lambda * E[D]``.
+    Approximation: Poisson arrivals, prompt lengths replaced by their mean, a saturated
+    running set.
+  Each is capped by the region and the memory capacity.
+- Networks: the same per engine over the mix of steps it serves (expected visits from the
+  routing matrix); the network's capacity is the rate scaling at which the busiest
+  engine's scheduler load reaches 1.
 """
 
 from __future__ import annotations

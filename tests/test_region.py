@@ -148,3 +148,23 @@ def test_capacity_search_confirms_issue_rows(row):
     sc = make()
     res = capacity_search(sc, num_requests=6_000, rel_tol=0.03, max_probes=8, workers=1)[0]
     assert res.critical_rate_rps == pytest.approx(res.theory_capacity_rps, rel=0.05), res.probes
+
+
+from hypothesis import given, settings, strategies as hs  # noqa: E402
+
+
+@settings(max_examples=40, deadline=None)
+@given(b=hs.integers(1, 14), kfrac=hs.floats(0.05, 1.0), pcfrac=hs.floats(0.05, 1.0),
+       model=hs.sampled_from(["constant", "staircase", "piecewise", "affine"]),
+       c=hs.floats(0.001, 0.05), a=hs.floats(0.0, 0.02), b0=hs.integers(1, 8),
+       p=hs.floats(0.0, 50.0), d=hs.floats(0.0, 50.0), q=hs.floats(0.0, 3.0))
+def test_lp_matches_brute_force_random(b, kfrac, pcfrac, model, c, a, b0, p, d, q):
+    k = max(1, round(kfrac * b))
+    pc = max(1, round(pcfrac * b))
+    bt = {"constant": BatchTime("constant", (c,)), "staircase": BatchTime("staircase", (c, a, float(b0))),
+          "piecewise": BatchTime("piecewise", (c, a, float(b0))),
+          "affine": BatchTime("affine", (c, a, a / 2, 0.0))}[model]
+    if p + d < 1e-6:
+        p = 1.0
+    got = Region(bt, b, k, pc).capacity(p, d, q).rate
+    assert got == pytest.approx(brute_force(bt, b, k, pc, p, d, q), rel=1e-6)
