@@ -249,7 +249,9 @@ with b:
     st.dataframe(pd.DataFrame([{"engine": e.name, "capacity b/t(b), tok/s": round(e.token_capacity),
                                 "arriving, tok/s": round(e.offered_tokens_per_s), "load ρ": round(e.load, 3)}
                                for e in th.engines]), hide_index=True, width="stretch")
-    st.caption("Load ρ = tokens arriving per second at the engine ÷ the most it can process (b/t(b)). "
+    st.caption("Load ρ = calls arriving per second at the engine ÷ the most it can serve of its mix of steps "
+               "(its stability region, which prices every batch at its own time, and its memory bound; without "
+               "a batch-size cap that is about tokens arriving ÷ b/t(b)). "
                "Every ρ < 1 is necessary; whether it is enough depends on the policy (see below).")
 
 # ---------------------------------------------------------------- the runs

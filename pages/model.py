@@ -122,8 +122,8 @@ st.markdown(
 st.latex(r"g(s,o) = \Bigl(1 + \frac{s}{\text{chunk}}\Bigr)\frac{s}{2} + s\,o + \frac{(1+o)\,o}{2}"
          r"\quad\text{token-iterations},\qquad \mu_{\text{mem}} = \frac{M}{\bar t\;\mathbb{E}[g]}.")
 st.markdown("Every policy is unstable when $\\lambda > \\mu_{\\text{mem}}$. The binding capacity is the smaller "
-            "of the token capacity and the memory capacity (and, with a maximum batch size, the batch-size "
-            "capacity: then *which* batches a scheduler forms matters, not only whether they are full).")
+            "of the token capacity and the memory capacity (and, with a maximum batch size, the stability "
+            "region of section 7: then *which* batches a scheduler forms matters, not only whether they are full).")
 
 st.header("5. Networks of LLM agents")
 st.markdown(
