@@ -34,13 +34,16 @@ class BatchTime:
     """Seconds one iteration takes, as a function of its token load (SPEC.md §1).
 
     constant: t; staircase: c + a*ceil(n/b0); piecewise: c + a*max(0, n-b0);
-    affine: c0 + cp*prefill + cd*decode + ckv*context tokens of the decoding requests.
+    affine: c0 + cp*prefill + cd*decode + ckv*context tokens of the decoding requests
+    + cpa*prefill attention pairs (a chunk of k tokens after `done` prefilled ones has
+    k*done + k(k+1)/2: the quadratic attention of prefill).
     """
     model: str
     params: tuple  # model-specific, in the order of `to_table`
     preset: str = ""
 
-    def seconds(self, n_prefill: float, n_decode: float = 0.0, context: float = 0.0) -> float:
+    def seconds(self, n_prefill: float, n_decode: float = 0.0, context: float = 0.0,
+                pairs: float = 0.0) -> float:
         n = n_prefill + n_decode
         p = self.params
         if self.model == "constant":
@@ -49,23 +52,30 @@ class BatchTime:
             return p[0] + p[1] * math.ceil(n / p[2])
         if self.model == "piecewise":
             return p[0] + p[1] * max(0.0, n - p[2])
-        return p[0] + p[1] * n_prefill + p[2] * n_decode + p[3] * context
+        pa = p[4] if len(p) > 4 else 0.0
+        return p[0] + p[1] * n_prefill + p[2] * n_decode + p[3] * context + pa * pairs
+
+    @property
+    def attention_pair_seconds(self) -> float:
+        return self.params[4] if self.model == "affine" and len(self.params) > 4 else 0.0
 
     def full_budget_seconds(self, budget: int, prefill_share: float = 1.0,
-                            mean_context: float = 0.0) -> float:
+                            mean_context: float = 0.0, pairs_per_prefill_token: float = 0.0) -> float:
         """t(b): the time of an iteration holding a full budget of tokens. For the affine
         model the budget is split into prefill and decode tokens by the workload's share of
-        prefill work, and each decode token carries the workload's mean context."""
+        prefill work, each decode token carries the workload's mean context, and each
+        prefill token its mean attention pairs (E[P(P+1)/2] / E[P]: however a prompt is
+        chunked, its chunks' pairs add up to P(P+1)/2)."""
         if self.model != "affine":
             return self.seconds(budget)
         n_p = budget * prefill_share
         n_d = budget - n_p
-        return self.seconds(n_p, n_d, n_d * mean_context)
+        return self.seconds(n_p, n_d, n_d * mean_context, n_p * pairs_per_prefill_token)
 
     def kernel_params(self):
         code = {"constant": S.BT_CONSTANT, "staircase": S.BT_STAIRCASE,
                 "piecewise": S.BT_PIECEWISE, "affine": S.BT_AFFINE}[self.model]
-        return code, tuple(self.params) + (0.0,) * (4 - len(self.params))
+        return code, tuple(self.params) + (0.0,) * (5 - len(self.params))
 
     def to_table(self):
         if self.preset:
@@ -75,8 +85,11 @@ class BatchTime:
             return {"model": "constant", "seconds": p[0]}
         if self.model in ("staircase", "piecewise"):
             return {"model": self.model, "c_seconds": p[0], "a_seconds": p[1], "b0": int(p[2])}
-        return {"model": "affine", "c0_seconds": p[0], "prefill_seconds_per_token": p[1],
-                "decode_seconds_per_token": p[2], "context_seconds_per_token": p[3]}
+        t = {"model": "affine", "c0_seconds": p[0], "prefill_seconds_per_token": p[1],
+             "decode_seconds_per_token": p[2], "context_seconds_per_token": p[3]}
+        if self.attention_pair_seconds:
+            t["prefill_attention_seconds_per_pair"] = self.attention_pair_seconds
+        return t
 
     def describe(self):
         p = self.params
@@ -87,7 +100,9 @@ class BatchTime:
         if self.model == "piecewise":
             return f"{p[0] * 1e3:g} ms + {p[1] * 1e3:g} ms x max(0, n-{int(p[2])})"
         return (f"{p[0] * 1e3:g} ms + {p[1] * 1e6:g} us/prefill tok + {p[2] * 1e6:g} us/decode tok"
-                + (f" + {p[3] * 1e9:g} ns/context tok" if p[3] else ""))
+                + (f" + {p[3] * 1e9:g} ns/context tok" if p[3] else "")
+                + (f" + {self.attention_pair_seconds * 1e12:g} ps/prefill pair"
+                   if self.attention_pair_seconds else ""))
 
 
 def batch_time(table, where: str) -> BatchTime:
@@ -109,13 +124,16 @@ def batch_time(table, where: str) -> BatchTime:
         return BatchTime(m, (c, a, float(b0)))
     if m == "affine":
         _check_keys(table, {"model", "c0_seconds", "prefill_seconds_per_token",
-                            "decode_seconds_per_token", "context_seconds_per_token"}, where)
+                            "decode_seconds_per_token", "context_seconds_per_token",
+                            "prefill_attention_seconds_per_pair"}, where)
         c0 = _num(table, "c0_seconds", where, maximum=3600)
         cp = _num(table, "prefill_seconds_per_token", where, positive=False, minimum=0, maximum=1)
         cd = _num(table, "decode_seconds_per_token", where, positive=False, minimum=0, maximum=1)
         ckv = _num(table, "context_seconds_per_token", where, positive=False, minimum=0, maximum=1) \
             if "context_seconds_per_token" in table else 0.0
-        return BatchTime("affine", (c0, cp, cd, ckv))
+        cpa = _num(table, "prefill_attention_seconds_per_pair", where, positive=False, minimum=0,
+                   maximum=1e-3) if "prefill_attention_seconds_per_pair" in table else 0.0
+        return BatchTime("affine", (c0, cp, cd, ckv, cpa) if cpa else (c0, cp, cd, ckv))
     if m == "preset":
         _check_keys(table, {"model", "name"}, where)
         hp = hardware_preset(table.get("name"), f"{where}.name")
@@ -152,6 +170,11 @@ class EngineConfig:
     batch_time: BatchTime = BatchTime("constant", (0.05,))
     policy: str = "fcfs"
     preset: str = ""
+    max_running_requests: int | None = None  # vLLM max_num_seqs: admitted (running) cap
+    block_size: int = 1                       # KV block size, tokens (vLLM: 16)
+    watermark: float = 0.0                    # KV fraction an admission leaves free (vLLM: 0.01)
+    replicas: tuple = ()                      # pool: engine configs of the replicas (see llmsim.pool)
+    router: str = "jsq_tokens"                # pool router
 
     @property
     def info(self):
@@ -172,14 +195,35 @@ class EngineConfig:
         t["batch_time"] = self.batch_time.to_table()
         if self.policy != "fcfs":
             t["policy"] = self.policy
+        if self.max_running_requests is not None:
+            t["max_running_requests"] = self.max_running_requests
+        if self.block_size != 1:
+            t["block_size"] = self.block_size
+        if self.watermark:
+            t["watermark"] = self.watermark
+        if self.replicas:
+            from llmsim.pool import replicas_to_table
+            t["replicas"] = replicas_to_table(self)
+            t["router"] = self.router
         return t
+
+    @property
+    def kv_blocks_tokens(self) -> int:
+        """KV capacity usable at block granularity: whole blocks only."""
+        return self.kv_cache_tokens // self.block_size * self.block_size
+
+    @property
+    def watermark_tokens(self) -> int:
+        """vLLM's watermark in tokens: int(watermark x blocks) blocks."""
+        return int(self.watermark * (self.kv_cache_tokens // self.block_size)) * self.block_size
 
 
 def engine_config(table, where: str) -> EngineConfig:
     if not isinstance(table, dict):
         raise ConfigError(f"{where}: expected a table, got {table!r}")
     _check_keys(table, {"name", "scheduler", "token_budget", "max_batch_size", "kv_cache_tokens",
-                        "batch_time", "policy", "preset"}, where)
+                        "batch_time", "policy", "preset", "max_running_requests", "block_size",
+                        "watermark", "replicas", "router"}, where)
     kw = {}
     if "preset" in table:
         hp = hardware_preset(table["preset"], f"{where}.preset")
@@ -209,7 +253,18 @@ def engine_config(table, where: str) -> EngineConfig:
         if table["policy"] not in POLICIES:
             raise ConfigError(f"{where}.policy: unknown value {table['policy']!r}; allowed: {', '.join(POLICIES)}")
         kw["policy"] = table["policy"]
-    return EngineConfig(**kw)
+    if "max_running_requests" in table:
+        kw["max_running_requests"] = _num(table, "max_running_requests", where, integer=True,
+                                          maximum=MAX_BUDGET)
+    if "block_size" in table:
+        kw["block_size"] = _num(table, "block_size", where, integer=True, maximum=4096)
+    if "watermark" in table:
+        kw["watermark"] = _num(table, "watermark", where, positive=False, minimum=0, maximum=0.5)
+    eng = EngineConfig(**kw)
+    if "replicas" in table or "router" in table:
+        from llmsim.pool import parse_replicas
+        eng = parse_replicas(eng, table, where)
+    return eng
 
 
 # --------------------------------------------------------------------- workflows
@@ -719,6 +774,17 @@ def validate(sc: Scenario) -> None:
             raise ConfigError(f"{where}.max_batch_size: {e.max_batch_size!r} must be a whole number >= 1")
         if e.policy not in POLICIES:
             raise ConfigError(f"{where}.policy: unknown value {e.policy!r}; allowed: {', '.join(POLICIES)}")
+        if e.max_running_requests is not None and (
+                not isinstance(e.max_running_requests, int) or not 1 <= e.max_running_requests <= MAX_BUDGET):
+            raise ConfigError(f"{where}.max_running_requests: {e.max_running_requests!r} must be a whole "
+                              f"number in [1, {MAX_BUDGET}]")
+        if not isinstance(e.block_size, int) or not 1 <= e.block_size <= 4096:
+            raise ConfigError(f"{where}.block_size: {e.block_size!r} must be a whole number in [1, 4096]")
+        if not isinstance(e.watermark, (int, float)) or not 0 <= e.watermark <= 0.5:
+            raise ConfigError(f"{where}.watermark: {e.watermark!r} must be a number in [0, 0.5]")
+        if e.replicas:
+            from llmsim.pool import validate_pool
+            validate_pool(e, where)
         if e.batch_time.full_budget_seconds(e.token_budget) <= 0 or e.batch_time.seconds(1) <= 0:
             raise ConfigError(f"{where}.batch_time: an iteration must take a positive time ({e.batch_time.describe()})")
     for wi, w in enumerate(sc.workflows):
@@ -750,7 +816,12 @@ def _check_fits(e: EngineConfig, s: Step, where: str, ewhere: str):
         d_max = s.output_tokens.quantile(1 - 1e-12)
     if isinstance(p_max, float) and math.isinf(p_max):
         p_max = s.prompt_tokens.quantile(1 - 1e-12)
+    if e.replicas:
+        for i, r in enumerate(e.replicas):
+            _check_fits(r, s, where, f"{ewhere} replica {i}")
+        return
     info = e.info
+    _check_kv_fits(e, p_max + d_max, where, ewhere)
     if p_max + d_max > e.kv_cache_tokens:
         raise ConfigError(
             f"{where}: a request of up to {p_max} prompt + {d_max} output tokens can never fit "
@@ -761,6 +832,22 @@ def _check_fits(e: EngineConfig, s: Step, where: str, ewhere: str):
             f"{where}: prompts of up to {p_max} tokens can never run under {e.scheduler}, which never "
             f"chunks a prompt: {ewhere}.token_budget = {e.token_budget}; allowed: token_budget >= {p_max}, "
             "or a chunking scheduler (orca, sarathi)")
+
+
+def _check_kv_fits(e: EngineConfig, tokens, where: str, ewhere: str):
+    """A request of `tokens` (prompt + output) KV tokens, rounded up to blocks, must fit
+    the cache less the watermark, or it could never run."""
+    if not math.isfinite(tokens):
+        return
+    b = e.block_size
+    need = -(-int(tokens) // b) * b
+    usable = e.kv_blocks_tokens - e.watermark_tokens
+    if need > usable:
+        raise ConfigError(
+            f"{where}: a request of up to {int(tokens)} KV tokens ({need} in blocks of {b}) can never fit "
+            f"{ewhere}: kv_cache_tokens = {e.kv_cache_tokens} less the watermark ({e.watermark_tokens} "
+            f"tokens) leaves {usable}; allowed: kv_cache_tokens >= {need + e.watermark_tokens}, "
+            "a smaller watermark, or shorter requests")
 
 
 def _check_joins(w: Workflow, where: str):

@@ -219,6 +219,9 @@ def vllm_capacity(engine, prompt, output) -> float:
 
 def _engine_theory(sc: Scenario, e_idx: int, visits, lam_steps) -> EngineTheory:
     eng = sc.engines[e_idx]
+    if eng.replicas:  # a pool: its replicas' theories combined by its router
+        from llmsim.pool import engine_theory
+        return engine_theory(sc, e_idx, visits, lam_steps, _engine_theory)
     steps = [(k, wi, s) for k, (wi, s) in enumerate(_steps(sc)) if s.engine == eng.name]
     offered = sum(lam_steps[k] * (s.prompt_tokens.mean + s.output_tokens.mean) for k, _, s in steps)
     tok_p = sum(lam_steps[k] * s.prompt_tokens.mean for k, _, s in steps)
