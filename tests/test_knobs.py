@@ -58,3 +58,145 @@ def test_length_laws_round_trip_through_toml():
     for t in ({"dist": "poisson", "mean": 32.0}, {"dist": "zipf", "s": 1.2, "max": 4096},
               {"dist": "bounded_pareto", "alpha": 1.5, "low": 16.0, "high": 8192}):
         assert length_dist(t, "x").to_table() == t
+
+
+# ------------------------------------------------------- kernel against reference
+
+from llmsim import scenario_from_table, simulate  # noqa: E402
+from reference_engine import run_reference  # noqa: E402
+
+AFFINE_ATTN = {"model": "affine", "c0_seconds": 0.005, "prefill_seconds_per_token": 1e-4,
+               "decode_seconds_per_token": 2e-4, "context_seconds_per_token": 1e-6,
+               "prefill_attention_seconds_per_pair": 3e-7}
+KNOB_CASES = []
+for _s in ("fastertransformer", "vllm", "orca", "sarathi"):
+    KNOB_CASES += [
+        # max_running_requests binds (plenty of memory)
+        (_s, dict(budget=100, kmax=None, kv=100_000, bt=AFFINE_ATTN, maxrun=3), 6.0),
+        # blocks of 16 and a watermark under memory pressure (preemptions)
+        (_s, dict(budget=100, kmax=None, kv=200, bt=AFFINE_ATTN, block=16, wm=0.05), 40.0),
+        # all three at once, with max_batch_size
+        (_s, dict(budget=64, kmax=6, kv=300, bt=AFFINE_ATTN, maxrun=4, block=8, wm=0.02), 20.0),
+    ]
+
+
+def knob_scenario(sched, p, rate, seed):
+    eng = {"scheduler": sched, "token_budget": p["budget"], "kv_cache_tokens": p["kv"], "batch_time": p["bt"]}
+    if p.get("kmax"):
+        eng["max_batch_size"] = p["kmax"]
+    if p.get("maxrun"):
+        eng["max_running_requests"] = p["maxrun"]
+    if p.get("block"):
+        eng["block_size"] = p["block"]
+    if p.get("wm"):
+        eng["watermark"] = p["wm"]
+    return scenario_from_table({
+        "seed": seed,
+        "workload": {"num_requests": 60, "drain": True, "arrival": {"process": "poisson", "rate": rate},
+                     "prompt_tokens": {"dist": "uniform", "low": 1, "high": 40},
+                     "output_tokens": {"dist": "uniform", "low": 1, "high": 60}},
+        "engine": eng})
+
+
+@pytest.mark.parametrize("case", range(len(KNOB_CASES)))
+@pytest.mark.parametrize("seed", [1, 2])
+def test_knobs_and_attention_match_reference_exactly(case, seed):
+    sched, p, rate = KNOB_CASES[case]
+    sc = knob_scenario(sched, p, rate, seed)
+    res = simulate(sc, record_iterations=True)
+    rq = res.requests
+    reqs = list(zip(rq.arrival_s, rq.prompt_tokens, rq.output_tokens))
+    trace = {}
+    e = sc.engine
+    ref, log = run_reference(reqs, sched, p["budget"], p.get("kmax") or 10**9, p["kv"],
+                             e.batch_time.seconds, max_running=p.get("maxrun"),
+                             block=e.block_size, watermark_tokens=e.watermark_tokens, trace=trace)
+    it = res.iterations
+    kernel_log = list(zip(it.iteration, it.start_s, it.end_s, it.request_id, it.tokens, it.phase))
+    assert kernel_log == [tuple(x) for x in log]
+    np.testing.assert_array_equal(rq.finish_s.to_numpy(), [r.finish for r in ref])
+    np.testing.assert_array_equal(rq.preemptions.to_numpy(), [r.preempt for r in ref])
+    assert res.summary["completed"] == 60
+    if p.get("maxrun"):
+        # the running set never exceeds max_running_requests, at any iteration
+        assert max(trace["running"]) <= p["maxrun"]
+        assert max(trace["running"]) == p["maxrun"]  # and the cap did bind
+        assert res.timeseries["running"].max() <= p["maxrun"]
+
+
+def test_knob_cases_exercise_blocks_and_preemption():
+    pre = sum(simulate(knob_scenario(s, p, r, 1)).summary["preemptions"]
+              for s, p, r in KNOB_CASES if p.get("block") == 16 and s != "fastertransformer")
+    assert pre > 0
+
+
+def test_attention_term_changes_batch_times():
+    """The prefill pairs term is in the kernel's batch time (else the match above would
+    hold with it ignored on both sides)."""
+    sc = knob_scenario("sarathi", dict(budget=100, kv=100_000, bt=AFFINE_ATTN), 6.0, 1)
+    no = dict(AFFINE_ATTN)
+    no.pop("prefill_attention_seconds_per_pair")
+    sc0 = knob_scenario("sarathi", dict(budget=100, kv=100_000, bt=no), 6.0, 1)
+    it, it0 = simulate(sc, record_iterations=True).iterations, simulate(sc0, record_iterations=True).iterations
+    d = (it.end_s - it.start_s).iloc[0] - (it0.end_s - it0.start_s).iloc[0]
+    # the first batch is one whole prompt of P tokens: P(P+1)/2 pairs
+    P = int(it.tokens.iloc[0])
+    assert d == pytest.approx(3e-7 * P * (P + 1) / 2, rel=1e-9)
+
+
+# ------------------------------------------------------------ block rounding by hand
+
+def _one_request(block, kv=1000):
+    return scenario_from_table({
+        "workload": {"num_requests": 1, "drain": True, "arrival": {"process": "deterministic", "rate": 1.0},
+                     "prompt_tokens": {"dist": "constant", "value": 20},
+                     "output_tokens": {"dist": "constant", "value": 13}},
+        "engine": {"scheduler": "sarathi", "token_budget": 512, "kv_cache_tokens": kv,
+                   "block_size": block, "batch_time": {"model": "constant", "seconds": 1.0}}})
+
+
+def test_block_rounding_by_hand():
+    """One request, P = 20, D = 13, blocks of 16, 1 s per iteration, arriving at t = 1.
+    Admission allocates ceil(20/16) = 2 blocks = 32 tokens (prefill [1, 2)); decode step
+    i (iteration [1+i, 2+i)) grows the KV from 19+i to 20+i tokens, and needs a third
+    block only when the two are full: 19+i = 32, i = 13, the last step ([14, 15)): 48
+    tokens. At token granularity the KV is 20 + i during step i."""
+    from llmsim import state as S
+    from llmsim.simulate import Simulation
+    for block, expect in ((16, {1.5: 32, 2.5: 32, 13.5: 32, 14.5: 48, 15.5: 0}),
+                          (1, {1.5: 20, 2.5: 21, 13.5: 32, 14.5: 33, 15.5: 0})):
+        sim = Simulation(_one_request(block))
+        for t, kv in expect.items():
+            sim.advance(t)
+            assert sim.ei[0, S.E_KV_USED] == kv, (block, t)
+        assert sim.result().requests.finish_s.iloc[0] == 15.0
+
+
+def test_block_rounding_decides_what_fits():
+    """33 KV tokens are 48 in blocks of 16: a 47-token cache (two whole blocks, 32) refuses
+    the request before the run, naming the field; a 48-token cache runs it."""
+    with pytest.raises(ConfigError, match="kv_cache_tokens.*48"):
+        _one_request(16, kv=47)
+    assert simulate(_one_request(16, kv=48)).summary["completed"] == 1
+    with pytest.raises(ConfigError, match="block_size"):
+        _one_request(0)
+
+
+@pytest.mark.parametrize("key,value,msg", [
+    ("max_running_requests", 0, "max_running_requests"), ("max_running_requests", 2.5, "whole"),
+    ("block_size", 5000, "block_size"), ("watermark", 0.9, "watermark"), ("watermark", -0.1, "watermark"),
+])
+def test_knob_bad_input_names_the_field(key, value, msg):
+    sc = {"workload": {"num_requests": 10, "arrival": {"process": "poisson", "rate": 1.0},
+                       "prompt_tokens": {"dist": "constant", "value": 20},
+                       "output_tokens": {"dist": "constant", "value": 13}},
+          "engine": {"scheduler": "vllm", "token_budget": 512, "kv_cache_tokens": 1000, key: value}}
+    with pytest.raises(ConfigError, match=msg):
+        scenario_from_table(sc)
+
+
+def test_knobs_round_trip_through_toml():
+    from llmsim import loads_scenario
+    sc = knob_scenario("vllm", dict(budget=100, kv=500, bt=AFFINE_ATTN, maxrun=7, block=16, wm=0.01), 5.0, 1)
+    again = loads_scenario(sc.to_toml())
+    assert again.engine == sc.engine
