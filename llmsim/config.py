@@ -354,7 +354,9 @@ class Scenario:
 
     def with_scheduler(self, name: str) -> "Scenario":
         scheduler_info(name)
-        return replace(self, engines=tuple(replace(e, scheduler=name) for e in self.engines))
+        return replace(self, engines=tuple(
+            replace(e, scheduler=name, replicas=tuple(replace(r, scheduler=name) for r in e.replicas))
+            for e in self.engines))
 
     def with_rate(self, rate: float, workflow: int | None = None) -> "Scenario":
         """Set the arrival rate (requests or workflows per second); for several workflow

@@ -273,3 +273,30 @@ def _visits_and_rates(sc):
     steps = [(wi, s) for wi, w in enumerate(sc.workflows) for s in w.steps]
     lam = np.array([sc.workflows[wi].arrival.rate * visits[k] for k, (wi, _) in enumerate(steps)])
     return visits, lam
+
+
+def with_replica_verdicts(v, result):
+    """The whole's verdict `v` combined with the replicas': a pool is unstable when any
+    replica is (round robin can overload a slow replica while the total backlog grows by
+    less than the threshold share of the pool's work), inconclusive when a replica is and
+    the whole looked stable. The replicas' evidence joins `v.parts`."""
+    per = replica_verdicts(result, threshold=v.threshold)
+    if not per:
+        return v
+    bad = tuple(n for n, p in per.items() if p["verdict"] == "unstable")
+    parts = dict(v.parts)
+    parts.update({n: {"verdict": p["verdict"], "growth_per_s": p["growth_per_s"],
+                      "interval": p["interval"], "offered_tokens_per_s": p["offered_tokens_per_s"]}
+                  for n, p in per.items()})
+    verdict, expl = v.verdict, v.explanation
+    if bad and verdict != "unstable":
+        verdict = "unstable"
+        expl = (f"Unstable (growing: {', '.join(bad)}): the router sends these replicas more work than "
+                "they can serve, so their queues grow without bound even though the pool as a whole "
+                "has capacity to spare. " + v.explanation)
+    elif verdict == "stable" and any(p["verdict"] == "inconclusive" for p in per.values()):
+        verdict = "inconclusive"
+        expl = ("Inconclusive: a replica's backlog trend cannot be told apart from noise over this "
+                "horizon. " + v.explanation)
+    return replace(v, verdict=verdict, explanation=expl,
+                   unstable_parts=tuple(dict.fromkeys(v.unstable_parts + bad)), parts=parts)

@@ -700,5 +700,8 @@ def simulate(scenario: Scenario, record_iterations: bool = False) -> Result:
     sim.advance()
     res = sim.result()
     res.verdict = verdict(res)
+    if has_pool(scenario):  # a pool is unstable when any replica is
+        from llmsim.pool import with_replica_verdicts
+        res.verdict = with_replica_verdicts(res.verdict, res)
     res.summary.update(res.verdict.summary_fields())
     return res
