@@ -37,6 +37,9 @@ class BatchTime:
     affine: c0 + cp*prefill + cd*decode + ckv*context tokens of the decoding requests
     + cpa*prefill attention pairs (a chunk of k tokens after `done` prefilled ones has
     k*done + k(k+1)/2: the quadratic attention of prefill).
+    A piecewise model may carry the same attention terms (linear layers as a floor and a
+    line, attention on top): c + a*max(0, n-b0) + cp*prefill + cd*decode + ckv*context
+    + cpa*pairs; its params are then (c, a, b0, ckv, cpa, cd, cp).
     """
     model: str
     params: tuple  # model-specific, in the order of `to_table`
@@ -51,13 +54,21 @@ class BatchTime:
         if self.model == "staircase":
             return p[0] + p[1] * math.ceil(n / p[2])
         if self.model == "piecewise":
-            return p[0] + p[1] * max(0.0, n - p[2])
+            if len(p) == 3:
+                return p[0] + p[1] * max(0.0, n - p[2])
+            return (p[0] + p[1] * max(0.0, n - p[2]) + p[6] * n_prefill + p[5] * n_decode
+                    + p[3] * context + p[4] * pairs)
         pa = p[4] if len(p) > 4 else 0.0
         return p[0] + p[1] * n_prefill + p[2] * n_decode + p[3] * context + pa * pairs
 
     @property
     def attention_pair_seconds(self) -> float:
-        return self.params[4] if self.model == "affine" and len(self.params) > 4 else 0.0
+        return self.params[4] if self.model in ("affine", "piecewise") and len(self.params) > 4 else 0.0
+
+    @property
+    def context_aware(self) -> bool:
+        """Whether the time depends on the prefill/decode split and the contexts."""
+        return self.model == "affine" or (self.model == "piecewise" and len(self.params) > 3)
 
     def full_budget_seconds(self, budget: int, prefill_share: float = 1.0,
                             mean_context: float = 0.0, pairs_per_prefill_token: float = 0.0) -> float:
@@ -66,7 +77,7 @@ class BatchTime:
         prefill work, each decode token carries the workload's mean context, and each
         prefill token its mean attention pairs (E[P(P+1)/2] / E[P]: however a prompt is
         chunked, its chunks' pairs add up to P(P+1)/2)."""
-        if self.model != "affine":
+        if not self.context_aware:
             return self.seconds(budget)
         n_p = budget * prefill_share
         n_d = budget - n_p
@@ -75,7 +86,7 @@ class BatchTime:
     def kernel_params(self):
         code = {"constant": S.BT_CONSTANT, "staircase": S.BT_STAIRCASE,
                 "piecewise": S.BT_PIECEWISE, "affine": S.BT_AFFINE}[self.model]
-        return code, tuple(self.params) + (0.0,) * (5 - len(self.params))
+        return code, tuple(self.params) + (0.0,) * (7 - len(self.params))
 
     def to_table(self):
         if self.preset:
@@ -84,7 +95,12 @@ class BatchTime:
         if self.model == "constant":
             return {"model": "constant", "seconds": p[0]}
         if self.model in ("staircase", "piecewise"):
-            return {"model": self.model, "c_seconds": p[0], "a_seconds": p[1], "b0": int(p[2])}
+            t = {"model": self.model, "c_seconds": p[0], "a_seconds": p[1], "b0": int(p[2])}
+            if len(p) > 3:
+                for k, v in zip(_PIECEWISE_EXTRA, (p[6], p[5], p[3], p[4])):
+                    if v:
+                        t[k] = v
+            return t
         t = {"model": "affine", "c0_seconds": p[0], "prefill_seconds_per_token": p[1],
              "decode_seconds_per_token": p[2], "context_seconds_per_token": p[3]}
         if self.attention_pair_seconds:
@@ -98,11 +114,20 @@ class BatchTime:
         if self.model == "staircase":
             return f"{p[0] * 1e3:g} ms + {p[1] * 1e3:g} ms x ceil(n/{int(p[2])})"
         if self.model == "piecewise":
-            return f"{p[0] * 1e3:g} ms + {p[1] * 1e3:g} ms x max(0, n-{int(p[2])})"
+            extra = ""
+            if len(p) > 3:
+                extra = "".join(f" + {v * f:g} {u}" for v, f, u in (
+                    (p[6], 1e6, "us/prefill tok"), (p[5], 1e6, "us/decode tok"),
+                    (p[3], 1e9, "ns/context tok"), (p[4], 1e12, "ps/prefill pair")) if v)
+            return f"{p[0] * 1e3:g} ms + {p[1] * 1e3:g} ms x max(0, n-{int(p[2])})" + extra
         return (f"{p[0] * 1e3:g} ms + {p[1] * 1e6:g} us/prefill tok + {p[2] * 1e6:g} us/decode tok"
                 + (f" + {p[3] * 1e9:g} ns/context tok" if p[3] else "")
                 + (f" + {self.attention_pair_seconds * 1e12:g} ps/prefill pair"
                    if self.attention_pair_seconds else ""))
+
+
+_PIECEWISE_EXTRA = ("prefill_seconds_per_token", "decode_seconds_per_token",
+                    "context_seconds_per_token", "prefill_attention_seconds_per_pair")
 
 
 def batch_time(table, where: str) -> BatchTime:
@@ -113,7 +138,8 @@ def batch_time(table, where: str) -> BatchTime:
         _check_keys(table, {"model", "seconds"}, where)
         return BatchTime("constant", (_num(table, "seconds", where, maximum=3600),))
     if m in ("staircase", "piecewise"):
-        _check_keys(table, {"model", "c_seconds", "a_seconds", "b0"}, where)
+        _check_keys(table, {"model", "c_seconds", "a_seconds", "b0"}
+                    | (set(_PIECEWISE_EXTRA) if m == "piecewise" else set()), where)
         c = _num(table, "c_seconds", where, positive=False, minimum=0, maximum=3600)
         a = _num(table, "a_seconds", where, positive=False, minimum=0, maximum=3600)
         b0 = _num(table, "b0", where, integer=True, maximum=MAX_BUDGET)
@@ -121,6 +147,11 @@ def batch_time(table, where: str) -> BatchTime:
             raise ConfigError(f"{where}: c_seconds and a_seconds cannot both be 0")
         if m == "piecewise" and c <= 0:
             raise ConfigError(f"{where}.c_seconds: {c} must be > 0 (an iteration below b0 tokens takes c)")
+        if m == "piecewise" and any(k in table for k in _PIECEWISE_EXTRA):
+            cp, cd, ckv, cpa = (_num(table, k, where, positive=False, minimum=0,
+                                     maximum=1e-3 if k.endswith("pair") else 1) if k in table else 0.0
+                                for k in _PIECEWISE_EXTRA)
+            return BatchTime(m, (c, a, float(b0), ckv, cpa, cd, cp))
         return BatchTime(m, (c, a, float(b0)))
     if m == "affine":
         _check_keys(table, {"model", "c0_seconds", "prefill_seconds_per_token",

@@ -331,7 +331,11 @@ def _batch_seconds(ei, ef, e, n_pref, n_dec, ctx):
         return ef[e, S.EF_BT0] + ef[e, S.EF_BT1] * np.ceil(n / b0)
     elif model == S.BT_PIECEWISE:
         b0 = ef[e, S.EF_BT2]
-        return ef[e, S.EF_BT0] + ef[e, S.EF_BT1] * max(0.0, n - b0)
+        t = ef[e, S.EF_BT0] + ef[e, S.EF_BT1] * max(0.0, n - b0)
+        if ei[e, S.E_BT_ATTN] == 1:  # linear layers + attention (see config.BatchTime)
+            t = (t + ef[e, S.EF_BT6] * n_pref + ef[e, S.EF_BT5] * n_dec + ef[e, S.EF_BT3] * ctx
+                 + ef[e, S.EF_BT4] * ei[e, S.E_PF_PAIRS])
+        return t
     else:  # affine
         return (ef[e, S.EF_BT0] + ef[e, S.EF_BT1] * n_pref + ef[e, S.EF_BT2] * n_dec
                 + ef[e, S.EF_BT3] * ctx + ef[e, S.EF_BT4] * ei[e, S.E_PF_PAIRS])

@@ -615,6 +615,6 @@ def form_batch(ci, cf, si, sf, ei, ef, gi, e, t, dec_call, dec_tgt, batch_c, bat
                 e_steps_ptr, e_steps, mp_route)
     n_dec = ei[e, S.E_DEC_K]
     ctx = 0
-    if n_dec > 0 and ei[e, S.E_BT_MODEL] == S.BT_AFFINE:
+    if n_dec > 0 and (ei[e, S.E_BT_MODEL] == S.BT_AFFINE or ei[e, S.E_BT_ATTN] == 1):
         ctx = _decode_context(ci, ei, e, dec_call, dec_tgt)
     return ei[e, S.E_BATCH_PREF], n_dec, ctx

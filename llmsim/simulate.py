@@ -285,6 +285,9 @@ class Simulation:
             ei[e, S.E_BT_MODEL] = code
             ef[e, S.EF_BT0:S.EF_BT3 + 1] = params[:4]
             ef[e, S.EF_BT4] = params[4]
+            ef[e, S.EF_BT5] = params[5]
+            ef[e, S.EF_BT6] = params[6]
+            ei[e, S.E_BT_ATTN] = int(cfg.batch_time.model == "piecewise" and cfg.batch_time.context_aware)
             ei[e, S.E_BATCH_OFF] = boff
             boff += cfg.slots
             ei[e, S.E_PF_HEAD] = ei[e, S.E_PF_TAIL] = -1

@@ -87,7 +87,8 @@ E_MAXRUN = 31      # max_running_requests (vLLM max_num_seqs): admission stops a
 E_BLOCK = 32       # KV block size, tokens: a call holding L KV tokens holds ceil(L/B) blocks
 E_WATERMARK = 33   # KV tokens an admission must leave free (vLLM's watermark x the cache)
 E_PF_PAIRS = 34    # this batch: prefill attention pairs, sum over chunks of k*(done + (k+1)/2)
-N_EI = 35
+E_BT_ATTN = 35     # 1: the batch time has context/attention terms (piecewise + attention)
+N_EI = 36
 NO_TARGET = 1 << 62  # E_DEC_LB of an empty decode queue
 
 # engine float columns (ef)
@@ -103,7 +104,9 @@ EF_AREA_RUN = 7
 EF_AREA_BACKLOG = 8
 EF_BUSY_TIME = 9
 EF_BT4 = 10        # affine: seconds per prefill attention pair (quadratic prefill attention)
-N_EF = 11
+EF_BT5 = 11        # piecewise + attention: seconds per decode token
+EF_BT6 = 12        # piecewise + attention: seconds per prefill token
+N_EF = 13
 
 # step (buffer) int columns (si)
 S_ENGINE = 0

@@ -230,11 +230,14 @@ def _engine_theory(sc: Scenario, e_idx: int, visits, lam_steps) -> EngineTheory:
     mean_ctx = (sum(lam_steps[k] * (s.prompt_tokens.mean + s.output_tokens.mean / 2) for k, _, s in steps)
                 / rate) if rate > 0 else 0.0
     b = eng.token_budget
-    t_b = eng.batch_time.full_budget_seconds(b, share, mean_ctx)
+    # prefill attention: a prompt of P tokens has P(P+1)/2 pairs however it is chunked
+    pairs = (sum(lam_steps[k] * (s.prompt_tokens.var + s.prompt_tokens.mean ** 2 + s.prompt_tokens.mean) / 2
+                 for k, _, s in steps) / tok_p) if tok_p > 0 else 0.0
+    t_b = eng.batch_time.full_budget_seconds(b, share, mean_ctx, pairs)
     cap_tok = b / t_b
     notes = []
-    if eng.batch_time.model == "affine":
-        notes.append(f"{eng.name}: t(b) for the affine batch time uses the workload's prefill share "
+    if eng.batch_time.context_aware:
+        notes.append(f"{eng.name}: t(b) for the context-aware batch time uses the workload's prefill share "
                      f"({share:.2f}) and mean decode context ({mean_ctx:.0f} tokens): approximate")
     mem_rps = slot_rps = cap_rps = None
     kind = "token capacity b/t(b) (exact for work-conserving schedulers)"

@@ -68,6 +68,10 @@ from reference_engine import run_reference  # noqa: E402
 AFFINE_ATTN = {"model": "affine", "c0_seconds": 0.005, "prefill_seconds_per_token": 1e-4,
                "decode_seconds_per_token": 2e-4, "context_seconds_per_token": 1e-6,
                "prefill_attention_seconds_per_pair": 3e-7}
+# linear layers + attention: the piecewise form of the context-aware presets
+PIECEWISE_ATTN = {"model": "piecewise", "c_seconds": 0.0095, "a_seconds": 6.4e-5, "b0": 24,
+                  "prefill_seconds_per_token": 4.8e-6, "decode_seconds_per_token": 3.3e-5,
+                  "context_seconds_per_token": 2.75e-7, "prefill_attention_seconds_per_pair": 5e-9}
 KNOB_CASES = []
 for _s in ("fastertransformer", "vllm", "orca", "sarathi"):
     KNOB_CASES += [
@@ -77,6 +81,8 @@ for _s in ("fastertransformer", "vllm", "orca", "sarathi"):
         (_s, dict(budget=100, kmax=None, kv=200, bt=AFFINE_ATTN, block=16, wm=0.05), 40.0),
         # all three at once, with max_batch_size
         (_s, dict(budget=64, kmax=6, kv=300, bt=AFFINE_ATTN, maxrun=4, block=8, wm=0.02), 20.0),
+        # the context-aware piecewise model under memory pressure
+        (_s, dict(budget=100, kmax=None, kv=150, bt=PIECEWISE_ATTN), 40.0),
     ]
 
 
@@ -228,3 +234,27 @@ token_budget = 4096
     assert capped.summary["preemptions"] == 0
     assert capped.timeseries["running"].max() == 128
     assert capped.summary["completed"] > storm.summary["completed"]
+
+
+def test_context_aware_preset_reproduces_its_source():
+    """llama2-7b/a100-80gb-attn against every point of Vidur's attention profile it was
+    fitted to (bench/data/vidur_attention_llama2_7b_a100.csv): the stated tolerance of
+    docs/preset-fit.md, median |error| <= 8% and every point within 30% for decode
+    attention; median <= 3% and every point within 20% for prefill attention."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    import preset_fit
+    rows = preset_fit.rows()
+    for kind, med, worst in (("decode", 0.08, 0.30), ("prefill", 0.03, 0.20)):
+        errs = sorted(abs(r[5]) for r in rows if r[0] == kind)
+        assert len(errs) >= 15
+        assert errs[len(errs) // 2] <= med and errs[-1] <= worst, kind
+    # and the kernel's batch time is the preset's formula (context and pairs included)
+    from llmsim.config import batch_time
+    from llmsim.presets import HARDWARE_PRESETS, batch_time_seconds
+    t = HARDWARE_PRESETS["llama2-7b/a100-80gb-attn"].batch_time
+    bt = batch_time(t, "x")
+    for n_p, n_d, ctx, pairs in ((0, 122, 78080, 0), (390, 122, 78080, 76245), (512, 0, 0, 131328)):
+        assert bt.seconds(n_p, n_d, ctx, pairs) == pytest.approx(
+            batch_time_seconds(t, n_p, n_d, ctx, pairs), rel=1e-12)
