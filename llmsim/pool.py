@@ -155,8 +155,9 @@ def physical_engines(sc):
     (logical engine index, replica index, EngineConfig)."""
     out = []
     for li, e in enumerate(sc.engines):
-        if e.replicas:
-            out.extend((li, i, r) for i, r in enumerate(e.replicas))
+        if e.replicas:  # replicas follow the pool's policy (set per engine, e.g. by with_policy)
+            out.extend((li, i, r if r.policy == e.policy else replace(r, policy=e.policy))
+                       for i, r in enumerate(e.replicas))
         else:
             out.append((li, 0, e))
     return out
