@@ -19,7 +19,8 @@ from llmsim.schedulers import SCHEDULERS, scheduler_info
 from llmsim.workload import (ConfigError, _check_keys, _num, arrival_process, length_dist,
                              TraceArrivals, with_rate)
 
-POLICIES = {"fcfs": S.POL_FCFS, "priority": S.POL_PRIORITY, "max-pressure": S.POL_MAX_PRESSURE}
+POLICIES = {"fcfs": S.POL_FCFS, "priority": S.POL_PRIORITY, "max-pressure": S.POL_MAX_PRESSURE,
+            "strict-priority": S.POL_STRICT}
 BATCH_TIME_MODELS = ("constant", "staircase", "piecewise", "affine")
 MAX_BUDGET = 1 << 20
 MAX_KV_TOKENS = 200_000_000

@@ -341,7 +341,7 @@ def pick_step(ci, si, sf, ei, e, e_steps_ptr, e_steps, mp_route):
         return s if si[s, S.S_NWAIT] > 0 else -1
     pol = ei[e, S.E_POLICY]
     best = -1
-    if pol == S.POL_PRIORITY:
+    if pol == S.POL_PRIORITY or pol == S.POL_STRICT:
         for k in range(a, b):
             s = e_steps[k]
             if si[s, S.S_NWAIT] > 0:
@@ -390,6 +390,10 @@ def _admit(ci, cf, si, ei, e, s, t, mem):
     if cf[c, S.F_ADMIT] < 0.0:
         cf[c, S.F_ADMIT] = t
     ci[c, S.C_ASEQ] = ei[e, S.E_ADMITS]
+    if ei[e, S.E_POLICY] == S.POL_STRICT:
+        # strict class priority: the decode queue (ordered by C_ASEQ) serves the highest
+        # class first, and preemption takes the lowest class's newest request first
+        ci[c, S.C_ASEQ] += si[s, S.S_RANK] << S.STRICT_SHIFT
     ei[e, S.E_ADMITS] += 1
     _pf_append(ci, ei, e, c)
     ei[e, S.E_NRUN] += 1
@@ -403,6 +407,12 @@ def preempt_newest(ci, si, ei, gi, e, dec_call, dec_tgt, batch_c, batch_t):
     generated again. A batch entry it already had this iteration is voided (only prefill
     entries can exist: decode_phase preempts before it serves)."""
     pf = ei[e, S.E_PF_TAIL]
+    if ei[e, S.E_POLICY] == S.POL_STRICT:  # the prefilling request of the lowest class, newest
+        x = ei[e, S.E_PF_HEAD]
+        while x >= 0:
+            if ci[x, S.C_ASEQ] > ci[pf, S.C_ASEQ]:
+                pf = x
+            x = ci[x, S.C_NEXT]
     n = ei[e, S.E_NDEC]
     last = ei[e, S.E_RUN_OFF] + ei[e, S.E_DEC_HEAD] + n - 1
     if pf >= 0 and (n == 0 or ci[pf, S.C_ASEQ] > ci[dec_call[last], S.C_ASEQ]):

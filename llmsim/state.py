@@ -24,6 +24,8 @@ BT_AFFINE = 3
 POL_FCFS = 0
 POL_PRIORITY = 1
 POL_MAX_PRESSURE = 2
+POL_STRICT = 3     # strict class priority inside the batch: admissions and decode tokens by rank
+STRICT_SHIFT = 40  # strict priority: C_ASEQ = rank << STRICT_SHIFT | admission number
 
 # call int columns (ci)
 C_JOB = 0
