@@ -9,9 +9,9 @@ from __future__ import annotations
 import math
 import time
 import weakref
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from llmsim import core
 from llmsim import state as S
@@ -20,6 +20,11 @@ from llmsim.config import (POLICIES, Scenario, expected_visits, join_needs, rout
                            step_index, validate)
 from llmsim.schedulers import scheduler_info
 from llmsim.workload import ConfigError
+
+if TYPE_CHECKING:
+    import pandas as pd
+# pandas is imported where a table is built, not with llmsim: `import llmsim`, the CLI and the
+# dashboard's compile process start about 0.25 s sooner, and a summary never needs it
 
 MAX_CALLS = 50_000_000
 
@@ -47,10 +52,11 @@ class Result:
     _TABLES = ("timeseries", "requests", "workflows", "iterations")
 
     def __init__(self, scenario: Scenario, summary: dict, timeseries, requests, workflows,
-                 iterations=None, verdict=None):
+                 iterations=None, verdict=None, timeseries_columns: dict | None = None):
         self.scenario = scenario
         self.summary = summary
         self.verdict = verdict
+        self._ts_columns = timeseries_columns
         self._tables = {"timeseries": timeseries, "requests": requests, "workflows": workflows,
                         "iterations": iterations}
 
@@ -67,6 +73,13 @@ class Result:
         return self
 
     timeseries = property(lambda self: self._table("timeseries"))
+
+    def timeseries_column(self, name: str) -> np.ndarray:
+        """One timeseries column as a float array, without building the DataFrame when the
+        Result was made with its columns (a Simulation's results are)."""
+        if self._ts_columns is not None:
+            return self._ts_columns[name]
+        return self.timeseries[name].to_numpy()
     requests = property(lambda self: self._table("requests"))
     workflows = property(lambda self: self._table("workflows"))
     iterations = property(lambda self: self._table("iterations"))
@@ -466,25 +479,32 @@ class Simulation:
         return min(1.0, self.now / self.horizon) if self.horizon > 0 else 0.0
 
     # -------------------------------------------------------------------- outputs
-    def timeseries(self) -> pd.DataFrame:
+    def timeseries_columns(self) -> dict[str, np.ndarray]:
+        """The timeseries as numpy arrays by column name (copies: at most
+        ``timeseries_points`` rows each); what the verdict reads, without pandas."""
         sc = self.scenario
         n = int(self.gi[S.G_REC_N])
         rec = self.rec[:n]
-        cols = {"time_s": rec[:, 0], "workflows_in_system": rec[:, 1]}
+        cols = {"time_s": rec[:, 0].copy(), "workflows_in_system": rec[:, 1].copy()}
         for e, eng in enumerate(sc.engines):
             p = "" if sc.single else f"{eng.name}."
             b = 2 + 4 * e
             for j, name in enumerate(("waiting", "running", "backlog_tokens", "kv_tokens")):
-                cols[p + name] = rec[:, b + j]
+                cols[p + name] = rec[:, b + j].copy()
         if not sc.single:
             b = 2 + 4 * len(sc.engines)
             for k, (wi, s) in enumerate(self._steps):
                 p = f"{sc.workflows[wi].name}.{s.name}."
-                cols[p + "waiting"] = rec[:, b + 2 * k]
-                cols[p + "in_buffer"] = rec[:, b + 2 * k + 1]
-        return pd.DataFrame(cols)
+                cols[p + "waiting"] = rec[:, b + 2 * k].copy()
+                cols[p + "in_buffer"] = rec[:, b + 2 * k + 1].copy()
+        return cols
+
+    def timeseries(self) -> pd.DataFrame:
+        import pandas as pd
+        return pd.DataFrame(self.timeseries_columns())
 
     def requests(self) -> pd.DataFrame:
+        import pandas as pd
         sc = self.scenario
         n = int(self.gi[S.G_NCALLS])
         ci, cf = self.ci[:n], self.cf[:n]
@@ -509,6 +529,7 @@ class Simulation:
         return df
 
     def workflows(self) -> pd.DataFrame:
+        import pandas as pd
         sc = self.scenario
         n = int(self.gi[S.G_NEXT_JOB])
         return pd.DataFrame({
@@ -522,6 +543,7 @@ class Simulation:
     def iterations(self) -> pd.DataFrame | None:
         if not self.record_iterations:
             return None
+        import pandas as pd
         n = int(self.gi[S.G_LOG_N])
         li, lf = self.logi[:n], self.logf[:n]
         return pd.DataFrame({
@@ -590,8 +612,14 @@ class Simulation:
     def result(self) -> Result:
         """The run so far. Its tables are built on first access; advancing this
         simulation again first builds those still pending, so a Result never changes."""
-        res = Result(self.scenario, self.summary(), self.timeseries, self.requests, self.workflows,
-                     self.iterations)
+        cols = self.timeseries_columns()  # small copies: the verdict reads them without pandas
+
+        def timeseries():
+            import pandas as pd
+            return pd.DataFrame(cols)
+
+        res = Result(self.scenario, self.summary(), timeseries, self.requests, self.workflows,
+                     self.iterations, timeseries_columns=cols)
         self._pending.append(weakref.ref(res))
         return res
 

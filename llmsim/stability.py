@@ -149,13 +149,13 @@ def verdict_from_runs(results, window: float = 0.5, threshold: float = 0.02, bat
     fits = []
     parts = {}
     for r in results:
-        ts = r.timeseries
-        t = ts["time_s"].to_numpy()
-        y = sum(ts[c].to_numpy() for c in cols)
+        col = _column_reader(r)
+        t = col("time_s")
+        y = sum(col(c) for c in cols)
         fits.append(trend(t, y, start, end, batches))
         if not sc.single:
-            for name, col, rate in _part_columns(sc, theory):
-                f = trend(t, ts[col].to_numpy(), start, end, batches)
+            for name, c, rate in _part_columns(sc, theory):
+                f = trend(t, col(c), start, end, batches)
                 parts.setdefault(name, []).append((f, rate))
     slope, lo, hi = _pool(fits)
     g, glo, ghi = slope / offered, lo / offered, hi / offered
@@ -181,6 +181,15 @@ def verdict_from_runs(results, window: float = 0.5, threshold: float = 0.02, bat
                    theory.capacity_rps, sc.total_rate, slope, (lo, hi), g, glo, ghi,
                    theory.drift_tokens_per_s, (start, end), threshold, len(results),
                    tuple(unstable), part_ev)
+
+
+def _column_reader(result):
+    """name -> float array of a result's timeseries; numpy only when the result can (so
+    llmsim.simulate never imports pandas), else through its DataFrame."""
+    if hasattr(result, "timeseries_column"):
+        return result.timeseries_column
+    ts = result.timeseries
+    return lambda name: ts[name].to_numpy()
 
 
 def _pool(fits):
