@@ -5,6 +5,11 @@ answers one question, and the shared UI code is in llmsim_ui/.
 """
 
 import os
+import sys
+import time
+
+if os.environ.get("LLMSIM_UI_TIMING"):  # bench/bench_ui.py: when the script started, before its imports
+    print(f"[llmsim-ui    0.00 s @{time.time():.3f}] app.py script starts", file=sys.stderr, flush=True)
 
 # One BLAS thread per server process, set before numpy is first imported (Streamlit itself
 # does not import it): a server runs many sessions at once, and OpenBLAS's spinning worker

@@ -104,7 +104,8 @@ def timing(msg: str) -> None:
     """With LLMSIM_UI_TIMING=1, report a stage (seconds since this module was imported)
     on stderr: how bench/bench_ui.py explains its startup figures."""
     if os.environ.get("LLMSIM_UI_TIMING"):
-        print(f"[llmsim-ui {time.perf_counter() - _T0:7.2f} s] {msg}", file=sys.stderr, flush=True)
+        print(f"[llmsim-ui {time.perf_counter() - _T0:7.2f} s @{time.time():.3f}] {msg}", file=sys.stderr,
+              flush=True)
 
 
 # ------------------------------------------------------------------------ outcomes
