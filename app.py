@@ -18,6 +18,12 @@ if os.environ.get("LLMSIM_UI_TIMING"):  # bench/bench_ui.py: when the script sta
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
+# a cold Numba cache: start compiling the kernel in a child process now, before the UI's
+# imports, so it runs on the other core while this process imports and draws the first page
+from llmsim import _kernel_cache  # noqa: E402
+
+_kernel_cache.precompile()
+
 import streamlit as st  # noqa: E402
 
 from llmsim_ui import entry, runs  # noqa: E402

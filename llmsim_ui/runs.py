@@ -26,7 +26,7 @@ import pandas as pd
 import streamlit as st
 
 import llmsim
-from llmsim import ConfigError, Scenario, Simulation
+from llmsim import ConfigError, Scenario, Simulation, _kernel_cache
 
 MAX_CACHED_RUNS = 64      # finished runs kept (each: a summary and a <= 2000-row trajectory)
 _REGISTRY_SIZE = 48       # below the caches' sizes, so a key listed here is almost surely cached
@@ -71,6 +71,11 @@ def _warm_up_thread():
 
     def work():
         try:
+            # a cold Numba cache: compile in a child process (app.py may have started it
+            # already), which leaves this process's GIL to the page; then load from the cache
+            if _kernel_cache.precompile():
+                _kernel_cache.wait_precompile()
+                timing("compile process finished")
             result["seconds"] = _compile()
         except BaseException as exc:  # reported to the page that waits for it
             result["error"] = exc
