@@ -62,3 +62,17 @@ def test_each_kernel_function_is_compiled_once():
             if sigs is not None and len(sigs) > 1:
                 twice[f"{mod.__name__}.{name}"] = [str(s) for s in sigs]
     assert not twice, twice
+
+
+def test_capacity_search_without_rounds_finds_what_rounds_find():
+    """The pooled search submits a scheduler's next probes as soon as its own are back (no
+    waiting for the slowest scheduler); every scheduler's probes, and so the result, are
+    those of the one-process search, which goes round by round."""
+    from llmsim.capacity import capacity_search
+    sc = load_scenario(ROOT / "scenarios/quickstart.toml")
+    sc = replace(sc, engines=(replace(sc.engine, token_budget=4096),))
+    scheds = ["fastertransformer", "sarathi", "vllm"]
+    serial = capacity_search(sc, scheds, num_requests=1000, max_probes=5, workers=1)
+    pooled = capacity_search(sc, scheds, num_requests=1000, max_probes=5, workers=2)
+    assert [r.as_dict() for r in pooled] == [r.as_dict() for r in serial]
+    assert all(len(r.probes) >= 3 for r in serial)
