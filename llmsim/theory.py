@@ -110,6 +110,13 @@ def _mean_ceil(dist, b: int) -> float:
     return float(np.ceil(x / b).mean())
 
 
+def _pairs_per_token(prompt) -> float:
+    """Mean prefill attention pairs per prompt token: a prompt of P tokens has P(P+1)/2
+    pairs however it is chunked (context-aware batch times; 0 cost otherwise)."""
+    m = prompt.mean
+    return (prompt.var + m * m + m) / 2 / m if m > 0 else 0.0
+
+
 def _moments(dist):
     return dist.mean, dist.var + dist.mean ** 2
 
@@ -181,7 +188,7 @@ def fastertransformer_capacity(engine, prompt, output) -> tuple[float, bool]:
                 continue
             lp = logc + a * math.log(s) + (n_int - a) * math.log1p(-s)
             dec += float((np.exp(lp) * t_dec).sum())
-    t_pre = bt.seconds(n * prompt.mean, 0, 0)
+    t_pre = bt.seconds(n * prompt.mean, 0, 0, n * prompt.mean * _pairs_per_token(prompt))
     return n / (t_pre + dec), exact and isinstance(output, (Constant, Geometric))
 
 
@@ -203,7 +210,9 @@ def vllm_capacity(engine, prompt, output) -> float:
     n_p = max(1, min(k, int(b // max(p_mean, 1))))
     ctx = p_mean + output.mean / 2
     tau_d = bt.seconds(0, c, c * ctx)
-    taus = np.array([tau_d] + [bt.seconds(min(n * p_mean, b), 0, 0) for n in range(1, n_p + 1)])
+    ppt = _pairs_per_token(prompt)
+    taus = np.array([tau_d] + [bt.seconds(min(n * p_mean, b), 0, 0, min(n * p_mean, b) * ppt)
+                               for n in range(1, n_p + 1)])
 
     q_max = int(min(400, max(60, 20 * n_p)))
     served = np.minimum(np.arange(q_max + 1), n_p)
@@ -433,7 +442,8 @@ def orca_capacity(engine, prompt, output, context: float) -> float:
     x = np.minimum(W, b)
     c = np.ceil(x / min(p_mean, b))
     y = np.where(x > 0, np.maximum(0.0, np.minimum(k - c, b - x)), min(k, b))
-    t = np.array([bt.seconds(xi, yi, yi * context) for xi, yi in zip(x, y)])
+    ppt = _pairs_per_token(prompt)
+    t = np.array([bt.seconds(xi, yi, yi * context, xi * ppt) for xi, yi in zip(x, y)])
     base = np.maximum(0, np.round((W - b) / u)).astype(int)
     j = np.arange(n)
 
@@ -458,7 +468,7 @@ def orca_capacity(engine, prompt, output, context: float) -> float:
         s, tail = supply(lam)
         return s - lam * output.mean if tail < 1e-3 else -lam * output.mean
     hi = k / (t[0] * output.mean) if t[0] > 0 else 1e6
-    hi = min(hi, b / bt.seconds(b, 0, 0) / p_mean)
+    hi = min(hi, b / bt.seconds(b, 0, 0, b * ppt) / p_mean)
     if gap(hi) >= 0:
         return hi
     return brentq(gap, hi * 1e-6, hi, xtol=hi * 1e-9)
