@@ -513,12 +513,15 @@ def run_point(sweep: Sweep, point: int, values: dict) -> dict:
         return row
     v = results[0].verdict if len(results) == 1 else verdict_from_runs(results)
     th = analyze(scs[0])
-    row.update({"scheduler": results[0].summary["scheduler"], "arrival_rate_rps": scs[0].total_rate,
-                "load": th.load, "theory_capacity_rps": th.capacity_rps,
-                "theory_optimal_capacity_rps": th.optimal_capacity_rps,
-                "verdict": v.verdict, "growth": v.growth, "growth_lo": v.growth_lo, "growth_hi": v.growth_hi,
-                "backlog_growth_tokens_per_s": v.backlog_growth_tokens_per_s,
-                "theory_drift_tokens_per_s": v.theory_drift_tokens_per_s, "error": ""})
+    got = {"scheduler": results[0].summary["scheduler"], "arrival_rate_rps": scs[0].total_rate,
+           "load": th.load, "theory_capacity_rps": th.capacity_rps,
+           "theory_optimal_capacity_rps": th.optimal_capacity_rps,
+           "verdict": v.verdict, "growth": v.growth, "growth_lo": v.growth_lo, "growth_hi": v.growth_hi,
+           "backlog_growth_tokens_per_s": v.backlog_growth_tokens_per_s,
+           "theory_drift_tokens_per_s": v.theory_drift_tokens_per_s, "error": ""}
+    if LOAD in values:  # the load column keeps the axis value (theory's load equals it to rounding)
+        got.pop("load")
+    row.update(got)
     for c in sweep.record:
         xs = [r.summary.get(c) for r in results]
         xs = [float(x) for x in xs if x is not None]
