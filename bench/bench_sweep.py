@@ -12,6 +12,7 @@ of 50).
 """
 
 import argparse
+import os
 import tempfile
 import time
 from dataclasses import replace
@@ -37,7 +38,8 @@ def main():
         axes[-1] = replace(axes[-1], num=n_load)
         sweep = replace(sweep, axes=tuple(axes))
     print(f"sweep: {sweep.size} points x {sweep.num_requests} requests "
-          f"({', '.join(a.field for a in sweep.axes)})")
+          f"({', '.join(a.field for a in sweep.axes)}); load average {os.getloadavg()[0]:.1f} "
+          f"on {os.cpu_count()} cores", flush=True)
     rows = []
     configs = [("in-process", None)] if args.in_process else []
     configs += [("LocalCluster", int(w)) for w in args.workers.split(",")]
@@ -58,10 +60,11 @@ def main():
         rows.append((label, w or 1, start, wall, rate, per_point.median(), per_point.max()))
         print(f"{label:13s} workers {w or 1}: start-up {start:5.1f} s, {len(df)} points in {wall:6.1f} s "
               f"= {rate:6.2f} points/s ({rate / (w or 1):.2f} per worker); a point: median "
-              f"{per_point.median():.3f} s, max {per_point.max():.3f} s")
+              f"{per_point.median():.3f} s, max {per_point.max():.3f} s", flush=True)
         counts = df["verdict"].fillna("error").value_counts().to_dict()
-        print(f"{'':13s} verdicts {counts}")
-    best = max(r[4] / r[1] for r in rows)
+        print(f"{'':13s} verdicts {counts}; load average {os.getloadavg()[0]:.1f}", flush=True)
+    dask_rows = [r for r in rows if r[0] == "LocalCluster"] or rows
+    best = max(r[4] / r[1] for r in dask_rows)
     for target_min in (10, 5):
         need = 100_000 / (best * target_min * 60)
         print(f"100,000 points in {target_min} minutes needs ~{need:.0f} workers at "
