@@ -396,8 +396,6 @@ def sweep_from_table(data: dict, base_dir: Path, default_name: str = "sweep") ->
         base_sc = scenario_from_table(copy.deepcopy(base), base_dir)
     except ConfigError as exc:
         raise ConfigError(f"base scenario: {exc}") from None
-    if base_sc.name:
-        name = base_sc.name if "name" not in sw else name
 
     design = sw.get("design", "grid")
     if design not in DESIGNS:

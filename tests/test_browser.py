@@ -183,7 +183,7 @@ def test_stability_map_page(app):
     B.wait_text(page, "Simulation and theory agree", 300)
     page.locator('[data-testid="stVegaLiteChart"] g.mark-rect path').first.wait_for(state="attached",
                                                                                       timeout=60_000)
-    body = page.inner_text("body")
-    assert "Stability map" in body and "Download the map (CSV)" in body
+    B.wait_text(page, "Download the map (CSV)", 120)
+    assert "Stability map" in page.inner_text("body")
     _clean(page)
     _shot(page, "sweep")

@@ -303,3 +303,10 @@ def test_cli_sweep_writes_parquet_and_csv(tmp_path):
     df = pd.read_parquet(tmp_path / "o/results.parquet")
     assert list(df["verdict"]) == ["stable", "unstable"]
     assert len(pd.read_csv(tmp_path / "o/results.csv")) == 2
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "scenarios/sweeps").glob("*.toml")), ids=lambda p: p.name)
+def test_shipped_sweep_files_load(path):
+    from llmsim.sweep import load_sweep
+    s = load_sweep(path)
+    assert s.name == path.stem and s.size == len(s.points()) >= 10
