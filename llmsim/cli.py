@@ -122,8 +122,8 @@ def cmd_capacity(args):
     executor = None
     address = args.dask or os.environ.get("LLMSIM_DASK_ADDRESS")
     if address:  # otherwise the local process pool, as before
-        from llmsim.sweep import make_executor
-        executor = make_executor(None if address == "local" else address, args.workers)
+        from llmsim.sweep import DaskExecutor
+        executor = DaskExecutor(None if address == "local" else address, args.workers)
         print(f"  probes run on the {executor.description}", file=sys.stderr)
     try:
         out = capacity_search(sc, scheds, num_requests=args.num_requests_per_probe,

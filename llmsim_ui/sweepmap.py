@@ -209,3 +209,11 @@ def agreement(d: pd.DataFrame) -> dict:
         sim_unstable = g["verdict"] == "unstable"
         out[s] = (int((sim_unstable == g["theory_unstable"]).sum()), len(g))
     return out
+
+
+def sweep_file_text(table: dict) -> str:
+    """A map's scenario-plus-[sweep] table as a sweep file for ``python -m llmsim sweep``."""
+    import tomli_w
+    return ("# The Stability map page's map as a sweep file: python -m llmsim sweep llmsim-map.toml --csv\n"
+            "# (more points or requests: edit [sweep.axes] and sweep.num_requests; docs/sweep.md)\n"
+            + tomli_w.dumps(table))

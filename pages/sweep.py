@@ -62,6 +62,7 @@ with st.sidebar:
 
 errors: list[str] = []
 df = None
+sweep_file = None  # the map as a sweep file, for python -m llmsim sweep
 if src == "file":
     with st.sidebar:
         up = st.file_uploader("Sweep result (Parquet, from python -m llmsim sweep)", type=["parquet"],
@@ -191,8 +192,8 @@ else:
         df = run_sweep(sweep, executor=InProcess(), progress=_progress)
         runs.remember("sweep", key, df)
         bar.empty()
-    st.session_state[f"{PAGE}.sweep_toml"] = sweep
     title = "dashboard map"
+    sweep_file = table
 
 # --------------------------------------------------------------------------- map
 metric = st.radio("Colour by", list(M.METRICS), **ps.w("metric", list(M.METRICS)), horizontal=True,
@@ -221,10 +222,13 @@ c4.metric("Inconclusive / not run", f"{int(vc.get('inconclusive', 0))} / {n_err}
 
 with st.expander("The data"):
     st.dataframe(df, hide_index=True, width="stretch")
-d1, d2 = st.columns(2)
+d1, d2, d3 = st.columns(3)
 d1.download_button("Download the map (CSV)", df.to_csv(index=False), file_name="llmsim-map.csv",
                    mime="text/csv", icon=":material/table:")
 buf = io.BytesIO()
 df.to_parquet(buf, index=False)
 d2.download_button("Download the map (Parquet)", buf.getvalue(), file_name="llmsim-map.parquet",
                    mime="application/octet-stream", icon=":material/download:")
+if sweep_file is not None:
+    d3.download_button("Download as a sweep file (TOML)", M.sweep_file_text(sweep_file), file_name="llmsim-map.toml",
+                       mime="application/toml", icon=":material/grid_on:")

@@ -52,6 +52,7 @@ def test_a_small_map_runs_and_shows_theory_and_verdicts():
     at.radio(key="map.metric").set_value("e2e_p99_s").run()
     assert errors(at) == "" and len(charts(at)) == 1
     assert metric(at, "Points") == "8"
+    assert any("sweep file" in b.proto.label for b in at.get("download_button"))
 
 
 def test_neither_axis_a_rate_gives_a_fixed_load_and_theory_cells():
@@ -96,3 +97,16 @@ load = [0.6, 1.4]
     at.file_uploader(key="map.parquet").set_value(("results.parquet", b"not parquet", "application/octet-stream"))
     at.run()
     assert "not a readable Parquet file" in errors(at)
+
+
+def test_the_map_as_a_sweep_file_is_the_same_sweep():
+    from llmsim.sweep import loads_sweep, sweep_from_table
+    from llmsim_ui.sweepmap import sweep_file_text
+    base = (ROOT / "scenarios/quickstart.toml").read_text()
+    import tomllib
+    table = tomllib.loads(base)
+    table["sweep"] = {"seed": 4, "name": "dashboard map",
+                      "axes": {"engine.scheduler": ["orca"], "engine.token_budget": [256, 1024], "load": [0.9]}}
+    a = sweep_from_table(table, ".")
+    b = loads_sweep(sweep_file_text(table), ".")
+    assert a.fingerprint() == b.fingerprint() and a.points() == b.points()
