@@ -475,7 +475,8 @@ def _summary_fields(sc) -> list[str]:
              "throughput_rps", "token_throughput", "goodput_tokens_per_s", "ttft_p50_s", "ttft_p99_s",
              "tbt_p50_s", "tbt_p99_s", "e2e_p50_s", "e2e_p99_s", "preemptions", "iterations", "tokens_in",
              "tokens_done", "tokens_recomputed", "final_backlog_tokens", "final_waiting", "mean_in_system",
-             "capacity_rps", "backlog_growth_tokens_per_s", "theory_drift_tokens_per_s"]
+             "capacity_rps", "backlog_growth_tokens_per_s", "theory_drift_tokens_per_s", "work_units",
+             "scheduler_load", "recomputed_tokens_per_s", "recomputed_share"]
     if not sc.single:
         names += ["workflows_arrived", "workflows_completed", "workflow_e2e_p50_s", "workflow_e2e_p99_s"]
     return names

@@ -310,3 +310,15 @@ def test_shipped_sweep_files_load(path):
     from llmsim.sweep import load_sweep
     s = load_sweep(path)
     assert s.name == path.stem and s.size == len(s.points()) >= 10
+
+
+@pytest.mark.parametrize("path", ["scenarios/quickstart.toml", "scenarios/agents/react.toml"])
+def test_record_offers_every_numeric_summary_field(path):
+    """`record` is checked against a list; a summary field added later must join it."""
+    from dataclasses import replace
+    from llmsim import simulate
+    from llmsim.sweep import _summary_fields
+    sc = replace(load_scenario(ROOT / path), num_requests=1000)
+    s = simulate(sc).summary
+    numeric = {k for k, v in s.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    assert numeric - {"seed", "wall_seconds"} == set(_summary_fields(sc))
