@@ -145,8 +145,8 @@ def _explain(v: str, theory, growth: float, drift_share: float, parts=(), networ
     broken = ""
     if v == "unstable":
         if part_growth is not None and growth <= 0.02:
-            amount = (f"calls waiting at {', '.join(parts)} kept piling up (about {100 * part_growth:.0f}% "
-                      "of the calls reaching them)")
+            amount = (f"{', '.join(parts)} kept piling up (about {100 * part_growth:.0f}% of what arrives "
+                      "there stays)")
         else:
             amount = f"unfinished work kept growing by about {100 * max(growth, 0.0):.0f}% of the work arriving"
         text = (f"Unstable{where}: {amount} (theory predicts {100 * drift_share:.0f}% at {loads}), so the "
