@@ -755,9 +755,8 @@ def _fixed_calls(w: Workflow, where: str):
                         f"{where}.steps.{j}: join parent {s.name!r} runs a random number of times per "
                         "workflow (it follows a probabilistic route), so the join could wait forever; a "
                         "join's parents must run a fixed number of times")
-        if j in deliveries and deliveries[j] == 0:
-            raise ConfigError(f"{where}.steps.{j}: join = true but no step routes to it")
-    return calls, deliveries
+    # a join no call reaches is never started; its need stays 1 as before
+    return calls, {j: max(1, d) for j, d in deliveries.items()}
 
 
 def _big(n: int) -> str:
