@@ -742,19 +742,22 @@ def _fixed_calls(w: Workflow, where: str):
         raise ConfigError(
             f"{where}: a loop has no exit probability, so a workflow would never finish: steps "
             f"{_names(loop)}; give a loop a route with p > 0 that leaves it")
-    for j in (s.name for s in w.steps if s.join):
-        for s in w.steps:
-            for r in s.routes:
-                if j in r.to and r.prob < 1.0:
-                    raise ConfigError(
-                        f"{where}.steps.{j}: join parent {s.name!r} reaches it only with probability "
-                        f"{r.prob:g}, so the join could wait forever; a join's parents must route to it "
-                        "with probability 1")
-                if j in r.to and s.name in rand:
-                    raise ConfigError(
-                        f"{where}.steps.{j}: join parent {s.name!r} runs a random number of times per "
-                        "workflow (it follows a probabilistic route), so the join could wait forever; a "
-                        "join's parents must run a fixed number of times")
+    # every edge into a join, once, ordered by the join (the first join in file order is named)
+    pos = {n: i for i, n in enumerate(names)}
+    join_edges = sorted(((pos[j], k, j, s, r) for k, (s, r) in enumerate((s, r) for s in w.steps for r in s.routes)
+                         for j in dict.fromkeys(r.to) if j in by_name and by_name[j].join),
+                        key=lambda e: (e[0], e[1]))
+    for _, _, j, s, r in join_edges:
+        if r.prob < 1.0:
+            raise ConfigError(
+                f"{where}.steps.{j}: join parent {s.name!r} reaches it only with probability "
+                f"{r.prob:g}, so the join could wait forever; a join's parents must route to it "
+                "with probability 1")
+        if s.name in rand:
+            raise ConfigError(
+                f"{where}.steps.{j}: join parent {s.name!r} runs a random number of times per "
+                "workflow (it follows a probabilistic route), so the join could wait forever; a "
+                "join's parents must run a fixed number of times")
     # a join no call reaches is never started; its need stays 1 as before
     return calls, {j: max(1, d) for j, d in deliveries.items()}
 
@@ -940,11 +943,13 @@ def validate(sc: Scenario) -> None:
         if not w.steps:
             raise ConfigError(f"{where}.steps: expected one or more steps")
         snames = [s.name for s in w.steps]
-        if len(set(snames)) != len(snames):
-            raise ConfigError(f"{where}.steps: step names must be unique, got {snames}")
+        known = set(snames)
+        if len(known) != len(snames):
+            dup = sorted({n for n in snames if snames.count(n) > 1}) if len(snames) < 2000 else ["..."]
+            raise ConfigError(f"{where}.steps: step names must be unique; repeated: {_names(dup)}")
         for st in w.start:
-            if st not in snames:
-                raise ConfigError(f"{where}.start: unknown step {st!r}; steps: {', '.join(snames)}")
+            if st not in known:
+                raise ConfigError(f"{where}.start: unknown step {st!r}; steps: {_names(snames, 20)}")
         for s in w.steps:
             sw = f"{where}.steps.{s.name}" if not sc.single else "workload"
             _check_length(s.prompt_tokens, f"{sw}.prompt_tokens")
@@ -961,8 +966,8 @@ def validate(sc: Scenario) -> None:
                 raise ConfigError(f"{sw}.routes: probabilities sum to {total:g}; they must sum to 1")
             for r in s.routes:
                 for ch in r.to:
-                    if ch not in snames:
-                        raise ConfigError(f"{sw}: routes to unknown step {ch!r}; steps: {', '.join(snames)}")
+                    if ch not in known:
+                        raise ConfigError(f"{sw}: routes to unknown step {ch!r}; steps: {_names(snames, 20)}")
             _check_fits(sc.engines[names.index(s.engine)], s, sw, "engine" if sc.single else f"engine {s.engine}")
         _check_joins(w, where)
     _check_cycles(sc)
