@@ -1,0 +1,1 @@
+"""Timeline — what each scheduler puts in a batch (placeholder, filled below)."""
