@@ -127,17 +127,20 @@ def sync_load(ps: PageState) -> float | None:
         return None
     cap = capacity_rps(ps)
     ps.capacity = cap
+    ps.load_error = None
     if cap is None:
         return None
     target = st.session_state.get(ps.key("_target_rho"))
     if target is not None and not (isinstance(target, (int, float)) and L.MIN_LOAD <= target <= L.MAX_LOAD):
-        return cap  # kept as typed: check() names the allowed range until it is changed
+        # kept as typed, the rate unchanged: check() names the allowed range until it is changed
+        ps.load_error = L.check("Load ρ", target, L.MIN_LOAD, L.MAX_LOAD)
+        return cap
     st.session_state.pop(ps.key("_target_rho"), None)
     if target is not None:
         ps.set("rate", float(f"{target * cap:.4g}"))
     rate = ps.get("rate")
     if isinstance(rate, (int, float)) and rate > 0:
-        ps.set("rho", round(float(rate) / cap, 3))
+        ps.set("rho", float(f"{float(rate) / cap:.3g}"))
     return cap
 
 
@@ -263,10 +266,9 @@ def panel(ps: PageState, with_rate: bool = True, container=None):
         _num(ps, "rate", "Arrival rate λ (req/s)", 0.5, container=r1, fmt="%.3f", on_change=_rate_changed,
              args=(ps,), help="Requests per second. The load ρ beside it follows.")
         if cap:
-            _num(ps, "rho", "… or load ρ", 0.05, container=r2, fmt="%.3f", on_change=_rho_changed, args=(ps,),
+            _num(ps, "rho", "… or load ρ", 0.05, container=r2, fmt="%.3g", on_change=_rho_changed, args=(ps,),
                  help=f"Arriving work ÷ the best possible capacity ({cap:.3g} req/s for this engine and "
                       f"workload); the rate follows (ρ × {cap:.3g}). Below 1 a work-conserving scheduler keeps up.")
-            vis.append("rho")
         vis.append("rate")
     _num(ps, "seed", "Random seed", 1, container=c, help="Same seed, same result — bit for bit.")
     vis.append("seed")
@@ -279,7 +281,7 @@ def panel(ps: PageState, with_rate: bool = True, container=None):
 
 def check(ps: PageState, with_rate: bool = True) -> list[str]:
     """Messages for values beyond the demo's limits (the widgets bound them only below)."""
-    errs = []
+    errs = [ps.load_error] if getattr(ps, "load_error", None) else []
     for name in getattr(ps, "visible", []):
         f = ps.by_name[name]
         if f.kind in ("int", "float"):
