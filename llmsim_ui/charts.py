@@ -121,9 +121,9 @@ def time_unit(x_max: float) -> tuple[float, str]:
 
 
 def _set_y_domain(spec: dict, vmax: float) -> None:
-    """A queue that stayed empty (all zeros, e.g. at a very low rate) gets the axis 0..1
-    instead of Vega's degenerate [0, 0] (drawn as NaN ticks)."""
-    if vmax > 0 and math.isfinite(vmax):
+    """A queue that stayed (nearly) empty, e.g. at a very low rate, gets the axis 0..1
+    instead of Vega's degenerate [0, 0] (drawn as NaN ticks) or a run of "0" labels."""
+    if vmax >= 1 and math.isfinite(vmax):
         return
     for layer in spec.get("layer", []):
         y = layer.get("encoding", {}).get("y", {})

@@ -73,9 +73,8 @@ def near_boundary(v) -> str | None:
         ratio, what = v.load, "of the capacity (load ρ)"
     if ratio is None or abs(ratio - 1) >= NEAR_BOUNDARY:
         return None
-    return (f"Near the boundary: the arrival rate is {100 * ratio:.0f}% {what}. Close to ρ = 1 a queue drifts "
-            "slowly and one run can land either way: run replications (other seeds) or a longer run "
-            "(more requests) before trusting this verdict.")
+    return (f"Near the boundary: the arrival rate is {100 * ratio:.0f}% {what}. Here one run can land either "
+            "way: try replications (other seeds) or a longer run (more requests).")
 
 
 def parts_table(v) -> pd.DataFrame | None:
@@ -96,7 +95,8 @@ def parts_table(v) -> pd.DataFrame | None:
     return pd.DataFrame(rows).sort_values("verdict", key=lambda c: c.map(order), kind="stable")
 
 
-def evidence(v, extra: list[tuple[str, str]] | None = None, summary: dict | None = None) -> None:
+def evidence(v, extra: list[tuple[str, str]] | None = None, summary: dict | None = None,
+             parts: bool = True) -> None:
     """The numbers behind a verdict (Verdict.evidence()), preemptions and recomputed work
     from the run's summary, the rule that decided it, for a network the per-buffer tests,
     and a caveat near the boundary."""
@@ -116,13 +116,21 @@ def evidence(v, extra: list[tuple[str, str]] | None = None, summary: dict | None
         if pre is not None:
             rows.append(("preemptions", f"{int(pre):,}"))
         if rec is not None:
-            share = f" ({100 * rec / done:.1f}% of tokens processed)" if done else ""
+            share = f" ({100 * rec / done:.1f}% of tokens processed)" if done and rec else ""
             rows.append(("recomputed work", f"{int(rec):,} tokens{share}"))
     rows += extra or []
+    for name in v.unstable_parts:
+        p = v.parts.get(name, {})
+        rate, (lo, hi) = p.get("arrival_rate") or 0.0, p.get("interval", (math.nan, math.nan))
+        if rate > 0:
+            rows.append((f"decided by buffer {name}", f"growth {_pct(p.get('growth_per_s', math.nan) / rate)} "
+                                                      f"(95% CI {_pct(lo / rate)} to {_pct(hi / rate)})"))
     st.markdown("\n".join(f"- {k}: **{val}**" for k, val in rows))
     caveat = near_boundary(v)
     if caveat:
         st.warning(caveat, icon=":material/warning:")
+    if not parts:
+        return
     with st.expander("Why this verdict", expanded=bool(v.parts) and v.verdict == "unstable"):
         st.markdown(rule_text(v.threshold))
         table = parts_table(v)

@@ -242,7 +242,8 @@ jobs = [runs.job(v, s) for v, s in variants.items()]
 # -------------------------------------------------------------- the network
 th = runs.theory(runs.job("configured", sc))
 loads = {e.name: e.load for e in th.engines}
-a, b = st.columns([3, 2])
+# the diagram gets the page's full width: in a column its text shrank to ~7 px at 1400 px
+a, b = st.container(), st.container()
 with a:
     st.subheader("The network")
     st.graphviz_chart(network.dot(sc, loads), width="stretch")
@@ -285,7 +286,7 @@ def _draw_cards(run: runs.LiveRun) -> None:
                 widgets.badge(o.verdict.verdict)
                 st.caption(o.verdict.explanation)
                 s = o.summary
-                widgets.evidence(o.verdict, summary=s, extra=[
+                widgets.evidence(o.verdict, summary=s, parts=False, extra=[
                     ("workflows done", f"{s.get('workflows_completed', 0):,} of {s.get('workflows_arrived', 0):,}"),
                     ("workflow latency p50 / p99", f"{widgets.seconds(s.get('workflow_e2e_p50_s'))} / "
                                                    f"{widgets.seconds(s.get('workflow_e2e_p99_s'))}")])
@@ -294,6 +295,27 @@ def _draw_cards(run: runs.LiveRun) -> None:
 
 
 _draw_cards(run)
+
+why_slot = st.empty()  # filled once the verdicts are in
+
+
+def _draw_why(run: runs.LiveRun) -> None:
+    if run.outcomes:
+        with why_slot.container(), st.expander("Why these verdicts: the test of every buffer", expanded=any(
+                o.verdict.unstable_parts for o in run.outcomes.values())):
+            st.markdown(widgets.rule_text(next(iter(run.outcomes.values())).verdict.threshold))
+            st.markdown("A policy is **unstable as soon as one buffer's own test** says so (the growing buffers are "
+                        "named on its card), whatever the network-wide growth on the card: a growing buffer can hide "
+                        "in the total while others drain. Growth here is in calls per second, as a share of the calls "
+                        "arriving at that buffer.")
+            tables = []
+            for v, o in run.outcomes.items():
+                t = widgets.parts_table(o.verdict)
+                if t is not None:
+                    tables.append(t.assign(policy=v)[["policy"] + list(t.columns)])
+            if tables:
+                st.dataframe(pd.concat(tables, ignore_index=True), hide_index=True, width="stretch")
+
 
 st.subheader("Calls waiting in each buffer")
 st.caption("For each policy: how many calls of each workflow step are at their engine (waiting or running), "
@@ -335,6 +357,8 @@ def _draw_chart(run: runs.LiveRun, live: bool = False) -> None:
 controls.play_controls(PAGE, run, button_slot, progress_slot, lambda r: _draw_chart(r, live=True),
                        bool(ps.get("live")), on_end=_draw_cards)
 _draw_chart(run)
+
+_draw_why(run)
 
 # ------------------------------------------------------------------ sharing
 st.subheader("Share and save")

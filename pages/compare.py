@@ -117,7 +117,7 @@ for col, (label, sc) in zip(cols, configs.items()):
                       help="The smallest of the token, memory and batch-size capacities. "
                            + th.engines[0].capacity_kind)
 
-run_row = st.columns([1, 5], vertical_alignment="center")
+run_row = st.columns([2, 5], vertical_alignment="center")
 button_slot, progress_slot = run_row[0].empty(), run_row[1].empty()
 
 key = tuple((j.toml, j.extra_key) for j in jobs)

@@ -77,7 +77,7 @@ e0 = th.engines[0]
 mean_work = e0.offered_tokens_per_s / base.total_rate if base.total_rate else float("nan")
 # units in the labels keep the figures short: a projector at 1024 px cuts "16.7 r…"
 c1, c2, c3, c4 = st.columns(4)
-c1.metric("Offered load ρ", f"{th.load:.2f}",
+c1.metric("Offered load ρ", f"{th.load:.2f}" if th.load >= 0.01 else f"{th.load:.2g}",
           help="Arriving work divided by the most the engine can process (the binding capacity). "
                "Above 1 no scheduler keeps up.")
 c2.metric("Arrival rate λ (req/s)", f"{base.total_rate:.3g}")
@@ -94,7 +94,7 @@ key = tuple((j.toml, j.extra_key) for j in jobs)
 run = None if controls.wants_new_run(PAGE, key) else runs.session_run(PAGE)  # started once the frame is drawn
 
 # the run's progress and its Stop button under the headline figures, where the eye is
-run_row = st.columns([1, 5], vertical_alignment="center")
+run_row = st.columns([2, 5], vertical_alignment="center")
 button_slot, progress_slot = run_row[0].empty(), run_row[1].empty()
 
 st.subheader("Verdicts", help=widgets.VERDICT_MEANING)

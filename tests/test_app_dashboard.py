@@ -138,11 +138,11 @@ def test_network_verdict_shows_the_rule_and_the_deciding_buffer():
     assert badges(at) == ["unstable"]
     t = text(at)
     assert "**Rule**" in t and "whole interval lies above 0.5%" in t
-    assert "one buffer's own test" in t
-    table = at.dataframe[-1].value if "buffer" in at.dataframe[-1].value else next(
-        d.value for d in at.dataframe if "buffer" in d.value)
-    assert (table["verdict"] == "unstable").any()
-    assert table.iloc[0]["verdict"] == "unstable"  # the deciding buffers first
+    assert "unstable as soon as one buffer's own test" in t
+    assert "decided by buffer B.short" in t  # on the card: the buffer whose own test decided
+    table = next(d.value for d in at.dataframe if "buffer" in d.value)
+    assert table.iloc[0]["verdict"] == "unstable" and table.iloc[0]["buffer"] == "B.short"  # deciding first
+    assert {"growth", "95% interval"} <= set(table.columns)
 
 
 # 5. near the boundary: a caveat ------------------------------------------------------
