@@ -76,7 +76,7 @@ def cmd_run(args):
         raise ConfigError(f"--replications: {args.replications} must be in [1, 100]")
     res = simulate(sc)
     if args.replications > 1:
-        from llmsim.stability import replicate
+        from llmsim.simulate import replicate
         v, _ = replicate(sc, args.replications)
         res.verdict = v
         res.summary.update(v.summary_fields())

@@ -65,7 +65,7 @@ except ConfigError as exc:
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def _run(toml: str, extra_key: str, _sc):
-    res = llmsim.simulate(_sc, record_iterations=True)
+    res = llmsim.simulate(_sc, record_iterations=True, limits=runs.LIMITS)  # under the dashboard's limits
     return res.iterations, res.requests, res.summary
 
 
@@ -73,8 +73,14 @@ with status_slot.container():
     runs.warm_up()
     with st.spinner("Simulating with every iteration recorded…"):
         j = runs.job(sc.engine.scheduler, sc, extra)
-        iters, reqs, summary = _run(j.toml, j.extra_key, sc)
+        try:
+            iters, reqs, summary = _run(j.toml, j.extra_key, sc)
+        except ConfigError as exc:  # too big for the demo's limits
+            st.error(f"Cannot run this scenario — {exc}", icon=":material/block:")
+            st.stop()
 status_slot.empty()
+if summary.get("stopped"):
+    st.warning(summary["stopped"], icon=":material/timer_off:")
 
 e = sc.engine
 c1, c2, c3, c4 = st.columns(4)
