@@ -83,13 +83,17 @@ changes = {"scheduler": ps.get("b_sched"), "token_budget": int(ps.get("b_budget"
 if ps.get("b_hw") != SAME:
     hp = HARDWARE_PRESETS[ps.get("b_hw")]
     changes.update(batch_time=llmsim.config.batch_time(hp.batch_time, ps.get("b_hw")), preset=ps.get("b_hw"))
-sc_b = replace(sc_a, engines=(replace(sc_a.engine, **changes),))  # validated below
+eng_b = replace(sc_a.engine, **changes)
+if eng_b.replicas:  # a pool (replicas in the sidebar): B's changes apply to every replica
+    eng_b = replace(eng_b, replicas=tuple(replace(r, **changes) for r in eng_b.replicas))
+sc_b = replace(sc_a, engines=(eng_b,))  # validated below
 
 
 def _describe(sc) -> str:
     e = sc.engine
     kmax = f", at most {e.max_batch_size} per batch" if e.max_batch_size else ""
-    return f"{e.scheduler}, b = {e.token_budget}, KV {e.kv_cache_tokens:,} tokens{kmax}; t(n) = {e.batch_time.describe()}"
+    pool = f"{len(e.replicas)} replicas ({e.router}) of " if e.replicas else ""
+    return f"{pool}{e.scheduler}, b = {e.token_budget}, KV {e.kv_cache_tokens:,} tokens{kmax}; t(n) = {e.batch_time.describe()}"
 
 
 configs = {"A": sc_a, "B": sc_b}
