@@ -229,3 +229,19 @@ def test_pages_share_the_control_blocks():
     for page in ("single_engine", "agents", "compare"):
         src = (ROOT / "pages" / f"{page}.py").read_text()
         assert "controls.play_controls(" in src and '"Resume"' not in src, page
+
+
+def test_capacity_caveat_when_stable_above_the_ceiling():
+    import importlib
+    import sys
+    from types import SimpleNamespace
+    sys.path.insert(0, str(ROOT))
+    src = (ROOT / "pages" / "capacity.py").read_text()
+    ns: dict = {"np": importlib.import_module("numpy")}
+    start = src.index("def near_boundary_notes")
+    exec(src[start:src.index("\nps.restore()", start)], ns)
+    notes = ns["near_boundary_notes"]
+    r = lambda lo, hi, cap: SimpleNamespace(theory_capacity_rps=cap, interval=(lo, hi))  # noqa: E731
+    msg = notes({"sarathi": r(16.8, 17.6, 16.7), "orca": r(15.9, 17.6, 16.7)}, 0.05)
+    assert len(msg) == 1 and "sarathi (stable at 16.8" in msg[0] and "orca" not in msg[0]
+    assert notes({"orca": r(15.9, 17.6, 16.7)}, 0.05) == []
