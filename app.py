@@ -45,6 +45,7 @@ pages = [
 page = st.navigation(pages, position="top")
 
 phone_nav.style()
+phone_nav.links()  # every page's links at its top on a phone (hidden on wider screens)
 entry.enter()
 try:
     page.run()

@@ -16,7 +16,7 @@ from llmsim import SCHEDULERS, ConfigError
 from llmsim.config import POLICIES
 from llmsim.pool import ROUTERS, make_pool
 from llmsim_ui import entry, inputs
-from llmsim_ui import charts, controls, network, palette, phone_nav, runs, widgets
+from llmsim_ui import charts, controls, network, palette, runs, widgets
 from llmsim_ui import limits as L
 from llmsim_ui.state import Field, PageState
 
@@ -86,7 +86,6 @@ if "toml" in st.query_params and f"{PAGE}.uploaded" not in st.session_state:
 
 st.title("Agent workflows — is my workflow stable?")
 status_slot = st.empty()
-phone_nav.links()
 st.markdown(
     "An **agent workflow** is a chain (or graph) of LLM calls: a planner call, then tools, then an executor "
     "call, possibly in parallel or in loops. Several engines serve several workflow classes, and each engine "

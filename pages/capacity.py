@@ -11,7 +11,7 @@ from llmsim import SCHEDULERS, ConfigError
 from llmsim import budget
 from llmsim.capacity import capacity_search
 from llmsim_ui import entry
-from llmsim_ui import charts, controls, inputs, palette, phone_nav, runs
+from llmsim_ui import charts, controls, inputs, palette, runs
 from llmsim_ui import limits as L
 from llmsim_ui.state import Field, PageState
 
@@ -86,7 +86,6 @@ st.markdown(
     "seconds — and that work-conserving schedulers (orca, sarathi) reach it.")
 
 status_slot = st.empty()
-phone_nav.links()
 upload = controls.engine_inputs(ps, with_rate=False, sched_label="Schedulers", keep_n=False,
                                 upload_help="Any single-engine scenario file; its arrival rate is ignored "
                                             "(this page sweeps it).")

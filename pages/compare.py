@@ -11,7 +11,7 @@ import llmsim
 from llmsim import SCHEDULERS, ConfigError
 from llmsim.presets import HARDWARE_PRESETS
 from llmsim_ui import entry
-from llmsim_ui import charts, controls, inputs, palette, phone_nav, runs, widgets
+from llmsim_ui import charts, controls, inputs, palette, runs, widgets
 from llmsim_ui import limits as L
 from llmsim_ui.state import Field, PageState
 
@@ -40,7 +40,6 @@ ps.restore()
 
 st.title("Compare — two configurations, same arrivals")
 status_slot = st.empty()
-phone_nav.links()
 st.markdown(
     "Configuration **A** is the engine in the sidebar; **B** changes what you choose (KV cache, token budget, "
     "GPU/model, scheduler). Both get exactly the same requests at the same times (same workload, same seed), "

@@ -8,7 +8,7 @@ import streamlit as st
 import llmsim
 from llmsim import SCHEDULERS, ConfigError
 from llmsim_ui import entry
-from llmsim_ui import charts, controls, inputs, palette, phone_nav, runs, widgets
+from llmsim_ui import charts, controls, inputs, palette, runs, widgets
 from llmsim_ui import limits as L
 from llmsim_ui.state import Field, PageState
 
@@ -37,7 +37,6 @@ st.markdown(
     "it cannot keep up with this arrival rate.")
 
 status_slot = st.empty()  # the compile note and errors, at the top where the eye is
-phone_nav.links()
 
 # ---------------------------------------------------------------- inputs (sidebar)
 upload = controls.engine_inputs(ps, with_rate=True)

@@ -12,7 +12,7 @@ import streamlit as st
 import llmsim
 from llmsim import SCHEDULERS, ConfigError
 from llmsim_ui import entry
-from llmsim_ui import controls, inputs, palette, phone_nav, runs, widgets
+from llmsim_ui import controls, inputs, runs, widgets
 from llmsim_ui import limits as L
 from llmsim_ui.state import Field, PageState
 
@@ -31,7 +31,6 @@ ps.restore()
 
 st.title("Timeline — what goes into each batch")
 status_slot = st.empty()
-phone_nav.links()
 st.markdown(
     "A short run with every iteration recorded (the paper's Fig. 8, at any size): each row is a request, each "
     "box one iteration it took part in — **prefill** (prompt tokens, possibly in chunks) or **decode** (one "
