@@ -45,6 +45,7 @@ if _missing():
     pytest.skip(_missing(), allow_module_level=True)
 
 from bench import bench_ui as B  # noqa: E402
+from llmsim_ui import phone_nav  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -167,10 +168,12 @@ def test_every_page_at_three_widths(app):
     B.wait_text(page, "Verdicts", 120)
     nav = page.locator(".st-key-phone-nav")
     nav.wait_for(state="visible", timeout=30_000)
-    assert nav.get_by_role("link").count() >= 6
+    links = nav.locator('a[data-testid="stPageLink-NavLink"]')
+    links.nth(5).wait_for(state="visible", timeout=30_000)  # every page, on screen
+    assert links.count() == len(phone_nav.PAGES)
     _clean(page)
     _shot(page, "single-engine-phone", 375, 800)
-    nav.get_by_role("link", name="Compare").click()
+    nav.locator('a[href="compare"]').click()
     B.wait_text(page, "Compare — two configurations", 60)
     page.set_viewport_size(B.VIEWPORT)
     lap("phone")
