@@ -19,6 +19,13 @@ MAX_POINTS = 320  # per series drawn; trajectories have up to 2000 samples
 LIVE_POINTS = 160  # per series in a frame of the live view
 
 
+def kv_capacity(engine) -> int:
+    """KV-cache tokens behind an engine's ``kv_tokens`` trajectory: a pool's column is the
+    total over its replicas, so its per cent is of all their memory."""
+    reps = getattr(engine, "replicas", ())
+    return sum(r.kv_cache_tokens for r in reps) if reps else engine.kv_cache_tokens
+
+
 def thin(df: pd.DataFrame, max_points: int = MAX_POINTS) -> pd.DataFrame:
     """Every k-th row (and the last), so a series has at most about max_points rows."""
     n = len(df)

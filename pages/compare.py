@@ -162,7 +162,7 @@ ctl1, ctl2 = st.columns([2, 5])
 ctl1.radio("Vertical scale", ["linear", "log"], **ps.w("scale", ["linear", "log"]), horizontal=True)
 ctl2.toggle("Play live", **ps.w("live"))
 chart_slots = [st.empty() for _ in METRICS]
-kv = {j.label: j.scenario.engine.kv_cache_tokens for j in jobs}
+kv = {j.label: charts.kv_capacity(j.scenario.engine) for j in jobs}  # a pool's: all its replicas'
 cscale = palette.scale(list(COLOURS), COLOURS)
 
 

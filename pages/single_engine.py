@@ -146,7 +146,7 @@ ctl1.radio("Vertical scale", ["linear", "log"], **ps.w("scale", ["linear", "log"
                        help="Log scale shows a growing queue and a small bounded one on the same chart.")
 ctl2.toggle("Play live", **ps.w("live"), help="Draw the trajectories while the simulation runs.")
 chart_slots = [st.empty() for _ in METRICS]
-kv = {j.label: j.scenario.engine.kv_cache_tokens for j in jobs}
+kv = {j.label: charts.kv_capacity(j.scenario.engine) for j in jobs}  # a pool's: all its replicas'
 
 
 def _draw_chart(run: runs.LiveRun, live: bool = False) -> None:

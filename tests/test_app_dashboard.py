@@ -245,3 +245,11 @@ def test_capacity_caveat_when_stable_above_the_ceiling():
     msg = notes({"sarathi": r(16.8, 17.6, 16.7), "orca": r(15.9, 17.6, 16.7)}, 0.05)
     assert len(msg) == 1 and "sarathi (stable at 16.8" in msg[0] and "orca" not in msg[0]
     assert notes({"orca": r(15.9, 17.6, 16.7)}, 0.05) == []
+
+
+def test_kv_percentage_of_a_pool_is_of_all_its_replicas():
+    from llmsim.pool import with_replicas
+    from llmsim_ui import charts
+    sc = with_replicas(llmsim.load_scenario(ROOT / "scenarios" / "paper" / "headline.toml"), 3)
+    assert charts.kv_capacity(sc.engine) == 3 * 1_000_000
+    assert charts.kv_capacity(llmsim.load_scenario(ROOT / "scenarios" / "quickstart.toml").engine) == 400_000
