@@ -39,6 +39,11 @@ CASES = {
         "pages/capacity.py", {"sched": ALL, "n": "200000", "probes": "16", "points": "16"}),
     "capacity: 4 schedulers, work-bound, 16 probes + 16 rates": (
         "pages/capacity.py", WORK | {"sched": ALL, "probes": "16", "points": "16"}),
+    # just inside the up-front refusal of a probe (its iterations' lower bound, 2.4e7, is
+    # within twice the 5e7-unit probe budget): every run spends its whole budget
+    "capacity: orca + sarathi, work-bound at the probe budget's edge (120 + 120 tokens)": (
+        "pages/capacity.py", WORK | {"sched": "orca,sarathi", "probes": "16", "points": "16",
+                                     "p_value": "120", "o_value": "120"}),
 }
 
 CHILD = r"""
