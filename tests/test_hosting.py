@@ -86,6 +86,9 @@ HOSTILE = {
     "1000 workflow classes, demo": (classes(), Limits.demo(), ["workflows", "steps"]),
     "timeseries_points x 200 steps, demo": (chain_points(), Limits.demo(), ["timeseries_points", "MiB"]),
     "64 engines x 1 M-token budget": (engines(), Limits(), ["token_budget", "max_batch_size", "GiB"]),
+    "a pool of 64 replicas x 1 M-token budget": (
+        engines(n_e=1).replace('token_budget = 1048576\n', 'token_budget = 1048576\nreplicas = 64\n'),
+        Limits(), ["replicas", "token_budget", "GiB"]),
     "duration 1e9 s at rate 1e6": (single(rate=1e6, horizon=1e9), Limits(), ["duration_seconds", "calls"]),
     "200k requests, demo memory": (single(n=200_000).replace('"constant", value = 512', '"uniform", low = 1, high = 9')
                                    .replace("[engine]", "[run]\ntimeseries_points = 200000\n[engine]"),
