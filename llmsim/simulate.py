@@ -13,7 +13,7 @@ import weakref
 import numpy as np
 import pandas as pd
 
-from llmsim import core
+from llmsim import budget, core
 from llmsim import state as S
 from llmsim.config import (POLICIES, Scenario, expected_visits, join_needs, routing_matrix,
                            stochastic_steps,
@@ -87,7 +87,7 @@ def _streams(sc: Scenario):
     return arrivals, steps, np.random.default_rng(route_root)
 
 
-def _arrivals(sc: Scenario, rngs):
+def _arrivals(sc: Scenario, rngs, max_calls: int = MAX_CALLS):
     """Workflow arrival times and classes within the horizon, merged in time order."""
     times, classes = [], []
     for ci, (w, rng) in enumerate(zip(sc.workflows, rngs)):
@@ -102,9 +102,9 @@ def _arrivals(sc: Scenario, rngs):
                 t = w.arrival.times(rng, n) + last
                 chunks.append(t)
                 last = t[-1]
-                if len(chunks) * n > MAX_CALLS:
+                if len(chunks) * n > max_calls:
                     raise ConfigError(f"duration_seconds: {sc.duration_seconds} s at this rate means more "
-                                      f"than {MAX_CALLS} arrivals; allowed: a shorter duration")
+                                      f"than {max_calls:,} arrivals; allowed: a shorter duration")
             t = np.concatenate(chunks)
             t = t[t <= sc.duration_seconds]
         times.append(t)
@@ -120,15 +120,25 @@ def _arrivals(sc: Scenario, rngs):
 
 class Simulation:
     """A run in progress. ``advance(until_s)`` moves simulated time forward; ``result()``
-    reads out what has happened so far. Chunking never changes the outcome."""
+    reads out what has happened so far. Chunking never changes the outcome.
 
-    def __init__(self, scenario: Scenario, record_iterations: bool = False):
+    limits (default ``llmsim.budget.current()``): the scenario is refused (ConfigError
+    naming the field) before anything is allocated if its estimated memory or calls exceed
+    them; a run that spends limits.max_work work units stops there, with ``stopped`` (and
+    ``summary()["stopped"]``) saying so, and keeps its partial results."""
+
+    def __init__(self, scenario: Scenario, record_iterations: bool = False,
+                 limits: budget.Limits | None = None):
         validate(scenario)
+        self.limits = lim = budget.current() if limits is None else limits
+        budget.check(scenario, lim)
         self.scenario = sc = scenario
         self.wall = 0.0
+        self.stopped: str | None = None
+        self.wk = np.zeros(1, dtype=np.int64)  # kernel work units so far
         t0 = time.perf_counter()
         arr_rngs, self._step_rngs, self._route_rng = _streams(sc)
-        job_t, job_c = _arrivals(sc, arr_rngs)
+        job_t, job_c = _arrivals(sc, arr_rngs, lim.max_calls)
         self.n_jobs = n_jobs = len(job_t)
         if n_jobs == 0:
             raise ConfigError("workload: no arrival falls within the horizon; allowed: a longer "
@@ -384,9 +394,9 @@ class Simulation:
         cap = len(self.ci)
         if gi[S.G_NCALLS] + m > cap:
             new = max(2 * cap, gi[S.G_NCALLS] + 4 * m)
-            if new > MAX_CALLS:
-                raise ConfigError(f"the run would create more than {MAX_CALLS} LLM calls; allowed: fewer "
-                                  "num_requests or a shorter duration")
+            if new > self.limits.max_calls:
+                raise ConfigError(f"the run would create more than {self.limits.max_calls:,} LLM calls; "
+                                  "allowed: fewer num_requests or a shorter duration")
             self.ci = np.concatenate([self.ci, np.zeros((new - cap, S.N_CI), dtype=np.int64)])
             self.cf = np.concatenate([self.cf, np.empty((new - cap, S.N_CF))])
             self.heap_t = np.concatenate([self.heap_t, np.zeros(new - cap)])
@@ -455,21 +465,41 @@ class Simulation:
 
     @property
     def done(self) -> bool:
-        return self.status == core.DONE or (not self.scenario.drain and self.now >= self.horizon)
+        """Nothing more to simulate: the run ended, or it was stopped at its work budget."""
+        return (self.status == core.DONE or (not self.scenario.drain and self.now >= self.horizon)
+                or self.stopped is not None)
+
+    @property
+    def work_units(self) -> int:
+        """Kernel work units spent so far (see ``llmsim.core.run_kernel``)."""
+        return int(self.wk[0])
 
     @property
     def end_time(self) -> float:
         return math.inf if self.scenario.drain else self.horizon
 
-    def advance(self, until_s: float | None = None) -> "Simulation":
-        """Simulate up to time until_s (default: the end of the run)."""
+    def advance(self, until_s: float | None = None, max_work: float | None = None,
+                should_stop=None) -> "Simulation":
+        """Simulate up to time until_s (default: the end of the run).
+
+        Returns early (resumable: call again) after max_work more work units, or when
+        should_stop() -- asked every ``limits.slice_work`` units -- returns true. Stops for
+        good (``self.stopped`` says why) when the run's work budget ``limits.max_work`` is
+        spent. The kernel releases the GIL, so other threads run meanwhile."""
         if self._pending:
             self._settle_results()
+        if self.stopped is not None:
+            return self
         t0 = time.perf_counter()
         stop = self.end_time if until_s is None else min(until_s, self.end_time)
+        lim = self.limits
+        total = math.inf if lim.max_work is None else float(lim.max_work)
+        mine = math.inf if max_work is None else self.wk[0] + float(max_work)
         while True:
+            ws = min(total, mine, float(self.wk[0] + max(1, lim.slice_work)))
+            ws = int(min(ws, 2.0**62))
             st = core.run_kernel(
-                stop, self.gi, self.gf, self.ci, self.cf, self.ei, self.ef, self.si, self.sf,
+                stop, ws, self.wk, self.gi, self.gf, self.ci, self.cf, self.ei, self.ef, self.si, self.sf,
                 self.ji, self.jf, self.jjoin, self.dec_call, self.dec_tgt, self.fin, self.batch_c,
                 self.batch_t, self.e_steps_ptr, self.e_steps, self.opt_ptr, self.opt_cum,
                 self.child_ptr, self.child_step, self.class_root_ptr, self.class_root, self.route_u,
@@ -480,6 +510,16 @@ class Simulation:
                 continue
             if st == core.STALLED:
                 raise self._stalled()
+            if st == core.WORK_LIMIT:
+                if self.wk[0] >= total:
+                    self.stopped = (
+                        f"stopped at t = {self.now:,.1f} s of {self.horizon:,.1f} s: the run spent its "
+                        f"work budget of {total:,.0f} units (max_work); the results are partial. "
+                        "Allowed: fewer requests, a larger token_budget, or a run on the command line")
+                    break
+                if self.wk[0] >= mine or (should_stop is not None and should_stop()):
+                    break
+                continue
             self.status = st
             break
         self.wall += time.perf_counter() - t0
@@ -629,6 +669,8 @@ class Simulation:
             "final_waiting": int(self.ei[:, S.E_NWAIT].sum()),
             "mean_in_system": float(self.gf[S.GF_AREA_JOBS] / T) if T > 0 else 0.0,
             "wall_seconds": self.wall,
+            "work_units": self.work_units,
+            "stopped": self.stopped,
         })
         if not sc.single:
             nj = int(gi[S.G_NEXT_JOB])
@@ -696,15 +738,31 @@ def _percentiles(name: str, x: np.ndarray) -> dict:
     return {f"{name}_p50_s": float(p50), f"{name}_p99_s": float(p99)}
 
 
-def simulate(scenario: Scenario, record_iterations: bool = False) -> Result:
-    """Run a scenario to its end and return its Result (with its stability verdict)."""
+def simulate(scenario: Scenario, record_iterations: bool = False,
+             limits: budget.Limits | None = None) -> Result:
+    """Run a scenario to its end and return its Result (with its stability verdict).
+    A run that spends its work budget (limits.max_work) ends there: its Result is partial
+    and ``summary["stopped"]`` says so."""
     from llmsim.stability import verdict
-    sim = Simulation(scenario, record_iterations=record_iterations)
+    sim = Simulation(scenario, record_iterations=record_iterations, limits=limits)
     sim.advance()
     res = sim.result()
-    res.verdict = verdict(res)
+    v = verdict(res)
     if has_pool(scenario):  # a pool is unstable when any replica is
         from llmsim.pool import with_replica_verdicts
-        res.verdict = with_replica_verdicts(res.verdict, res)
+        v = with_replica_verdicts(v, res)
+    res.verdict = partial_verdict(v, res.summary)
     res.summary.update(res.verdict.summary_fields())
     return res
+
+
+def partial_verdict(v, summary: dict):
+    """The verdict v, or for a run stopped at its work budget an inconclusive one saying
+    so: a trend measured over the part of the horizon that ran says nothing reliable."""
+    if not summary.get("stopped"):
+        return v
+    import dataclasses
+    done = summary["simulated_seconds"] / summary["horizon_seconds"] if summary["horizon_seconds"] else 0.0
+    return dataclasses.replace(v, verdict="inconclusive", explanation=(
+        f"Inconclusive: the run was stopped at its work budget after {done:.1%} of its horizon, "
+        "and a verdict needs the whole run (fewer requests, a larger token budget, or the command line)."))

@@ -303,6 +303,8 @@ def _draw_cards(run: runs.LiveRun) -> None:
                 o = run.outcomes[v]
                 widgets.badge(o.verdict.verdict)
                 st.caption(o.verdict.explanation)
+                if o.summary.get("stopped"):  # spent the demo's work budget: partial results
+                    st.warning(o.summary["stopped"], icon=":material/timer_off:")
                 s = o.summary
                 widgets.evidence(o.verdict, [
                     ("workflows done", f"{s.get('workflows_completed', 0):,} of {s.get('workflows_arrived', 0):,}"),

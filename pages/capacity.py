@@ -8,6 +8,7 @@ import streamlit as st
 
 import llmsim
 from llmsim import SCHEDULERS, ConfigError
+from llmsim import budget
 from llmsim.capacity import capacity_search
 from llmsim_ui import entry
 from llmsim_ui import charts, inputs, palette, runs
@@ -56,7 +57,7 @@ def _sweep_point(toml: str, extra_key: str, _scenario) -> dict:
     """Throughput (completed requests per simulated second) of one (scheduler, rate) run.
     Simulation only: the stability verdicts come from the capacity search, whose theory
     and trend tests would double the cost of every point."""
-    sim = llmsim.Simulation(_scenario).advance()
+    sim = runs.simulation(_scenario, runs.PROBE_LIMITS).advance()
     done = int(sim.requests()["finish_s"].notna().sum())
     return {"throughput_rps": done / sim.now if sim.now > 0 else 0.0, "completed": done}
 
@@ -68,8 +69,9 @@ def _capacity(toml: str, extra_key: str, scheduler: str, n: int, tol: float, pro
     key = repr((toml, extra_key, scheduler, n, tol, probes))
     res = runs.recall("capacity", key)
     if res is None:
-        res = capacity_search(scenario, [scheduler], num_requests=n, rel_tol=tol, max_probes=probes, workers=1,
-                              progress=progress)[0]
+        with budget.use(runs.PROBE_LIMITS):  # every probe under the dashboard's limits
+            res = capacity_search(scenario, [scheduler], num_requests=n, rel_tol=tol, max_probes=probes,
+                                  workers=1, progress=progress)[0]
         runs.remember("capacity", key, res)
     return res
 
@@ -212,9 +214,10 @@ else:
     button_slot.button("Stop", icon=":material/stop_circle:", key=f"{PAGE}.stop", on_click=_stop)
     have = {(p["scheduler"], p["rate"]) for p in points}
     done = len(have)
+    too_big: set = set()  # schedulers whose runs the demo's limits refuse: warned once
     for rate in rates:
         for s, sc in scen.items():
-            if (s, rate) in have:
+            if (s, rate) in have or s in too_big:
                 continue
             j = runs.job(s, sc.with_rate(rate), extra)
             _progress(done, f"Throughput of {s} at {rate:.3g} req/s")
@@ -222,17 +225,21 @@ else:
                 p = _sweep_point(j.toml, j.extra_key, j.scenario)
             except ConfigError as exc:
                 st.warning(f"{s} at {rate:.3g} req/s: {exc}")
+                too_big.add(s)
                 continue
             points.append({"scheduler": s, "rate": rate, "throughput": p["throughput_rps"]})
             done += 1
         _draw()  # once per rate: building the chart costs more than a small simulation
     for s, sc in scen.items():
-        if s in found:
+        if s in found or s in too_big:
             continue
         j = runs.job(s, sc, extra)
         _progress(done, f"Searching the critical rate of {s}")
-        found[s] = _capacity(j.toml, j.extra_key, s, n, float(ps.get("tol")), int(ps.get("probes")), sc,
-                             lambda d, t, msg, base=done: _progress(base, f"Searching: {msg}"))
+        try:
+            found[s] = _capacity(j.toml, j.extra_key, s, n, float(ps.get("tol")), int(ps.get("probes")), sc,
+                                 lambda d, t, msg, base=done: _progress(base, f"Searching: {msg}"))
+        except ConfigError as exc:  # a probe over the demo's limits
+            st.warning(f"{s}: capacity search refused — {exc}", icon=":material/block:")
         done += 1
         _draw()
     progress_slot.empty()

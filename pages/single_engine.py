@@ -146,6 +146,8 @@ def _draw_cards(run: runs.LiveRun | None) -> None:
                 o = run.outcomes[s]
                 widgets.badge(o.verdict.verdict)
                 st.caption(o.verdict.explanation)
+                if o.summary.get("stopped"):  # spent the demo's work budget: partial results
+                    st.warning(o.summary["stopped"], icon=":material/timer_off:")
                 widgets.evidence(o.verdict, [("throughput", widgets.fmt(o.summary["throughput_rps"], unit=" req/s"))])
             else:
                 widgets.badge("stopped" if run.stopped else "running")
