@@ -39,7 +39,7 @@ def make(rate="3.0", prompt='{ dist = "constant", value = 64 }', sched="sarathi"
     (make(sched="fifo"), "engine.scheduler", "fastertransformer, vllm, orca, sarathi"),
     (make(bt='{ model = "cubic", seconds = 1 }'), "engine.batch_time.model", "constant, staircase"),
     (make(bt='{ model = "constant", seconds = -1 }'), "engine.batch_time.seconds", "> 0"),
-    (make(prompt='{ dist = "zipf", a = 2 }'), "workload.prompt_tokens.dist", "constant, uniform"),
+    (make(prompt='{ dist = "weibull", a = 2 }'), "workload.prompt_tokens.dist", "constant, uniform"),
     (make(prompt='{ dist = "uniform", low = 10, high = 5 }'), "workload.prompt_tokens.high", ">= low"),
     (make(prompt='{ dist = "lognormal", mean = 100, cv = 1 }'), "workload.prompt_tokens.max", "missing"),
     (make(kv="100", prompt='{ dist = "constant", value = 64 }'), "kv_cache_tokens = 100", "kv_cache_tokens >="),
