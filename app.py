@@ -5,6 +5,11 @@ answers one question, and the shared UI code is in llmsim_ui/.
 """
 
 import os
+import sys
+import time
+
+if os.environ.get("LLMSIM_UI_TIMING"):  # bench/bench_ui.py: when the script started, before its imports
+    print(f"[llmsim-ui    0.00 s @{time.time():.3f}] app.py script starts", file=sys.stderr, flush=True)
 
 # One BLAS thread per server process, set before numpy is first imported (Streamlit itself
 # does not import it): a server runs many sessions at once, and OpenBLAS's spinning worker
@@ -12,6 +17,12 @@ import os
 # loop) into 20 s and more.
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
+
+# a cold Numba cache: start compiling the kernel in a child process now, before the UI's
+# imports, so it runs on the other core while this process imports and draws the first page
+from llmsim import _kernel_cache  # noqa: E402
+
+_kernel_cache.precompile()
 
 import streamlit as st  # noqa: E402
 
@@ -24,15 +35,17 @@ runs.start_warm_up()
 # an emoji favicon is drawn locally; a Material-icon favicon would be fetched from fonts.gstatic.com
 st.set_page_config(page_title="llmsim — does it keep up?", page_icon="📈", layout="wide")
 
+from llmsim_ui import phone_nav  # noqa: E402
+
 pages = [
     # url_path = file name, as the legacy pages/ scheme would have it (see llmsim_ui/entry.py)
-    st.Page("pages/single_engine.py", title="Single engine", icon=":material/memory:", default=True),
-    st.Page("pages/capacity.py", title="Capacity", icon=":material/speed:", url_path="capacity"),
-    st.Page("pages/agents.py", title="Agent workflows", icon=":material/account_tree:", url_path="agents"),
-    st.Page("pages/model.py", title="The model", icon=":material/school:", url_path="model"),
+    st.Page(path, title=title, icon=icon, **({"url_path": url} if url else {"default": True}))
+    for path, title, icon, url in phone_nav.PAGES
 ]
 page = st.navigation(pages, position="top")
 
+phone_nav.style()
+phone_nav.links()  # every page's links at its top on a phone (hidden on wider screens)
 entry.enter()
 try:
     page.run()

@@ -12,8 +12,8 @@ from llmsim.budget import Limits
 from llmsim.config import (BatchTime, EngineConfig, Scenario, Step, Workflow, load_scenario,
                            loads_scenario, scenario_from_table, validate)
 from llmsim.schedulers import SCHEDULERS
-from llmsim.simulate import Result, Simulation, simulate
-from llmsim.stability import Verdict, replicate, verdict, verdict_from_runs
+from llmsim.simulate import Result, Simulation, replicate, simulate
+from llmsim.stability import Verdict, verdict, verdict_from_runs
 from llmsim.theory import analyze
 from llmsim.workload import ConfigError
 

@@ -5,14 +5,15 @@ judged *unstable* (hi), starting from the theory's capacity, widening the bracke
 it holds, then probing inside it (the midpoint; both quarter points after an
 *inconclusive* probe) until it is narrower than ``rel_tol`` or the probe budget is
 spent. The estimate is the bracket's midpoint and the bracket is its interval. Probes of
-all schedulers of one round run in parallel across the machine's cores.
+all schedulers of one round run in parallel across the machine's cores, or, given an
+``executor`` (``llmsim.sweep.DaskExecutor``), on a Dask cluster.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 
 from llmsim import theory as th
@@ -53,13 +54,15 @@ def _pool(workers):
 
 def capacity_search(scenario: Scenario, schedulers=None, num_requests: int = 100_000,
                     rel_tol: float = 0.02, max_probes: int = 12, workers: int | None = None,
-                    progress=None) -> list[CapacityResult]:
+                    progress=None, executor=None) -> list[CapacityResult]:
     """Critical arrival rate (requests or workflows per second) per scheduler.
 
     schedulers: names (default: the scenario's own); num_requests: arrivals per probe;
-    progress: optional callable(done_probes, total_probes_estimate, message)."""
+    progress: optional callable(done_probes, total_probes_estimate, message); executor:
+    None (a local process pool of ``workers``) or an llmsim.sweep executor (e.g. Dask)."""
     if not scenario.single:
-        return capacity_search_network(scenario, num_requests, rel_tol, max_probes, workers, progress)
+        return capacity_search_network(scenario, num_requests, rel_tol, max_probes, workers, progress,
+                                       executor)
     if schedulers is None:
         schedulers = [scenario.engine.scheduler]
     for s in schedulers:
@@ -68,29 +71,29 @@ def capacity_search(scenario: Scenario, schedulers=None, num_requests: int = 100
     if not (0.001 <= rel_tol <= 0.5):
         raise ConfigError(f"rel_tol: {rel_tol!r} must be in [0.001, 0.5]")
     scenarios = {s: scenario.with_scheduler(s) for s in schedulers}
-    return _search(scenarios, num_requests, rel_tol, max_probes, workers, progress)
+    return _search(scenarios, num_requests, rel_tol, max_probes, workers, progress, executor)
 
 
 def capacity_search_network(scenario: Scenario, num_requests: int = 50_000, rel_tol: float = 0.02,
                             max_probes: int = 12, workers: int | None = None,
-                            progress=None) -> list[CapacityResult]:
+                            progress=None, executor=None) -> list[CapacityResult]:
     """Critical total arrival rate of a network scenario (all workflow classes scaled
     together, keeping their mix), under its own schedulers and policies."""
     label = "network (" + ",".join(dict.fromkeys(e.policy for e in scenario.engines)) + ")"
-    return _search({label: scenario}, num_requests, rel_tol, max_probes, workers, progress)
+    return _search({label: scenario}, num_requests, rel_tol, max_probes, workers, progress, executor)
 
 
 def capacity_search_scenarios(scenarios: dict, num_requests: int = 100_000, rel_tol: float = 0.02,
                               max_probes: int = 12, workers: int | None = None,
-                              progress=None) -> list[CapacityResult]:
+                              progress=None, executor=None) -> list[CapacityResult]:
     """Capacity search over several labelled scenarios at once (e.g. each scheduler with
     the budget it needs); their probes share the worker pool round by round."""
     if not (0.001 <= rel_tol <= 0.5):
         raise ConfigError(f"rel_tol: {rel_tol!r} must be in [0.001, 0.5]")
-    return _search(dict(scenarios), num_requests, rel_tol, max_probes, workers, progress)
+    return _search(dict(scenarios), num_requests, rel_tol, max_probes, workers, progress, executor)
 
 
-def _search(scenarios: dict, num_requests, rel_tol, max_probes, workers, progress):
+def _search(scenarios: dict, num_requests, rel_tol, max_probes, workers, progress, executor=None):
     if not (isinstance(num_requests, int) and 1000 <= num_requests <= 5_000_000):
         raise ConfigError(f"num_requests: {num_requests!r} must be a whole number in [1000, 5000000]")
     workers = workers or min(len(os.sched_getaffinity(0)), 8)
@@ -105,36 +108,82 @@ def _search(scenarios: dict, num_requests, rel_tol, max_probes, workers, progres
                      "rel_tol": rel_tol}
     done = 0
     total = max_probes * len(scenarios)
-    pool = _pool(workers) if workers > 1 else None
-    try:
+
+    def batch(s):
+        """The next rates of scenario s (none once its probe budget is spent)."""
+        st = states[s]
+        rates = [] if len(st["res"].probes) >= max_probes else st["pending"]
+        st["pending"] = []
+        return rates
+
+    def absorb(s, outs):
+        """Record one batch of s's probes (in the order they were asked for) and plan the next."""
+        nonlocal done
+        st = states[s]
+        for rate, verdict, growth, thr in outs:
+            st["res"].probes.append((rate, verdict, growth))
+            st["res"].throughputs.append(thr)
+            if verdict == "stable":
+                st["lo"] = rate if st["lo"] is None else max(st["lo"], rate)
+            elif verdict == "unstable":
+                st["hi"] = rate if st["hi"] is None else min(st["hi"], rate)
+            done += 1
+            if progress:
+                progress(done, total, f"{s}: {rate:.3g}/s {verdict}")
+        st["pending"] = _next_rates(st)
+
+    if executor is not None:
+        # on a sweep executor (Dask): in rounds, each probe of a round one task
         while True:
-            jobs = []
-            for s, st in states.items():
-                if len(st["res"].probes) >= max_probes:
-                    st["pending"] = []
-                for rate in st["pending"]:
-                    jobs.append((s, rate))
-                st["pending"] = []
-            if not jobs:
+            jobs = {s: batch(s) for s in states}
+            if not any(jobs.values()):
                 break
-            args = [(states[s]["sc"], r) for s, r in jobs]
-            outs = list(pool.map(_probe, args)) if pool else [_probe(a) for a in args]
-            for (s, _), (rate, verdict, growth, _thr) in zip(jobs, outs):
-                st = states[s]
-                st["res"].probes.append((rate, verdict, growth))
-                st["res"].throughputs.append(_thr)
-                if verdict == "stable":
-                    st["lo"] = rate if st["lo"] is None else max(st["lo"], rate)
-                elif verdict == "unstable":
-                    st["hi"] = rate if st["hi"] is None else min(st["hi"], rate)
-                done += 1
-                if progress:
-                    progress(done, total, f"{s}: {rate:.3g}/s {verdict}")
-            for s, st in states.items():
-                st["pending"] = _next_rates(st)
-    finally:
-        if pool:
-            pool.shutdown()
+            flat = [(s, r) for s, rates in jobs.items() for r in rates]
+            outs = list(executor.map(_probe, [((states[s]["sc"], r),) for s, r in flat]))
+            i = 0
+            for s, rates in jobs.items():
+                if rates:
+                    absorb(s, outs[i:i + len(rates)])
+                    i += len(rates)
+    elif workers <= 1:
+        while True:
+            jobs = {s: batch(s) for s in states}
+            if not any(jobs.values()):
+                break
+            for s, rates in jobs.items():
+                if rates:
+                    absorb(s, [_probe((states[s]["sc"], r)) for r in rates])
+    else:
+        # No rounds: a scenario's next batch is submitted as soon as its own batch is back,
+        # so fast scenarios do not wait for a slow one (fastertransformer's probes simulate
+        # ~60x more iterations than sarathi's). Each scenario's probes, and so the result,
+        # are the same as with rounds: its next rates depend only on its own verdicts.
+        pool = _pool(workers)
+        try:
+            running = {}  # future -> (scenario, index in its batch)
+            waiting = {}  # scenario -> [outcome or None] of its batch in flight
+
+            def submit(s):
+                rates = batch(s)
+                if rates:
+                    waiting[s] = [None] * len(rates)
+                    for i, r in enumerate(rates):
+                        running[pool.submit(_probe, (states[s]["sc"], r))] = (s, i)
+
+            # the longest simulations first (simulated time ~ requests / rate): the slowest
+            # scenario's chain of probes is the search's critical path
+            for s in sorted(states, key=lambda s: -1 / max(states[s]["guess"], 1e-12)):
+                submit(s)
+            while running:
+                finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                for f in finished:
+                    s, i = running.pop(f)
+                    waiting[s][i] = f.result()
+                    if all(o is not None for o in waiting[s]):
+                        absorb(s, waiting.pop(s))
+                        submit(s)
+        finally:
+            pool.shutdown(cancel_futures=True)
     out = []
     for s, st in states.items():
         res = st["res"]

@@ -223,7 +223,8 @@ def engine_theory(sc, e_idx, visits, lam_steps, single_theory):
     notes = tuple(ref.notes) + (f"{pool.name}: {pt.note}",)
     return EngineTheory(pool.name, pool.scheduler, pool.token_budget, ref.t_b_seconds, tok_cap,
                         ref.offered_tokens_per_s, load, cap_rps, f"pool ({pool.router}) of: {ref.capacity_kind}",
-                        None, None, notes)
+                        None, None, notes, scheduler_load=ref.scheduler_load * scale,
+                        memory_binds=any(t.memory_binds for t in per), calls_per_s=ref.calls_per_s)
 
 
 # ------------------------------------------------------------------------ verdicts

@@ -226,12 +226,12 @@ def _remove_finished(ei, e, dec_call, dec_tgt, first, last, nf, r, fin):
         for j in range(nf - 1, -1, -1):
             p = fin[j] + nf - 1 - j
             fin[j] = dec_call[p]
-            _drop(ei, e, dec_call, dec_tgt, p, True)
+            _drop(ei, e, dec_call, dec_tgt, p, from_head)
     else:  # first one first: each removal moves the later ones one left
         for j in range(nf):
             p = fin[j] - j
             fin[j] = dec_call[p]
-            _drop(ei, e, dec_call, dec_tgt, p, False)
+            _drop(ei, e, dec_call, dec_tgt, p, from_head)
 
 
 @njit(cache=True, _nrt=False, inline='always')
@@ -247,7 +247,7 @@ def serve_decoders(ei, e, dec_call, dec_tgt, fin):
     lo = ei[e, S.E_RUN_OFF] + ei[e, S.E_DEC_HEAD]
     r = ei[e, S.E_ROUND]
     ei[e, S.E_CTX] += k
-    nf = 0
+    nf = n - n  # 0 typed int64: a literal 0 here made Numba compile _remove_finished twice
     first = n
     last = -1
     m = S.NO_TARGET
@@ -553,6 +553,19 @@ def prefill_phase(ci, cf, si, sf, ei, e, t, batch_c, batch_t, e_steps_ptr, e_ste
 
 # ------------------------------------------------------------------------ schedulers
 
+# A literal True/False argument makes Numba compile a callee once per value (prefill_phase
+# twice, about 0.3 s of a cold start); these give the same values typed as run-time bools.
+
+
+@njit(cache=True, _nrt=False, inline='always')
+def _true(e):
+    return e >= 0  # e is an engine index
+
+
+@njit(cache=True, _nrt=False, inline='always')
+def _false(e):
+    return e < 0
+
 
 @njit(cache=True, _nrt=False, inline='always')
 def fastertransformer(ci, cf, si, sf, ei, gi, e, t, dec_call, dec_tgt, batch_c, batch_t,
@@ -561,7 +574,7 @@ def fastertransformer(ci, cf, si, sf, ei, gi, e, t, dec_call, dec_tgt, batch_c, 
         decode_phase(ci, si, ei, gi, e, dec_call, dec_tgt, batch_c, batch_t)
     else:
         prefill_phase(ci, cf, si, sf, ei, e, t, batch_c, batch_t, e_steps_ptr, e_steps,
-                      mp_route, False)
+                      mp_route, _false(e))
 
 
 @njit(cache=True, _nrt=False, inline='always')
@@ -576,7 +589,7 @@ def vllm(ci, cf, si, sf, ei, gi, e, t, dec_call, dec_tgt, batch_c, batch_t, e_st
                 ei[e, S.E_KV_USED] + round_blocks(need, ei[e, S.E_BLOCK]) + ei[e, S.E_NDEC] \
                 <= ei[e, S.E_KV_CAP] - ei[e, S.E_WATERMARK]:
             prefill_phase(ci, cf, si, sf, ei, e, t, batch_c, batch_t, e_steps_ptr, e_steps,
-                          mp_route, False)
+                          mp_route, _false(e))
             return
     decode_phase(ci, si, ei, gi, e, dec_call, dec_tgt, batch_c, batch_t)
 
@@ -585,7 +598,7 @@ def vllm(ci, cf, si, sf, ei, gi, e, t, dec_call, dec_tgt, batch_c, batch_t, e_st
 def orca(ci, cf, si, sf, ei, gi, e, t, dec_call, dec_tgt, batch_c, batch_t, e_steps_ptr,
          e_steps, mp_route):
     prefill_phase(ci, cf, si, sf, ei, e, t, batch_c, batch_t, e_steps_ptr, e_steps,
-                  mp_route, True)
+                  mp_route, _true(e))
     decode_phase(ci, si, ei, gi, e, dec_call, dec_tgt, batch_c, batch_t)
 
 
@@ -594,7 +607,7 @@ def sarathi(ci, cf, si, sf, ei, gi, e, t, dec_call, dec_tgt, batch_c, batch_t, e
             e_steps, mp_route):
     decode_phase(ci, si, ei, gi, e, dec_call, dec_tgt, batch_c, batch_t)
     prefill_phase(ci, cf, si, sf, ei, e, t, batch_c, batch_t, e_steps_ptr, e_steps,
-                  mp_route, True)
+                  mp_route, _true(e))
 
 
 @njit(cache=True, _nrt=False, inline='always')

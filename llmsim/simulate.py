@@ -9,9 +9,9 @@ from __future__ import annotations
 import math
 import time
 import weakref
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from llmsim import budget, core
 from llmsim import state as S
@@ -21,6 +21,11 @@ from llmsim.config import (POLICIES, Scenario, expected_visits, join_needs, rout
 from llmsim.pool import ROUTERS, has_pool, physical_engines
 from llmsim.schedulers import scheduler_info
 from llmsim.workload import ConfigError
+
+if TYPE_CHECKING:
+    import pandas as pd
+# pandas is imported where a table is built, not with llmsim: `import llmsim`, the CLI and the
+# dashboard's compile process start about 0.25 s sooner, and a summary never needs it
 
 MAX_CALLS = 50_000_000
 
@@ -48,10 +53,11 @@ class Result:
     _TABLES = ("timeseries", "requests", "workflows", "iterations")
 
     def __init__(self, scenario: Scenario, summary: dict, timeseries, requests, workflows,
-                 iterations=None, verdict=None):
+                 iterations=None, verdict=None, timeseries_columns: dict | None = None):
         self.scenario = scenario
         self.summary = summary
         self.verdict = verdict
+        self._ts_columns = timeseries_columns
         self._tables = {"timeseries": timeseries, "requests": requests, "workflows": workflows,
                         "iterations": iterations}
 
@@ -68,6 +74,13 @@ class Result:
         return self
 
     timeseries = property(lambda self: self._table("timeseries"))
+
+    def timeseries_column(self, name: str) -> np.ndarray:
+        """One timeseries column as a float array, without building the DataFrame when the
+        Result was made with its columns (a Simulation's results are)."""
+        if self._ts_columns is not None:
+            return self._ts_columns[name]
+        return self.timeseries[name].to_numpy()
     requests = property(lambda self: self._table("requests"))
     workflows = property(lambda self: self._table("workflows"))
     iterations = property(lambda self: self._table("iterations"))
@@ -548,32 +561,39 @@ class Simulation:
         return min(1.0, self.now / self.horizon) if self.horizon > 0 else 0.0
 
     # -------------------------------------------------------------------- outputs
-    def timeseries(self) -> pd.DataFrame:
+    def timeseries_columns(self) -> dict[str, np.ndarray]:
+        """The timeseries as numpy arrays by column name (copies: at most
+        ``timeseries_points`` rows each); what the verdict reads, without pandas."""
         sc = self.scenario
         n = int(self.gi[S.G_REC_N])
         rec = self.rec[:n]
-        cols = {"time_s": rec[:, 0], "workflows_in_system": rec[:, 1]}
+        cols = {"time_s": rec[:, 0].copy(), "workflows_in_system": rec[:, 1].copy()}
         names = ("waiting", "running", "backlog_tokens", "kv_tokens")
         for li, eng in enumerate(sc.engines):
             p = "" if sc.single else f"{eng.name}."
             phys = self._phys_of[li]
-            for j, name in enumerate(names):  # a pool: the sum over its replicas
-                cols[p + name] = sum(rec[:, 2 + 4 * e + j] for e in phys)
+            for j, name in enumerate(names):  # a pool: the sum over its replicas (a new array)
+                cols[p + name] = sum(rec[:, 2 + 4 * e + j] for e in phys) + 0.0
             if eng.replicas:
                 for e in phys:
                     for j, name in enumerate(names):
-                        cols[f"{self._peng[e].name}.{name}"] = rec[:, 2 + 4 * e + j]
+                        cols[f"{self._peng[e].name}.{name}"] = rec[:, 2 + 4 * e + j].copy()
         if not sc.single:
             b = 2 + 4 * len(self._peng)
             for lk, (wi, s) in enumerate(_logical_steps(sc)):
                 p = f"{sc.workflows[wi].name}.{s.name}."
                 r0 = self._first_row[lk]
                 nrep = int(self.si[r0, S.S_NREP])
-                cols[p + "waiting"] = sum(rec[:, b + 2 * k] for k in range(r0, r0 + nrep))
-                cols[p + "in_buffer"] = sum(rec[:, b + 2 * k + 1] for k in range(r0, r0 + nrep))
-        return pd.DataFrame(cols)
+                cols[p + "waiting"] = sum(rec[:, b + 2 * k] for k in range(r0, r0 + nrep)) + 0.0
+                cols[p + "in_buffer"] = sum(rec[:, b + 2 * k + 1] for k in range(r0, r0 + nrep)) + 0.0
+        return cols
+
+    def timeseries(self) -> pd.DataFrame:
+        import pandas as pd
+        return pd.DataFrame(self.timeseries_columns())
 
     def requests(self) -> pd.DataFrame:
+        import pandas as pd
         sc = self.scenario
         n = int(self.gi[S.G_NCALLS])
         ci, cf = self.ci[:n], self.cf[:n]
@@ -601,6 +621,7 @@ class Simulation:
         return df
 
     def workflows(self) -> pd.DataFrame:
+        import pandas as pd
         sc = self.scenario
         n = int(self.gi[S.G_NEXT_JOB])
         return pd.DataFrame({
@@ -614,6 +635,7 @@ class Simulation:
     def iterations(self) -> pd.DataFrame | None:
         if not self.record_iterations:
             return None
+        import pandas as pd
         n = int(self.gi[S.G_LOG_N])
         li, lf = self.logi[:n], self.logf[:n]
         return pd.DataFrame({
@@ -712,8 +734,14 @@ class Simulation:
     def result(self) -> Result:
         """The run so far. Its tables are built on first access; advancing this
         simulation again first builds those still pending, so a Result never changes."""
-        res = Result(self.scenario, self.summary(), self.timeseries, self.requests, self.workflows,
-                     self.iterations)
+        cols = self.timeseries_columns()  # small copies: the verdict reads them without pandas
+
+        def timeseries():
+            import pandas as pd
+            return pd.DataFrame(cols)
+
+        res = Result(self.scenario, self.summary(), timeseries, self.requests, self.workflows,
+                     self.iterations, timeseries_columns=cols)
         self._pending.append(weakref.ref(res))
         return res
 
@@ -766,3 +794,13 @@ def partial_verdict(v, summary: dict):
     return dataclasses.replace(v, verdict="inconclusive", explanation=(
         f"Inconclusive: the run was stopped at its work budget after {done:.1%} of its horizon, "
         "and a verdict needs the whole run (fewer requests, a larger token budget, or the command line)."))
+
+
+def replicate(scenario: Scenario, seeds=5, record=False):
+    """Run independent replications (seeds scenario.seed, +1, ... or the given list) and
+    pool their verdict; returns (Verdict, [Result, ...])."""
+    from dataclasses import replace
+    from llmsim.stability import verdict_from_runs
+    seed_list = [scenario.seed + i for i in range(seeds)] if isinstance(seeds, int) else list(seeds)
+    results = [simulate(replace(scenario, seed=s), record_iterations=record) for s in seed_list]
+    return verdict_from_runs(results), results
