@@ -46,8 +46,30 @@ def _write_json(path, data):
             f.write(text + "\n")
 
 
+def _flag(args, attr: str, flag: str, lo, hi, unit: str = ""):
+    """A command-line override checked like the file's value: ConfigError (exit 2) naming
+    the flag and its range."""
+    v = getattr(args, attr, None)
+    if v is None:
+        return None
+    if not (isinstance(v, (int, float)) and math.isfinite(v) and lo <= v <= hi):
+        kind = "a whole number" if isinstance(v, int) else "a number"
+        fmt = (lambda x: f"{x:,}") if isinstance(lo, int) and isinstance(hi, int) else (lambda x: f"{x:g}")
+        raise ConfigError(f"{flag}: {v!r} must be {kind} in [{fmt(lo)}, {fmt(hi)}]{unit}")
+    return v
+
+
 def _load(args):
-    from llmsim.config import load_scenario
+    from llmsim.config import MAX_REQUESTS, load_scenario, validate
+    from llmsim.workload import MAX_RATE, MIN_RATE
+    # every override is checked before the file is read, with the flag's name
+    _flag(args, "seed", "--seed", 0, 2**63 - 1)
+    _flag(args, "num_requests", "--num-requests", 1, MAX_REQUESTS)
+    _flag(args, "rate", "--rate", MIN_RATE, MAX_RATE, " requests per second")
+    _flag(args, "replications", "--replications", 1, 100)
+    _flag(args, "num_requests_per_probe", "--num-requests-per-probe", 100, MAX_REQUESTS)
+    _flag(args, "rel_tol", "--rel-tol", 0.001, 0.5)
+    _flag(args, "workers", "--workers", 1, 256)
     sc = load_scenario(args.scenario)
     if getattr(args, "scheduler", None):
         sc = sc.with_scheduler(args.scheduler)
@@ -57,7 +79,6 @@ def _load(args):
         sc = replace(sc, seed=args.seed)
     if getattr(args, "num_requests", None) is not None:
         sc = replace(sc, num_requests=args.num_requests)
-    from llmsim.config import validate
     validate(sc)
     return sc
 
@@ -267,4 +288,9 @@ def main(argv=None) -> int:
         return 2
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("error: this scenario needs more memory than the machine has; allowed: fewer requests "
+              "(num_requests, --num-requests), a shorter duration_seconds, fewer timeseries_points, or "
+              "smaller token budgets", file=sys.stderr)
         return 2

@@ -328,7 +328,8 @@ def build(ps: PageState, num_requests: int, rate: float | None, upload=None, sch
     if upload is None:
         raise ConfigError("workload: choose a trace CSV file to upload (header "
                           "arrival_time_s,prompt_tokens,output_tokens), or another workload")
-    data = upload.getvalue()
+    from llmsim_ui import uploads
+    data = uploads.read_trace_upload(upload)
     trace = _parse_trace(data, upload.name)
     if len(trace.times) < 2:
         raise ConfigError(f"{upload.name}: a trace needs at least 2 requests to have an arrival rate")
@@ -362,19 +363,11 @@ def toml_text(sc, schedulers=None) -> str:
 
 
 def read_upload(uploaded) -> tuple:
-    """(Scenario, text) of an uploaded TOML file; ConfigError for anything wrong."""
-    data = uploaded.getvalue()
-    if len(data) > L.MAX_TOML_BYTES:
-        raise ConfigError(f"{uploaded.name}: {len(data):,} bytes is above the limit of "
-                          f"{L.MAX_TOML_BYTES:,} bytes for a scenario file")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise ConfigError(f"{uploaded.name}: not a text (UTF-8) file; expected a scenario TOML") from None
-    try:
-        return llmsim.loads_scenario(text), text
-    except ConfigError as exc:
-        raise ConfigError(f"{uploaded.name}: {exc}") from None
+    """(Scenario, text) of an uploaded TOML file; ConfigError for anything wrong. Its
+    traces may only be the shipped ones (never a path on the server)."""
+    from llmsim_ui import uploads
+    text = uploads.read_toml_upload(uploaded)
+    return uploads.scenario_from_text(text, name=uploaded.name), text
 
 
 def schedulers_in(text: str) -> list[str]:

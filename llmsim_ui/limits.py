@@ -19,7 +19,9 @@ MAX_SEED = 2**31 - 1
 MAX_PROBES = 16                 # capacity search: probes per scheduler
 MAX_SWEEP = 16                  # capacity page: arrival rates per throughput curve
 MAX_PRIORITY = 1000
-MAX_TOML_BYTES = 200_000        # a scenario file; traces are bounded by server.maxUploadSize
+MAX_TOML_BYTES = 200_000        # a scenario file, uploaded or inflated from a link
+MAX_LINK_CHARS = 16_000         # a link's compressed `toml` parameter (the page writes at most 4,000)
+MAX_TRACE_UPLOAD_BYTES = 5 * 1024 * 1024  # a trace CSV (server.maxUploadSize is 5 MB too)
 
 CLI_HINT = "for bigger runs use the command line (python -m llmsim run scenario.toml)"
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import zlib
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,7 +14,7 @@ from llmsim import SCHEDULERS, ConfigError
 from llmsim.config import POLICIES
 from llmsim.pool import ROUTERS, make_pool
 from llmsim_ui import entry, inputs
-from llmsim_ui import charts, network, palette, runs, widgets
+from llmsim_ui import charts, network, palette, runs, uploads, widgets
 from llmsim_ui import limits as L
 from llmsim_ui.state import Field, PageState
 
@@ -42,15 +40,11 @@ ps = PageState(PAGE, [
 
 
 def _encode(text: str) -> str:
-    return base64.urlsafe_b64encode(zlib.compress(text.encode(), 9)).decode().rstrip("=")
+    return uploads.encode_link_toml(text)
 
 
 def _decode(s: str) -> str:
-    try:
-        data = base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
-        return zlib.decompress(data, bufsize=L.MAX_TOML_BYTES).decode()[:L.MAX_TOML_BYTES]
-    except Exception:
-        raise ConfigError("link parameter toml: not a scenario saved by this page (damaged or cut short)") from None
+    return uploads.decode_link_toml(s)
 
 
 def _upload_cb() -> None:
@@ -110,7 +104,7 @@ try:
         if text is None:
             raise ConfigError("workflow: 'uploaded file' chosen but no file is loaded in this session; "
                               "upload a scenario TOML (sidebar) or choose a preset")
-        file_sc = llmsim.loads_scenario(text)
+        file_sc = uploads.scenario_from_text(text)
     else:
         text = (AGENTS_DIR / f"{preset}.toml").read_text()
         file_sc = llmsim.load_scenario(AGENTS_DIR / f"{preset}.toml")
