@@ -26,6 +26,7 @@ _kernel_cache.precompile()
 
 import streamlit as st  # noqa: E402
 
+from llmsim import budget  # noqa: E402
 from llmsim_ui import entry, runs  # noqa: E402
 
 runs.timing("app.py starts")
@@ -48,6 +49,9 @@ phone_nav.style()
 phone_nav.links()  # every page's links at its top on a phone (hidden on wider screens)
 entry.enter()
 try:
-    page.run()
+    # every run a page makes (llmsim.simulate, capacity and sweep runs included) is under the
+    # demo limits; the context variable is this script run's own, reset when the page ends
+    with budget.use(runs.LIMITS):
+        page.run()
 finally:
     entry.leave()

@@ -31,12 +31,19 @@ CASES = {
     "baseline: single, 1 scheduler, 1,000 requests": ("pages/single_engine.py", {"sched": "sarathi", "n": "1000"}),
     "single: 4 schedulers x 200,000 requests (default workload)": ("pages/single_engine.py", {"sched": ALL, "n": "200000"}),
     "single: 4 schedulers, work-bound (token budget 1, 750 + 750 tokens)": ("pages/single_engine.py", WORK | {"sched": ALL}),
-    "agents: react, 4 policies x 200,000 workflows": ("pages/agents.py", {"preset": "react", "n": "200000"}),
-    "agents: fork_join, 4 policies x 100,000 workflows": ("pages/agents.py", {"preset": "fork_join", "n": "100000"}),
+    # the largest n each network's runs fit in the demo's memory limit (the page says so beyond)
+    "agents: cyclic, 4 policies x 200,000 workflows": ("pages/agents.py", {"preset": "cyclic", "n": "200000"}),
+    "agents: react, 160,000 workflows": ("pages/agents.py", {"preset": "react", "n": "160000"}),
+    "agents: fork_join, 100,000 workflows": ("pages/agents.py", {"preset": "fork_join", "n": "100000"}),
     "capacity: 4 schedulers, 16 probes + 16 rates of 200,000 requests": (
         "pages/capacity.py", {"sched": ALL, "n": "200000", "probes": "16", "points": "16"}),
     "capacity: 4 schedulers, work-bound, 16 probes + 16 rates": (
         "pages/capacity.py", WORK | {"sched": ALL, "probes": "16", "points": "16"}),
+    # just inside the up-front refusal of a probe (its iterations' lower bound, 2.4e7, is
+    # within twice the 5e7-unit probe budget): every run spends its whole budget
+    "capacity: orca + sarathi, work-bound at the probe budget's edge (120 + 120 tokens)": (
+        "pages/capacity.py", WORK | {"sched": "orca,sarathi", "probes": "16", "points": "16",
+                                     "p_value": "120", "o_value": "120"}),
 }
 
 CHILD = r"""
@@ -51,6 +58,7 @@ at.run()
 wall = time.perf_counter() - t0
 ru = resource.getrusage(resource.RUSAGE_SELF)
 msgs = [x.value for k in ("error", "warning") for x in getattr(at, k)]
+msgs += [x.value for x in at.caption if "allowed" in x.value or "stopped" in x.value]
 print(json.dumps({"cpu_s": ru.ru_utime + ru.ru_stime, "peak_mib": ru.ru_maxrss / 1024, "wall_s": wall,
                   "exceptions": [str(e.value)[:200] for e in at.exception], "messages": [m[:160] for m in msgs]}))
 """

@@ -173,9 +173,14 @@ def estimate(sc) -> dict:
             n_joins += int(bool(s.join))
             for r in s.routes:
                 max_fan = max(max_fan, len(r.to))
-    slots = sum(e.slots for e in sc.engines)
+    # the kernel runs physical engines: a pool (engine with replicas) is one engine per
+    # replica, and each step at a pool one buffer per replica
+    reps = [list(e.replicas) if getattr(e, "replicas", ()) else [e] for e in sc.engines]
+    slots = sum(r.slots for rs in reps for r in rs)
     margin = float(slots) * max_fan + 2
-    n_e, n_s = len(sc.engines), k
+    e_pos = {e.name: i for i, e in enumerate(sc.engines)}
+    n_e = sum(len(rs) for rs in reps)
+    n_s = sum(len(reps[e_pos[s.engine]]) for w in sc.workflows for s in w.steps)
     parts = {
         "arrivals": arrivals_drawn * _ARRIVAL,
         # + routing draws; a network's requests table adds workflow/step/engine columns
@@ -195,16 +200,16 @@ def estimate(sc) -> dict:
         min(total_jobs / rate if 0 < rate < math.inf else math.inf,
             float(sc.duration_seconds) if sc.duration_seconds is not None else math.inf))
     e_index = {e.name: i for i, e in enumerate(sc.engines)}
-    tokens = [0.0] * n_e
+    tokens = [0.0] * len(sc.engines)
     k = 0
     for wi, w in enumerate(sc.workflows):
         for s in w.steps:
             tokens[e_index[s.engine]] += float(visits[k]) * jobs[wi] * (s.prompt_tokens.mean + s.output_tokens.mean)
             k += 1
     iters = []
-    for e, tok in zip(sc.engines, tokens):
-        b = max(1, e.token_budget)
-        t_b = _batch_seconds_upper(e)
+    for rs, tok in zip(reps, tokens):
+        b = max(1, max(r.token_budget for r in rs))
+        t_b = max(_batch_seconds_upper(r) for r in rs)
         iters.append(min(tok / b, horizon / t_b if t_b > 0 else math.inf))
     return {"bytes": sum(parts.values()), "calls": calls / 1.2, "jobs": total_jobs,
             "parts": parts, "classes": n_cls, "steps": n_s, "iterations": sum(iters),
@@ -220,9 +225,11 @@ def _batch_seconds_upper(e) -> float:
         return p[0]
     if m == "staircase":
         return p[0] + p[1] * math.ceil(b / max(p[2], 1))
-    if m == "piecewise":
-        return p[0] + p[1] * max(0.0, b - p[2])
-    return p[0] + max(p[1], p[2]) * b + p[3] * e.kv_cache_tokens
+    kv = e.kv_cache_tokens
+    pairs = b * kv + b * (b + 1) / 2  # prefill attention pairs of a chunk of b after kv tokens
+    if m == "piecewise":  # (the attention terms are 0 for a plain piecewise model)
+        return p[0] + p[1] * max(0.0, b - p[2]) + max(p[5], p[6]) * b + p[3] * kv + p[4] * pairs
+    return p[0] + max(p[1], p[2]) * b + p[3] * kv + p[4] * pairs
 
 
 def _length_field(sc) -> str:
@@ -230,11 +237,15 @@ def _length_field(sc) -> str:
 
 
 def _where_engine(sc) -> str:
-    if sc.single:
-        return "engine.token_budget (or max_batch_size)"
-    i = max(range(len(sc.engines)), key=lambda i: sc.engines[i].slots)
+    def slots(e):
+        return sum(r.slots for r in e.replicas) if getattr(e, "replicas", ()) else e.slots
+    i = max(range(len(sc.engines)), key=lambda i: slots(sc.engines[i]))
     e = sc.engines[i]
-    return (f"engines[{i}] ({e.name}).token_budget (or max_batch_size), or the number of "
+    pool = f" (or its {len(e.replicas)} replicas)" if getattr(e, "replicas", ()) else ""
+    if sc.single and not pool:
+        return "engine.token_budget (or max_batch_size)"
+    where = "engine" if sc.single else f"engines[{i}] ({e.name})"
+    return (f"{where}.token_budget (or max_batch_size){pool}, or the number of "
             f"engines ({len(sc.engines)})")
 
 

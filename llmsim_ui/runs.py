@@ -69,7 +69,7 @@ def _compile() -> float:
     """Compile the kernel (one kernel serves every scheduler, policy and network) by
     running a tiny scenario chunked, as the pages do. Returns the seconds it took."""
     t0 = time.perf_counter()
-    sim = Simulation(llmsim.loads_scenario(_TINY))
+    sim = Simulation(llmsim.loads_scenario(_TINY), limits=LIMITS)
     sim.advance(1.0)
     sim.advance()
     llmsim.verdict(sim.result())

@@ -11,6 +11,7 @@ import streamlit as st
 
 import llmsim
 from llmsim import SCHEDULERS, ConfigError
+from llmsim import budget
 from llmsim.config import POLICIES
 from llmsim.pool import ROUTERS, make_pool
 from llmsim_ui import entry, inputs
@@ -224,6 +225,7 @@ try:
                 for w in sc.workflows)
     sc = replace(sc, engines=engines, workflows=wfs)
     llmsim.validate(sc)
+    budget.check(sc, runs.LIMITS)  # before the theory and the drawing: a huge network costs there too
 except ConfigError as exc:
     st.error(f"Cannot run this workflow — {exc}", icon=":material/block:")
     st.stop()

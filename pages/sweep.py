@@ -73,16 +73,10 @@ if src == "file":
         st.info("Choose a `results.parquet` written by `python -m llmsim sweep` (its directory also holds the "
                 "parts it was built from).", icon=":material/upload_file:")
         st.stop()
-    data = up.getvalue()
-    if len(data) > M.MAX_PARQUET_BYTES:
-        st.error(f"{up.name}: {len(data):,} bytes is above this demo's limit of {M.MAX_PARQUET_BYTES:,} bytes.",
-                 icon=":material/block:")
-        st.stop()
     try:
-        df = pd.read_parquet(io.BytesIO(data))
-    except Exception as exc:  # pyarrow's errors for a file that is not Parquet vary by version
-        st.error(f"{up.name}: not a readable Parquet file ({type(exc).__name__}: {str(exc)[:200]})",
-                 icon=":material/block:")
+        df = M.read_parquet(up.getvalue(), up.name)
+    except ValueError as exc:
+        st.error(str(exc), icon=":material/block:")
         st.stop()
     bad = M.check_table(df)
     if bad:

@@ -1,16 +1,15 @@
-"""While one visitor runs the heaviest run the demo allows, the server still answers
-(issue 8, "How it is shown"): `streamlit run app.py` on a free port, the heaviest
-single-engine run in a headless browser, and /_stcore/health polled meanwhile; its worst
-latency must stay under a second. The heaviest run: token budget 1, 750-token prompts and
-outputs, 200,000 requests, the lowest rate -- just under the demo's up-front refusal (its
-iterations' lower bound, 3e8, is within twice the work budget) and many times the budget
-in real work, so it runs until it spends the whole budget and stops with a message.
+"""While one visitor runs a heavy computation, the server still answers (issue 8, "How it
+is shown"): `streamlit run app.py` on a free port, the capacity page (whose runs froze
+the health endpoint for 44 s in the issue) opened in a headless browser with a
+work-bound workload, and /_stcore/health polled meanwhile; its worst latency must stay
+under a second.
 
-The server gets LLMSIM_DEMO_LIMITS=slice_work=1e9, so the live runner hands the kernel
-the run's whole work budget (4e8 units, several seconds) in one call: only the kernel's
-``nogil=True`` keeps the server answering then. Checked by hand: with ``nogil=False`` in
-llmsim/core.py the same test measures a worst latency of several seconds and fails.
-With the default limits, the work slices alone also keep each call short.
+To test the kernel's ``nogil=True`` on its own, the server gets
+LLMSIM_DEMO_LIMITS="slice_work=1e10,max_work=1.6e9": the kernel is then never sliced,
+and each of the page's runs spends its whole budget (2e8 units, 1/8 of max_work: several
+seconds of CPU) in one kernel call. Checked by hand: with ``nogil=False`` in
+llmsim/core.py the health endpoint then stalls for seconds and this test fails. (With the
+default demo limits the work slices alone also keep each kernel call short.)
 """
 
 from __future__ import annotations
@@ -33,19 +32,22 @@ if not Path(B.CHROMIUM).exists():
     pytest.skip(f"{B.CHROMIUM} not found; the test never downloads a browser", allow_module_level=True)
 pytest.importorskip("playwright.sync_api")
 
-HEAVY = ("/?sched=sarathi&n=200000&rate=0.001&hw=custom&bt=constant&bt_ms=50&kv=50000000&budget=1"
-         "&kmax=0&wl=custom&p_dist=constant&p_value=750&o_dist=constant&o_value=750&live=1")
+# token budget 1, 400 + 400 tokens, 200,000 requests: each throughput point makes ~1.6e8
+# iterations (within twice its budget: not refused up front), several times its work budget
+HEAVY = ("/capacity?sched=sarathi&n=200000&hw=custom&bt=constant&bt_ms=50&kv=50000000&budget=1"
+         "&kmax=0&wl=custom&p_dist=constant&p_value=400&o_dist=constant&o_value=400&points=3&probes=2")
+WINDOW_S = 40      # polled this long after the page opens: its first runs' kernel calls
 TARGET_S = 1.0
 
 
 def _health(url: str) -> float:
     t0 = time.perf_counter()
-    urllib.request.urlopen(url + "/_stcore/health", timeout=60).read()
+    urllib.request.urlopen(url + "/_stcore/health", timeout=120).read()
     return time.perf_counter() - t0
 
 
-def test_health_answers_during_the_heaviest_run(monkeypatch, tmp_path):
-    monkeypatch.setenv("LLMSIM_DEMO_LIMITS", "slice_work=1e9")
+def test_health_answers_while_the_kernel_runs(monkeypatch, tmp_path):
+    monkeypatch.setenv("LLMSIM_DEMO_LIMITS", "slice_work=1e10,max_work=1.6e9")
     with B.browser() as browser, B.server(log_path=tmp_path / "server.log") as (url, _t0):
         # warm up: the first run compiles (or loads) the kernel, which holds the GIL
         page = B.new_page(browser)
@@ -53,15 +55,11 @@ def test_health_answers_during_the_heaviest_run(monkeypatch, tmp_path):
         B.wait_text(page, "Latency percentiles", 240)
         heavy = B.new_page(browser)
         heavy.goto(url + HEAVY)
-        lat, t0, stopped = [], time.perf_counter(), False
-        while time.perf_counter() - t0 < 150:
+        lat, t0 = [], time.perf_counter()
+        while time.perf_counter() - t0 < WINDOW_S:
             lat.append(_health(url))
-            if len(lat) % 10 == 0 and heavy.get_by_text("work budget").count():
-                stopped = True
-                break
             time.sleep(0.05)
-        assert stopped, "the heaviest run did not stop at its work budget within 150 s"
         assert not B.page_problems(heavy)
         worst = max(lat)
         print(f"health: {len(lat)} polls over {time.perf_counter() - t0:.1f} s, worst {worst * 1e3:.0f} ms")
-        assert worst < TARGET_S, f"worst /_stcore/health latency {worst:.2f} s during the heaviest run"
+        assert worst < TARGET_S, f"worst /_stcore/health latency {worst:.2f} s while the kernel ran"

@@ -86,6 +86,9 @@ HOSTILE = {
     "1000 workflow classes, demo": (classes(), Limits.demo(), ["workflows", "steps"]),
     "timeseries_points x 200 steps, demo": (chain_points(), Limits.demo(), ["timeseries_points", "MiB"]),
     "64 engines x 1 M-token budget": (engines(), Limits(), ["token_budget", "max_batch_size", "GiB"]),
+    "a pool of 64 replicas x 1 M-token budget": (
+        engines(n_e=1).replace('token_budget = 1048576\n', 'token_budget = 1048576\nreplicas = 64\n'),
+        Limits(), ["replicas", "token_budget", "GiB"]),
     "duration 1e9 s at rate 1e6": (single(rate=1e6, horizon=1e9), Limits(), ["duration_seconds", "calls"]),
     "200k requests, demo memory": (single(n=200_000).replace('"constant", value = 512', '"uniform", low = 1, high = 9')
                                    .replace("[engine]", "[run]\ntimeseries_points = 200000\n[engine]"),
@@ -300,3 +303,26 @@ def test_byte_lru_bounds_bytes_not_entries():
     assert c.get(("k", "9")) == 9 and c.get(("k", "0")) is None
     c.put(("big",), "x", 5000)  # larger than the whole cache: not kept, nothing evicted
     assert c.get(("big",)) is None and c.get(("k", "9")) == 9
+
+
+def test_every_page_runs_under_the_demo_limits_and_they_do_not_leak(monkeypatch):
+    """app.py runs each page inside ``budget.use(runs.LIMITS)``: a page that calls
+    llmsim.simulate (sweep, model region) without limits still gets the demo's; the test
+    process's own default is untouched afterwards. The limits in force are read from
+    inside the page (at its call of runs.warm_up)."""
+    AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
+    from llmsim_ui import runs
+    seen = []
+    real = runs.warm_up
+
+    def spy():
+        seen.append(budget.current())
+        return real()
+
+    monkeypatch.setattr(runs, "warm_up", spy)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    at.query_params.update({"sched": "sarathi", "n": "1000"})
+    at.run()
+    assert not at.exception
+    assert seen and all(lim == runs.LIMITS for lim in seen) and runs.LIMITS != Limits()
+    assert budget.current() == Limits()
