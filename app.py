@@ -5,6 +5,11 @@ answers one question, and the shared UI code is in llmsim_ui/.
 """
 
 import os
+import sys
+import time
+
+if os.environ.get("LLMSIM_UI_TIMING"):  # bench/bench_ui.py: when the script started, before its imports
+    print(f"[llmsim-ui    0.00 s @{time.time():.3f}] app.py script starts", file=sys.stderr, flush=True)
 
 # One BLAS thread per server process, set before numpy is first imported (Streamlit itself
 # does not import it): a server runs many sessions at once, and OpenBLAS's spinning worker
@@ -12,6 +17,12 @@ import os
 # loop) into 20 s and more.
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
+
+# a cold Numba cache: start compiling the kernel in a child process now, before the UI's
+# imports, so it runs on the other core while this process imports and draws the first page
+from llmsim import _kernel_cache  # noqa: E402
+
+_kernel_cache.precompile()
 
 import streamlit as st  # noqa: E402
 

@@ -8,7 +8,6 @@ memory pressure. See bench/README.md for what is measured and the recorded figur
 from __future__ import annotations
 
 import argparse
-import json
 import copy
 import os
 import platform
@@ -22,7 +21,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 W1 = ROOT / "scenarios" / "w1.toml"
-RECORDED = Path(__file__).with_name("recorded.json")  # the figures of the last --record run
+sys.path.insert(0, str(Path(__file__).parent))
+from _recorded import RECORDED, fmt as _fmt, previous, record  # noqa: E402
 
 # vllm never chunks, so it needs token_budget >= the largest prompt (+ the tokens a
 # preempted request recomputes); a small KV cache makes preemptions happen. At W1's
@@ -101,10 +101,6 @@ def run_once(case: str, n: int):
     return t1 - t0, t2 - t1, t3 - t2, t4 - t3, res.summary
 
 
-def previous() -> dict:
-    return json.loads(RECORDED.read_text()) if RECORDED.exists() else {}
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="stop at 1e5 requests")
@@ -119,18 +115,20 @@ def main():
     import llmsim
     print(f"numba {numba.__version__}; llmsim from {Path(llmsim.__file__).parent}")
     print()
+    prev = previous("engine")
     (cw, ci_, cf), (hw, hi_, hf) = compile_times()
-    print("compile (fresh process to first result of a 200-request run):")
-    print(f"  cold   (empty NUMBA_CACHE_DIR): {cw:6.2f} s   (import {ci_:.2f} s)")
-    print(f"  cached (second start)         : {hw:6.2f} s   (import {hi_:.2f} s)")
+    print("compile (fresh process to first result of a 200-request run) [previous recorded figure]:")
+    print(f"  cold   (empty NUMBA_CACHE_DIR): {cw:6.2f} s [{_fmt(prev.get('compile cold s'), '.2f')}]  "
+          f"(import {ci_:.2f} s [{_fmt(prev.get('import s'), '.2f')}])")
+    print(f"  cached (second start)         : {hw:6.2f} s [{_fmt(prev.get('compile cached s'), '.2f')}]  "
+          f"(import {hi_:.2f} s)")
     print()
 
     # warm up this process: compile or load the kernel, touch the code paths
     for case in CASES:
         run_once(case, 2_000)
 
-    prev = previous().get("engine", {})
-    now = {"compile cold s": round(cw, 2), "compile cached s": round(hw, 2)}
+    now = {"compile cold s": round(cw, 2), "compile cached s": round(hw, 2), "import s": round(hi_, 2)}
     print(f"simulated requests per wall second, best of {reps[10_000]}/{reps[100_000]}/{reps[1_000_000]} "
           "repeats at 1e4/1e5/1e6: kernel (advance() alone) and end to end (Simulation() + advance() + "
           "result() + verdict(), what llmsim.simulate does); [previous recorded figure]")
@@ -156,18 +154,14 @@ def main():
               f"token_budget {e.token_budget}, kv_cache_tokens "
               f"{scenario(case, 10).engines[0].kv_cache_tokens:,}, "
               f"rate {scenario(case, 10).total_rate:g}/s")
+    # the summary and the verdict come from numpy arrays: a run never builds a DataFrame
+    assert "pandas" not in sys.modules, "the runs imported pandas (summary or verdict built a table)"
+    print("  (pandas was never imported by these runs: summary and verdict are numpy only)")
     print()
     print("targets (issue: speed end to end): end to end >= 4,000,000 req/s on W1 (sarathi); kernel >= "
           "6,000,000 for sarathi and orca, >= 3,000,000 for vllm-mem")
     if args.record:
-        allf = previous()
-        allf["engine"] = now
-        RECORDED.write_text(json.dumps(allf, indent=1, sort_keys=True) + "\n")
-        print(f"recorded in {RECORDED.name}")
-
-
-def _fmt(v) -> str:
-    return "-" if v is None else f"{v:,}"
+        record("engine", now)
 
 
 if __name__ == "__main__":

@@ -76,6 +76,7 @@ def server(numba_cache_dir: str | None = None, log_path: Path | None = None, por
     cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
            "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
     t0 = time.perf_counter()
+    server.launched_epoch = time.time()
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         url = f"http://127.0.0.1:{port}"
@@ -181,6 +182,21 @@ def measure_start(url: str, t0: float, b, query: str = "") -> dict:
     return res
 
 
+STAGE_RE = re.compile(r"\[llmsim-ui +[\d.]+ s @([\d.]+)\] (.*)")
+
+
+def server_stages(log_path: Path, launched_epoch: float) -> dict:
+    """Seconds from the server's launch to each stage the app logged (LLMSIM_UI_TIMING):
+    where a start's time goes on the server's side (the browser's drawing comes after)."""
+    out = {}
+    for line in log_path.read_text(errors="replace").splitlines():
+        m = STAGE_RE.search(line)
+        if m:
+            name = re.sub(r"[\d.]+ s$", "", m.group(2)).strip().rstrip(":")
+            out.setdefault(name, round(float(m.group(1)) - launched_epoch, 2))
+    return out
+
+
 def main(argv=None) -> int:
     import argparse
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -194,8 +210,10 @@ def main(argv=None) -> int:
             cache = tempfile.mkdtemp(prefix="llmsim-numba-")
             try:
                 for label in ("fresh", "restart"):
-                    with server(cache, logs / f"bench-{label}-{i}.log") as (url, t0):
+                    log = logs / f"bench-{label}-{i}.log"
+                    with server(cache, log) as (url, t0):
                         runs[label].append(measure_start(url, t0, b))
+                    runs[label][-1]["server_stages_s"] = server_stages(log, server.launched_epoch)
                     print(label, i, runs[label][-1], flush=True)
             finally:
                 shutil.rmtree(cache, ignore_errors=True)

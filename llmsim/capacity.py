@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import os
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 
 from llmsim import theory as th
@@ -105,36 +105,69 @@ def _search(scenarios: dict, num_requests, rel_tol, max_probes, workers, progres
                      "rel_tol": rel_tol}
     done = 0
     total = max_probes * len(scenarios)
-    pool = _pool(workers) if workers > 1 else None
-    try:
+
+    def batch(s):
+        """The next rates of scenario s (none once its probe budget is spent)."""
+        st = states[s]
+        rates = [] if len(st["res"].probes) >= max_probes else st["pending"]
+        st["pending"] = []
+        return rates
+
+    def absorb(s, outs):
+        """Record one batch of s's probes (in the order they were asked for) and plan the next."""
+        nonlocal done
+        st = states[s]
+        for rate, verdict, growth, thr in outs:
+            st["res"].probes.append((rate, verdict, growth))
+            st["res"].throughputs.append(thr)
+            if verdict == "stable":
+                st["lo"] = rate if st["lo"] is None else max(st["lo"], rate)
+            elif verdict == "unstable":
+                st["hi"] = rate if st["hi"] is None else min(st["hi"], rate)
+            done += 1
+            if progress:
+                progress(done, total, f"{s}: {rate:.3g}/s {verdict}")
+        st["pending"] = _next_rates(st)
+
+    if workers <= 1:
         while True:
-            jobs = []
-            for s, st in states.items():
-                if len(st["res"].probes) >= max_probes:
-                    st["pending"] = []
-                for rate in st["pending"]:
-                    jobs.append((s, rate))
-                st["pending"] = []
-            if not jobs:
+            jobs = {s: batch(s) for s in states}
+            if not any(jobs.values()):
                 break
-            args = [(states[s]["sc"], r) for s, r in jobs]
-            outs = list(pool.map(_probe, args)) if pool else [_probe(a) for a in args]
-            for (s, _), (rate, verdict, growth, _thr) in zip(jobs, outs):
-                st = states[s]
-                st["res"].probes.append((rate, verdict, growth))
-                st["res"].throughputs.append(_thr)
-                if verdict == "stable":
-                    st["lo"] = rate if st["lo"] is None else max(st["lo"], rate)
-                elif verdict == "unstable":
-                    st["hi"] = rate if st["hi"] is None else min(st["hi"], rate)
-                done += 1
-                if progress:
-                    progress(done, total, f"{s}: {rate:.3g}/s {verdict}")
-            for s, st in states.items():
-                st["pending"] = _next_rates(st)
-    finally:
-        if pool:
-            pool.shutdown()
+            for s, rates in jobs.items():
+                if rates:
+                    absorb(s, [_probe((states[s]["sc"], r)) for r in rates])
+    else:
+        # No rounds: a scenario's next batch is submitted as soon as its own batch is back,
+        # so fast scenarios do not wait for a slow one (fastertransformer's probes simulate
+        # ~60x more iterations than sarathi's). Each scenario's probes, and so the result,
+        # are the same as with rounds: its next rates depend only on its own verdicts.
+        pool = _pool(workers)
+        try:
+            running = {}  # future -> (scenario, index in its batch)
+            waiting = {}  # scenario -> [outcome or None] of its batch in flight
+
+            def submit(s):
+                rates = batch(s)
+                if rates:
+                    waiting[s] = [None] * len(rates)
+                    for i, r in enumerate(rates):
+                        running[pool.submit(_probe, (states[s]["sc"], r))] = (s, i)
+
+            # the longest simulations first (simulated time ~ requests / rate): the slowest
+            # scenario's chain of probes is the search's critical path
+            for s in sorted(states, key=lambda s: -1 / max(states[s]["guess"], 1e-12)):
+                submit(s)
+            while running:
+                finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                for f in finished:
+                    s, i = running.pop(f)
+                    waiting[s][i] = f.result()
+                    if all(o is not None for o in waiting[s]):
+                        absorb(s, waiting.pop(s))
+                        submit(s)
+        finally:
+            pool.shutdown(cancel_futures=True)
     out = []
     for s, st in states.items():
         res = st["res"]

@@ -117,6 +117,11 @@ def cmd_run(args):
               f"{_fmt(s['workflow_e2e_p50_s'], ' s')}, p99 {_fmt(s['workflow_e2e_p99_s'], ' s')}")
         for name, load in s["engine_load"].items():
             print(f"  engine {name:12s} load {load:.3f}")
+    parts = getattr(res.verdict, "parts", {}) or {}
+    for name, r in (s.get("replicas") or {}).items():
+        v = parts.get(name, {}).get("verdict", "")
+        print(f"  replica {name:12s} routed {r['routed']}  completed {r['completed']}  "
+              f"{_fmt(r['throughput_rps'], ' req/s')}  busy {100 * r['busy_share']:.0f}%  {v}")
     print(f"verdict       {s['verdict_explanation']}")
     print(f"              backlog growth {_fmt(s['backlog_growth_tokens_per_s'], ' tokens/s')} "
           f"(theory {_fmt(s['theory_drift_tokens_per_s'], ' tokens/s')})")

@@ -19,7 +19,8 @@ from llmsim.schedulers import SCHEDULERS, scheduler_info
 from llmsim.workload import (ConfigError, _check_keys, _num, arrival_process, length_dist,
                              TraceArrivals, TraceSource, with_rate)
 
-POLICIES = {"fcfs": S.POL_FCFS, "priority": S.POL_PRIORITY, "max-pressure": S.POL_MAX_PRESSURE}
+POLICIES = {"fcfs": S.POL_FCFS, "priority": S.POL_PRIORITY, "max-pressure": S.POL_MAX_PRESSURE,
+            "strict-priority": S.POL_STRICT}
 BATCH_TIME_MODELS = ("constant", "staircase", "piecewise", "affine")
 MAX_BUDGET = 1 << 20
 MAX_KV_TOKENS = 200_000_000
@@ -34,13 +35,19 @@ class BatchTime:
     """Seconds one iteration takes, as a function of its token load (SPEC.md §1).
 
     constant: t; staircase: c + a*ceil(n/b0); piecewise: c + a*max(0, n-b0);
-    affine: c0 + cp*prefill + cd*decode + ckv*context tokens of the decoding requests.
+    affine: c0 + cp*prefill + cd*decode + ckv*context tokens of the decoding requests
+    + cpa*prefill attention pairs (a chunk of k tokens after `done` prefilled ones has
+    k*done + k(k+1)/2: the quadratic attention of prefill).
+    A piecewise model may carry the same attention terms (linear layers as a floor and a
+    line, attention on top): c + a*max(0, n-b0) + cp*prefill + cd*decode + ckv*context
+    + cpa*pairs; its params are then (c, a, b0, ckv, cpa, cd, cp).
     """
     model: str
     params: tuple  # model-specific, in the order of `to_table`
     preset: str = ""
 
-    def seconds(self, n_prefill: float, n_decode: float = 0.0, context: float = 0.0) -> float:
+    def seconds(self, n_prefill: float, n_decode: float = 0.0, context: float = 0.0,
+                pairs: float = 0.0) -> float:
         n = n_prefill + n_decode
         p = self.params
         if self.model == "constant":
@@ -48,24 +55,39 @@ class BatchTime:
         if self.model == "staircase":
             return p[0] + p[1] * math.ceil(n / p[2])
         if self.model == "piecewise":
-            return p[0] + p[1] * max(0.0, n - p[2])
-        return p[0] + p[1] * n_prefill + p[2] * n_decode + p[3] * context
+            if len(p) == 3:
+                return p[0] + p[1] * max(0.0, n - p[2])
+            return (p[0] + p[1] * max(0.0, n - p[2]) + p[6] * n_prefill + p[5] * n_decode
+                    + p[3] * context + p[4] * pairs)
+        pa = p[4] if len(p) > 4 else 0.0
+        return p[0] + p[1] * n_prefill + p[2] * n_decode + p[3] * context + pa * pairs
+
+    @property
+    def attention_pair_seconds(self) -> float:
+        return self.params[4] if self.model in ("affine", "piecewise") and len(self.params) > 4 else 0.0
+
+    @property
+    def context_aware(self) -> bool:
+        """Whether the time depends on the prefill/decode split and the contexts."""
+        return self.model == "affine" or (self.model == "piecewise" and len(self.params) > 3)
 
     def full_budget_seconds(self, budget: int, prefill_share: float = 1.0,
-                            mean_context: float = 0.0) -> float:
+                            mean_context: float = 0.0, pairs_per_prefill_token: float = 0.0) -> float:
         """t(b): the time of an iteration holding a full budget of tokens. For the affine
         model the budget is split into prefill and decode tokens by the workload's share of
-        prefill work, and each decode token carries the workload's mean context."""
-        if self.model != "affine":
+        prefill work, each decode token carries the workload's mean context, and each
+        prefill token its mean attention pairs (E[P(P+1)/2] / E[P]: however a prompt is
+        chunked, its chunks' pairs add up to P(P+1)/2)."""
+        if not self.context_aware:
             return self.seconds(budget)
         n_p = budget * prefill_share
         n_d = budget - n_p
-        return self.seconds(n_p, n_d, n_d * mean_context)
+        return self.seconds(n_p, n_d, n_d * mean_context, n_p * pairs_per_prefill_token)
 
     def kernel_params(self):
         code = {"constant": S.BT_CONSTANT, "staircase": S.BT_STAIRCASE,
                 "piecewise": S.BT_PIECEWISE, "affine": S.BT_AFFINE}[self.model]
-        return code, tuple(self.params) + (0.0,) * (4 - len(self.params))
+        return code, tuple(self.params) + (0.0,) * (7 - len(self.params))
 
     def to_table(self):
         if self.preset:
@@ -74,9 +96,17 @@ class BatchTime:
         if self.model == "constant":
             return {"model": "constant", "seconds": p[0]}
         if self.model in ("staircase", "piecewise"):
-            return {"model": self.model, "c_seconds": p[0], "a_seconds": p[1], "b0": int(p[2])}
-        return {"model": "affine", "c0_seconds": p[0], "prefill_seconds_per_token": p[1],
-                "decode_seconds_per_token": p[2], "context_seconds_per_token": p[3]}
+            t = {"model": self.model, "c_seconds": p[0], "a_seconds": p[1], "b0": int(p[2])}
+            if len(p) > 3:
+                for k, v in zip(_PIECEWISE_EXTRA, (p[6], p[5], p[3], p[4])):
+                    if v:
+                        t[k] = v
+            return t
+        t = {"model": "affine", "c0_seconds": p[0], "prefill_seconds_per_token": p[1],
+             "decode_seconds_per_token": p[2], "context_seconds_per_token": p[3]}
+        if self.attention_pair_seconds:
+            t["prefill_attention_seconds_per_pair"] = self.attention_pair_seconds
+        return t
 
     def describe(self):
         p = self.params
@@ -85,9 +115,20 @@ class BatchTime:
         if self.model == "staircase":
             return f"{p[0] * 1e3:g} ms + {p[1] * 1e3:g} ms x ceil(n/{int(p[2])})"
         if self.model == "piecewise":
-            return f"{p[0] * 1e3:g} ms + {p[1] * 1e3:g} ms x max(0, n-{int(p[2])})"
+            extra = ""
+            if len(p) > 3:
+                extra = "".join(f" + {v * f:g} {u}" for v, f, u in (
+                    (p[6], 1e6, "us/prefill tok"), (p[5], 1e6, "us/decode tok"),
+                    (p[3], 1e9, "ns/context tok"), (p[4], 1e12, "ps/prefill pair")) if v)
+            return f"{p[0] * 1e3:g} ms + {p[1] * 1e3:g} ms x max(0, n-{int(p[2])})" + extra
         return (f"{p[0] * 1e3:g} ms + {p[1] * 1e6:g} us/prefill tok + {p[2] * 1e6:g} us/decode tok"
-                + (f" + {p[3] * 1e9:g} ns/context tok" if p[3] else ""))
+                + (f" + {p[3] * 1e9:g} ns/context tok" if p[3] else "")
+                + (f" + {self.attention_pair_seconds * 1e12:g} ps/prefill pair"
+                   if self.attention_pair_seconds else ""))
+
+
+_PIECEWISE_EXTRA = ("prefill_seconds_per_token", "decode_seconds_per_token",
+                    "context_seconds_per_token", "prefill_attention_seconds_per_pair")
 
 
 def batch_time(table, where: str) -> BatchTime:
@@ -98,7 +139,8 @@ def batch_time(table, where: str) -> BatchTime:
         _check_keys(table, {"model", "seconds"}, where)
         return BatchTime("constant", (_num(table, "seconds", where, maximum=3600),))
     if m in ("staircase", "piecewise"):
-        _check_keys(table, {"model", "c_seconds", "a_seconds", "b0"}, where)
+        _check_keys(table, {"model", "c_seconds", "a_seconds", "b0"}
+                    | (set(_PIECEWISE_EXTRA) if m == "piecewise" else set()), where)
         c = _num(table, "c_seconds", where, positive=False, minimum=0, maximum=3600)
         a = _num(table, "a_seconds", where, positive=False, minimum=0, maximum=3600)
         b0 = _num(table, "b0", where, integer=True, maximum=MAX_BUDGET)
@@ -106,16 +148,24 @@ def batch_time(table, where: str) -> BatchTime:
             raise ConfigError(f"{where}: c_seconds and a_seconds cannot both be 0")
         if m == "piecewise" and c <= 0:
             raise ConfigError(f"{where}.c_seconds: {c} must be > 0 (an iteration below b0 tokens takes c)")
+        if m == "piecewise" and any(k in table for k in _PIECEWISE_EXTRA):
+            cp, cd, ckv, cpa = (_num(table, k, where, positive=False, minimum=0,
+                                     maximum=1e-3 if k.endswith("pair") else 1) if k in table else 0.0
+                                for k in _PIECEWISE_EXTRA)
+            return BatchTime(m, (c, a, float(b0), ckv, cpa, cd, cp))
         return BatchTime(m, (c, a, float(b0)))
     if m == "affine":
         _check_keys(table, {"model", "c0_seconds", "prefill_seconds_per_token",
-                            "decode_seconds_per_token", "context_seconds_per_token"}, where)
+                            "decode_seconds_per_token", "context_seconds_per_token",
+                            "prefill_attention_seconds_per_pair"}, where)
         c0 = _num(table, "c0_seconds", where, maximum=3600)
         cp = _num(table, "prefill_seconds_per_token", where, positive=False, minimum=0, maximum=1)
         cd = _num(table, "decode_seconds_per_token", where, positive=False, minimum=0, maximum=1)
         ckv = _num(table, "context_seconds_per_token", where, positive=False, minimum=0, maximum=1) \
             if "context_seconds_per_token" in table else 0.0
-        return BatchTime("affine", (c0, cp, cd, ckv))
+        cpa = _num(table, "prefill_attention_seconds_per_pair", where, positive=False, minimum=0,
+                   maximum=1e-3) if "prefill_attention_seconds_per_pair" in table else 0.0
+        return BatchTime("affine", (c0, cp, cd, ckv, cpa) if cpa else (c0, cp, cd, ckv))
     if m == "preset":
         _check_keys(table, {"model", "name"}, where)
         hp = hardware_preset(table.get("name"), f"{where}.name")
@@ -152,6 +202,11 @@ class EngineConfig:
     batch_time: BatchTime = BatchTime("constant", (0.05,))
     policy: str = "fcfs"
     preset: str = ""
+    max_running_requests: int | None = None  # vLLM max_num_seqs: admitted (running) cap
+    block_size: int = 1                       # KV block size, tokens (vLLM: 16)
+    watermark: float = 0.0                    # KV fraction an admission leaves free (vLLM: 0.01)
+    replicas: tuple = ()                      # pool: engine configs of the replicas (see llmsim.pool)
+    router: str = "jsq_tokens"                # pool router
 
     @property
     def info(self):
@@ -172,14 +227,35 @@ class EngineConfig:
         t["batch_time"] = self.batch_time.to_table()
         if self.policy != "fcfs":
             t["policy"] = self.policy
+        if self.max_running_requests is not None:
+            t["max_running_requests"] = self.max_running_requests
+        if self.block_size != 1:
+            t["block_size"] = self.block_size
+        if self.watermark:
+            t["watermark"] = self.watermark
+        if self.replicas:
+            from llmsim.pool import replicas_to_table
+            t["replicas"] = replicas_to_table(self)
+            t["router"] = self.router
         return t
+
+    @property
+    def kv_blocks_tokens(self) -> int:
+        """KV capacity usable at block granularity: whole blocks only."""
+        return self.kv_cache_tokens // self.block_size * self.block_size
+
+    @property
+    def watermark_tokens(self) -> int:
+        """vLLM's watermark in tokens: int(watermark x blocks) blocks."""
+        return int(self.watermark * (self.kv_cache_tokens // self.block_size)) * self.block_size
 
 
 def engine_config(table, where: str) -> EngineConfig:
     if not isinstance(table, dict):
         raise ConfigError(f"{where}: expected a table, got {table!r}")
     _check_keys(table, {"name", "scheduler", "token_budget", "max_batch_size", "kv_cache_tokens",
-                        "batch_time", "policy", "preset"}, where)
+                        "batch_time", "policy", "preset", "max_running_requests", "block_size",
+                        "watermark", "replicas", "router"}, where)
     kw = {}
     if "preset" in table:
         hp = hardware_preset(table["preset"], f"{where}.preset")
@@ -209,7 +285,18 @@ def engine_config(table, where: str) -> EngineConfig:
         if table["policy"] not in POLICIES:
             raise ConfigError(f"{where}.policy: unknown value {table['policy']!r}; allowed: {', '.join(POLICIES)}")
         kw["policy"] = table["policy"]
-    return EngineConfig(**kw)
+    if "max_running_requests" in table:
+        kw["max_running_requests"] = _num(table, "max_running_requests", where, integer=True,
+                                          maximum=MAX_BUDGET)
+    if "block_size" in table:
+        kw["block_size"] = _num(table, "block_size", where, integer=True, maximum=4096)
+    if "watermark" in table:
+        kw["watermark"] = _num(table, "watermark", where, positive=False, minimum=0, maximum=0.5)
+    eng = EngineConfig(**kw)
+    if "replicas" in table or "router" in table:
+        from llmsim.pool import parse_replicas
+        eng = parse_replicas(eng, table, where)
+    return eng
 
 
 # --------------------------------------------------------------------- workflows
@@ -299,7 +386,9 @@ class Scenario:
 
     def with_scheduler(self, name: str) -> "Scenario":
         scheduler_info(name)
-        return replace(self, engines=tuple(replace(e, scheduler=name) for e in self.engines))
+        return replace(self, engines=tuple(
+            replace(e, scheduler=name, replicas=tuple(replace(r, scheduler=name) for r in e.replicas))
+            for e in self.engines))
 
     def with_rate(self, rate: float, workflow: int | None = None) -> "Scenario":
         """Set the arrival rate (requests or workflows per second); for several workflow
@@ -935,6 +1024,17 @@ def validate(sc: Scenario) -> None:
             raise ConfigError(f"{where}.max_batch_size: {e.max_batch_size!r} must be a whole number >= 1")
         if e.policy not in POLICIES:
             raise ConfigError(f"{where}.policy: unknown value {e.policy!r}; allowed: {', '.join(POLICIES)}")
+        if e.max_running_requests is not None and (
+                not isinstance(e.max_running_requests, int) or not 1 <= e.max_running_requests <= MAX_BUDGET):
+            raise ConfigError(f"{where}.max_running_requests: {e.max_running_requests!r} must be a whole "
+                              f"number in [1, {MAX_BUDGET}]")
+        if not isinstance(e.block_size, int) or not 1 <= e.block_size <= 4096:
+            raise ConfigError(f"{where}.block_size: {e.block_size!r} must be a whole number in [1, 4096]")
+        if not isinstance(e.watermark, (int, float)) or not 0 <= e.watermark <= 0.5:
+            raise ConfigError(f"{where}.watermark: {e.watermark!r} must be a number in [0, 0.5]")
+        if e.replicas:
+            from llmsim.pool import validate_pool
+            validate_pool(e, where)
         if e.batch_time.full_budget_seconds(e.token_budget) <= 0 or e.batch_time.seconds(1) <= 0:
             raise ConfigError(f"{where}.batch_time: an iteration must take a positive time ({e.batch_time.describe()})")
     for wi, w in enumerate(sc.workflows):
@@ -979,7 +1079,12 @@ def _check_fits(e: EngineConfig, s: Step, where: str, ewhere: str):
         d_max = s.output_tokens.quantile(1 - 1e-12)
     if isinstance(p_max, float) and math.isinf(p_max):
         p_max = s.prompt_tokens.quantile(1 - 1e-12)
+    if e.replicas:
+        for i, r in enumerate(e.replicas):
+            _check_fits(r, s, where, f"{ewhere} replica {i}")
+        return
     info = e.info
+    _check_kv_fits(e, p_max + d_max, where, ewhere)
     if p_max + d_max > e.kv_cache_tokens:
         raise ConfigError(
             f"{where}: a request of up to {p_max} prompt + {d_max} output tokens can never fit "
@@ -990,6 +1095,22 @@ def _check_fits(e: EngineConfig, s: Step, where: str, ewhere: str):
             f"{where}: prompts of up to {p_max} tokens can never run under {e.scheduler}, which never "
             f"chunks a prompt: {ewhere}.token_budget = {e.token_budget}; allowed: token_budget >= {p_max}, "
             "or a chunking scheduler (orca, sarathi)")
+
+
+def _check_kv_fits(e: EngineConfig, tokens, where: str, ewhere: str):
+    """A request of `tokens` (prompt + output) KV tokens, rounded up to blocks, must fit
+    the cache less the watermark, or it could never run."""
+    if not math.isfinite(tokens):
+        return
+    b = e.block_size
+    need = -(-int(tokens) // b) * b
+    usable = e.kv_blocks_tokens - e.watermark_tokens
+    if need > usable:
+        raise ConfigError(
+            f"{where}: a request of up to {int(tokens)} KV tokens ({need} in blocks of {b}) can never fit "
+            f"{ewhere}: kv_cache_tokens = {e.kv_cache_tokens} less the watermark ({e.watermark_tokens} "
+            f"tokens) leaves {usable}; allowed: kv_cache_tokens >= {need + e.watermark_tokens}, "
+            "a smaller watermark, or shorter requests")
 
 
 def _check_joins(w: Workflow, where: str):

@@ -145,8 +145,50 @@ def _spawn(ci, cf, si, sf, ei, ef, gi, job, step, t, pool_p, pool_d, delay_pool,
 
 
 @njit(cache=True, _nrt=False)
+def _rand(si, s):
+    """The next uniform in [0, 1) of step s's router stream (MINSTD: no int64 overflow)."""
+    x = si[s, S.S_RNG] * 48271 % 2147483647
+    si[s, S.S_RNG] = x
+    return (x - 1) / 2147483646.0
+
+
+@njit(cache=True, _nrt=False)
+def _route_replica(si, ei, s):
+    """The replica (0..NREP-1) of pool step s (its first row) a ready call joins."""
+    k = si[s, S.S_NREP]
+    r = si[s, S.S_ROUTER]
+    if r == S.R_ROUND_ROBIN:
+        i = si[s, S.S_RR]
+        si[s, S.S_RR] = (i + 1) % k
+        return i
+    if r == S.R_RANDOM:
+        return min(int(_rand(si, s) * k), k - 1)
+    if r == S.R_POWER_OF_TWO:
+        i = min(int(_rand(si, s) * k), k - 1)
+        j = (i + 1 + min(int(_rand(si, s) * (k - 1)), k - 2)) % k
+        bi = ei[si[s + i, S.S_ENGINE], S.E_BACKLOG]
+        bj = ei[si[s + j, S.S_ENGINE], S.E_BACKLOG]
+        return j if bj < bi or (bj == bi and j < i) else i
+    best = 0
+    best_v = -1
+    for i in range(k):
+        e = si[s + i, S.S_ENGINE]
+        if r == S.R_JSQ_TOKENS:
+            v = ei[e, S.E_BACKLOG]
+        else:
+            v = ei[e, S.E_NWAIT] + ei[e, S.E_NRUN]
+        if best_v < 0 or v < best_v:
+            best = i
+            best_v = v
+    return best
+
+
+@njit(cache=True, _nrt=False)
 def _make_ready(ci, cf, si, ei, gi, c, t):
     s = ci[c, S.C_STEP]
+    if si[s, S.S_NREP] > 1:  # a pool: the router picks the replica now
+        s += _route_replica(si, ei, s)
+        ci[c, S.C_STEP] = s
     e = si[s, S.S_ENGINE]
     ci[c, S.C_STATE] = S.ST_WAITING
     cf[c, S.F_READY] = t
@@ -290,10 +332,14 @@ def _batch_seconds(ei, ef, e, n_pref, n_dec, ctx):
         return ef[e, S.EF_BT0] + ef[e, S.EF_BT1] * np.ceil(n / b0)
     elif model == S.BT_PIECEWISE:
         b0 = ef[e, S.EF_BT2]
-        return ef[e, S.EF_BT0] + ef[e, S.EF_BT1] * max(0.0, n - b0)
+        t = ef[e, S.EF_BT0] + ef[e, S.EF_BT1] * max(0.0, n - b0)
+        if ei[e, S.E_BT_ATTN] == 1:  # linear layers + attention (see config.BatchTime)
+            t = (t + ef[e, S.EF_BT6] * n_pref + ef[e, S.EF_BT5] * n_dec + ef[e, S.EF_BT3] * ctx
+                 + ef[e, S.EF_BT4] * ei[e, S.E_PF_PAIRS])
+        return t
     else:  # affine
         return (ef[e, S.EF_BT0] + ef[e, S.EF_BT1] * n_pref + ef[e, S.EF_BT2] * n_dec
-                + ef[e, S.EF_BT3] * ctx)
+                + ef[e, S.EF_BT3] * ctx + ef[e, S.EF_BT4] * ei[e, S.E_PF_PAIRS])
 
 
 @njit(cache=True, _nrt=False)

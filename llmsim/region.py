@@ -107,7 +107,8 @@ class Region:
     prefill batch filling the budget, or a decode-only batch of up to k tokens."""
 
     def __init__(self, batch_time, budget: int, max_batch_size: int | None = None,
-                 max_chunk: int | None = None, context: float = 0.0, batches: str = "all"):
+                 max_chunk: int | None = None, context: float = 0.0, batches: str = "all",
+                 pairs: float = 0.0):
         if batches not in BATCH_SETS:
             raise ValueError(f"batches: {batches!r}; allowed: {', '.join(BATCH_SETS)}")
         b = int(budget)
@@ -115,8 +116,9 @@ class Region:
         pc = b if max_chunk is None else int(max(1, min(max_chunk, b)))
         self.batch_time, self.budget, self.max_batch_size, self.max_chunk = batch_time, b, k, pc
         self.context = float(context)
+        self.pairs = float(pairs)  # mean attention pairs per prefill token (context-aware times)
         self.kind = batches
-        self.approximate = batch_time.model == "affine" and batch_time.params[3] > 0
+        self.approximate = batch_time.context_aware and (batch_time.model != "affine" or any(batch_time.params[3:]))
         x, y = self._candidates()
         c = np.ceil(x / pc)
         t = self._seconds(x.astype(float), y.astype(float))
@@ -144,8 +146,13 @@ class Region:
         if bt.model == "staircase":
             return p[0] + p[1] * np.ceil(n / p[2])
         if bt.model == "piecewise":
-            return p[0] + p[1] * np.maximum(0.0, n - p[2])
-        return p[0] + p[1] * x + p[2] * y + p[3] * y * self.context
+            base = p[0] + p[1] * np.maximum(0.0, n - p[2])
+            if len(p) <= 3:
+                return base
+            # linear layers as a floor and a line, attention on top (params c, a, b0, ckv, cpa, cd, cp)
+            return base + p[6] * x + p[5] * y + p[3] * y * self.context + p[4] * x * self.pairs
+        pa = p[4] if len(p) > 4 else 0.0
+        return p[0] + p[1] * x + p[2] * y + p[3] * y * self.context + pa * x * self.pairs
 
     def _candidates(self):
         b, k, pc = self.budget, self.max_batch_size, self.max_chunk
@@ -245,18 +252,22 @@ class Region:
         return [self.batch(i) for i in self._hull]
 
 
-def engine_region(engine, max_prompt: float, context: float = 0.0, batches: str = "all") -> Region:
+def engine_region(engine, max_prompt: float, context: float = 0.0, batches: str = "all",
+                  pairs: float = 0.0) -> Region:
     """The region of an EngineConfig: chunks hold at most min(b, largest prompt) tokens;
-    `context` is the mean decode context (affine batch times only)."""
+    `context` is the mean decode context and `pairs` the mean prefill attention pairs per
+    prefill token (context-aware batch times only)."""
     b = engine.token_budget
     pc = b if not math.isfinite(max_prompt) else int(max(1, min(math.ceil(max_prompt), b)))
-    ctx = round(float(context), 6) if engine.batch_time.model == "affine" else 0.0
-    return _cached_region(engine.batch_time, b, engine.max_batch_size, pc, ctx, batches)
+    aware = engine.batch_time.context_aware
+    ctx = round(float(context), 6) if aware else 0.0
+    prs = round(float(pairs), 6) if aware else 0.0
+    return _cached_region(engine.batch_time, b, engine.max_batch_size, pc, ctx, batches, prs)
 
 
 @lru_cache(maxsize=128)
-def _cached_region(bt, b, k, pc, ctx, batches) -> Region:
-    return Region(bt, b, k, pc, ctx, batches)
+def _cached_region(bt, b, k, pc, ctx, batches, pairs=0.0) -> Region:
+    return Region(bt, b, k, pc, ctx, batches, pairs)
 
 
 def picture(region: Region, prefill: float, decode: float, chunks: float = 0.0, rate: float | None = None) -> dict:

@@ -9,17 +9,23 @@ from __future__ import annotations
 import math
 import time
 import weakref
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from llmsim import budget, core
 from llmsim import state as S
 from llmsim.config import (POLICIES, Scenario, expected_visits, join_needs, routing_matrix,
                            stochastic_steps,
                            step_index, validate)
+from llmsim.pool import ROUTERS, has_pool, physical_engines
 from llmsim.schedulers import scheduler_info
 from llmsim.workload import ConfigError
+
+if TYPE_CHECKING:
+    import pandas as pd
+# pandas is imported where a table is built, not with llmsim: `import llmsim`, the CLI and the
+# dashboard's compile process start about 0.25 s sooner, and a summary never needs it
 
 MAX_CALLS = 50_000_000
 
@@ -47,10 +53,11 @@ class Result:
     _TABLES = ("timeseries", "requests", "workflows", "iterations")
 
     def __init__(self, scenario: Scenario, summary: dict, timeseries, requests, workflows,
-                 iterations=None, verdict=None):
+                 iterations=None, verdict=None, timeseries_columns: dict | None = None):
         self.scenario = scenario
         self.summary = summary
         self.verdict = verdict
+        self._ts_columns = timeseries_columns
         self._tables = {"timeseries": timeseries, "requests": requests, "workflows": workflows,
                         "iterations": iterations}
 
@@ -67,6 +74,13 @@ class Result:
         return self
 
     timeseries = property(lambda self: self._table("timeseries"))
+
+    def timeseries_column(self, name: str) -> np.ndarray:
+        """One timeseries column as a float array, without building the DataFrame when the
+        Result was made with its columns (a Simulation's results are)."""
+        if self._ts_columns is not None:
+            return self._ts_columns[name]
+        return self.timeseries[name].to_numpy()
     requests = property(lambda self: self._table("requests"))
     workflows = property(lambda self: self._table("workflows"))
     iterations = property(lambda self: self._table("iterations"))
@@ -146,12 +160,30 @@ class Simulation:
         if sc.duration_seconds is not None:
             self.horizon = float(sc.duration_seconds) if n_jobs < (sc.num_requests or math.inf) else float(job_t[-1])
 
-        engines = sc.engines
-        e_index = {e.name: i for i, e in enumerate(engines)}
+        # the kernel runs physical engines: a pool (engine with replicas) is one engine per
+        # replica, and each step at a pool one row (buffer) per replica, contiguous; the
+        # router picks the row when a call becomes ready (core._route_replica)
+        self._phys = physical_engines(sc)
+        engines = [cfg for _, _, cfg in self._phys]
+        self._peng = engines
+        phys_of = [[] for _ in sc.engines]
+        for pe, (li, _, _) in enumerate(self._phys):
+            phys_of[li].append(pe)
+        self._phys_of = phys_of
+        e_index = {e.name: i for i, e in enumerate(sc.engines)}
         sidx = step_index(sc)
-        steps = [(wi, s) for wi, w in enumerate(sc.workflows) for s in w.steps]
+        lsteps = [(wi, s) for wi, w in enumerate(sc.workflows) for s in w.steps]
+        rows, first_row = [], []
+        for k, (wi, s) in enumerate(lsteps):
+            first_row.append(len(rows))
+            for r, pe in enumerate(phys_of[e_index[s.engine]]):
+                rows.append((k, r, pe))
+        self._rows = rows
+        self._first_row = first_row
+        self._lstep = [k for k, _, _ in rows]
+        steps = [lsteps[k] for k, _, _ in rows]
         self._steps = steps
-        n_s = len(steps)
+        n_s = len(rows)
         n_e = len(engines)
         visits = expected_visits(sc)
         q = routing_matrix(sc)
@@ -165,13 +197,13 @@ class Simulation:
             for r in s.routes:
                 acc += r.prob
                 opt_cum.append(acc)
-                child_step.extend(sidx[(wi, ch)] for ch in r.to)
+                child_step.extend(first_row[sidx[(wi, ch)]] for ch in r.to)
                 child_ptr.append(len(child_step))
                 max_fan = max(max_fan, len(r.to))
             opt_ptr.append(len(opt_cum))
         class_root_ptr, class_root = [0], []
         for wi, w in enumerate(sc.workflows):
-            class_root.extend(sidx[(wi, st)] for st in w.start)
+            class_root.extend(first_row[sidx[(wi, st)]] for st in w.start)
             class_root_ptr.append(len(class_root))
         max_roots = max(class_root_ptr[i + 1] - class_root_ptr[i] for i in range(len(sc.workflows)))
         self._margin = int(sum(e.slots for e in engines) * max_fan + max_roots + 1)
@@ -186,14 +218,30 @@ class Simulation:
         pool_start, dpool_start = 0, 0
         join_idx = 0
         e_steps = [[] for _ in range(n_e)]
+        router_seed = np.random.SeedSequence([sc.seed, 10]).generate_state(n_s)
         for k, (wi, s) in enumerate(steps):
-            e = e_index[s.engine]
+            lk, rep, e = rows[k]
             e_steps[e].append(k)
             si[k, S.S_ENGINE] = e
             si[k, S.S_HEAD] = si[k, S.S_TAIL] = -1
-            exact = not stochastic[k]
-            n_calls = int(round(visits[k] * jobs_per_class[wi]))
-            size = n_calls if exact else int(visits[k] * jobs_per_class[wi] * 1.2) + 4 * self._margin
+            pool = sc.engines[e_index[s.engine]]
+            si[k, S.S_NREP] = len(phys_of[e_index[s.engine]]) if rep == 0 else 1
+            si[k, S.S_ROUTER] = ROUTERS[pool.router]
+            si[k, S.S_RNG] = 1 + int(router_seed[k]) % 2147483646
+            if s.delay_seconds > 0:
+                si[k, S.S_DELAY_KIND] = 1 if s.delay_dist == "constant" else 2
+                sf[k, S.SF_DELAY] = s.delay_seconds
+            sf[k, S.SF_MU] = 1.0 / (s.prompt_tokens.mean + s.output_tokens.mean)
+            if rep > 0:  # a replica's row: calls are drawn on the step's first row
+                si[k, S.S_POOL_FINAL] = 1
+                si[k, S.S_POOL_POS] = si[k, S.S_POOL_END] = 0
+                si[k, S.S_DPOOL_POS] = si[k, S.S_DPOOL_END] = 0
+                si[k, S.S_JOIN_NEED] = si[k - rep, S.S_JOIN_NEED]
+                si[k, S.S_JOIN_IDX] = si[k - rep, S.S_JOIN_IDX]
+                continue
+            exact = not stochastic[lk]
+            n_calls = int(round(visits[lk] * jobs_per_class[wi]))
+            size = n_calls if exact else int(visits[lk] * jobs_per_class[wi] * 1.2) + 4 * self._margin
             self._final[k] = exact
             pp, dd, dl = self._draw(k, size)
             pool_p.append(pp)
@@ -206,19 +254,16 @@ class Simulation:
             si[k, S.S_DPOOL_POS] = dpool_start
             dpool_start += len(dl)
             si[k, S.S_DPOOL_END] = dpool_start
-            if s.delay_seconds > 0:
-                si[k, S.S_DELAY_KIND] = 1 if s.delay_dist == "constant" else 2
-                sf[k, S.SF_DELAY] = s.delay_seconds
             need = join_needs(sc.workflows[wi]).get(s.name, 0)
             if s.join:
                 si[k, S.S_JOIN_NEED] = need
                 si[k, S.S_JOIN_IDX] = join_idx
                 join_idx += 1
-            sf[k, S.SF_MU] = 1.0 / (s.prompt_tokens.mean + s.output_tokens.mean)
         self.n_joins = max(join_idx, 1)
         # static priority: explicit `priority` (smaller first), else the order of steps
         for e in range(n_e):
-            e_steps[e].sort(key=lambda k: (steps[k][1].priority if steps[k][1].priority is not None else 10**6, k))
+            e_steps[e].sort(key=lambda k: (steps[k][1].priority if steps[k][1].priority is not None else 10**6,
+                                           self._lstep[k]))
             for r, k in enumerate(e_steps[e]):
                 si[k, S.S_RANK] = r
         self.si, self.sf = si, sf
@@ -235,10 +280,12 @@ class Simulation:
         self.child_step = np.array(child_step if child_step else [0], dtype=np.int64)
         self.class_root_ptr = np.array(class_root_ptr, dtype=np.int64)
         self.class_root = np.array(class_root, dtype=np.int64)
-        self.mp_route = q
+        # max-pressure weights: a downstream step counts its calls at every replica
+        lk = np.array(self._lstep, dtype=np.int64)
+        self.mp_route = np.ascontiguousarray(q[np.ix_(lk, lk)]) if n_s != len(lsteps) else q
         needs_routing = any(len(s.routes) > 1 for _, s in steps)
         if needs_routing:
-            n_route = int(sum(visits[k] * jobs_per_class[wi] for k, (wi, _) in enumerate(steps)) * 1.2) + 4 * self._margin
+            n_route = int(sum(visits[k] * jobs_per_class[wi] for k, (wi, _) in enumerate(lsteps)) * 1.2) + 4 * self._margin
             self.route_u = self._route_rng.random(n_route)
         else:
             self.route_u = np.zeros(1)
@@ -250,13 +297,20 @@ class Simulation:
         for e, cfg in enumerate(engines):
             ei[e, S.E_BUDGET] = cfg.token_budget
             ei[e, S.E_KMAX] = cfg.slots
-            ei[e, S.E_KV_CAP] = cfg.kv_cache_tokens
+            ei[e, S.E_KV_CAP] = cfg.kv_blocks_tokens
+            ei[e, S.E_MAXRUN] = cfg.max_running_requests or (1 << 62)
+            ei[e, S.E_BLOCK] = cfg.block_size
+            ei[e, S.E_WATERMARK] = cfg.watermark_tokens
             ei[e, S.E_SCHED] = int(scheduler_info(cfg.scheduler).code)
             ei[e, S.E_POLICY] = POLICIES[cfg.policy]
             ei[e, S.E_RESERVE_FULL] = int(scheduler_info(cfg.scheduler).reserve_full)
             code, params = cfg.batch_time.kernel_params()
             ei[e, S.E_BT_MODEL] = code
-            ef[e, S.EF_BT0:S.EF_BT3 + 1] = params
+            ef[e, S.EF_BT0:S.EF_BT3 + 1] = params[:4]
+            ef[e, S.EF_BT4] = params[4]
+            ef[e, S.EF_BT5] = params[5]
+            ef[e, S.EF_BT6] = params[6]
+            ei[e, S.E_BT_ATTN] = int(cfg.batch_time.model == "piecewise" and cfg.batch_time.context_aware)
             ei[e, S.E_BATCH_OFF] = boff
             boff += cfg.slots
             ei[e, S.E_PF_HEAD] = ei[e, S.E_PF_TAIL] = -1
@@ -303,7 +357,7 @@ class Simulation:
     # ------------------------------------------------------------------ internals
     def _draw(self, k, n):
         wi, s = self._steps[k]
-        rp, rd, rdl = self._step_rngs[k]
+        rp, rd, rdl = self._step_rngs[self._lstep[k]]
         pp = s.prompt_tokens.sample(rp, n)
         dd = s.output_tokens.sample(rd, n)
         if s.delay_seconds > 0 and s.delay_dist == "exponential":
@@ -321,8 +375,9 @@ class Simulation:
             lo, hi = max(a, self.si[k, S.S_POOL_POS]), min(b, self.si[k, S.S_POOL_END])
             if lo >= hi:
                 continue
-            e = self.scenario.engines[int(self.si[k, S.S_ENGINE])]
             worst = int((self.pool_p[lo:hi] + self.pool_d[lo:hi]).max())
+            e = min((self._peng[self.si[k + r, S.S_ENGINE]] for r in range(self.si[k, S.S_NREP])),
+                    key=lambda x: x.kv_cache_tokens)
             if worst > e.kv_cache_tokens:
                 raise ConfigError(
                     f"a drawn request needs {worst} KV-cache tokens (prompt + output) but "
@@ -485,7 +540,7 @@ class Simulation:
 
     def _stalled(self) -> Exception:
         """Explain an engine that has work but can form no batch."""
-        for e, eng in enumerate(self.scenario.engines):
+        for e, eng in enumerate(self._peng):
             for k in self.e_steps[self.e_steps_ptr[e]:self.e_steps_ptr[e + 1]]:
                 c = self.si[k, S.S_HEAD]
                 if c >= 0 and self.ci[c, S.C_PREF_NEED] > eng.token_budget:
@@ -506,25 +561,39 @@ class Simulation:
         return min(1.0, self.now / self.horizon) if self.horizon > 0 else 0.0
 
     # -------------------------------------------------------------------- outputs
-    def timeseries(self) -> pd.DataFrame:
+    def timeseries_columns(self) -> dict[str, np.ndarray]:
+        """The timeseries as numpy arrays by column name (copies: at most
+        ``timeseries_points`` rows each); what the verdict reads, without pandas."""
         sc = self.scenario
         n = int(self.gi[S.G_REC_N])
         rec = self.rec[:n]
-        cols = {"time_s": rec[:, 0], "workflows_in_system": rec[:, 1]}
-        for e, eng in enumerate(sc.engines):
+        cols = {"time_s": rec[:, 0].copy(), "workflows_in_system": rec[:, 1].copy()}
+        names = ("waiting", "running", "backlog_tokens", "kv_tokens")
+        for li, eng in enumerate(sc.engines):
             p = "" if sc.single else f"{eng.name}."
-            b = 2 + 4 * e
-            for j, name in enumerate(("waiting", "running", "backlog_tokens", "kv_tokens")):
-                cols[p + name] = rec[:, b + j]
+            phys = self._phys_of[li]
+            for j, name in enumerate(names):  # a pool: the sum over its replicas (a new array)
+                cols[p + name] = sum(rec[:, 2 + 4 * e + j] for e in phys) + 0.0
+            if eng.replicas:
+                for e in phys:
+                    for j, name in enumerate(names):
+                        cols[f"{self._peng[e].name}.{name}"] = rec[:, 2 + 4 * e + j].copy()
         if not sc.single:
-            b = 2 + 4 * len(sc.engines)
-            for k, (wi, s) in enumerate(self._steps):
+            b = 2 + 4 * len(self._peng)
+            for lk, (wi, s) in enumerate(_logical_steps(sc)):
                 p = f"{sc.workflows[wi].name}.{s.name}."
-                cols[p + "waiting"] = rec[:, b + 2 * k]
-                cols[p + "in_buffer"] = rec[:, b + 2 * k + 1]
-        return pd.DataFrame(cols)
+                r0 = self._first_row[lk]
+                nrep = int(self.si[r0, S.S_NREP])
+                cols[p + "waiting"] = sum(rec[:, b + 2 * k] for k in range(r0, r0 + nrep)) + 0.0
+                cols[p + "in_buffer"] = sum(rec[:, b + 2 * k + 1] for k in range(r0, r0 + nrep)) + 0.0
+        return cols
+
+    def timeseries(self) -> pd.DataFrame:
+        import pandas as pd
+        return pd.DataFrame(self.timeseries_columns())
 
     def requests(self) -> pd.DataFrame:
+        import pandas as pd
         sc = self.scenario
         n = int(self.gi[S.G_NCALLS])
         ci, cf = self.ci[:n], self.cf[:n]
@@ -546,9 +615,13 @@ class Simulation:
             df["workflow"] = [sc.workflows[steps[k][0]].name for k in ci[:, S.C_STEP]]
             df["step"] = [steps[k][1].name for k in ci[:, S.C_STEP]]
             df["engine"] = [steps[k][1].engine for k in ci[:, S.C_STEP]]
+        if has_pool(sc):
+            df["replica"] = np.array([r for _, r, _ in self._rows], dtype=np.int64)[ci[:, S.C_STEP]] \
+                if n else np.zeros(0, dtype=np.int64)
         return df
 
     def workflows(self) -> pd.DataFrame:
+        import pandas as pd
         sc = self.scenario
         n = int(self.gi[S.G_NEXT_JOB])
         return pd.DataFrame({
@@ -562,10 +635,11 @@ class Simulation:
     def iterations(self) -> pd.DataFrame | None:
         if not self.record_iterations:
             return None
+        import pandas as pd
         n = int(self.gi[S.G_LOG_N])
         li, lf = self.logi[:n], self.logf[:n]
         return pd.DataFrame({
-            "iteration": li[:, 0], "engine": [self.scenario.engines[e].name for e in li[:, 1]],
+            "iteration": li[:, 0], "engine": [self._peng[e].name for e in li[:, 1]],
             "start_s": lf[:, 0], "end_s": lf[:, 1], "request_id": li[:, 2], "tokens": li[:, 3],
             "phase": np.where(li[:, 4] == S.PH_PREFILL, "prefill", "decode"),
         })
@@ -627,13 +701,47 @@ class Simulation:
             s.update({"workflows_arrived": nj, "workflows_completed": int(ok.sum())})
             s.update(_percentiles("workflow_e2e", fin[ok] - arr[ok]))
             s["engine_load"] = {e.name: th.engine_load[i] for i, e in enumerate(sc.engines)}
+        if has_pool(sc):
+            s["replicas"] = self.replica_summary()
         return s
+
+    def replica_summary(self) -> dict:
+        """Per replica of every pool: calls routed to it and completed, iterations,
+        preemptions, busy share and mean backlog (tokens) so far."""
+        n = int(self.gi[S.G_NCALLS])
+        ci = self.ci[:n]
+        row_eng = self.si[:, S.S_ENGINE]
+        eng = row_eng[ci[:, S.C_STEP]]
+        done = ci[:, S.C_STATE] == S.ST_DONE
+        routed = np.bincount(eng, minlength=len(self._peng))
+        completed = np.bincount(eng[done], minlength=len(self._peng))
+        T = self.now
+        out = {}
+        for li, e in enumerate(self.scenario.engines):
+            if not e.replicas:
+                continue
+            for pe in self._phys_of[li]:
+                out[self._peng[pe].name] = {
+                    "routed": int(routed[pe]), "completed": int(completed[pe]),
+                    "throughput_rps": float(completed[pe] / T) if T > 0 else 0.0,
+                    "iterations": int(self.ei[pe, S.E_ITERS]),
+                    "preemptions": int(self.ei[pe, S.E_PREEMPTS]),
+                    "busy_share": float(self.ef[pe, S.EF_BUSY_TIME] / T) if T > 0 else 0.0,
+                    "mean_backlog_tokens": float(self.ef[pe, S.EF_AREA_BACKLOG] / T) if T > 0 else 0.0,
+                }
+        return out
 
     def result(self) -> Result:
         """The run so far. Its tables are built on first access; advancing this
         simulation again first builds those still pending, so a Result never changes."""
-        res = Result(self.scenario, self.summary(), self.timeseries, self.requests, self.workflows,
-                     self.iterations)
+        cols = self.timeseries_columns()  # small copies: the verdict reads them without pandas
+
+        def timeseries():
+            import pandas as pd
+            return pd.DataFrame(cols)
+
+        res = Result(self.scenario, self.summary(), timeseries, self.requests, self.workflows,
+                     self.iterations, timeseries_columns=cols)
         self._pending.append(weakref.ref(res))
         return res
 
@@ -644,6 +752,10 @@ class Simulation:
             if res is not None:
                 res.materialize()
         self._pending.clear()
+
+
+def _logical_steps(sc):
+    return [(wi, s) for wi, w in enumerate(sc.workflows) for s in w.steps]
 
 
 def _percentiles(name: str, x: np.ndarray) -> dict:
@@ -664,6 +776,9 @@ def simulate(scenario: Scenario, record_iterations: bool = False,
     sim.advance()
     res = sim.result()
     res.verdict = partial_verdict(verdict(res), res.summary)
+    if has_pool(scenario):  # a pool is unstable when any replica is
+        from llmsim.pool import with_replica_verdicts
+        res.verdict = with_replica_verdicts(res.verdict, res)
     res.summary.update(res.verdict.summary_fields())
     return res
 

@@ -197,15 +197,15 @@ def verdict_from_runs(results, window: float = 0.5, threshold: float = 0.02, bat
     parts = {}
     part_cols = None if sc.single else _part_columns(sc, theory)
     for r in results:
-        ts = r.timeseries
-        t = ts["time_s"].to_numpy()
-        y = sum(ts[c].to_numpy() for c in cols)
+        col = _column_reader(r)
+        t = col("time_s")
+        y = sum(col(c) for c in cols)
         if not sc.single:
-            y = y + unstarted_work(sc, ts)
+            y = y + unstarted_work(sc, col, len(t))
         fits.append(trend(t, y, start, end, batches))
         if not sc.single:
-            for name, col, rate in part_cols:
-                f = trend(t, ts[col].to_numpy(), start, end, batches)
+            for name, c, rate in part_cols:
+                f = trend(t, col(c), start, end, batches)
                 parts.setdefault(name, []).append((f, rate))
     slope, lo, hi = _pool(fits)
     g, glo, ghi = slope / offered, lo / offered, hi / offered
@@ -257,20 +257,30 @@ def future_work(sc) -> np.ndarray:
     return np.asarray(f, dtype=float).reshape(-1)
 
 
-def unstarted_work(sc, ts) -> np.ndarray:
+def unstarted_work(sc, col, n: int) -> np.ndarray:
     """Tokens of the calls that workflows now in the system will still make: for every
     call at an engine, the expected work its workflow does after it (SPEC.md §5; without
     this a long chain's backlog hides in calls not yet made). Calls in a tool delay are
-    not counted (their workflows' growth shows in the workflows-in-system test)."""
+    not counted (their workflows' growth shows in the workflows-in-system test).
+    `col` reads a timeseries column by name (see _column_reader); n is its length."""
     f = future_work(sc)
-    out = np.zeros(len(ts))
+    out = np.zeros(n)
     k = 0
     for w in sc.workflows:
         for s in w.steps:
             if f[k] != 0:
-                out = out + f[k] * ts[f"{w.name}.{s.name}.in_buffer"].to_numpy()
+                out = out + f[k] * col(f"{w.name}.{s.name}.in_buffer")
             k += 1
     return out
+
+
+def _column_reader(result):
+    """name -> float array of a result's timeseries; numpy only when the result can (so
+    llmsim.simulate never imports pandas), else through its DataFrame."""
+    if hasattr(result, "timeseries_column"):
+        return result.timeseries_column
+    ts = result.timeseries
+    return lambda name: ts[name].to_numpy()
 
 
 def _pool(fits):

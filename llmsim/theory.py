@@ -268,6 +268,9 @@ def _scheduler_batches(name: str) -> str:
 def _engine_theory(sc: Scenario, e_idx: int, visits, lam_steps) -> EngineTheory:
     from llmsim.region import engine_region
     eng = sc.engines[e_idx]
+    if eng.replicas:  # a pool: its replicas' theories combined by its router
+        from llmsim.pool import engine_theory
+        return engine_theory(sc, e_idx, visits, lam_steps, _engine_theory)
     steps = [(k, wi, s) for k, (wi, s) in enumerate(_steps(sc)) if s.engine == eng.name]
     b = eng.token_budget
     rate = float(sum(lam_steps[k] for k, _, _ in steps))
@@ -279,19 +282,23 @@ def _engine_theory(sc: Scenario, e_idx: int, visits, lam_steps) -> EngineTheory:
     # mean context of a decode token: the prompt plus half the output, weighted by decode tokens
     mean_ctx = (sum(lam_steps[k] * s.output_tokens.mean * (s.prompt_tokens.mean + s.output_tokens.mean / 2)
                     for k, _, s in steps) / tok_d) if tok_d > 0 else 0.0
-    t_b = eng.batch_time.full_budget_seconds(b, share, mean_ctx)
+    # prefill attention: a prompt of P tokens has P(P+1)/2 pairs however it is chunked
+    pairs = (sum(lam_steps[k] * (s.prompt_tokens.var + s.prompt_tokens.mean ** 2 + s.prompt_tokens.mean) / 2
+                 for k, _, s in steps) / tok_p) if tok_p > 0 else 0.0
+    t_b = eng.batch_time.full_budget_seconds(b, share, mean_ctx, pairs)
     cap_tok = b / t_b
     notes = []
     if rate <= 0 or offered <= 0:
         return EngineTheory(eng.name, eng.scheduler, b, t_b, cap_tok, 0.0, 0.0, None,
                             "no calls reach this engine", None, None, (), 0.0)
-    if eng.batch_time.model == "affine":
-        notes.append(f"{eng.name}: the affine batch time charges every decode token the mean context "
-                     f"({mean_ctx:.0f} tokens); t(b) uses the workload's prefill share ({share:.2f}): approximate")
+    if eng.batch_time.context_aware:
+        notes.append(f"{eng.name}: the context-aware batch time charges every decode token the mean context "
+                     f"({mean_ctx:.0f} tokens) and every prefill token the mean attention pairs ({pairs:.0f}); "
+                     f"t(b) uses the workload's prefill share ({share:.2f}): approximate")
     p_max = max(s.prompt_tokens.max_value for _, _, s in steps)
     # per call of the engine's mix
     dp, dd, dq = tok_p / rate, tok_d / rate, chunks / rate
-    reg = engine_region(eng, p_max, mean_ctx, "all")
+    reg = engine_region(eng, p_max, mean_ctx, "all", pairs)
     opt = reg.capacity(dp, dd, dq)
     region_rps = opt.rate
     t_bar = opt.mean_iteration_seconds
@@ -310,7 +317,7 @@ def _engine_theory(sc: Scenario, e_idx: int, visits, lam_steps) -> EngineTheory:
         kind = "token capacity b/t(b) (the stability region: exact for work-conserving schedulers)"
     # the scheduler's own capacity: the region of the batches it runs, or its own formula
     sched_set = _scheduler_batches(eng.scheduler)
-    own = engine_region(eng, p_max, mean_ctx, sched_set).capacity(dp, dd, dq) if sched_set != "all" else opt
+    own = engine_region(eng, p_max, mean_ctx, sched_set, pairs).capacity(dp, dd, dq) if sched_set != "all" else opt
     cap_rps = min(own.rate, mem_rps)
     if own.rate < wc_rps * (1 - 1e-9):
         kind = (f"{eng.scheduler}'s batches ({'decode first, prefill filling the budget' if sched_set == 'decode_first' else 'prefill-only batches filling the budget or k-limited decode-only batches'}; "

@@ -215,7 +215,126 @@ class Empirical:
         return {"dist": "empirical", "values": list(self.values)}
 
 
-LENGTH_DISTS = ("constant", "uniform", "geometric", "lognormal", "empirical")
+@dataclass(frozen=True)
+class PoissonLength:
+    """Poisson(mean) token counts, a draw of 0 counted as 1 (the paper's Rybko-Stolyar
+    example draws Poisson(32) and Poisson(512) lengths; P(0) is e^-mean). The reported mean
+    and variance are those of the law with that floor."""
+    mean_value: float
+    name = "poisson"
+
+    def sample(self, rng, n):
+        return np.maximum(rng.poisson(self.mean_value, size=n), 1).astype(np.int64)
+
+    def _pmf(self):
+        from scipy.stats import poisson
+        hi = int(self.quantile(1 - 1e-15)) + 1
+        k = np.arange(0, hi + 1)
+        p = poisson.pmf(k, self.mean_value)
+        k = np.maximum(k, 1).astype(float)
+        return k, p / p.sum()
+
+    @property
+    def mean(self):
+        k, p = self._pmf()
+        return float((k * p).sum())
+
+    @property
+    def var(self):
+        k, p = self._pmf()
+        m = (k * p).sum()
+        return float((k * k * p).sum() - m * m)
+
+    @property
+    def max_value(self):
+        return math.inf
+
+    def quantile(self, q):
+        from scipy.stats import poisson
+        return max(1, int(poisson.ppf(q, self.mean_value)))
+
+    def to_table(self):
+        return {"dist": "poisson", "mean": self.mean_value}
+
+
+@dataclass(frozen=True)
+class _TabulatedLength:
+    """A law on 1..max given by its probabilities: sampled by inverse CDF, with exact
+    mean and variance."""
+
+    def _pmf(self):  # pragma: no cover - subclasses
+        raise NotImplementedError
+
+    def sample(self, rng, n):
+        k, p = self._pmf()
+        cdf = np.cumsum(p)
+        cdf /= cdf[-1]
+        i = np.searchsorted(cdf, rng.random(n), side="right")
+        return k[np.minimum(i, len(k) - 1)].astype(np.int64)
+
+    @property
+    def mean(self):
+        k, p = self._pmf()
+        return float((k * p).sum())
+
+    @property
+    def var(self):
+        k, p = self._pmf()
+        m = (k * p).sum()
+        return float((k * k * p).sum() - m * m)
+
+
+@dataclass(frozen=True)
+class Zipf(_TabulatedLength):
+    """Bounded Zipf: P(k) proportional to k^-s on k = 1..max (heavy-tailed lengths)."""
+    s: float
+    max_tokens: int
+    name = "zipf"
+
+    def _pmf(self):
+        k = np.arange(1, self.max_tokens + 1, dtype=float)
+        w = k ** -self.s
+        return k, w / w.sum()
+
+    @property
+    def max_value(self):
+        return self.max_tokens
+
+    def to_table(self):
+        return {"dist": "zipf", "s": self.s, "max": self.max_tokens}
+
+
+@dataclass(frozen=True)
+class BoundedPareto(_TabulatedLength):
+    """round(X), X bounded Pareto with shape alpha on [low, high] (density proportional to
+    x^-(alpha+1)); the reported mean and variance are those of the rounded law."""
+    alpha: float
+    low: float
+    high: int
+    name = "bounded_pareto"
+
+    def _cdf(self, x):
+        x = np.clip(x, self.low, self.high)
+        a, L, H = self.alpha, self.low, float(self.high)
+        return (1 - (L / x) ** a) / (1 - (L / H) ** a)
+
+    def _pmf(self):
+        k = np.arange(max(1, int(math.floor(self.low + 0.5))), self.high + 1, dtype=float)
+        edges = np.concatenate((k - 0.5, [k[-1] + 0.5]))
+        c = self._cdf(edges)
+        c[0], c[-1] = 0.0, 1.0
+        return k, np.diff(c)
+
+    @property
+    def max_value(self):
+        return self.high
+
+    def to_table(self):
+        return {"dist": "bounded_pareto", "alpha": self.alpha, "low": self.low, "high": self.high}
+
+
+LENGTH_DISTS = ("constant", "uniform", "geometric", "lognormal", "empirical", "poisson", "zipf",
+                "bounded_pareto")
 
 
 def length_dist(table, where: str, base_dir: Path | None = None):
@@ -241,6 +360,21 @@ def length_dist(table, where: str, base_dir: Path | None = None):
         return Lognormal(_num(table, "mean", where, minimum=1, maximum=MAX_TOKENS),
                          _num(table, "cv", where, maximum=20),
                          _num(table, "max", where, integer=True, maximum=1_000_000))
+    if kind == "poisson":
+        _check_keys(table, {"dist", "mean"}, where)
+        return PoissonLength(_num(table, "mean", where, minimum=1, maximum=1_000_000))
+    if kind == "zipf":
+        _check_keys(table, {"dist", "s", "max"}, where)
+        return Zipf(_num(table, "s", where, minimum=0.01, maximum=10),
+                    _num(table, "max", where, integer=True, maximum=1_000_000))
+    if kind == "bounded_pareto":
+        _check_keys(table, {"dist", "alpha", "low", "high"}, where)
+        alpha = _num(table, "alpha", where, minimum=0.01, maximum=10)
+        low = _num(table, "low", where, minimum=1, maximum=1_000_000)
+        high = _num(table, "high", where, integer=True, maximum=1_000_000)
+        if high <= low:
+            raise ConfigError(f"{where}.high: {high} must be > low ({low:g})")
+        return BoundedPareto(alpha, low, high)
     if kind == "empirical":
         _check_keys(table, {"dist", "values", "trace", "column"}, where)
         if "values" in table:

@@ -17,6 +17,7 @@ import streamlit as st
 
 import llmsim
 from llmsim import ConfigError, SCHEDULERS
+from llmsim.pool import ROUTERS
 from llmsim.presets import HARDWARE_PRESETS, WORKLOAD_PRESETS
 from llmsim.workload import TraceArrivals, TraceLengths, parse_trace
 from llmsim_ui import limits as L
@@ -29,6 +30,11 @@ _KV_DEFAULT = HARDWARE_PRESETS[_HW_DEFAULT].kv_cache_tokens if _HW_DEFAULT != CU
 BATCH_MODELS = ("constant", "staircase", "piecewise", "affine")
 ARRIVALS = ("poisson", "gamma", "deterministic")
 DISTS = ("constant", "uniform", "geometric", "lognormal")
+MAX_UI_REPLICAS = 64  # the library allows 256; the dashboard keeps runs short
+ROUTER_HELP = ("How a request picks its replica: round_robin in turn; random; jsq_tokens the one with the "
+               "fewest unprocessed tokens; least_requests the fewest waiting + running requests; "
+               "power_of_two the better of two random ones. State-aware routers reach the sum of the "
+               "replicas' capacities; round robin and random lose when replicas differ (docs/model.md, Pools).")
 DIST_LABELS = {"constant": "constant", "uniform": "uniform (low..high)", "geometric": "geometric (mean)",
                "lognormal": "lognormal (mean, cv, max)"}
 
@@ -64,6 +70,8 @@ def fields(with_rate: bool = True) -> list[Field]:
         Field("kv", _KV_DEFAULT, "int", L.MIN_KV, L.MAX_KV, label="KV cache (tokens)"),
         Field("budget", 512, "int", 1, L.MAX_BUDGET, label="token budget"),
         Field("kmax", 0, "int", 0, L.MAX_BATCH, label="max batch size"),
+        Field("reps", 1, "int", 1, MAX_UI_REPLICAS, label="replicas"),
+        Field("router", "jsq_tokens", "str", choices=tuple(ROUTERS), label="router"),
         Field("wl", CUSTOM, "str", choices=(CUSTOM,) + tuple(WORKLOAD_PRESETS) + (TRACE,), label="workload"),
         Field("arr", "poisson", "str", choices=ARRIVALS, label="arrival process"),
         Field("cv", 2.0, "float", 0.01, 100.0, label="inter-arrival cv"),
@@ -175,6 +183,8 @@ def panel(ps: PageState, with_rate: bool = True, container=None):
     _num(ps, "kmax", "Max batch size (requests per iteration; 0 = no limit)", 8, container=c)
     _num(ps, "kv", "KV cache (tokens of GPU memory)", 10_000, container=c,
          help="How many tokens of context the GPU can hold for admitted requests (SPEC §3).")
+    replicas_panel(ps, "reps", "router", c)
+    vis += ["reps", "router"] if int(ps.get("reps") or 1) > 1 else ["reps"]
 
     c.subheader("Workload", divider="gray")
     wl = c.selectbox("Requests", ps.by_name["wl"].choices, **ps.w("wl", ps.by_name["wl"].choices),
@@ -216,6 +226,16 @@ def panel(ps: PageState, with_rate: bool = True, container=None):
     vis.append("seed")
     ps.visible = vis
     return upload
+
+
+def replicas_panel(ps: PageState, reps: str, router: str, container) -> None:
+    """Replicas of the engine and their router (a small block of its own)."""
+    a, b = container.columns([1, 2])
+    _num(ps, reps, "Replicas", 1, container=a,
+         help="Copies of this engine behind a load balancer (1 = one engine).")
+    if int(ps.get(reps) or 1) > 1:
+        opts = list(ROUTERS)
+        b.selectbox("Router", opts, **ps.w(router, opts), help=ROUTER_HELP)
 
 
 # --------------------------------------------------------------- checks and build
@@ -264,6 +284,9 @@ def scenario_table(ps: PageState, num_requests: int, rate: float | None, schedul
     eng = {"scheduler": scheduler, "token_budget": int(ps.get("budget")), "kv_cache_tokens": int(ps.get("kv"))}
     if ps.get("kmax"):
         eng["max_batch_size"] = int(ps.get("kmax"))
+    if int(ps.get("reps") or 1) > 1:
+        eng["replicas"] = int(ps.get("reps"))
+        eng["router"] = ps.get("router")
     hw = ps.get("hw")
     if hw in HARDWARE_PRESETS:
         eng["preset"] = hw
@@ -364,6 +387,16 @@ def values_from_scenario(sc) -> dict:
     eng, wl = t["engine"], t["workload"]
     v = {"budget": eng["token_budget"], "kmax": eng.get("max_batch_size", 0), "kv": eng["kv_cache_tokens"],
          "seed": int(t.get("seed", 0))}
+    reps = eng.get("replicas", 1)
+    if not isinstance(reps, int):
+        raise ConfigError("engine.replicas: the dashboard edits pools of identical replicas; allowed here: a "
+                          "number (use the command line for a list of different replicas)")
+    for key in ("max_running_requests", "block_size", "watermark"):
+        if key in eng:
+            raise ConfigError(f"engine.{key}: not editable on this page yet; run this file from the command "
+                              "line (python -m llmsim run file.toml)")
+    v["reps"] = reps
+    v["router"] = eng.get("router", "jsq_tokens")
     if eng.get("preset") and eng.get("batch_time", {}).get("model") == "preset":
         v["hw"] = eng["preset"]
     else:

@@ -35,7 +35,7 @@ import pandas as pd
 import streamlit as st
 
 import llmsim
-from llmsim import ConfigError, Scenario, Simulation
+from llmsim import ConfigError, Scenario, Simulation, _kernel_cache
 from llmsim.budget import MiB, Limits
 from llmsim.simulate import partial_verdict
 
@@ -86,6 +86,11 @@ def _warm_up_thread():
 
     def work():
         try:
+            # a cold Numba cache: compile in a child process (app.py may have started it
+            # already), which leaves this process's GIL to the page; then load from the cache
+            if _kernel_cache.precompile():
+                _kernel_cache.wait_precompile()
+                timing("compile process finished")
             result["seconds"] = _compile()
         except BaseException as exc:  # reported to the page that waits for it
             result["error"] = exc
@@ -119,7 +124,8 @@ def timing(msg: str) -> None:
     """With LLMSIM_UI_TIMING=1, report a stage (seconds since this module was imported)
     on stderr: how bench/bench_ui.py explains its startup figures."""
     if os.environ.get("LLMSIM_UI_TIMING"):
-        print(f"[llmsim-ui {time.perf_counter() - _T0:7.2f} s] {msg}", file=sys.stderr, flush=True)
+        print(f"[llmsim-ui {time.perf_counter() - _T0:7.2f} s @{time.time():.3f}] {msg}", file=sys.stderr,
+              flush=True)
 
 
 # ------------------------------------------------------------------------ outcomes

@@ -12,7 +12,8 @@ import streamlit as st
 import llmsim
 from llmsim import SCHEDULERS, ConfigError
 from llmsim.config import POLICIES
-from llmsim_ui import entry
+from llmsim.pool import ROUTERS, make_pool
+from llmsim_ui import entry, inputs
 from llmsim_ui import charts, network, palette, runs, uploads, widgets
 from llmsim_ui import limits as L
 from llmsim_ui.state import Field, PageState
@@ -127,7 +128,10 @@ dyn += [Field(f"rate{i}", float(w.arrival.rate), "float", L.MIN_RATE, L.MAX_RATE
 for i, e in enumerate(file_sc.engines):
     dyn += [Field(f"e{i}_sched", e.scheduler, "str", choices=tuple(SCHEDULERS), label=f"{e.name} scheduler"),
             Field(f"e{i}_budget", e.token_budget, "int", 1, L.MAX_BUDGET, label=f"{e.name} token budget"),
-            Field(f"e{i}_policy", e.policy, "str", choices=tuple(POLICIES), label=f"{e.name} policy")]
+            Field(f"e{i}_policy", e.policy, "str", choices=tuple(POLICIES), label=f"{e.name} policy"),
+            Field(f"e{i}_reps", max(1, len(e.replicas)), "int", 1, inputs.MAX_UI_REPLICAS,
+                  label=f"{e.name} replicas"),
+            Field(f"e{i}_router", e.router, "str", choices=tuple(ROUTERS), label=f"{e.name} router")]
 steps = [(w, s) for w in file_sc.workflows for s in w.steps]
 dyn += [Field(f"prio_{w.name}.{s.name}", rank[f"{w.name}.{s.name}"], "int", 0, L.MAX_PRIORITY,
               label=f"priority of {w.name}.{s.name}") for w, s in steps]
@@ -149,6 +153,7 @@ with st.sidebar:
             st.selectbox("Policy (as configured)", list(POLICIES), **dps.w(f"e{i}_policy", list(POLICIES)),
                          help="Used by the 'as configured' run; the comparison below applies each policy "
                               "to every engine.")
+            inputs.replicas_panel(dps, f"e{i}_reps", f"e{i}_router", st)
     st.subheader("Step priorities", divider="gray",
                  help="Used by the 'priority' policy: at each engine, the buffer with the smallest number is "
                       "served first (strict, non-preemptive). 'reversed priority' flips the order at every engine.")
@@ -188,13 +193,28 @@ if errors:
     st.stop()
 
 # ------------------------------------------------------------------ build
+def _pooled(base, file_engine, k, router):
+    """The engine `base` (the page's scheduler, budget, policy) as a pool of k replicas: the
+    file's own replicas when their number is kept (with the page's scheduler and budget),
+    else k copies of base; k = 1 is the engine alone."""
+    base = replace(base, replicas=())
+    if k <= 1:
+        return base
+    if len(file_engine.replicas) == k:
+        reps = [replace(r, scheduler=base.scheduler, token_budget=base.token_budget) for r in file_engine.replicas]
+    else:
+        reps = [base] * k
+    return make_pool(base, reps, router)
+
+
 try:
     sc = replace(file_sc, num_requests=int(dps.get("n")), duration_seconds=None, drain=False, seed=int(ps.get("seed")),
                  name=file_sc.name or preset)
     for i in range(len(sc.workflows)):
         sc = sc.with_rate(float(dps.get(f"rate{i}")), workflow=i)
-    engines = tuple(replace(e, scheduler=dps.get(f"e{i}_sched"), token_budget=int(dps.get(f"e{i}_budget")),
-                            policy=dps.get(f"e{i}_policy")) for i, e in enumerate(sc.engines))
+    engines = tuple(_pooled(replace(e, scheduler=dps.get(f"e{i}_sched"), token_budget=int(dps.get(f"e{i}_budget")),
+                                    policy=dps.get(f"e{i}_policy")), e, int(dps.get(f"e{i}_reps")),
+                            dps.get(f"e{i}_router")) for i, e in enumerate(sc.engines))
     prios = {f"{w.name}.{s.name}": int(dps.get(f"prio_{w.name}.{s.name}")) for w, s in steps}
     wfs = tuple(replace(w, steps=tuple(replace(s, priority=prios[f"{w.name}.{s.name}"]) for s in w.steps))
                 for w in sc.workflows)

@@ -1,0 +1,78 @@
+"""Guards of the speed work (issue: speed end to end) that need no clock: a large run's
+summary and verdict come from numpy arrays, never from pandas (a million-row DataFrame
+costs more than the run); literal arguments do not make Numba compile a function twice."""
+
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import llmsim
+from llmsim import core, load_scenario
+from llmsim import schedulers as SC
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def no_pandas(monkeypatch):
+    """pandas cannot be imported, and building a DataFrame or Series fails loudly."""
+    def refuse(self, *a, **k):
+        raise AssertionError("a pandas object was built")
+
+    monkeypatch.setattr(pd.DataFrame, "__init__", refuse)
+    monkeypatch.setattr(pd.Series, "__init__", refuse)
+    monkeypatch.setitem(sys.modules, "pandas", None)  # `import pandas` raises ImportError
+
+
+@pytest.mark.parametrize("path", ["scenarios/w1.toml", "scenarios/agents/fork_join.toml"])
+def test_simulate_summary_and_verdict_never_touch_pandas(no_pandas, path):
+    sc = replace(load_scenario(ROOT / path), num_requests=100_000)
+    res = llmsim.simulate(sc)
+    assert res.summary["completed"] > 0
+    assert res.verdict.verdict in ("stable", "unstable", "inconclusive")
+    assert len(res.timeseries_column("time_s")) > 100
+    with pytest.raises(ImportError):  # the guard works: the tables do need pandas
+        res.requests
+
+
+def test_verdict_is_the_same_from_columns_and_from_the_dataframe():
+    sc = replace(load_scenario(ROOT / "scenarios/agents/fork_join.toml"), num_requests=3000)
+    res = llmsim.simulate(sc)
+
+    class Frame:  # a result that only has the DataFrame (the older interface)
+        scenario, summary, timeseries = res.scenario, res.summary, res.timeseries
+
+    assert llmsim.verdict(Frame()) == res.verdict
+
+
+def test_each_kernel_function_is_compiled_once():
+    """A literal True/False or 0 passed to a jitted callee makes Numba compile one
+    specialisation per value (seconds of cold start); every function has one signature."""
+    sc = replace(load_scenario(ROOT / "scenarios/w1.toml"), num_requests=500)
+    sc = replace(sc, engines=(replace(sc.engine, token_budget=2048),))
+    for sched in ("fastertransformer", "vllm", "orca", "sarathi"):
+        llmsim.Simulation(sc.with_scheduler(sched)).advance()
+    twice = {}
+    for mod in (core, SC):
+        for name, f in vars(mod).items():
+            sigs = getattr(f, "signatures", None)
+            if sigs is not None and len(sigs) > 1:
+                twice[f"{mod.__name__}.{name}"] = [str(s) for s in sigs]
+    assert not twice, twice
+
+
+def test_capacity_search_without_rounds_finds_what_rounds_find():
+    """The pooled search submits a scheduler's next probes as soon as its own are back (no
+    waiting for the slowest scheduler); every scheduler's probes, and so the result, are
+    those of the one-process search, which goes round by round."""
+    from llmsim.capacity import capacity_search
+    sc = load_scenario(ROOT / "scenarios/quickstart.toml")
+    sc = replace(sc, engines=(replace(sc.engine, token_budget=4096),))
+    scheds = ["fastertransformer", "sarathi", "vllm"]
+    serial = capacity_search(sc, scheds, num_requests=1000, max_probes=5, workers=1)
+    pooled = capacity_search(sc, scheds, num_requests=1000, max_probes=5, workers=2)
+    assert [r.as_dict() for r in pooled] == [r.as_dict() for r in serial]
+    assert all(len(r.probes) >= 3 for r in serial)
