@@ -40,6 +40,7 @@ pages = [
     st.Page("pages/single_engine.py", title="Single engine", icon=":material/memory:", default=True),
     st.Page("pages/capacity.py", title="Capacity", icon=":material/speed:", url_path="capacity"),
     st.Page("pages/agents.py", title="Agent workflows", icon=":material/account_tree:", url_path="agents"),
+    st.Page("pages/sweep.py", title="Stability map", icon=":material/grid_on:", url_path="sweep"),
     st.Page("pages/model.py", title="The model", icon=":material/school:", url_path="model"),
 ]
 page = st.navigation(pages, position="top")

@@ -172,3 +172,18 @@ def test_click_through_every_page(app):
 
     (ARTIFACTS / "ui-timings.json").write_text(json.dumps(timings, indent=2))
     page.close()
+
+
+def test_stability_map_page(app):
+    """The Sweep page (pages/sweep.py) in the browser: a 3-scheduler map runs, its heatmaps
+    and theory line draw, nothing raises; screenshot docs/screenshots/sweep.png."""
+    url, _t0, browser = app
+    page = B.new_page(browser)
+    page.goto(url + "/sweep?n=3000&x_n=5&y_n=7&y_lo=0.6&y_hi=1.5")
+    B.wait_text(page, "Simulation and theory agree", 300)
+    page.locator('[data-testid="stVegaLiteChart"] g.mark-rect path').first.wait_for(state="attached",
+                                                                                      timeout=60_000)
+    B.wait_text(page, "Download the map (CSV)", 120)
+    assert "Stability map" in page.inner_text("body")
+    _clean(page)
+    _shot(page, "sweep")
