@@ -25,8 +25,13 @@ from llmsim_ui.state import Field, PageState
 
 CUSTOM = "custom"
 TRACE = "trace"
-_HW_DEFAULT = "codellama-34b/a100-80gb" if "codellama-34b/a100-80gb" in HARDWARE_PRESETS else CUSTOM
-_KV_DEFAULT = HARDWARE_PRESETS[_HW_DEFAULT].kv_cache_tokens if _HW_DEFAULT != CUSTOM else 1_000_000
+# The defaults are scenarios/paper/headline.toml: the paper's staircase t(n) for CodeLlama-34B
+# on one A100 (a custom batch time: c = 11.28 ms, a = 35.47 ms, b0 = 128), b = 512, a KV cache
+# of 1,000,000 tokens (memory does not bind, as in the paper), 100 + 100 tokens per request
+# at 15.5 req/s (load 0.93). tests/test_app_dashboard.py checks they match the file.
+_HW_DEFAULT = CUSTOM
+_KV_DEFAULT = 1_000_000
+_RATE_DEFAULT = 15.5
 BATCH_MODELS = ("constant", "staircase", "piecewise", "affine")
 ARRIVALS = ("poisson", "gamma", "deterministic")
 DISTS = ("constant", "uniform", "geometric", "lognormal")
@@ -77,7 +82,8 @@ def fields(with_rate: bool = True) -> list[Field]:
         Field("cv", 2.0, "float", 0.01, 100.0, label="inter-arrival cv"),
     ]
     if with_rate:
-        f += [Field("rate", 14.0, "float", L.MIN_RATE, L.MAX_RATE, label="arrival rate (requests/s)"),
+        f += [Field("rate", _RATE_DEFAULT, "float", L.MIN_RATE, L.MAX_RATE, label="arrival rate (requests/s)"),
+              Field("rho", 0.93, "float", L.MIN_LOAD, L.MAX_LOAD, label="load ρ"),
               Field("speed", 1.0, "float", 0.001, 1000.0, label="trace speed-up")]
     f += _length_fields("p", "prompt", 100) + _length_fields("o", "output", 100)
     f += [Field("seed", 1, "int", 0, L.MAX_SEED, label="seed")]
@@ -94,9 +100,56 @@ def _hw_changed(ps: PageState) -> None:
 
 
 def _wl_changed(ps: PageState) -> None:
-    wl = ps.get("wl")
-    if wl in WORKLOAD_PRESETS and "rate" in ps.by_name:
-        ps.set("rate", float(WORKLOAD_PRESETS[wl].arrival["rate"]))
+    # a preset's published rate belongs to the hardware it was measured on (on the default
+    # engine azure-conv's is at load 5): start at a sensible load instead
+    if ps.get("wl") in WORKLOAD_PRESETS and "rate" in ps.by_name:
+        st.session_state[ps.key("_target_rho")] = L.PRESET_LOAD
+
+
+def _rate_changed(ps: PageState) -> None:
+    st.session_state.pop(ps.key("_target_rho"), None)
+
+
+def _rho_changed(ps: PageState) -> None:
+    st.session_state[ps.key("_target_rho")] = ps.get("rho")
+
+
+def capacity_rps(ps: PageState) -> float | None:
+    """The best possible capacity (requests/s) of the panel's engine and workload: what
+    a load ρ = 1 means. None when the inputs do not make a scenario (their messages come
+    later) or for a trace (its own arrivals)."""
+    if ps.get("wl") == TRACE:
+        return None
+    try:
+        sc = llmsim.scenario_from_table(scenario_table(ps, 1000, 1.0))
+        cap = llmsim.analyze(sc).optimal_capacity_rps
+    except (ConfigError, ValueError, ZeroDivisionError):
+        return None
+    return cap if cap and cap > 0 else None
+
+
+def sync_load(ps: PageState) -> float | None:
+    """Before the panel is drawn: the rate follows a load ρ just typed (or a preset's
+    starting load), and the ρ shown follows the rate. Returns the capacity used."""
+    if "rho" not in ps.by_name:
+        return None
+    cap = capacity_rps(ps)
+    ps.capacity = cap
+    ps.load_error = None
+    if cap is None:
+        return None
+    target = st.session_state.get(ps.key("_target_rho"))
+    if target is not None and not (isinstance(target, (int, float)) and L.MIN_LOAD <= target <= L.MAX_LOAD):
+        # kept as typed, the rate unchanged: check() names the allowed range until it is changed
+        ps.load_error = L.check("Load ρ", target, L.MIN_LOAD, L.MAX_LOAD)
+        return cap
+    st.session_state.pop(ps.key("_target_rho"), None)
+    if target is not None:
+        ps.set("rate", float(f"{target * cap:.4g}"))
+    rate = ps.get("rate")
+    if isinstance(rate, (int, float)) and rate > 0:
+        ps.set("rho", float(f"{float(rate) / cap:.3g}"))
+    return cap
 
 
 # -------------------------------------------------------------------------- panel
@@ -104,12 +157,10 @@ def _wl_changed(ps: PageState) -> None:
 
 def _num(ps: PageState, name: str, label: str, step, help: str | None = None, fmt: str | None = None,
          container=None, **kw):
-    """A number input bounded below only: values above a limit reach ``check`` and get
-    a message saying why, instead of being silently clamped by the widget."""
-    f = ps.by_name[name]
-    c = container or st.sidebar
-    return c.number_input(label, min_value=type(f.default)(f.lo) if f.lo is not None else None,
-                          step=step, help=help, format=fmt, **ps.w(name), **kw)
+    """A number input without bounds: a value beyond a limit, above or below, reaches
+    ``check`` and gets a message saying why (a browser silently refuses a value below a
+    widget's min_value and keeps showing the old results)."""
+    return (container or st.sidebar).number_input(label, step=step, help=help, format=fmt, **ps.w(name), **kw)
 
 
 def _length_panel(ps: PageState, p: str, what: str, container) -> None:
@@ -220,7 +271,14 @@ def panel(ps: PageState, with_rate: bool = True, container=None):
                                     "geometric": [f"{p}_mean"],
                                     "lognormal": [f"{p}_mean", f"{p}_cv", f"{p}_max"]}[d]
     if with_rate and wl != TRACE:
-        _num(ps, "rate", "Arrival rate λ (requests per second)", 0.5, container=c, fmt="%.3f")
+        cap = getattr(ps, "capacity", None)
+        r1, r2 = c.columns(2)
+        _num(ps, "rate", "Arrival rate λ (req/s)", 0.5, container=r1, fmt="%.3f", on_change=_rate_changed,
+             args=(ps,), help="Requests per second. The load ρ beside it follows.")
+        if cap:
+            _num(ps, "rho", "… or load ρ", 0.05, container=r2, fmt="%.3g", on_change=_rho_changed, args=(ps,),
+                 help=f"Arriving work ÷ the best possible capacity ({cap:.3g} req/s for this engine and "
+                      f"workload); the rate follows (ρ × {cap:.3g}). Below 1 a work-conserving scheduler keeps up.")
         vis.append("rate")
     _num(ps, "seed", "Random seed", 1, container=c, help="Same seed, same result — bit for bit.")
     vis.append("seed")
@@ -243,7 +301,7 @@ def replicas_panel(ps: PageState, reps: str, router: str, container) -> None:
 
 def check(ps: PageState, with_rate: bool = True) -> list[str]:
     """Messages for values beyond the demo's limits (the widgets bound them only below)."""
-    errs = []
+    errs = [ps.load_error] if getattr(ps, "load_error", None) else []
     for name in getattr(ps, "visible", []):
         f = ps.by_name[name]
         if f.kind in ("int", "float"):
@@ -463,3 +521,23 @@ def apply_values(ps: PageState, values: dict) -> list[str]:
             errs.append(f"{f.label or name} = {val!r} from the file: {exc}; kept {f.encode(ps.get(name))}. "
                         f"({L.CLI_HINT})")
     return errs
+
+
+_NEEDS_B = re.compile(r"allowed: token_budget >= (\d+)")
+
+
+def raise_budget_button(ps: PageState, message: str, key: str, container=None) -> bool:
+    """Under a 'prompts can never run under <scheduler>' message (a scheduler that never
+    chunks a prompt, with b below the longest prompt): a button that raises b to fit.
+    Returns whether it drew one."""
+    m = _NEEDS_B.search(message)
+    if not m or "budget" not in ps.by_name:
+        return False
+    need = int(m.group(1))
+    if need > L.MAX_BUDGET:
+        return False
+    (container or st).button(f"Raise b to {need:,} to fit the prompts", key=key, icon=":material/expand:",
+                             on_click=ps.set, args=("budget", need),
+                             help="A larger token budget lets whole prompts into one iteration; it also "
+                                  "changes t(b) and every capacity (the chunking schedulers need no change).")
+    return True

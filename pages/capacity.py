@@ -11,7 +11,7 @@ from llmsim import SCHEDULERS, ConfigError
 from llmsim import budget
 from llmsim.capacity import capacity_search
 from llmsim_ui import entry
-from llmsim_ui import charts, inputs, palette, runs
+from llmsim_ui import charts, controls, inputs, palette, runs
 from llmsim_ui import limits as L
 from llmsim_ui.state import Field, PageState
 
@@ -26,22 +26,6 @@ ps = PageState(PAGE, inputs.fields(with_rate=False) + [
     Field("probes", 8, "int", 2, L.MAX_PROBES, label="probes per scheduler"),
     Field("points", 10, "int", 3, L.MAX_SWEEP, label="rates per curve"),
 ])
-
-
-def _restore_upload(ps: PageState) -> None:
-    f = st.session_state.get(ps.key("toml_file"))
-    if f is None:
-        return
-    try:
-        sc, text = inputs.read_upload(f)
-        values = inputs.values_from_scenario(sc)
-    except ConfigError as exc:
-        st.session_state[f"{PAGE}.upload_msgs"] = ("error", [str(exc)])
-        return
-    values["sched"] = inputs.schedulers_in(text) or list(SCHEDULERS)
-    values.pop("n", None)  # a file's run length is not a probe size
-    errs = inputs.apply_values(ps, values)
-    st.session_state[f"{PAGE}.upload_msgs"] = ("error", errs) if errs else ("ok", [f"Restored {f.name}."])
 
 
 def _stop() -> None:
@@ -76,6 +60,22 @@ def _capacity(toml: str, extra_key: str, scheduler: str, n: int, tol: float, pro
     return res
 
 
+def near_boundary_notes(found: dict, tol: float) -> list[str]:
+    """One caveat naming the schedulers judged stable above their theory capacity (the
+    ceiling): near ρ = 1 a finite probe's queue drifts too slowly to detect, so such a
+    "stable" is noise, not a contradiction of theory."""
+    above = []
+    for s, r in found.items():
+        cap, (lo, _hi) = r.theory_capacity_rps, r.interval
+        if cap and lo is not None and np.isfinite(lo) and lo > cap * 1.001:
+            above.append(f"{s} (stable at {lo:.3g} req/s, theory capacity {cap:.3g})")
+    if not above:
+        return []
+    return [f"Judged stable above the theory capacity: {'; '.join(above)}. Within a few per cent of ρ = 1 a "
+            "probe's queue grows too slowly to show in a finite run: use more requests per probe (or "
+            "replications, `python -m llmsim capacity`) before reading the last digit."]
+
+
 ps.restore()
 
 st.title("Capacity — where does each scheduler break?")
@@ -85,16 +85,10 @@ st.markdown(
     "Theory says no scheduler can beat the dashed line **b/t(b)** — a full batch of b tokens every t(b) "
     "seconds — and that work-conserving schedulers (orca, sarathi) reach it.")
 
-with st.sidebar:
-    st.file_uploader("Restore a scenario (TOML)", type=["toml"], key=ps.key("toml_file"),
-                     on_change=_restore_upload, args=(ps,),
-                     help="Any single-engine scenario file; its arrival rate is ignored (this page sweeps it).")
-    kind, msgs = st.session_state.pop(f"{PAGE}.upload_msgs", ("", []))
-    for m in msgs:
-        (st.success if kind == "ok" else st.error)(m)
-    st.multiselect("Schedulers", list(SCHEDULERS), **ps.w("sched"),
-                   help="\n".join(f"- **{k}**: {v.summary}" for k, v in SCHEDULERS.items()))
-upload = inputs.panel(ps, with_rate=False)
+status_slot = st.empty()
+upload = controls.engine_inputs(ps, with_rate=False, sched_label="Schedulers", keep_n=False,
+                                upload_help="Any single-engine scenario file; its arrival rate is ignored "
+                                            "(this page sweeps it).")
 with st.sidebar:
     st.subheader("Search", divider="gray")
     inputs._num(ps, "n", f"Requests per probe (up to {L.MAX_REQUESTS:,})", 5_000,
@@ -116,10 +110,7 @@ for name, label in (("n", "Requests per probe"), ("tol", "Relative precision"), 
         errors.append(m)
 if not schedulers:
     errors.append("Schedulers: choose at least one.")
-if errors:
-    for e in errors:
-        st.error(e, icon=":material/block:")
-    st.stop()
+controls.show_errors(errors)
 
 n = int(ps.get("n"))
 try:
@@ -138,6 +129,7 @@ for s in schedulers:
         refused[s] = str(exc)
 for s, msg in refused.items():
     st.warning(f"{s}: {msg}", icon=":material/block:")
+    inputs.raise_budget_button(ps, msg, key=f"{PAGE}.raise_b.{s}")
 if not scen:
     st.stop()
 
@@ -149,12 +141,12 @@ mean_work = e0.offered_tokens_per_s / base.total_rate
 token_rps = e0.token_capacity / mean_work
 theory_caps = {s: runs.theory(runs.job(s, sc, extra)).capacity_rps for s, sc in scen.items()}
 c1, c2, c3 = st.columns(3)
-c1.metric("Token capacity b/t(b)", f"{e0.token_capacity:,.0f} tok/s",
+c1.metric("Token capacity b/t(b) (tok/s)", f"{e0.token_capacity:,.0f}",
           help=f"b = {e0.token_budget} tokens per iteration, "
                f"t(b) = {e0.t_b_seconds * 1e3:.4g} ms per full iteration.")
-c2.metric("… in requests", f"{token_rps:.3g} req/s",
+c2.metric("… in requests (req/s)", f"{token_rps:.3g}",
           help=f"Divided by {mean_work:,.0f} tokens per request (prompt + output).")
-c3.metric("Best possible capacity", f"{th.optimal_capacity_rps:.3g} req/s",
+c3.metric("Best possible capacity (req/s)", f"{th.optimal_capacity_rps:.3g}",
           help="The smallest of the token, memory and batch-size capacities. " + e0.capacity_kind)
 
 # ------------------------------------------------------------------------ work
@@ -205,7 +197,9 @@ def _progress(done: int, what: str) -> None:
     progress_slot.progress(min(1.0, done / total), text=f"{what} ({done} of {total} steps)")
 
 
-runs.warm_up()
+with status_slot.container():
+    runs.warm_up()
+status_slot.empty()
 if stopped:
     button_slot.button("Resume", icon=":material/play_circle:", key=f"{PAGE}.resume", on_click=_resume)
     progress_slot.info("Stopped. What was computed so far is shown; press Resume to finish.",
@@ -264,6 +258,8 @@ if found:
     st.dataframe(table, hide_index=True, width="stretch",
                  column_config={c: st.column_config.NumberColumn(format="%.3g") for c in table.columns
                                 if "req/s" in c})
+    for msg in near_boundary_notes(found, float(ps.get("tol"))):
+        st.warning(msg, icon=":material/warning:")
 
 st.subheader("Share and save")
 st.caption("The address bar holds a link to this view. The scenario file runs at 80% of the best possible "
