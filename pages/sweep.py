@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import io
 
-import pandas as pd
 import streamlit as st
 
 from llmsim import SCHEDULERS, ConfigError
 from llmsim.sweep import InProcess, run_sweep, sweep_from_table
-from llmsim_ui import entry, inputs, runs
+from llmsim_ui import entry, inputs, runs, uploads
 from llmsim_ui import limits as L
 from llmsim_ui import sweepmap as M
 from llmsim_ui.state import Field, PageState
@@ -73,16 +72,10 @@ if src == "file":
         st.info("Choose a `results.parquet` written by `python -m llmsim sweep` (its directory also holds the "
                 "parts it was built from).", icon=":material/upload_file:")
         st.stop()
-    data = up.getvalue()
-    if len(data) > M.MAX_PARQUET_BYTES:
-        st.error(f"{up.name}: {len(data):,} bytes is above this demo's limit of {M.MAX_PARQUET_BYTES:,} bytes.",
-                 icon=":material/block:")
-        st.stop()
-    try:
-        df = pd.read_parquet(io.BytesIO(data))
-    except Exception as exc:  # pyarrow's errors for a file that is not Parquet vary by version
-        st.error(f"{up.name}: not a readable Parquet file ({type(exc).__name__}: {str(exc)[:200]})",
-                 icon=":material/block:")
+    try:  # size, rows and inflated size checked from the footer before the columns are read
+        df = uploads.read_parquet_upload(up, M.MAX_PARQUET_BYTES)
+    except ConfigError as exc:
+        st.error(str(exc), icon=":material/block:")
         st.stop()
     bad = M.check_table(df)
     if bad:

@@ -334,3 +334,31 @@ def test_trace_uploads_are_capped():
     at.file_uploader(key="single.trace_file").set_value(("big.csv", big, "text/csv"))
     msg = shown(at.run())
     assert "big.csv" in msg and f"{L.MAX_TRACE_UPLOAD_BYTES:,} bytes" in msg, msg
+
+
+def test_parquet_uploads_are_checked_before_inflating():
+    """A sweep result whose columns inflate far beyond its bytes (zstd of zeros) is refused
+    from its footer, before any column is decompressed."""
+    import io
+
+    import pandas as pd
+    n = 4_000_000  # 32 MB per column inflated, a few kB compressed
+    buf = io.BytesIO()
+    pd.DataFrame({"a": np.zeros(n), "b": np.zeros(n), "c": np.zeros(n), "d": np.zeros(n),
+                  "e": np.zeros(n)}).to_parquet(buf, index=False, compression="zstd")
+    data = buf.getvalue()
+    assert len(data) < 1_000_000
+
+    class Up:
+        name = "bomb.parquet"
+        size = len(data)
+
+        def getvalue(self):
+            return data
+    with pytest.raises(ConfigError, match="rows is above|inflate to"):
+        uploads.read_parquet_upload(Up(), 50_000_000)
+    with pytest.raises(ConfigError, match="inflate to"):
+        uploads.read_parquet_upload(Up(), 50_000_000, max_rows=10**9)
+    at = page("pages/sweep.py", src="file")
+    at.file_uploader(key="map.parquet").set_value(("bomb.parquet", data, "application/octet-stream"))
+    assert "bomb.parquet" in shown(at.run())
