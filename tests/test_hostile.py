@@ -78,6 +78,14 @@ def test_dashboard_policy_never_opens_a_server_path(path):
     assert "root:" not in msg and "PATH=" not in msg
 
 
+def test_dashboard_policy_covers_length_traces_too():
+    text = single('{ process = "poisson", rate = 1.0 }').replace(
+        "num_requests = 50", 'num_requests = 50\nprompt_tokens = { dist = "empirical", trace = "/etc/passwd" }\n'
+        'output_tokens = { dist = "constant", value = 5 }')
+    with pytest.raises(ConfigError, match="workload.prompt_tokens.trace: '/etc/passwd' is not available here"):
+        loads_scenario(text, trace_policy="shipped+uploaded")
+
+
 def test_dashboard_policy_allows_shipped_and_uploaded_traces():
     sc = loads_scenario(trace_single("azure_conv_2023_head.csv"), trace_policy="shipped+uploaded")
     assert sc.workflow.arrival.trace.path == "azure_conv_2023_head.csv"
