@@ -173,9 +173,11 @@ def estimate(sc) -> dict:
             n_joins += int(bool(s.join))
             for r in s.routes:
                 max_fan = max(max_fan, len(r.to))
-    slots = sum(e.slots for e in sc.engines)
+    from llmsim.pool import physical_engines  # a pool runs one engine per replica
+    phys = [cfg for _, _, cfg in physical_engines(sc)]
+    slots = sum(e.slots for e in phys)
     margin = float(slots) * max_fan + 2
-    n_e, n_s = len(sc.engines), k
+    n_e, n_s = len(phys), k * max(1, len(phys) // max(1, len(sc.engines)))
     parts = {
         "arrivals": arrivals_drawn * _ARRIVAL,
         # + routing draws; a network's requests table adds workflow/step/engine columns
@@ -195,7 +197,7 @@ def estimate(sc) -> dict:
         min(total_jobs / rate if 0 < rate < math.inf else math.inf,
             float(sc.duration_seconds) if sc.duration_seconds is not None else math.inf))
     e_index = {e.name: i for i, e in enumerate(sc.engines)}
-    tokens = [0.0] * n_e
+    tokens = [0.0] * len(sc.engines)
     k = 0
     for wi, w in enumerate(sc.workflows):
         for s in w.steps:
@@ -220,9 +222,11 @@ def _batch_seconds_upper(e) -> float:
         return p[0]
     if m == "staircase":
         return p[0] + p[1] * math.ceil(b / max(p[2], 1))
-    if m == "piecewise":
-        return p[0] + p[1] * max(0.0, b - p[2])
-    return p[0] + max(p[1], p[2]) * b + p[3] * e.kv_cache_tokens
+    kv = e.kv_cache_tokens
+    pairs = b * kv + b * (b + 1) / 2  # prefill attention pairs of a chunk of b after kv tokens
+    if m == "piecewise":  # (the attention terms are 0 for a plain piecewise model)
+        return p[0] + p[1] * max(0.0, b - p[2]) + max(p[5], p[6]) * b + p[3] * kv + p[4] * pairs
+    return p[0] + max(p[1], p[2]) * b + p[3] * kv + p[4] * pairs
 
 
 def _length_field(sc) -> str:

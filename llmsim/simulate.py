@@ -775,10 +775,11 @@ def simulate(scenario: Scenario, record_iterations: bool = False,
     sim = Simulation(scenario, record_iterations=record_iterations, limits=limits)
     sim.advance()
     res = sim.result()
-    res.verdict = partial_verdict(verdict(res), res.summary)
+    v = verdict(res)
     if has_pool(scenario):  # a pool is unstable when any replica is
         from llmsim.pool import with_replica_verdicts
-        res.verdict = with_replica_verdicts(res.verdict, res)
+        v = with_replica_verdicts(v, res)
+    res.verdict = partial_verdict(v, res.summary)
     res.summary.update(res.verdict.summary_fields())
     return res
 

@@ -619,7 +619,7 @@ class DaskExecutor(InProcess):
                    "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH", "")]))}
             import logging
             self.cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                        host="127.0.0.1", dashboard_address=None,
+                                        host="127.0.0.1", dashboard_address="127.0.0.1:0",
                                         silence_logs=logging.ERROR, env=env)
             self.client = Client(self.cluster)
             self.description = f"embedded Dask LocalCluster, {n} worker(s)"

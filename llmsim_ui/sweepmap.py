@@ -25,6 +25,9 @@ from llmsim_ui import palette
 MAX_MAP_POINTS = 600            # cells x schedulers
 MAX_MAP_REQUESTS = 6_000_000    # simulated arrivals over the whole map
 MAX_PARQUET_BYTES = 50_000_000
+MAX_PARQUET_ROWS = 1_000_000     # a 100,000-point sweep with room to spare
+MAX_PARQUET_COLUMNS = 200
+MAX_PARQUET_MEMORY = 400_000_000  # bytes once decompressed (Parquet compresses well: bound it before reading)
 
 # the axes offered on the page: field -> (label, log scale, whole numbers, default range)
 AXES = {
@@ -65,6 +68,32 @@ def sweep_axes(df: pd.DataFrame) -> list[str]:
         return cols[cols.index("replications") + 1:cols.index("scheduler")]
     except ValueError:
         return []
+
+
+def read_parquet(data: bytes, name: str) -> pd.DataFrame:
+    """A sweep result uploaded as Parquet, its size checked from the file's footer before
+    any column is decompressed. ValueError says what is wrong, naming the file."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    if len(data) > MAX_PARQUET_BYTES:
+        raise ValueError(f"{name}: {len(data):,} bytes is above this demo's limit of {MAX_PARQUET_BYTES:,} bytes")
+    try:
+        f = pq.ParquetFile(pa.BufferReader(data))
+        meta = f.metadata
+    except Exception as exc:  # pyarrow's errors for a file that is not Parquet vary by version
+        raise ValueError(f"{name}: not a readable Parquet file ({type(exc).__name__}: {str(exc)[:200]})") from None
+    if meta.num_rows > MAX_PARQUET_ROWS:
+        raise ValueError(f"{name}: {meta.num_rows:,} rows is above this demo's limit of {MAX_PARQUET_ROWS:,}")
+    if meta.num_columns > MAX_PARQUET_COLUMNS:
+        raise ValueError(f"{name}: {meta.num_columns:,} columns is above this demo's limit of {MAX_PARQUET_COLUMNS}")
+    size = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    if size > MAX_PARQUET_MEMORY:
+        raise ValueError(f"{name}: {size:,} bytes once decompressed is above this demo's limit of "
+                         f"{MAX_PARQUET_MEMORY:,}")
+    try:
+        return f.read().to_pandas()
+    except Exception as exc:
+        raise ValueError(f"{name}: not a readable Parquet file ({type(exc).__name__}: {str(exc)[:200]})") from None
 
 
 def check_table(df: pd.DataFrame) -> str | None:

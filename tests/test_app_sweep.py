@@ -110,3 +110,20 @@ def test_the_map_as_a_sweep_file_is_the_same_sweep():
     a = sweep_from_table(table, ".")
     b = loads_sweep(sweep_file_text(table), ".")
     assert a.fingerprint() == b.fingerprint() and a.points() == b.points()
+
+
+def test_an_oversized_parquet_is_refused_from_its_footer(monkeypatch):
+    import pandas as pd
+    from llmsim_ui import sweepmap as M
+    buf = io.BytesIO()
+    pd.DataFrame({"a": range(100)}).to_parquet(buf, index=False)
+    assert len(M.read_parquet(buf.getvalue(), "ok.parquet")) == 100
+    monkeypatch.setattr(M, "MAX_PARQUET_ROWS", 10)
+    with pytest.raises(ValueError, match="100 rows is above"):
+        M.read_parquet(buf.getvalue(), "big.parquet")
+    monkeypatch.setattr(M, "MAX_PARQUET_ROWS", 1000)
+    monkeypatch.setattr(M, "MAX_PARQUET_MEMORY", 10)
+    with pytest.raises(ValueError, match="once decompressed"):
+        M.read_parquet(buf.getvalue(), "bomb.parquet")
+    with pytest.raises(ValueError, match="not a readable Parquet file"):
+        M.read_parquet(b"PAR1 nope", "bad.parquet")

@@ -322,3 +322,25 @@ def test_record_offers_every_numeric_summary_field(path):
     s = simulate(sc).summary
     numeric = {k for k, v in s.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     assert numeric - {"seed", "wall_seconds"} == set(_summary_fields(sc))
+
+
+def test_replicas_and_router_are_axes_like_any_field():
+    """Pools (SPEC §7): `engine.replicas` and `engine.router` vary by their dotted names, and
+    the load axis scales the rate with the pool's capacity."""
+    from llmsim.sweep import load_sweep
+    from llmsim.theory import analyze
+    s = load_sweep(ROOT / "scenarios/sweeps/routers.toml")
+    assert s.size == 40
+    rr = s.scenario({"engine.router": "round_robin", "workload.arrival.rate": 30.0})
+    assert rr.engine.router == "round_robin" and rr.total_rate == 30.0
+    # a pool's load is against its capacity under its own router (llmsim.analyze)
+    rr = s.scenario({"engine.router": "round_robin", "load": 0.6})
+    jsq = s.scenario({"engine.router": "jsq_tokens", "load": 0.6})
+    assert jsq.total_rate == pytest.approx(0.6 * 50.14, rel=1e-3)
+    assert rr.total_rate == pytest.approx(0.6 * 2 * 16.71, rel=1e-3)
+    two = loads_sweep((ROOT / "scenarios/deploy/jsq_two_replicas.toml").read_text()
+                      + "[sweep]\n[sweep.axes]\n\"engine.replicas\" = [1, 2, 4]\nload = [0.9]\n",
+                      ROOT / "scenarios/deploy")
+    rates = [two.scenario(p).total_rate for p in two.points()]
+    assert rates[1] == pytest.approx(2 * rates[0], rel=1e-6) and rates[2] == pytest.approx(4 * rates[0], rel=1e-6)
+    assert analyze(two.scenario(two.points()[2])).load == pytest.approx(0.9, rel=1e-9)
