@@ -26,8 +26,6 @@ MAX_PRIORITY = 1000
 MAX_TOML_BYTES = 200_000        # a scenario file, uploaded or inflated from a link
 MAX_LINK_CHARS = 16_000         # a link's compressed `toml` parameter (the page writes at most 4,000)
 MAX_TRACE_UPLOAD_BYTES = 5 * 1024 * 1024  # a trace CSV (server.maxUploadSize is 5 MB too)
-MAX_PARQUET_UNCOMPRESSED = 128 * 1024 * 1024  # a sweep result's columns, inflated
-MAX_PARQUET_ROWS = 1_000_000    # rows of an uploaded sweep result
 
 CLI_HINT = "for bigger runs use the command line (python -m llmsim run scenario.toml)"
 

@@ -94,34 +94,3 @@ def scenario_from_text(text: str, traces: dict | None = None, name: str | None =
             raise ConfigError(f"{name}: {exc}") from None
         raise
 
-
-def read_parquet_upload(uploaded, max_bytes: int, max_uncompressed: int = L.MAX_PARQUET_UNCOMPRESSED,
-                        max_rows: int = L.MAX_PARQUET_ROWS):
-    """A DataFrame from an uploaded Parquet file. The file's footer is read first and the
-    file refused if its columns would inflate beyond `max_uncompressed` bytes or hold more
-    than `max_rows` rows: a few MB of zstd can decompress to gigabytes."""
-    import io
-
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-    name = getattr(uploaded, "name", "upload")
-    data = _bytes_of(uploaded, max_bytes, "a Parquet file")
-    try:
-        pf = pq.ParquetFile(io.BytesIO(data))
-        meta = pf.metadata
-        # decoded, not just decompressed: run-length and dictionary encodings shrink a column
-        # far below its in-memory size, so count at least 8 bytes per value as well
-        size = max(sum(meta.row_group(i).column(j).total_uncompressed_size
-                       for i in range(meta.num_row_groups) for j in range(meta.num_columns)),
-                   8 * meta.num_rows * meta.num_columns)
-    except (pa.ArrowException, OSError, ValueError, IndexError) as exc:
-        raise ConfigError(f"{name}: not a readable Parquet file ({type(exc).__name__})") from None
-    if meta.num_rows > max_rows:
-        raise ConfigError(f"{name}: {meta.num_rows:,} rows is above this demo's limit of {max_rows:,}")
-    if size > max_uncompressed:
-        raise ConfigError(f"{name}: its columns inflate to {size:,} bytes, above this demo's limit of "
-                          f"{max_uncompressed:,} bytes")
-    try:
-        return pf.read().to_pandas()
-    except (pa.ArrowException, OSError, ValueError, MemoryError) as exc:
-        raise ConfigError(f"{name}: not a readable Parquet file ({type(exc).__name__})") from None

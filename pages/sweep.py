@@ -72,15 +72,9 @@ if src == "file":
         st.info("Choose a `results.parquet` written by `python -m llmsim sweep` (its directory also holds the "
                 "parts it was built from).", icon=":material/upload_file:")
         st.stop()
-<<<<<<< HEAD
-    try:  # size, rows and inflated size checked from the footer before the columns are read
-        df = uploads.read_parquet_upload(up, M.MAX_PARQUET_BYTES)
-    except ConfigError as exc:
-=======
-    try:
+    try:  # size, rows, columns and decoded size checked from the footer before any column is read
         df = M.read_parquet(up.getvalue(), up.name)
     except ValueError as exc:
->>>>>>> main
         st.error(str(exc), icon=":material/block:")
         st.stop()
     bad = M.check_table(df)

@@ -12,7 +12,6 @@ import re
 import subprocess
 import sys
 import time
-import zlib
 from dataclasses import replace
 from pathlib import Path
 
@@ -344,29 +343,21 @@ def test_trace_uploads_are_capped():
     assert "big.csv" in msg and f"{L.MAX_TRACE_UPLOAD_BYTES:,} bytes" in msg, msg
 
 
-def test_parquet_uploads_are_checked_before_inflating():
-    """A sweep result whose columns inflate far beyond its bytes (zstd of zeros) is refused
-    from its footer, before any column is decompressed."""
+def test_parquet_uploads_are_checked_before_inflating(monkeypatch):
+    """A sweep result whose columns decode far beyond their bytes (zeros: run-length
+    encoded and zstd-compressed) is refused from its footer, before any column is read."""
     import io
 
     import pandas as pd
-    n = 4_000_000  # 32 MB per column inflated, a few kB compressed
+    from llmsim_ui import sweepmap as M
+    n = 400_000  # 16 MB decoded in 5 columns, a few kB on disk
     buf = io.BytesIO()
-    pd.DataFrame({"a": np.zeros(n), "b": np.zeros(n), "c": np.zeros(n), "d": np.zeros(n),
-                  "e": np.zeros(n)}).to_parquet(buf, index=False, compression="zstd")
+    pd.DataFrame({c: np.zeros(n) for c in "abcde"}).to_parquet(buf, index=False, compression="zstd")
     data = buf.getvalue()
-    assert len(data) < 1_000_000
-
-    class Up:
-        name = "bomb.parquet"
-        size = len(data)
-
-        def getvalue(self):
-            return data
-    with pytest.raises(ConfigError, match="rows is above|inflate to"):
-        uploads.read_parquet_upload(Up(), 50_000_000)
-    with pytest.raises(ConfigError, match="inflate to"):
-        uploads.read_parquet_upload(Up(), 50_000_000, max_rows=10**9)
+    assert len(data) < 100_000
+    monkeypatch.setattr(M, "MAX_PARQUET_MEMORY", 10_000_000)
+    with pytest.raises(ValueError, match="once decompressed is above"):
+        M.read_parquet(data, "bomb.parquet")
     at = page("pages/sweep.py", src="file")
     at.file_uploader(key="map.parquet").set_value(("bomb.parquet", data, "application/octet-stream"))
-    assert "bomb.parquet" in shown(at.run())
+    assert "bomb.parquet: 16,000,000 bytes once decompressed" in shown(at.run())
