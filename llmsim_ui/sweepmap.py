@@ -86,7 +86,10 @@ def read_parquet(data: bytes, name: str) -> pd.DataFrame:
         raise ValueError(f"{name}: {meta.num_rows:,} rows is above this demo's limit of {MAX_PARQUET_ROWS:,}")
     if meta.num_columns > MAX_PARQUET_COLUMNS:
         raise ValueError(f"{name}: {meta.num_columns:,} columns is above this demo's limit of {MAX_PARQUET_COLUMNS}")
-    size = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    # decoded, not just decompressed: run-length and dictionary encodings keep a column of
+    # repeated values tiny in the footer's sizes, so count at least 8 bytes per value too
+    size = max(sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups)),
+               8 * meta.num_rows * meta.num_columns)
     if size > MAX_PARQUET_MEMORY:
         raise ValueError(f"{name}: {size:,} bytes once decompressed is above this demo's limit of "
                          f"{MAX_PARQUET_MEMORY:,}")

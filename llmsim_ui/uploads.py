@@ -93,3 +93,4 @@ def scenario_from_text(text: str, traces: dict | None = None, name: str | None =
         if name:
             raise ConfigError(f"{name}: {exc}") from None
         raise
+

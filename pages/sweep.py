@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import io
 
-import pandas as pd
 import streamlit as st
 
 from llmsim import SCHEDULERS, ConfigError
 from llmsim.sweep import InProcess, run_sweep, sweep_from_table
-from llmsim_ui import entry, inputs, runs
+from llmsim_ui import entry, inputs, runs, uploads
 from llmsim_ui import limits as L
 from llmsim_ui import sweepmap as M
 from llmsim_ui.state import Field, PageState
@@ -73,7 +72,7 @@ if src == "file":
         st.info("Choose a `results.parquet` written by `python -m llmsim sweep` (its directory also holds the "
                 "parts it was built from).", icon=":material/upload_file:")
         st.stop()
-    try:
+    try:  # size, rows, columns and decoded size checked from the footer before any column is read
         df = M.read_parquet(up.getvalue(), up.name)
     except ValueError as exc:
         st.error(str(exc), icon=":material/block:")

@@ -12,7 +12,6 @@ import re
 import subprocess
 import sys
 import time
-import zlib
 from dataclasses import replace
 from pathlib import Path
 
@@ -76,6 +75,14 @@ def test_dashboard_policy_never_opens_a_server_path(path):
     assert "workload.arrival.path" in msg and "not available here" in msg, msg
     assert "azure_conv_2023_head.csv" in msg  # what is allowed is named
     assert "root:" not in msg and "PATH=" not in msg
+
+
+def test_dashboard_policy_covers_length_traces_too():
+    text = single('{ process = "poisson", rate = 1.0 }').replace(
+        "num_requests = 50", 'num_requests = 50\nprompt_tokens = { dist = "empirical", trace = "/etc/passwd" }\n'
+        'output_tokens = { dist = "constant", value = 5 }')
+    with pytest.raises(ConfigError, match="workload.prompt_tokens.trace: '/etc/passwd' is not available here"):
+        loads_scenario(text, trace_policy="shipped+uploaded")
 
 
 def test_dashboard_policy_allows_shipped_and_uploaded_traces():
@@ -334,3 +341,23 @@ def test_trace_uploads_are_capped():
     at.file_uploader(key="single.trace_file").set_value(("big.csv", big, "text/csv"))
     msg = shown(at.run())
     assert "big.csv" in msg and f"{L.MAX_TRACE_UPLOAD_BYTES:,} bytes" in msg, msg
+
+
+def test_parquet_uploads_are_checked_before_inflating(monkeypatch):
+    """A sweep result whose columns decode far beyond their bytes (zeros: run-length
+    encoded and zstd-compressed) is refused from its footer, before any column is read."""
+    import io
+
+    import pandas as pd
+    from llmsim_ui import sweepmap as M
+    n = 400_000  # 16 MB decoded in 5 columns, a few kB on disk
+    buf = io.BytesIO()
+    pd.DataFrame({c: np.zeros(n) for c in "abcde"}).to_parquet(buf, index=False, compression="zstd")
+    data = buf.getvalue()
+    assert len(data) < 100_000
+    monkeypatch.setattr(M, "MAX_PARQUET_MEMORY", 10_000_000)
+    with pytest.raises(ValueError, match="once decompressed is above"):
+        M.read_parquet(data, "bomb.parquet")
+    at = page("pages/sweep.py", src="file")
+    at.file_uploader(key="map.parquet").set_value(("bomb.parquet", data, "application/octet-stream"))
+    assert "bomb.parquet: 16,000,000 bytes once decompressed" in shown(at.run())
