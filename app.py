@@ -35,15 +35,17 @@ runs.start_warm_up()
 # an emoji favicon is drawn locally; a Material-icon favicon would be fetched from fonts.gstatic.com
 st.set_page_config(page_title="llmsim — does it keep up?", page_icon="📈", layout="wide")
 
+from llmsim_ui import phone_nav  # noqa: E402
+
 pages = [
     # url_path = file name, as the legacy pages/ scheme would have it (see llmsim_ui/entry.py)
-    st.Page("pages/single_engine.py", title="Single engine", icon=":material/memory:", default=True),
-    st.Page("pages/capacity.py", title="Capacity", icon=":material/speed:", url_path="capacity"),
-    st.Page("pages/agents.py", title="Agent workflows", icon=":material/account_tree:", url_path="agents"),
-    st.Page("pages/model.py", title="The model", icon=":material/school:", url_path="model"),
+    st.Page(path, title=title, icon=icon, **({"url_path": url} if url else {"default": True}))
+    for path, title, icon, url in phone_nav.PAGES
 ]
 page = st.navigation(pages, position="top")
 
+phone_nav.style()
+phone_nav.links()  # every page's links at its top on a phone (hidden on wider screens)
 entry.enter()
 try:
     page.run()

@@ -8,15 +8,16 @@ Public API::
     llmsim.capacity_search(sc)           # critical arrival rate by simulation
 """
 
+from llmsim.budget import Limits
 from llmsim.config import (BatchTime, EngineConfig, Scenario, Step, Workflow, load_scenario,
                            loads_scenario, scenario_from_table, validate)
 from llmsim.schedulers import SCHEDULERS
-from llmsim.simulate import Result, Simulation, simulate
-from llmsim.stability import Verdict, replicate, verdict, verdict_from_runs
+from llmsim.simulate import Result, Simulation, replicate, simulate
+from llmsim.stability import Verdict, verdict, verdict_from_runs
 from llmsim.theory import analyze
 from llmsim.workload import ConfigError
 
-__all__ = ["BatchTime", "ConfigError", "EngineConfig", "Result", "SCHEDULERS", "Scenario",
+__all__ = ["BatchTime", "ConfigError", "EngineConfig", "Limits", "Result", "SCHEDULERS", "Scenario",
            "Simulation", "Step", "Verdict", "Workflow", "analyze", "load_scenario",
            "loads_scenario", "replicate", "scenario_from_table", "simulate", "validate",
            "verdict", "verdict_from_runs"]

@@ -5,7 +5,8 @@ judged *unstable* (hi), starting from the theory's capacity, widening the bracke
 it holds, then probing inside it (the midpoint; both quarter points after an
 *inconclusive* probe) until it is narrower than ``rel_tol`` or the probe budget is
 spent. The estimate is the bracket's midpoint and the bracket is its interval. Probes of
-all schedulers of one round run in parallel across the machine's cores.
+all schedulers of one round run in parallel across the machine's cores, or, given an
+``executor`` (``llmsim.sweep.DaskExecutor``), on a Dask cluster.
 """
 
 from __future__ import annotations
@@ -53,13 +54,15 @@ def _pool(workers):
 
 def capacity_search(scenario: Scenario, schedulers=None, num_requests: int = 100_000,
                     rel_tol: float = 0.02, max_probes: int = 12, workers: int | None = None,
-                    progress=None) -> list[CapacityResult]:
+                    progress=None, executor=None) -> list[CapacityResult]:
     """Critical arrival rate (requests or workflows per second) per scheduler.
 
     schedulers: names (default: the scenario's own); num_requests: arrivals per probe;
-    progress: optional callable(done_probes, total_probes_estimate, message)."""
+    progress: optional callable(done_probes, total_probes_estimate, message); executor:
+    None (a local process pool of ``workers``) or an llmsim.sweep executor (e.g. Dask)."""
     if not scenario.single:
-        return capacity_search_network(scenario, num_requests, rel_tol, max_probes, workers, progress)
+        return capacity_search_network(scenario, num_requests, rel_tol, max_probes, workers, progress,
+                                       executor)
     if schedulers is None:
         schedulers = [scenario.engine.scheduler]
     for s in schedulers:
@@ -68,29 +71,29 @@ def capacity_search(scenario: Scenario, schedulers=None, num_requests: int = 100
     if not (0.001 <= rel_tol <= 0.5):
         raise ConfigError(f"rel_tol: {rel_tol!r} must be in [0.001, 0.5]")
     scenarios = {s: scenario.with_scheduler(s) for s in schedulers}
-    return _search(scenarios, num_requests, rel_tol, max_probes, workers, progress)
+    return _search(scenarios, num_requests, rel_tol, max_probes, workers, progress, executor)
 
 
 def capacity_search_network(scenario: Scenario, num_requests: int = 50_000, rel_tol: float = 0.02,
                             max_probes: int = 12, workers: int | None = None,
-                            progress=None) -> list[CapacityResult]:
+                            progress=None, executor=None) -> list[CapacityResult]:
     """Critical total arrival rate of a network scenario (all workflow classes scaled
     together, keeping their mix), under its own schedulers and policies."""
     label = "network (" + ",".join(dict.fromkeys(e.policy for e in scenario.engines)) + ")"
-    return _search({label: scenario}, num_requests, rel_tol, max_probes, workers, progress)
+    return _search({label: scenario}, num_requests, rel_tol, max_probes, workers, progress, executor)
 
 
 def capacity_search_scenarios(scenarios: dict, num_requests: int = 100_000, rel_tol: float = 0.02,
                               max_probes: int = 12, workers: int | None = None,
-                              progress=None) -> list[CapacityResult]:
+                              progress=None, executor=None) -> list[CapacityResult]:
     """Capacity search over several labelled scenarios at once (e.g. each scheduler with
     the budget it needs); their probes share the worker pool round by round."""
     if not (0.001 <= rel_tol <= 0.5):
         raise ConfigError(f"rel_tol: {rel_tol!r} must be in [0.001, 0.5]")
-    return _search(dict(scenarios), num_requests, rel_tol, max_probes, workers, progress)
+    return _search(dict(scenarios), num_requests, rel_tol, max_probes, workers, progress, executor)
 
 
-def _search(scenarios: dict, num_requests, rel_tol, max_probes, workers, progress):
+def _search(scenarios: dict, num_requests, rel_tol, max_probes, workers, progress, executor=None):
     if not (isinstance(num_requests, int) and 1000 <= num_requests <= 5_000_000):
         raise ConfigError(f"num_requests: {num_requests!r} must be a whole number in [1000, 5000000]")
     workers = workers or min(len(os.sched_getaffinity(0)), 8)
@@ -129,7 +132,20 @@ def _search(scenarios: dict, num_requests, rel_tol, max_probes, workers, progres
                 progress(done, total, f"{s}: {rate:.3g}/s {verdict}")
         st["pending"] = _next_rates(st)
 
-    if workers <= 1:
+    if executor is not None:
+        # on a sweep executor (Dask): in rounds, each probe of a round one task
+        while True:
+            jobs = {s: batch(s) for s in states}
+            if not any(jobs.values()):
+                break
+            flat = [(s, r) for s, rates in jobs.items() for r in rates]
+            outs = list(executor.map(_probe, [((states[s]["sc"], r),) for s, r in flat]))
+            i = 0
+            for s, rates in jobs.items():
+                if rates:
+                    absorb(s, outs[i:i + len(rates)])
+                    i += len(rates)
+    elif workers <= 1:
         while True:
             jobs = {s: batch(s) for s in states}
             if not any(jobs.values()):

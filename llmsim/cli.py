@@ -1,4 +1,4 @@
-"""Command line: ``python -m llmsim run|capacity|theory SCENARIO.toml``.
+"""Command line: ``python -m llmsim run|capacity|theory SCENARIO.toml``, ``python -m llmsim sweep SWEEP.toml``.
 
 Bad input exits with code 2 and a one-line message naming the field; no traceback.
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from dataclasses import replace
 
@@ -45,8 +46,30 @@ def _write_json(path, data):
             f.write(text + "\n")
 
 
+def _flag(args, attr: str, flag: str, lo, hi, unit: str = ""):
+    """A command-line override checked like the file's value: ConfigError (exit 2) naming
+    the flag and its range."""
+    v = getattr(args, attr, None)
+    if v is None:
+        return None
+    if not (isinstance(v, (int, float)) and math.isfinite(v) and lo <= v <= hi):
+        kind = "a whole number" if isinstance(v, int) else "a number"
+        fmt = (lambda x: f"{x:,}") if isinstance(lo, int) and isinstance(hi, int) else (lambda x: f"{x:g}")
+        raise ConfigError(f"{flag}: {v!r} must be {kind} in [{fmt(lo)}, {fmt(hi)}]{unit}")
+    return v
+
+
 def _load(args):
-    from llmsim.config import load_scenario
+    from llmsim.config import MAX_REQUESTS, load_scenario, validate
+    from llmsim.workload import MAX_RATE, MIN_RATE
+    # every override is checked before the file is read, with the flag's name
+    _flag(args, "seed", "--seed", 0, 2**63 - 1)
+    _flag(args, "num_requests", "--num-requests", 1, MAX_REQUESTS)
+    _flag(args, "rate", "--rate", MIN_RATE, MAX_RATE, " requests per second")
+    _flag(args, "replications", "--replications", 1, 100)
+    _flag(args, "num_requests_per_probe", "--num-requests-per-probe", 100, MAX_REQUESTS)
+    _flag(args, "rel_tol", "--rel-tol", 0.001, 0.5)
+    _flag(args, "workers", "--workers", 1, 256)
     sc = load_scenario(args.scenario)
     if getattr(args, "scheduler", None):
         sc = sc.with_scheduler(args.scheduler)
@@ -56,7 +79,6 @@ def _load(args):
         sc = replace(sc, seed=args.seed)
     if getattr(args, "num_requests", None) is not None:
         sc = replace(sc, num_requests=args.num_requests)
-    from llmsim.config import validate
     validate(sc)
     return sc
 
@@ -76,7 +98,7 @@ def cmd_run(args):
         raise ConfigError(f"--replications: {args.replications} must be in [1, 100]")
     res = simulate(sc)
     if args.replications > 1:
-        from llmsim.stability import replicate
+        from llmsim.simulate import replicate
         v, _ = replicate(sc, args.replications)
         res.verdict = v
         res.summary.update(v.summary_fields())
@@ -96,6 +118,11 @@ def cmd_run(args):
               f"{_fmt(s['workflow_e2e_p50_s'], ' s')}, p99 {_fmt(s['workflow_e2e_p99_s'], ' s')}")
         for name, load in s["engine_load"].items():
             print(f"  engine {name:12s} load {load:.3f}")
+    parts = getattr(res.verdict, "parts", {}) or {}
+    for name, r in (s.get("replicas") or {}).items():
+        v = parts.get(name, {}).get("verdict", "")
+        print(f"  replica {name:12s} routed {r['routed']}  completed {r['completed']}  "
+              f"{_fmt(r['throughput_rps'], ' req/s')}  busy {100 * r['busy_share']:.0f}%  {v}")
     print(f"verdict       {s['verdict_explanation']}")
     print(f"              backlog growth {_fmt(s['backlog_growth_tokens_per_s'], ' tokens/s')} "
           f"(theory {_fmt(s['theory_drift_tokens_per_s'], ' tokens/s')})")
@@ -118,8 +145,19 @@ def cmd_capacity(args):
     if scheds and not sc.single:
         raise ConfigError("--schedulers: a network scenario is searched under its own engines' "
                           "schedulers; use --scheduler to set them all")
-    out = capacity_search(sc, scheds, num_requests=args.num_requests_per_probe,
-                          rel_tol=args.rel_tol, workers=args.workers, progress=progress)
+    executor = None
+    address = args.dask or os.environ.get("LLMSIM_DASK_ADDRESS")
+    if address:  # otherwise the local process pool, as before
+        from llmsim.sweep import DaskExecutor
+        executor = DaskExecutor(None if address == "local" else address, args.workers)
+        print(f"  probes run on the {executor.description}", file=sys.stderr)
+    try:
+        out = capacity_search(sc, scheds, num_requests=args.num_requests_per_probe,
+                              rel_tol=args.rel_tol, workers=args.workers, progress=progress,
+                              executor=executor)
+    finally:
+        if executor is not None:
+            executor.close()
     print(f"{'scheduler':18s} {'critical rate':>14s} {'interval':>22s} {'theory':>12s}")
     for r in out:
         lo, hi = r.interval
@@ -127,6 +165,62 @@ def cmd_capacity(args):
         print(f"{r.scheduler:18s} {_fmt(r.critical_rate_rps, '/s'):>14s} {iv:>22s} {_fmt(r.theory_capacity_rps, '/s'):>12s}")
     if args.json:
         _write_json(args.json, {"scenario": sc.name, "results": [r.as_dict() for r in out]})
+    return 0
+
+
+def cmd_sweep(args):
+    from llmsim.sweep import load_sweep, make_executor, run_sweep
+    import time
+    sweep = load_sweep(args.sweep)
+    out = args.out or f"{sweep.name}.sweep"
+    if args.workers is not None and not 1 <= args.workers <= 1024:
+        raise ConfigError(f"--workers: {args.workers} must be in [1, 1024]")
+    bar = None
+    try:
+        from tqdm import tqdm
+        bar = tqdm(total=sweep.size, unit="point", file=sys.stderr, disable=args.quiet or None,
+                   desc=sweep.name, smoothing=0.1)
+    except ImportError:  # pragma: no cover - tqdm is a requirement
+        pass
+    state = {"first": None}
+
+    def progress(done, total):
+        if bar is not None:
+            if state["first"] is None:
+                state["first"] = done
+                bar.initial = done
+                bar.n = done
+                bar.refresh()
+            else:
+                bar.update(done - bar.n)
+
+    t0 = time.perf_counter()
+    executor = make_executor(args.dask, args.workers, in_process=args.in_process)
+    try:
+        if not args.quiet:
+            print(f"{sweep.size} points x {sweep.replications} replication(s) on the {executor.description}; "
+                  f"results in {out}/", file=sys.stderr)
+        df = run_sweep(sweep, out, executor, resume=args.resume, csv=args.csv, progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+        executor.close()
+    wall = time.perf_counter() - t0
+    ran = sweep.size - (state["first"] or 0)
+    print(f"sweep {sweep.name}: {len(df)} of {sweep.size} points done ({ran} run now in {wall:.1f} s"
+          f"{f', {ran / wall:.2f} points/s' if wall > 0 and ran else ''})")
+    if len(df) and "verdict" in df:
+        errs = int((df["error"].fillna("") != "").sum())
+        counts = df["verdict"].fillna("error").value_counts()
+        by = df.assign(v=df["verdict"].fillna("error")).groupby(["scheduler", "v"], dropna=False).size()
+        print("verdicts      " + ", ".join(f"{k}: {v}" for k, v in counts.items()))
+        for (sch, v), n in by.items():
+            if isinstance(sch, str):
+                print(f"  {sch:18s} {v:12s} {n}")
+        if errs:
+            first = df.loc[df["error"].fillna("") != "", "error"].iloc[0]
+            print(f"errors        {errs} point(s) not run; first: {first}")
+    print(f"results       {out}/results.parquet" + (f", {out}/results.csv" if args.csv else ""))
     return 0
 
 
@@ -159,8 +253,23 @@ def build_parser():
     c.add_argument("--num-requests-per-probe", type=int, default=100_000)
     c.add_argument("--rel-tol", type=float, default=0.02)
     c.add_argument("--workers", type=int, default=None)
+    c.add_argument("--dask", metavar="ADDR",
+                   help="run the probes on a Dask cluster (tcp://host:8786, or 'local' for an embedded "
+                        "LocalCluster; default: $LLMSIM_DASK_ADDRESS, else local processes)")
     c.add_argument("--json", metavar="OUT")
     c.set_defaults(fn=cmd_capacity)
+    w = sub.add_parser("sweep", help="run a parameter sweep ([sweep] file) and write Parquet results")
+    w.add_argument("sweep", help="a sweep file: a scenario plus a [sweep] table (docs/scenario-format.md)")
+    w.add_argument("--out", metavar="DIR", help="results directory (default: NAME.sweep)")
+    w.add_argument("--dask", metavar="ADDR", help="an existing Dask scheduler, tcp://host:8786 "
+                   "(default: $LLMSIM_DASK_ADDRESS, else an embedded LocalCluster)")
+    w.add_argument("--in-process", action="store_true", dest="in_process",
+                   help="run in this process, no Dask (small sweeps, debugging)")
+    w.add_argument("--workers", type=int, default=None, help="LocalCluster workers (default: one per core)")
+    w.add_argument("--resume", action="store_true", help="run only the points DIR does not hold yet")
+    w.add_argument("--csv", action="store_true", help="also write DIR/results.csv")
+    w.add_argument("--quiet", action="store_true", help="no progress bar")
+    w.set_defaults(fn=cmd_sweep)
     t = sub.add_parser("theory", help="print load, capacities and drift as JSON")
     t.add_argument("scenario")
     t.add_argument("--scheduler")
@@ -179,4 +288,9 @@ def main(argv=None) -> int:
         return 2
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("error: this scenario needs more memory than the machine has; allowed: fewer requests "
+              "(num_requests, --num-requests), a shorter duration_seconds, fewer timeseries_points, or "
+              "smaller token budgets", file=sys.stderr)
         return 2

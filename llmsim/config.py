@@ -17,9 +17,10 @@ import numpy as np
 from llmsim import state as S
 from llmsim.schedulers import SCHEDULERS, scheduler_info
 from llmsim.workload import (ConfigError, _check_keys, _num, arrival_process, length_dist,
-                             TraceArrivals, with_rate)
+                             TraceArrivals, TraceSource, with_rate)
 
-POLICIES = {"fcfs": S.POL_FCFS, "priority": S.POL_PRIORITY, "max-pressure": S.POL_MAX_PRESSURE}
+POLICIES = {"fcfs": S.POL_FCFS, "priority": S.POL_PRIORITY, "max-pressure": S.POL_MAX_PRESSURE,
+            "strict-priority": S.POL_STRICT}
 BATCH_TIME_MODELS = ("constant", "staircase", "piecewise", "affine")
 MAX_BUDGET = 1 << 20
 MAX_KV_TOKENS = 200_000_000
@@ -34,13 +35,19 @@ class BatchTime:
     """Seconds one iteration takes, as a function of its token load (SPEC.md §1).
 
     constant: t; staircase: c + a*ceil(n/b0); piecewise: c + a*max(0, n-b0);
-    affine: c0 + cp*prefill + cd*decode + ckv*context tokens of the decoding requests.
+    affine: c0 + cp*prefill + cd*decode + ckv*context tokens of the decoding requests
+    + cpa*prefill attention pairs (a chunk of k tokens after `done` prefilled ones has
+    k*done + k(k+1)/2: the quadratic attention of prefill).
+    A piecewise model may carry the same attention terms (linear layers as a floor and a
+    line, attention on top): c + a*max(0, n-b0) + cp*prefill + cd*decode + ckv*context
+    + cpa*pairs; its params are then (c, a, b0, ckv, cpa, cd, cp).
     """
     model: str
     params: tuple  # model-specific, in the order of `to_table`
     preset: str = ""
 
-    def seconds(self, n_prefill: float, n_decode: float = 0.0, context: float = 0.0) -> float:
+    def seconds(self, n_prefill: float, n_decode: float = 0.0, context: float = 0.0,
+                pairs: float = 0.0) -> float:
         n = n_prefill + n_decode
         p = self.params
         if self.model == "constant":
@@ -48,24 +55,39 @@ class BatchTime:
         if self.model == "staircase":
             return p[0] + p[1] * math.ceil(n / p[2])
         if self.model == "piecewise":
-            return p[0] + p[1] * max(0.0, n - p[2])
-        return p[0] + p[1] * n_prefill + p[2] * n_decode + p[3] * context
+            if len(p) == 3:
+                return p[0] + p[1] * max(0.0, n - p[2])
+            return (p[0] + p[1] * max(0.0, n - p[2]) + p[6] * n_prefill + p[5] * n_decode
+                    + p[3] * context + p[4] * pairs)
+        pa = p[4] if len(p) > 4 else 0.0
+        return p[0] + p[1] * n_prefill + p[2] * n_decode + p[3] * context + pa * pairs
+
+    @property
+    def attention_pair_seconds(self) -> float:
+        return self.params[4] if self.model in ("affine", "piecewise") and len(self.params) > 4 else 0.0
+
+    @property
+    def context_aware(self) -> bool:
+        """Whether the time depends on the prefill/decode split and the contexts."""
+        return self.model == "affine" or (self.model == "piecewise" and len(self.params) > 3)
 
     def full_budget_seconds(self, budget: int, prefill_share: float = 1.0,
-                            mean_context: float = 0.0) -> float:
+                            mean_context: float = 0.0, pairs_per_prefill_token: float = 0.0) -> float:
         """t(b): the time of an iteration holding a full budget of tokens. For the affine
         model the budget is split into prefill and decode tokens by the workload's share of
-        prefill work, and each decode token carries the workload's mean context."""
-        if self.model != "affine":
+        prefill work, each decode token carries the workload's mean context, and each
+        prefill token its mean attention pairs (E[P(P+1)/2] / E[P]: however a prompt is
+        chunked, its chunks' pairs add up to P(P+1)/2)."""
+        if not self.context_aware:
             return self.seconds(budget)
         n_p = budget * prefill_share
         n_d = budget - n_p
-        return self.seconds(n_p, n_d, n_d * mean_context)
+        return self.seconds(n_p, n_d, n_d * mean_context, n_p * pairs_per_prefill_token)
 
     def kernel_params(self):
         code = {"constant": S.BT_CONSTANT, "staircase": S.BT_STAIRCASE,
                 "piecewise": S.BT_PIECEWISE, "affine": S.BT_AFFINE}[self.model]
-        return code, tuple(self.params) + (0.0,) * (4 - len(self.params))
+        return code, tuple(self.params) + (0.0,) * (7 - len(self.params))
 
     def to_table(self):
         if self.preset:
@@ -74,9 +96,17 @@ class BatchTime:
         if self.model == "constant":
             return {"model": "constant", "seconds": p[0]}
         if self.model in ("staircase", "piecewise"):
-            return {"model": self.model, "c_seconds": p[0], "a_seconds": p[1], "b0": int(p[2])}
-        return {"model": "affine", "c0_seconds": p[0], "prefill_seconds_per_token": p[1],
-                "decode_seconds_per_token": p[2], "context_seconds_per_token": p[3]}
+            t = {"model": self.model, "c_seconds": p[0], "a_seconds": p[1], "b0": int(p[2])}
+            if len(p) > 3:
+                for k, v in zip(_PIECEWISE_EXTRA, (p[6], p[5], p[3], p[4])):
+                    if v:
+                        t[k] = v
+            return t
+        t = {"model": "affine", "c0_seconds": p[0], "prefill_seconds_per_token": p[1],
+             "decode_seconds_per_token": p[2], "context_seconds_per_token": p[3]}
+        if self.attention_pair_seconds:
+            t["prefill_attention_seconds_per_pair"] = self.attention_pair_seconds
+        return t
 
     def describe(self):
         p = self.params
@@ -85,9 +115,20 @@ class BatchTime:
         if self.model == "staircase":
             return f"{p[0] * 1e3:g} ms + {p[1] * 1e3:g} ms x ceil(n/{int(p[2])})"
         if self.model == "piecewise":
-            return f"{p[0] * 1e3:g} ms + {p[1] * 1e3:g} ms x max(0, n-{int(p[2])})"
+            extra = ""
+            if len(p) > 3:
+                extra = "".join(f" + {v * f:g} {u}" for v, f, u in (
+                    (p[6], 1e6, "us/prefill tok"), (p[5], 1e6, "us/decode tok"),
+                    (p[3], 1e9, "ns/context tok"), (p[4], 1e12, "ps/prefill pair")) if v)
+            return f"{p[0] * 1e3:g} ms + {p[1] * 1e3:g} ms x max(0, n-{int(p[2])})" + extra
         return (f"{p[0] * 1e3:g} ms + {p[1] * 1e6:g} us/prefill tok + {p[2] * 1e6:g} us/decode tok"
-                + (f" + {p[3] * 1e9:g} ns/context tok" if p[3] else ""))
+                + (f" + {p[3] * 1e9:g} ns/context tok" if p[3] else "")
+                + (f" + {self.attention_pair_seconds * 1e12:g} ps/prefill pair"
+                   if self.attention_pair_seconds else ""))
+
+
+_PIECEWISE_EXTRA = ("prefill_seconds_per_token", "decode_seconds_per_token",
+                    "context_seconds_per_token", "prefill_attention_seconds_per_pair")
 
 
 def batch_time(table, where: str) -> BatchTime:
@@ -98,7 +139,8 @@ def batch_time(table, where: str) -> BatchTime:
         _check_keys(table, {"model", "seconds"}, where)
         return BatchTime("constant", (_num(table, "seconds", where, maximum=3600),))
     if m in ("staircase", "piecewise"):
-        _check_keys(table, {"model", "c_seconds", "a_seconds", "b0"}, where)
+        _check_keys(table, {"model", "c_seconds", "a_seconds", "b0"}
+                    | (set(_PIECEWISE_EXTRA) if m == "piecewise" else set()), where)
         c = _num(table, "c_seconds", where, positive=False, minimum=0, maximum=3600)
         a = _num(table, "a_seconds", where, positive=False, minimum=0, maximum=3600)
         b0 = _num(table, "b0", where, integer=True, maximum=MAX_BUDGET)
@@ -106,16 +148,24 @@ def batch_time(table, where: str) -> BatchTime:
             raise ConfigError(f"{where}: c_seconds and a_seconds cannot both be 0")
         if m == "piecewise" and c <= 0:
             raise ConfigError(f"{where}.c_seconds: {c} must be > 0 (an iteration below b0 tokens takes c)")
+        if m == "piecewise" and any(k in table for k in _PIECEWISE_EXTRA):
+            cp, cd, ckv, cpa = (_num(table, k, where, positive=False, minimum=0,
+                                     maximum=1e-3 if k.endswith("pair") else 1) if k in table else 0.0
+                                for k in _PIECEWISE_EXTRA)
+            return BatchTime(m, (c, a, float(b0), ckv, cpa, cd, cp))
         return BatchTime(m, (c, a, float(b0)))
     if m == "affine":
         _check_keys(table, {"model", "c0_seconds", "prefill_seconds_per_token",
-                            "decode_seconds_per_token", "context_seconds_per_token"}, where)
+                            "decode_seconds_per_token", "context_seconds_per_token",
+                            "prefill_attention_seconds_per_pair"}, where)
         c0 = _num(table, "c0_seconds", where, maximum=3600)
         cp = _num(table, "prefill_seconds_per_token", where, positive=False, minimum=0, maximum=1)
         cd = _num(table, "decode_seconds_per_token", where, positive=False, minimum=0, maximum=1)
         ckv = _num(table, "context_seconds_per_token", where, positive=False, minimum=0, maximum=1) \
             if "context_seconds_per_token" in table else 0.0
-        return BatchTime("affine", (c0, cp, cd, ckv))
+        cpa = _num(table, "prefill_attention_seconds_per_pair", where, positive=False, minimum=0,
+                   maximum=1e-3) if "prefill_attention_seconds_per_pair" in table else 0.0
+        return BatchTime("affine", (c0, cp, cd, ckv, cpa) if cpa else (c0, cp, cd, ckv))
     if m == "preset":
         _check_keys(table, {"model", "name"}, where)
         hp = hardware_preset(table.get("name"), f"{where}.name")
@@ -152,6 +202,11 @@ class EngineConfig:
     batch_time: BatchTime = BatchTime("constant", (0.05,))
     policy: str = "fcfs"
     preset: str = ""
+    max_running_requests: int | None = None  # vLLM max_num_seqs: admitted (running) cap
+    block_size: int = 1                       # KV block size, tokens (vLLM: 16)
+    watermark: float = 0.0                    # KV fraction an admission leaves free (vLLM: 0.01)
+    replicas: tuple = ()                      # pool: engine configs of the replicas (see llmsim.pool)
+    router: str = "jsq_tokens"                # pool router
 
     @property
     def info(self):
@@ -172,14 +227,35 @@ class EngineConfig:
         t["batch_time"] = self.batch_time.to_table()
         if self.policy != "fcfs":
             t["policy"] = self.policy
+        if self.max_running_requests is not None:
+            t["max_running_requests"] = self.max_running_requests
+        if self.block_size != 1:
+            t["block_size"] = self.block_size
+        if self.watermark:
+            t["watermark"] = self.watermark
+        if self.replicas:
+            from llmsim.pool import replicas_to_table
+            t["replicas"] = replicas_to_table(self)
+            t["router"] = self.router
         return t
+
+    @property
+    def kv_blocks_tokens(self) -> int:
+        """KV capacity usable at block granularity: whole blocks only."""
+        return self.kv_cache_tokens // self.block_size * self.block_size
+
+    @property
+    def watermark_tokens(self) -> int:
+        """vLLM's watermark in tokens: int(watermark x blocks) blocks."""
+        return int(self.watermark * (self.kv_cache_tokens // self.block_size)) * self.block_size
 
 
 def engine_config(table, where: str) -> EngineConfig:
     if not isinstance(table, dict):
         raise ConfigError(f"{where}: expected a table, got {table!r}")
     _check_keys(table, {"name", "scheduler", "token_budget", "max_batch_size", "kv_cache_tokens",
-                        "batch_time", "policy", "preset"}, where)
+                        "batch_time", "policy", "preset", "max_running_requests", "block_size",
+                        "watermark", "replicas", "router"}, where)
     kw = {}
     if "preset" in table:
         hp = hardware_preset(table["preset"], f"{where}.preset")
@@ -209,7 +285,18 @@ def engine_config(table, where: str) -> EngineConfig:
         if table["policy"] not in POLICIES:
             raise ConfigError(f"{where}.policy: unknown value {table['policy']!r}; allowed: {', '.join(POLICIES)}")
         kw["policy"] = table["policy"]
-    return EngineConfig(**kw)
+    if "max_running_requests" in table:
+        kw["max_running_requests"] = _num(table, "max_running_requests", where, integer=True,
+                                          maximum=MAX_BUDGET)
+    if "block_size" in table:
+        kw["block_size"] = _num(table, "block_size", where, integer=True, maximum=4096)
+    if "watermark" in table:
+        kw["watermark"] = _num(table, "watermark", where, positive=False, minimum=0, maximum=0.5)
+    eng = EngineConfig(**kw)
+    if "replicas" in table or "router" in table:
+        from llmsim.pool import parse_replicas
+        eng = parse_replicas(eng, table, where)
+    return eng
 
 
 # --------------------------------------------------------------------- workflows
@@ -299,7 +386,9 @@ class Scenario:
 
     def with_scheduler(self, name: str) -> "Scenario":
         scheduler_info(name)
-        return replace(self, engines=tuple(replace(e, scheduler=name) for e in self.engines))
+        return replace(self, engines=tuple(
+            replace(e, scheduler=name, replicas=tuple(replace(r, scheduler=name) for r in e.replicas))
+            for e in self.engines))
 
     def with_rate(self, rate: float, workflow: int | None = None) -> "Scenario":
         """Set the arrival rate (requests or workflows per second); for several workflow
@@ -412,8 +501,15 @@ def _run_bounds(table: dict, where: str) -> dict:
     return kw
 
 
-def scenario_from_table(data: dict, base_dir: Path | None = None) -> Scenario:
-    """Build and validate a Scenario from parsed TOML (single-engine or network form)."""
+def scenario_from_table(data: dict, base_dir: Path | None = None, *, traces: dict | None = None,
+                        trace_policy: str = "any") -> Scenario:
+    """Build and validate a Scenario from parsed TOML (single-engine or network form).
+
+    Trace paths resolve as ``llmsim.workload.TraceSource`` says: relative to `base_dir`
+    (the scenario file's folder), `traces` (name -> CSV bytes/text) first; with
+    trace_policy="shipped+uploaded" (a hosted dashboard) only `traces` and the traces
+    shipped with llmsim, never a path on the server."""
+    base_dir = TraceSource.make(base_dir, traces, trace_policy)
     if not isinstance(data, dict):
         raise ConfigError("scenario: expected a TOML table")
     top = {"seed", "name", "description", "workload", "engine", "run", "engines", "workflows"}
@@ -580,29 +676,53 @@ def _step(t, where, base_dir) -> Step:
                 join, delay_s, delay_d, prio)
 
 
-def load_scenario(path) -> Scenario:
-    """Read and validate a scenario TOML file. Raises ConfigError naming the field."""
+MAX_SCENARIO_BYTES = 64 * 1024 * 1024  # a scenario file read by path
+
+
+def load_scenario(path, *, traces: dict | None = None, trace_policy: str = "any") -> Scenario:
+    """Read and validate a scenario TOML file (UTF-8, a byte-order mark accepted); trace
+    paths relative to the file's folder. Raises ConfigError naming the field."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"scenario file {str(path)!r}: not found")
     try:
-        data = tomllib.loads(p.read_text())
+        with open(p, "rb") as f:
+            raw = f.read(MAX_SCENARIO_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"scenario file {str(path)!r}: cannot read ({exc.strerror or 'error'})") from None
+    if len(raw) > MAX_SCENARIO_BYTES:
+        raise ConfigError(f"scenario file {str(path)!r}: larger than {MAX_SCENARIO_BYTES:,} bytes; allowed: "
+                          f"at most {MAX_SCENARIO_BYTES:,} bytes")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ConfigError(f"scenario file {str(path)!r}: not a text (UTF-8) file") from None
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"scenario file {str(path)!r}: malformed TOML: {exc}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"scenario file {str(path)!r}: not a text file") from None
-    sc = scenario_from_table(data, p.parent)
+    except RecursionError:
+        raise ConfigError(f"scenario file {str(path)!r}: malformed TOML: nested too deeply") from None
+    sc = scenario_from_table(data, p.parent, traces=traces, trace_policy=trace_policy)
     if not sc.name:
         sc = replace(sc, name=p.stem)
     return sc
 
 
-def loads_scenario(text: str, base_dir: Path | None = None) -> Scenario:
+def loads_scenario(text: str, base_dir: Path | None = None, *, traces: dict | None = None,
+                   trace_policy: str = "any") -> Scenario:
+    """A scenario from TOML text; see scenario_from_table for traces and trace_policy."""
+    if not isinstance(text, str):
+        raise ConfigError(f"scenario: expected TOML text, got {type(text).__name__}")
+    if text.startswith("\ufeff"):
+        text = text[1:]
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"scenario: malformed TOML: {exc}") from None
-    return scenario_from_table(data, base_dir)
+    except RecursionError:
+        raise ConfigError("scenario: malformed TOML: nested too deeply") from None
+    return scenario_from_table(data, base_dir, traces=traces, trace_policy=trace_policy)
 
 
 # --------------------------------------------------------------------- validation
@@ -617,53 +737,136 @@ def step_index(sc: Scenario):
     return idx
 
 
-def routing_matrix(sc: Scenario) -> np.ndarray:
-    """Q[s, j]: expected number of calls of step j started by one completion of step s
-    (join steps count 1/need per incoming edge delivery)."""
+MAX_CALLS_PER_WORKFLOW = 1_000_000  # calls one workflow may make (forks multiply them)
+
+
+def routing_sparse(sc: Scenario):
+    """Q as a scipy.sparse CSR matrix (n_steps x n_steps): Q[s, j] is the expected number
+    of calls of step j started by one completion of step s (join steps count 1/need per
+    incoming edge delivery). Sparse so that a large network costs memory and time near
+    linear in its number of edges."""
+    from scipy import sparse
     idx = step_index(sc)
-    n = len(idx)
-    q = np.zeros((n, n))
+    rows, cols, vals = [], [], []
     for wi, w in enumerate(sc.workflows):
         need = join_needs(w)
         for s in w.steps:
+            i = idx[(wi, s.name)]
             for r in s.routes:
                 for ch in r.to:
-                    j = idx[(wi, ch)]
-                    q[idx[(wi, s.name)], j] += r.prob / need.get(ch, 1)
-    return q
+                    rows.append(i)
+                    cols.append(idx[(wi, ch)])
+                    vals.append(r.prob / need.get(ch, 1))
+    n = len(idx)
+    return sparse.csr_matrix((np.asarray(vals, dtype=float), (np.asarray(rows, dtype=np.int64),
+                              np.asarray(cols, dtype=np.int64))), shape=(n, n))
+
+
+def routing_matrix(sc: Scenario) -> np.ndarray:
+    """Q[s, j]: expected number of calls of step j started by one completion of step s
+    (join steps count 1/need per incoming edge delivery), dense."""
+    return routing_sparse(sc).toarray()
+
+
+def _random_steps(w: Workflow) -> set:
+    """Steps whose number of calls per workflow is random: reached through a route taken
+    with probability strictly between 0 and 1, or downstream of such a step (one pass
+    over the edges)."""
+    kids = {s.name: [c for r in s.routes if r.prob > 0 for c in r.to] for s in w.steps}
+    out = set()
+    stack = [c for s in w.steps for r in s.routes if 0 < r.prob < 1 for c in r.to]
+    while stack:
+        x = stack.pop()
+        if x in out:
+            continue
+        out.add(x)
+        stack.extend(kids.get(x, ()))
+    return out
+
+
+def _fixed_calls(w: Workflow, where: str):
+    """(calls, need): exact calls per workflow of every step that runs a fixed number of
+    times (Python integers: no overflow, no rounding), and each join's need (deliveries
+    per workflow). A join starts once per workflow when all its deliveries arrived.
+    Raises ConfigError for more than MAX_CALLS_PER_WORKFLOW calls of a step, for a loop
+    that never exits, and for a join whose parents run a random number of times."""
+    names = [s.name for s in w.steps]
+    by_name = {s.name: s for s in w.steps}
+    rand = _random_steps(w)
+    fixed = [n for n in names if n not in rand]
+    # edges of the fixed part: routes taken with probability 1
+    indeg = dict.fromkeys(fixed, 0)
+    kids = {}
+    for n in fixed:
+        es = [c for r in by_name[n].routes if r.prob == 1.0 for c in r.to if c in indeg]
+        kids[n] = es
+        for c in es:
+            indeg[c] += 1
+    calls = dict.fromkeys(fixed, 0)
+    for st in w.start:
+        if st in calls:
+            calls[st] += 1
+    deliveries = {n: 0 for n in fixed if by_name[n].join}
+    ready = [n for n in fixed if indeg[n] == 0]
+    done = 0
+    while ready:
+        n = ready.pop()
+        done += 1
+        if by_name[n].join and deliveries[n] > 0:
+            calls[n] += 1
+        if calls[n] > MAX_CALLS_PER_WORKFLOW:
+            raise ConfigError(
+                f"{where}.steps.{n}: each workflow would make {_big(calls[n])} calls of this step (forks "
+                f"multiply); allowed: at most {MAX_CALLS_PER_WORKFLOW:,} calls of a step per workflow")
+        for c in kids[n]:
+            if by_name[c].join:
+                deliveries[c] += calls[n]
+            else:
+                calls[c] += calls[n]
+            indeg[c] -= 1
+            if indeg[c] == 0:
+                ready.append(c)
+    if done < len(fixed):
+        loop = [n for n in fixed if indeg[n] > 0]
+        raise ConfigError(
+            f"{where}: a loop has no exit probability, so a workflow would never finish: steps "
+            f"{_names(loop)}; give a loop a route with p > 0 that leaves it")
+    # every edge into a join, once, ordered by the join (the first join in file order is named)
+    pos = {n: i for i, n in enumerate(names)}
+    join_edges = sorted(((pos[j], k, j, s, r) for k, (s, r) in enumerate((s, r) for s in w.steps for r in s.routes)
+                         for j in dict.fromkeys(r.to) if j in by_name and by_name[j].join),
+                        key=lambda e: (e[0], e[1]))
+    for _, _, j, s, r in join_edges:
+        if r.prob < 1.0:
+            raise ConfigError(
+                f"{where}.steps.{j}: join parent {s.name!r} reaches it only with probability "
+                f"{r.prob:g}, so the join could wait forever; a join's parents must route to it "
+                "with probability 1")
+        if s.name in rand:
+            raise ConfigError(
+                f"{where}.steps.{j}: join parent {s.name!r} runs a random number of times per "
+                "workflow (it follows a probabilistic route), so the join could wait forever; a "
+                "join's parents must run a fixed number of times")
+    # a join no call reaches is never started; its need stays 1 as before
+    return calls, {j: max(1, d) for j, d in deliveries.items()}
+
+
+def _big(n: int) -> str:
+    return f"{n:,}" if n < 10**15 else f"about 10^{len(str(n)) - 1}"
+
+
+def _names(names, k: int = 8) -> str:
+    names = list(names)
+    return ", ".join(names[:k]) + (f" and {len(names) - k} more" if len(names) > k else "")
 
 
 def join_needs(w: Workflow) -> dict:
     """For each join step, how many deliveries (parent call completions routed to it,
-    counting forked copies) start it: the parents' visits per workflow times the edge
-    multiplicity. Computed in rounds so that joins downstream of joins count right."""
-    joins = [s.name for s in w.steps if s.join]
-    if not joins:
+    counting forked copies) start it: the parents' calls per workflow times the edge
+    multiplicity, computed exactly with integers in one topological pass."""
+    if not any(s.join for s in w.steps):
         return {}
-    names = [s.name for s in w.steps]
-    pos = {n: i for i, n in enumerate(names)}
-    need = {j: 1.0 for j in joins}
-    for _ in range(len(names) + 1):
-        q = np.zeros((len(names), len(names)))
-        for s in w.steps:
-            for r in s.routes:
-                for ch in r.to:
-                    q[pos[s.name], pos[ch]] += r.prob / need.get(ch, 1.0)
-        r0 = np.zeros(len(names))
-        for st in w.start:
-            if st in pos:
-                r0[pos[st]] += 1
-        try:
-            v = np.linalg.solve(np.eye(len(names)) - q.T, r0)
-        except np.linalg.LinAlgError:
-            return {j: 1 for j in joins}
-        new = {}
-        for j in joins:
-            new[j] = sum(v[pos[s.name]] * r.prob * r.to.count(j) for s in w.steps for r in s.routes)
-        if all(abs(new[j] - need[j]) < 1e-9 for j in joins):
-            break
-        need = {j: max(new[j], 1e-12) for j in joins}
-    return {j: max(1, int(round(need[j]))) for j in joins}
+    return _fixed_calls(w, f"workflow {w.name}")[1]
 
 
 def stochastic_steps(sc: "Scenario") -> np.ndarray:
@@ -672,39 +875,141 @@ def stochastic_steps(sc: "Scenario") -> np.ndarray:
     sidx = step_index(sc)
     out = np.zeros(len(sidx), dtype=bool)
     for wi, w in enumerate(sc.workflows):
-        for s in w.steps:
-            if len(s.routes) > 1:
-                for r in s.routes:
-                    for ch in r.to:
-                        out[sidx[(wi, ch)]] = True
-        changed = True
-        while changed:
-            changed = False
-            for s in w.steps:
-                if out[sidx[(wi, s.name)]]:
-                    for r in s.routes:
-                        for ch in r.to:
-                            if not out[sidx[(wi, ch)]]:
-                                out[sidx[(wi, ch)]] = True
-                                changed = True
+        kids = {s.name: [c for r in s.routes for c in r.to] for s in w.steps}
+        stack = [c for s in w.steps if len(s.routes) > 1 for r in s.routes for c in r.to]
+        while stack:
+            x = stack.pop()
+            k = sidx[(wi, x)]
+            if out[k]:
+                continue
+            out[k] = True
+            stack.extend(kids[x])
     return out
+
+
+def _start_vector(sc: Scenario, idx) -> np.ndarray:
+    r = np.zeros(len(idx))
+    for wi, w in enumerate(sc.workflows):
+        for st in w.start:
+            r[idx[(wi, st)]] += 1
+    return r
+
+
+def _solve_visits(q, r) -> np.ndarray:
+    """x = r + Q^T x by a sparse LU (near-linear for workflow graphs); nan when singular."""
+    import warnings
+    from scipy import sparse
+    from scipy.sparse.linalg import spsolve
+    n = q.shape[0]
+    if n == 0:
+        return np.zeros(0)
+    a = (sparse.identity(n, format="csc") - q.T.tocsc()).tocsc()
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        try:
+            x = spsolve(a, r)
+        except RuntimeError:  # exactly singular
+            return np.full(n, np.nan)
+    return np.atleast_1d(np.asarray(x, dtype=float))
 
 
 def expected_visits(sc: Scenario) -> np.ndarray:
     """Mean number of calls of each step per workflow arrival of its class."""
     idx = step_index(sc)
-    q = routing_matrix(sc)
-    r = np.zeros(len(idx))
-    for wi, w in enumerate(sc.workflows):
-        for st in w.start:
-            r[idx[(wi, st)]] += 1
-    return np.linalg.solve(np.eye(len(idx)) - q.T, r)
+    return _solve_visits(routing_sparse(sc), _start_vector(sc, idx))
+
+
+def _check_int(v, where: str, lo: int, hi: int):
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not lo <= v <= hi:
+        raise ConfigError(f"{where}: {v!r} must be a whole number in [{lo:,}, {hi:,}]")
+
+
+def _check_run(sc: Scenario, run: str):
+    """The run's bounds, also when set through the API or a command-line override."""
+    _check_int(sc.seed, "seed", 0, 2**63 - 1)
+    if sc.num_requests is not None:
+        _check_int(sc.num_requests, f"{run}.num_requests", 1, MAX_REQUESTS)
+    d = sc.duration_seconds
+    if d is not None and (isinstance(d, bool) or not isinstance(d, (int, float))
+                          or not math.isfinite(d) or not 0 < d <= 1e9):
+        raise ConfigError(f"{run}.duration_seconds: {d!r} must be a number in (0, 1e9] seconds")
+    if not isinstance(sc.drain, bool):
+        raise ConfigError(f"{run}.drain: {sc.drain!r} must be true or false")
+    _check_int(sc.timeseries_points, f"{run}.timeseries_points", 10, 200_000)
+
+
+def _check_length(d, where: str):
+    """A token-length law built through the API: lengths are whole numbers >= 1."""
+    from llmsim import workload as W
+    bad = None
+    if isinstance(d, W.Constant):
+        if isinstance(d.value, bool) or not isinstance(d.value, (int, np.integer)) or not 1 <= d.value <= W.MAX_TOKENS:
+            bad = f"value {d.value!r}"
+    elif isinstance(d, W.Uniform):
+        if not all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) and 1 <= x <= W.MAX_TOKENS
+                   for x in (d.low, d.high)) or d.high < d.low:
+            bad = f"low {d.low!r}, high {d.high!r}"
+    elif isinstance(d, W.Geometric):
+        if not (isinstance(d.mean_value, (int, float)) and 1 <= d.mean_value <= W.MAX_TOKENS / 100):
+            bad = f"mean {d.mean_value!r}"
+    elif isinstance(d, W.Lognormal):
+        if not (isinstance(d.mean_x, (int, float)) and 1 <= d.mean_x <= W.MAX_TOKENS
+                and isinstance(d.cv, (int, float)) and 0 < d.cv <= 20
+                and isinstance(d.max_tokens, (int, np.integer)) and 1 <= d.max_tokens <= 1_000_000):
+            bad = f"mean {d.mean_x!r}, cv {d.cv!r}, max {d.max_tokens!r}"
+    elif isinstance(d, W.Empirical):
+        v = np.asarray(d.values)
+        if v.size == 0 or v.dtype.kind not in "iu" or v.min() < 1 or v.max() > W.MAX_TOKENS:
+            bad = "values (empty, not whole numbers, or outside the range)"
+    elif isinstance(d, W.TraceLengths):
+        return  # parse_trace checked every row
+    if bad is None:
+        try:
+            m = float(d.mean)
+        except Exception:  # an unknown object: refuse it rather than guess
+            raise ConfigError(f"{where}: {d!r} is not a length distribution") from None
+        if not (math.isfinite(m) and m >= 1):
+            bad = f"mean {m!r}"
+    if bad is not None:
+        raise ConfigError(f"{where}: {bad} is not allowed; token lengths are whole numbers in "
+                          f"[1, {W.MAX_TOKENS:,}]")
+
+
+def _check_arrival(a, where: str):
+    from llmsim.workload import MAX_RATE, MIN_RATE
+    if isinstance(a, TraceArrivals):
+        t = a.trace.times
+        n = len(t)
+        if n < 2:
+            raise ConfigError(f"{where}.path: the trace {a.trace.path!r} has {n} request row(s); a replayed "
+                              "trace needs at least 2 rows at different times (its arrival rate is "
+                              "(rows - 1) / time span)")
+        span = float(t[-1] - t[0])
+        if not (isinstance(a.rate_scale, (int, float)) and math.isfinite(a.rate_scale) and 1e-6 <= a.rate_scale <= 1e4):
+            raise ConfigError(f"{where}.speedup: {a.rate_scale!r} must be in [1e-06, 10000]")
+        if span <= 0 or not math.isfinite(a.rate) or a.rate > MAX_RATE:
+            raise ConfigError(
+                f"{where}.path: the trace {a.trace.path!r} spans {span:g} s for {n} rows, an arrival rate of "
+                f"{(n - 1) / span * a.rate_scale if span > 0 else math.inf:g} per second; allowed: at most "
+                f"{MAX_RATE:g} per second (rows spread over a longer time, or a smaller speedup)")
+        return
+    r = getattr(a, "rate", None)
+    if isinstance(r, bool) or not isinstance(r, (int, float)) or not math.isfinite(r) or not MIN_RATE <= r <= MAX_RATE:
+        raise ConfigError(f"{where}.rate: {r!r} must be in [{MIN_RATE:g}, {MAX_RATE:g}] per second")
+    cv = getattr(a, "cv", 1.0)
+    if isinstance(cv, bool) or not isinstance(cv, (int, float)) or not math.isfinite(cv) or cv < 0 or cv > 100:
+        raise ConfigError(f"{where}.cv: {cv!r} must be in [0.01, 100]")
 
 
 def validate(sc: Scenario) -> None:
     """Every check that can be made before a run; raises ConfigError naming the field."""
     if sc.num_requests is None and sc.duration_seconds is None:
         raise ConfigError("workload: give num_requests or duration_seconds (the run's horizon)")
+    _check_run(sc, "workload" if sc.single else "run")
+    if not sc.engines:
+        raise ConfigError("engines: expected one or more engines")
+    if not sc.workflows:
+        raise ConfigError("workflows: expected one or more workflow classes")
     names = [e.name for e in sc.engines]
     if len(set(names)) != len(names):
         raise ConfigError(f"engines: names must be unique, got {names}")
@@ -719,26 +1024,50 @@ def validate(sc: Scenario) -> None:
             raise ConfigError(f"{where}.max_batch_size: {e.max_batch_size!r} must be a whole number >= 1")
         if e.policy not in POLICIES:
             raise ConfigError(f"{where}.policy: unknown value {e.policy!r}; allowed: {', '.join(POLICIES)}")
+        if e.max_running_requests is not None and (
+                not isinstance(e.max_running_requests, int) or not 1 <= e.max_running_requests <= MAX_BUDGET):
+            raise ConfigError(f"{where}.max_running_requests: {e.max_running_requests!r} must be a whole "
+                              f"number in [1, {MAX_BUDGET}]")
+        if not isinstance(e.block_size, int) or not 1 <= e.block_size <= 4096:
+            raise ConfigError(f"{where}.block_size: {e.block_size!r} must be a whole number in [1, 4096]")
+        if not isinstance(e.watermark, (int, float)) or not 0 <= e.watermark <= 0.5:
+            raise ConfigError(f"{where}.watermark: {e.watermark!r} must be a number in [0, 0.5]")
+        if e.replicas:
+            from llmsim.pool import validate_pool
+            validate_pool(e, where)
         if e.batch_time.full_budget_seconds(e.token_budget) <= 0 or e.batch_time.seconds(1) <= 0:
             raise ConfigError(f"{where}.batch_time: an iteration must take a positive time ({e.batch_time.describe()})")
     for wi, w in enumerate(sc.workflows):
         where = f"workflows[{wi}] ({w.name})" if not sc.single else "workload"
-        if not isinstance(w.arrival, TraceArrivals) and not (0 < w.arrival.rate <= 1e6):
-            raise ConfigError(f"{where}.arrival.rate: {w.arrival.rate!r} must be in (0, 1e6] per second")
+        _check_arrival(w.arrival, f"{where}.arrival")
+        if not w.steps:
+            raise ConfigError(f"{where}.steps: expected one or more steps")
         snames = [s.name for s in w.steps]
-        if len(set(snames)) != len(snames):
-            raise ConfigError(f"{where}.steps: step names must be unique, got {snames}")
+        known = set(snames)
+        if len(known) != len(snames):
+            dup = sorted({n for n in snames if snames.count(n) > 1}) if len(snames) < 2000 else ["..."]
+            raise ConfigError(f"{where}.steps: step names must be unique; repeated: {_names(dup)}")
         for st in w.start:
-            if st not in snames:
-                raise ConfigError(f"{where}.start: unknown step {st!r}; steps: {', '.join(snames)}")
+            if st not in known:
+                raise ConfigError(f"{where}.start: unknown step {st!r}; steps: {_names(snames, 20)}")
         for s in w.steps:
             sw = f"{where}.steps.{s.name}" if not sc.single else "workload"
+            _check_length(s.prompt_tokens, f"{sw}.prompt_tokens")
+            _check_length(s.output_tokens, f"{sw}.output_tokens")
             if s.engine not in names:
                 raise ConfigError(f"{sw}.engine: unknown engine {s.engine!r}; engines: {', '.join(names)}")
+            if not s.routes:
+                raise ConfigError(f"{sw}.routes: expected one or more routes (a route to [] exits)")
+            for r in s.routes:
+                if isinstance(r.prob, bool) or not isinstance(r.prob, (int, float)) or not 0 <= r.prob <= 1:
+                    raise ConfigError(f"{sw}.routes: probability {r.prob!r} must be in [0, 1]")
+            total = sum(r.prob for r in s.routes)
+            if abs(total - 1.0) > 1e-9:
+                raise ConfigError(f"{sw}.routes: probabilities sum to {total:g}; they must sum to 1")
             for r in s.routes:
                 for ch in r.to:
-                    if ch not in snames:
-                        raise ConfigError(f"{sw}: routes to unknown step {ch!r}; steps: {', '.join(snames)}")
+                    if ch not in known:
+                        raise ConfigError(f"{sw}: routes to unknown step {ch!r}; steps: {_names(snames, 20)}")
             _check_fits(sc.engines[names.index(s.engine)], s, sw, "engine" if sc.single else f"engine {s.engine}")
         _check_joins(w, where)
     _check_cycles(sc)
@@ -750,7 +1079,12 @@ def _check_fits(e: EngineConfig, s: Step, where: str, ewhere: str):
         d_max = s.output_tokens.quantile(1 - 1e-12)
     if isinstance(p_max, float) and math.isinf(p_max):
         p_max = s.prompt_tokens.quantile(1 - 1e-12)
+    if e.replicas:
+        for i, r in enumerate(e.replicas):
+            _check_fits(r, s, where, f"{ewhere} replica {i}")
+        return
     info = e.info
+    _check_kv_fits(e, p_max + d_max, where, ewhere)
     if p_max + d_max > e.kv_cache_tokens:
         raise ConfigError(
             f"{where}: a request of up to {p_max} prompt + {d_max} output tokens can never fit "
@@ -763,69 +1097,88 @@ def _check_fits(e: EngineConfig, s: Step, where: str, ewhere: str):
             "or a chunking scheduler (orca, sarathi)")
 
 
+def _check_kv_fits(e: EngineConfig, tokens, where: str, ewhere: str):
+    """A request of `tokens` (prompt + output) KV tokens, rounded up to blocks, must fit
+    the cache less the watermark, or it could never run."""
+    if not math.isfinite(tokens):
+        return
+    b = e.block_size
+    need = -(-int(tokens) // b) * b
+    usable = e.kv_blocks_tokens - e.watermark_tokens
+    if need > usable:
+        raise ConfigError(
+            f"{where}: a request of up to {int(tokens)} KV tokens ({need} in blocks of {b}) can never fit "
+            f"{ewhere}: kv_cache_tokens = {e.kv_cache_tokens} less the watermark ({e.watermark_tokens} "
+            f"tokens) leaves {usable}; allowed: kv_cache_tokens >= {need + e.watermark_tokens}, "
+            "a smaller watermark, or shorter requests")
+
+
 def _check_joins(w: Workflow, where: str):
-    need = join_needs(w)
-    names = {s.name: s for s in w.steps}
-    for j, n in need.items():
-        if n == 0:
-            raise ConfigError(f"{where}.steps.{j}: join = true but no step routes to it")
-        for s in w.steps:
-            for r in s.routes:
-                if j in r.to and r.prob < 1.0:
-                    raise ConfigError(
-                        f"{where}.steps.{j}: join parent {s.name!r} reaches it only with probability "
-                        f"{r.prob:g}, so the join could wait forever; a join's parents must route to it "
-                        "with probability 1")
-    # a join's parents must complete a fixed number of times per workflow
-    random_parents = set()
+    # exact call counts of the fixed part, joins' needs, loops that never exit: one pass
+    _fixed_calls(w, where)
+    if not any(s.join for s in w.steps):
+        return
+    # a join must not sit on a cycle (its count would mix visits): its strong component
+    # (found in one pass) is itself alone, without a self-loop
+    from scipy import sparse
+    from scipy.sparse.csgraph import connected_components
+    pos = {s.name: i for i, s in enumerate(w.steps)}
+    rows = [pos[s.name] for s in w.steps for r in s.routes for c in r.to]
+    cols = [pos[c] for s in w.steps for r in s.routes for c in r.to]
+    n = len(pos)
+    g = sparse.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n))
+    _, comp = connected_components(g, directed=True, connection="strong")
+    size = np.bincount(comp, minlength=n)
     for s in w.steps:
-        if len(s.routes) > 1:
-            for r in s.routes:
-                random_parents.update(r.to)
-    changed = True
-    while changed:
-        changed = False
-        for s in w.steps:
-            if s.name in random_parents:
-                for r in s.routes:
-                    for ch in r.to:
-                        if ch not in random_parents:
-                            random_parents.add(ch)
-                            changed = True
-    for j in need:
-        for s in w.steps:
-            if s.name in random_parents and any(j in r.to for r in s.routes):
-                raise ConfigError(
-                    f"{where}.steps.{j}: join parent {s.name!r} runs a random number of times per "
-                    "workflow (it follows a probabilistic route), so the join could wait forever; a "
-                    "join's parents must run a fixed number of times")
-    # a join must not sit on a cycle (its count would mix visits)
-    for j in need:
-        seen, stack = set(), [c for r in names[j].routes for c in r.to]
-        while stack:
-            x = stack.pop()
-            if x == j:
-                raise ConfigError(f"{where}.steps.{j}: a join step cannot be part of a loop")
-            if x not in seen:
-                seen.add(x)
-                stack.extend(c for r in names[x].routes for c in r.to)
+        i = pos[s.name]
+        if s.join and (size[comp[i]] > 1 or s.name in (c for r in s.routes for c in r.to)):
+            raise ConfigError(f"{where}.steps.{s.name}: a join step cannot be part of a loop")
 
 
 def _check_cycles(sc: Scenario):
-    q = routing_matrix(sc)
-    if q.size == 0:
+    """Every workflow finishes with probability 1 and makes a finite mean number of calls.
+
+    For a nonnegative Q, x = r + Q^T x has a nonnegative finite solution for r > 0 exactly
+    when Q's spectral radius is below 1 (Perron-Frobenius), so two sparse solves replace
+    eigenvalues and matrix powers: r = 1 on every step (no loop anywhere keeps going) and
+    r = the workflows' starts (the mean calls per workflow, capped)."""
+    idx = step_index(sc)
+    n = len(idx)
+    if n == 0:
         return
-    rad = max(abs(np.linalg.eigvals(q))) if q.shape[0] else 0.0
-    if rad >= 1 - 1e-9:
-        idx = step_index(sc)
-        inv = {v: k for k, v in idx.items()}
-        # name the steps on cycles that never exit
-        bad = []
-        for s in range(q.shape[0]):
-            m = np.linalg.matrix_power(q, 64)
-            if m[s].sum() > 0.5:
-                bad.append(f"{sc.workflows[inv[s][0]].name}.{inv[s][1]}")
+    q = routing_sparse(sc)
+    if q.nnz == 0:
+        return
+    inv = {v: k for k, v in idx.items()}
+    x_all = _solve_visits(q, np.ones(n))
+    x = _solve_visits(q, _start_vector(sc, idx))
+    tol = 1e-9
+
+    def bad_at(v):
+        return ~np.isfinite(v) | (v < -tol * max(1.0, float(np.nanmax(np.abs(v)) if np.isfinite(v).any() else 1.0)))
+
+    bad = bad_at(x_all) | bad_at(x)
+    if bad.any() and not np.isnan(x_all).any() and not (x_all < 0).any() and not np.isnan(x).any() \
+            and not (x < 0).any():
+        bad = np.zeros(n, dtype=bool)  # only overflow (+inf): forks beyond any count, caught below
+        x = np.where(np.isfinite(x), x, np.inf)
+    if bad.any():
+        from scipy.sparse.csgraph import connected_components
+        _, comp = connected_components(q, directed=True, connection="strong")
+        size = np.bincount(comp, minlength=n)
+        diag = q.diagonal() > 0
+        cyc = [k for k in range(n) if (size[comp[k]] > 1 or diag[k])]
+        on = [k for k in cyc if bad[k]] or cyc
         raise ConfigError(
             f"workflows: a loop has no exit probability (or forks faster than it exits), so a workflow "
-            f"would never finish: steps {', '.join(bad) or 'in a cycle'}; give a loop a route with p > 0 "
-            "that leaves it")
+            f"would never finish: steps {_names(f'{sc.workflows[inv[k][0]].name}.{inv[k][1]}' for k in on) or 'in a cycle'}; "
+            "give a loop a route with p > 0 that leaves it")
+    for wi, w in enumerate(sc.workflows):
+        ks = [idx[(wi, s.name)] for s in w.steps]
+        total = float(x[ks].sum())
+        if not total <= MAX_CALLS_PER_WORKFLOW:
+            where = f"workflows[{wi}] ({w.name})" if not sc.single else "workload"
+            many = f"{total:,.4g}" if math.isfinite(total) else "more than can be counted"
+            raise ConfigError(
+                f"{where}: each workflow would make {many} calls on average (its loops exit too rarely or "
+                f"fork too much); allowed: at most {MAX_CALLS_PER_WORKFLOW:,} calls per workflow")

@@ -48,6 +48,7 @@ PAUSED = 1      # reached t_stop; call again to resume
 NEED_ROOM = 2   # a capacity (calls, pools, iteration log) is low; grow and call again
 STALLED = 3     # an engine had work but formed an empty batch (a configuration the
                 # validator should have refused); reported, never looped on
+WORK_LIMIT = 4  # reached work_stop work units; call again (with a higher work_stop) to resume
 
 
 @njit(cache=True, _nrt=False)
@@ -144,8 +145,50 @@ def _spawn(ci, cf, si, sf, ei, ef, gi, job, step, t, pool_p, pool_d, delay_pool,
 
 
 @njit(cache=True, _nrt=False)
+def _rand(si, s):
+    """The next uniform in [0, 1) of step s's router stream (MINSTD: no int64 overflow)."""
+    x = si[s, S.S_RNG] * 48271 % 2147483647
+    si[s, S.S_RNG] = x
+    return (x - 1) / 2147483646.0
+
+
+@njit(cache=True, _nrt=False)
+def _route_replica(si, ei, s):
+    """The replica (0..NREP-1) of pool step s (its first row) a ready call joins."""
+    k = si[s, S.S_NREP]
+    r = si[s, S.S_ROUTER]
+    if r == S.R_ROUND_ROBIN:
+        i = si[s, S.S_RR]
+        si[s, S.S_RR] = (i + 1) % k
+        return i
+    if r == S.R_RANDOM:
+        return min(int(_rand(si, s) * k), k - 1)
+    if r == S.R_POWER_OF_TWO:
+        i = min(int(_rand(si, s) * k), k - 1)
+        j = (i + 1 + min(int(_rand(si, s) * (k - 1)), k - 2)) % k
+        bi = ei[si[s + i, S.S_ENGINE], S.E_BACKLOG]
+        bj = ei[si[s + j, S.S_ENGINE], S.E_BACKLOG]
+        return j if bj < bi or (bj == bi and j < i) else i
+    best = 0
+    best_v = -1
+    for i in range(k):
+        e = si[s + i, S.S_ENGINE]
+        if r == S.R_JSQ_TOKENS:
+            v = ei[e, S.E_BACKLOG]
+        else:
+            v = ei[e, S.E_NWAIT] + ei[e, S.E_NRUN]
+        if best_v < 0 or v < best_v:
+            best = i
+            best_v = v
+    return best
+
+
+@njit(cache=True, _nrt=False)
 def _make_ready(ci, cf, si, ei, gi, c, t):
     s = ci[c, S.C_STEP]
+    if si[s, S.S_NREP] > 1:  # a pool: the router picks the replica now
+        s += _route_replica(si, ei, s)
+        ci[c, S.C_STEP] = s
     e = si[s, S.S_ENGINE]
     ci[c, S.C_STATE] = S.ST_WAITING
     cf[c, S.F_READY] = t
@@ -289,10 +332,14 @@ def _batch_seconds(ei, ef, e, n_pref, n_dec, ctx):
         return ef[e, S.EF_BT0] + ef[e, S.EF_BT1] * np.ceil(n / b0)
     elif model == S.BT_PIECEWISE:
         b0 = ef[e, S.EF_BT2]
-        return ef[e, S.EF_BT0] + ef[e, S.EF_BT1] * max(0.0, n - b0)
+        t = ef[e, S.EF_BT0] + ef[e, S.EF_BT1] * max(0.0, n - b0)
+        if ei[e, S.E_BT_ATTN] == 1:  # linear layers + attention (see config.BatchTime)
+            t = (t + ef[e, S.EF_BT6] * n_pref + ef[e, S.EF_BT5] * n_dec + ef[e, S.EF_BT3] * ctx
+                 + ef[e, S.EF_BT4] * ei[e, S.E_PF_PAIRS])
+        return t
     else:  # affine
         return (ef[e, S.EF_BT0] + ef[e, S.EF_BT1] * n_pref + ef[e, S.EF_BT2] * n_dec
-                + ef[e, S.EF_BT3] * ctx)
+                + ef[e, S.EF_BT3] * ctx + ef[e, S.EF_BT4] * ei[e, S.E_PF_PAIRS])
 
 
 @njit(cache=True, _nrt=False)
@@ -375,18 +422,27 @@ def _low_room(gi, ci, si, ei, route_u, logi):
     return False
 
 
-@njit(cache=True, _nrt=False)
-def run_kernel(t_stop, gi, gf, ci, cf, ei, ef, si, sf, ji, jf, jjoin, dec_call, dec_tgt,
+@njit(cache=True, _nrt=False, nogil=True)
+def run_kernel(t_stop, work_stop, wk, gi, gf, ci, cf, ei, ef, si, sf, ji, jf, jjoin, dec_call, dec_tgt,
                fin, batch_c, batch_t, e_steps_ptr, e_steps, opt_ptr, opt_cum, child_ptr,
                child_step, class_root_ptr, class_root, route_u, pool_p, pool_d,
                delay_pool, mp_route, heap_t, heap_c, rec, logi, logf):
-    """Advance the network until simulated time t_stop (inclusive) or until no work is
-    left. Returns DONE, PAUSED, NEED_ROOM or STALLED; all state lives in the arrays, so a
-    PAUSED or NEED_ROOM run resumes exactly where it stopped (chunking never changes a
-    result)."""
+    """Advance the network until simulated time t_stop (inclusive), until no work is
+    left, or until the work done reaches work_stop. Returns DONE, PAUSED, NEED_ROOM,
+    WORK_LIMIT or STALLED; all state lives in the arrays, so a PAUSED, NEED_ROOM or
+    WORK_LIMIT run resumes exactly where it stopped (chunking never changes a result).
+
+    wk[0] counts work units, a measure of the kernel's CPU time that simulated time does
+    not give (a token budget of 1 makes one iteration per token): per instant, one plus
+    the engines and steps it scans, plus one per prefill entry formed and per call created.
+    The kernel runs without the GIL (``nogil``): other threads of the process (a
+    dashboard's other sessions, its health endpoint) keep running meanwhile."""
     n_e = ei.shape[0]
+    n_s = si.shape[0]
     n_jobs = ji.shape[0]
     while True:
+        if wk[0] >= work_stop:
+            return WORK_LIMIT
         if _low_room(gi, ci, si, ei, route_u, logi):
             return NEED_ROOM
         # --- next instant ---------------------------------------------------------------
@@ -409,6 +465,8 @@ def run_kernel(t_stop, gi, gf, ci, cf, ei, ef, si, sf, ji, jf, jjoin, dec_call, 
         _record_until(rec, gi, gf, ei, si, t)
         _accumulate(gf, gi, ei, ef, t)
         gf[S.GF_NOW] = t
+        calls0 = gi[S.G_NCALLS]
+        units = 1 + n_e + n_s
         # 1. iteration ends, in engine order
         for e in range(n_e):
             if ei[e, S.E_BUSY] == 1 and ef[e, S.EF_ITER_END] == t:
@@ -442,3 +500,5 @@ def run_kernel(t_stop, gi, gf, ci, cf, ei, ef, si, sf, ji, jf, jjoin, dec_call, 
                 ei[e, S.E_BUSY] = 1
                 ef[e, S.EF_ITER_START] = t
                 ef[e, S.EF_ITER_END] = t + _batch_seconds(ei, ef, e, n_pref, n_dec, ctx)
+                units += 1 + ei[e, S.E_NPE]
+        wk[0] += units + gi[S.G_NCALLS] - calls0

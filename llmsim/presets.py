@@ -58,6 +58,12 @@ BATCH_TIME_KEYS: dict[str, frozenset[str]] = {
                          "decode_seconds_per_token", "context_seconds_per_token"}),
 }
 
+#: A piecewise table may instead carry attention terms on top of its linear layers
+#: (issue 10): exactly these keys (see :func:`batch_time_seconds`).
+PIECEWISE_ATTENTION_KEYS: frozenset[str] = BATCH_TIME_KEYS["piecewise"] | frozenset({
+    "prefill_seconds_per_token", "decode_seconds_per_token", "context_seconds_per_token",
+    "prefill_attention_seconds_per_pair"})
+
 #: Length distributions (integer tokens >= 1) -> the exact set of keys of their table.
 LENGTH_DIST_KEYS: dict[str, frozenset[str]] = {
     "constant": frozenset({"dist", "value"}),
@@ -110,6 +116,13 @@ def validate_batch_time(table: dict) -> dict:
     an integer number of tokens >= 1.
     """
     what = "batch_time"
+    if isinstance(table, dict) and table.get("model") == "piecewise" and set(table) == PIECEWISE_ATTENTION_KEYS:
+        for k in ("c_seconds", "a_seconds"):
+            _positive(table, k, what)
+        _int_at_least(table, "b0", 1, what)
+        for k in PIECEWISE_ATTENTION_KEYS - BATCH_TIME_KEYS["piecewise"]:
+            _positive(table, k, what, allow_zero=True)
+        return table
     model = _check_keys(table, "model", BATCH_TIME_KEYS, what)
     if model == "constant":
         _positive(table, "seconds", what)
@@ -166,13 +179,17 @@ def validate_arrival(arrival: dict) -> dict:
 # ---------------------------------------------------------------------------
 
 def batch_time_seconds(table: dict, prefill_tokens: int, decode_tokens: int,
-                       decode_context_tokens: int = 0) -> float:
+                       decode_context_tokens: int = 0, prefill_pairs: int = 0) -> float:
     """Duration in seconds of one iteration with this token load.
 
     ``decode_context_tokens`` is the sum, over the decoding requests in the batch, of
     their context lengths (tokens already in their KV cache); only ``affine`` uses it.
     The other models depend on the total load ``n = prefill_tokens + decode_tokens``:
     ``constant`` t, ``staircase`` c + a*ceil(n/b0), ``piecewise`` c + a*max(0, n - b0).
+    A piecewise table with attention terms (:data:`PIECEWISE_ATTENTION_KEYS`) adds
+    prefill_seconds_per_token * prefill + decode_seconds_per_token * decode +
+    context_seconds_per_token * decode context + prefill_attention_seconds_per_pair *
+    ``prefill_pairs`` (a prefill chunk of k tokens after d prefilled ones has k*d + k(k+1)/2).
     """
     model = validate_batch_time(table)["model"]
     n = prefill_tokens + decode_tokens
@@ -181,8 +198,15 @@ def batch_time_seconds(table: dict, prefill_tokens: int, decode_tokens: int,
     if model == "staircase":
         return table["c_seconds"] + table["a_seconds"] * math.ceil(n / table["b0"])
     if model == "piecewise":
-        return table["c_seconds"] + table["a_seconds"] * max(0, n - table["b0"])
+        t = table["c_seconds"] + table["a_seconds"] * max(0, n - table["b0"])
+        if "context_seconds_per_token" in table:
+            t += (table["prefill_seconds_per_token"] * prefill_tokens
+                  + table["decode_seconds_per_token"] * decode_tokens
+                  + table["context_seconds_per_token"] * decode_context_tokens
+                  + table["prefill_attention_seconds_per_pair"] * prefill_pairs)
+        return t
     return (table["c0_seconds"] + table["prefill_seconds_per_token"] * prefill_tokens
+            + table.get("prefill_attention_seconds_per_pair", 0.0) * prefill_pairs
             + table["decode_seconds_per_token"] * decode_tokens
             + table["context_seconds_per_token"] * decode_context_tokens)
 
@@ -365,9 +389,10 @@ def _affine(c0: float, prefill: float, decode: float, context: float = 0.0) -> d
             "decode_seconds_per_token": decode, "context_seconds_per_token": context}
 
 
-def _hw(key: str, gpu: str, tp: int, batch_time: dict, timing_source: str, notes: str = "") -> HardwarePreset:
+def _hw(key: str, gpu: str, tp: int, batch_time: dict, timing_source: str, notes: str = "",
+        variant: str = "") -> HardwarePreset:
     cfg = _MODELS[key]
-    suffix = "" if tp == 1 else f"-tp{tp}"
+    suffix = ("" if tp == 1 else f"-tp{tp}") + variant
     gpu_key = {"A100-SXM4-80GB": "a100-80gb", "H100-SXM5-80GB": "h100-80gb"}[gpu]
     return HardwarePreset(
         name=f"{key}/{gpu_key}{suffix}",
@@ -492,6 +517,71 @@ _HARDWARE_LIST = [
         "c0 = 47 - 1.118 = 45.88 ms; prefill about 0.2 ms/token.  The decode slope includes "
         "attention over the (unstated) context lengths of that measurement, so no separate "
         "context term is set."),
+]
+
+# --- context-aware presets (issue 10): linear layers + attention -------------------------
+#
+# Vidur's attention profile of Llama-2-7B on an A100 (FlashAttention backend, block 16,
+# TP1): per-layer medians of attn_decode (batch_size decoders, kv_cache_size context each)
+# and attn_prefill (one chunk of prefill_chunk_size tokens after kv_cache_size prefilled).
+# The points used (bench/preset_fit.py lists them; docs/preset-fit.md compares) were read
+# from a copy of Vidur's data/profiling/compute/a100/meta-llama/Llama-2-7b-hf/attention.csv
+# and fitted by least squares on relative error, per layer, then x 32 layers:
+#   decode:  7.630e-3 ms + 1.0328e-3 ms/decoder + 8.602e-6 ms/context token   (per layer)
+#   prefill: 3.8439e-2 ms per chunk + 1.5508e-7 ms/attention pair             (per layer)
+_VIDUR_A100_7B_ATTN = ("https://github.com/microsoft/vidur/blob/main/data/profiling/compute/a100/"
+                       "meta-llama/Llama-2-7b-hf/attention.csv (read from the copy at "
+                       "https://github.com/sw5sh/cs378-assignment3/blob/"
+                       "7ac2fe9fb6cea9d4630659a10c5cccfc9fbdd776/data/profiling/compute/a100/"
+                       "meta-llama/Llama-2-7b-hf/attention.csv)")
+_L7_LAYERS = 32
+_ATTN_7B_A100 = {
+    "decode_intercept": _L7_LAYERS * 7.630e-6,        # s per iteration with decoders
+    "decode_per_request": _L7_LAYERS * 1.0328e-6,     # s per decoder
+    "context": _L7_LAYERS * 8.602e-9,                 # s per context token of a decoder
+    "chunk": _L7_LAYERS * 3.8439e-5,                  # s per prefill chunk
+    "pair": _L7_LAYERS * 1.5508e-10,                  # s per prefill attention pair
+}
+_CHUNK_TOKENS = 256  # the per-chunk cost is charged per prefill token at 256-token chunks
+
+
+def _with_attention(linear: dict, attn: dict, mem_scale: float = 1.0, flops_scale: float = 1.0) -> dict:
+    """A piecewise linear-layer table plus attention terms; the memory-bound decode terms
+    divided by mem_scale and the compute-bound prefill terms by flops_scale."""
+    return {"model": "piecewise",
+            "c_seconds": linear["c_seconds"] + attn["decode_intercept"] / mem_scale,
+            "a_seconds": linear["a_seconds"], "b0": linear["b0"],
+            "prefill_seconds_per_token": attn["chunk"] / _CHUNK_TOKENS / flops_scale,
+            "decode_seconds_per_token": attn["decode_per_request"] / mem_scale,
+            "context_seconds_per_token": attn["context"] / mem_scale,
+            "prefill_attention_seconds_per_pair": attn["pair"] / flops_scale}
+
+
+_L7_A100_LINEAR = _HARDWARE_LIST[0].batch_time
+_L7_H100_LINEAR = _HARDWARE_LIST[1].batch_time
+_ATTN_NOTE = (
+    "Linear layers as in the linear-layers-only preset of the same pair (Vidur's MLP profile), "
+    "plus attention fitted to Vidur's attention profile: decode attention 0.244 ms per iteration "
+    "with decoders + 33.05 us per decoder + 0.2753 us per token of each decoder's context (the "
+    "KV it reads: 512 KiB per token at fp16, so 0.2753 us is 1.90 TB/s, 93% of the A100's "
+    "2,039 GB/s); prefill attention 1.230 ms per chunk (charged as 4.80 us per prefill token at "
+    "256-token chunks) + 4.96 ns per attention pair (0.52 MFLOP per pair: 106 TFLOPS, 34% of "
+    "the dense BF16 peak).  Not in the model: Vidur's CPU overheads (scheduling, sampling, "
+    "input preparation) and the per-iteration all-reduce (TP1: none).  docs/preset-fit.md "
+    "compares the preset with every source point, per batch size and context length.")
+
+_HARDWARE_LIST += [
+    _hw("llama2-7b", _A100, 1, _with_attention(_L7_A100_LINEAR, _ATTN_7B_A100),
+        f"Vidur operator profiles {_VIDUR_A100_7B} and {_VIDUR_A100_7B_ATTN} ; {_VIDUR_PAPER}",
+        _ATTN_NOTE, variant="-attn"),
+    _hw("llama2-7b", _H100, 1, _with_attention(_L7_H100_LINEAR, _ATTN_7B_A100, _BW_RATIO, _FLOPS_RATIO),
+        f"Vidur operator profile {_VIDUR_H100_7B} (linear layers); attention DERIVED from "
+        f"{_VIDUR_A100_7B_ATTN} ; {_GPU_SPEC_SOURCE}",
+        "DERIVED attention, not measured: the A100 attention fit with the memory-bound decode "
+        f"terms divided by the HBM-bandwidth ratio H100/A100 = {_BW_RATIO:.3f} and the "
+        f"compute-bound prefill terms by the dense-BF16 ratio {_FLOPS_RATIO:.3f}; the error of "
+        "this transfer is not quantified.  Linear layers measured (Vidur's H100 MLP profile).  "
+        + _ATTN_NOTE, variant="-attn"),
 ]
 
 #: Hardware presets by name (``model/gpu`` or ``model/gpu-tpN``).

@@ -178,13 +178,21 @@ def dq_push(ci, ei, e, dec_call, dec_tgt, c):
 
 
 @njit(cache=True, _nrt=False)
+def round_blocks(x, b):
+    """x tokens rounded up to whole KV blocks of b tokens (paged attention allocates
+    blocks; b = 1 is token granularity)."""
+    return (x + b - 1) // b * b
+
+
+@njit(cache=True, _nrt=False)
 def decoder_kv(ci, ei, e, c):
     """KV tokens held by a call leaving the decode queue (C_DEC_DONE up to date): its
     reservation, or, grown on demand, what its prefill allocated (prompt + tokens decoded
-    before a preemption) plus one per decode step since: prompt + tokens decoded."""
+    before a preemption) plus one per decode step since: prompt + tokens decoded, rounded
+    up to whole blocks."""
     if ei[e, S.E_RESERVE_FULL] == 1:
         return ci[c, S.C_KV]
-    return ci[c, S.C_P] + ci[c, S.C_DEC_DONE]
+    return round_blocks(ci[c, S.C_P] + ci[c, S.C_DEC_DONE], ei[e, S.E_BLOCK])
 
 
 @njit(cache=True, _nrt=False)
@@ -302,8 +310,17 @@ def _decode_context(ci, ei, e, dec_call, dec_tgt):
 
 
 @njit(cache=True, _nrt=False)
-def _add(batch_c, batch_t, ei, e, c, tokens):
+def _pairs(done, k):
+    """Causal attention pairs of a prefill chunk of k tokens after `done` prefilled ones:
+    token i of the chunk attends to done + i + 1 tokens. Over a whole prompt of P tokens,
+    however chunked, the chunks' pairs add up to P(P+1)/2."""
+    return k * done + k * (k + 1) // 2
+
+
+@njit(cache=True, _nrt=False)
+def _add(ci, batch_c, batch_t, ei, e, c, tokens):
     """Append a prefill entry to engine e's batch."""
+    ei[e, S.E_PF_PAIRS] += _pairs(ci[c, S.C_PREF_DONE], tokens)
     k = ei[e, S.E_BATCH_OFF] + ei[e, S.E_NPE]
     batch_c[k] = c
     batch_t[k] = tokens
@@ -324,7 +341,7 @@ def pick_step(ci, si, sf, ei, e, e_steps_ptr, e_steps, mp_route):
         return s if si[s, S.S_NWAIT] > 0 else -1
     pol = ei[e, S.E_POLICY]
     best = -1
-    if pol == S.POL_PRIORITY:
+    if pol == S.POL_PRIORITY or pol == S.POL_STRICT:
         for k in range(a, b):
             s = e_steps[k]
             if si[s, S.S_NWAIT] > 0:
@@ -373,6 +390,10 @@ def _admit(ci, cf, si, ei, e, s, t, mem):
     if cf[c, S.F_ADMIT] < 0.0:
         cf[c, S.F_ADMIT] = t
     ci[c, S.C_ASEQ] = ei[e, S.E_ADMITS]
+    if ei[e, S.E_POLICY] == S.POL_STRICT:
+        # strict class priority: the decode queue (ordered by C_ASEQ) serves the highest
+        # class first, and preemption takes the lowest class's newest request first
+        ci[c, S.C_ASEQ] += si[s, S.S_RANK] << S.STRICT_SHIFT
     ei[e, S.E_ADMITS] += 1
     _pf_append(ci, ei, e, c)
     ei[e, S.E_NRUN] += 1
@@ -386,6 +407,12 @@ def preempt_newest(ci, si, ei, gi, e, dec_call, dec_tgt, batch_c, batch_t):
     generated again. A batch entry it already had this iteration is voided (only prefill
     entries can exist: decode_phase preempts before it serves)."""
     pf = ei[e, S.E_PF_TAIL]
+    if ei[e, S.E_POLICY] == S.POL_STRICT:  # the prefilling request of the lowest class, newest
+        x = ei[e, S.E_PF_HEAD]
+        while x >= 0:
+            if ci[x, S.C_ASEQ] > ci[pf, S.C_ASEQ]:
+                pf = x
+            x = ci[x, S.C_NEXT]
     n = ei[e, S.E_NDEC]
     last = ei[e, S.E_RUN_OFF] + ei[e, S.E_DEC_HEAD] + n - 1
     if pf >= 0 and (n == 0 or ci[pf, S.C_ASEQ] > ci[dec_call[last], S.C_ASEQ]):
@@ -394,6 +421,7 @@ def preempt_newest(ci, si, ei, gi, e, dec_call, dec_tgt, batch_c, batch_t):
         bo = ei[e, S.E_BATCH_OFF]
         for k in range(ei[e, S.E_NPE]):
             if batch_c[bo + k] == c:
+                ei[e, S.E_PF_PAIRS] -= _pairs(ci[c, S.C_PREF_DONE], batch_t[bo + k])
                 ei[e, S.E_BATCH_TOK] -= batch_t[bo + k]
                 ei[e, S.E_BATCH_PREF] -= batch_t[bo + k]
                 batch_t[bo + k] = 0
@@ -430,6 +458,26 @@ def preempt_newest(ci, si, ei, gi, e, dec_call, dec_tgt, batch_c, batch_t):
 
 
 @njit(cache=True, _nrt=False)
+def _decode_kv_need(ci, ei, e, dec_call, dec_tgt, want):
+    """KV tokens the first `want` decoders' next tokens take: one each at token
+    granularity; with blocks of B > 1 tokens, a new block for each decoder whose KV
+    (prompt + tokens decoded) fills its last block exactly (a pass over the served
+    decoders: only with block_size > 1)."""
+    b = ei[e, S.E_BLOCK]
+    if b == 1 or want <= 0:
+        return want
+    lo = ei[e, S.E_RUN_OFF] + ei[e, S.E_DEC_HEAD]
+    r = ei[e, S.E_ROUND]
+    need = 0
+    for i in range(lo, lo + want):
+        c = dec_call[i]
+        kv = ci[c, S.C_P] + ci[c, S.C_D] - (dec_tgt[i] - r)
+        if kv % b == 0:
+            need += b
+    return need
+
+
+@njit(cache=True, _nrt=False)
 def decode_phase(ci, si, ei, gi, e, dec_call, dec_tgt, batch_c, batch_t):
     """One decode token for each decoding request, oldest admission first, within the
     budget and batch slots left: the first E_DEC_K decoders of the decode queue (their
@@ -438,10 +486,13 @@ def decode_phase(ci, si, ei, gi, e, dec_call, dec_tgt, batch_c, batch_t):
     slots = ei[e, S.E_KMAX] - ei[e, S.E_BATCH_N]
     want = min(ei[e, S.E_NDEC], budget, slots)
     grow = ei[e, S.E_RESERVE_FULL] == 0
+    need = want
     if grow:
-        while want > 0 and ei[e, S.E_KV_USED] + want > ei[e, S.E_KV_CAP]:
+        need = _decode_kv_need(ci, ei, e, dec_call, dec_tgt, want)
+        while want > 0 and ei[e, S.E_KV_USED] + need > ei[e, S.E_KV_CAP]:
             preempt_newest(ci, si, ei, gi, e, dec_call, dec_tgt, batch_c, batch_t)
             want = min(ei[e, S.E_NDEC], budget, slots)
+            need = _decode_kv_need(ci, ei, e, dec_call, dec_tgt, want)
     if want <= 0:
         return
     ei[e, S.E_DEC_K] = want
@@ -449,7 +500,7 @@ def decode_phase(ci, si, ei, gi, e, dec_call, dec_tgt, batch_c, batch_t):
     ei[e, S.E_BATCH_N] += want
     ei[e, S.E_BATCH_TOK] += want
     if grow:
-        ei[e, S.E_KV_USED] += want  # one KV token per decode step, taken when scheduled
+        ei[e, S.E_KV_USED] += need  # the decode steps' KV (blocks), taken when scheduled
 
 
 @njit(cache=True, _nrt=False)
@@ -466,12 +517,17 @@ def prefill_phase(ci, cf, si, sf, ei, e, t, batch_c, batch_t, e_steps_ptr, e_ste
             if budget == 0 or slots == 0:
                 return
             k = min(ci[c, S.C_PREF_NEED] - ci[c, S.C_PREF_DONE], budget)
-            _add(batch_c, batch_t, ei, e, c, k)
+            _add(ci, batch_c, batch_t, ei, e, c, k)
             budget -= k
             slots -= 1
             c = ci[c, S.C_NEXT]
     reserve_full = ei[e, S.E_RESERVE_FULL] == 1
+    blk = ei[e, S.E_BLOCK]
+    # memory an admission must leave free: vLLM's watermark
+    cap = ei[e, S.E_KV_CAP] - ei[e, S.E_WATERMARK]
     while budget > 0 and slots > 0:
+        if ei[e, S.E_NRUN] >= ei[e, S.E_MAXRUN]:
+            return  # max_running_requests: no admission while that many run
         s = pick_step(ci, si, sf, ei, e, e_steps_ptr, e_steps, mp_route)
         if s < 0:
             return
@@ -480,17 +536,17 @@ def prefill_phase(ci, cf, si, sf, ei, e, t, batch_c, batch_t, e_steps_ptr, e_ste
         if not chunked and need > budget:
             return
         if reserve_full:
-            mem = ci[c, S.C_P] + ci[c, S.C_D]
-            if ei[e, S.E_KV_USED] + mem > ei[e, S.E_KV_CAP]:
+            mem = round_blocks(ci[c, S.C_P] + ci[c, S.C_D], blk)
+            if ei[e, S.E_KV_USED] + mem > cap:
                 return
         else:
             # admit only with one free token left per decoding request (their next step)
-            mem = need
-            if ei[e, S.E_KV_USED] + mem + ei[e, S.E_NDEC] > ei[e, S.E_KV_CAP]:
+            mem = round_blocks(need, blk)
+            if ei[e, S.E_KV_USED] + mem + ei[e, S.E_NDEC] > cap:
                 return
         _admit(ci, cf, si, ei, e, s, t, mem)
         k = min(need, budget)
-        _add(batch_c, batch_t, ei, e, c, k)
+        _add(ci, batch_c, batch_t, ei, e, c, k)
         budget -= k
         slots -= 1
 
@@ -524,11 +580,14 @@ def fastertransformer(ci, cf, si, sf, ei, gi, e, t, dec_call, dec_tgt, batch_c, 
 @njit(cache=True, _nrt=False, inline='always')
 def vllm(ci, cf, si, sf, ei, gi, e, t, dec_call, dec_tgt, batch_c, batch_t, e_steps_ptr,
          e_steps, mp_route):
-    s = pick_step(ci, si, sf, ei, e, e_steps_ptr, e_steps, mp_route)
+    s = -1
+    if ei[e, S.E_NRUN] < ei[e, S.E_MAXRUN]:
+        s = pick_step(ci, si, sf, ei, e, e_steps_ptr, e_steps, mp_route)
     if s >= 0:
         need = ci[si[s, S.S_HEAD], S.C_PREF_NEED]
         if need <= ei[e, S.E_BUDGET] and \
-                ei[e, S.E_KV_USED] + need + ei[e, S.E_NDEC] <= ei[e, S.E_KV_CAP]:
+                ei[e, S.E_KV_USED] + round_blocks(need, ei[e, S.E_BLOCK]) + ei[e, S.E_NDEC] \
+                <= ei[e, S.E_KV_CAP] - ei[e, S.E_WATERMARK]:
             prefill_phase(ci, cf, si, sf, ei, e, t, batch_c, batch_t, e_steps_ptr, e_steps,
                           mp_route, _false(e))
             return
@@ -563,6 +622,7 @@ def form_batch(ci, cf, si, sf, ei, ef, gi, e, t, dec_call, dec_tgt, batch_c, bat
     ei[e, S.E_DEC_POS] = 0
     ei[e, S.E_BATCH_TOK] = 0
     ei[e, S.E_BATCH_PREF] = 0
+    ei[e, S.E_PF_PAIRS] = 0
     code = ei[e, S.E_SCHED]
     if code == 0:
         fastertransformer(ci, cf, si, sf, ei, gi, e, t, dec_call, dec_tgt, batch_c, batch_t,
@@ -578,6 +638,6 @@ def form_batch(ci, cf, si, sf, ei, ef, gi, e, t, dec_call, dec_tgt, batch_c, bat
                 e_steps_ptr, e_steps, mp_route)
     n_dec = ei[e, S.E_DEC_K]
     ctx = 0
-    if n_dec > 0 and ei[e, S.E_BT_MODEL] == S.BT_AFFINE:
+    if n_dec > 0 and (ei[e, S.E_BT_MODEL] == S.BT_AFFINE or ei[e, S.E_BT_ATTN] == 1):
         ctx = _decode_context(ci, ei, e, dec_call, dec_tgt)
     return ei[e, S.E_BATCH_PREF], n_dec, ctx

@@ -13,11 +13,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from llmsim import core
+from llmsim import budget, core
 from llmsim import state as S
 from llmsim.config import (POLICIES, Scenario, expected_visits, join_needs, routing_matrix,
                            stochastic_steps,
                            step_index, validate)
+from llmsim.pool import ROUTERS, has_pool, physical_engines
 from llmsim.schedulers import scheduler_info
 from llmsim.workload import ConfigError
 
@@ -99,7 +100,7 @@ def _streams(sc: Scenario):
     return arrivals, steps, np.random.default_rng(route_root)
 
 
-def _arrivals(sc: Scenario, rngs):
+def _arrivals(sc: Scenario, rngs, max_calls: int = MAX_CALLS):
     """Workflow arrival times and classes within the horizon, merged in time order."""
     times, classes = [], []
     for ci, (w, rng) in enumerate(zip(sc.workflows, rngs)):
@@ -114,9 +115,9 @@ def _arrivals(sc: Scenario, rngs):
                 t = w.arrival.times(rng, n) + last
                 chunks.append(t)
                 last = t[-1]
-                if len(chunks) * n > MAX_CALLS:
+                if len(chunks) * n > max_calls:
                     raise ConfigError(f"duration_seconds: {sc.duration_seconds} s at this rate means more "
-                                      f"than {MAX_CALLS} arrivals; allowed: a shorter duration")
+                                      f"than {max_calls:,} arrivals; allowed: a shorter duration")
             t = np.concatenate(chunks)
             t = t[t <= sc.duration_seconds]
         times.append(t)
@@ -132,15 +133,25 @@ def _arrivals(sc: Scenario, rngs):
 
 class Simulation:
     """A run in progress. ``advance(until_s)`` moves simulated time forward; ``result()``
-    reads out what has happened so far. Chunking never changes the outcome."""
+    reads out what has happened so far. Chunking never changes the outcome.
 
-    def __init__(self, scenario: Scenario, record_iterations: bool = False):
+    limits (default ``llmsim.budget.current()``): the scenario is refused (ConfigError
+    naming the field) before anything is allocated if its estimated memory or calls exceed
+    them; a run that spends limits.max_work work units stops there, with ``stopped`` (and
+    ``summary()["stopped"]``) saying so, and keeps its partial results."""
+
+    def __init__(self, scenario: Scenario, record_iterations: bool = False,
+                 limits: budget.Limits | None = None):
         validate(scenario)
+        self.limits = lim = budget.current() if limits is None else limits
+        budget.check(scenario, lim)
         self.scenario = sc = scenario
         self.wall = 0.0
+        self.stopped: str | None = None
+        self.wk = np.zeros(1, dtype=np.int64)  # kernel work units so far
         t0 = time.perf_counter()
         arr_rngs, self._step_rngs, self._route_rng = _streams(sc)
-        job_t, job_c = _arrivals(sc, arr_rngs)
+        job_t, job_c = _arrivals(sc, arr_rngs, lim.max_calls)
         self.n_jobs = n_jobs = len(job_t)
         if n_jobs == 0:
             raise ConfigError("workload: no arrival falls within the horizon; allowed: a longer "
@@ -149,12 +160,30 @@ class Simulation:
         if sc.duration_seconds is not None:
             self.horizon = float(sc.duration_seconds) if n_jobs < (sc.num_requests or math.inf) else float(job_t[-1])
 
-        engines = sc.engines
-        e_index = {e.name: i for i, e in enumerate(engines)}
+        # the kernel runs physical engines: a pool (engine with replicas) is one engine per
+        # replica, and each step at a pool one row (buffer) per replica, contiguous; the
+        # router picks the row when a call becomes ready (core._route_replica)
+        self._phys = physical_engines(sc)
+        engines = [cfg for _, _, cfg in self._phys]
+        self._peng = engines
+        phys_of = [[] for _ in sc.engines]
+        for pe, (li, _, _) in enumerate(self._phys):
+            phys_of[li].append(pe)
+        self._phys_of = phys_of
+        e_index = {e.name: i for i, e in enumerate(sc.engines)}
         sidx = step_index(sc)
-        steps = [(wi, s) for wi, w in enumerate(sc.workflows) for s in w.steps]
+        lsteps = [(wi, s) for wi, w in enumerate(sc.workflows) for s in w.steps]
+        rows, first_row = [], []
+        for k, (wi, s) in enumerate(lsteps):
+            first_row.append(len(rows))
+            for r, pe in enumerate(phys_of[e_index[s.engine]]):
+                rows.append((k, r, pe))
+        self._rows = rows
+        self._first_row = first_row
+        self._lstep = [k for k, _, _ in rows]
+        steps = [lsteps[k] for k, _, _ in rows]
         self._steps = steps
-        n_s = len(steps)
+        n_s = len(rows)
         n_e = len(engines)
         visits = expected_visits(sc)
         q = routing_matrix(sc)
@@ -168,13 +197,13 @@ class Simulation:
             for r in s.routes:
                 acc += r.prob
                 opt_cum.append(acc)
-                child_step.extend(sidx[(wi, ch)] for ch in r.to)
+                child_step.extend(first_row[sidx[(wi, ch)]] for ch in r.to)
                 child_ptr.append(len(child_step))
                 max_fan = max(max_fan, len(r.to))
             opt_ptr.append(len(opt_cum))
         class_root_ptr, class_root = [0], []
         for wi, w in enumerate(sc.workflows):
-            class_root.extend(sidx[(wi, st)] for st in w.start)
+            class_root.extend(first_row[sidx[(wi, st)]] for st in w.start)
             class_root_ptr.append(len(class_root))
         max_roots = max(class_root_ptr[i + 1] - class_root_ptr[i] for i in range(len(sc.workflows)))
         self._margin = int(sum(e.slots for e in engines) * max_fan + max_roots + 1)
@@ -189,14 +218,30 @@ class Simulation:
         pool_start, dpool_start = 0, 0
         join_idx = 0
         e_steps = [[] for _ in range(n_e)]
+        router_seed = np.random.SeedSequence([sc.seed, 10]).generate_state(n_s)
         for k, (wi, s) in enumerate(steps):
-            e = e_index[s.engine]
+            lk, rep, e = rows[k]
             e_steps[e].append(k)
             si[k, S.S_ENGINE] = e
             si[k, S.S_HEAD] = si[k, S.S_TAIL] = -1
-            exact = not stochastic[k]
-            n_calls = int(round(visits[k] * jobs_per_class[wi]))
-            size = n_calls if exact else int(visits[k] * jobs_per_class[wi] * 1.2) + 4 * self._margin
+            pool = sc.engines[e_index[s.engine]]
+            si[k, S.S_NREP] = len(phys_of[e_index[s.engine]]) if rep == 0 else 1
+            si[k, S.S_ROUTER] = ROUTERS[pool.router]
+            si[k, S.S_RNG] = 1 + int(router_seed[k]) % 2147483646
+            if s.delay_seconds > 0:
+                si[k, S.S_DELAY_KIND] = 1 if s.delay_dist == "constant" else 2
+                sf[k, S.SF_DELAY] = s.delay_seconds
+            sf[k, S.SF_MU] = 1.0 / (s.prompt_tokens.mean + s.output_tokens.mean)
+            if rep > 0:  # a replica's row: calls are drawn on the step's first row
+                si[k, S.S_POOL_FINAL] = 1
+                si[k, S.S_POOL_POS] = si[k, S.S_POOL_END] = 0
+                si[k, S.S_DPOOL_POS] = si[k, S.S_DPOOL_END] = 0
+                si[k, S.S_JOIN_NEED] = si[k - rep, S.S_JOIN_NEED]
+                si[k, S.S_JOIN_IDX] = si[k - rep, S.S_JOIN_IDX]
+                continue
+            exact = not stochastic[lk]
+            n_calls = int(round(visits[lk] * jobs_per_class[wi]))
+            size = n_calls if exact else int(visits[lk] * jobs_per_class[wi] * 1.2) + 4 * self._margin
             self._final[k] = exact
             pp, dd, dl = self._draw(k, size)
             pool_p.append(pp)
@@ -209,19 +254,16 @@ class Simulation:
             si[k, S.S_DPOOL_POS] = dpool_start
             dpool_start += len(dl)
             si[k, S.S_DPOOL_END] = dpool_start
-            if s.delay_seconds > 0:
-                si[k, S.S_DELAY_KIND] = 1 if s.delay_dist == "constant" else 2
-                sf[k, S.SF_DELAY] = s.delay_seconds
             need = join_needs(sc.workflows[wi]).get(s.name, 0)
             if s.join:
                 si[k, S.S_JOIN_NEED] = need
                 si[k, S.S_JOIN_IDX] = join_idx
                 join_idx += 1
-            sf[k, S.SF_MU] = 1.0 / (s.prompt_tokens.mean + s.output_tokens.mean)
         self.n_joins = max(join_idx, 1)
         # static priority: explicit `priority` (smaller first), else the order of steps
         for e in range(n_e):
-            e_steps[e].sort(key=lambda k: (steps[k][1].priority if steps[k][1].priority is not None else 10**6, k))
+            e_steps[e].sort(key=lambda k: (steps[k][1].priority if steps[k][1].priority is not None else 10**6,
+                                           self._lstep[k]))
             for r, k in enumerate(e_steps[e]):
                 si[k, S.S_RANK] = r
         self.si, self.sf = si, sf
@@ -238,10 +280,12 @@ class Simulation:
         self.child_step = np.array(child_step if child_step else [0], dtype=np.int64)
         self.class_root_ptr = np.array(class_root_ptr, dtype=np.int64)
         self.class_root = np.array(class_root, dtype=np.int64)
-        self.mp_route = q
+        # max-pressure weights: a downstream step counts its calls at every replica
+        lk = np.array(self._lstep, dtype=np.int64)
+        self.mp_route = np.ascontiguousarray(q[np.ix_(lk, lk)]) if n_s != len(lsteps) else q
         needs_routing = any(len(s.routes) > 1 for _, s in steps)
         if needs_routing:
-            n_route = int(sum(visits[k] * jobs_per_class[wi] for k, (wi, _) in enumerate(steps)) * 1.2) + 4 * self._margin
+            n_route = int(sum(visits[k] * jobs_per_class[wi] for k, (wi, _) in enumerate(lsteps)) * 1.2) + 4 * self._margin
             self.route_u = self._route_rng.random(n_route)
         else:
             self.route_u = np.zeros(1)
@@ -253,13 +297,20 @@ class Simulation:
         for e, cfg in enumerate(engines):
             ei[e, S.E_BUDGET] = cfg.token_budget
             ei[e, S.E_KMAX] = cfg.slots
-            ei[e, S.E_KV_CAP] = cfg.kv_cache_tokens
+            ei[e, S.E_KV_CAP] = cfg.kv_blocks_tokens
+            ei[e, S.E_MAXRUN] = cfg.max_running_requests or (1 << 62)
+            ei[e, S.E_BLOCK] = cfg.block_size
+            ei[e, S.E_WATERMARK] = cfg.watermark_tokens
             ei[e, S.E_SCHED] = int(scheduler_info(cfg.scheduler).code)
             ei[e, S.E_POLICY] = POLICIES[cfg.policy]
             ei[e, S.E_RESERVE_FULL] = int(scheduler_info(cfg.scheduler).reserve_full)
             code, params = cfg.batch_time.kernel_params()
             ei[e, S.E_BT_MODEL] = code
-            ef[e, S.EF_BT0:S.EF_BT3 + 1] = params
+            ef[e, S.EF_BT0:S.EF_BT3 + 1] = params[:4]
+            ef[e, S.EF_BT4] = params[4]
+            ef[e, S.EF_BT5] = params[5]
+            ef[e, S.EF_BT6] = params[6]
+            ei[e, S.E_BT_ATTN] = int(cfg.batch_time.model == "piecewise" and cfg.batch_time.context_aware)
             ei[e, S.E_BATCH_OFF] = boff
             boff += cfg.slots
             ei[e, S.E_PF_HEAD] = ei[e, S.E_PF_TAIL] = -1
@@ -306,7 +357,7 @@ class Simulation:
     # ------------------------------------------------------------------ internals
     def _draw(self, k, n):
         wi, s = self._steps[k]
-        rp, rd, rdl = self._step_rngs[k]
+        rp, rd, rdl = self._step_rngs[self._lstep[k]]
         pp = s.prompt_tokens.sample(rp, n)
         dd = s.output_tokens.sample(rd, n)
         if s.delay_seconds > 0 and s.delay_dist == "exponential":
@@ -324,8 +375,9 @@ class Simulation:
             lo, hi = max(a, self.si[k, S.S_POOL_POS]), min(b, self.si[k, S.S_POOL_END])
             if lo >= hi:
                 continue
-            e = self.scenario.engines[int(self.si[k, S.S_ENGINE])]
             worst = int((self.pool_p[lo:hi] + self.pool_d[lo:hi]).max())
+            e = min((self._peng[self.si[k + r, S.S_ENGINE]] for r in range(self.si[k, S.S_NREP])),
+                    key=lambda x: x.kv_cache_tokens)
             if worst > e.kv_cache_tokens:
                 raise ConfigError(
                     f"a drawn request needs {worst} KV-cache tokens (prompt + output) but "
@@ -355,9 +407,9 @@ class Simulation:
         cap = len(self.ci)
         if gi[S.G_NCALLS] + m > cap:
             new = max(2 * cap, gi[S.G_NCALLS] + 4 * m)
-            if new > MAX_CALLS:
-                raise ConfigError(f"the run would create more than {MAX_CALLS} LLM calls; allowed: fewer "
-                                  "num_requests or a shorter duration")
+            if new > self.limits.max_calls:
+                raise ConfigError(f"the run would create more than {self.limits.max_calls:,} LLM calls; "
+                                  "allowed: fewer num_requests or a shorter duration")
             self.ci = np.concatenate([self.ci, np.zeros((new - cap, S.N_CI), dtype=np.int64)])
             self.cf = np.concatenate([self.cf, np.empty((new - cap, S.N_CF))])
             self.heap_t = np.concatenate([self.heap_t, np.zeros(new - cap)])
@@ -426,21 +478,41 @@ class Simulation:
 
     @property
     def done(self) -> bool:
-        return self.status == core.DONE or (not self.scenario.drain and self.now >= self.horizon)
+        """Nothing more to simulate: the run ended, or it was stopped at its work budget."""
+        return (self.status == core.DONE or (not self.scenario.drain and self.now >= self.horizon)
+                or self.stopped is not None)
+
+    @property
+    def work_units(self) -> int:
+        """Kernel work units spent so far (see ``llmsim.core.run_kernel``)."""
+        return int(self.wk[0])
 
     @property
     def end_time(self) -> float:
         return math.inf if self.scenario.drain else self.horizon
 
-    def advance(self, until_s: float | None = None) -> "Simulation":
-        """Simulate up to time until_s (default: the end of the run)."""
+    def advance(self, until_s: float | None = None, max_work: float | None = None,
+                should_stop=None) -> "Simulation":
+        """Simulate up to time until_s (default: the end of the run).
+
+        Returns early (resumable: call again) after max_work more work units, or when
+        should_stop() -- asked every ``limits.slice_work`` units -- returns true. Stops for
+        good (``self.stopped`` says why) when the run's work budget ``limits.max_work`` is
+        spent. The kernel releases the GIL, so other threads run meanwhile."""
         if self._pending:
             self._settle_results()
+        if self.stopped is not None:
+            return self
         t0 = time.perf_counter()
         stop = self.end_time if until_s is None else min(until_s, self.end_time)
+        lim = self.limits
+        total = math.inf if lim.max_work is None else float(lim.max_work)
+        mine = math.inf if max_work is None else self.wk[0] + float(max_work)
         while True:
+            ws = min(total, mine, float(self.wk[0] + max(1, lim.slice_work)))
+            ws = int(min(ws, 2.0**62))
             st = core.run_kernel(
-                stop, self.gi, self.gf, self.ci, self.cf, self.ei, self.ef, self.si, self.sf,
+                stop, ws, self.wk, self.gi, self.gf, self.ci, self.cf, self.ei, self.ef, self.si, self.sf,
                 self.ji, self.jf, self.jjoin, self.dec_call, self.dec_tgt, self.fin, self.batch_c,
                 self.batch_t, self.e_steps_ptr, self.e_steps, self.opt_ptr, self.opt_cum,
                 self.child_ptr, self.child_step, self.class_root_ptr, self.class_root, self.route_u,
@@ -451,6 +523,16 @@ class Simulation:
                 continue
             if st == core.STALLED:
                 raise self._stalled()
+            if st == core.WORK_LIMIT:
+                if self.wk[0] >= total:
+                    self.stopped = (
+                        f"stopped at t = {self.now:,.1f} s of {self.horizon:,.1f} s: the run spent its "
+                        f"work budget of {total:,.0f} units (max_work); the results are partial. "
+                        "Allowed: fewer requests, a larger token_budget, or a run on the command line")
+                    break
+                if self.wk[0] >= mine or (should_stop is not None and should_stop()):
+                    break
+                continue
             self.status = st
             break
         self.wall += time.perf_counter() - t0
@@ -458,7 +540,7 @@ class Simulation:
 
     def _stalled(self) -> Exception:
         """Explain an engine that has work but can form no batch."""
-        for e, eng in enumerate(self.scenario.engines):
+        for e, eng in enumerate(self._peng):
             for k in self.e_steps[self.e_steps_ptr[e]:self.e_steps_ptr[e + 1]]:
                 c = self.si[k, S.S_HEAD]
                 if c >= 0 and self.ci[c, S.C_PREF_NEED] > eng.token_budget:
@@ -486,17 +568,24 @@ class Simulation:
         n = int(self.gi[S.G_REC_N])
         rec = self.rec[:n]
         cols = {"time_s": rec[:, 0].copy(), "workflows_in_system": rec[:, 1].copy()}
-        for e, eng in enumerate(sc.engines):
+        names = ("waiting", "running", "backlog_tokens", "kv_tokens")
+        for li, eng in enumerate(sc.engines):
             p = "" if sc.single else f"{eng.name}."
-            b = 2 + 4 * e
-            for j, name in enumerate(("waiting", "running", "backlog_tokens", "kv_tokens")):
-                cols[p + name] = rec[:, b + j].copy()
+            phys = self._phys_of[li]
+            for j, name in enumerate(names):  # a pool: the sum over its replicas (a new array)
+                cols[p + name] = sum(rec[:, 2 + 4 * e + j] for e in phys) + 0.0
+            if eng.replicas:
+                for e in phys:
+                    for j, name in enumerate(names):
+                        cols[f"{self._peng[e].name}.{name}"] = rec[:, 2 + 4 * e + j].copy()
         if not sc.single:
-            b = 2 + 4 * len(sc.engines)
-            for k, (wi, s) in enumerate(self._steps):
+            b = 2 + 4 * len(self._peng)
+            for lk, (wi, s) in enumerate(_logical_steps(sc)):
                 p = f"{sc.workflows[wi].name}.{s.name}."
-                cols[p + "waiting"] = rec[:, b + 2 * k].copy()
-                cols[p + "in_buffer"] = rec[:, b + 2 * k + 1].copy()
+                r0 = self._first_row[lk]
+                nrep = int(self.si[r0, S.S_NREP])
+                cols[p + "waiting"] = sum(rec[:, b + 2 * k] for k in range(r0, r0 + nrep)) + 0.0
+                cols[p + "in_buffer"] = sum(rec[:, b + 2 * k + 1] for k in range(r0, r0 + nrep)) + 0.0
         return cols
 
     def timeseries(self) -> pd.DataFrame:
@@ -526,6 +615,9 @@ class Simulation:
             df["workflow"] = [sc.workflows[steps[k][0]].name for k in ci[:, S.C_STEP]]
             df["step"] = [steps[k][1].name for k in ci[:, S.C_STEP]]
             df["engine"] = [steps[k][1].engine for k in ci[:, S.C_STEP]]
+        if has_pool(sc):
+            df["replica"] = np.array([r for _, r, _ in self._rows], dtype=np.int64)[ci[:, S.C_STEP]] \
+                if n else np.zeros(0, dtype=np.int64)
         return df
 
     def workflows(self) -> pd.DataFrame:
@@ -547,7 +639,7 @@ class Simulation:
         n = int(self.gi[S.G_LOG_N])
         li, lf = self.logi[:n], self.logf[:n]
         return pd.DataFrame({
-            "iteration": li[:, 0], "engine": [self.scenario.engines[e].name for e in li[:, 1]],
+            "iteration": li[:, 0], "engine": [self._peng[e].name for e in li[:, 1]],
             "start_s": lf[:, 0], "end_s": lf[:, 1], "request_id": li[:, 2], "tokens": li[:, 3],
             "phase": np.where(li[:, 4] == S.PH_PREFILL, "prefill", "decode"),
         })
@@ -599,6 +691,8 @@ class Simulation:
             "final_waiting": int(self.ei[:, S.E_NWAIT].sum()),
             "mean_in_system": float(self.gf[S.GF_AREA_JOBS] / T) if T > 0 else 0.0,
             "wall_seconds": self.wall,
+            "work_units": self.work_units,
+            "stopped": self.stopped,
         })
         if not sc.single:
             nj = int(gi[S.G_NEXT_JOB])
@@ -607,7 +701,35 @@ class Simulation:
             s.update({"workflows_arrived": nj, "workflows_completed": int(ok.sum())})
             s.update(_percentiles("workflow_e2e", fin[ok] - arr[ok]))
             s["engine_load"] = {e.name: th.engine_load[i] for i, e in enumerate(sc.engines)}
+        if has_pool(sc):
+            s["replicas"] = self.replica_summary()
         return s
+
+    def replica_summary(self) -> dict:
+        """Per replica of every pool: calls routed to it and completed, iterations,
+        preemptions, busy share and mean backlog (tokens) so far."""
+        n = int(self.gi[S.G_NCALLS])
+        ci = self.ci[:n]
+        row_eng = self.si[:, S.S_ENGINE]
+        eng = row_eng[ci[:, S.C_STEP]]
+        done = ci[:, S.C_STATE] == S.ST_DONE
+        routed = np.bincount(eng, minlength=len(self._peng))
+        completed = np.bincount(eng[done], minlength=len(self._peng))
+        T = self.now
+        out = {}
+        for li, e in enumerate(self.scenario.engines):
+            if not e.replicas:
+                continue
+            for pe in self._phys_of[li]:
+                out[self._peng[pe].name] = {
+                    "routed": int(routed[pe]), "completed": int(completed[pe]),
+                    "throughput_rps": float(completed[pe] / T) if T > 0 else 0.0,
+                    "iterations": int(self.ei[pe, S.E_ITERS]),
+                    "preemptions": int(self.ei[pe, S.E_PREEMPTS]),
+                    "busy_share": float(self.ef[pe, S.EF_BUSY_TIME] / T) if T > 0 else 0.0,
+                    "mean_backlog_tokens": float(self.ef[pe, S.EF_AREA_BACKLOG] / T) if T > 0 else 0.0,
+                }
+        return out
 
     def result(self) -> Result:
         """The run so far. Its tables are built on first access; advancing this
@@ -632,6 +754,10 @@ class Simulation:
         self._pending.clear()
 
 
+def _logical_steps(sc):
+    return [(wi, s) for wi, w in enumerate(sc.workflows) for s in w.steps]
+
+
 def _percentiles(name: str, x: np.ndarray) -> dict:
     """p50 and p99 of x (None when empty), one partial sort for both."""
     if len(x) == 0:
@@ -640,12 +766,40 @@ def _percentiles(name: str, x: np.ndarray) -> dict:
     return {f"{name}_p50_s": float(p50), f"{name}_p99_s": float(p99)}
 
 
-def simulate(scenario: Scenario, record_iterations: bool = False) -> Result:
-    """Run a scenario to its end and return its Result (with its stability verdict)."""
+def simulate(scenario: Scenario, record_iterations: bool = False,
+             limits: budget.Limits | None = None) -> Result:
+    """Run a scenario to its end and return its Result (with its stability verdict).
+    A run that spends its work budget (limits.max_work) ends there: its Result is partial
+    and ``summary["stopped"]`` says so."""
     from llmsim.stability import verdict
-    sim = Simulation(scenario, record_iterations=record_iterations)
+    sim = Simulation(scenario, record_iterations=record_iterations, limits=limits)
     sim.advance()
     res = sim.result()
-    res.verdict = verdict(res)
+    res.verdict = partial_verdict(verdict(res), res.summary)
+    if has_pool(scenario):  # a pool is unstable when any replica is
+        from llmsim.pool import with_replica_verdicts
+        res.verdict = with_replica_verdicts(res.verdict, res)
     res.summary.update(res.verdict.summary_fields())
     return res
+
+
+def partial_verdict(v, summary: dict):
+    """The verdict v, or for a run stopped at its work budget an inconclusive one saying
+    so: a trend measured over the part of the horizon that ran says nothing reliable."""
+    if not summary.get("stopped"):
+        return v
+    import dataclasses
+    done = summary["simulated_seconds"] / summary["horizon_seconds"] if summary["horizon_seconds"] else 0.0
+    return dataclasses.replace(v, verdict="inconclusive", explanation=(
+        f"Inconclusive: the run was stopped at its work budget after {done:.1%} of its horizon, "
+        "and a verdict needs the whole run (fewer requests, a larger token budget, or the command line)."))
+
+
+def replicate(scenario: Scenario, seeds=5, record=False):
+    """Run independent replications (seeds scenario.seed, +1, ... or the given list) and
+    pool their verdict; returns (Verdict, [Result, ...])."""
+    from dataclasses import replace
+    from llmsim.stability import verdict_from_runs
+    seed_list = [scenario.seed + i for i in range(seeds)] if isinstance(seeds, int) else list(seeds)
+    results = [simulate(replace(scenario, seed=s), record_iterations=record) for s in seed_list]
+    return verdict_from_runs(results), results

@@ -22,19 +22,15 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.stats import t as _student_t
 
 from llmsim import theory as th
 
-# two-sided 95% Student t quantiles by degrees of freedom
-_T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
-         9: 2.262, 10: 2.228, 12: 2.179, 14: 2.145, 16: 2.12, 18: 2.101, 20: 2.086, 30: 2.042}
-
-
 def _t975(df: int) -> float:
-    if df in _T975:
-        return _T975[df]
-    keys = sorted(k for k in _T975 if k <= df)
-    return _T975[keys[-1]] if keys else 12.706
+    """Two-sided 95% Student t quantile with `df` degrees of freedom."""
+    if df < 1:
+        return math.inf
+    return float(_student_t.ppf(0.975, df))
 
 
 @dataclass(frozen=True)
@@ -88,6 +84,9 @@ class Verdict:
     growth: measured backlog growth as a share of the offered work (tokens/s over
     tokens/s); growth_lo/hi its 95% interval; backlog_growth_tokens_per_s the measured
     slope; theory_* what the fluid model predicts; unstable_parts names growing buffers.
+    For a network the backlog includes the unstarted calls of workflows in the system.
+    Memory: preemptions and the work they made the engine redo (recomputed tokens per
+    second and as a share of the offered work), whether theory's memory bound binds.
     """
     verdict: str
     explanation: str
@@ -105,11 +104,22 @@ class Verdict:
     replications: int = 1
     unstable_parts: tuple = ()
     parts: dict = field(default_factory=dict)
+    scheduler_load: float = 0.0
+    capacity_kind: str = ""
+    preemptions: float = 0.0
+    recomputed_tokens_per_s: float = 0.0
+    recomputed_share: float = 0.0
+    memory_binds: bool = False
+    assumption_broken: str = ""
 
     def summary_fields(self) -> dict:
         return {"verdict": self.verdict, "capacity_rps": self.capacity_rps,
+                "scheduler_load": self.scheduler_load, "capacity_kind": self.capacity_kind,
                 "backlog_growth_tokens_per_s": self.backlog_growth_tokens_per_s,
                 "theory_drift_tokens_per_s": self.theory_drift_tokens_per_s,
+                "recomputed_tokens_per_s": self.recomputed_tokens_per_s,
+                "recomputed_share": self.recomputed_share, "memory_binds": self.memory_binds,
+                "assumption_broken": self.assumption_broken,
                 "verdict_explanation": self.explanation,
                 "unstable_parts": list(self.unstable_parts)}
 
@@ -117,17 +127,54 @@ class Verdict:
         return {k: v for k, v in self.__dict__.items() if k != "parts"} | {"parts": self.parts}
 
 
-def _explain(v: str, load: float, growth: float, drift_share: float, parts=(), network=False) -> str:
+RECOMPUTE_NOTABLE = 0.01  # recomputation above 1% of the offered work is worth a sentence
+
+
+def _explain(v: str, theory, growth: float, drift_share: float, parts=(), network=False,
+             part_growth=None, recompute_share=0.0, preemptions=0.0):
+    """The verdict's sentence, and which of theory's assumptions broke (or "")."""
+    load, sload = theory.load, theory.scheduler_load
     where = f" (growing: {', '.join(parts)})" if parts else ""
+    sched = " and ".join(dict.fromkeys(e.scheduler for e in theory.engines))
+    loads = (f"load {load:.2f}" if abs(sload - load) <= 0.005 * max(load, 1e-12)
+             else f"load {load:.2f} of the best scheduler's capacity, {sload:.2f} of {sched}'s")
+    mem = ""
+    if preemptions > 0 and recompute_share >= RECOMPUTE_NOTABLE:
+        mem = (f" Memory: {preemptions:,.0f} preemptions made the engine redo {100 * recompute_share:.1f}% "
+               "of the offered work.")
+    broken = ""
     if v == "unstable":
-        return (f"Unstable{where}: unfinished work kept growing by about {100 * growth:.0f}% of the "
-                f"work arriving (theory predicts {100 * drift_share:.0f}% at load {load:.2f}), so "
-                "the queue would grow without bound.")
+        if part_growth is not None and growth <= 0.02:
+            amount = (f"calls waiting at {', '.join(parts)} kept piling up (about {100 * part_growth:.0f}% "
+                      "of the calls reaching them)")
+        else:
+            amount = f"unfinished work kept growing by about {100 * max(growth, 0.0):.0f}% of the work arriving"
+        text = (f"Unstable{where}: {amount} (theory predicts {100 * drift_share:.0f}% at {loads}), so the "
+                "queue would grow without bound." + mem)
+        if sload < 1:
+            if preemptions > 0 and recompute_share >= RECOMPUTE_NOTABLE:
+                broken = ("no recomputation: theory's capacity assumes preempted work is not redone, but the KV "
+                          f"cache thrashed ({100 * recompute_share:.1f}% of the offered work recomputed)")
+            elif network:
+                broken = ("policy: every engine's load is below 1, but the network's policy does not keep them "
+                          "all busy (a load below 1 is necessary, not sufficient)")
+            else:
+                broken = (f"capacity formula: theory's figure for {sched} is approximate "
+                          f"({theory.engines[0].capacity_kind}); the simulation finds less")
+            text += f" Theory says it should keep up; the assumption that broke: {broken}."
+        return text, broken
     if v == "stable":
-        return (f"Stable: at load {load:.2f} the unfinished work went up and down but did not "
-                "trend upward in the second half of the run, so " + ("every engine of the network keeps up." if network else "this engine keeps up."))
-    return (f"Inconclusive: at load {load:.2f} the backlog's trend ({100 * growth:+.1f}% of arriving "
-            "work) cannot be told apart from noise over this horizon; run longer or add replications.")
+        text = (f"Stable: at {loads} the unfinished work went up and down but did not trend upward in the "
+                "second half of the run, so " + ("every engine of the network keeps up." if network
+                                                  else "this engine keeps up.") + mem)
+        if sload > 1.02:
+            broken = ("horizon or capacity formula: theory predicts growth, but none showed over this run "
+                      "(run longer, or theory's capacity is approximate: "
+                      f"{theory.engines[0].capacity_kind})")
+            text += f" Theory disagrees: {broken}."
+        return text, broken
+    return (f"Inconclusive: at {loads} the backlog's trend ({100 * growth:+.1f}% of arriving "
+            "work) cannot be told apart from noise over this horizon; run longer or add replications." + mem), ""
 
 
 def verdict(result, window: float = 0.5, threshold: float = 0.02, batches: int = 10) -> Verdict:
@@ -148,13 +195,16 @@ def verdict_from_runs(results, window: float = 0.5, threshold: float = 0.02, bat
     cols = _backlog_columns(sc)
     fits = []
     parts = {}
+    part_cols = None if sc.single else _part_columns(sc, theory)
     for r in results:
         col = _column_reader(r)
         t = col("time_s")
         y = sum(col(c) for c in cols)
+        if not sc.single:
+            y = y + unstarted_work(sc, col, len(t))
         fits.append(trend(t, y, start, end, batches))
         if not sc.single:
-            for name, c, rate in _part_columns(sc, theory):
+            for name, c, rate in part_cols:
                 f = trend(t, col(c), start, end, batches)
                 parts.setdefault(name, []).append((f, rate))
     slope, lo, hi = _pool(fits)
@@ -169,18 +219,59 @@ def verdict_from_runs(results, window: float = 0.5, threshold: float = 0.02, bat
             pv = classify(ps / rate, pl / rate, ph / rate, threshold)
         else:
             pv = "inconclusive"
-        part_ev[name] = {"verdict": pv, "growth_per_s": ps, "interval": (pl, ph), "arrival_rate": rate}
+        part_ev[name] = {"verdict": pv, "growth_per_s": ps, "interval": (pl, ph), "arrival_rate": rate,
+                         "growth": ps / rate if rate > 0 else math.nan}
         if pv == "unstable":
             unstable.append(name)
     if unstable:
         v = "unstable"
     elif parts and v == "stable" and any(p["verdict"] == "inconclusive" for p in part_ev.values()):
         v = "inconclusive"
+    part_growth = max((part_ev[n]["growth"] for n in unstable), default=None)
     drift_share = theory.drift_tokens_per_s / offered if offered > 0 else 0.0
-    return Verdict(v, _explain(v, theory.load, g, drift_share, tuple(unstable), not sc.single), theory.load,
-                   theory.capacity_rps, sc.total_rate, slope, (lo, hi), g, glo, ghi,
+    secs = [max(r.summary["simulated_seconds"], 1e-12) for r in results]
+    preempt = float(np.mean([r.summary.get("preemptions", 0) for r in results]))
+    recomputed = float(np.mean([r.summary.get("tokens_recomputed", 0) / s for r, s in zip(results, secs)]))
+    share = recomputed / offered if offered > 0 else 0.0
+    text, broken = _explain(v, theory, g, drift_share, tuple(unstable), not sc.single, part_growth, share, preempt)
+    kind = "; ".join(f"{e.name}: {e.capacity_kind}" for e in theory.engines) if not sc.single \
+        else theory.engines[0].capacity_kind
+    return Verdict(v, text, theory.load, theory.capacity_rps, sc.total_rate, slope, (lo, hi), g, glo, ghi,
                    theory.drift_tokens_per_s, (start, end), threshold, len(results),
-                   tuple(unstable), part_ev)
+                   tuple(unstable), part_ev, theory.scheduler_load, kind, preempt, recomputed, share,
+                   any(e.memory_binds for e in theory.engines), broken)
+
+
+def future_work(sc) -> np.ndarray:
+    """Per step: the expected tokens of the calls a workflow still makes after one call of
+    that step completes (routing, loops and forks included; a join's work is shared among
+    the deliveries it needs). Solved as (I - Q) F = Q w over the sparse routing matrix."""
+    from scipy.sparse import csr_matrix, identity
+    from scipy.sparse.linalg import spsolve
+    from llmsim.config import routing_matrix
+    w = np.array([s.prompt_tokens.mean + s.output_tokens.mean for wf in sc.workflows for s in wf.steps])
+    q = csr_matrix(routing_matrix(sc))
+    a = (identity(len(w), format="csc") - q.tocsc())
+    rhs = q @ w
+    f = spsolve(a, rhs) if len(w) > 1 else np.atleast_1d(rhs / a.toarray()[0, 0])
+    return np.asarray(f, dtype=float).reshape(-1)
+
+
+def unstarted_work(sc, col, n: int) -> np.ndarray:
+    """Tokens of the calls that workflows now in the system will still make: for every
+    call at an engine, the expected work its workflow does after it (SPEC.md §5; without
+    this a long chain's backlog hides in calls not yet made). Calls in a tool delay are
+    not counted (their workflows' growth shows in the workflows-in-system test).
+    `col` reads a timeseries column by name (see _column_reader); n is its length."""
+    f = future_work(sc)
+    out = np.zeros(n)
+    k = 0
+    for w in sc.workflows:
+        for s in w.steps:
+            if f[k] != 0:
+                out = out + f[k] * col(f"{w.name}.{s.name}.in_buffer")
+            k += 1
+    return out
 
 
 def _column_reader(result):
@@ -221,14 +312,6 @@ def _part_columns(sc, theory):
         for s in w.steps:
             out.append((f"{w.name}.{s.name}", f"{w.name}.{s.name}.in_buffer", w.arrival.rate * visits[k]))
             k += 1
+    # workflows in the system grow with any buffer, delay or unstarted call that piles up
+    out.append(("workflows in system", "workflows_in_system", sc.total_rate))
     return out
-
-
-def replicate(scenario, seeds=5, record=False):
-    """Run independent replications (seeds scenario.seed, +1, ...) and pool the verdict."""
-    from dataclasses import replace
-    from llmsim.simulate import simulate
-    n = seeds if isinstance(seeds, int) else len(seeds)
-    seed_list = [scenario.seed + i for i in range(n)] if isinstance(seeds, int) else list(seeds)
-    results = [simulate(replace(scenario, seed=s)) for s in seed_list]
-    return verdict_from_runs(results), results

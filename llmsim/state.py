@@ -24,6 +24,8 @@ BT_AFFINE = 3
 POL_FCFS = 0
 POL_PRIORITY = 1
 POL_MAX_PRESSURE = 2
+POL_STRICT = 3     # strict class priority inside the batch: admissions and decode tokens by rank
+STRICT_SHIFT = 40  # strict priority: C_ASEQ = rank << STRICT_SHIFT | admission number
 
 # call int columns (ci)
 C_JOB = 0
@@ -83,7 +85,12 @@ E_DEC_K = 27       # this batch: decode tokens (implicit: the first E_DEC_K deco
 E_DEC_POS = 28     # this batch: prefill entries before the decode tokens (the log's order)
 E_BATCH_TOK = 29   # this batch: tokens (prefill + decode)
 E_BATCH_PREF = 30  # this batch: prefill tokens
-N_EI = 31
+E_MAXRUN = 31      # max_running_requests (vLLM max_num_seqs): admission stops at this many running
+E_BLOCK = 32       # KV block size, tokens: a call holding L KV tokens holds ceil(L/B) blocks
+E_WATERMARK = 33   # KV tokens an admission must leave free (vLLM's watermark x the cache)
+E_PF_PAIRS = 34    # this batch: prefill attention pairs, sum over chunks of k*(done + (k+1)/2)
+E_BT_ATTN = 35     # 1: the batch time has context/attention terms (piecewise + attention)
+N_EI = 36
 NO_TARGET = 1 << 62  # E_DEC_LB of an empty decode queue
 
 # engine float columns (ef)
@@ -92,12 +99,16 @@ EF_BT1 = 1
 EF_BT2 = 2
 EF_BT3 = 3
 EF_ITER_START = 4
+# (EF_BT4, the prefill-attention coefficient, is column 10: appended to keep the others)
 EF_ITER_END = 5
 EF_AREA_WAIT = 6
 EF_AREA_RUN = 7
 EF_AREA_BACKLOG = 8
 EF_BUSY_TIME = 9
-N_EF = 10
+EF_BT4 = 10        # affine: seconds per prefill attention pair (quadratic prefill attention)
+EF_BT5 = 11        # piecewise + attention: seconds per decode token
+EF_BT6 = 12        # piecewise + attention: seconds per prefill token
+N_EF = 13
 
 # step (buffer) int columns (si)
 S_ENGINE = 0
@@ -114,7 +125,19 @@ S_DELAY_KIND = 10  # 0 none, 1 fixed, 2 drawn from the delay pool
 S_DPOOL_POS = 11
 S_DPOOL_END = 12
 S_RANK = 13        # static priority rank at its engine (0 = highest)
-N_SI = 14
+S_NREP = 14        # replicas of the step's engine (a pool): on the step's first row, whose
+                   #   calls are routed to one of rows first..first+NREP-1 when ready
+S_ROUTER = 15      # pool router (R_* codes), on the first row
+S_RR = 16          # round-robin position, on the first row
+S_RNG = 17         # router random state (MINSTD), on the first row
+N_SI = 18
+
+# pool routers
+R_ROUND_ROBIN = 0
+R_RANDOM = 1
+R_JSQ_TOKENS = 2       # least unprocessed tokens (E_BACKLOG)
+R_LEAST_REQUESTS = 3   # least outstanding requests (waiting + running), Vidur's LOR
+R_POWER_OF_TWO = 4     # two random replicas, the one with fewer unprocessed tokens
 
 # step float columns (sf)
 SF_DELAY = 0       # fixed delay, seconds

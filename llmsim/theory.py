@@ -39,24 +39,37 @@ from llmsim.workload import Constant, Geometric, Poisson, TraceLengths
 
 @dataclass(frozen=True)
 class EngineTheory:
+    """Theory of one engine over the mix of calls it serves (one step or several).
+
+    ``load`` is the arrival rate over the best capacity any scheduler reaches (the
+    stability region's, or the memory capacity if smaller): above 1 every scheduler is
+    unstable. ``scheduler_load`` is the rate over this engine's own scheduler's capacity."""
     name: str
     scheduler: str
     token_budget: int
     t_b_seconds: float              # full-budget iteration time t(b)
     token_capacity: float           # b / t(b), tokens/s
     offered_tokens_per_s: float     # lambda * E[P + D] summed over the engine's steps
-    load: float                     # offered / binding capacity in tokens (rho)
-    capacity_rps: float | None      # this scheduler's request capacity (single-step engines)
+    load: float                     # rate / optimal capacity (region and memory): rho
+    capacity_rps: float | None      # this scheduler's capacity in calls/s of its mix (requests/s alone)
     capacity_kind: str              # which bound rules and whether it is exact
     memory_capacity_rps: float | None
-    slot_capacity_rps: float | None
+    slot_capacity_rps: float | None  # kept for callers: the region's capacity when k binds
     notes: tuple = ()
+    scheduler_load: float = 0.0     # rate / capacity_rps
+    region_capacity_rps: float | None = None   # the region's lambda* (calls/s of the mix)
+    region_binding: str = ""        # the batch mix that attains it
+    memory_binds: bool = False      # the memory capacity is below the region's
+    calls_per_s: float = 0.0        # calls arriving at this engine per second
+    mean_iteration_seconds: float = 0.0  # of the batch mix an optimal engine runs at capacity
 
 
 @dataclass(frozen=True)
 class Theory:
-    """Per-scenario theory. ``load`` is the largest engine load; capacities in
-    requests (or workflows) per second refer to the scenario's arrival mix."""
+    """Per-scenario theory. ``load`` is the largest engine load against the best any
+    scheduler can do (the stability region and the memory bound); ``scheduler_load``
+    against the scenario's own schedulers. Capacities in requests (or workflows) per
+    second refer to the scenario's arrival mix."""
     load: float
     capacity_rps: float | None          # of the scenario's scheduler(s); None if unknown
     optimal_capacity_rps: float | None  # what a work-conserving scheduler reaches
@@ -64,13 +77,14 @@ class Theory:
     drift_rps: float                    # predicted growth of requests in system
     engines: tuple = ()
     notes: tuple = ()
+    scheduler_load: float = 0.0         # arrival rate over the scheduler's capacity (max over engines)
 
     @property
     def engine_load(self):
         return [e.load for e in self.engines]
 
     def as_dict(self):
-        return {"load": self.load, "capacity_rps": self.capacity_rps,
+        return {"load": self.load, "scheduler_load": self.scheduler_load, "capacity_rps": self.capacity_rps,
                 "optimal_capacity_rps": self.optimal_capacity_rps,
                 "drift_tokens_per_s": self.drift_tokens_per_s, "drift_rps": self.drift_rps,
                 "engines": [e.__dict__ for e in self.engines], "notes": list(self.notes)}
@@ -185,18 +199,21 @@ def vllm_capacity(engine, prompt, output) -> float:
     served = np.minimum(np.arange(q_max + 1), n_p)
     tau_q = np.where(served == 0, tau_d, taus[np.maximum(served, 1)])
 
+    m = q_max + 1
+    j = np.arange(m)
+    base = np.arange(m) - served              # prompts still waiting after this iteration
+    cols = base[:, None] + j[None, :]
+    inside = cols < m
+    rows = np.broadcast_to(np.arange(m)[:, None], cols.shape)
+
     def supply(lam):
-        # Markov chain on the prompts waiting at an iteration start (capped at q_max)
-        m = q_max + 1
+        # Markov chain on the prompts waiting at an iteration start (capped at q_max):
+        # from q, serve served[q] and add Poisson(lam * tau_q) arrivals
+        from scipy.stats import poisson
+        pa = poisson.pmf(j[None, :], lam * tau_q[:, None])
         T = np.zeros((m, m))
-        k = np.arange(m)
-        lg = np.array([math.lgamma(x + 1) for x in k])
-        for q in range(m):
-            mu = lam * tau_q[q]
-            pa = np.exp(-mu + k * math.log(mu) - lg) if mu > 0 else (k == 0).astype(float)
-            base = q - served[q]
-            T[q, base:] = pa[:m - base]
-            T[q, -1] += max(0.0, 1.0 - T[q].sum())
+        T[rows[inside], cols[inside]] = pa[inside]
+        T[:, -1] += np.maximum(0.0, 1.0 - T.sum(axis=1))
         # stationary law: (T' - I) pi = 0 with one equation replaced by sum(pi) = 1
         A = T.T - np.eye(m)
         A[-1, :] = 1.0
@@ -205,82 +222,133 @@ def vllm_capacity(engine, prompt, output) -> float:
         pi = np.linalg.solve(A, rhs)
         return c * pi[0] / float(pi @ tau_q)
 
+    from scipy.optimize import brentq
     hi = c / (tau_d * output.mean)
-    lo = 0.0
-    for _ in range(40):  # 2^-40 of the bracket
-        mid = (lo + hi) / 2
-        if supply(mid) > mid * output.mean:
-            lo = mid
-        else:
-            hi = mid
-    tcap = b / bt.full_budget_seconds(b, p_mean / (p_mean + output.mean), ctx)
-    return min(lo, tcap / (p_mean + output.mean))
+    gap = lambda lam: supply(lam) - lam * output.mean
+    if gap(hi) >= 0:
+        return hi
+    return brentq(gap, hi * 1e-9, hi, xtol=hi * 1e-12, rtol=1e-12)
+
+
+def _mean_g(prompt, output, chunk: int) -> float:
+    """E[g(P, D)] token-iterations of KV memory per request (SPEC.md §3)."""
+    ms, ms2 = _moments(prompt)
+    mo, mo2 = _moments(output)
+    return ms / 2 + ms2 / (2 * chunk) + ms * mo + (mo + mo2) / 2
+
+
+_MEMO: dict = {}
+
+
+def _memo(fn, *args):
+    """fn(*args), remembered: a scheduler's capacity does not depend on the arrival rate,
+    so the probes of a capacity search share it (unhashable arguments: computed afresh)."""
+    try:
+        key = (fn.__name__,) + args
+        hash(key)
+    except TypeError:
+        return fn(*args)
+    if key not in _MEMO:
+        if len(_MEMO) > 512:
+            _MEMO.clear()
+        _MEMO[key] = fn(*args)
+    return _MEMO[key]
+
+
+def _scheduler_batches(name: str) -> str:
+    """Which of the region's batch sets a scheduler runs when it is saturated."""
+    if name == "sarathi":
+        return "decode_first"
+    if name in ("orca", "fastertransformer", "vllm"):
+        return "prefill_first"  # never mixed (ft, vllm) or prefill fills the budget (orca)
+    from llmsim.schedulers import scheduler_info
+    return "all" if scheduler_info(name).work_conserving else "prefill_first"
 
 
 def _engine_theory(sc: Scenario, e_idx: int, visits, lam_steps) -> EngineTheory:
+    from llmsim.region import engine_region
     eng = sc.engines[e_idx]
+    if eng.replicas:  # a pool: its replicas' theories combined by its router
+        from llmsim.pool import engine_theory
+        return engine_theory(sc, e_idx, visits, lam_steps, _engine_theory)
     steps = [(k, wi, s) for k, (wi, s) in enumerate(_steps(sc)) if s.engine == eng.name]
-    offered = sum(lam_steps[k] * (s.prompt_tokens.mean + s.output_tokens.mean) for k, _, s in steps)
-    tok_p = sum(lam_steps[k] * s.prompt_tokens.mean for k, _, s in steps)
-    rate = sum(lam_steps[k] for k, _, _ in steps)
-    share = tok_p / offered if offered > 0 else 0.5
-    mean_ctx = (sum(lam_steps[k] * (s.prompt_tokens.mean + s.output_tokens.mean / 2) for k, _, s in steps)
-                / rate) if rate > 0 else 0.0
     b = eng.token_budget
-    t_b = eng.batch_time.full_budget_seconds(b, share, mean_ctx)
+    rate = float(sum(lam_steps[k] for k, _, _ in steps))
+    tok_p = float(sum(lam_steps[k] * s.prompt_tokens.mean for k, _, s in steps))
+    tok_d = float(sum(lam_steps[k] * s.output_tokens.mean for k, _, s in steps))
+    chunks = float(sum(lam_steps[k] * _mean_ceil(s.prompt_tokens, b) for k, _, s in steps))
+    offered = tok_p + tok_d
+    share = tok_p / offered if offered > 0 else 0.5
+    # mean context of a decode token: the prompt plus half the output, weighted by decode tokens
+    mean_ctx = (sum(lam_steps[k] * s.output_tokens.mean * (s.prompt_tokens.mean + s.output_tokens.mean / 2)
+                    for k, _, s in steps) / tok_d) if tok_d > 0 else 0.0
+    # prefill attention: a prompt of P tokens has P(P+1)/2 pairs however it is chunked
+    pairs = (sum(lam_steps[k] * (s.prompt_tokens.var + s.prompt_tokens.mean ** 2 + s.prompt_tokens.mean) / 2
+                 for k, _, s in steps) / tok_p) if tok_p > 0 else 0.0
+    t_b = eng.batch_time.full_budget_seconds(b, share, mean_ctx, pairs)
     cap_tok = b / t_b
     notes = []
-    if eng.batch_time.model == "affine":
-        notes.append(f"{eng.name}: t(b) for the affine batch time uses the workload's prefill share "
-                     f"({share:.2f}) and mean decode context ({mean_ctx:.0f} tokens): approximate")
-    mem_rps = slot_rps = cap_rps = None
-    kind = "token capacity b/t(b) (exact for work-conserving schedulers)"
-    load_tok = offered / cap_tok
-    binding_load = load_tok
+    if rate <= 0 or offered <= 0:
+        return EngineTheory(eng.name, eng.scheduler, b, t_b, cap_tok, 0.0, 0.0, None,
+                            "no calls reach this engine", None, None, (), 0.0)
+    if eng.batch_time.context_aware:
+        notes.append(f"{eng.name}: the context-aware batch time charges every decode token the mean context "
+                     f"({mean_ctx:.0f} tokens) and every prefill token the mean attention pairs ({pairs:.0f}); "
+                     f"t(b) uses the workload's prefill share ({share:.2f}): approximate")
+    p_max = max(s.prompt_tokens.max_value for _, _, s in steps)
+    # per call of the engine's mix
+    dp, dd, dq = tok_p / rate, tok_d / rate, chunks / rate
+    reg = engine_region(eng, p_max, mean_ctx, "all", pairs)
+    opt = reg.capacity(dp, dd, dq)
+    region_rps = opt.rate
+    t_bar = opt.mean_iteration_seconds
+    eg = sum(lam_steps[k] * _mean_g(s.prompt_tokens, s.output_tokens, b) for k, _, s in steps) / rate
+    mem_rps = eng.kv_cache_tokens / (t_bar * eg)
+    memory_binds = mem_rps < region_rps
+    wc_rps = min(region_rps, mem_rps)
+    k_binds = eng.max_batch_size is not None and eng.max_batch_size < b
+    slot_rps = region_rps if k_binds else None
+    if memory_binds:
+        kind = ("memory capacity M / (t E[g]) (binds before the stability region; t is the mean iteration "
+                "time at the region's capacity)")
+    elif k_binds:
+        kind = f"stability region with max_batch_size {eng.max_batch_size} (LP): {opt.describe()}"
+    else:
+        kind = "token capacity b/t(b) (the stability region: exact for work-conserving schedulers)"
+    # the scheduler's own capacity: the region of the batches it runs, or its own formula
+    sched_set = _scheduler_batches(eng.scheduler)
+    own = engine_region(eng, p_max, mean_ctx, sched_set, pairs).capacity(dp, dd, dq) if sched_set != "all" else opt
+    cap_rps = min(own.rate, mem_rps)
+    if own.rate < wc_rps * (1 - 1e-9):
+        kind = (f"{eng.scheduler}'s batches ({'decode first, prefill filling the budget' if sched_set == 'decode_first' else 'prefill-only batches filling the budget or k-limited decode-only batches'}; "
+                f"LP): {own.describe()}")
     if len(steps) == 1:
         k, wi, s = steps[0]
-        m = s.prompt_tokens.mean + s.output_tokens.mean
-        tok_rps = cap_tok / m
-        mem_rps = memory_capacity_rps(eng.kv_cache_tokens, b, t_b, s.prompt_tokens, s.output_tokens)
-        if eng.max_batch_size is not None and eng.max_batch_size < b:
-            slots = s.output_tokens.mean + _mean_ceil(s.prompt_tokens, b)
-            slot_rps = eng.max_batch_size / slots / t_b
-        bounds = {"token": tok_rps, "memory": mem_rps}
-        if slot_rps is not None:
-            bounds["batch-size"] = slot_rps
-        which = min(bounds, key=bounds.get)
-        wc_rps = bounds[which]
-        if which != "token":
-            kind = f"{which} capacity (binds before the token capacity; approximate)"
-        per_visit = visits[k] if visits[k] > 0 else 1.0
         if eng.scheduler == "fastertransformer":
-            ft, exact = fastertransformer_capacity(eng, s.prompt_tokens, s.output_tokens)
-            cap_rps = min(ft, wc_rps)
-            kind = ("fastertransformer batch-cycle capacity" + ("" if exact else " (approximate: random prompt "
-                    "lengths or memory-bound batch)")) if ft <= wc_rps else kind
+            ft, exact = _memo(fastertransformer_capacity, eng, s.prompt_tokens, s.output_tokens)
+            if ft < cap_rps:
+                cap_rps = ft
+                kind = ("fastertransformer batch-cycle capacity, each iteration priced at its own batch"
+                        + ("" if exact else " (approximate: random prompt lengths or memory-bound batch)"))
+        elif eng.scheduler == "orca" and k_binds:
+            oc = min(_memo(orca_capacity, eng, s.prompt_tokens, s.output_tokens, mean_ctx), wc_rps)
+            if abs(oc - cap_rps) > 1e-12 * cap_rps:
+                cap_rps = oc
+                kind = ("orca under max_batch_size: prefill-first batches, decodes in the slots and budget the "
+                        "waiting prompts leave (a Markov chain of waiting prefill tokens, each iteration priced "
+                        "at its own batch; approximate: Poisson arrivals, mean prompt length)")
         elif eng.scheduler == "vllm":
-            vl = vllm_capacity(eng, s.prompt_tokens, s.output_tokens)
-            cap_rps = min(vl, wc_rps)
-            kind = ("vllm prefill-first capacity (approximate: Poisson arrivals, mean prompt length, "
-                    "KV cache not binding; a binding KV cache throttles prefills and can raise it)") \
-                if vl <= wc_rps else kind
-        elif eng.scheduler == "orca" and slot_rps is not None:
-            # prefill-first under a binding k: batches are prefill-only (b tokens) or
-            # k-limited decode-only, so the engine time-shares between the two
-            kk = eng.max_batch_size
-            t_k = eng.batch_time.seconds(0, kk, kk * mean_ctx)
-            comp = 1.0 / (s.prompt_tokens.mean * eng.batch_time.seconds(b, 0, 0) / b
-                          + s.output_tokens.mean * t_k / kk)
-            cap_rps = min(comp, wc_rps)
-            if comp < wc_rps:
-                kind = ("orca under max_batch_size: time-sharing between prefill-only and k-limited "
-                        "decode-only batches (approximate)")
-        else:
-            cap_rps = wc_rps
-        cap_rps = cap_rps / per_visit
-        binding_load = rate / (wc_rps) if wc_rps > 0 else math.inf
-    return EngineTheory(eng.name, eng.scheduler, b, t_b, cap_tok, offered, max(load_tok, binding_load),
-                        cap_rps, kind, mem_rps, slot_rps, tuple(notes))
+            vl = _memo(vllm_capacity, eng, s.prompt_tokens, s.output_tokens)
+            if vl < cap_rps:
+                cap_rps = vl
+                kind = ("vllm prefill-first chain, each iteration priced at its own batch (approximate: "
+                        "Poisson arrivals, mean prompt length, KV cache not binding)")
+    elif eng.scheduler in ("fastertransformer", "vllm"):
+        notes.append(f"{eng.name}: {eng.scheduler} on several steps: the region of unmixed batches "
+                     "(an upper bound; its batch-cycle formula is for one step)")
+    return EngineTheory(eng.name, eng.scheduler, b, t_b, cap_tok, offered, rate / wc_rps, cap_rps, kind,
+                        mem_rps, slot_rps, tuple(notes), rate / cap_rps, region_rps, opt.describe(),
+                        bool(memory_binds), rate, t_bar)
 
 
 def _steps(sc):
@@ -306,23 +374,81 @@ def _analyze(sc: Scenario) -> Theory:
     lam_steps = np.array([sc.workflows[wi].arrival.rate * visits[k] for k, (wi, _) in enumerate(steps)])
     engines = tuple(_engine_theory(sc, i, visits, lam_steps) for i in range(len(sc.engines)))
     load = max(e.load for e in engines)
+    sched_load = max(e.scheduler_load for e in engines)
     notes = sum((list(e.notes) for e in engines), [])
     lam = sc.total_rate
     if sc.single:
         e = engines[0]
         s = steps[0][1]
         m = s.prompt_tokens.mean + s.output_tokens.mean
-        wc = min(x for x in (e.token_capacity / m, e.memory_capacity_rps, e.slot_capacity_rps) if x is not None)
+        wc = e.calls_per_s / e.load if e.load > 0 else None
         cap = e.capacity_rps
         drift_rps = max(0.0, lam - cap) if cap is not None else 0.0
-        drift_tok = drift_rps * m
-        return Theory(load, cap, wc, drift_tok, drift_rps, engines, tuple(notes))
-    # network: the nominal loads; capacity = the total rate scaling at which the busiest
-    # engine reaches load 1 (necessary condition; sufficient for FCFS-type policies on
-    # acyclic workflows, not for every policy on cyclic routing)
-    cap = lam / load if load > 0 else None
-    drift_tok = sum(max(0.0, e.offered_tokens_per_s - e.token_capacity) for e in engines)
+        return Theory(load, cap, wc, drift_rps * m, drift_rps, engines, tuple(notes), sched_load)
+    # network: every engine's region and memory bound over the mix of steps it serves; the
+    # capacity is the total-rate scaling at which the busiest engine reaches load 1
+    # (necessary; sufficient for FCFS-type policies on acyclic workflows, not for every
+    # policy on cyclic routing)
+    cap = lam / sched_load if sched_load > 0 else None
+    opt = lam / load if load > 0 else None
+    drift_tok = sum(e.offered_tokens_per_s * max(0.0, 1.0 - 1.0 / e.scheduler_load)
+                    for e in engines if e.scheduler_load > 0)
     drift_rps = max(0.0, lam - cap) if cap else 0.0
-    notes.append("network capacity = the arrival-rate scaling at which the busiest engine's nominal "
-                 "load reaches 1: necessary for stability; the policy decides whether it is enough")
-    return Theory(load, cap, cap, drift_tok, drift_rps, engines, tuple(notes))
+    notes.append("network capacity = the arrival-rate scaling at which the busiest engine (its stability "
+                 "region and memory bound over the steps it serves) reaches load 1: necessary for "
+                 "stability; the policy decides whether it is enough")
+    return Theory(load, cap, opt, drift_tok, drift_rps, engines, tuple(notes), sched_load)
+
+
+def orca_capacity(engine, prompt, output, context: float) -> float:
+    """Requests/s at which orca's prefill-first mixed batches supply the decode tokens.
+
+    Each iteration takes x = min(W, b) of the W waiting prefill tokens (chunked), and the
+    remaining slots and budget go to decodes: y = min(k - c, b - x) with c the chunks (a
+    saturated running set). W at iteration starts is a Markov chain: W' = max(W - b, 0) +
+    P * Poisson(lambda t(x, y)), on a grid of u = P/m tokens; the capacity is the lambda
+    where E[y] / E[t] equals lambda E[D]. Approximation: Poisson arrivals, prompts of the
+    mean length. Between the time-sharing bound (prefill-only or decode-only batches) and
+    the stability region: orca mixes only with the prompts that are left."""
+    from scipy.optimize import brentq
+    from scipy.stats import poisson
+    b, k = engine.token_budget, engine.slots
+    bt = engine.batch_time
+    p_mean = max(1.0, prompt.mean)
+    w_max = max(12 * b, 30 * p_mean)
+    m = int(max(1, min(8, math.floor(160 * p_mean / w_max))))
+    u = p_mean / m
+    n = int(math.ceil(w_max / u)) + 1
+    W = np.arange(n) * u
+    x = np.minimum(W, b)
+    c = np.ceil(x / min(p_mean, b))
+    y = np.where(x > 0, np.maximum(0.0, np.minimum(k - c, b - x)), min(k, b))
+    t = np.array([bt.seconds(xi, yi, yi * context) for xi, yi in zip(x, y)])
+    base = np.maximum(0, np.round((W - b) / u)).astype(int)
+    j = np.arange(n)
+
+    arr = np.arange(n // m + 1)
+    cols = base[:, None] + m * arr[None, :]
+    ok = cols < n
+    rows = np.broadcast_to(j[:, None], cols.shape)
+
+    def supply(lam):
+        a = poisson.pmf(arr[None, :], lam * t[:, None])  # prompts arriving during the iteration
+        T = np.zeros((n, n))
+        T[rows[ok], cols[ok]] = a[ok]
+        T[:, -1] += np.maximum(0.0, 1.0 - T.sum(axis=1))
+        A = T.T - np.eye(n)
+        A[-1, :] = 1.0
+        rhs = np.zeros(n)
+        rhs[-1] = 1.0
+        pi = np.linalg.solve(A, rhs)
+        return float(pi @ y) / float(pi @ t), float(pi[-1])
+
+    def gap(lam):
+        s, tail = supply(lam)
+        return s - lam * output.mean if tail < 1e-3 else -lam * output.mean
+    hi = k / (t[0] * output.mean) if t[0] > 0 else 1e6
+    hi = min(hi, b / bt.seconds(b, 0, 0) / p_mean)
+    if gap(hi) >= 0:
+        return hi
+    return brentq(gap, hi * 1e-6, hi, xtol=hi * 1e-9)

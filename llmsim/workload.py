@@ -215,7 +215,126 @@ class Empirical:
         return {"dist": "empirical", "values": list(self.values)}
 
 
-LENGTH_DISTS = ("constant", "uniform", "geometric", "lognormal", "empirical")
+@dataclass(frozen=True)
+class PoissonLength:
+    """Poisson(mean) token counts, a draw of 0 counted as 1 (the paper's Rybko-Stolyar
+    example draws Poisson(32) and Poisson(512) lengths; P(0) is e^-mean). The reported mean
+    and variance are those of the law with that floor."""
+    mean_value: float
+    name = "poisson"
+
+    def sample(self, rng, n):
+        return np.maximum(rng.poisson(self.mean_value, size=n), 1).astype(np.int64)
+
+    def _pmf(self):
+        from scipy.stats import poisson
+        hi = int(self.quantile(1 - 1e-15)) + 1
+        k = np.arange(0, hi + 1)
+        p = poisson.pmf(k, self.mean_value)
+        k = np.maximum(k, 1).astype(float)
+        return k, p / p.sum()
+
+    @property
+    def mean(self):
+        k, p = self._pmf()
+        return float((k * p).sum())
+
+    @property
+    def var(self):
+        k, p = self._pmf()
+        m = (k * p).sum()
+        return float((k * k * p).sum() - m * m)
+
+    @property
+    def max_value(self):
+        return math.inf
+
+    def quantile(self, q):
+        from scipy.stats import poisson
+        return max(1, int(poisson.ppf(q, self.mean_value)))
+
+    def to_table(self):
+        return {"dist": "poisson", "mean": self.mean_value}
+
+
+@dataclass(frozen=True)
+class _TabulatedLength:
+    """A law on 1..max given by its probabilities: sampled by inverse CDF, with exact
+    mean and variance."""
+
+    def _pmf(self):  # pragma: no cover - subclasses
+        raise NotImplementedError
+
+    def sample(self, rng, n):
+        k, p = self._pmf()
+        cdf = np.cumsum(p)
+        cdf /= cdf[-1]
+        i = np.searchsorted(cdf, rng.random(n), side="right")
+        return k[np.minimum(i, len(k) - 1)].astype(np.int64)
+
+    @property
+    def mean(self):
+        k, p = self._pmf()
+        return float((k * p).sum())
+
+    @property
+    def var(self):
+        k, p = self._pmf()
+        m = (k * p).sum()
+        return float((k * k * p).sum() - m * m)
+
+
+@dataclass(frozen=True)
+class Zipf(_TabulatedLength):
+    """Bounded Zipf: P(k) proportional to k^-s on k = 1..max (heavy-tailed lengths)."""
+    s: float
+    max_tokens: int
+    name = "zipf"
+
+    def _pmf(self):
+        k = np.arange(1, self.max_tokens + 1, dtype=float)
+        w = k ** -self.s
+        return k, w / w.sum()
+
+    @property
+    def max_value(self):
+        return self.max_tokens
+
+    def to_table(self):
+        return {"dist": "zipf", "s": self.s, "max": self.max_tokens}
+
+
+@dataclass(frozen=True)
+class BoundedPareto(_TabulatedLength):
+    """round(X), X bounded Pareto with shape alpha on [low, high] (density proportional to
+    x^-(alpha+1)); the reported mean and variance are those of the rounded law."""
+    alpha: float
+    low: float
+    high: int
+    name = "bounded_pareto"
+
+    def _cdf(self, x):
+        x = np.clip(x, self.low, self.high)
+        a, L, H = self.alpha, self.low, float(self.high)
+        return (1 - (L / x) ** a) / (1 - (L / H) ** a)
+
+    def _pmf(self):
+        k = np.arange(max(1, int(math.floor(self.low + 0.5))), self.high + 1, dtype=float)
+        edges = np.concatenate((k - 0.5, [k[-1] + 0.5]))
+        c = self._cdf(edges)
+        c[0], c[-1] = 0.0, 1.0
+        return k, np.diff(c)
+
+    @property
+    def max_value(self):
+        return self.high
+
+    def to_table(self):
+        return {"dist": "bounded_pareto", "alpha": self.alpha, "low": self.low, "high": self.high}
+
+
+LENGTH_DISTS = ("constant", "uniform", "geometric", "lognormal", "empirical", "poisson", "zipf",
+                "bounded_pareto")
 
 
 def length_dist(table, where: str, base_dir: Path | None = None):
@@ -241,6 +360,21 @@ def length_dist(table, where: str, base_dir: Path | None = None):
         return Lognormal(_num(table, "mean", where, minimum=1, maximum=MAX_TOKENS),
                          _num(table, "cv", where, maximum=20),
                          _num(table, "max", where, integer=True, maximum=1_000_000))
+    if kind == "poisson":
+        _check_keys(table, {"dist", "mean"}, where)
+        return PoissonLength(_num(table, "mean", where, minimum=1, maximum=1_000_000))
+    if kind == "zipf":
+        _check_keys(table, {"dist", "s", "max"}, where)
+        return Zipf(_num(table, "s", where, minimum=0.01, maximum=10),
+                    _num(table, "max", where, integer=True, maximum=1_000_000))
+    if kind == "bounded_pareto":
+        _check_keys(table, {"dist", "alpha", "low", "high"}, where)
+        alpha = _num(table, "alpha", where, minimum=0.01, maximum=10)
+        low = _num(table, "low", where, minimum=1, maximum=1_000_000)
+        high = _num(table, "high", where, integer=True, maximum=1_000_000)
+        if high <= low:
+            raise ConfigError(f"{where}.high: {high} must be > low ({low:g})")
+        return BoundedPareto(alpha, low, high)
     if kind == "empirical":
         _check_keys(table, {"dist", "values", "trace", "column"}, where)
         if "values" in table:
@@ -253,7 +387,7 @@ def length_dist(table, where: str, base_dir: Path | None = None):
             col = table.get("column", "prompt_tokens")
             if col not in ("prompt_tokens", "output_tokens"):
                 raise ConfigError(f"{where}.column: {col!r}; allowed: 'prompt_tokens', 'output_tokens'")
-            tr = load_trace(table["trace"], base_dir)
+            tr = TraceSource.make(base_dir).load(table["trace"], f"{where}.trace")
             vals = tr.prompt if col == "prompt_tokens" else tr.output
             return Empirical(tuple(int(v) for v in vals), f"{table['trace']}:{col}")
         raise ConfigError(f"{where}: empirical needs 'values' (a list) or 'trace' (a CSV path)")
@@ -282,36 +416,63 @@ class Trace:
 
 TRACE_DIR = Path(__file__).parent / "data" / "traces"
 TRACE_COLUMNS = ("arrival_time_s", "prompt_tokens", "output_tokens")
+MAX_TRACE_BYTES = 256 * 1024 * 1024  # a trace file read by path (library); uploads are capped lower
+MAX_TRACE_ROWS = 20_000_000
+TRACE_POLICIES = ("any", "shipped+uploaded")
 
 
-def parse_trace(text: str, name: str = "trace") -> Trace:
+def parse_trace(text: str, name: str = "trace", quote: bool = True) -> Trace:
     """Parse trace CSV text with header arrival_time_s,prompt_tokens,output_tokens.
-    Malformed rows raise ConfigError naming the line."""
-    rows = list(csv.reader(text.splitlines()))
-    if not rows:
+    Malformed rows raise ConfigError naming the line. quote=False keeps the file's
+    content out of every message (a file the person reading the error did not supply):
+    the line and the column are named, never the text."""
+    if text.startswith("\ufeff"):  # a byte-order mark, as spreadsheet programs write
+        text = text[1:]
+    rows = csv.reader(text.splitlines())
+    try:
+        header = next(rows, None)
+    except csv.Error:
+        header = ["?"]
+    if header is None:
         raise ConfigError(f"{name}: empty file; expected a CSV header {','.join(TRACE_COLUMNS)}")
-    header = [h.strip() for h in rows[0]]
+    header = [h.strip() for h in header]
     if tuple(header) != TRACE_COLUMNS:
-        raise ConfigError(f"{name}: header is {','.join(header)!r}; expected {','.join(TRACE_COLUMNS)}")
+        got = f"header is {','.join(header)!r}" if quote else "the first line is not the header"
+        raise ConfigError(f"{name}: {got}; expected {','.join(TRACE_COLUMNS)}")
     times, prompt, output = [], [], []
-    for i, row in enumerate(rows[1:], start=2):
+    i = 1
+    while True:
+        i += 1
+        try:
+            row = next(rows, None)
+        except csv.Error:
+            raise ConfigError(f"{name} line {i}: not a CSV row") from None
+        if row is None:
+            break
         if not row or all(not x.strip() for x in row):
             continue
+        shown = f": {','.join(row)!r}" if quote else ""
         if len(row) != 3:
-            raise ConfigError(f"{name} line {i}: expected 3 fields, got {len(row)}: {','.join(row)!r}")
+            raise ConfigError(f"{name} line {i}: expected 3 fields, got {len(row)}{shown}")
         try:
             t = float(row[0])
             p = int(row[1])
             o = int(row[2])
         except ValueError:
-            raise ConfigError(f"{name} line {i}: not numbers: {','.join(row)!r} "
+            raise ConfigError(f"{name} line {i}: not numbers{shown} "
                               "(arrival_time_s a number, token counts whole numbers)") from None
         if not math.isfinite(t) or t < 0:
-            raise ConfigError(f"{name} line {i}: arrival_time_s {row[0]!r} must be a finite number >= 0")
+            val = f" {row[0]!r}" if quote else ""
+            raise ConfigError(f"{name} line {i}: arrival_time_s{val} must be a finite number >= 0")
         if times and t < times[-1]:
-            raise ConfigError(f"{name} line {i}: arrival_time_s {t} is before the previous row ({times[-1]}); rows must be in time order")
+            val = f" {t} is before the previous row ({times[-1]})" if quote else " is before the previous row's"
+            raise ConfigError(f"{name} line {i}: arrival_time_s{val}; rows must be in time order")
         if not (1 <= p <= MAX_TOKENS and 1 <= o <= MAX_TOKENS):
-            raise ConfigError(f"{name} line {i}: token counts must be in [1, {MAX_TOKENS}], got {p}, {o}")
+            val = f", got {p}, {o}" if quote else ""
+            raise ConfigError(f"{name} line {i}: token counts must be in [1, {MAX_TOKENS}]{val}")
+        if len(times) >= MAX_TRACE_ROWS:
+            raise ConfigError(f"{name}: more than {MAX_TRACE_ROWS:,} request rows; allowed: at most "
+                              f"{MAX_TRACE_ROWS:,}")
         times.append(t)
         prompt.append(p)
         output.append(o)
@@ -322,23 +483,95 @@ def parse_trace(text: str, name: str = "trace") -> Trace:
                  np.array(output, dtype=np.int64), name)
 
 
-def load_trace(path, base_dir: Path | None = None) -> Trace:
-    """Load a trace CSV by path (relative to the scenario file, then the shipped traces)."""
-    if not isinstance(path, str) or not path:
-        raise ConfigError(f"trace path: {path!r} must be a file name")
-    candidates = [Path(path)]
-    if base_dir is not None:
-        candidates.insert(0, base_dir / path)
-    candidates.append(TRACE_DIR / path)
-    for p in candidates:
+def shipped_traces() -> list[str]:
+    """File names of the traces shipped in llmsim/data/traces/."""
+    return sorted(f.name for f in TRACE_DIR.glob("*.csv")) if TRACE_DIR.is_dir() else []
+
+
+def _decode_trace_bytes(data: bytes, name: str) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{name}: not a text (UTF-8) file; expected CSV with header "
+                          f"{','.join(TRACE_COLUMNS)}") from None
+
+
+@dataclass(frozen=True)
+class TraceSource:
+    """Where a scenario's trace paths may point (the `trace_policy` of load_scenario).
+
+    policy "any" (command line, API): `traces` by name first, then a path as given —
+    relative paths against `base_dir` (the scenario file's folder; the working folder
+    when None) — then a shipped trace by file name.
+    policy "shipped+uploaded" (a hosted dashboard): only `traces` (files the visitor
+    uploaded, by name) and the traces shipped in llmsim/data/traces/ by file name; any
+    other path is refused without touching the file system.
+
+    traces: name -> bytes or str (CSV content) or Trace.
+    """
+    base_dir: Path | None = None
+    traces: tuple = ()  # ((name, content), ...), hashable
+    policy: str = "any"
+
+    @staticmethod
+    def make(base_dir=None, traces=None, policy: str = "any") -> "TraceSource":
+        if isinstance(base_dir, TraceSource):
+            return base_dir
+        if policy not in TRACE_POLICIES:
+            raise ConfigError(f"trace_policy: unknown value {policy!r}; allowed: {', '.join(TRACE_POLICIES)}")
+        items = tuple(sorted((traces or {}).items(), key=lambda kv: str(kv[0])))
+        for k, _ in items:
+            if not isinstance(k, str):
+                raise ConfigError(f"traces: names must be strings, got {k!r}")
+        return TraceSource(Path(base_dir) if base_dir is not None else None, items, policy)
+
+    def load(self, path, where: str) -> Trace:
+        if not isinstance(path, str) or not path:
+            raise ConfigError(f"{where}: {path!r} must be a trace file name")
+        given = dict(self.traces)
+        if path in given:
+            v = given[path]
+            if isinstance(v, Trace):
+                return v
+            text = _decode_trace_bytes(v, path) if isinstance(v, (bytes, bytearray)) else str(v)
+            return parse_trace(text, path)  # the caller supplied it: its lines may be quoted
+        shipped = shipped_traces()
+        if self.policy == "shipped+uploaded":
+            if path in shipped:
+                return _read_trace_file(TRACE_DIR / path, path)
+            allowed = ", ".join(shipped + [repr(k) + " (uploaded)" for k in given]) or "none"
+            raise ConfigError(
+                f"{where}: {path!r} is not available here; a scenario in the dashboard can use only the "
+                f"traces shipped with llmsim or a trace CSV uploaded in this session; allowed: {allowed}")
+        p = Path(path)
+        if not p.is_absolute() and self.base_dir is not None:
+            p = self.base_dir / p
         if p.is_file():
-            try:
-                text = p.read_text()
-            except (OSError, UnicodeDecodeError) as exc:
-                raise ConfigError(f"trace {path!r}: cannot read ({exc})") from None
-            return parse_trace(text, str(path))
-    shipped = sorted(f.name for f in TRACE_DIR.glob("*.csv")) if TRACE_DIR.is_dir() else []
-    raise ConfigError(f"trace {path!r}: file not found; shipped traces: {', '.join(shipped) or 'none'}")
+            return _read_trace_file(p, path)
+        if "/" not in path and "\\" not in path and path in shipped:
+            return _read_trace_file(TRACE_DIR / path, path)
+        raise ConfigError(f"{where}: trace {path!r}: file not found"
+                          + (f" (looked in {self.base_dir})" if self.base_dir is not None and not Path(path).is_absolute() else "")
+                          + f"; shipped traces: {', '.join(shipped) or 'none'}")
+
+
+def _read_trace_file(p: Path, name: str) -> Trace:
+    """A trace file read from disk: size-capped, a byte-order mark accepted, and no line
+    of it quoted in an error."""
+    try:
+        with open(p, "rb") as f:
+            data = f.read(MAX_TRACE_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"trace {name!r}: cannot read ({exc.strerror or 'error'})") from None
+    if len(data) > MAX_TRACE_BYTES:
+        raise ConfigError(f"trace {name!r}: larger than {MAX_TRACE_BYTES:,} bytes; allowed: at most "
+                          f"{MAX_TRACE_BYTES:,} bytes")
+    return parse_trace(_decode_trace_bytes(data, f"trace {name!r}"), str(name), quote=False)
+
+
+def load_trace(path, base_dir=None, traces=None, policy: str = "any", where: str = "trace path") -> Trace:
+    """Load a trace CSV by path (see TraceSource for where it may come from)."""
+    return TraceSource.make(base_dir, traces, policy).load(path, where)
 
 
 @dataclass(frozen=True)
@@ -453,6 +686,7 @@ class TraceArrivals:
 
 ARRIVALS = ("poisson", "deterministic", "gamma", "trace")
 MAX_RATE = 1e6
+MIN_RATE = 1e-9  # below this a run of any length sees no arrival (and 1/rate overflows)
 
 
 def arrival_process(table, where: str, base_dir: Path | None = None):
@@ -461,18 +695,18 @@ def arrival_process(table, where: str, base_dir: Path | None = None):
     kind = table.get("process")
     if kind == "poisson":
         _check_keys(table, {"process", "rate"}, where)
-        return Poisson(_num(table, "rate", where, maximum=MAX_RATE))
+        return Poisson(_num(table, "rate", where, minimum=MIN_RATE, maximum=MAX_RATE))
     if kind == "deterministic":
         _check_keys(table, {"process", "rate"}, where)
-        return Deterministic(_num(table, "rate", where, maximum=MAX_RATE))
+        return Deterministic(_num(table, "rate", where, minimum=MIN_RATE, maximum=MAX_RATE))
     if kind == "gamma":
         _check_keys(table, {"process", "rate", "cv"}, where)
-        return GammaArrivals(_num(table, "rate", where, maximum=MAX_RATE),
+        return GammaArrivals(_num(table, "rate", where, minimum=MIN_RATE, maximum=MAX_RATE),
                              _num(table, "cv", where, minimum=0.01, maximum=100))
     if kind == "trace":
         _check_keys(table, {"process", "path", "speedup"}, where)
-        scale = _num(table, "speedup", where, maximum=1e4) if "speedup" in table else 1.0
-        return TraceArrivals(load_trace(table.get("path"), base_dir), scale)
+        scale = _num(table, "speedup", where, minimum=1e-6, maximum=1e4) if "speedup" in table else 1.0
+        return TraceArrivals(TraceSource.make(base_dir).load(table.get("path"), f"{where}.path"), scale)
     raise ConfigError(f"{where}.process: unknown value {kind!r}; allowed: {', '.join(ARRIVALS)}")
 
 

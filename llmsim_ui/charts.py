@@ -13,8 +13,17 @@ import pandas as pd
 
 from llmsim_ui import palette
 
+HEIGHT = 210  # px of plot area: a stable queue's fluctuation is visible, three charts fit a screen
+Y_AXIS_PX = 56  # fixed width of every y axis (labels + title), so stacked charts' x axes line up
 MAX_POINTS = 320  # per series drawn; trajectories have up to 2000 samples
 LIVE_POINTS = 160  # per series in a frame of the live view
+
+
+def kv_capacity(engine) -> int:
+    """KV-cache tokens behind an engine's ``kv_tokens`` trajectory: a pool's column is the
+    total over its replicas, so its per cent is of all their memory."""
+    reps = getattr(engine, "replicas", ())
+    return sum(r.kv_cache_tokens for r in reps) if reps else engine.kv_cache_tokens
 
 
 def thin(df: pd.DataFrame, max_points: int = MAX_POINTS) -> pd.DataFrame:
@@ -61,14 +70,16 @@ def _line_panel(data, series: str, cscale: alt.Scale, legend_sel, title: str, x_
                         labelLimit=220) if show_legend else None
     base = alt.Chart(data).transform_filter(alt.datum.metric == title).encode(
         x=alt.X("time_s:Q", title=x_title, scale=alt.Scale(domain=[0, max(x_max, 1e-9)], nice=False)),
-        y=alt.Y("value:Q", title=y_title or title, scale=_y_scale(log), axis=alt.Axis(format=value_format)),
+        y=alt.Y("value:Q", title=y_title or title, scale=_y_scale(log),
+                axis=alt.Axis(format=value_format, minExtent=Y_AXIS_PX, maxExtent=Y_AXIS_PX, titleLimit=400,
+                              tickMinStep=1, labelLimit=Y_AXIS_PX - 16)),
         color=alt.Color(f"{series}:N", scale=cscale, legend=legend),
     )
     lines = base.mark_line(strokeWidth=2, interpolate="linear").encode(
         opacity=alt.condition(legend_sel, alt.value(1.0), alt.value(0.12)))
     points = base.mark_circle(size=50).encode(
         opacity=alt.condition(hover, alt.value(1.0), alt.value(0.0)),
-        tooltip=[alt.Tooltip(f"{series}:N"), alt.Tooltip("time_s:Q", title="time (s)", format=",.1f"),
+        tooltip=[alt.Tooltip(f"{series}:N"), alt.Tooltip("time_s:Q", title=x_title, format=",.4~g"),
                  alt.Tooltip("value:Q", title=y_title or title, format=",.4~g")],
     ).add_params(hover)
     rule = base.mark_rule(color="#888888", strokeDash=[3, 3]).encode(
@@ -104,8 +115,31 @@ def _set_x_max(spec: dict, x_max: float) -> None:
             x["scale"]["domain"] = [0, max(float(x_max), 1e-9)]
 
 
+TIME_UNITS = ((2 * 86400, 86400.0, "days"), (2 * 3600, 3600.0, "hours"), (0, 1.0, "s"))
+
+
+def time_unit(x_max: float) -> tuple[float, str]:
+    """(seconds per unit, unit name) for a time axis reaching x_max seconds: a run at a
+    very low rate lasts months of simulated time, which reads better in days."""
+    for above, factor, name in TIME_UNITS:
+        if x_max > above:
+            return factor, name
+    return 1.0, "s"
+
+
+def _set_y_domain(spec: dict, vmax: float) -> None:
+    """A queue that stayed (nearly) empty, e.g. at a very low rate, gets the axis 0..1
+    instead of Vega's degenerate [0, 0] (drawn as NaN ticks) or a run of "0" labels."""
+    if vmax >= 1 and math.isfinite(vmax):
+        return
+    for layer in spec.get("layer", []):
+        y = layer.get("encoding", {}).get("y", {})
+        if "scale" in y:
+            y["scale"]["domain"] = [0, 1]
+
+
 def trajectories(df: pd.DataFrame, series: str, cscale: alt.Scale, metrics: list, x_max: float,
-                 log: bool = True, height: int = 150, formats: dict | None = None,
+                 log: bool = True, height: int = HEIGHT, formats: dict | None = None,
                  x_title: str = "simulated time (s)", y_title: str | None = None,
                  titles: bool = False, default_format: str = ",.0f", live: bool = False) -> list[dict]:
     """Vega-Lite specs (built with Altair), one per metric, one line per series; click a
@@ -118,13 +152,19 @@ def trajectories(df: pd.DataFrame, series: str, cscale: alt.Scale, metrics: list
     (One chart per metric rather than a vconcat: Vega-Lite drops a concatenated chart
     that has both a legend-bound and a hover selection.)"""
     formats = formats or {}
+    factor, unit = time_unit(x_max)
+    if factor != 1.0:
+        df = df.assign(time_s=df["time_s"] / factor)
+        x_title = x_title.replace("(s)", f"({unit})")
     specs = []
     for m in metrics:
         spec = json.loads(_panel_spec(series, tuple(cscale.domain), tuple(cscale.range), m,
                                       bool(log), int(height), formats.get(m, default_format), x_title, y_title,
                                       m if titles else None, not live))
-        _set_x_max(spec, x_max)
-        spec["datasets"] = {DATASET: df[df["metric"] == m]}
+        _set_x_max(spec, x_max / factor)
+        data = df[df["metric"] == m]
+        _set_y_domain(spec, float(data["value"].max()) if len(data) else 0.0)
+        spec["datasets"] = {DATASET: data}
         specs.append(spec)
     return specs
 

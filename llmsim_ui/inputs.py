@@ -17,6 +17,7 @@ import streamlit as st
 
 import llmsim
 from llmsim import ConfigError, SCHEDULERS
+from llmsim.pool import ROUTERS
 from llmsim.presets import HARDWARE_PRESETS, WORKLOAD_PRESETS
 from llmsim.workload import TraceArrivals, TraceLengths, parse_trace
 from llmsim_ui import limits as L
@@ -24,11 +25,21 @@ from llmsim_ui.state import Field, PageState
 
 CUSTOM = "custom"
 TRACE = "trace"
-_HW_DEFAULT = "codellama-34b/a100-80gb" if "codellama-34b/a100-80gb" in HARDWARE_PRESETS else CUSTOM
-_KV_DEFAULT = HARDWARE_PRESETS[_HW_DEFAULT].kv_cache_tokens if _HW_DEFAULT != CUSTOM else 1_000_000
+# The defaults are scenarios/paper/headline.toml: the paper's staircase t(n) for CodeLlama-34B
+# on one A100 (a custom batch time: c = 11.28 ms, a = 35.47 ms, b0 = 128), b = 512, a KV cache
+# of 1,000,000 tokens (memory does not bind, as in the paper), 100 + 100 tokens per request
+# at 15.5 req/s (load 0.93). tests/test_app_dashboard.py checks they match the file.
+_HW_DEFAULT = CUSTOM
+_KV_DEFAULT = 1_000_000
+_RATE_DEFAULT = 15.5
 BATCH_MODELS = ("constant", "staircase", "piecewise", "affine")
 ARRIVALS = ("poisson", "gamma", "deterministic")
 DISTS = ("constant", "uniform", "geometric", "lognormal")
+MAX_UI_REPLICAS = 64  # the library allows 256; the dashboard keeps runs short
+ROUTER_HELP = ("How a request picks its replica: round_robin in turn; random; jsq_tokens the one with the "
+               "fewest unprocessed tokens; least_requests the fewest waiting + running requests; "
+               "power_of_two the better of two random ones. State-aware routers reach the sum of the "
+               "replicas' capacities; round robin and random lose when replicas differ (docs/model.md, Pools).")
 DIST_LABELS = {"constant": "constant", "uniform": "uniform (low..high)", "geometric": "geometric (mean)",
                "lognormal": "lognormal (mean, cv, max)"}
 
@@ -64,12 +75,15 @@ def fields(with_rate: bool = True) -> list[Field]:
         Field("kv", _KV_DEFAULT, "int", L.MIN_KV, L.MAX_KV, label="KV cache (tokens)"),
         Field("budget", 512, "int", 1, L.MAX_BUDGET, label="token budget"),
         Field("kmax", 0, "int", 0, L.MAX_BATCH, label="max batch size"),
+        Field("reps", 1, "int", 1, MAX_UI_REPLICAS, label="replicas"),
+        Field("router", "jsq_tokens", "str", choices=tuple(ROUTERS), label="router"),
         Field("wl", CUSTOM, "str", choices=(CUSTOM,) + tuple(WORKLOAD_PRESETS) + (TRACE,), label="workload"),
         Field("arr", "poisson", "str", choices=ARRIVALS, label="arrival process"),
         Field("cv", 2.0, "float", 0.01, 100.0, label="inter-arrival cv"),
     ]
     if with_rate:
-        f += [Field("rate", 14.0, "float", L.MIN_RATE, L.MAX_RATE, label="arrival rate (requests/s)"),
+        f += [Field("rate", _RATE_DEFAULT, "float", L.MIN_RATE, L.MAX_RATE, label="arrival rate (requests/s)"),
+              Field("rho", 0.93, "float", L.MIN_LOAD, L.MAX_LOAD, label="load ρ"),
               Field("speed", 1.0, "float", 0.001, 1000.0, label="trace speed-up")]
     f += _length_fields("p", "prompt", 100) + _length_fields("o", "output", 100)
     f += [Field("seed", 1, "int", 0, L.MAX_SEED, label="seed")]
@@ -86,9 +100,56 @@ def _hw_changed(ps: PageState) -> None:
 
 
 def _wl_changed(ps: PageState) -> None:
-    wl = ps.get("wl")
-    if wl in WORKLOAD_PRESETS and "rate" in ps.by_name:
-        ps.set("rate", float(WORKLOAD_PRESETS[wl].arrival["rate"]))
+    # a preset's published rate belongs to the hardware it was measured on (on the default
+    # engine azure-conv's is at load 5): start at a sensible load instead
+    if ps.get("wl") in WORKLOAD_PRESETS and "rate" in ps.by_name:
+        st.session_state[ps.key("_target_rho")] = L.PRESET_LOAD
+
+
+def _rate_changed(ps: PageState) -> None:
+    st.session_state.pop(ps.key("_target_rho"), None)
+
+
+def _rho_changed(ps: PageState) -> None:
+    st.session_state[ps.key("_target_rho")] = ps.get("rho")
+
+
+def capacity_rps(ps: PageState) -> float | None:
+    """The best possible capacity (requests/s) of the panel's engine and workload: what
+    a load ρ = 1 means. None when the inputs do not make a scenario (their messages come
+    later) or for a trace (its own arrivals)."""
+    if ps.get("wl") == TRACE:
+        return None
+    try:
+        sc = llmsim.scenario_from_table(scenario_table(ps, 1000, 1.0))
+        cap = llmsim.analyze(sc).optimal_capacity_rps
+    except (ConfigError, ValueError, ZeroDivisionError):
+        return None
+    return cap if cap and cap > 0 else None
+
+
+def sync_load(ps: PageState) -> float | None:
+    """Before the panel is drawn: the rate follows a load ρ just typed (or a preset's
+    starting load), and the ρ shown follows the rate. Returns the capacity used."""
+    if "rho" not in ps.by_name:
+        return None
+    cap = capacity_rps(ps)
+    ps.capacity = cap
+    ps.load_error = None
+    if cap is None:
+        return None
+    target = st.session_state.get(ps.key("_target_rho"))
+    if target is not None and not (isinstance(target, (int, float)) and L.MIN_LOAD <= target <= L.MAX_LOAD):
+        # kept as typed, the rate unchanged: check() names the allowed range until it is changed
+        ps.load_error = L.check("Load ρ", target, L.MIN_LOAD, L.MAX_LOAD)
+        return cap
+    st.session_state.pop(ps.key("_target_rho"), None)
+    if target is not None:
+        ps.set("rate", float(f"{target * cap:.4g}"))
+    rate = ps.get("rate")
+    if isinstance(rate, (int, float)) and rate > 0:
+        ps.set("rho", float(f"{float(rate) / cap:.3g}"))
+    return cap
 
 
 # -------------------------------------------------------------------------- panel
@@ -96,12 +157,10 @@ def _wl_changed(ps: PageState) -> None:
 
 def _num(ps: PageState, name: str, label: str, step, help: str | None = None, fmt: str | None = None,
          container=None, **kw):
-    """A number input bounded below only: values above a limit reach ``check`` and get
-    a message saying why, instead of being silently clamped by the widget."""
-    f = ps.by_name[name]
-    c = container or st.sidebar
-    return c.number_input(label, min_value=type(f.default)(f.lo) if f.lo is not None else None,
-                          step=step, help=help, format=fmt, **ps.w(name), **kw)
+    """A number input without bounds: a value beyond a limit, above or below, reaches
+    ``check`` and gets a message saying why (a browser silently refuses a value below a
+    widget's min_value and keeps showing the old results)."""
+    return (container or st.sidebar).number_input(label, step=step, help=help, format=fmt, **ps.w(name), **kw)
 
 
 def _length_panel(ps: PageState, p: str, what: str, container) -> None:
@@ -175,6 +234,8 @@ def panel(ps: PageState, with_rate: bool = True, container=None):
     _num(ps, "kmax", "Max batch size (requests per iteration; 0 = no limit)", 8, container=c)
     _num(ps, "kv", "KV cache (tokens of GPU memory)", 10_000, container=c,
          help="How many tokens of context the GPU can hold for admitted requests (SPEC §3).")
+    replicas_panel(ps, "reps", "router", c)
+    vis += ["reps", "router"] if int(ps.get("reps") or 1) > 1 else ["reps"]
 
     c.subheader("Workload", divider="gray")
     wl = c.selectbox("Requests", ps.by_name["wl"].choices, **ps.w("wl", ps.by_name["wl"].choices),
@@ -210,7 +271,14 @@ def panel(ps: PageState, with_rate: bool = True, container=None):
                                     "geometric": [f"{p}_mean"],
                                     "lognormal": [f"{p}_mean", f"{p}_cv", f"{p}_max"]}[d]
     if with_rate and wl != TRACE:
-        _num(ps, "rate", "Arrival rate λ (requests per second)", 0.5, container=c, fmt="%.3f")
+        cap = getattr(ps, "capacity", None)
+        r1, r2 = c.columns(2)
+        _num(ps, "rate", "Arrival rate λ (req/s)", 0.5, container=r1, fmt="%.3f", on_change=_rate_changed,
+             args=(ps,), help="Requests per second. The load ρ beside it follows.")
+        if cap:
+            _num(ps, "rho", "… or load ρ", 0.05, container=r2, fmt="%.3g", on_change=_rho_changed, args=(ps,),
+                 help=f"Arriving work ÷ the best possible capacity ({cap:.3g} req/s for this engine and "
+                      f"workload); the rate follows (ρ × {cap:.3g}). Below 1 a work-conserving scheduler keeps up.")
         vis.append("rate")
     _num(ps, "seed", "Random seed", 1, container=c, help="Same seed, same result — bit for bit.")
     vis.append("seed")
@@ -218,12 +286,22 @@ def panel(ps: PageState, with_rate: bool = True, container=None):
     return upload
 
 
+def replicas_panel(ps: PageState, reps: str, router: str, container) -> None:
+    """Replicas of the engine and their router (a small block of its own)."""
+    a, b = container.columns([1, 2])
+    _num(ps, reps, "Replicas", 1, container=a,
+         help="Copies of this engine behind a load balancer (1 = one engine).")
+    if int(ps.get(reps) or 1) > 1:
+        opts = list(ROUTERS)
+        b.selectbox("Router", opts, **ps.w(router, opts), help=ROUTER_HELP)
+
+
 # --------------------------------------------------------------- checks and build
 
 
 def check(ps: PageState, with_rate: bool = True) -> list[str]:
     """Messages for values beyond the demo's limits (the widgets bound them only below)."""
-    errs = []
+    errs = [ps.load_error] if getattr(ps, "load_error", None) else []
     for name in getattr(ps, "visible", []):
         f = ps.by_name[name]
         if f.kind in ("int", "float"):
@@ -264,6 +342,9 @@ def scenario_table(ps: PageState, num_requests: int, rate: float | None, schedul
     eng = {"scheduler": scheduler, "token_budget": int(ps.get("budget")), "kv_cache_tokens": int(ps.get("kv"))}
     if ps.get("kmax"):
         eng["max_batch_size"] = int(ps.get("kmax"))
+    if int(ps.get("reps") or 1) > 1:
+        eng["replicas"] = int(ps.get("reps"))
+        eng["router"] = ps.get("router")
     hw = ps.get("hw")
     if hw in HARDWARE_PRESETS:
         eng["preset"] = hw
@@ -305,7 +386,8 @@ def build(ps: PageState, num_requests: int, rate: float | None, upload=None, sch
     if upload is None:
         raise ConfigError("workload: choose a trace CSV file to upload (header "
                           "arrival_time_s,prompt_tokens,output_tokens), or another workload")
-    data = upload.getvalue()
+    from llmsim_ui import uploads
+    data = uploads.read_trace_upload(upload)
     trace = _parse_trace(data, upload.name)
     if len(trace.times) < 2:
         raise ConfigError(f"{upload.name}: a trace needs at least 2 requests to have an arrival rate")
@@ -339,19 +421,11 @@ def toml_text(sc, schedulers=None) -> str:
 
 
 def read_upload(uploaded) -> tuple:
-    """(Scenario, text) of an uploaded TOML file; ConfigError for anything wrong."""
-    data = uploaded.getvalue()
-    if len(data) > L.MAX_TOML_BYTES:
-        raise ConfigError(f"{uploaded.name}: {len(data):,} bytes is above the limit of "
-                          f"{L.MAX_TOML_BYTES:,} bytes for a scenario file")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise ConfigError(f"{uploaded.name}: not a text (UTF-8) file; expected a scenario TOML") from None
-    try:
-        return llmsim.loads_scenario(text), text
-    except ConfigError as exc:
-        raise ConfigError(f"{uploaded.name}: {exc}") from None
+    """(Scenario, text) of an uploaded TOML file; ConfigError for anything wrong. Its
+    traces may only be the shipped ones (never a path on the server)."""
+    from llmsim_ui import uploads
+    text = uploads.read_toml_upload(uploaded)
+    return uploads.scenario_from_text(text, name=uploaded.name), text
 
 
 def schedulers_in(text: str) -> list[str]:
@@ -371,6 +445,16 @@ def values_from_scenario(sc) -> dict:
     eng, wl = t["engine"], t["workload"]
     v = {"budget": eng["token_budget"], "kmax": eng.get("max_batch_size", 0), "kv": eng["kv_cache_tokens"],
          "seed": int(t.get("seed", 0))}
+    reps = eng.get("replicas", 1)
+    if not isinstance(reps, int):
+        raise ConfigError("engine.replicas: the dashboard edits pools of identical replicas; allowed here: a "
+                          "number (use the command line for a list of different replicas)")
+    for key in ("max_running_requests", "block_size", "watermark"):
+        if key in eng:
+            raise ConfigError(f"engine.{key}: not editable on this page yet; run this file from the command "
+                              "line (python -m llmsim run file.toml)")
+    v["reps"] = reps
+    v["router"] = eng.get("router", "jsq_tokens")
     if eng.get("preset") and eng.get("batch_time", {}).get("model") == "preset":
         v["hw"] = eng["preset"]
     else:
@@ -437,3 +521,23 @@ def apply_values(ps: PageState, values: dict) -> list[str]:
             errs.append(f"{f.label or name} = {val!r} from the file: {exc}; kept {f.encode(ps.get(name))}. "
                         f"({L.CLI_HINT})")
     return errs
+
+
+_NEEDS_B = re.compile(r"allowed: token_budget >= (\d+)")
+
+
+def raise_budget_button(ps: PageState, message: str, key: str, container=None) -> bool:
+    """Under a 'prompts can never run under <scheduler>' message (a scheduler that never
+    chunks a prompt, with b below the longest prompt): a button that raises b to fit.
+    Returns whether it drew one."""
+    m = _NEEDS_B.search(message)
+    if not m or "budget" not in ps.by_name:
+        return False
+    need = int(m.group(1))
+    if need > L.MAX_BUDGET:
+        return False
+    (container or st).button(f"Raise b to {need:,} to fit the prompts", key=key, icon=":material/expand:",
+                             on_click=ps.set, args=("budget", need),
+                             help="A larger token budget lets whole prompts into one iteration; it also "
+                                  "changes t(b) and every capacity (the chunking schedulers need no change).")
+    return True

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 MAX_REQUESTS = 200_000          # arrivals per scheduler (or per policy) in one run
 MIN_REQUESTS = 1_000            # fewer leave the stability test with too little to go on
+MIN_TIMELINE, MAX_TIMELINE = 2, 300   # requests in a Timeline page run (every iteration recorded)
 MAX_RATE = 10_000.0             # requests (or workflows) per second
 MIN_RATE = 0.001
+MIN_LOAD, MAX_LOAD = 0.01, 5.0  # the load rho input: rate = rho x the theory capacity
+PRESET_LOAD = 0.8               # where a workload preset starts (its published rate suits other hardware)
+NEAR_BOUNDARY = 0.05            # |rate / capacity - 1| below this: a single run may go either way
 MAX_BUDGET = 65_536             # tokens per iteration
 MAX_BATCH = 8_192               # requests per iteration (0 = no limit)
 MIN_KV, MAX_KV = 1_000, 50_000_000
@@ -19,7 +23,9 @@ MAX_SEED = 2**31 - 1
 MAX_PROBES = 16                 # capacity search: probes per scheduler
 MAX_SWEEP = 16                  # capacity page: arrival rates per throughput curve
 MAX_PRIORITY = 1000
-MAX_TOML_BYTES = 200_000        # a scenario file; traces are bounded by server.maxUploadSize
+MAX_TOML_BYTES = 200_000        # a scenario file, uploaded or inflated from a link
+MAX_LINK_CHARS = 16_000         # a link's compressed `toml` parameter (the page writes at most 4,000)
+MAX_TRACE_UPLOAD_BYTES = 5 * 1024 * 1024  # a trace CSV (server.maxUploadSize is 5 MB too)
 
 CLI_HINT = "for bigger runs use the command line (python -m llmsim run scenario.toml)"
 

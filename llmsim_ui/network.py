@@ -46,9 +46,9 @@ def dot(sc: Scenario, loads: dict | None = None) -> str:
     # one engine: its steps top to bottom, else the engines side by side
     rankdir = "TB" if len(sc.engines) == 1 else "LR"
     lines = ["digraph llmsim {", f'  rankdir={rankdir}; splines=true; nodesep=0.4; ranksep=0.7; size="8,4.5!";',
-             '  node [fontname="Helvetica", fontsize=14, shape=box, style="rounded,filled", penwidth=1.4, '
+             '  node [fontname="Helvetica", fontsize=16, shape=box, style="rounded,filled", penwidth=1.4, '
              'margin="0.15,0.08"];',
-             '  edge [fontname="Helvetica", fontsize=12, color="#555555", arrowsize=0.8];']
+             '  edge [fontname="Helvetica", fontsize=14, color="#555555", arrowsize=0.8];']
     ids = {}
     for wi, w in enumerate(sc.workflows):
         for si, s in enumerate(w.steps):

@@ -4,18 +4,27 @@
   by running a tiny scenario, in a background thread that app.py starts first thing, so
   the first page draws while numba compiles; every session after the first finds it
   compiled.
-- Finished runs are cached with ``st.cache_data(max_entries=...)`` keyed on the scenario's
-  TOML text (plus the digest of an uploaded trace, which the TOML names but does not
-  contain), so a shared link or a second visitor gets the result at once.
-- ``LiveRun`` advances several simulations together in chunks of simulated time; the page
-  redraws after every chunk, so a long run never freezes the app and a Stop button (any
-  widget, in fact) interrupts it between chunks. It lives in the page's session state, so
-  an interrupted run resumes where it stopped.
+- Finished runs are cached in a ``ByteLRU`` (bounded by bytes, not entries: one run's
+  trajectory can be 100 times another's) keyed on the scenario's TOML text (plus the
+  digest of an uploaded trace, which the TOML names but does not contain), so a shared
+  link or a second visitor gets the result at once.
+- ``LiveRun`` advances several simulations together in chunks of simulated time, each
+  chunk also bounded in kernel work; the page redraws after every chunk, so a long run
+  never freezes the app and a Stop button (any widget, in fact) interrupts it between
+  chunks. It lives in the page's session state, so an interrupted run resumes where it
+  stopped.
+- Every run of the dashboard uses ``LIMITS``: ``llmsim.Limits.demo()``, or what the host
+  set in the environment variable LLMSIM_DEMO_LIMITS (docs/ui.md, "Demo mode"). A run too
+  big for them is refused before it allocates; one that spends its work budget stops
+  with partial results and says so. The kernel releases the GIL, so one session's run
+  never stalls another session or the server's health endpoint.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import pickle
 import sys
 import threading
 import time
@@ -27,9 +36,15 @@ import streamlit as st
 
 import llmsim
 from llmsim import ConfigError, Scenario, Simulation, _kernel_cache
+from llmsim.budget import MiB, Limits
+from llmsim.simulate import partial_verdict
 
-MAX_CACHED_RUNS = 64      # finished runs kept (each: a summary and a <= 2000-row trajectory)
-_REGISTRY_SIZE = 48       # below the caches' sizes, so a key listed here is almost surely cached
+LIMITS = Limits.from_env()          # every dashboard run (see docs/ui.md, "Demo mode")
+# the capacity page makes up to 2 x 16 runs per scheduler: each gets 1/8 of a run's work
+PROBE_LIMITS = dataclasses.replace(LIMITS, max_work=None if LIMITS.max_work is None else LIMITS.max_work / 8)
+RUN_CACHE_BYTES = 192 * MiB         # finished runs kept for every session (trajectories)
+REMEMBERED_BYTES = 32 * MiB         # other results kept (capacity searches)
+CHUNK_WORK = 2 * LIMITS.slice_work  # kernel work units per live chunk (demo: ~0.05-0.1 s of CPU)
 TARGET_FRAMES = 30        # chart updates over one run when computing is fast
 FRAME_COMPUTE_S = 0.12    # wall seconds of computing per chunk we aim for on slow runs
 MIN_FRAME_S = 0.1         # pace of the animation: at most ~10 chart updates per second
@@ -141,88 +156,106 @@ def job(label: str, scenario: Scenario, extra_key: str = "") -> Job:
 
 def outcome_of(result: llmsim.Result) -> Outcome:
     v = result.verdict if result.verdict is not None else llmsim.verdict(result)
+    v = partial_verdict(v, result.summary)
     summary = dict(result.summary)
     summary.update(v.summary_fields())
     return Outcome(summary, result.timeseries, v)
 
 
-@st.cache_data(max_entries=MAX_CACHED_RUNS, show_spinner=False)
-def _cached_outcome(toml: str, extra_key: str, _job: Job | None = None,
-                    _done: Outcome | None = None) -> Outcome:
-    """Cache of finished runs keyed on (TOML text, extra key). Called with ``_done`` to
-    store a run finished by the live runner; otherwise simulates in one go."""
-    if _done is not None:
-        return _done
-    warm_up()
-    sim = Simulation(_job.scenario)
-    sim.advance()
-    return outcome_of(sim.result())
+class ByteLRU:
+    """A thread-safe least-recently-used map bounded by the bytes of its values (and of
+    its keys). A value larger than the whole bound is not kept. Values are shared between
+    sessions as they are: store only values nobody mutates (frozen dataclasses,
+    DataFrames that pages only read)."""
 
-
-class _KeySet:
-    """A bounded, thread-safe LRU set: which runs have finished (and so are cached)."""
-
-    def __init__(self, size: int):
-        self.size = size
-        self._keys: OrderedDict = OrderedDict()
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._items: OrderedDict = OrderedDict()  # key -> (value, nbytes)
         self._lock = threading.Lock()
 
-    def add(self, key) -> None:
+    def get(self, key):
         with self._lock:
-            self._keys[key] = None
-            self._keys.move_to_end(key)
-            while len(self._keys) > self.size:
-                self._keys.popitem(last=False)
+            item = self._items.get(key)
+            if item is None:
+                return None
+            self._items.move_to_end(key)
+            return item[0]
 
-    def __contains__(self, key) -> bool:
+    def put(self, key, value, nbytes: int) -> None:
+        nbytes = int(nbytes) + _key_bytes(key)
         with self._lock:
-            if key in self._keys:
-                self._keys.move_to_end(key)
-                return True
-            return False
+            old = self._items.pop(key, None)
+            if old is not None:
+                self.bytes -= old[1]
+            if nbytes > self.max_bytes:
+                return
+            self._items[key] = (value, nbytes)
+            self.bytes += nbytes
+            while self.bytes > self.max_bytes:
+                _, (_, b) = self._items.popitem(last=False)
+                self.bytes -= b
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+def _key_bytes(key) -> int:
+    if isinstance(key, tuple):
+        return sum(_key_bytes(k) for k in key)
+    return len(key) if isinstance(key, (str, bytes)) else 64
+
+
+def outcome_bytes(o: Outcome) -> int:
+    """Memory held by an outcome: its trajectory, plus a few kB of summary and verdict."""
+    return int(o.timeseries.memory_usage(index=True, deep=True).sum()) + 16_384
+
+
+def value_bytes(value) -> int:
+    """Memory of a plain value (a capacity search's result), by its pickled size."""
+    try:
+        return len(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+    except Exception:  # an unpicklable value: count it as large, never skip the bound
+        return 1 * MiB
 
 
 @st.cache_resource
-def _finished() -> _KeySet:
-    return _KeySet(_REGISTRY_SIZE)
+def _run_cache() -> ByteLRU:
+    return ByteLRU(RUN_CACHE_BYTES)
+
+
+@st.cache_resource
+def _remembered() -> ByteLRU:
+    return ByteLRU(REMEMBERED_BYTES)
 
 
 def cached(j: Job) -> Outcome | None:
-    """The finished outcome of a job if some session has run it, else None."""
-    if (j.toml, j.extra_key) in _finished():
-        return _cached_outcome(j.toml, j.extra_key, _job=j)
-    return None
+    """The finished outcome of a job if some session has run it (and it is still kept)."""
+    return _run_cache().get((j.toml, j.extra_key))
 
 
 def store(j: Job, o: Outcome) -> Outcome:
-    out = _cached_outcome(j.toml, j.extra_key, _done=o)
-    _finished().add((j.toml, j.extra_key))
-    return out
-
-
-@st.cache_data(max_entries=256, show_spinner=False)
-def _stored(kind: str, key: str, _value=None):
-    return _value
+    _run_cache().put((j.toml, j.extra_key), o, outcome_bytes(o))
+    return o
 
 
 def recall(kind: str, key: str):
     """A value some session computed and ``remember``-ed under (kind, key), or None.
     For results computed with progress updates on the page, which a cached function may
     not draw (Streamlit would replay the drawing)."""
-    if (kind, key) not in _finished():
-        return None
-    v = _stored(kind, key)
-    if v is None:  # evicted from the cache meanwhile
-        _stored.clear(kind, key)
-    return v
+    return _remembered().get((kind, key))
 
 
 def remember(kind: str, key: str, value) -> None:
-    _stored(kind, key, _value=value)
-    _finished().add((kind, key))
+    _remembered().put((kind, key), value, value_bytes(value))
 
 
-@st.cache_data(max_entries=MAX_CACHED_RUNS, show_spinner=False)
+def simulation(scenario: Scenario, limits: Limits | None = None) -> Simulation:
+    """A Simulation under the dashboard's limits (refused before allocating if too big)."""
+    return Simulation(scenario, limits=LIMITS if limits is None else limits)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
 def _theory(toml: str, extra_key: str, _scenario: Scenario):
     return llmsim.analyze(_scenario)
 
@@ -266,7 +299,7 @@ class LiveRun:
                 run.outcomes[j.label] = o
                 continue
             try:
-                run.sims[j.label] = Simulation(j.scenario)
+                run.sims[j.label] = simulation(j.scenario)
             except ConfigError as exc:
                 run.errors[j.label] = str(exc)
         if run.sims:
@@ -306,8 +339,11 @@ class LiveRun:
             if label in self.ended:
                 continue
             try:
-                sim.advance(self.t)
-                if sim.done or self.t >= self.end:
+                # bounded in work too: a chunk of simulated time can hold minutes of CPU
+                # (a token budget of 1 makes one iteration per token); a run behind self.t
+                # catches up in the next chunks
+                sim.advance(self.t, max_work=CHUNK_WORK, should_stop=lambda: self.stopped)
+                if sim.done or (self.t >= self.end and sim.now >= self.t):
                     self.ended.append(label)
             except (ConfigError, RuntimeError, MemoryError) as exc:
                 self.errors[label] = str(exc)

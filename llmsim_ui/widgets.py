@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import pandas as pd
 import streamlit as st
 
 from llmsim_ui.palette import VERDICT_BADGE
@@ -48,8 +49,57 @@ def badge(verdict: str) -> None:
     st.badge(verdict.capitalize(), color=colour, icon=icon)
 
 
-def evidence(v, extra: list[tuple[str, str]] | None = None) -> None:
-    """The numbers behind a verdict, as a short list (Verdict.evidence())."""
+def _pct(x) -> str:
+    return f"{100 * x:+.1f}%" if x is not None and math.isfinite(x) else "—"
+
+
+def rule_text(threshold: float) -> str:
+    """The classification rule of llmsim.stability.classify, in words."""
+    from llmsim.stability import NOISE
+    t, n = 100 * threshold, 100 * NOISE
+    return (f"**Rule** (second half of the run, 95% interval of the growth): *unstable* if growth is above "
+            f"{t:g}% of the arriving work **and** the whole interval lies above {n:g}%; *stable* if the whole "
+            f"interval lies below {t:g}% and reaches below {n:g}%; otherwise *inconclusive*.")
+
+
+def near_boundary(v) -> str | None:
+    """A caveat when the arrival rate is close to the capacity (the scheduler's own, else
+    the load): there a finite run drifts too slowly to tell, either way."""
+    from llmsim_ui.limits import NEAR_BOUNDARY
+    ratio, what = None, ""
+    if v.capacity_rps and math.isfinite(v.capacity_rps) and v.capacity_rps > 0:
+        ratio, what = v.arrival_rate_rps / v.capacity_rps, f"of this scheduler's theory capacity ({v.capacity_rps:.3g} req/s)"
+    elif v.load and math.isfinite(v.load):
+        ratio, what = v.load, "of the capacity (load ρ)"
+    if ratio is None or abs(ratio - 1) >= NEAR_BOUNDARY:
+        return None
+    return (f"Near the boundary: the arrival rate is {100 * ratio:.0f}% {what}. Here one run can land either "
+            "way: try replications (other seeds) or a longer run (more requests).")
+
+
+def parts_table(v) -> pd.DataFrame | None:
+    """Per buffer of a network: its own test (growth of calls waiting, as a share of the
+    calls arriving there), the evidence that decides a network's verdict."""
+    if not v.parts:
+        return None
+    rows = []
+    for name, p in v.parts.items():
+        rate = p.get("arrival_rate") or 0.0
+        lo, hi = p.get("interval", (math.nan, math.nan))
+        g = p.get("growth_per_s", math.nan)
+        share = (lambda x: x / rate if rate > 0 and x is not None and math.isfinite(x) else math.nan)
+        rows.append({"buffer": name, "verdict": p.get("verdict"), "growth": _pct(share(g)),
+                     "95% interval": f"{_pct(share(lo))} to {_pct(share(hi))}",
+                     "calls/s arriving": round(rate, 3)})
+    order = {"unstable": 0, "inconclusive": 1, "stable": 2}
+    return pd.DataFrame(rows).sort_values("verdict", key=lambda c: c.map(order), kind="stable")
+
+
+def evidence(v, extra: list[tuple[str, str]] | None = None, summary: dict | None = None,
+             parts: bool = True) -> None:
+    """The numbers behind a verdict (Verdict.evidence()), preemptions and recomputed work
+    from the run's summary, the rule that decided it, for a network the per-buffer tests,
+    and a caveat near the boundary."""
     e = v.evidence()
     rows = [
         ("load ρ", f"{e['load']:.2f}"),
@@ -59,5 +109,38 @@ def evidence(v, extra: list[tuple[str, str]] | None = None) -> None:
                             f"(95% CI {100 * e['growth_lo']:+.1f}% to {100 * e['growth_hi']:+.1f}%)"),
         ("theory drift", fmt(e["theory_drift_tokens_per_s"], unit=" tokens/s")),
     ]
+    if summary is not None:
+        pre = summary.get("preemptions")
+        rec = summary.get("tokens_recomputed")
+        done = summary.get("tokens_done") or 0
+        if pre is not None:
+            rows.append(("preemptions", f"{int(pre):,}"))
+        if rec is not None:
+            share = f" ({100 * rec / done:.1f}% of tokens processed)" if done and rec else ""
+            rows.append(("recomputed work", f"{int(rec):,} tokens{share}"))
     rows += extra or []
+    for name in v.unstable_parts:
+        p = v.parts.get(name, {})
+        rate, (lo, hi) = p.get("arrival_rate") or 0.0, p.get("interval", (math.nan, math.nan))
+        if rate > 0:
+            rows.append((f"decided by buffer {name}", f"growth {_pct(p.get('growth_per_s', math.nan) / rate)} "
+                                                      f"(95% CI {_pct(lo / rate)} to {_pct(hi / rate)})"))
     st.markdown("\n".join(f"- {k}: **{val}**" for k, val in rows))
+    caveat = near_boundary(v)
+    if caveat:
+        st.warning(caveat, icon=":material/warning:")
+    if not parts:
+        return
+    with st.expander("Why this verdict", expanded=bool(v.parts) and v.verdict == "unstable"):
+        st.markdown(rule_text(v.threshold))
+        table = parts_table(v)
+        if table is not None:
+            decided = [n for n in v.unstable_parts]
+            if decided:
+                st.markdown(f"A network is unstable as soon as **one buffer's own test** says so; here: "
+                            f"**{', '.join(decided)}**. The network-wide growth above is shown for reference "
+                            "(a growing buffer can hide in the total while others drain).")
+            else:
+                st.markdown("A network is stable when the total backlog and every buffer pass the test; a "
+                            "buffer that cannot be told apart from noise makes it inconclusive.")
+            st.dataframe(table, hide_index=True, width="stretch")

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import zlib
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,8 +12,9 @@ import streamlit as st
 import llmsim
 from llmsim import SCHEDULERS, ConfigError
 from llmsim.config import POLICIES
-from llmsim_ui import entry
-from llmsim_ui import charts, network, palette, runs, widgets
+from llmsim.pool import ROUTERS, make_pool
+from llmsim_ui import entry, inputs
+from llmsim_ui import charts, controls, network, palette, runs, uploads, widgets
 from llmsim_ui import limits as L
 from llmsim_ui.state import Field, PageState
 
@@ -41,15 +40,11 @@ ps = PageState(PAGE, [
 
 
 def _encode(text: str) -> str:
-    return base64.urlsafe_b64encode(zlib.compress(text.encode(), 9)).decode().rstrip("=")
+    return uploads.encode_link_toml(text)
 
 
 def _decode(s: str) -> str:
-    try:
-        data = base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
-        return zlib.decompress(data, bufsize=L.MAX_TOML_BYTES).decode()[:L.MAX_TOML_BYTES]
-    except Exception:
-        raise ConfigError("link parameter toml: not a scenario saved by this page (damaged or cut short)") from None
+    return uploads.decode_link_toml(s)
 
 
 def _upload_cb() -> None:
@@ -84,6 +79,7 @@ if "toml" in st.query_params and f"{PAGE}.uploaded" not in st.session_state:
         ps.url_errors.append(str(exc))
 
 st.title("Agent workflows — is my workflow stable?")
+status_slot = st.empty()
 st.markdown(
     "An **agent workflow** is a chain (or graph) of LLM calls: a planner call, then tools, then an executor "
     "call, possibly in parallel or in loops. Several engines serve several workflow classes, and each engine "
@@ -109,7 +105,7 @@ try:
         if text is None:
             raise ConfigError("workflow: 'uploaded file' chosen but no file is loaded in this session; "
                               "upload a scenario TOML (sidebar) or choose a preset")
-        file_sc = llmsim.loads_scenario(text)
+        file_sc = uploads.scenario_from_text(text)
     else:
         text = (AGENTS_DIR / f"{preset}.toml").read_text()
         file_sc = llmsim.load_scenario(AGENTS_DIR / f"{preset}.toml")
@@ -133,7 +129,10 @@ dyn += [Field(f"rate{i}", float(w.arrival.rate), "float", L.MIN_RATE, L.MAX_RATE
 for i, e in enumerate(file_sc.engines):
     dyn += [Field(f"e{i}_sched", e.scheduler, "str", choices=tuple(SCHEDULERS), label=f"{e.name} scheduler"),
             Field(f"e{i}_budget", e.token_budget, "int", 1, L.MAX_BUDGET, label=f"{e.name} token budget"),
-            Field(f"e{i}_policy", e.policy, "str", choices=tuple(POLICIES), label=f"{e.name} policy")]
+            Field(f"e{i}_policy", e.policy, "str", choices=tuple(POLICIES), label=f"{e.name} policy"),
+            Field(f"e{i}_reps", max(1, len(e.replicas)), "int", 1, inputs.MAX_UI_REPLICAS,
+                  label=f"{e.name} replicas"),
+            Field(f"e{i}_router", e.router, "str", choices=tuple(ROUTERS), label=f"{e.name} router")]
 steps = [(w, s) for w in file_sc.workflows for s in w.steps]
 dyn += [Field(f"prio_{w.name}.{s.name}", rank[f"{w.name}.{s.name}"], "int", 0, L.MAX_PRIORITY,
               label=f"priority of {w.name}.{s.name}") for w, s in steps]
@@ -145,26 +144,27 @@ st.session_state[f"{PAGE}.ignore_url"] = False
 with st.sidebar:
     st.subheader("Arrivals", divider="gray")
     for i, w in enumerate(file_sc.workflows):
-        st.number_input(f"{w.name}: workflows per second", min_value=L.MIN_RATE, step=0.1, format="%.3f",
+        st.number_input(f"{w.name}: workflows per second", step=0.1, format="%.3f",
                         **dps.w(f"rate{i}"))
     st.subheader("Engines", divider="gray")
     for i, e in enumerate(file_sc.engines):
         with st.expander(f"{e.name}", expanded=len(file_sc.engines) <= 2):
             st.selectbox("Scheduler", list(SCHEDULERS), **dps.w(f"e{i}_sched", list(SCHEDULERS)))
-            st.number_input("Token budget b", min_value=1, step=64, **dps.w(f"e{i}_budget"))
+            st.number_input("Token budget b", step=64, **dps.w(f"e{i}_budget"))
             st.selectbox("Policy (as configured)", list(POLICIES), **dps.w(f"e{i}_policy", list(POLICIES)),
                          help="Used by the 'as configured' run; the comparison below applies each policy "
                               "to every engine.")
+            inputs.replicas_panel(dps, f"e{i}_reps", f"e{i}_router", st)
     st.subheader("Step priorities", divider="gray",
                  help="Used by the 'priority' policy: at each engine, the buffer with the smallest number is "
                       "served first (strict, non-preemptive). 'reversed priority' flips the order at every engine.")
     for w, s in steps:
-        st.number_input(f"{w.name}.{s.name} (at {s.engine})", min_value=0, step=1,
+        st.number_input(f"{w.name}.{s.name} (at {s.engine})", step=1,
                         **dps.w(f"prio_{w.name}.{s.name}"))
     st.subheader("Run", divider="gray")
     st.multiselect("Policies to compare", list(VARIANTS) + [AS_CONFIGURED], **ps.w("pol"))
-    st.number_input(f"Workflows per run (up to {L.MAX_REQUESTS:,})", min_value=1, step=5_000, **dps.w("n"))
-    st.number_input("Random seed", min_value=0, step=1, **ps.w("seed"))
+    st.number_input(f"Workflows per run (up to {L.MAX_REQUESTS:,})", step=5_000, **dps.w("n"))
+    st.number_input("Random seed", step=1, **ps.w("seed"))
 
 extra_qp = {}
 if preset == UPLOADED:
@@ -186,6 +186,9 @@ for f in dyn:
                     why=L.CLI_HINT if f.name == "n" else "")
         if m:
             errors.append(m)
+seed_msg = L.check("Random seed", ps.get("seed"), 0, L.MAX_SEED)
+if seed_msg:
+    errors.append(seed_msg)
 if not ps.get("pol"):
     errors.append("Policies to compare: choose at least one.")
 if errors:
@@ -194,13 +197,28 @@ if errors:
     st.stop()
 
 # ------------------------------------------------------------------ build
+def _pooled(base, file_engine, k, router):
+    """The engine `base` (the page's scheduler, budget, policy) as a pool of k replicas: the
+    file's own replicas when their number is kept (with the page's scheduler and budget),
+    else k copies of base; k = 1 is the engine alone."""
+    base = replace(base, replicas=())
+    if k <= 1:
+        return base
+    if len(file_engine.replicas) == k:
+        reps = [replace(r, scheduler=base.scheduler, token_budget=base.token_budget) for r in file_engine.replicas]
+    else:
+        reps = [base] * k
+    return make_pool(base, reps, router)
+
+
 try:
     sc = replace(file_sc, num_requests=int(dps.get("n")), duration_seconds=None, drain=False, seed=int(ps.get("seed")),
                  name=file_sc.name or preset)
     for i in range(len(sc.workflows)):
         sc = sc.with_rate(float(dps.get(f"rate{i}")), workflow=i)
-    engines = tuple(replace(e, scheduler=dps.get(f"e{i}_sched"), token_budget=int(dps.get(f"e{i}_budget")),
-                            policy=dps.get(f"e{i}_policy")) for i, e in enumerate(sc.engines))
+    engines = tuple(_pooled(replace(e, scheduler=dps.get(f"e{i}_sched"), token_budget=int(dps.get(f"e{i}_budget")),
+                                    policy=dps.get(f"e{i}_policy")), e, int(dps.get(f"e{i}_reps")),
+                            dps.get(f"e{i}_router")) for i, e in enumerate(sc.engines))
     prios = {f"{w.name}.{s.name}": int(dps.get(f"prio_{w.name}.{s.name}")) for w, s in steps}
     wfs = tuple(replace(w, steps=tuple(replace(s, priority=prios[f"{w.name}.{s.name}"]) for s in w.steps))
                 for w in sc.workflows)
@@ -237,7 +255,8 @@ jobs = [runs.job(v, s) for v, s in variants.items()]
 # -------------------------------------------------------------- the network
 th = runs.theory(runs.job("configured", sc))
 loads = {e.name: e.load for e in th.engines}
-a, b = st.columns([3, 2])
+# the diagram gets the page's full width: in a column its text shrank to ~7 px at 1400 px
+a, b = st.container(), st.container()
 with a:
     st.subheader("The network")
     st.graphviz_chart(network.dot(sc, loads), width="stretch")
@@ -254,11 +273,7 @@ with b:
 
 # ---------------------------------------------------------------- the runs
 key = tuple((j.toml, j.extra_key) for j in jobs)
-run = runs.session_run(PAGE)
-replay = st.session_state.pop(f"{PAGE}.replay", False)
-if run is None or run.key != key or replay:
-    run = runs.LiveRun.start(key, jobs, use_cache=not replay)
-    runs.set_session_run(PAGE, run)
+run = controls.start_run(PAGE, key, jobs, status_slot)
 
 st.subheader("Verdict per policy", help=widgets.VERDICT_MEANING)
 st.caption("The same arrivals, run once per policy applied to every engine. *priority*: the step priorities "
@@ -283,8 +298,10 @@ def _draw_cards(run: runs.LiveRun) -> None:
                 o = run.outcomes[v]
                 widgets.badge(o.verdict.verdict)
                 st.caption(o.verdict.explanation)
+                if o.summary.get("stopped"):  # spent the demo's work budget: partial results
+                    st.warning(o.summary["stopped"], icon=":material/timer_off:")
                 s = o.summary
-                widgets.evidence(o.verdict, [
+                widgets.evidence(o.verdict, summary=s, parts=False, extra=[
                     ("workflows done", f"{s.get('workflows_completed', 0):,} of {s.get('workflows_arrived', 0):,}"),
                     ("workflow latency p50 / p99", f"{widgets.seconds(s.get('workflow_e2e_p50_s'))} / "
                                                    f"{widgets.seconds(s.get('workflow_e2e_p99_s'))}")])
@@ -293,6 +310,27 @@ def _draw_cards(run: runs.LiveRun) -> None:
 
 
 _draw_cards(run)
+
+why_slot = st.empty()  # filled once the verdicts are in
+
+
+def _draw_why(run: runs.LiveRun) -> None:
+    if run.outcomes:
+        with why_slot.container(), st.expander("Why these verdicts: the test of every buffer", expanded=any(
+                o.verdict.unstable_parts for o in run.outcomes.values())):
+            st.markdown(widgets.rule_text(next(iter(run.outcomes.values())).verdict.threshold))
+            st.markdown("A policy is **unstable as soon as one buffer's own test** says so (the growing buffers are "
+                        "named on its card), whatever the network-wide growth on the card: a growing buffer can hide "
+                        "in the total while others drain. Growth here is in calls per second, as a share of the calls "
+                        "arriving at that buffer.")
+            tables = []
+            for v, o in run.outcomes.items():
+                t = widgets.parts_table(o.verdict)
+                if t is not None:
+                    tables.append(t.assign(policy=v)[["policy"] + list(t.columns)])
+            if tables:
+                st.dataframe(pd.concat(tables, ignore_index=True), hide_index=True, width="stretch")
+
 
 st.subheader("Calls waiting in each buffer")
 st.caption("For each policy: how many calls of each workflow step are at their engine (waiting or running), "
@@ -325,31 +363,17 @@ def _draw_chart(run: runs.LiveRun, live: bool = False) -> None:
     df = pd.concat(parts, ignore_index=True)
     x_max = max([run.end] + [o.summary["horizon_seconds"] for o in run.outcomes.values()])
     specs = charts.trajectories(df, "buffer", palette.categorical(buffers), list(trajs), x_max,
-                                log=ps.get("scale") == "log", height=180, y_title="calls in buffer", titles=True,
+                                log=ps.get("scale") == "log", y_title="calls in buffer", titles=True,
                                 live=live)
     for slot, spec in zip(grid, specs):
         slot.vega_lite_chart(spec=spec, width="stretch")
 
 
-if not run.done and not run.stopped:
-    button_slot.button("Stop", icon=":material/stop_circle:", key=f"{PAGE}.stop", on_click=runs.stop_cb,
-                       args=(PAGE,))
-    if ps.get("live"):
-        runs.play(run, lambda r: _draw_chart(r, live=True), progress_slot)
-    else:
-        runs.play(run, lambda r: None, progress_slot, label="Simulating (live view off)", pace=False)
-        run.frames = 0
-    _draw_cards(run)
-if run.stopped and not run.done:
-    with button_slot.container():
-        st.button("Resume", icon=":material/play_circle:", key=f"{PAGE}.resume", on_click=runs.resume_cb,
-                  args=(PAGE,))
-    progress_slot.info(f"Stopped at {run.progress:.0%} of the run. Verdicts need the whole run: press Resume.",
-                       icon=":material/pause_circle:")
-else:
-    button_slot.button("Replay live", icon=":material/replay:", key=f"{PAGE}.replay_btn", on_click=runs.replay_cb,
-                       args=(PAGE,))
+controls.play_controls(PAGE, run, button_slot, progress_slot, lambda r: _draw_chart(r, live=True),
+                       bool(ps.get("live")), on_end=_draw_cards)
 _draw_chart(run)
+
+_draw_why(run)
 
 # ------------------------------------------------------------------ sharing
 st.subheader("Share and save")

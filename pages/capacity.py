@@ -8,9 +8,10 @@ import streamlit as st
 
 import llmsim
 from llmsim import SCHEDULERS, ConfigError
+from llmsim import budget
 from llmsim.capacity import capacity_search
 from llmsim_ui import entry
-from llmsim_ui import charts, inputs, palette, runs
+from llmsim_ui import charts, controls, inputs, palette, runs
 from llmsim_ui import limits as L
 from llmsim_ui.state import Field, PageState
 
@@ -27,22 +28,6 @@ ps = PageState(PAGE, inputs.fields(with_rate=False) + [
 ])
 
 
-def _restore_upload(ps: PageState) -> None:
-    f = st.session_state.get(ps.key("toml_file"))
-    if f is None:
-        return
-    try:
-        sc, text = inputs.read_upload(f)
-        values = inputs.values_from_scenario(sc)
-    except ConfigError as exc:
-        st.session_state[f"{PAGE}.upload_msgs"] = ("error", [str(exc)])
-        return
-    values["sched"] = inputs.schedulers_in(text) or list(SCHEDULERS)
-    values.pop("n", None)  # a file's run length is not a probe size
-    errs = inputs.apply_values(ps, values)
-    st.session_state[f"{PAGE}.upload_msgs"] = ("error", errs) if errs else ("ok", [f"Restored {f.name}."])
-
-
 def _stop() -> None:
     st.session_state[f"{PAGE}.stopped"] = st.session_state.get(f"{PAGE}.key")
 
@@ -56,7 +41,7 @@ def _sweep_point(toml: str, extra_key: str, _scenario) -> dict:
     """Throughput (completed requests per simulated second) of one (scheduler, rate) run.
     Simulation only: the stability verdicts come from the capacity search, whose theory
     and trend tests would double the cost of every point."""
-    sim = llmsim.Simulation(_scenario).advance()
+    sim = runs.simulation(_scenario, runs.PROBE_LIMITS).advance()
     done = int(sim.requests()["finish_s"].notna().sum())
     return {"throughput_rps": done / sim.now if sim.now > 0 else 0.0, "completed": done}
 
@@ -68,10 +53,27 @@ def _capacity(toml: str, extra_key: str, scheduler: str, n: int, tol: float, pro
     key = repr((toml, extra_key, scheduler, n, tol, probes))
     res = runs.recall("capacity", key)
     if res is None:
-        res = capacity_search(scenario, [scheduler], num_requests=n, rel_tol=tol, max_probes=probes, workers=1,
-                              progress=progress)[0]
+        with budget.use(runs.PROBE_LIMITS):  # every probe under the dashboard's limits
+            res = capacity_search(scenario, [scheduler], num_requests=n, rel_tol=tol, max_probes=probes,
+                                  workers=1, progress=progress)[0]
         runs.remember("capacity", key, res)
     return res
+
+
+def near_boundary_notes(found: dict, tol: float) -> list[str]:
+    """One caveat naming the schedulers judged stable above their theory capacity (the
+    ceiling): near ρ = 1 a finite probe's queue drifts too slowly to detect, so such a
+    "stable" is noise, not a contradiction of theory."""
+    above = []
+    for s, r in found.items():
+        cap, (lo, _hi) = r.theory_capacity_rps, r.interval
+        if cap and lo is not None and np.isfinite(lo) and lo > cap * 1.001:
+            above.append(f"{s} (stable at {lo:.3g} req/s, theory capacity {cap:.3g})")
+    if not above:
+        return []
+    return [f"Judged stable above the theory capacity: {'; '.join(above)}. Within a few per cent of ρ = 1 a "
+            "probe's queue grows too slowly to show in a finite run: use more requests per probe (or "
+            "replications, `python -m llmsim capacity`) before reading the last digit."]
 
 
 ps.restore()
@@ -83,16 +85,10 @@ st.markdown(
     "Theory says no scheduler can beat the dashed line **b/t(b)** — a full batch of b tokens every t(b) "
     "seconds — and that work-conserving schedulers (orca, sarathi) reach it.")
 
-with st.sidebar:
-    st.file_uploader("Restore a scenario (TOML)", type=["toml"], key=ps.key("toml_file"),
-                     on_change=_restore_upload, args=(ps,),
-                     help="Any single-engine scenario file; its arrival rate is ignored (this page sweeps it).")
-    kind, msgs = st.session_state.pop(f"{PAGE}.upload_msgs", ("", []))
-    for m in msgs:
-        (st.success if kind == "ok" else st.error)(m)
-    st.multiselect("Schedulers", list(SCHEDULERS), **ps.w("sched"),
-                   help="\n".join(f"- **{k}**: {v.summary}" for k, v in SCHEDULERS.items()))
-upload = inputs.panel(ps, with_rate=False)
+status_slot = st.empty()
+upload = controls.engine_inputs(ps, with_rate=False, sched_label="Schedulers", keep_n=False,
+                                upload_help="Any single-engine scenario file; its arrival rate is ignored "
+                                            "(this page sweeps it).")
 with st.sidebar:
     st.subheader("Search", divider="gray")
     inputs._num(ps, "n", f"Requests per probe (up to {L.MAX_REQUESTS:,})", 5_000,
@@ -114,10 +110,7 @@ for name, label in (("n", "Requests per probe"), ("tol", "Relative precision"), 
         errors.append(m)
 if not schedulers:
     errors.append("Schedulers: choose at least one.")
-if errors:
-    for e in errors:
-        st.error(e, icon=":material/block:")
-    st.stop()
+controls.show_errors(errors)
 
 n = int(ps.get("n"))
 try:
@@ -136,6 +129,7 @@ for s in schedulers:
         refused[s] = str(exc)
 for s, msg in refused.items():
     st.warning(f"{s}: {msg}", icon=":material/block:")
+    inputs.raise_budget_button(ps, msg, key=f"{PAGE}.raise_b.{s}")
 if not scen:
     st.stop()
 
@@ -147,12 +141,12 @@ mean_work = e0.offered_tokens_per_s / base.total_rate
 token_rps = e0.token_capacity / mean_work
 theory_caps = {s: runs.theory(runs.job(s, sc, extra)).capacity_rps for s, sc in scen.items()}
 c1, c2, c3 = st.columns(3)
-c1.metric("Token capacity b/t(b)", f"{e0.token_capacity:,.0f} tok/s",
+c1.metric("Token capacity b/t(b) (tok/s)", f"{e0.token_capacity:,.0f}",
           help=f"b = {e0.token_budget} tokens per iteration, "
                f"t(b) = {e0.t_b_seconds * 1e3:.4g} ms per full iteration.")
-c2.metric("… in requests", f"{token_rps:.3g} req/s",
+c2.metric("… in requests (req/s)", f"{token_rps:.3g}",
           help=f"Divided by {mean_work:,.0f} tokens per request (prompt + output).")
-c3.metric("Best possible capacity", f"{th.optimal_capacity_rps:.3g} req/s",
+c3.metric("Best possible capacity (req/s)", f"{th.optimal_capacity_rps:.3g}",
           help="The smallest of the token, memory and batch-size capacities. " + e0.capacity_kind)
 
 # ------------------------------------------------------------------------ work
@@ -203,7 +197,9 @@ def _progress(done: int, what: str) -> None:
     progress_slot.progress(min(1.0, done / total), text=f"{what} ({done} of {total} steps)")
 
 
-runs.warm_up()
+with status_slot.container():
+    runs.warm_up()
+status_slot.empty()
 if stopped:
     button_slot.button("Resume", icon=":material/play_circle:", key=f"{PAGE}.resume", on_click=_resume)
     progress_slot.info("Stopped. What was computed so far is shown; press Resume to finish.",
@@ -212,9 +208,10 @@ else:
     button_slot.button("Stop", icon=":material/stop_circle:", key=f"{PAGE}.stop", on_click=_stop)
     have = {(p["scheduler"], p["rate"]) for p in points}
     done = len(have)
+    too_big: set = set()  # schedulers whose runs the demo's limits refuse: warned once
     for rate in rates:
         for s, sc in scen.items():
-            if (s, rate) in have:
+            if (s, rate) in have or s in too_big:
                 continue
             j = runs.job(s, sc.with_rate(rate), extra)
             _progress(done, f"Throughput of {s} at {rate:.3g} req/s")
@@ -222,17 +219,21 @@ else:
                 p = _sweep_point(j.toml, j.extra_key, j.scenario)
             except ConfigError as exc:
                 st.warning(f"{s} at {rate:.3g} req/s: {exc}")
+                too_big.add(s)
                 continue
             points.append({"scheduler": s, "rate": rate, "throughput": p["throughput_rps"]})
             done += 1
         _draw()  # once per rate: building the chart costs more than a small simulation
     for s, sc in scen.items():
-        if s in found:
+        if s in found or s in too_big:
             continue
         j = runs.job(s, sc, extra)
         _progress(done, f"Searching the critical rate of {s}")
-        found[s] = _capacity(j.toml, j.extra_key, s, n, float(ps.get("tol")), int(ps.get("probes")), sc,
-                             lambda d, t, msg, base=done: _progress(base, f"Searching: {msg}"))
+        try:
+            found[s] = _capacity(j.toml, j.extra_key, s, n, float(ps.get("tol")), int(ps.get("probes")), sc,
+                                 lambda d, t, msg, base=done: _progress(base, f"Searching: {msg}"))
+        except ConfigError as exc:  # a probe over the demo's limits
+            st.warning(f"{s}: capacity search refused — {exc}", icon=":material/block:")
         done += 1
         _draw()
     progress_slot.empty()
@@ -257,6 +258,8 @@ if found:
     st.dataframe(table, hide_index=True, width="stretch",
                  column_config={c: st.column_config.NumberColumn(format="%.3g") for c in table.columns
                                 if "req/s" in c})
+    for msg in near_boundary_notes(found, float(ps.get("tol"))):
+        st.warning(msg, icon=":material/warning:")
 
 st.subheader("Share and save")
 st.caption("The address bar holds a link to this view. The scenario file runs at 80% of the best possible "

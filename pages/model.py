@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from llmsim import SCHEDULERS
+from llmsim.presets import HARDWARE_PRESETS
 from llmsim_ui import entry
 from llmsim_ui.state import Field, PageState
 
@@ -18,6 +19,14 @@ ps = PageState(PAGE, [
     Field("mp", 100.0, "float", 1.0, 1e6, label="mean prompt tokens"),
     Field("md", 100.0, "float", 1.0, 1e6, label="mean output tokens"),
     Field("lam", 14.0, "float", 0.0, 1e6, label="arrival rate"),
+    # section 7, the stability region (the paper's section 6.2 example by default)
+    Field("r_hw", "paper staircase", "str", choices=("paper staircase",) + tuple(HARDWARE_PRESETS),
+          label="region: batch time"),
+    Field("r_b", 1024, "int", 1, 16_384, label="region: token budget b"),
+    Field("r_k", 100, "int", 0, 16_384, label="region: max batch size k (0: none)"),
+    Field("r_p", 290, "int", 1, 65_536, label="region: prompt tokens"),
+    Field("r_d", 990, "int", 1, 65_536, label="region: output tokens"),
+    Field("r_lam", 1.6, "float", 0.0, 1e6, label="region: arrival rate"),
 ]).restore()
 
 st.title("The model")
@@ -61,7 +70,7 @@ with st.container(border=True):
     ps.publish()
     b, tb, mp, md, lam = (ps.get(k) for k in ("b", "tb", "mp", "md", "lam"))
     errs = [f"{f.label}: {ps.get(f.name)} is outside {f.lo:g} to {f.hi:g}" for f in ps.fields
-            if not (f.lo <= ps.get(f.name) <= f.hi)]
+            if f.name in ("b", "tb", "mp", "md", "lam") and not (f.lo <= ps.get(f.name) <= f.hi)]
     if errs:
         for e in errs:
             st.error(e)
@@ -143,3 +152,35 @@ st.markdown(
     "For a network the same test runs on every buffer; a policy is unstable as soon as one buffer grows, and "
     "the growing buffers are named. The *Capacity* page searches, for each scheduler, the arrival rate where the "
     "verdict turns from stable to unstable.")
+
+# ---- 7. the stability region (issue 13): library computes, this block only draws ----
+st.header("7. The stability region (Theorem 10)")
+st.markdown(
+    "With a cap $k$ on the batch size and a batch time that depends on the batch, one number $b/t(b)$ no longer "
+    "says it all. A **batch type** holds $x$ prefill tokens in $c$ chunks and $y$ decode tokens "
+    "($x + y \\le b$, $y + c \\le k$) and lasts $t(x, y)$. Run back to back it supplies $(x, y)/t(x, y)$ prefill "
+    "and decode tokens per second; time-sharing between batch types reaches every point of their convex hull. "
+    "That hull, made down-closed, is the **stability region**: a workload needing "
+    "$\\lambda\\,(\\mathbb{E}[P], \\mathbb{E}[D])$ tokens per second can be served only inside it. Its capacity "
+    "$\\lambda^*$ is where its ray leaves the region — a linear program over the time shares:")
+st.latex(r"\lambda^* = \max \lambda \ \text{ s.t. } \sum_j s_j \frac{x_j}{t_j} \ge \lambda\,\mathbb{E}[P],\ "
+         r"\sum_j s_j \frac{y_j}{t_j} \ge \lambda\,\mathbb{E}[D],\ \sum_j s_j \frac{c_j}{t_j} \ge "
+         r"\lambda\,\mathbb{E}\lceil P/b \rceil,\ \sum_j s_j \le 1,\ s \ge 0.")
+with st.container(border=True):
+    c = st.columns(6)
+    c[0].selectbox("batch time", ps.by_name["r_hw"].choices, **ps.w("r_hw", ps.by_name["r_hw"].choices))
+    c[1].number_input("b (tokens)", min_value=1, step=64, **ps.w("r_b"))
+    c[2].number_input("k (0: none)", min_value=0, step=10, **ps.w("r_k"))
+    c[3].number_input("prompt P", min_value=1, step=10, **ps.w("r_p"))
+    c[4].number_input("output D", min_value=1, step=10, **ps.w("r_d"))
+    c[5].number_input("λ (req/s)", min_value=0.0, step=0.1, format="%.3f", **ps.w("r_lam"))
+    ps.publish()
+    names = ("r_hw", "r_b", "r_k", "r_p", "r_d", "r_lam")
+    errs = [f"{ps.by_name[n].label}: {ps.get(n)} is outside {ps.by_name[n].lo:g} to {ps.by_name[n].hi:g}"
+            for n in names if ps.by_name[n].lo is not None and not (ps.by_name[n].lo <= ps.get(n) <= ps.by_name[n].hi)]
+    for e in errs:
+        st.error(e)
+    if not errs:
+        from llmsim_ui import region_view
+        region_view.show(ps.get("r_hw"), int(ps.get("r_b")), int(ps.get("r_k")), int(ps.get("r_p")),
+                         int(ps.get("r_d")), float(ps.get("r_lam")))

@@ -8,7 +8,7 @@ import streamlit as st
 import llmsim
 from llmsim import SCHEDULERS, ConfigError
 from llmsim_ui import entry
-from llmsim_ui import charts, inputs, palette, runs, widgets
+from llmsim_ui import charts, controls, inputs, palette, runs, widgets
 from llmsim_ui import limits as L
 from llmsim_ui.state import Field, PageState
 
@@ -27,22 +27,6 @@ ps = PageState(PAGE, inputs.fields(with_rate=True) + [
 ])
 
 
-def _restore_upload(ps: PageState) -> None:
-    """Fill the inputs from an uploaded scenario TOML (runs before the page's script)."""
-    f = st.session_state.get(ps.key("toml_file"))
-    if f is None:
-        return
-    try:
-        sc, text = inputs.read_upload(f)
-        values = inputs.values_from_scenario(sc)
-    except ConfigError as exc:
-        st.session_state[f"{PAGE}.upload_msgs"] = ("error", [str(exc)])
-        return
-    values["sched"] = inputs.schedulers_in(text) or values["sched"]
-    errs = inputs.apply_values(ps, values)
-    st.session_state[f"{PAGE}.upload_msgs"] = ("error", errs) if errs else ("ok", [f"Restored {f.name}."])
-
-
 ps.restore()
 
 st.title("Single engine — which scheduler keeps up?")
@@ -52,20 +36,13 @@ st.markdown(
     "into each iteration. Below, the same requests are fed to each scheduler: if its queue keeps growing, "
     "it cannot keep up with this arrival rate.")
 
+status_slot = st.empty()  # the compile note and errors, at the top where the eye is
+
 # ---------------------------------------------------------------- inputs (sidebar)
-with st.sidebar:
-    st.file_uploader("Restore a scenario (TOML)", type=["toml"], key=ps.key("toml_file"),
-                     on_change=_restore_upload, args=(ps,),
-                     help="A file saved with 'Download scenario (TOML)', or any single-engine scenario file.")
-    kind, msgs = st.session_state.pop(f"{PAGE}.upload_msgs", ("", []))
-    for m in msgs:
-        (st.success if kind == "ok" else st.error)(m)
-    st.multiselect("Schedulers to compare", list(SCHEDULERS), **ps.w("sched"),
-                   format_func=lambda s: s, help="\n".join(f"- **{k}**: {v.summary}" for k, v in SCHEDULERS.items()))
-upload = inputs.panel(ps, with_rate=True)
+upload = controls.engine_inputs(ps, with_rate=True)
 with st.sidebar:
     inputs._num(ps, "n", f"Requests per scheduler (up to {L.MAX_REQUESTS:,})", 5_000,
-                            help="More requests: a longer run and a sharper verdict.")
+                help="More requests: a longer run and a sharper verdict.")
 ps.publish(ps.visible + ["sched", "n", "scale", "live"])
 ps.show_url_errors()
 
@@ -74,10 +51,7 @@ errors = inputs.check(ps) + [m for m in [L.check("Requests per scheduler", ps.ge
                                                  L.MAX_REQUESTS, why=L.CLI_HINT)] if m]
 if not schedulers:
     errors.append("Schedulers to compare: choose at least one.")
-if errors:
-    for e in errors:
-        st.error(e, icon=":material/block:")
-    st.stop()
+controls.show_errors(errors)
 
 try:
     base, extra = inputs.build(ps, ps.get("n"), ps.get("rate"), upload, speed=ps.get("speed"))
@@ -100,25 +74,27 @@ for s in schedulers:
 th = runs.theory(runs.job("base", base, extra))
 e0 = th.engines[0]
 mean_work = e0.offered_tokens_per_s / base.total_rate if base.total_rate else float("nan")
+# units in the labels keep the figures short: a projector at 1024 px cuts "16.7 r…"
 c1, c2, c3, c4 = st.columns(4)
-c1.metric("Offered load ρ", f"{th.load:.2f}",
+c1.metric("Offered load ρ", f"{th.load:.2f}" if th.load >= 0.01 else f"{th.load:.2g}",
           help="Arriving work divided by the most the engine can process (the binding capacity). "
                "Above 1 no scheduler keeps up.")
-c2.metric("Arrival rate λ", f"{base.total_rate:.3g} req/s")
-c3.metric("Token capacity b/t(b)", f"{e0.token_capacity:,.0f} tok/s",
+c2.metric("Arrival rate λ (req/s)", f"{base.total_rate:.3g}")
+c3.metric("Token capacity b/t(b) (tok/s)", f"{e0.token_capacity:,.0f}",
           help=f"A full iteration of b = {e0.token_budget} tokens takes t(b) = {e0.t_b_seconds * 1e3:.4g} ms. "
                f"With {mean_work:,.0f} tokens per request on average that is "
                f"{e0.token_capacity / mean_work:.3g} requests/s.")
-c4.metric("Best possible capacity", f"{th.optimal_capacity_rps:.3g} req/s",
+c4.metric("Best possible capacity (req/s)", f"{th.optimal_capacity_rps:.3g}",
           help="The smallest of the token, memory and batch-size capacities: what a work-conserving "
                "scheduler (orca, sarathi) reaches. " + e0.capacity_kind)
 
 # -------------------------------------------------------------------- the run
 key = tuple((j.toml, j.extra_key) for j in jobs)
-run = runs.session_run(PAGE)
-replay = st.session_state.pop(f"{PAGE}.replay", False)
-if run is not None and (run.key != key or replay):
-    run = None  # started below, once the page's frame is drawn
+run = None if controls.wants_new_run(PAGE, key) else runs.session_run(PAGE)  # started once the frame is drawn
+
+# the run's progress and its Stop button under the headline figures, where the eye is
+run_row = st.columns([2, 5], vertical_alignment="center")
+button_slot, progress_slot = run_row[0].empty(), run_row[1].empty()
 
 st.subheader("Verdicts", help=widgets.VERDICT_MEANING)
 labels = list(schedulers)  # in the order chosen; refused ones show why
@@ -127,16 +103,18 @@ cards = {}
 for col, s in zip(cols, labels):
     with col:
         widgets.swatch(s, palette.SCHEDULER_COLORS.get(s, "#888"))
-        cards[s] = st.empty()
+        if s in refused:  # drawn once: it does not change while the others run
+            widgets.badge("error")
+            st.caption(refused[s])
+            inputs.raise_budget_button(ps, refused[s], key=f"{PAGE}.raise_b.{s}")
+        else:
+            cards[s] = st.empty()
 
 
 def _draw_cards(run: runs.LiveRun | None) -> None:
-    for s in labels:
+    for s in cards:
         with cards[s].container():
-            if s in refused:
-                widgets.badge("error")
-                st.caption(refused[s])
-            elif run is None:
+            if run is None:
                 widgets.badge("running")
                 st.caption("Simulating; the verdict and its evidence appear when the run ends.")
             elif s in run.errors:
@@ -146,7 +124,10 @@ def _draw_cards(run: runs.LiveRun | None) -> None:
                 o = run.outcomes[s]
                 widgets.badge(o.verdict.verdict)
                 st.caption(o.verdict.explanation)
-                widgets.evidence(o.verdict, [("throughput", widgets.fmt(o.summary["throughput_rps"], unit=" req/s"))])
+                if o.summary.get("stopped"):  # spent the demo's work budget: partial results
+                    st.warning(o.summary["stopped"], icon=":material/timer_off:")
+                widgets.evidence(o.verdict, [("throughput", widgets.fmt(o.summary["throughput_rps"], unit=" req/s"))],
+                                 summary=o.summary)
             else:
                 widgets.badge("stopped" if run.stopped else "running")
                 st.caption("Simulating; the verdict and its evidence appear when the run ends.")
@@ -160,14 +141,12 @@ st.caption(
     "started), **backlog** (prompt and output tokens not yet processed) and **KV cache in use** "
     "(GPU memory). A line that keeps climbing is a queue that never drains. Hover for values; click a "
     "legend entry to highlight one scheduler (shift-click for several).")
-ctl1, ctl2, ctl3 = st.columns([2, 2, 3])
+ctl1, ctl2 = st.columns([2, 5])
 ctl1.radio("Vertical scale", ["linear", "log"], **ps.w("scale", ["linear", "log"]), horizontal=True,
                        help="Log scale shows a growing queue and a small bounded one on the same chart.")
 ctl2.toggle("Play live", **ps.w("live"), help="Draw the trajectories while the simulation runs.")
-button_slot = ctl3.empty()
-progress_slot = st.empty()
 chart_slots = [st.empty() for _ in METRICS]
-kv = {j.label: j.scenario.engine.kv_cache_tokens for j in jobs}
+kv = {j.label: charts.kv_capacity(j.scenario.engine) for j in jobs}  # a pool's: all its replicas'
 
 
 def _draw_chart(run: runs.LiveRun, live: bool = False) -> None:
@@ -197,30 +176,11 @@ if run is None:
                 empty, "scheduler", palette.scale([j.label for j in jobs], palette.SCHEDULER_COLORS),
                 list(METRICS.values()), horizon, log=ps.get("scale") != "linear", formats=FORMATS, live=True)):
             slot.vega_lite_chart(spec=spec, width="stretch")
-    run = runs.LiveRun.start(key, jobs, use_cache=not replay)  # waits for the numba warm-up
-    runs.set_session_run(PAGE, run)
+    run = controls.start_run(PAGE, key, jobs, status_slot)  # waits for the numba warm-up
     _draw_cards(run)
 
-if not run.done and not run.stopped:
-    button_slot.button("Stop", icon=":material/stop_circle:", key=f"{PAGE}.stop", on_click=runs.stop_cb,
-                       args=(PAGE,))
-    if ps.get("live"):
-        runs.play(run, lambda r: _draw_chart(r, live=True), progress_slot)
-    else:
-        runs.play(run, lambda r: None, progress_slot, label="Simulating (live view off)", pace=False)
-        run.frames = 0
-    _draw_cards(run)
-
-if run.stopped and not run.done:
-    with button_slot.container():
-        st.button("Resume", icon=":material/play_circle:", key=f"{PAGE}.resume", on_click=runs.resume_cb,
-                  args=(PAGE,))
-    progress_slot.info(f"Stopped at {run.progress:.0%} of the run. Verdicts need the whole run: press Resume.",
-                       icon=":material/pause_circle:")
-else:
-    button_slot.button("Replay live", icon=":material/replay:", key=f"{PAGE}.replay_btn",
-                       on_click=runs.replay_cb, args=(PAGE,),
-                       help="Run the simulation again from the start and watch it play.")
+controls.play_controls(PAGE, run, button_slot, progress_slot, lambda r: _draw_chart(r, live=True),
+                       bool(ps.get("live")), on_end=_draw_cards)
 _draw_chart(run)
 
 if run.updates_per_second:

@@ -9,7 +9,13 @@ Modelling choices it shares with the kernel (documented in docs/model.md):
   free KV token per decoding request; a decode token needs one more KV token; when
   memory runs short the most recently admitted request is preempted (recompute: its
   prompt plus generated tokens are prefilled again; it returns to the queue's front);
-- fastertransformer reserves prompt + output at admission.
+- fastertransformer reserves prompt + output at admission;
+- vLLM's knobs (issue 10): no admission while max_running requests are admitted; KV is
+  allocated in blocks of `block` tokens (a request holding L tokens holds ceil(L/block)
+  blocks, so a decode step takes a new block when L is a multiple of block); an admission
+  must leave `watermark_tokens` free;
+- the batch time also gets the prefill attention pairs: a chunk of k tokens after `done`
+  prefilled ones has k*done + k(k+1)/2.
 """
 
 from __future__ import annotations
@@ -35,9 +41,12 @@ class Req:
     preempt: int = 0
 
 
-def run_reference(requests, scheduler, budget, kmax, kv_cap, bt, horizon=math.inf):
-    """requests: list of (arrival_s, P, D) in arrival order; bt(n_prefill, n_decode, ctx)
-    -> seconds. Returns (reqs, log) with log rows (iteration, start, end, rid, tokens, phase)."""
+def run_reference(requests, scheduler, budget, kmax, kv_cap, bt, horizon=math.inf,
+                  max_running=None, block=1, watermark_tokens=0, trace=None):
+    """requests: list of (arrival_s, P, D) in arrival order; bt(n_prefill, n_decode, ctx,
+    pairs) -> seconds. Returns (reqs, log) with log rows (iteration, start, end, rid, tokens,
+    phase). trace: an optional dict that gets "running", the running set's size at each
+    batch formation."""
     reqs = [Req(i, a, p, d, pref_need=p) for i, (a, p, d) in enumerate(requests)]
     waiting: list[Req] = []
     running: list[Req] = []        # admission order
@@ -48,6 +57,12 @@ def run_reference(requests, scheduler, budget, kmax, kv_cap, bt, horizon=math.in
     chunked = scheduler in ("orca", "sarathi")
     reserve = scheduler == "fastertransformer"
     slots_max = min(kmax, budget)
+    max_running = math.inf if max_running is None else max_running
+    kv_cap = kv_cap // block * block          # whole blocks only
+    admit_cap = kv_cap - watermark_tokens     # what an admission may fill
+
+    def blocks(x):
+        return -(-x // block) * block
 
     def decoders():
         return [r for r in running if r.state == "decode"]
@@ -74,14 +89,18 @@ def run_reference(requests, scheduler, budget, kmax, kv_cap, bt, horizon=math.in
         budget_left = budget - used(batch)
         slots = slots_max - len(batch)
         want = min(len(decoders()), budget_left, slots)
+
+        def step_kv(r):  # KV a decode step takes: a new block when the last one is full
+            return block if (r.P + r.dec_done) % block == 0 else 0
+
         if not reserve:
-            while want > 0 and kv_used() + want > kv_cap:
+            while want > 0 and kv_used() + sum(step_kv(r) for r in decoders()[:want]) > kv_cap:
                 preempt(batch)
                 want = min(len(decoders()), budget_left, slots)
         for r in decoders()[:max(want, 0)]:
             batch.append([r, 1, "decode"])
             if not reserve:
-                r.kv += 1
+                r.kv += step_kv(r)
 
     def prefill_phase(batch, now):
         budget_left = budget - used(batch)
@@ -96,16 +115,18 @@ def run_reference(requests, scheduler, budget, kmax, kv_cap, bt, horizon=math.in
                     budget_left -= k
                     slots -= 1
         while budget_left > 0 and slots > 0 and waiting:
+            if len(running) >= max_running:
+                return
             r = waiting[0]
             if not chunked and r.pref_need > budget_left:
                 return
             if reserve:
-                mem = r.P + r.D
-                if kv_used() + mem > kv_cap:
+                mem = blocks(r.P + r.D)
+                if kv_used() + mem > admit_cap:
                     return
             else:
-                mem = r.pref_need
-                if kv_used() + mem + len(decoders()) > kv_cap:
+                mem = blocks(r.pref_need)
+                if kv_used() + mem + len(decoders()) > admit_cap:
                     return
             waiting.pop(0)
             r.state = "prefill"
@@ -126,8 +147,8 @@ def run_reference(requests, scheduler, budget, kmax, kv_cap, bt, horizon=math.in
             else:
                 prefill_phase(batch, now)
         elif scheduler == "vllm":
-            if waiting and waiting[0].pref_need <= budget and \
-                    kv_used() + waiting[0].pref_need + len(decoders()) <= kv_cap:
+            if len(running) < max_running and waiting and waiting[0].pref_need <= budget and \
+                    kv_used() + blocks(waiting[0].pref_need) + len(decoders()) <= admit_cap:
                 prefill_phase(batch, now)
             else:
                 decode_phase(batch)
@@ -185,7 +206,10 @@ def run_reference(requests, scheduler, budget, kmax, kv_cap, bt, horizon=math.in
             n_p = sum(k for _, k, ph in batch if ph == "prefill")
             n_d = sum(k for _, k, ph in batch if ph == "decode")
             ctx = sum(r.P + r.dec_done for r, k, ph in batch if ph == "decode" and k > 0)
+            pairs = sum(k * r.pref_done + k * (k + 1) // 2 for r, k, ph in batch if ph == "prefill")
             assert n_p + n_d > 0, "stalled"
+            if trace is not None:
+                trace.setdefault("running", []).append(len(running))
             start = t
-            busy_until = t + bt(n_p, n_d, ctx)
+            busy_until = t + bt(n_p, n_d, ctx, pairs)
     return reqs, log

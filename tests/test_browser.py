@@ -1,12 +1,14 @@
 """The dashboard in a real browser: `streamlit run app.py` + Debian's chromium via Playwright.
 
 One server for the module, started with an empty numba cache (so the first page load
-measures a cold start) and always terminated. The test clicks through every page, runs
-a simulation on the single-engine page (live view, Stop, Resume), waits for the
-verdicts, fails on any exception or traceback shown, and saves screenshots under
-test-artifacts/ (copied to docs/screenshots/ with LLMSIM_UPDATE_SCREENSHOTS=1). The
-startup and live-update figures go to test-artifacts/ui-timings.json; docs/ui.md reports
-them (bench/bench_ui.py measures fresh start and restart the same way).
+measures a cold start) and always terminated. The test opens every page at 1400 px (small
+runs through the URL), runs a simulation on the single-engine page (live view, Stop,
+Resume), then looks at the single-engine page on a projector (1024x768) and a phone
+(375 px): it fails on any exception or traceback shown, on a figure or chart title cut
+short ("16.7 r…"), and on page navigation out of sight on the phone. Screenshots go to
+test-artifacts/ (copied to docs/screenshots/ with LLMSIM_UPDATE_SCREENSHOTS=1); the
+startup and live-update figures to test-artifacts/ui-timings.json (docs/ui.md reports
+them; bench/bench_ui.py measures fresh start and restart the same way).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ if _missing():
     pytest.skip(_missing(), allow_module_level=True)
 
 from bench import bench_ui as B  # noqa: E402
+from llmsim_ui import phone_nav  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -54,9 +57,17 @@ def app(tmp_path_factory):
             yield url, t0, browser
 
 
-def _shot(page, name: str) -> None:
+def _shot(page, name: str, width: int = B.VIEWPORT["width"], height: int | None = None) -> None:
+    """The whole page at this width (Streamlit scrolls inside its own container, so the
+    viewport grows to the page's height); a fixed height: just the first screen."""
     path = ARTIFACTS / f"{name}.png"
-    B.screenshot(page, path)
+    if height is None:
+        h = page.evaluate("""() => { const m = document.querySelector('[data-testid="stMain"]');
+                                     return Math.max(document.body.scrollHeight, m ? m.scrollHeight : 0); }""")
+        height = int(min(max(h, 700), 6000))
+    page.set_viewport_size({"width": width, "height": height})
+    time.sleep(0.5)
+    page.screenshot(path=str(path))
     if os.environ.get("LLMSIM_UPDATE_SCREENSHOTS") == "1":
         SHOTS.mkdir(parents=True, exist_ok=True)
         shutil.copy(path, SHOTS / path.name)
@@ -65,6 +76,24 @@ def _shot(page, name: str) -> None:
 def _clean(page) -> None:
     problems = B.page_problems(page)
     assert not problems, "\n".join(problems)
+
+
+CUT_JS = """() => {
+  const out = [];
+  // a figure (st.metric) or a heading wider than its box is cut with an ellipsis
+  for (const el of document.querySelectorAll('[data-testid="stMetricValue"] div, h1, h2, h3')) {
+    if (el.offsetParent && el.scrollWidth > el.clientWidth + 1) out.push('cut: ' + el.innerText.slice(0, 40));
+  }
+  // Vega cuts an axis title or label it has no room for with an ellipsis
+  for (const t of document.querySelectorAll('[data-testid="stVegaLiteChart"] svg text')) {
+    if (t.textContent.includes('…')) out.push('cut chart text: ' + t.textContent);
+  }
+  return out; }"""
+
+
+def _nothing_cut(page) -> None:
+    cut = page.evaluate(CUT_JS)
+    assert not cut, cut
 
 
 def _stop_while_running(page, timeout_s: float = 120) -> None:
@@ -91,13 +120,13 @@ def _nav(page, title: str, heading: str) -> None:
     B.wait_text(page, heading, 60)
 
 
-def test_click_through_every_page(app):
+def test_every_page_at_three_widths(app):
     url, t0, browser = app
     page = B.new_page(browser)
     timings = {}
 
-    # ---- single engine: the default run plays live, then every scheduler gets a verdict
-    page.goto(url + "/")
+    # ---- single engine, 1400 px: the default (headline) run plays live, every scheduler gets a verdict
+    page.goto(url + "/?n=5000")
     page.locator('[data-testid="stVegaLiteChart"] g.mark-line path').first.wait_for(state="attached", timeout=180_000)
     timings["fresh_first_trajectory_s"] = round(time.perf_counter() - t0, 2)
     B.wait_text(page, "Live view:", 180)
@@ -111,8 +140,9 @@ def test_click_through_every_page(app):
     B.wait_text(page, "Latency percentiles", 60)
     body = page.inner_text("body")
     assert "Stable" in body and "Unstable" in body  # sarathi keeps up, fastertransformer does not
-    assert timings["server_updates_per_s"] >= 2, timings  # target 4+; loose here, a loaded CI machine is slow
+    assert "preemptions" in body and "recomputed work" in body
     _clean(page)
+    _nothing_cut(page)
     _shot(page, "single-engine")
 
     phase = time.perf_counter()
@@ -123,31 +153,73 @@ def test_click_through_every_page(app):
         timings[f"phase_{name}_s"] = round(now - phase, 1)
         phase = now
 
+    # ---- projector, 1024x768: the headline figures and the chart titles are whole
+    page.set_viewport_size({"width": 1024, "height": 768})
+    page.goto(url + "/?n=5000")
+    B.wait_text(page, "Latency percentiles", 120)
+    _clean(page)
+    _nothing_cut(page)
+    _shot(page, "single-engine-1024", 1024, 768)
+    lap("projector")
+
+    # ---- phone, 375 px: the page links are on screen (Streamlit's own top navigation is not)
+    page.set_viewport_size({"width": 375, "height": 800})
+    page.goto(url + "/?n=5000")
+    B.wait_text(page, "Verdicts", 120)
+    nav = page.locator(".st-key-phone-nav")
+    nav.wait_for(state="visible", timeout=30_000)
+    links = nav.locator('a[data-testid="stPageLink-NavLink"]')
+    links.nth(5).wait_for(state="visible", timeout=30_000)  # every page, on screen
+    assert links.count() == len(phone_nav.PAGES)
+    _clean(page)
+    _shot(page, "single-engine-phone", 375, 800)
+    nav.locator('a[href="compare"]').click()
+    B.wait_text(page, "Compare — two configurations", 60)
+    page.set_viewport_size(B.VIEWPORT)
+    lap("phone")
+
     # ---- run another simulation: a new arrival rate, stopped midway and resumed
-    page.goto(url + "/?n=200000&rate=15")
+    page.goto(url + "/?n=60000&rate=15&sched=sarathi")
     _stop_while_running(page)
     _clean(page)
     page.locator(".st-key-single-resume button").click()
     B.wait_text(page, "Latency percentiles", 180)
     _clean(page)
-    assert "15 req/s" in page.inner_text("body")
+    assert "15" in page.inner_text("body")
     lap("stop_resume")
 
-    # ---- capacity: its default search (20,000 requests per probe), reached by the navigation
-    _nav(page, "Capacity", "Capacity — where does each scheduler break?")
+    # ---- compare: two KV sizes on the same arrivals
+    page.goto(url + "/compare?n=3000&live=0")
+    B.wait_text(page, "Side by side", 120)
+    _clean(page)
+    _nothing_cut(page)
+    _shot(page, "compare")
+    lap("compare")
+
+    # ---- timeline: a short run's batches and one request's life
+    _nav(page, "Timeline", "Timeline — what goes into each batch")
+    B.wait_text(page, "Download the iteration log", 120)
+    _clean(page)
+    _shot(page, "timeline")
+    lap("timeline")
+
+    # ---- capacity: a small search, reached by the navigation
+    page.goto(url + "/capacity?n=2000&probes=5&points=6")
     B.wait_text(page, "Critical rates", 240)
     B.wait_text(page, "Download capacity probes", 60)
     _clean(page)
+    _nothing_cut(page)
     _shot(page, "capacity")
     lap("capacity")
 
     # ---- agent workflows: the cyclic network, exit-class priority diverges
-    _nav(page, "Agent workflows", "Agent workflows — is my workflow stable?")
+    page.goto(url + "/agents?n=4000&live=0")
     B.wait_text(page, "Download verdicts (CSV)", 180)
     page.locator('[data-testid="stGraphVizChart"] svg, .stGraphVizChart svg').first.wait_for(state="attached",
                                                                                               timeout=30_000)
     body = page.inner_text("body")
     assert "Unstable (growing:" in body and body.count("Stable") >= 3
+    assert "decided by buffer" in body
     _clean(page)
     _shot(page, "agents")
     lap("agents")
@@ -159,16 +231,20 @@ def test_click_through_every_page(app):
     _shot(page, "model")
     lap("model")
 
-    # ---- a shared link reproduces a view in a new session
-    link = url + "/agents?preset=react&pol=fcfs&n=4000&live=0&rate0=3"
-    other = B.new_page(browser)
-    other.goto(link)
-    B.wait_text(other, "Download verdicts (CSV)", 120)
-    assert "react" in other.inner_text("body")
-    assert "rate0=3" in other.url
-    _clean(other)
-    other.close()
-    lap("shared_link")
-
     (ARTIFACTS / "ui-timings.json").write_text(json.dumps(timings, indent=2))
     page.close()
+
+
+def test_stability_map_page(app):
+    """The Sweep page (pages/sweep.py) in the browser: a 3-scheduler map runs, its heatmaps
+    and theory line draw, nothing raises; screenshot docs/screenshots/sweep.png."""
+    url, _t0, browser = app
+    page = B.new_page(browser)
+    page.goto(url + "/sweep?n=3000&x_n=5&y_n=7&y_lo=0.6&y_hi=1.5")
+    B.wait_text(page, "Simulation and theory agree", 300)
+    page.locator('[data-testid="stVegaLiteChart"] g.mark-rect path').first.wait_for(state="attached",
+                                                                                      timeout=60_000)
+    B.wait_text(page, "Download the map (CSV)", 120)
+    assert "Stability map" in page.inner_text("body")
+    _clean(page)
+    _shot(page, "sweep")

@@ -117,7 +117,12 @@ def test_hardware_preset_fields(name):
 def test_batch_time_table_has_exact_keys_and_positive_values(name):
     table = HARDWARE_PRESETS[name].batch_time
     model = table["model"]
-    assert set(table) == BATCH_TIME_KEYS[model]
+    if name.endswith("-attn"):  # linear layers + attention (issue 10)
+        assert model == "piecewise" and set(table) == BATCH_TIME_KEYS[model] | {
+            "prefill_seconds_per_token", "decode_seconds_per_token", "context_seconds_per_token",
+            "prefill_attention_seconds_per_pair"}
+    else:
+        assert set(table) == BATCH_TIME_KEYS[model]
     for key, value in table.items():
         if key == "model":
             continue

@@ -1,0 +1,97 @@
+"""Worst case of one visitor's page under the demo limits: CPU seconds and peak memory.
+
+Each case opens one dashboard page with Streamlit's AppTest in a fresh Python process
+(so its peak RSS is its own), with the heaviest inputs the page accepts, and reports that
+process's CPU time (user + system, all threads) and peak resident memory. A baseline
+case (the smallest run) shows what the server costs before any big run; docs/ui.md
+("Demo mode") quotes these figures.
+
+    python bench/bench_demo_worst.py             # every case (capacity cases take minutes)
+    python bench/bench_demo_worst.py single      # cases whose name contains "single"
+
+Limits: llmsim.Limits.demo(), or LLMSIM_DEMO_LIMITS as the server would use it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+WORK = {"n": "200000", "rate": "0.001", "hw": "custom", "bt": "constant", "bt_ms": "50", "kv": "50000000",
+        "budget": "1", "kmax": "0", "wl": "custom", "p_dist": "constant", "p_value": "750",
+        "o_dist": "constant", "o_value": "750"}
+ALL = "fastertransformer,vllm,orca,sarathi"
+
+CASES = {
+    "baseline: single, 1 scheduler, 1,000 requests": ("pages/single_engine.py", {"sched": "sarathi", "n": "1000"}),
+    "single: 4 schedulers x 200,000 requests (default workload)": ("pages/single_engine.py", {"sched": ALL, "n": "200000"}),
+    "single: 4 schedulers, work-bound (token budget 1, 750 + 750 tokens)": ("pages/single_engine.py", WORK | {"sched": ALL}),
+    "agents: react, 4 policies x 200,000 workflows": ("pages/agents.py", {"preset": "react", "n": "200000"}),
+    "agents: fork_join, 4 policies x 100,000 workflows": ("pages/agents.py", {"preset": "fork_join", "n": "100000"}),
+    "capacity: 4 schedulers, 16 probes + 16 rates of 200,000 requests": (
+        "pages/capacity.py", {"sched": ALL, "n": "200000", "probes": "16", "points": "16"}),
+    "capacity: 4 schedulers, work-bound, 16 probes + 16 rates": (
+        "pages/capacity.py", WORK | {"sched": ALL, "probes": "16", "points": "16"}),
+}
+
+CHILD = r"""
+import json, resource, sys, time
+from streamlit.testing.v1 import AppTest
+page, params = sys.argv[1], json.loads(sys.argv[2])
+at = AppTest.from_file("app.py", default_timeout=3600)
+at.query_params.update(params)
+at.switch_page(page)
+t0 = time.perf_counter()
+at.run()
+wall = time.perf_counter() - t0
+ru = resource.getrusage(resource.RUSAGE_SELF)
+msgs = [x.value for k in ("error", "warning") for x in getattr(at, k)]
+print(json.dumps({"cpu_s": ru.ru_utime + ru.ru_stime, "peak_mib": ru.ru_maxrss / 1024, "wall_s": wall,
+                  "exceptions": [str(e.value)[:200] for e in at.exception], "messages": [m[:160] for m in msgs]}))
+"""
+
+
+def run_case(page: str, params: dict) -> dict:
+    out = subprocess.run([sys.executable, "-c", CHILD, page, json.dumps(params)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=7200)
+    if out.returncode != 0:
+        return {"error": out.stderr[-800:]}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    sys.path.insert(0, str(ROOT))
+    from llmsim_ui.runs import LIMITS
+    print(f"limits: {LIMITS}")
+    # compile (or load) the kernel once, so no case pays for it
+    run_case(*CASES["baseline: single, 1 scheduler, 1,000 requests"])
+    results = {}
+    for name, (page, params) in CASES.items():
+        if argv and not any(a in name for a in argv):
+            continue
+        t0 = time.perf_counter()
+        r = run_case(page, params)
+        results[name] = r
+        if "error" in r:
+            print(f"{name}: FAILED\n{r['error']}")
+            continue
+        print(f"{name}: {r['cpu_s']:.1f} s CPU, peak {r['peak_mib']:.0f} MiB, {r['wall_s']:.1f} s wall"
+              f" ({time.perf_counter() - t0:.0f} s with start-up)")
+        for m in r["messages"][:3]:
+            print(f"    message: {m}")
+        for e in r["exceptions"]:
+            print(f"    EXCEPTION: {e}")
+    out = ROOT / "test-artifacts" / "demo-worst.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

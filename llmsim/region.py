@@ -1,0 +1,296 @@
+"""The stability region of one engine as a linear program (SPEC.md §6, the paper's Theorem 10).
+
+A *batch type* is (x prefill tokens in c chunks, y decode tokens) with ``x + y <= b`` and
+``y + c <= k``; it lasts ``t(x, y)`` seconds. Run for a share ``s_j`` of the time, batch
+type j supplies ``s_j x_j / t_j`` prefill tokens, ``s_j y_j / t_j`` decode tokens and
+``s_j c_j / t_j`` prefill chunks per second. The fluid region of sustainable token rates
+(lambda_p, lambda_d) is every pair dominated by such a time-share mix (``sum s_j <= 1``).
+
+A workload needing ``(p, d)`` tokens and ``q`` chunks per request (``q = E[ceil(P / b)]``:
+a chunk never exceeds the budget) has capacity
+
+    lambda* = max lambda  s.t.  sum_j s_j x_j/t_j >= lambda p,  sum_j s_j y_j/t_j >= lambda d,
+                                sum_j s_j c_j/t_j >= lambda q,  sum_j s_j <= 1,  s >= 0,
+
+solved with ``scipy.optimize.linprog`` (HiGHS). The binding batch mix is the LP's
+solution; its time-weighted batch is what an optimal engine runs at capacity.
+
+Candidates. A chunk holds at most ``max_chunk = min(b, largest prompt)`` tokens, so ``x``
+prefill tokens need ``c = ceil(x / max_chunk)`` chunks. For batch times that depend on
+the token load ``n = x + y`` only (constant, staircase, piecewise) and for the affine model
+(linear in x and y along ``x + y = n``), the rate vectors of the batches with ``n`` tokens
+lie on a segment whose ends are the batch with the fewest and the most decode tokens;
+the candidates are these two ends for every n in 1..b (the region is their convex hull,
+made down-closed). Exact for batch times of the token load; for the affine model every
+decode token is charged the workload's mean context (an approximation, stated).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One batch type: prefill tokens in chunks, decode tokens, and its duration."""
+    prefill: int
+    chunks: int
+    decode: int
+    seconds: float
+
+    @property
+    def tokens(self) -> int:
+        return self.prefill + self.decode
+
+    @property
+    def rates(self) -> tuple:
+        """(prefill tokens/s, decode tokens/s) while this batch type runs back to back."""
+        return self.prefill / self.seconds, self.decode / self.seconds
+
+    def describe(self) -> str:
+        parts = []
+        if self.prefill:
+            parts.append(f"{self.prefill} prefill tokens" + (f" in {self.chunks} chunks" if self.chunks > 1 else ""))
+        if self.decode:
+            parts.append(f"{self.decode} decode tokens")
+        return " + ".join(parts) + f" every {self.seconds * 1e3:.2f} ms"
+
+
+@dataclass(frozen=True)
+class RegionCapacity:
+    """Where a workload's ray leaves the region."""
+    rate: float               # lambda*: requests (or workload units) per second
+    mix: tuple                # ((Batch, time share), ...), shares summing to <= 1
+    demand: tuple             # (prefill, decode, chunks) per request
+
+    @property
+    def binding(self) -> Batch:
+        """The batch type with the largest time share at capacity."""
+        return max(self.mix, key=lambda bs: bs[1])[0]
+
+    @property
+    def iterations_per_s(self) -> float:
+        return sum(s / b.seconds for b, s in self.mix)
+
+    @property
+    def mean_iteration_seconds(self) -> float:
+        """Mean duration of the iterations an optimal engine runs at capacity."""
+        ips = self.iterations_per_s
+        return sum(s for _, s in self.mix) / ips if ips > 0 else math.nan
+
+    @property
+    def point(self) -> tuple:
+        """(prefill tokens/s, decode tokens/s) at capacity."""
+        return self.rate * self.demand[0], self.rate * self.demand[1]
+
+    def describe(self) -> str:
+        mix = sorted(self.mix, key=lambda bs: -bs[1])
+        if len(mix) == 1:
+            return f"batches of {mix[0][0].describe()}"
+        return "time-sharing " + "; ".join(f"{100 * s:.0f}% batches of {b.describe()}" for b, s in mix)
+
+
+BATCH_SETS = ("all", "decode_first", "prefill_first")
+
+
+class Region:
+    """The fluid stability region of one engine (module docstring).
+
+    batches: "all" — every feasible batch (the region no scheduler can leave: the optimal
+    capacity); "decode_first" — the batches a decode-first mixed scheduler (sarathi) runs
+    when prompts wait: y decode tokens, then prefill filling the budget in the k - y
+    remaining slots; "prefill_first" — those of a prefill-first scheduler (orca): a
+    prefill batch filling the budget, or a decode-only batch of up to k tokens."""
+
+    def __init__(self, batch_time, budget: int, max_batch_size: int | None = None,
+                 max_chunk: int | None = None, context: float = 0.0, batches: str = "all",
+                 pairs: float = 0.0):
+        if batches not in BATCH_SETS:
+            raise ValueError(f"batches: {batches!r}; allowed: {', '.join(BATCH_SETS)}")
+        b = int(budget)
+        k = b if max_batch_size is None else int(min(max_batch_size, b))
+        pc = b if max_chunk is None else int(max(1, min(max_chunk, b)))
+        self.batch_time, self.budget, self.max_batch_size, self.max_chunk = batch_time, b, k, pc
+        self.context = float(context)
+        self.pairs = float(pairs)  # mean attention pairs per prefill token (context-aware times)
+        self.kind = batches
+        self.approximate = batch_time.context_aware and (batch_time.model != "affine" or any(batch_time.params[3:]))
+        x, y = self._candidates()
+        c = np.ceil(x / pc)
+        t = self._seconds(x.astype(float), y.astype(float))
+        keep = (t > 0) & (x + y > 0)
+        self._x, self._y, self._c, self._t = x[keep], y[keep], c[keep].astype(np.int64), t[keep]
+        # a batch may split its prefill into more chunks than it needs, up to its free slots
+        c_max = np.where(self._x > 0, np.minimum(self._x, k - self._y), 0)
+        self._rates = np.column_stack([self._x / self._t, self._y / self._t, c_max / self._t])
+        self._hull = self._hull_indices()
+
+    def batch(self, i: int) -> Batch:
+        return Batch(int(self._x[i]), int(self._c[i]), int(self._y[i]), float(self._t[i]))
+
+    @property
+    def batches(self) -> list:
+        return [self.batch(i) for i in range(len(self._x))]
+
+    # -------------------------------------------------------------- candidates
+    def _seconds(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        bt = self.batch_time
+        p = bt.params
+        n = x + y
+        if bt.model == "constant":
+            return np.full(len(n), float(p[0]))
+        if bt.model == "staircase":
+            return p[0] + p[1] * np.ceil(n / p[2])
+        if bt.model == "piecewise":
+            base = p[0] + p[1] * np.maximum(0.0, n - p[2])
+            if len(p) <= 3:
+                return base
+            # linear layers as a floor and a line, attention on top (params c, a, b0, ckv, cpa, cd, cp)
+            return base + p[6] * x + p[5] * y + p[3] * y * self.context + p[4] * x * self.pairs
+        pa = p[4] if len(p) > 4 else 0.0
+        return p[0] + p[1] * x + p[2] * y + p[3] * y * self.context + pa * x * self.pairs
+
+    def _candidates(self):
+        b, k, pc = self.budget, self.max_batch_size, self.max_chunk
+        i64 = np.int64
+        if self.kind == "decode_first":
+            y = np.arange(0, k + 1, dtype=i64)
+            x = np.minimum(b - y, (k - y) * pc).astype(i64)
+            return x, y
+        if self.kind == "prefill_first":
+            return np.array([min(b, k * pc), 0], dtype=i64), np.array([0, k], dtype=i64)
+        n = np.arange(1, b + 1, dtype=i64)
+        xs, ys = [], []
+        # decode-only batches: n decode tokens, one slot each
+        m = n <= k
+        xs.append(np.zeros(int(m.sum()), dtype=i64))
+        ys.append(n[m])
+        # prefill-only batches: n prefill tokens in ceil(n / pc) chunks
+        m = np.ceil(n / pc) <= k
+        xs.append(n[m])
+        ys.append(np.zeros(int(m.sum()), dtype=i64))
+        # mixed batches with the most decode tokens when n > k: the fewest prefill tokens
+        # x >= 1 with (n - x) + ceil(x / pc) <= k (the left side falls as x grows)
+        big = n[n > k]
+        if len(big) and pc > 1:
+            need = big - k  # x - ceil(x / pc) >= need
+            x0 = np.ceil(need * pc / (pc - 1)).astype(i64)
+            best = np.full(len(big), -1, dtype=i64)
+            for d in range(3, -4, -1):
+                x = np.maximum(1, x0 + d)
+                ok = (x - np.ceil(x / pc) >= need) & (x <= big)
+                best = np.where(ok, x, best)
+            m = best >= 1
+            xs.append(best[m])
+            ys.append(big[m] - best[m])
+        return np.concatenate(xs), np.concatenate(ys)
+
+    def _hull_indices(self) -> list:
+        """Indices of the batches whose (prefill, decode) rate vectors are the vertices of
+        the region's upper boundary, from the prefill axis to the decode axis."""
+        R = self._rates[:, :2]
+        order = np.lexsort((-R[:, 1], -R[:, 0]))  # prefill rate descending, then decode
+        hull = []
+        for i in order:
+            p = R[i]
+            if hull and p[1] <= R[hull[-1]][1] * (1 + 1e-12):
+                continue  # dominated: no more decode for less prefill
+            while len(hull) >= 2:
+                a, q = R[hull[-2]], R[hull[-1]]
+                cross = (q[0] - a[0]) * (p[1] - a[1]) - (q[1] - a[1]) * (p[0] - a[0])
+                if cross <= 1e-12 * (abs(a[0]) + abs(a[1]) + abs(p[0]) + abs(p[1])) ** 2:
+                    hull.pop()  # q lies on or inside the chord a-p: not a vertex
+                else:
+                    break
+            hull.append(int(i))
+        return hull
+
+    # -------------------------------------------------------------- the LP
+    def capacity(self, prefill: float, decode: float, chunks: float = 0.0) -> RegionCapacity:
+        """lambda* for a workload needing (prefill, decode) tokens and `chunks` prefill
+        chunks per unit (a request, or one unit of a step mix)."""
+        if not (prefill >= 0 and decode >= 0 and prefill + decode > 0):
+            raise ValueError(f"demand: prefill {prefill} and decode {decode} tokens must be >= 0, not both 0")
+        # the 2-D hull's vertices carry the optimum unless the chunk row binds there
+        idx = np.array(self._hull, dtype=np.int64)
+        lam, s = self._lp(idx, prefill, decode, chunks)
+        if chunks > 0:
+            lam2, _ = self._lp(idx, prefill, decode, 0.0)
+            if lam < lam2 * (1 - 1e-9):
+                idx = np.arange(len(self._x))
+                lam, s = self._lp(idx, prefill, decode, chunks)
+        on = np.nonzero(s > 1e-9)[0]
+        mix = tuple((self.batch(int(idx[j])), float(s[j])) for j in on)
+        return RegionCapacity(lam, mix, (float(prefill), float(decode), float(chunks)))
+
+    def _lp(self, idx, prefill, decode, chunks):
+        from scipy.optimize import linprog
+        R = self._rates[idx]
+        nb = len(idx)
+        cost = np.zeros(nb + 1)
+        cost[-1] = -1.0  # maximize lambda
+        A = np.zeros((4, nb + 1))
+        A[0, :nb], A[0, -1] = -R[:, 0], prefill
+        A[1, :nb], A[1, -1] = -R[:, 1], decode
+        A[2, :nb], A[2, -1] = -R[:, 2], chunks
+        A[3, :nb] = 1.0
+        res = linprog(cost, A_ub=A, b_ub=np.array([0.0, 0.0, 0.0, 1.0]),
+                      bounds=[(0, None)] * (nb + 1), method="highs")
+        if res.status != 0:
+            raise RuntimeError(f"stability-region LP failed: {res.message}")
+        return float(res.x[-1]), res.x[:nb]
+
+    # -------------------------------------------------------------- the picture
+    def vertices(self) -> list:
+        """The batches at the vertices of the region's upper boundary, from the prefill
+        axis to the decode axis (the region is their convex hull with the origin, made
+        down-closed)."""
+        return [self.batch(i) for i in self._hull]
+
+
+def engine_region(engine, max_prompt: float, context: float = 0.0, batches: str = "all",
+                  pairs: float = 0.0) -> Region:
+    """The region of an EngineConfig: chunks hold at most min(b, largest prompt) tokens;
+    `context` is the mean decode context and `pairs` the mean prefill attention pairs per
+    prefill token (context-aware batch times only)."""
+    b = engine.token_budget
+    pc = b if not math.isfinite(max_prompt) else int(max(1, min(math.ceil(max_prompt), b)))
+    aware = engine.batch_time.context_aware
+    ctx = round(float(context), 6) if aware else 0.0
+    prs = round(float(pairs), 6) if aware else 0.0
+    return _cached_region(engine.batch_time, b, engine.max_batch_size, pc, ctx, batches, prs)
+
+
+@lru_cache(maxsize=128)
+def _cached_region(bt, b, k, pc, ctx, batches, pairs=0.0) -> Region:
+    return Region(bt, b, k, pc, ctx, batches, pairs)
+
+
+def picture(region: Region, prefill: float, decode: float, chunks: float = 0.0, rate: float | None = None) -> dict:
+    """What a lecture on the region draws, as plain rows (tokens per second):
+    ``boundary`` (the region's upper boundary from the decode axis to the prefill axis),
+    ``vertices`` (with the batch each one runs), ``ray`` (the workload's direction up to
+    1.25 x its capacity), ``capacity`` (where the ray leaves the region) and ``operating``
+    (the workload at `rate`, if given)."""
+    verts = region.vertices()
+    cap = region.capacity(prefill, decode, chunks)
+    pts = [v.rates for v in verts]
+    boundary = [{"prefill_tps": 0.0, "decode_tps": pts[-1][1]}] + \
+        [{"prefill_tps": p, "decode_tps": d} for p, d in reversed(pts)] + \
+        [{"prefill_tps": pts[0][0], "decode_tps": 0.0}]
+    vertices = [{"prefill_tps": v.rates[0], "decode_tps": v.rates[1], "batch": v.describe(),
+                 "prefill_tokens": v.prefill, "decode_tokens": v.decode, "chunks": v.chunks,
+                 "seconds": v.seconds} for v in verts]
+    top = 1.25 * cap.rate
+    ray = [{"prefill_tps": 0.0, "decode_tps": 0.0}, {"prefill_tps": top * prefill, "decode_tps": top * decode}]
+    out = {"boundary": boundary, "vertices": vertices, "ray": ray,
+           "capacity": {"rate": cap.rate, "prefill_tps": cap.point[0], "decode_tps": cap.point[1],
+                        "mix": cap.describe()}}
+    if rate is not None:
+        out["operating"] = {"rate": rate, "prefill_tps": rate * prefill, "decode_tps": rate * decode,
+                            "load": rate / cap.rate if cap.rate > 0 else math.inf}
+    return out

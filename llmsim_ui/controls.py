@@ -1,0 +1,111 @@
+"""UI blocks the pages share: the engine-input block (scenario upload, schedulers, the
+engine and workload panel with its load ρ) and the run controls (Stop / Resume / Replay
+live around a ``runs.LiveRun``)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from llmsim import SCHEDULERS, ConfigError
+from llmsim_ui import inputs, runs
+from llmsim_ui.state import PageState
+
+SCHEDULER_HELP = "\n".join(f"- **{k}**: {v.summary}" for k, v in SCHEDULERS.items())
+
+
+def _restore_upload(ps: PageState, keep_n: bool, all_schedulers: bool) -> None:
+    """Fill the inputs from an uploaded scenario TOML (a callback: runs before the page)."""
+    f = st.session_state.get(ps.key("toml_file"))
+    if f is None:
+        return
+    try:
+        sc, text = inputs.read_upload(f)
+        values = inputs.values_from_scenario(sc)
+    except ConfigError as exc:
+        st.session_state[ps.key("upload_msgs")] = ("error", [str(exc)])
+        return
+    values["sched"] = inputs.schedulers_in(text) or (list(SCHEDULERS) if all_schedulers else values["sched"])
+    if ps.by_name["sched"].kind == "str":  # one scheduler on this page
+        values["sched"] = values["sched"][0]
+    if not keep_n:
+        values.pop("n", None)  # a file's run length is not, e.g., a probe size
+    st.session_state.pop(ps.key("_target_rho"), None)  # the file's rate wins
+    errs = inputs.apply_values(ps, values)
+    st.session_state[ps.key("upload_msgs")] = ("error", errs) if errs else ("ok", [f"Restored {f.name}."])
+
+
+def engine_inputs(ps: PageState, with_rate: bool = True, sched_label: str = "Schedulers to compare",
+                  upload_help: str = "A file saved with 'Download scenario (TOML)', or any single-engine "
+                                     "scenario file.", keep_n: bool = True, multi: bool = True):
+    """The sidebar's scenario upload, scheduler choice and engine/workload panel; returns
+    the uploaded trace (or None). ps needs the fields of ``inputs.fields`` and "sched"."""
+    with st.sidebar:
+        st.file_uploader("Restore a scenario (TOML)", type=["toml"], key=ps.key("toml_file"),
+                         on_change=_restore_upload, args=(ps, keep_n, not with_rate), help=upload_help)
+        kind, msgs = st.session_state.pop(ps.key("upload_msgs"), ("", []))
+        for m in msgs:
+            (st.success if kind == "ok" else st.error)(m)
+        if multi:
+            st.multiselect(sched_label, list(SCHEDULERS), **ps.w("sched"), help=SCHEDULER_HELP)
+        else:
+            st.selectbox(sched_label, list(SCHEDULERS), **ps.w("sched", list(SCHEDULERS)), help=SCHEDULER_HELP)
+    if with_rate:
+        inputs.sync_load(ps)
+    return inputs.panel(ps, with_rate=with_rate)
+
+
+def show_errors(errors: list[str]) -> None:
+    """Every message, then stop the page (nothing below runs on bad input)."""
+    if errors:
+        for e in errors:
+            st.error(e, icon=":material/block:")
+        st.stop()
+
+
+def start_run(page: str, key, jobs, status_slot) -> runs.LiveRun:
+    """The page's run for these jobs: the session's own if it is for the same inputs,
+    else a new one (waiting for the compile with its note in ``status_slot``, at the
+    top of the page where the eye is)."""
+    run = runs.session_run(page)
+    replay = st.session_state.pop(f"{page}.replay", False)
+    if run is not None and run.key == key and not replay:
+        return run
+    with status_slot.container():
+        runs.warm_up()
+    status_slot.empty()
+    run = runs.LiveRun.start(key, jobs, use_cache=not replay)
+    runs.set_session_run(page, run)
+    return run
+
+
+def wants_new_run(page: str, key) -> bool:
+    """Whether the page will start a run (new inputs or Replay pressed), without popping
+    the replay flag."""
+    run = runs.session_run(page)
+    return run is None or run.key != key or bool(st.session_state.get(f"{page}.replay"))
+
+
+def play_controls(page: str, run: runs.LiveRun, button_slot, progress_slot, draw, live: bool,
+                  on_end=None) -> None:
+    """Stop while a run plays, Resume once stopped, Replay live once done; plays the run
+    (drawing each chunk with draw(run) if live) and calls on_end(run) after playing."""
+    if not run.done and not run.stopped:
+        button_slot.button("Stop", icon=":material/stop_circle:", key=f"{page}.stop", on_click=runs.stop_cb,
+                           args=(page,))
+        if live:
+            runs.play(run, draw, progress_slot)
+        else:
+            runs.play(run, lambda r: None, progress_slot, label="Simulating (live view off)", pace=False)
+            run.frames = 0
+        if on_end is not None:
+            on_end(run)
+    if run.stopped and not run.done:
+        with button_slot.container():
+            st.button("Resume", icon=":material/play_circle:", key=f"{page}.resume", on_click=runs.resume_cb,
+                      args=(page,))
+        progress_slot.info(f"Stopped at {run.progress:.0%} of the run. Verdicts need the whole run: press Resume.",
+                           icon=":material/pause_circle:")
+    else:
+        button_slot.button("Replay live", icon=":material/replay:", key=f"{page}.replay_btn",
+                           on_click=runs.replay_cb, args=(page,),
+                           help="Run the simulation again from the start and watch it play.")

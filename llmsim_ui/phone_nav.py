@@ -1,0 +1,44 @@
+"""The page list, and the navigation a phone gets.
+
+Streamlit's top navigation (``st.navigation(position="top")``) has no room on a narrow
+screen and the page links end up out of sight; ``links()`` draws the same pages as a row
+of links at the top of each page, shown by CSS only below ``PHONE_PX`` of width. ``style()``
+also lets a metric's figure wrap instead of being cut ("16.7 r…") in a narrow column.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+PHONE_PX = 640
+
+# (file, title, icon, url_path): app.py builds st.navigation from this list
+PAGES = [
+    ("pages/single_engine.py", "Single engine", ":material/memory:", ""),
+    ("pages/compare.py", "Compare", ":material/compare_arrows:", "compare"),
+    ("pages/capacity.py", "Capacity", ":material/speed:", "capacity"),
+    ("pages/timeline.py", "Timeline", ":material/view_timeline:", "timeline"),
+    ("pages/agents.py", "Agent workflows", ":material/account_tree:", "agents"),
+    ("pages/sweep.py", "Stability map", ":material/grid_on:", "sweep"),
+    ("pages/model.py", "The model", ":material/school:", "model"),
+]
+
+_CSS = f"""
+<style>
+@media (min-width: {PHONE_PX + 1}px) {{ .st-key-phone-nav {{ display: none; }} }}
+.st-key-phone-nav {{ gap: 0.1rem; }}
+[data-testid="stMetricValue"] > div {{ white-space: normal; overflow: visible; text-overflow: clip; }}
+[data-testid="stMetricLabel"] p {{ white-space: normal; }}
+</style>
+"""
+
+
+def style() -> None:
+    st.html(_CSS)
+
+
+def links() -> None:
+    """The page links for a phone (hidden on wider screens)."""
+    with st.container(key="phone-nav", horizontal=True):
+        for path, title, icon, _ in PAGES:
+            st.page_link(path, label=title, icon=icon)

@@ -1,0 +1,103 @@
+"""The stability-region chart of the model page: the region, its vertices, the workload's ray
+and operating point, and each scheduler's boundary point (theory, and measured by a small
+capacity search on demand). All figures come from llmsim (region.py, theory.py, capacity.py)."""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+import llmsim
+from llmsim.region import engine_region, picture
+
+PAPER = {"model": "staircase", "c_seconds": 0.01128, "a_seconds": 0.03547, "b0": 128}
+SCHEDS = ("fastertransformer", "vllm", "orca", "sarathi")
+SEARCH_REQUESTS = 3000
+
+
+def scenario(hw: str, b: int, k: int, p: int, d: int, rate: float, sched: str = "sarathi"):
+    bt = PAPER if hw == "paper staircase" else {"model": "preset", "name": hw}
+    eng = {"scheduler": sched, "token_budget": b, "kv_cache_tokens": max(10_000_000, 4 * (p + d)),
+           "batch_time": bt}
+    if k:
+        eng["max_batch_size"] = k
+    return llmsim.scenario_from_table({"seed": 1, "workload": {
+        "num_requests": SEARCH_REQUESTS, "arrival": {"process": "poisson", "rate": max(rate, 1e-3)},
+        "prompt_tokens": {"dist": "constant", "value": p}, "output_tokens": {"dist": "constant", "value": d}},
+        "engine": eng})
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _figures(hw, b, k, p, d, rate):
+    sc = scenario(hw, b, k, p, d, rate)
+    e = sc.engine
+    reg = engine_region(e, p)
+    pic = picture(reg, p, d, -(-p // b), rate)
+    theory = {}
+    for s in SCHEDS:
+        if p > b and s in ("fastertransformer", "vllm"):
+            continue  # whole prompts never fit: a configuration error for these schedulers
+        th = llmsim.analyze(sc.with_scheduler(s))
+        theory[s] = (th.capacity_rps, th.engines[0].capacity_kind)
+    return pic, theory
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _measured(hw, b, k, p, d):
+    from llmsim.capacity import capacity_search
+    sc = scenario(hw, b, k, p, d, 1.0)
+    scheds = [s for s in SCHEDS if not (p > b and s in ("fastertransformer", "vllm"))]
+    out = capacity_search(sc, scheds, num_requests=SEARCH_REQUESTS, rel_tol=0.03, max_probes=8, workers=1)
+    return {r.scheduler: (r.critical_rate_rps, r.interval) for r in out}
+
+
+def show(hw: str, b: int, k: int, p: int, d: int, rate: float) -> None:
+    try:
+        pic, theory = _figures(hw, b, k, p, d, rate)
+    except (llmsim.ConfigError, ValueError) as exc:
+        st.error(str(exc))
+        return
+    cap = pic["capacity"]
+    m = st.columns(3)
+    m[0].metric("region capacity λ*", f"{cap['rate']:.4g} req/s",
+                help="Where the workload's ray leaves the region: no scheduler sustains more.")
+    m[1].metric("load λ/λ*", f"{pic['operating']['load']:.2f}")
+    m[2].metric("batches at capacity", f"{len(pic['vertices'])} vertices", help=cap["mix"])
+    st.caption(f"At capacity an optimal engine runs {cap['mix']}.")
+
+    measured = {}
+    if st.toggle("Measure each scheduler's boundary point (capacity search, "
+                 f"{SEARCH_REQUESTS:,} requests per probe)", key="model.region_search"):
+        with st.spinner("Searching each scheduler's critical rate…"):
+            measured = _measured(hw, b, k, p, d)
+
+    bound = pd.DataFrame(pic["boundary"])
+    verts = pd.DataFrame(pic["vertices"])
+    ray = pd.DataFrame(pic["ray"])
+    pts = [{"what": "operating point", "scheduler": "", "prefill_tps": pic["operating"]["prefill_tps"],
+            "decode_tps": pic["operating"]["decode_tps"], "rate": rate}]
+    for s, (c, _) in theory.items():
+        if c:
+            pts.append({"what": "theory", "scheduler": s, "prefill_tps": c * p, "decode_tps": c * d, "rate": c})
+    for s, (c, _) in measured.items():
+        if c:
+            pts.append({"what": "measured", "scheduler": s, "prefill_tps": c * p, "decode_tps": c * d, "rate": c})
+    pts = pd.DataFrame(pts)
+    x = alt.X("prefill_tps:Q", title="prefill tokens per second (λ_p)")
+    y = alt.Y("decode_tps:Q", title="decode tokens per second (λ_d)")
+    area = alt.Chart(bound).mark_area(opacity=0.25, line=True).encode(x=x, y=y, order="prefill_tps:Q")
+    vx = alt.Chart(verts).mark_point(size=90, filled=True, color="black").encode(
+        x=x, y=y, tooltip=["batch", "prefill_tokens", "decode_tokens", "chunks"])
+    rl = alt.Chart(ray).mark_line(strokeDash=[6, 4], color="gray").encode(x=x, y=y)
+    pt = alt.Chart(pts).mark_point(size=140, filled=True).encode(
+        x=x, y=y, shape=alt.Shape("what:N", title=""), color=alt.Color("scheduler:N", title="scheduler"),
+        tooltip=["what", "scheduler", alt.Tooltip("rate:Q", format=".4g", title="req/s")])
+    st.altair_chart(area + rl + vx + pt, width="stretch")
+    rows = [{"scheduler": s, "theory capacity (req/s)": round(c, 4) if c else None,
+             "measured (req/s)": round(measured[s][0], 4) if s in measured and measured[s][0] else None,
+             "theory's bound": kind} for s, (c, kind) in theory.items()]
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    st.caption("Shaded: the region. Black dots: its vertices (hover for the batch). Dashed: the workload's ray "
+               "λ·(P, D). Sarathi fills the budget decode-first, orca prefill-first: their points sit on or inside "
+               "the boundary depending on the batches they actually form.")

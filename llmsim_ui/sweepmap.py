@@ -1,0 +1,219 @@
+"""The stability map: a sweep's rows as a heatmap per scheduler, theory drawn over it.
+
+Everything here works on a sweep's result table (``llmsim.sweep``): a run made on the
+page or a Parquet file written by ``python -m llmsim sweep``. The theory boundary comes
+from the rows' own theory columns, so a loaded file needs no scenario:
+
+- an axis that is the load rho (``load``): each scheduler's critical load
+  ``theory_capacity_rps / theory_optimal_capacity_rps`` at every value of the other axis;
+- an axis that is the arrival rate (``workload.arrival.rate``): ``theory_capacity_rps``;
+- neither: every cell where theory predicts growth (arrival rate above the scheduler's
+  capacity) gets a mark.
+"""
+
+from __future__ import annotations
+
+import math
+
+import altair as alt
+import numpy as np
+import pandas as pd
+
+from llmsim_ui import palette
+
+# what the page may ask for in one map (the hosted demo's bound; the CLI has none)
+MAX_MAP_POINTS = 600            # cells x schedulers
+MAX_MAP_REQUESTS = 6_000_000    # simulated arrivals over the whole map
+MAX_PARQUET_BYTES = 50_000_000
+
+# the axes offered on the page: field -> (label, log scale, whole numbers, default range)
+AXES = {
+    "load": ("Load ρ (arrival rate ÷ best possible capacity)", False, False, (0.5, 1.5)),
+    "engine.token_budget": ("Token budget b (tokens per iteration)", True, True, (128, 2048)),
+    "engine.kv_cache_tokens": ("KV cache M (tokens)", True, True, (20_000, 400_000)),
+    "engine.max_batch_size": ("Max batch size k (requests per iteration)", True, True, (16, 256)),
+    "workload.arrival.rate": ("Arrival rate λ (requests per second)", False, False, (1.0, 20.0)),
+}
+RATE_AXES = ("load", "workload.arrival.rate")
+METRICS = {
+    "verdict": "Verdict (simulation)",
+    "growth": "Backlog growth (share of arriving work)",
+    "e2e_p99_s": "End-to-end latency p99 (s)",
+    "ttft_p99_s": "Time to first token p99 (s)",
+}
+VERDICTS = ["stable", "inconclusive", "unstable", "error"]
+VERDICT_COLORS = ["#009E73", "#E69F00", "#D55E00", "#BBBBBB"]
+
+
+def axis_values(lo: float, hi: float, num: int, log: bool, integer: bool) -> list:
+    """num values from lo to hi (geometric on a log axis), rounded on a whole-number axis."""
+    if num == 1:
+        xs = [lo]
+    elif log:
+        xs = list(np.geomspace(lo, hi, num))
+    else:
+        xs = list(np.linspace(lo, hi, num))
+    if integer:
+        return sorted(dict.fromkeys(int(round(x)) for x in xs))
+    return [float(f"{x:.6g}") for x in xs]
+
+
+def sweep_axes(df: pd.DataFrame) -> list[str]:
+    """The axis columns of a result table (they sit between `replications` and `scheduler`)."""
+    cols = list(df.columns)
+    try:
+        return cols[cols.index("replications") + 1:cols.index("scheduler")]
+    except ValueError:
+        return []
+
+
+def check_table(df: pd.DataFrame) -> str | None:
+    """None if df is a sweep result table with two numeric axes, else what is missing."""
+    need = {"point", "scheduler", "verdict", "error", "arrival_rate_rps", "theory_capacity_rps"}
+    miss = sorted(need - set(df.columns))
+    if miss:
+        return (f"not an llmsim sweep result: column(s) {', '.join(miss)} missing "
+                "(write one with python -m llmsim sweep FILE)")
+    num = numeric_axes(df)
+    if len(num) < 2:
+        return (f"a map needs two numeric axes; this sweep has {', '.join(sweep_axes(df)) or 'none'} "
+                "(engine.scheduler and text axes are not drawn as axes)")
+    return None
+
+
+def numeric_axes(df: pd.DataFrame) -> list[str]:
+    return [a for a in sweep_axes(df) if a != "engine.scheduler" and pd.api.types.is_numeric_dtype(df[a])]
+
+
+def _edges(values: list, log: bool) -> dict:
+    """value -> (low edge, high edge) of its cell: halfway to its neighbours."""
+    v = sorted(values)
+    t = np.log(v) if log else np.asarray(v, float)
+    if len(v) == 1:
+        w = abs(t[0]) * 0.1 or 0.5
+        lo, hi = np.array([t[0] - w]), np.array([t[0] + w])
+    else:
+        mid = (t[1:] + t[:-1]) / 2
+        lo = np.concatenate([[t[0] - (mid[0] - t[0])], mid])
+        hi = np.concatenate([mid, [t[-1] + (t[-1] - mid[-1])]])
+    if log:
+        lo, hi = np.exp(lo), np.exp(hi)
+    return {x: (float(a), float(b)) for x, a, b in zip(v, lo, hi)}
+
+
+def is_log(field: str, values) -> bool:
+    if field in AXES:
+        return AXES[field][1]
+    v = [x for x in values if x is not None and not (isinstance(x, float) and math.isnan(x))]
+    return bool(v) and min(v) > 0 and max(v) / min(v) > 20
+
+
+def cells(df: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
+    """One row per (scheduler, x, y) with its cell's edges and what the map shows."""
+    d = df.copy()
+    d["verdict"] = d["verdict"].astype("object").where(d["error"].fillna("") == "", "error").fillna("error")
+    d["theory_unstable"] = d["arrival_rate_rps"] > d["theory_capacity_rps"] * (1 + 1e-9)
+    lx, ly = is_log(x, d[x]), is_log(y, d[y])
+    ex, ey = _edges(list(d[x].dropna().unique()), lx), _edges(list(d[y].dropna().unique()), ly)
+    d = d[d[x].notna() & d[y].notna()].copy()
+    d["x0"] = d[x].map(lambda v: ex[v][0])
+    d["x1"] = d[x].map(lambda v: ex[v][1])
+    d["y0"] = d[y].map(lambda v: ey[v][0])
+    d["y1"] = d[y].map(lambda v: ey[v][1])
+    d["scheduler"] = d["scheduler"].astype("object").fillna(d.get("engine.scheduler", "?"))
+    d["x"], d["y"] = d[x], d[y]
+    return d
+
+
+def boundary(d: pd.DataFrame, x: str, y: str) -> tuple[pd.DataFrame, str]:
+    """(points of the theory boundary per scheduler, kind): kind "line" (a curve in the
+    x-y plane) or "cells" (the cells theory calls unstable)."""
+    ok = d[d["error"].fillna("") == ""]
+    rows = []
+    for axis, other in ((y, x), (x, y)):
+        if axis not in RATE_AXES:
+            continue
+        for (s, v), g in ok.groupby(["scheduler", other]):
+            cap = g["theory_capacity_rps"]
+            if axis == "load":
+                crit = (cap / g["theory_optimal_capacity_rps"]).mean()
+            else:
+                crit = cap.mean()
+            if np.isfinite(crit):
+                rows.append({"scheduler": s, "x": crit if axis == x else v, "y": crit if axis == y else v,
+                             "order": v})
+        return pd.DataFrame(rows, columns=["scheduler", "x", "y", "order"]), "line"
+    cellsd = ok[ok["theory_unstable"]][["scheduler", "x", "y"]].assign(order=0)
+    return cellsd, "cells"
+
+
+def chart(d: pd.DataFrame, x: str, y: str, metric: str, scheduler: str, width: int = 330) -> alt.LayerChart:
+    """The heatmap of one scheduler with the theory boundary over it."""
+    sub = d[d["scheduler"] == scheduler]
+    xs, ys = (alt.Scale(type="log" if is_log(x, d[x]) else "linear", zero=False, nice=False),
+              alt.Scale(type="log" if is_log(y, d[y]) else "linear", zero=False, nice=False))
+    xt = AXES.get(x, (x,))[0]
+    yt = AXES.get(y, (y,))[0]
+    if metric == "verdict":
+        color = alt.Color("verdict:N", scale=alt.Scale(domain=VERDICTS, range=VERDICT_COLORS),
+                          legend=alt.Legend(title="verdict", orient="bottom"))
+    elif metric == "growth":
+        color = alt.Color("growth:Q", scale=alt.Scale(scheme="redblue", reverse=True, domainMid=0,
+                                                      domain=[-0.5, 0.5], clamp=True),
+                          legend=alt.Legend(title="backlog growth", orient="bottom", format="+.0%"))
+    else:
+        color = alt.Color(f"{metric}:Q", scale=alt.Scale(type="log", scheme="viridis"),
+                          legend=alt.Legend(title=METRICS.get(metric, metric), orient="bottom"))
+    tips = [alt.Tooltip("x:Q", title=x, format=".4g"), alt.Tooltip("y:Q", title=y, format=".4g"),
+            alt.Tooltip("verdict:N"), alt.Tooltip("growth:Q", format="+.1%"),
+            alt.Tooltip("arrival_rate_rps:Q", title="arrival rate (req/s)", format=".4g"),
+            alt.Tooltip("theory_capacity_rps:Q", title="theory capacity (req/s)", format=".4g")]
+    if metric not in ("verdict", "growth"):
+        tips.append(alt.Tooltip(f"{metric}:Q", format=".4g"))
+    if "error" in sub:
+        tips.append(alt.Tooltip("error:N"))
+    base = alt.Chart(sub).mark_rect(stroke="white", strokeWidth=0.5).encode(
+        x=alt.X("x0:Q", scale=xs, title=xt), x2="x1:Q",
+        y=alt.Y("y0:Q", scale=ys, title=yt), y2="y1:Q",
+        color=color, tooltip=tips)
+    bd, kind = boundary(d[d["scheduler"] == scheduler], x, y)
+    layers = [base]
+    if len(bd):
+        bd = bd.assign(what="theory: capacity of this scheduler")
+        if kind == "line":
+            lo_x, hi_x = sub["x0"].min(), sub["x1"].max()
+            lo_y, hi_y = sub["y0"].min(), sub["y1"].max()
+            bd = bd[(bd["x"] >= lo_x) & (bd["x"] <= hi_x) & (bd["y"] >= lo_y) & (bd["y"] <= hi_y)]
+            layers.append(alt.Chart(bd).mark_line(color=palette.THEORY_COLOR, strokeDash=[6, 3], strokeWidth=2.5,
+                                                  point=alt.OverlayMarkDef(color=palette.THEORY_COLOR, size=25))
+                          .encode(x=alt.X("x:Q", scale=xs), y=alt.Y("y:Q", scale=ys), order="order:Q",
+                                  tooltip=[alt.Tooltip("what:N", title=""),
+                                           alt.Tooltip("x:Q", title=x, format=".4g"),
+                                           alt.Tooltip("y:Q", title=y, format=".4g")]))
+        else:
+            layers.append(alt.Chart(bd).mark_point(shape="cross", color=palette.THEORY_COLOR, size=40, filled=True)
+                          .encode(x=alt.X("x:Q", scale=xs), y=alt.Y("y:Q", scale=ys),
+                                  tooltip=[alt.Tooltip("what:N", title="")]))
+    return alt.layer(*layers).properties(title=scheduler, width=width, height=260)
+
+
+def charts(d: pd.DataFrame, x: str, y: str, metric: str, schedulers: list) -> alt.ConcatChart:
+    return alt.concat(*[chart(d, x, y, metric, s) for s in schedulers], columns=2).resolve_scale(color="shared")
+
+
+def agreement(d: pd.DataFrame) -> dict:
+    """How often simulation and theory agree, per scheduler (decided cells only)."""
+    ok = d[d["verdict"].isin(["stable", "unstable"])]
+    out = {}
+    for s, g in ok.groupby("scheduler"):
+        sim_unstable = g["verdict"] == "unstable"
+        out[s] = (int((sim_unstable == g["theory_unstable"]).sum()), len(g))
+    return out
+
+
+def sweep_file_text(table: dict) -> str:
+    """A map's scenario-plus-[sweep] table as a sweep file for ``python -m llmsim sweep``."""
+    import tomli_w
+    return ("# The Stability map page's map as a sweep file: python -m llmsim sweep llmsim-map.toml --csv\n"
+            "# (more points or requests: edit [sweep.axes] and sweep.num_requests; docs/sweep.md)\n"
+            + tomli_w.dumps(table))

@@ -1,0 +1,95 @@
+"""Everything a visitor hands the dashboard: uploaded files and shared-link parameters.
+
+Each reader bounds its bytes before it decodes, inflates or parses anything, and every
+scenario a visitor supplies is read under the trace policy "shipped+uploaded": its
+traces can only be the ones shipped with llmsim or CSVs uploaded in the session, never a
+path on the server (see llmsim.workload.TraceSource). Errors are ConfigError naming the
+field or file, and never quote a file the visitor did not supply.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import zlib
+
+import llmsim
+from llmsim import ConfigError
+from llmsim_ui import limits as L
+
+TRACE_POLICY = "shipped+uploaded"
+
+
+def encode_link_toml(text: str) -> str:
+    """Scenario TOML as a compact URL-safe link parameter (zlib + base64, no padding)."""
+    return base64.urlsafe_b64encode(zlib.compress(text.encode(), 9)).decode().rstrip("=")
+
+
+def decode_link_toml(s, field: str = "toml") -> str:
+    """The scenario TOML carried by a link parameter. The parameter's length is capped
+    before decoding, and inflation stops at L.MAX_TOML_BYTES (zlib's bufsize is only a
+    starting size, not a cap: decompressobj with max_length is)."""
+    bad = f"link parameter {field}: not a scenario saved by this page (damaged or cut short)"
+    if not isinstance(s, str):
+        raise ConfigError(bad)
+    if len(s) > L.MAX_LINK_CHARS:
+        raise ConfigError(f"link parameter {field}: {len(s):,} characters is above this demo's limit of "
+                          f"{L.MAX_LINK_CHARS:,}; share a long scenario as a TOML file instead")
+    try:
+        data = base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+    except (binascii.Error, ValueError):
+        raise ConfigError(bad) from None
+    d = zlib.decompressobj()
+    try:
+        out = d.decompress(data, L.MAX_TOML_BYTES + 1)
+    except zlib.error:
+        raise ConfigError(bad) from None
+    if len(out) > L.MAX_TOML_BYTES or d.unconsumed_tail:
+        raise ConfigError(f"link parameter {field}: the scenario inflates to more than {L.MAX_TOML_BYTES:,} "
+                          f"bytes; allowed: at most {L.MAX_TOML_BYTES:,} bytes of TOML")
+    if not d.eof:
+        raise ConfigError(bad)
+    try:
+        return out.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(bad) from None
+
+
+def _bytes_of(uploaded, cap: int, what: str) -> bytes:
+    name = getattr(uploaded, "name", "upload")
+    size = getattr(uploaded, "size", None)
+    if isinstance(size, int) and size > cap:
+        raise ConfigError(f"{name}: {size:,} bytes is above this demo's limit of {cap:,} bytes for {what}")
+    data = uploaded.getvalue()
+    if len(data) > cap:
+        raise ConfigError(f"{name}: {len(data):,} bytes is above this demo's limit of {cap:,} bytes for {what}")
+    return data
+
+
+def read_toml_upload(uploaded) -> str:
+    """The text of an uploaded scenario TOML (at most L.MAX_TOML_BYTES, UTF-8, a byte-order
+    mark accepted)."""
+    data = _bytes_of(uploaded, L.MAX_TOML_BYTES, "a scenario file")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{getattr(uploaded, 'name', 'upload')}: not a text (UTF-8) file; expected a "
+                          "scenario TOML") from None
+
+
+def read_trace_upload(uploaded) -> bytes:
+    """The bytes of an uploaded trace CSV (at most L.MAX_TRACE_UPLOAD_BYTES)."""
+    return _bytes_of(uploaded, L.MAX_TRACE_UPLOAD_BYTES, "a trace CSV")
+
+
+def scenario_from_text(text: str, traces: dict | None = None, name: str | None = None):
+    """A visitor's scenario TOML -> Scenario, traces limited to the shipped ones and
+    `traces` (name -> CSV bytes the visitor uploaded). ConfigError prefixed by `name`."""
+    if len(text.encode()) > L.MAX_TOML_BYTES:
+        raise ConfigError(f"{name or 'scenario'}: above this demo's limit of {L.MAX_TOML_BYTES:,} bytes")
+    try:
+        return llmsim.loads_scenario(text, traces=traces, trace_policy=TRACE_POLICY)
+    except ConfigError as exc:
+        if name:
+            raise ConfigError(f"{name}: {exc}") from None
+        raise

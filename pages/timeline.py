@@ -1,0 +1,167 @@
+"""Timeline — what a scheduler puts in each batch, and one request's life."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import altair as alt
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+import llmsim
+from llmsim import SCHEDULERS, ConfigError
+from llmsim_ui import entry
+from llmsim_ui import controls, inputs, runs, widgets
+from llmsim_ui import limits as L
+from llmsim_ui.state import Field, PageState
+
+entry.require_app()
+
+PAGE = "tl"
+PHASES = ["waiting", "prefill", "decode"]
+PHASE_COLOURS = ["#BBBBBB", "#E69F00", "#0072B2"]
+
+ps = PageState(PAGE, inputs.fields(with_rate=True) + [
+    Field("sched", "sarathi", "str", choices=tuple(SCHEDULERS), label="scheduler"),
+    Field("n", 30, "int", L.MIN_TIMELINE, L.MAX_TIMELINE, label="requests in the run"),
+    Field("req", 0, "int", 0, L.MAX_TIMELINE - 1, label="request to follow"),
+])
+ps.restore()
+
+st.title("Timeline — what goes into each batch")
+status_slot = st.empty()
+st.markdown(
+    "A short run with every iteration recorded (the paper's Fig. 8, at any size): each row is a request, each "
+    "box one iteration it took part in — **prefill** (prompt tokens, possibly in chunks) or **decode** (one "
+    "output token) — and grey while it **waits** to be admitted. Switch the scheduler to see how vllm "
+    "idles decodes while it prefills, how fastertransformer makes new prompts wait, and how orca and sarathi "
+    "mix both into full batches. A prefill after decoding has started is a **preemption**'s recomputation.")
+
+upload = controls.engine_inputs(ps, with_rate=True, sched_label="Scheduler", multi=False)
+with st.sidebar:
+    inputs._num(ps, "n", f"Requests in the run ({L.MIN_TIMELINE} to {L.MAX_TIMELINE})", 10,
+                help="A timeline is for looking at: a few dozen requests show every pattern.")
+ps.publish(ps.visible + ["sched", "n", "req"])
+ps.show_url_errors()
+
+errors = inputs.check(ps)
+m = L.check("Requests in the run", ps.get("n"), L.MIN_TIMELINE, L.MAX_TIMELINE,
+            why="the Single engine page runs up to " f"{L.MAX_REQUESTS:,}")
+if m:
+    errors.append(m)
+controls.show_errors(errors)
+
+try:
+    base, extra = inputs.build(ps, int(ps.get("n")), ps.get("rate"), upload, speed=ps.get("speed"))
+    sc = replace(base.with_scheduler(ps.get("sched")), drain=True)  # every request finishes
+    llmsim.validate(sc)
+except ConfigError as exc:
+    st.error(f"Cannot run this scenario — {exc}", icon=":material/block:")
+    inputs.raise_budget_button(ps, str(exc), key=f"{PAGE}.raise_b")
+    st.stop()
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _run(toml: str, extra_key: str, _sc):
+    res = llmsim.simulate(_sc, record_iterations=True, limits=runs.LIMITS)  # under the dashboard's limits
+    return res.iterations, res.requests, res.summary
+
+
+with status_slot.container():
+    runs.warm_up()
+    with st.spinner("Simulating with every iteration recorded…"):
+        j = runs.job(sc.engine.scheduler, sc, extra)
+        try:
+            iters, reqs, summary = _run(j.toml, j.extra_key, sc)
+        except ConfigError as exc:  # too big for the demo's limits
+            st.error(f"Cannot run this scenario — {exc}", icon=":material/block:")
+            st.stop()
+status_slot.empty()
+if summary.get("stopped"):
+    st.warning(summary["stopped"], icon=":material/timer_off:")
+
+e = sc.engine
+c1, c2, c3, c4 = st.columns(4)
+c1.metric("Iterations", f"{summary['iterations']:,}")
+c2.metric("Mean tokens per batch", f"{iters.groupby('iteration')['tokens'].sum().mean():.0f}",
+          help=f"The token budget is b = {e.token_budget}: a work-conserving scheduler fills it whenever "
+               "enough work waits.")
+c3.metric("Preemptions", f"{summary['preemptions']:,}")
+c4.metric("Recomputed tokens", f"{summary['tokens_recomputed']:,}")
+
+# ------------------------------------------------------------------- batches
+st.subheader("What each batch holds")
+st.caption(f"Tokens per iteration, prefill and decode stacked, against the iteration's start time; the dashed "
+           f"line is the token budget b = {e.token_budget}. Hover for the iteration.")
+batch = (iters.groupby(["iteration", "phase"], as_index=False)
+         .agg(start_s=("start_s", "first"), end_s=("end_s", "first"), tokens=("tokens", "sum"),
+              requests=("request_id", "nunique")))
+x_max = float(max(iters["end_s"].max(), reqs["finish_s"].max())) if len(iters) else 1.0
+x = alt.X("start_s:Q", title="simulated time (s)", scale=alt.Scale(domain=[0, x_max], nice=False))
+colour = alt.Color("phase:N", scale=alt.Scale(domain=PHASES, range=PHASE_COLOURS),
+                   legend=alt.Legend(orient="top", title=None))
+bars = alt.Chart(batch).mark_bar().encode(
+    x=x, x2="end_s:Q", y=alt.Y("tokens:Q", title="tokens in the batch", stack=True), color=colour,
+    tooltip=[alt.Tooltip("iteration:Q"), alt.Tooltip("phase:N"), alt.Tooltip("tokens:Q"),
+             alt.Tooltip("requests:Q", title="requests"), alt.Tooltip("start_s:Q", title="start (s)", format=".3f")])
+budget = alt.Chart(pd.DataFrame({"b": [e.token_budget]})).mark_rule(strokeDash=[6, 4], color="#555").encode(y="b:Q")
+st.altair_chart((bars + budget).properties(height=210), width="stretch")
+
+# -------------------------------------------------------------------- gantt
+st.subheader("Every request's life")
+n_req = len(reqs)
+st.number_input(f"Request to follow (0 to {n_req - 1})", step=1, **ps.w("req"),
+                help="Its row is highlighted below, and its events listed.")
+req = int(ps.get("req"))
+msg = L.check("Request to follow", req, 0, n_req - 1)
+if msg:
+    st.error(msg, icon=":material/block:")
+    req = None
+
+wait = reqs.assign(start_s=reqs["arrival_s"], end_s=reqs["admitted_s"].fillna(x_max), phase="waiting",
+                   tokens=0)[["request_id", "start_s", "end_s", "phase", "tokens"]]
+boxes = pd.concat([wait, iters[["request_id", "start_s", "end_s", "phase", "tokens"]]], ignore_index=True)
+boxes["followed"] = boxes["request_id"] == (req if req is not None else -1)
+height = int(min(900, max(210, 14 * n_req)))
+gantt = alt.Chart(boxes).mark_bar(height=max(3, min(12, height // max(n_req, 1) - 2))).encode(
+    x=alt.X("start_s:Q", title="simulated time (s)", scale=alt.Scale(domain=[0, x_max], nice=False)),
+    x2="end_s:Q",
+    y=alt.Y("request_id:O", title="request", sort="ascending",
+            axis=alt.Axis(labelOverlap=True)),
+    color=colour,
+    opacity=alt.condition(alt.datum.followed, alt.value(1.0), alt.value(0.55 if req is not None else 1.0)),
+    stroke=alt.condition(alt.datum.followed, alt.value("#000000"), alt.value(None)),
+    tooltip=[alt.Tooltip("request_id:O", title="request"), alt.Tooltip("phase:N"), alt.Tooltip("tokens:Q"),
+             alt.Tooltip("start_s:Q", title="from (s)", format=".3f"),
+             alt.Tooltip("end_s:Q", title="to (s)", format=".3f")],
+).properties(height=height)
+st.altair_chart(gantt, width="stretch")
+
+if req is not None:
+    r = reqs.iloc[req]
+    mine = iters[iters["request_id"] == req]
+    pre = mine[mine["phase"] == "prefill"]
+    dec = mine[mine["phase"] == "decode"]
+    first_dec = dec["start_s"].min() if len(dec) else np.inf
+    recompute = pre[pre["start_s"] > first_dec]
+    st.markdown(f"**Request {req}**: {int(r['prompt_tokens'])} prompt tokens, {int(r['output_tokens'])} output "
+                f"tokens, {int(r['preemptions'])} preemption(s).")
+    events = [("arrived", r["arrival_s"], "enters the queue"),
+              ("admitted", r["admitted_s"], f"waited {widgets.seconds(r['admitted_s'] - r['arrival_s'])}")]
+    for _, p in pre.iterrows():
+        what = "recomputation after a preemption" if p["start_s"] > first_dec else "prefill chunk"
+        events.append((f"{what}", p["start_s"], f"{int(p['tokens'])} tokens in iteration {int(p['iteration'])}"))
+    events.append(("first token", r["first_token_s"], f"TTFT {widgets.seconds(r['first_token_s'] - r['arrival_s'])}"))
+    events.append(("decoding", first_dec if np.isfinite(first_dec) else np.nan,
+                   f"{len(dec)} decode iterations, one token each"))
+    events.append(("finished", r["finish_s"], f"end-to-end {widgets.seconds(r['finish_s'] - r['arrival_s'])}"))
+    table = pd.DataFrame([{"event": a, "time (s)": round(float(t), 4) if pd.notna(t) else None, "detail": d}
+                          for a, t, d in events])
+    st.dataframe(table.sort_values("time (s)", kind="stable"), hide_index=True, width="stretch")
+    if len(recompute):
+        st.caption(f"{len(recompute)} prefill iteration(s) after decoding began: the KV cache ran out, the request "
+                   "was preempted and recomputed its context.")
+
+st.download_button("Download the iteration log (CSV)", iters.to_csv(index=False), file_name="llmsim-iterations.csv",
+                   mime="text/csv", icon=":material/table:")

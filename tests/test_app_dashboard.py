@@ -1,0 +1,255 @@
+"""Issue 9 (the dashboard as a newcomer and a classroom meet it), one AppTest per item
+that can be asserted without a browser; tests/test_browser.py covers the layout items
+(cut titles, phone navigation) with screenshots. Runs are small (n in the URL)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+import llmsim  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = str(ROOT / "app.py")
+TIMEOUT = 180
+
+
+def open_page(page: str | None = None, **params) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params.update({k: str(v) for k, v in params.items()})
+    if page:
+        at.switch_page(page)
+    return at.run()
+
+
+def ok(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def errors(at: AppTest) -> str:
+    assert not at.exception, [e.value for e in at.exception]
+    return "\n".join(e.value for e in at.error)
+
+
+def badges(at: AppTest) -> list[str]:
+    return [m.value.rsplit(" ", 1)[-1].rstrip("]").lower() for m in at.markdown if "-badge[" in m.value]
+
+
+def metric(at: AppTest, start: str) -> str:
+    return next(m for m in at.metric if m.label.startswith(start)).value
+
+
+def specs(at: AppTest) -> list[dict]:
+    return [json.loads(e.proto.spec) for e in at.get("vega_lite_chart")]
+
+
+def traj_specs(at: AppTest) -> list[dict]:
+    return [s for s in specs(at) if "layer" in s and s["layer"][0]["encoding"]["x"].get("field") == "time_s"]
+
+
+def text(at: AppTest) -> str:
+    return "\n".join([m.value for m in at.markdown] + [c.value for c in at.caption] + [w.value for w in at.warning])
+
+
+# 1. defaults: the paper's headline, consistent with theory --------------------------
+
+def test_default_is_the_papers_headline_and_agrees_with_theory():
+    at = open_page(n=2000, live=0, sched="orca,sarathi")
+    ok(at)
+    head = llmsim.load_scenario(ROOT / "scenarios" / "paper" / "headline.toml")
+    th = llmsim.analyze(head)
+    assert metric(at, "Offered load") == f"{th.load:.2f}" == "0.93"
+    assert metric(at, "Best possible capacity") == f"{th.optimal_capacity_rps:.3g}"
+    # the page's scenario is the file's (but for the run length): same engine, workload, rate
+    saved = next(b for b in at.get("download_button") if "scenario" in b.proto.label.lower())
+    assert saved is not None
+    q = at.query_params
+    assert q["hw"] == "custom" and q["bt"] == "staircase" and q["kv"] == str(head.engine.kv_cache_tokens)
+    assert float(q["rate"]) == head.total_rate and q["budget"] == str(head.engine.token_budget)
+    # below capacity the work-conserving schedulers are stable, as theory says; every card
+    # shows preemptions and recomputed work
+    assert badges(at) == ["stable", "stable"]
+    t = text(at)
+    assert t.count("preemptions: **0**") == 2 and t.count("recomputed work: **0 tokens") == 2
+
+
+# 2. load input, presets at a sensible load, raise b ---------------------------------
+
+def test_load_input_sets_the_rate_from_the_capacity():
+    at = open_page(n=2000, live=0, sched="sarathi")
+    cap = float(metric(at, "Best possible capacity"))
+    at.number_input(key="single.rho").set_value(0.5)
+    at.run()
+    ok(at)
+    assert metric(at, "Offered load") == "0.50"
+    assert at.number_input(key="single.rate").value == pytest.approx(0.5 * cap, rel=0.01)
+    # the other way round: a rate gives its load
+    at.number_input(key="single.rate").set_value(20.0)
+    at.run()
+    assert at.number_input(key="single.rho").value == pytest.approx(20.0 / 16.71, rel=0.01)
+    # a load beyond the range is named, not ignored
+    at.number_input(key="single.rho").set_value(50.0)
+    at.run()
+    assert "Load ρ: 50 is above" in errors(at)
+
+
+def test_workload_preset_starts_at_a_sensible_load_and_b_can_be_raised():
+    at = open_page(n=1000, live=0, sched="vllm,sarathi")
+    at.selectbox(key="single.wl").set_value("azure-conv-2023")
+    at.run()
+    assert not at.exception
+    assert metric(at, "Offered load") == "0.80"  # not the published 5.53 req/s (load 5 here)
+    assert badges(at)[0] == "error"  # vllm: prompts of up to 8,192 tokens > b = 512
+    raise_b = next(b for b in at.button if b.label.startswith("Raise b to"))
+    assert "8,192" in raise_b.label
+    raise_b.click()
+    at.run()
+    assert at.number_input(key="single.budget").value == 8192
+    assert badges(at)[0] != "error"
+
+
+# 3. trajectory charts: tall, aligned, full titles -----------------------------------
+
+def test_trajectory_charts_are_tall_aligned_and_titled():
+    at = open_page(n=1000, live=0, sched="sarathi")
+    ok(at)
+    traj = traj_specs(at)
+    assert len(traj) == 3
+    titles = [s["layer"][0]["encoding"]["y"]["title"] for s in traj]
+    assert titles == ["Waiting requests", "Backlog (tokens)", "KV cache in use (%)"]
+    for s in traj:
+        assert s["height"] >= 200
+        axis = s["layer"][0]["encoding"]["y"]["axis"]
+        assert axis["minExtent"] == axis["maxExtent"] == traj[0]["layer"][0]["encoding"]["y"]["axis"]["minExtent"]
+        assert axis["titleLimit"] >= 300
+
+
+# 4. evidence: the rule and the per-buffer test that decided ------------------------
+
+def test_network_verdict_shows_the_rule_and_the_deciding_buffer():
+    at = open_page("pages/agents.py", n=4000, live=0, pol="priority")
+    ok(at)
+    assert badges(at) == ["unstable"]
+    t = text(at)
+    assert "**Rule**" in t and "whole interval lies above 0.5%" in t
+    assert "unstable as soon as one buffer's own test" in t
+    assert "decided by buffer B.short" in t  # on the card: the buffer whose own test decided
+    table = next(d.value for d in at.dataframe if "buffer" in d.value)
+    assert table.iloc[0]["verdict"] == "unstable" and table.iloc[0]["buffer"] == "B.short"  # deciding first
+    assert {"growth", "95% interval"} <= set(table.columns)
+
+
+# 5. near the boundary: a caveat ------------------------------------------------------
+
+def test_near_boundary_caveat():
+    at = open_page(n=2000, live=0, sched="vllm", rate=14)  # vllm's theory capacity ~14.3 req/s
+    assert not at.exception
+    assert any("Near the boundary" in w.value and "replications" in w.value for w in at.warning)
+    at = open_page(n=2000, live=0, sched="sarathi", rate=8)  # load 0.48: no caveat
+    assert not any("Near the boundary" in w.value for w in at.warning)
+
+
+# 8. values below an input's minimum get a message ----------------------------------
+
+def test_below_minimum_is_reported_not_ignored():
+    at = open_page(n=1000, live=0, sched="sarathi")
+    at.number_input(key="single.kv").set_value(150)
+    at.run()
+    msg = errors(at)
+    assert "KV cache (tokens): 150 is below the minimum of 1,000" in msg
+    assert not badges(at)  # no stale results under the message
+    at = open_page("pages/agents.py", n=4000, live=0, pol="fcfs")
+    at.number_input(key="agents.cyclic.e0_budget").set_value(0)
+    at.run()
+    assert "below the minimum of 1" in errors(at)
+
+
+# 9. a very low rate renders sensibly -------------------------------------------------
+
+def test_very_low_rate_axes():
+    at = open_page(n=1000, live=0, sched="sarathi", rate=0.001)
+    ok(at)
+    traj = traj_specs(at)
+    for s in traj:
+        x = s["layer"][0]["encoding"]["x"]
+        assert x["title"] == "simulated time (days)"  # not 1,000,000 s
+        assert 5 < x["scale"]["domain"][1] < 30
+        y = s["layer"][0]["encoding"]["y"]["scale"]
+        assert y.get("domain", [0, 1]) == [0, 1]
+    # a request is served in a fraction of a second and arrivals are ~1000 s apart: the
+    # sampled waiting count stays 0, and its axis is 0..1, not Vega's degenerate [0, 0]
+    assert traj[0]["layer"][0]["encoding"]["y"]["scale"]["domain"] == [0, 1]
+
+
+# missing features: Compare and Timeline pages ---------------------------------------
+
+def test_compare_page_two_kv_sizes_same_arrivals():
+    at = open_page("pages/compare.py", n=2000, live=0)
+    ok(at)
+    assert at.title[0].value.startswith("Compare")
+    assert badges(at) == ["stable", "unstable"]  # KV 1,000,000 vs 25,000 tokens at 15.5 req/s
+    table = at.dataframe[-1].value
+    assert int(table.loc["preemptions", "A"].replace(",", "")) == 0
+    assert int(table.loc["preemptions", "B"].replace(",", "")) > 0
+    at.number_input(key="cmp.b_kv").set_value(1_000_000)
+    at.run()
+    ok(at)
+    table = at.dataframe[-1].value
+    assert list(table["A"]) == list(table["B"])  # identical configurations, identical arrivals: identical results
+
+
+def test_timeline_page_follows_a_request():
+    at = open_page("pages/timeline.py", n=20, sched="vllm")
+    ok(at)
+    assert at.title[0].value.startswith("Timeline")
+    life = at.dataframe[-1].value
+    assert list(life["event"])[:2] == ["arrived", "admitted"] and "finished" in set(life["event"])
+    at.number_input(key="tl.req").set_value(7)
+    at.run()
+    ok(at)
+    assert any(m.value.startswith("**Request 7**") for m in at.markdown)
+    at.number_input(key="tl.req").set_value(99)
+    at.run()
+    assert "Request to follow: 99 is above" in errors(at)
+    at = open_page("pages/timeline.py", n=5000)
+    assert "requests in the run" in errors(at) and "2 to 300" in errors(at)
+
+
+def test_pages_share_the_control_blocks():
+    """The stop/resume and engine-input blocks live in llmsim_ui.controls, not in each page."""
+    for page in ("single_engine", "capacity", "compare", "timeline"):
+        src = (ROOT / "pages" / f"{page}.py").read_text()
+        assert "controls.engine_inputs(" in src and "st.file_uploader(" not in src, page
+    for page in ("single_engine", "agents", "compare"):
+        src = (ROOT / "pages" / f"{page}.py").read_text()
+        assert "controls.play_controls(" in src and '"Resume"' not in src, page
+
+
+def test_capacity_caveat_when_stable_above_the_ceiling():
+    import importlib
+    import sys
+    from types import SimpleNamespace
+    sys.path.insert(0, str(ROOT))
+    src = (ROOT / "pages" / "capacity.py").read_text()
+    ns: dict = {"np": importlib.import_module("numpy")}
+    start = src.index("def near_boundary_notes")
+    exec(src[start:src.index("\nps.restore()", start)], ns)
+    notes = ns["near_boundary_notes"]
+    r = lambda lo, hi, cap: SimpleNamespace(theory_capacity_rps=cap, interval=(lo, hi))  # noqa: E731
+    msg = notes({"sarathi": r(16.8, 17.6, 16.7), "orca": r(15.9, 17.6, 16.7)}, 0.05)
+    assert len(msg) == 1 and "sarathi (stable at 16.8" in msg[0] and "orca" not in msg[0]
+    assert notes({"orca": r(15.9, 17.6, 16.7)}, 0.05) == []
+
+
+def test_kv_percentage_of_a_pool_is_of_all_its_replicas():
+    from llmsim.pool import with_replicas
+    from llmsim_ui import charts
+    sc = with_replicas(llmsim.load_scenario(ROOT / "scenarios" / "paper" / "headline.toml"), 3)
+    assert charts.kv_capacity(sc.engine) == 3 * 1_000_000
+    assert charts.kv_capacity(llmsim.load_scenario(ROOT / "scenarios" / "quickstart.toml").engine) == 400_000

@@ -1,0 +1,55 @@
+"""The stability-region chart on the model page (issue 13 item 3), with AppTest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = str(ROOT / "app.py")
+
+
+def open_model(**params) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.query_params.update({k: str(v) for k, v in params.items()})
+    at.switch_page("pages/model.py")
+    return at.run()
+
+
+def metric(at, label):
+    return next(m for m in at.metric if m.label == label).value
+
+
+def test_region_section_paper_vertex_c():
+    at = open_model(r_b=128, r_k=100, r_p=290, r_d=990, r_lam=1.6)
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error
+    assert "7. The stability region (Theorem 10)" in [h.value for h in at.header]
+    assert metric(at, "region capacity λ*") == "2.139 req/s"
+    assert metric(at, "load λ/λ*") == "0.75"
+    assert any("29 prefill tokens + 99 decode tokens every 46.75 ms" in c.value for c in at.caption)
+    assert len(at.get("vega_lite_chart")) >= 1
+    table = at.dataframe[-1].value
+    assert set(table["scheduler"]) == {"orca", "sarathi"}  # 290-token prompts do not fit b = 128 whole
+    assert table.set_index("scheduler").loc["sarathi", "theory capacity (req/s)"] == pytest.approx(2.139, abs=1e-3)
+
+
+def test_region_section_measures_boundary_points():
+    at = open_model(r_b=128, r_k=16, r_p=64, r_d=32, r_lam=5, r_hw="llama2-7b/a100-80gb")
+    assert not at.exception
+    at.toggle(key="model.region_search").set_value(True).run()
+    assert not at.exception, [e.value for e in at.exception]
+    table = at.dataframe[-1].value.set_index("scheduler")
+    assert table["measured (req/s)"].notna().all()
+    for s in table.index:
+        assert table.loc[s, "measured (req/s)"] == pytest.approx(table.loc[s, "theory capacity (req/s)"], rel=0.15)
+
+
+def test_region_section_bad_input():
+    at = open_model(r_k=-3)
+    assert not at.exception
+    assert any("r_k" in e.value or "max batch size" in e.value for e in at.error)

@@ -1,0 +1,112 @@
+"""The Stability map page under Streamlit's AppTest: a small map run on the page, bad
+input answered with a readable error, a sweep's Parquet result loaded and drawn."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = str(ROOT / "app.py")
+PAGE = "pages/sweep.py"
+TIMEOUT = 300  # a cold numba compile on a busy 2-core machine
+SMALL = {"n": 1000, "x_n": 2, "y_n": 2, "sched": "vllm,sarathi"}
+
+
+def open_page(**params) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params.update({k: str(v) for k, v in params.items()})
+    at.switch_page(PAGE)
+    return at.run()
+
+
+def errors(at: AppTest) -> str:
+    assert not at.exception, [e.value for e in at.exception]
+    return "\n".join(e.value for e in at.error)
+
+
+def metric(at: AppTest, label: str) -> str:
+    return next(m.value for m in at.metric if m.label == label)
+
+
+def charts(at: AppTest) -> list:
+    return at.get("vega_lite_chart")
+
+
+def test_a_small_map_runs_and_shows_theory_and_verdicts():
+    at = open_page(**SMALL)
+    assert errors(at) == ""
+    assert at.title[0].value.startswith("Stability map")
+    assert metric(at, "Points") == "8"  # 2 schedulers x 2 budgets x 2 loads
+    assert int(metric(at, "Stable")) > 0 and int(metric(at, "Unstable")) > 0
+    assert len(charts(at)) == 1
+    assert any("theory" in c.value for c in at.caption)
+    # the address bar holds the map
+    assert at.query_params["x"] == "engine.token_budget" and at.query_params["y"] == "load"
+    # colour by latency: the same map, another layer, no rerun of the simulations
+    at.radio(key="map.metric").set_value("e2e_p99_s").run()
+    assert errors(at) == "" and len(charts(at)) == 1
+    assert metric(at, "Points") == "8"
+    assert any("sweep file" in b.proto.label for b in at.get("download_button"))
+
+
+def test_neither_axis_a_rate_gives_a_fixed_load_and_theory_cells():
+    at = open_page(**{**SMALL, "x": "engine.token_budget", "x_lo": 256, "x_hi": 1024,
+                      "y": "engine.kv_cache_tokens", "y_lo": 20000, "y_hi": 400000, "rho": 1.2, "sched": "orca"})
+    assert errors(at) == ""
+    assert metric(at, "Points") == "4"
+    assert any("Crosses" in c.value for c in at.caption)
+
+
+@pytest.mark.parametrize("params,message", [
+    ({"x": "load", "y": "load"}, "Axes: x and y are both"),
+    ({"x_n": 30, "y_n": 30, "sched": "vllm,orca,sarathi"}, "above this demo's limit of 600"),
+    ({"x_lo": 2000, "x_hi": 100, "y_hi": 10_000_000}, "must not exceed"),
+    ({"n": 50_000, "x_n": 10, "y_n": 10}, "simulated requests per map"),
+    ({"sched": "fifo"}, "Link parameter sched='fifo'"),
+])
+def test_bad_input_gives_a_readable_error(params, message):
+    at = open_page(**{**SMALL, **params})
+    assert message in errors(at)
+
+
+def test_a_sweep_result_file_is_drawn_and_a_bad_file_refused(tmp_path):
+    from llmsim.sweep import InProcess, loads_sweep, run_sweep
+    text = (ROOT / "scenarios/quickstart.toml").read_text() + """
+[sweep]
+num_requests = 1000
+[sweep.axes]
+"engine.scheduler" = ["orca", "sarathi"]
+"engine.token_budget" = [512, 1024]
+load = [0.6, 1.4]
+"""
+    df = run_sweep(loads_sweep(text, ROOT / "scenarios"), executor=InProcess())
+    buf = io.BytesIO()
+    df.to_parquet(buf, index=False)
+    at = open_page(src="file")
+    assert errors(at) == ""
+    at.file_uploader(key="map.parquet").set_value(("results.parquet", buf.getvalue(), "application/octet-stream"))
+    at.run()
+    assert errors(at) == ""
+    assert metric(at, "Points") == "8" and len(charts(at)) == 1
+    at.file_uploader(key="map.parquet").set_value(("results.parquet", b"not parquet", "application/octet-stream"))
+    at.run()
+    assert "not a readable Parquet file" in errors(at)
+
+
+def test_the_map_as_a_sweep_file_is_the_same_sweep():
+    from llmsim.sweep import loads_sweep, sweep_from_table
+    from llmsim_ui.sweepmap import sweep_file_text
+    base = (ROOT / "scenarios/quickstart.toml").read_text()
+    import tomllib
+    table = tomllib.loads(base)
+    table["sweep"] = {"seed": 4, "name": "dashboard map",
+                      "axes": {"engine.scheduler": ["orca"], "engine.token_budget": [256, 1024], "load": [0.9]}}
+    a = sweep_from_table(table, ".")
+    b = loads_sweep(sweep_file_text(table), ".")
+    assert a.fingerprint() == b.fingerprint() and a.points() == b.points()

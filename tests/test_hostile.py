@@ -1,0 +1,336 @@
+"""Inputs tried as a hostile visitor would (issue 8): server files, link and upload bombs,
+deep forks, exitless loops, bad overrides and degenerate traces each end in a clear error
+naming the field — never a file's content, a traceback, a hang or a wrong result.
+
+Library cases through the API, command-line cases through a subprocess, the dashboard's
+links and uploads through AppTest. Each test fails on the code before the fix.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+import zlib
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import llmsim
+from llmsim import ConfigError, loads_scenario, scenario_from_table, validate
+from llmsim.config import expected_visits, join_needs
+from llmsim.workload import Constant, Poisson, TraceArrivals, Uniform, parse_trace
+
+ROOT = Path(__file__).resolve().parent.parent
+HEADER = "arrival_time_s,prompt_tokens,output_tokens\n"
+L5 = {"dist": "constant", "value": 5}
+
+SINGLE = """
+seed = 1
+[workload]
+num_requests = 50
+arrival = {arrival}
+[engine]
+scheduler = "sarathi"
+token_budget = 64
+kv_cache_tokens = 100000
+batch_time = {{ model = "constant", seconds = 0.01 }}
+"""
+
+
+def single(arrival: str) -> str:
+    return SINGLE.format(arrival=arrival)
+
+
+def trace_single(path: str) -> str:
+    return single(f'{{ process = "trace", path = "{path}" }}')
+
+
+def network(steps, start=("s0",), n=10):
+    return {"seed": 1, "run": {"num_requests": n},
+            "engines": [{"name": "e", "scheduler": "sarathi", "token_budget": 64, "kv_cache_tokens": 100_000,
+                         "batch_time": {"model": "constant", "seconds": 0.01}}],
+            "workflows": [{"name": "w", "arrival": {"process": "poisson", "rate": 1.0}, "steps": steps,
+                           "start": list(start)}]}
+
+
+def step(name, nxt=(), **kw):
+    return {"name": name, "engine": "e", "prompt_tokens": L5, "output_tokens": L5, "next": list(nxt), **kw}
+
+
+SERVER_PATHS = ["/proc/self/environ", "/etc/passwd", "../../../../etc/passwd", "llmsim/data/traces/README.md",
+                str(ROOT / "llmsim" / "data" / "traces" / "azure_conv_2023_head.csv")]
+
+
+# ------------------------------------------------------------- 1. server files
+
+
+@pytest.mark.parametrize("path", SERVER_PATHS)
+def test_dashboard_policy_never_opens_a_server_path(path):
+    with pytest.raises(ConfigError) as e:
+        loads_scenario(trace_single(path), trace_policy="shipped+uploaded")
+    msg = str(e.value)
+    assert "workload.arrival.path" in msg and "not available here" in msg, msg
+    assert "azure_conv_2023_head.csv" in msg  # what is allowed is named
+    assert "root:" not in msg and "PATH=" not in msg
+
+
+def test_dashboard_policy_allows_shipped_and_uploaded_traces():
+    sc = loads_scenario(trace_single("azure_conv_2023_head.csv"), trace_policy="shipped+uploaded")
+    assert sc.workflow.arrival.trace.path == "azure_conv_2023_head.csv"
+    up = (HEADER + "0,10,5\n0.5,12,6\n1.5,8,4\n").encode()
+    sc = loads_scenario(trace_single("mine.csv"), traces={"mine.csv": up}, trace_policy="shipped+uploaded")
+    assert list(sc.workflow.arrival.trace.prompt) == [10, 12, 8]
+    # an uploaded file's own bad line may be quoted back to the visitor who sent it
+    with pytest.raises(ConfigError, match="line 3: not numbers: '1,x,5'"):
+        loads_scenario(trace_single("mine.csv"), traces={"mine.csv": (HEADER + "0,1,1\n1,x,5\n").encode()},
+                       trace_policy="shipped+uploaded")
+
+
+def test_a_path_read_trace_error_never_quotes_the_file(tmp_path):
+    secret = tmp_path / "secret.csv"
+    secret.write_text("API_KEY=hunter2-very-secret\nmore=secret-stuff\n")
+    with pytest.raises(ConfigError) as e:
+        loads_scenario(trace_single(str(secret)))
+    assert "hunter2" not in str(e.value) and "header" in str(e.value)
+    secret.write_text(HEADER + "0,1,1\n1,hunter2,5\n")
+    with pytest.raises(ConfigError) as e:
+        loads_scenario(trace_single(str(secret)))
+    assert "line 3" in str(e.value) and "hunter2" not in str(e.value)
+
+
+def test_relative_trace_paths_resolve_against_the_scenario_folder(tmp_path, monkeypatch):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "s.toml").write_text(trace_single("t.csv"))
+    (tmp_path / "t.csv").write_text(HEADER + "0,10,5\n1,10,5\n")
+    monkeypatch.chdir(tmp_path)  # t.csv is in the working folder, not beside the scenario
+    with pytest.raises(ConfigError, match="t.csv.*not found"):
+        llmsim.load_scenario(tmp_path / "sub" / "s.toml")
+    (tmp_path / "sub" / "t.csv").write_text(HEADER + "0,7,5\n2,9,5\n")
+    sc = llmsim.load_scenario(tmp_path / "sub" / "s.toml")
+    assert list(sc.workflow.arrival.trace.prompt) == [7, 9]
+
+
+# ----------------------------------------------------------- 4. deep fork/join
+
+
+def fork_join_chain(depth):
+    steps = []
+    for i in range(depth):
+        steps.append(step(f"s{i}", [f"a{i}", f"b{i}"], **({"join": True} if i else {})))
+        steps.append(step(f"a{i}", [f"s{i + 1}"]))
+        steps.append(step(f"b{i}", [f"s{i + 1}"]))
+    steps.append(step(f"s{depth}", join=True))
+    return network(steps)
+
+
+@pytest.mark.parametrize("depth", [3, 32, 33, 34, 60])
+def test_deep_fork_join_chains_are_counted_exactly(depth):
+    sc = scenario_from_table(fork_join_chain(depth))
+    assert set(join_needs(sc.workflow).values()) == {2}
+    assert np.allclose(expected_visits(sc), 1.0)  # one call of every step per workflow
+    res = llmsim.simulate(replace(sc, num_requests=3, drain=True))
+    assert res.summary["workflows_completed"] == 3
+    assert res.summary["completed"] == 3 * (3 * depth + 1)  # calls: not 2^depth per workflow
+
+
+def test_forks_multiplying_past_the_cap_are_refused_by_name():
+    steps = [step(f"s{i}", [f"s{i + 1}"] * 2) for i in range(40)] + [step("s40")]
+    with pytest.raises(ConfigError) as e:
+        scenario_from_table(network(steps))
+    msg = str(e.value)
+    assert "steps.s20" in msg and "1,048,576 calls" in msg and "at most 1,000,000" in msg
+    # a thousand-copy fork twice: a million and one calls on average
+    with pytest.raises(ConfigError, match="at most 1,000,000 calls per workflow"):
+        scenario_from_table(network([step("s0", ["x"] * 1000), step("x", ["y"] * 1000), step("y")]))
+
+
+# ------------------------------------------------------------ 5. loops, quickly
+
+
+def test_long_loops_are_checked_in_near_linear_time():
+    n = 3000
+    loop = [step(f"s{i}", [f"s{(i + 1) % n}"]) for i in range(n)]
+    t = time.perf_counter()
+    with pytest.raises(ConfigError, match="loop has no exit"):
+        scenario_from_table(network(loop))
+    loop[-1] = step(f"s{n - 1}", routes=[{"p": 0.5, "to": ["s0"]}, {"p": 0.5, "to": []}])
+    del loop[-1]["next"]
+    sc = scenario_from_table(network(loop))
+    # the old check took minutes (a matrix power per step); a hang guard, not a benchmark
+    assert time.perf_counter() - t < 60
+    assert expected_visits(sc)[0] == pytest.approx(2.0)
+
+
+# ------------------------------------------------------- 7. API holes, traces
+
+
+@pytest.mark.parametrize("dist", [Constant(0), Constant(-4), Uniform(0, 5), Uniform(-3, -1)])
+def test_validate_refuses_lengths_below_one(dist):
+    base = loads_scenario(single('{ process = "poisson", rate = 1.0 }').replace(
+        "num_requests = 50", 'num_requests = 50\ndrain = true\nprompt_tokens = { dist = "constant", value = 5 }\n'
+        'output_tokens = { dist = "constant", value = 5 }'))
+    for field in ("prompt_tokens", "output_tokens"):
+        bad = replace(base, workflows=(replace(base.workflow, steps=(
+            replace(base.workflow.steps[0], **{field: dist}),)),))
+        with pytest.raises(ConfigError, match=f"workload.{field}.*whole numbers in \\[1,"):
+            validate(bad)
+
+
+@pytest.mark.parametrize("rows,needle", [
+    ("0,10,5\n", "1 request row"),
+    ("5,10,5\n5,10,5\n5,10,5\n", "spans 0 s"),
+    ("0,10,5\n" + "".join(f"{i * 1e-9:.12f},10,5\n" for i in range(1, 100)), "at most 1e+06 per second"),
+])
+def test_degenerate_traces_are_refused(rows, needle):
+    tr = parse_trace(HEADER + rows, "t.csv")
+    sc = loads_scenario(single('{ process = "poisson", rate = 1.0 }').replace(
+        "num_requests = 50", 'num_requests = 50\nprompt_tokens = { dist = "constant", value = 5 }\n'
+        'output_tokens = { dist = "constant", value = 5 }'))
+    bad = replace(sc, workflows=(replace(sc.workflow, arrival=TraceArrivals(tr)),))
+    with pytest.raises(ConfigError, match="workload.arrival.path") as e:
+        validate(bad)
+    assert needle in str(e.value)
+    with pytest.raises(ConfigError, match=re.escape(needle)):
+        loads_scenario(trace_single("t.csv"), traces={"t.csv": HEADER + rows})
+
+
+def test_tiny_rates_are_refused():
+    with pytest.raises(ConfigError, match="workload.arrival.rate.*>= 1e-09"):
+        loads_scenario(single('{ process = "poisson", rate = 5e-324 }').replace(
+            "num_requests = 50", 'num_requests = 50\nprompt_tokens = { dist = "constant", value = 5 }\n'
+            'output_tokens = { dist = "constant", value = 5 }'))
+    sc = loads_scenario(trace_single("azure_conv_2023_head.csv"))
+    with pytest.raises(ConfigError, match="workload.arrival.rate"):
+        validate(replace(sc, workflows=(replace(sc.workflow, arrival=Poisson(5e-324)),)))
+
+
+def test_run_bounds_set_through_the_api_are_checked():
+    sc = loads_scenario(trace_single("azure_conv_2023_head.csv"))
+    for kw, field in (({"seed": -1}, "seed"), ({"num_requests": 0}, "workload.num_requests"),
+                      ({"num_requests": 10**9}, "workload.num_requests"),
+                      ({"duration_seconds": float("nan"), "num_requests": None}, "workload.duration_seconds"),
+                      ({"timeseries_points": 1}, "workload.timeseries_points")):
+        with pytest.raises(ConfigError, match=field):
+            validate(replace(sc, **kw))
+
+
+# ------------------------------------------------------------- 7. command line
+
+
+def run_cli(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "llmsim", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=300)
+
+
+def test_cli_overrides_are_validated(tmp_path):
+    good = tmp_path / "good.toml"
+    good.write_text(trace_single("azure_conv_2023_head.csv"))
+    for args, flag in ((("--seed", "-1"), "--seed"), (("--num-requests", "-5"), "--num-requests"),
+                       (("--num-requests", "100000000"), "--num-requests"), (("--rate", "5e-324"), "--rate"),
+                       (("--replications", "0"), "--replications")):
+        r = run_cli("run", good, *args)
+        assert r.returncode == 2, (args, r.stderr)
+        assert flag in r.stderr and "must be" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cli_reads_files_with_a_byte_order_mark(tmp_path):
+    (tmp_path / "t.csv").write_bytes(b"\xef\xbb\xbf" + (HEADER + "0,10,5\n0.5,12,6\n1.0,8,4\n").encode())
+    (tmp_path / "s.toml").write_bytes(b"\xef\xbb\xbf" + trace_single("t.csv").encode())
+    r = run_cli("run", tmp_path / "s.toml", "--json", "-")
+    assert r.returncode == 0, r.stderr
+    assert '"arrived": 50' in r.stdout
+
+
+def test_cli_memory_error_exits_2(tmp_path, monkeypatch, capsys):
+    import importlib
+    from llmsim import cli
+    sim_mod = importlib.import_module("llmsim.simulate")
+    good = tmp_path / "good.toml"
+    good.write_text(trace_single("azure_conv_2023_head.csv"))
+
+    def boom(*a, **k):
+        raise MemoryError()
+    monkeypatch.setattr(sim_mod, "simulate", boom)
+    assert cli.main(["run", str(good)]) == 2
+    assert "more memory" in capsys.readouterr().err
+
+
+# ------------------------------------------------------- dashboard: links, uploads
+
+st = pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from llmsim_ui import limits as L  # noqa: E402
+from llmsim_ui import uploads  # noqa: E402
+
+APP = str(ROOT / "app.py")
+NET = (ROOT / "scenarios" / "agents" / "tandem.toml").read_text()
+
+
+def hostile_network(path: str) -> str:
+    """tandem.toml with its first workflow's arrivals replayed from `path`."""
+    import re
+    return re.sub(r"arrival = \{[^}]*\}", f'arrival = {{ process = "trace", path = "{path}" }}', NET, count=1)
+
+
+def page(name, **params) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.query_params.update({k: str(v) for k, v in params.items()})
+    at.switch_page(name)
+    return at.run()
+
+
+def shown(at) -> str:
+    assert not at.exception, [e.value for e in at.exception]
+    return "\n".join(e.value for e in at.error)
+
+
+@pytest.mark.parametrize("path", ["/proc/self/environ", "/etc/passwd"])
+def test_agents_link_cannot_read_server_files(path):
+    assert "arrival = { process = \"trace\"" in hostile_network(path)
+    at = page("pages/agents.py", preset="uploaded", live=0, toml=uploads.encode_link_toml(hostile_network(path)))
+    msg = shown(at)
+    assert "not available here" in msg and path in msg, msg
+    assert "root:" not in msg and "PATH=" not in msg and "HOME=" not in msg
+
+
+@pytest.mark.parametrize("page_file,key", [("pages/single_engine.py", "single.toml_file"),
+                                           ("pages/capacity.py", "cap.toml_file"),
+                                           ("pages/agents.py", "agents.toml_file")])
+def test_every_toml_upload_refuses_server_paths_and_big_files(page_file, key):
+    at = page(page_file, n=1000, live=0, probes=2, points=2)
+    text = (trace_single("/etc/passwd") if "agents" not in page_file else hostile_network("/etc/passwd"))
+    at.file_uploader(key=key).set_value(("evil.toml", text.encode(), "application/octet-stream"))
+    msg = shown(at.run())
+    assert "not available here" in msg and "root:" not in msg, msg
+    big = b"# padding\n" * (L.MAX_TOML_BYTES // 10 + 1)
+    at.file_uploader(key=key).set_value(("big.toml", big, "application/octet-stream"))
+    msg = shown(at.run())
+    assert f"{L.MAX_TOML_BYTES:,} bytes" in msg, msg
+
+
+def test_link_bombs_are_refused_before_inflating():
+    # 10 MB of TOML comments, compressed under the link length cap: refused at 200 kB inflated
+    bomb = uploads.encode_link_toml("#" * 10_000_000)
+    assert len(bomb) <= L.MAX_LINK_CHARS
+    with pytest.raises(ConfigError, match="inflates to more than 200,000 bytes"):
+        uploads.decode_link_toml(bomb)
+    at = page("pages/agents.py", preset="uploaded", live=0, toml=bomb)
+    assert "inflates to more than" in shown(at)
+    # a long parameter (500 k characters of deflate could inflate to ~400 MB; Streamlit itself
+    # drops query strings above 524,288 characters) is refused by its length alone
+    huge = uploads.encode_link_toml("#" * 10_000_000) + "A" * 490_000
+    at = page("pages/agents.py", preset="uploaded", live=0, toml=huge)
+    assert f"{len(huge):,} characters is above" in shown(at)
+
+
+def test_trace_uploads_are_capped():
+    at = page("pages/single_engine.py", n=1000, live=0, wl="trace")
+    big = (HEADER + "0,1,1\n" * (L.MAX_TRACE_UPLOAD_BYTES // 6 + 10)).encode()
+    at.file_uploader(key="single.trace_file").set_value(("big.csv", big, "text/csv"))
+    msg = shown(at.run())
+    assert "big.csv" in msg and f"{L.MAX_TRACE_UPLOAD_BYTES:,} bytes" in msg, msg

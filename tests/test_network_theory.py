@@ -1,0 +1,63 @@
+"""Theory of engines that host several workflow steps (issue 13 item 4): the stability
+region and the memory bound apply per engine over the mix of steps it serves.
+
+With one slot per iteration (max_batch_size 1) and a constant batch time an engine is
+busy for exactly ceil(P / b) + D iterations per call, so its load must equal the busy
+fraction measured in the simulation."""
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from llmsim import analyze, load_scenario
+from llmsim import state as S
+from llmsim.simulate import Simulation
+
+AGENTS = Path(__file__).parents[1] / "scenarios" / "agents"
+
+
+def one_slot(name, target=0.8, n=1500, policy=None):
+    sc = load_scenario(AGENTS / f"{name}.toml")
+    sc = replace(sc, engines=tuple(replace(e, max_batch_size=1) for e in sc.engines),
+                 num_requests=n, duration_seconds=None, drain=False)
+    if policy:
+        sc = sc.with_policy(policy)
+    th = analyze(sc)
+    return sc.with_rate(sc.total_rate * target / th.load)
+
+
+# (scenario, engine, policy): the issue's three engines
+CASES = [("cyclic", "engine1", "fcfs"), ("fork_join", "orchestrator", None), ("react", "llm", None)]
+
+
+@pytest.mark.parametrize("name,engine,policy", CASES)
+def test_engine_load_is_its_busy_fraction(name, engine, policy):
+    sc = one_slot(name, policy=policy)
+    th = analyze(sc)
+    i = [e.name for e in sc.engines].index(engine)
+    sim = Simulation(sc)
+    sim.advance()
+    busy = sim.ef[i, S.EF_BUSY_TIME] / sim.now
+    load = th.engines[i].load
+    assert load == pytest.approx(busy, rel=0.05), (load, busy)
+    assert load > 0.3  # the old token-only load was ~0.05 here
+
+
+def test_network_capacity_counts_every_step():
+    """The network capacity is the rate at which the busiest engine's load reaches 1:
+    with one slot per iteration, ~1/(iterations x t) workflows/s, not the token figure."""
+    sc = one_slot("react", target=0.5)
+    th = analyze(sc)
+    assert th.capacity_rps == pytest.approx(sc.total_rate / 0.5, rel=1e-6)
+    e = th.engines[0]
+    assert e.token_capacity / (e.offered_tokens_per_s / sc.total_rate) > 5 * th.capacity_rps
+
+
+def test_overloaded_network_explains_with_the_real_load():
+    from llmsim import simulate
+    sc = one_slot("fork_join", target=1.5, n=800)
+    r = simulate(sc)
+    assert r.verdict.verdict == "unstable"
+    assert "load 1.50" in r.verdict.explanation
+    assert "-" not in r.verdict.explanation.split("about ")[1][:3]

@@ -1,0 +1,110 @@
+"""Verdicts and the theory beside them: network backlogs include unstarted calls (issue 8
+item 6), memory is explained (issue 13 item 2), statistics from scipy and no import cycle
+(issue 13 item 5)."""
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+import llmsim
+from llmsim import analyze, scenario_from_table, simulate
+from llmsim import stability
+
+ROOT = Path(__file__).parents[1]
+ENGINE = {"name": "llm", "scheduler": "sarathi", "token_budget": 256, "kv_cache_tokens": 1_000_000,
+          "batch_time": {"model": "constant", "seconds": 0.01}}
+
+
+def chain(n_steps, load, n_wf):
+    steps = [{"name": f"s{i}", "engine": "llm", "prompt_tokens": {"dist": "constant", "value": 4},
+              "output_tokens": {"dist": "constant", "value": 1}} for i in range(n_steps)]
+    for i in range(n_steps - 1):
+        steps[i]["next"] = [f"s{i + 1}"]
+    rate = load * 256 / 0.01 / (5 * n_steps)
+    return scenario_from_table({"seed": 1, "run": {"num_requests": n_wf}, "engines": [ENGINE],
+                                "workflows": [{"name": "chain", "arrival": {"process": "poisson", "rate": rate},
+                                               "steps": steps}]})
+
+
+def branching(load, n_wf, p=0.49):
+    """A call that forks into two copies of itself with probability p (mean 1/(1-2p) calls)."""
+    steps = [{"name": "b", "engine": "llm", "prompt_tokens": {"dist": "constant", "value": 4},
+              "output_tokens": {"dist": "constant", "value": 1},
+              "routes": [{"p": p, "to": ["b", "b"]}, {"p": 1 - p, "to": []}]}]
+    rate = load * 256 / 0.01 / (5 / (1 - 2 * p))
+    return scenario_from_table({"seed": 1, "run": {"num_requests": n_wf}, "engines": [ENGINE],
+                                "workflows": [{"name": "tree", "arrival": {"process": "poisson", "rate": rate},
+                                               "steps": steps}]})
+
+
+@pytest.mark.parametrize("make,load", [(lambda: chain(2000, 12.5, 300), 12.5),
+                                       (lambda: branching(6.25, 3000), 6.25),
+                                       (lambda: chain(200, 2.0, 2000), 2.0)],
+                         ids=["chain2000-load12.5", "branching-load6.25", "chain200-load2"])
+def test_overloaded_networks_are_unstable(make, load):
+    sc = make()
+    assert analyze(sc).load == pytest.approx(load, rel=1e-6)
+    v = simulate(sc).verdict
+    assert v.verdict == "unstable", v.explanation
+    # the backlog includes the calls not yet made: growth near the fluid drift 1 - 1/load
+    assert v.growth == pytest.approx(1 - 1 / load, abs=0.1)
+    assert not re.search(r"about -", v.explanation)
+
+
+def test_future_work_of_a_chain_and_a_loop():
+    f = stability.future_work(chain(5, 0.5, 1000))
+    assert list(f) == pytest.approx([20, 15, 10, 5, 0])
+    # branching: each completion starts 2p copies, each with 5 tokens and its own future
+    f = stability.future_work(branching(0.5, 1000, p=0.3))
+    assert f[0] == pytest.approx(0.6 * 5 / (1 - 0.6))
+
+
+def test_student_t_from_scipy():
+    assert stability._t975(10) == pytest.approx(2.228, abs=1e-3)
+    assert stability._t975(9) == pytest.approx(2.262, abs=1e-3)
+    assert stability._t975(11) == pytest.approx(2.201, abs=1e-3)  # was 2.228 from the old table
+    src = (ROOT / "llmsim" / "stability.py").read_text()
+    assert "12.706" not in src
+
+
+def test_no_import_cycle_between_simulate_and_stability():
+    tree = ast.parse((ROOT / "llmsim" / "stability.py").read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert "llmsim.simulate" not in imported
+    assert llmsim.replicate.__module__ == "llmsim.simulate"
+
+
+def dashboard_default(sched, kv=49_954, rate=15.7, n=8000):
+    """The dashboard's default engine (codellama-34b on an A100, its KV cache) at 15.7 req/s."""
+    return scenario_from_table({"seed": 1, "workload": {
+        "num_requests": n, "arrival": {"process": "poisson", "rate": rate},
+        "prompt_tokens": {"dist": "constant", "value": 100}, "output_tokens": {"dist": "constant", "value": 100}},
+        "engine": {"scheduler": sched, "token_budget": 512, "kv_cache_tokens": kv,
+                   "batch_time": {"model": "preset", "name": "codellama-34b/a100-80gb"}}})
+
+
+def test_default_dashboard_orca_says_which_assumption_broke():
+    r = simulate(dashboard_default("orca"))
+    v = r.verdict
+    assert v.verdict == "unstable"
+    assert v.scheduler_load < 1  # theory alone says it keeps up...
+    assert v.preemptions > 0 and v.recomputed_share > 0.01
+    assert v.assumption_broken.startswith("no recomputation")
+    assert "preemptions" in v.explanation and "assumption that broke" in v.explanation
+    for k in ("recomputed_tokens_per_s", "recomputed_share", "memory_binds", "capacity_kind",
+              "scheduler_load", "assumption_broken"):
+        assert k in r.summary
+    assert r.summary["recomputed_tokens_per_s"] == pytest.approx(
+        r.summary["tokens_recomputed"] / r.summary["simulated_seconds"])
+
+
+def test_memory_bound_is_named_when_it_binds():
+    th = analyze(dashboard_default("sarathi", kv=12_000, rate=5.0))
+    e = th.engines[0]
+    assert e.memory_binds and e.memory_capacity_rps < e.region_capacity_rps
+    assert th.optimal_capacity_rps == pytest.approx(e.memory_capacity_rps)
+    assert e.capacity_kind.startswith("memory capacity")
+    assert th.load == pytest.approx(5.0 / e.memory_capacity_rps)
