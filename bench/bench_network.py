@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from llmsim import Simulation, load_scenario, verdict
+from llmsim import state as S
 
 ROOT = Path(__file__).parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
@@ -48,8 +49,8 @@ def main():
             t3 = time.perf_counter()
             kernel.append(t2 - t1)
             e2e.append(t3 - t0)
-        calls = int(sim.gi[0])
-        done = int(np.count_nonzero(~np.isnan(sim.jf[:int(sim.gi[1]), 1])))  # finished workflows
+        calls = int(sim.gi[S.G_NCALLS])
+        done = int(np.count_nonzero(~np.isnan(sim.jf[:int(sim.gi[S.G_NEXT_JOB]), S.JF_FINISH])))
         k, e = calls / min(kernel), calls / min(e2e)
         now[f"{name} kernel calls/s"], now[f"{name} end-to-end calls/s"] = round(k), round(e)
         print(f"{name:10s} {calls:9,d} {done:9,d} {k:15,.0f} {fmt(prev.get(f'{name} kernel calls/s')):>11s} "

@@ -22,7 +22,6 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.stats import t as _student_t
 
 from llmsim import theory as th
 
@@ -30,7 +29,9 @@ def _t975(df: int) -> float:
     """Two-sided 95% Student t quantile with `df` degrees of freedom."""
     if df < 1:
         return math.inf
-    return float(_student_t.ppf(0.975, df))
+    # imported here: scipy.stats costs ~0.5-0.9 s, more than the rest of `import llmsim`
+    from scipy.stats import t as student_t
+    return float(student_t.ppf(0.975, df))
 
 
 @dataclass(frozen=True)
