@@ -108,3 +108,20 @@ def test_memory_bound_is_named_when_it_binds():
     assert th.optimal_capacity_rps == pytest.approx(e.memory_capacity_rps)
     assert e.capacity_kind.startswith("memory capacity")
     assert th.load == pytest.approx(5.0 / e.memory_capacity_rps)
+
+
+def test_memory_capacity_prices_the_batches_memory_allows():
+    """With b = 2048 the KV cache (49,954 tokens of codellama-34b/a100-80gb) binds first:
+    an iteration then holds the ~662 tokens memory allows, not b. Pricing mu at t(b) gave
+    5.71 req/s; a capacity search finds ~14.8 (sarathi, constant 100 + 100 tokens)."""
+    from llmsim.capacity import capacity_search
+    sc = scenario_from_table({
+        "seed": 3,
+        "workload": {"num_requests": 6000, "arrival": {"process": "poisson", "rate": 6.0},
+                     "prompt_tokens": {"dist": "constant", "value": 100},
+                     "output_tokens": {"dist": "constant", "value": 100}},
+        "engine": {"scheduler": "sarathi", "token_budget": 2048, "preset": "codellama-34b/a100-80gb"}})
+    e = analyze(sc).engines[0]
+    assert e.memory_binds
+    found = capacity_search(sc, schedulers=["sarathi"], num_requests=8000, workers=1)[0].critical_rate_rps
+    assert e.memory_capacity_rps == pytest.approx(found, rel=0.05)
