@@ -62,11 +62,11 @@ st.markdown(
 with st.container(border=True):
     st.markdown("**Try it.** The load and the best possible capacity for your numbers:")
     c = st.columns(5)
-    c[0].number_input("b (tokens)", min_value=1, step=64, **ps.w("b"))
-    c[1].number_input("t(b) (ms)", min_value=0.01, step=1.0, format="%.2f", **ps.w("tb"))
-    c[2].number_input("mean prompt m_p", min_value=1.0, step=10.0, **ps.w("mp"))
-    c[3].number_input("mean output m_d", min_value=1.0, step=10.0, **ps.w("md"))
-    c[4].number_input("λ (requests/s)", min_value=0.0, step=1.0, **ps.w("lam"))
+    c[0].number_input("b (tokens)", step=64, **ps.w("b"))
+    c[1].number_input("t(b) (ms)", step=1.0, format="%.2f", **ps.w("tb"))
+    c[2].number_input("mean prompt m_p", step=10.0, **ps.w("mp"))
+    c[3].number_input("mean output m_d", step=10.0, **ps.w("md"))
+    c[4].number_input("λ (requests/s)", step=1.0, **ps.w("lam"))
     ps.publish()
     b, tb, mp, md, lam = (ps.get(k) for k in ("b", "tb", "mp", "md", "lam"))
     errs = [f"{f.label}: {ps.get(f.name)} is outside {f.lo:g} to {f.hi:g}" for f in ps.fields
@@ -169,11 +169,11 @@ st.latex(r"\lambda^* = \max \lambda \ \text{ s.t. } \sum_j s_j \frac{x_j}{t_j} \
 with st.container(border=True):
     c = st.columns(6)
     c[0].selectbox("batch time", ps.by_name["r_hw"].choices, **ps.w("r_hw", ps.by_name["r_hw"].choices))
-    c[1].number_input("b (tokens)", min_value=1, step=64, **ps.w("r_b"))
-    c[2].number_input("k (0: none)", min_value=0, step=10, **ps.w("r_k"))
-    c[3].number_input("prompt P", min_value=1, step=10, **ps.w("r_p"))
-    c[4].number_input("output D", min_value=1, step=10, **ps.w("r_d"))
-    c[5].number_input("λ (req/s)", min_value=0.0, step=0.1, format="%.3f", **ps.w("r_lam"))
+    c[1].number_input("b (tokens)", step=64, **ps.w("r_b"))
+    c[2].number_input("k (0: none)", step=10, **ps.w("r_k"))
+    c[3].number_input("prompt P", step=10, **ps.w("r_p"))
+    c[4].number_input("output D", step=10, **ps.w("r_d"))
+    c[5].number_input("λ (req/s)", step=0.1, format="%.3f", **ps.w("r_lam"))
     ps.publish()
     names = ("r_hw", "r_b", "r_k", "r_p", "r_d", "r_lam")
     errs = [f"{ps.by_name[n].label}: {ps.get(n)} is outside {ps.by_name[n].lo:g} to {ps.by_name[n].hi:g}"

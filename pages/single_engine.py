@@ -85,7 +85,7 @@ c3.metric("Token capacity b/t(b) (tok/s)", f"{e0.token_capacity:,.0f}",
                f"With {mean_work:,.0f} tokens per request on average that is "
                f"{e0.token_capacity / mean_work:.3g} requests/s.")
 c4.metric("Best possible capacity (req/s)", f"{th.optimal_capacity_rps:.3g}",
-          help="The smallest of the token, memory and batch-size capacities: what a work-conserving "
+          help="The smaller of the stability region's capacity (a linear program over the batches b, k and the batch time allow) and the memory capacity: what a work-conserving "
                "scheduler (orca, sarathi) reaches. " + e0.capacity_kind)
 
 # -------------------------------------------------------------------- the run

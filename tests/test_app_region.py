@@ -53,3 +53,12 @@ def test_region_section_bad_input():
     at = open_model(r_k=-3)
     assert not at.exception
     assert any("r_k" in e.value or "max batch size" in e.value for e in at.error)
+
+
+def test_model_page_values_below_the_minimum_get_a_message():
+    """A number input with min_value silently refuses a lower value in the browser and keeps
+    the old figures; without it the value reaches the page's check, which names the range."""
+    at = open_model()
+    at.number_input(key=next(n.key for n in at.number_input if n.label == "b (tokens)")).set_value(0).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("token budget b: 0 is outside 1 to" in e.value for e in at.error), [e.value for e in at.error]
