@@ -61,12 +61,13 @@ def compile_kernel() -> float:
     One kernel serves every scheduler, policy and network."""
     import llmsim
     t0 = time.perf_counter()
-    sc = llmsim.loads_scenario(_TINY)
+    sc = llmsim.loads_scenario(TINY_SCENARIO)
     llmsim.simulate(sc)
     return time.perf_counter() - t0
 
 
-_TINY = """
+# the warm-up run of the library, the dashboard and sweep workers
+TINY_SCENARIO = """
 seed = 1
 [workload]
 num_requests = 200

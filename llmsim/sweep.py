@@ -543,26 +543,8 @@ def run_batch(sweep: Sweep, items: list) -> list[dict]:
 
 def warm_up() -> float:
     """Compile (or load from Numba's cache) the kernel in this process: once per worker."""
-    t0 = time.perf_counter()
-    from llmsim.config import loads_scenario
-    from llmsim.simulate import simulate
-    simulate(loads_scenario(_TINY))
-    return time.perf_counter() - t0
-
-
-_TINY = """
-[workload]
-num_requests = 200
-arrival = { process = "poisson", rate = 5.0 }
-prompt_tokens = { dist = "uniform", low = 20, high = 200 }
-output_tokens = { dist = "geometric", mean = 20 }
-[engine]
-scheduler = "sarathi"
-token_budget = 256
-max_batch_size = 64
-kv_cache_tokens = 20000
-batch_time = { model = "constant", seconds = 0.02 }
-"""
+    from llmsim._kernel_cache import compile_kernel
+    return compile_kernel()
 
 
 # --------------------------------------------------------------------- executors

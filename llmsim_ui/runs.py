@@ -49,27 +49,13 @@ TARGET_FRAMES = 30        # chart updates over one run when computing is fast
 FRAME_COMPUTE_S = 0.12    # wall seconds of computing per chunk we aim for on slow runs
 MIN_FRAME_S = 0.1         # pace of the animation: at most ~10 chart updates per second
 
-_TINY = """
-seed = 1
-[workload]
-num_requests = 200
-arrival = { process = "poisson", rate = 5.0 }
-prompt_tokens = { dist = "uniform", low = 20, high = 200 }
-output_tokens = { dist = "geometric", mean = 20 }
-[engine]
-scheduler = "sarathi"
-token_budget = 256
-max_batch_size = 64
-kv_cache_tokens = 20000
-batch_time = { model = "constant", seconds = 0.02 }
-"""
 
 
 def _compile() -> float:
     """Compile the kernel (one kernel serves every scheduler, policy and network) by
     running a tiny scenario chunked, as the pages do. Returns the seconds it took."""
     t0 = time.perf_counter()
-    sim = Simulation(llmsim.loads_scenario(_TINY), limits=LIMITS)
+    sim = Simulation(llmsim.loads_scenario(_kernel_cache.TINY_SCENARIO), limits=LIMITS)
     sim.advance(1.0)
     sim.advance()
     llmsim.verdict(sim.result())
