@@ -547,11 +547,14 @@ _CHUNK_TOKENS = 256  # the per-chunk cost is charged per prefill token at 256-to
 
 def _with_attention(linear: dict, attn: dict, mem_scale: float = 1.0, flops_scale: float = 1.0) -> dict:
     """A piecewise linear-layer table plus attention terms; the memory-bound decode terms
-    divided by mem_scale and the compute-bound prefill terms by flops_scale."""
+    divided by mem_scale and the compute-bound prefill terms by flops_scale.  The prefill
+    per-token term is attn["prefill_per_token"] if given, else the per-chunk cost
+    attn["chunk"] charged per token at _CHUNK_TOKENS-token chunks."""
     return {"model": "piecewise",
             "c_seconds": linear["c_seconds"] + attn["decode_intercept"] / mem_scale,
             "a_seconds": linear["a_seconds"], "b0": linear["b0"],
-            "prefill_seconds_per_token": attn["chunk"] / _CHUNK_TOKENS / flops_scale,
+            "prefill_seconds_per_token": attn.get("prefill_per_token", attn.get("chunk", 0.0) / _CHUNK_TOKENS)
+            / flops_scale,
             "decode_seconds_per_token": attn["decode_per_request"] / mem_scale,
             "context_seconds_per_token": attn["context"] / mem_scale,
             "prefill_attention_seconds_per_pair": attn["pair"] / flops_scale}
@@ -582,6 +585,58 @@ _HARDWARE_LIST += [
         f"compute-bound prefill terms by the dense-BF16 ratio {_FLOPS_RATIO:.3f}; the error of "
         "this transfer is not quantified.  Linear layers measured (Vidur's H100 MLP profile).  "
         + _ATTN_NOTE, variant="-attn"),
+]
+
+# Vidur's older attention profile data/profiling/a100/attention.csv holds one head
+# configuration only: n_embd 8192, 64 query / 8 KV heads at TP2 (32 / 4 per GPU), i.e.
+# CodeLlama-34B and Llama-2-70B, which differ only in layer count.  No TP1 rows, and no
+# Llama-3-8B (4096, 32, 8) rows, so no -attn preset is fitted for Llama-3-8B.  51 points
+# (bench/data/vidur_attention_8192_64q_8kv_tp2_a100.csv) fitted by least squares on
+# relative error, per layer (per GPU, both GPUs in parallel), then x layers:
+#   decode:  1.3871e-2 ms + 5.6126e-6 ms/decoder + 1.30136e-6 ms/context token  (per layer)
+#   prefill: 1.11573e-4 ms/prefill token + 1.37193e-7 ms/attention pair          (per layer)
+_VIDUR_A100_TP2_ATTN = ("https://github.com/microsoft/vidur/blob/e2d00e9afba96cec9f0e7ea560bbfc4a539fae6a/"
+                        "data/profiling/a100/attention.csv (n_embd 8192, 64 q / 8 kv heads, TP2)")
+_ATTN_8192_64_8_TP2_PER_LAYER = {   # seconds per layer
+    "decode_intercept": 1.3871e-5, "decode_per_request": 5.6126e-9, "context": 1.30136e-9,
+    "prefill_per_token": 1.11573e-7, "pair": 1.37193e-10}
+
+
+def _per_layer_x(attn: dict, layers: int) -> dict:
+    return {k: v * layers for k, v in attn.items()}
+
+
+# Linear layers of CodeLlama-34B at TP2 from Vidur's MLP profile (per-layer sums of the
+# operator medians, bench/data/vidur_mlp_codellama34b_tp2_a100.csv): a floor of 0.465 ms
+# per layer (n = 1) and, above, 0.3477 ms + 3.1098 us/token per layer (least squares on
+# relative error over n = 552..1952), meeting the floor at b0 = 38 tokens; x 48 layers.
+_VIDUR_A100_34B_MLP = ("https://github.com/microsoft/vidur/blob/bee57dafa1eb2dc422dcaec46a66975599a6a242/"
+                       "data/profiling/compute/a100/codellama/CodeLlama-34b-Instruct-hf/mlp.csv")
+_CL34_LAYERS = 48
+_CL34_A100_TP2_LINEAR = {"model": "piecewise", "c_seconds": _CL34_LAYERS * 0.465e-3,
+                         "a_seconds": _CL34_LAYERS * 3.1098e-6, "b0": 38}
+
+_ATTN_TP2_NOTE = (
+    "Linear layers from Vidur's MLP profile at TP2 (per-layer operator medians summed: "
+    "floor 0.465 ms per layer, 3.11 us per token per layer above 38 tokens).  Attention fitted "
+    "to 51 points of Vidur's A100 attention profile for this head configuration at TP2 "
+    "(n_embd 8192, 64 q / 8 kv heads): per layer 13.87 us per iteration with decoders + "
+    "5.61 ns per decoder + 1.301 ns per context token (the KV read: 2 KiB per token per layer "
+    "per GPU, 1.57 TB/s), 111.6 ns per prefill token + 0.1372 ns per attention pair.  "
+    "How close (docs/preset-fit.md): decode attention median |error| 12 %, worst 34 % (few "
+    "decoders at ~1.5k context, and the kernel's steps at 55 and 109 decoders); prefill "
+    "attention median 14 %, worst 31 % (whole 2k-4k-token chunks with no prior context, "
+    "under-predicted: the causal self-attention pairs cost more than context pairs, which one "
+    "pair coefficient cannot follow).  Not in the model: the two all-reduces per layer at "
+    "TP2, the LM head and Vidur's CPU overheads, so real iterations are longer.  KV cache at "
+    "TP2: what 2 x 80 GiB x 0.9 leaves after the weights.")
+
+_HARDWARE_LIST += [
+    _hw("codellama-34b", _A100, 2,
+        _with_attention(_CL34_A100_TP2_LINEAR, _per_layer_x(_ATTN_8192_64_8_TP2_PER_LAYER, _CL34_LAYERS)),
+        f"Vidur operator profiles {_VIDUR_A100_34B_MLP} (linear layers, TP2) and "
+        f"{_VIDUR_A100_TP2_ATTN} ; {_VIDUR_PAPER}",
+        _ATTN_TP2_NOTE, variant="-attn"),
 ]
 
 #: Hardware presets by name (``model/gpu`` or ``model/gpu-tpN``).
