@@ -27,6 +27,8 @@ FITS = [
     dict(preset=PRESET, data=DATA, layers=LAYERS, linear_c=0.0093),
     dict(preset="codellama-34b/a100-80gb-tp2-attn", data=_DIR / "vidur_attention_8192_64q_8kv_tp2_a100.csv",
          layers=48, linear_c=48 * 0.465e-3),
+    dict(preset="llama2-70b/a100-80gb-tp2-attn", data=_DIR / "vidur_attention_8192_64q_8kv_tp2_a100.csv",
+         layers=80, linear_c=80 * 0.563e-3),
 ]
 
 

@@ -316,6 +316,7 @@ def _llama_params(*, vocab: int, hidden: int, intermediate: int, layers: int,
 # config.json values (Hugging Face), cross-checked against Vidur's model configs.
 _MODELS = {
     "llama2-7b": dict(vocab=32000, hidden=4096, intermediate=11008, layers=32, heads=32, kv_heads=32),
+    "llama2-70b": dict(vocab=32000, hidden=8192, intermediate=28672, layers=80, heads=64, kv_heads=8),
     "llama3-8b": dict(vocab=128256, hidden=4096, intermediate=14336, layers=32, heads=32, kv_heads=8),
     "llama3-70b": dict(vocab=128256, hidden=8192, intermediate=28672, layers=80, heads=64, kv_heads=8),
     "codellama-34b": dict(vocab=32000, hidden=8192, intermediate=22016, layers=48, heads=64, kv_heads=8),
@@ -324,6 +325,7 @@ _MODELS = {
 
 _MODEL_NAMES = {
     "llama2-7b": "Llama-2-7B",
+    "llama2-70b": "Llama-2-70B",
     "llama3-8b": "Llama-3-8B",
     "llama3-70b": "Llama-3-70B",
     "codellama-34b": "CodeLlama-34B",
@@ -335,6 +337,8 @@ _VIDUR_CONFIGS = "https://github.com/microsoft/vidur/blob/main/data/model_config
 _MODEL_SOURCES = {
     "llama2-7b": "https://huggingface.co/meta-llama/Llama-2-7b-hf (config.json); "
                  f"{_VIDUR_CONFIGS}meta-llama/Llama-2-7b-hf.yml",
+    "llama2-70b": "https://huggingface.co/meta-llama/Llama-2-70b-hf (config.json); "
+                  f"{_VIDUR_CONFIGS}meta-llama/Llama-2-70b-hf.yml",
     "llama3-8b": "https://huggingface.co/meta-llama/Meta-Llama-3-8B (config.json); "
                  f"{_VIDUR_CONFIGS}meta-llama/Meta-Llama-3-8B.yml",
     "llama3-70b": "https://huggingface.co/meta-llama/Meta-Llama-3-70B (config.json); "
@@ -631,7 +635,25 @@ _ATTN_TP2_NOTE = (
     "TP2, the LM head and Vidur's CPU overheads, so real iterations are longer.  KV cache at "
     "TP2: what 2 x 80 GiB x 0.9 leaves after the weights.")
 
+# Llama-2-70B at TP2: the same attention per layer (same head configuration and TP), 80
+# layers; linear layers from Vidur's MLP profile at TP2 (bench/data/vidur_mlp_llama2_70b_tp2_a100.csv):
+# floor 0.563 ms per layer, above it 0.2549 ms + 3.8922 us/token per layer (least squares on
+# relative error over n = 512..1792), meeting the floor at b0 = 79 tokens; x 80 layers.
+_VIDUR_A100_70B_MLP = ("https://github.com/microsoft/vidur/blob/25e529deb1f90ffa53d6777622b8e2a1ef78a0f0/"
+                       "data/profiling/compute/a100/meta-llama/Llama-2-70b-hf/mlp.csv")
+_L70_LAYERS = 80
+_L2_70B_A100_TP2_LINEAR = {"model": "piecewise", "c_seconds": _L70_LAYERS * 0.563e-3,
+                           "a_seconds": _L70_LAYERS * 3.8922e-6, "b0": 79}
+
 _HARDWARE_LIST += [
+    _hw("llama2-70b", _A100, 2,
+        _with_attention(_L2_70B_A100_TP2_LINEAR, _per_layer_x(_ATTN_8192_64_8_TP2_PER_LAYER, _L70_LAYERS)),
+        f"Vidur operator profiles {_VIDUR_A100_70B_MLP} (linear layers, TP2) and "
+        f"{_VIDUR_A100_TP2_ATTN} ; {_VIDUR_PAPER}",
+        _ATTN_TP2_NOTE.replace("floor 0.465 ms per layer, 3.11 us per token per layer above 38 tokens",
+                               "floor 0.563 ms per layer, 3.89 us per token per layer above 79 tokens")
+        + "  Weights 138 GB leave about 50k tokens of KV cache at TP2: a small cache (TP4 is the "
+        "usual deployment, but the attention profile has TP2 rows only).", variant="-attn"),
     _hw("codellama-34b", _A100, 2,
         _with_attention(_CL34_A100_TP2_LINEAR, _per_layer_x(_ATTN_8192_64_8_TP2_PER_LAYER, _CL34_LAYERS)),
         f"Vidur operator profiles {_VIDUR_A100_34B_MLP} (linear layers, TP2) and "

@@ -317,6 +317,7 @@ def _preset_fit():
 # preset -> (decode median, decode worst, prefill median, prefill worst): docs/preset-fit.md
 _ATTN_TOLERANCE = {
     "codellama-34b/a100-80gb-tp2-attn": (0.15, 0.35, 0.15, 0.35),
+    "llama2-70b/a100-80gb-tp2-attn": (0.15, 0.35, 0.15, 0.35),
 }
 
 
@@ -333,21 +334,28 @@ def test_tp2_attention_preset_reproduces_its_source_points(name):
         assert errs[len(errs) // 2] <= med and errs[-1] <= worst, (kind, errs[len(errs) // 2], errs[-1])
 
 
-def test_codellama_tp2_linear_part_reproduces_vidur_mlp_points():
-    """The linear layers of codellama-34b/a100-80gb-tp2-attn (c, a, b0 with no attention
-    load) against the per-layer sums of Vidur's MLP profile at TP2 x 48 layers: within 12%
-    at every point read (the worst is just above the knee, 64-104 tokens)."""
+@pytest.mark.parametrize("name, data, layers, floor_ms, worst", [
+    ("codellama-34b/a100-80gb-tp2-attn", "vidur_mlp_codellama34b_tp2_a100.csv", 48, 0.465, 0.12),
+    ("llama2-70b/a100-80gb-tp2-attn", "vidur_mlp_llama2_70b_tp2_a100.csv", 80, 0.563, 0.22),
+])
+def test_tp2_linear_part_reproduces_vidur_mlp_points(name, data, layers, floor_ms, worst):
+    """The linear layers of the TP2 -attn presets (c, a, b0 with no attention load) against
+    the per-layer sums of Vidur's MLP profile at TP2 x layers: median within 5%, every
+    point within `worst` (docs/presets.md: CodeLlama-34B -5..+11%, worst just above the knee;
+    Llama-2-70B within 11% except the kernel step at 72 tokens, -22%)."""
     import csv
     from pathlib import Path
-    data = Path(__file__).resolve().parent.parent / "bench" / "data" / "vidur_mlp_codellama34b_tp2_a100.csv"
-    lines = [ln for ln in data.read_text().splitlines() if ln and not ln.startswith("#")]
-    t = HARDWARE_PRESETS["codellama-34b/a100-80gb-tp2-attn"].batch_time
-    assert len(lines) > 5
+    path = Path(__file__).resolve().parent.parent / "bench" / "data" / data
+    lines = [ln for ln in path.read_text().splitlines() if ln and not ln.startswith("#")]
+    t = HARDWARE_PRESETS[name].batch_time
+    errs = []
     for r in csv.DictReader(lines):
-        n, measured = int(r["tokens"]), float(r["median_ms"]) * 1e-3 * 48
+        n, measured = int(r["tokens"]), float(r["median_ms"]) * 1e-3 * layers
         # c_seconds minus the intercept of decode attention = the linear floor
-        linear = 48 * 0.465e-3 + t["a_seconds"] * max(0, n - t["b0"])
-        assert linear == pytest.approx(measured, rel=0.12), n
+        linear = layers * floor_ms * 1e-3 + t["a_seconds"] * max(0, n - t["b0"])
+        errs.append(abs(linear / measured - 1))
+    errs.sort()
+    assert len(errs) > 5 and errs[len(errs) // 2] <= 0.05 and errs[-1] <= worst, errs
 
 
 def test_llama3_8b_has_no_attn_preset_its_head_configuration_is_not_in_the_source():
