@@ -533,6 +533,9 @@ def scenario_from_table(data: dict, base_dir: Path | None = None, *, traces: dic
 
 
 def _single_from_table(data, base_dir, kw) -> Scenario:
+    if "run" in data:  # silently ignoring it ran the default size instead of the one asked for
+        raise ConfigError("run: a single-engine scenario takes num_requests, duration_seconds, drain and "
+                          "timeseries_points in [workload]; [run] is for networks of [[engines]]")
     w = data.get("workload")
     if not isinstance(w, dict):
         raise ConfigError("workload: missing table [workload] (arrival, prompt_tokens, output_tokens, num_requests)")

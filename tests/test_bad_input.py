@@ -132,3 +132,12 @@ def test_every_shipped_scenario_loads():
         assert sc.engines and sc.workflows
         # and survives a round trip through TOML
         assert loads_scenario(sc.to_toml()).to_table() == sc.to_table()
+
+
+def test_run_table_in_a_single_engine_scenario_is_refused():
+    """[run] belongs to networks; in a single-engine file it was ignored (20,000 requests ran
+    where 500 were asked for)."""
+    text = (Path(__file__).parents[1] / "scenarios" / "quickstart.toml").read_text() + "\n[run]\nnum_requests = 500\n"
+    with pytest.raises(ConfigError, match=r"^run: .*\[workload\]"):
+        loads_scenario(text)
+

@@ -91,7 +91,7 @@ HOSTILE = {
         Limits(), ["replicas", "token_budget", "GiB"]),
     "duration 1e9 s at rate 1e6": (single(rate=1e6, horizon=1e9), Limits(), ["duration_seconds", "calls"]),
     "200k requests, demo memory": (single(n=200_000).replace('"constant", value = 512', '"uniform", low = 1, high = 9')
-                                   .replace("[engine]", "[run]\ntimeseries_points = 200000\n[engine]"),
+                                   .replace("[engine]", "timeseries_points = 200000\n[engine]"),
                                    Limits(memory_bytes=50 * budget.MiB), ["MiB"]),
 }
 
