@@ -103,7 +103,7 @@ def _enqueue_back(ci, si, ei, s, c):
     ei[si[s, S.S_ENGINE], S.E_NWAIT] += 1
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, inline='always')
 def _spawn(ci, cf, si, sf, ei, ef, gi, job, step, t, pool_p, pool_d, delay_pool,
            heap_t, heap_c):
     """Create the call of `step` for workflow `job` at time t (after the step's delay)."""
@@ -183,7 +183,7 @@ def _route_replica(si, ei, s):
     return best
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, inline='always')
 def _make_ready(ci, cf, si, ei, gi, c, t):
     s = ci[c, S.C_STEP]
     if si[s, S.S_NREP] > 1:  # a pool: the router picks the replica now

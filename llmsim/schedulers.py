@@ -177,10 +177,13 @@ def dq_push(ci, ei, e, dec_call, dec_tgt, c):
         ei[e, S.E_DEC_LB] = tgt
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, inline='always')
 def round_blocks(x, b):
     """x tokens rounded up to whole KV blocks of b tokens (paged attention allocates
-    blocks; b = 1 is token granularity)."""
+    blocks; b = 1 is token granularity). b = 1 skips the division: a 64-bit division per
+    admission and per finished call was a measurable part of a W1 run."""
+    if b == 1:
+        return x
     return (x + b - 1) // b * b
 
 
@@ -488,11 +491,17 @@ def decode_phase(ci, si, ei, gi, e, dec_call, dec_tgt, batch_c, batch_t):
     grow = ei[e, S.E_RESERVE_FULL] == 0
     need = want
     if grow:
-        need = _decode_kv_need(ci, ei, e, dec_call, dec_tgt, want)
+        # block_size 1 (the default): one KV token per decode step, no call (the call
+        # alone, with its array arguments, cost more than the rest of the decode phase)
+        blocks = ei[e, S.E_BLOCK] > 1
+        if blocks:
+            need = _decode_kv_need(ci, ei, e, dec_call, dec_tgt, want)
         while want > 0 and ei[e, S.E_KV_USED] + need > ei[e, S.E_KV_CAP]:
             preempt_newest(ci, si, ei, gi, e, dec_call, dec_tgt, batch_c, batch_t)
             want = min(ei[e, S.E_NDEC], budget, slots)
-            need = _decode_kv_need(ci, ei, e, dec_call, dec_tgt, want)
+            need = want
+            if blocks:
+                need = _decode_kv_need(ci, ei, e, dec_call, dec_tgt, want)
     if want <= 0:
         return
     ei[e, S.E_DEC_K] = want
