@@ -429,6 +429,9 @@ def _analyze(sc: Scenario) -> Theory:
     return Theory(load, cap, opt, drift_tok, drift_rps, engines, tuple(notes), sched_load)
 
 
+ORCA_CHAIN_STATES = 400  # states of orca's chain of waiting prefill tokens at most (a dense solve each)
+
+
 def orca_capacity(engine, prompt, output, context: float) -> float:
     """Requests/s at which orca's prefill-first mixed batches supply the decode tokens.
 
@@ -448,6 +451,14 @@ def orca_capacity(engine, prompt, output, context: float) -> float:
     m = int(max(1, min(8, math.floor(160 * p_mean / w_max))))
     u = p_mean / m
     n = int(math.ceil(w_max / u)) + 1
+    # a budget far above the prompt length would make the grid huge (b = 65,536 with 1-token
+    # prompts: 786,433 states, a 4.5 TiB matrix): above ORCA_CHAIN_STATES the grid is coarser
+    # than a prompt, and a cell's arrival probability is the Poisson mass of the counts whose
+    # tokens round to it
+    coarse = n > ORCA_CHAIN_STATES
+    if coarse:
+        n = ORCA_CHAIN_STATES
+        u = w_max / (n - 1)
     W = np.arange(n) * u
     x = np.minimum(W, b)
     c = np.ceil(x / min(p_mean, b))
@@ -457,13 +468,23 @@ def orca_capacity(engine, prompt, output, context: float) -> float:
     base = np.maximum(0, np.round((W - b) / u)).astype(int)
     j = np.arange(n)
 
-    arr = np.arange(n // m + 1)
-    cols = base[:, None] + m * arr[None, :]
+    if coarse:
+        inc = np.arange(n)  # cells of arriving tokens: counts N with N p / u rounding to inc
+        hi_n = np.ceil((inc + 0.5) * u / p_mean) - 1
+        lo_n = np.ceil((inc - 0.5) * u / p_mean) - 1
+        cols = base[:, None] + inc[None, :]
+    else:
+        arr = np.arange(n // m + 1)
+        cols = base[:, None] + m * arr[None, :]
     ok = cols < n
     rows = np.broadcast_to(j[:, None], cols.shape)
 
     def supply(lam):
-        a = poisson.pmf(arr[None, :], lam * t[:, None])  # prompts arriving during the iteration
+        if coarse:
+            mu = lam * t[:, None]
+            a = poisson.cdf(hi_n[None, :], mu) - poisson.cdf(lo_n[None, :], mu)
+        else:
+            a = poisson.pmf(arr[None, :], lam * t[:, None])  # prompts arriving during the iteration
         T = np.zeros((n, n))
         T[rows[ok], cols[ok]] = a[ok]
         T[:, -1] += np.maximum(0.0, 1.0 - T.sum(axis=1))

@@ -125,3 +125,32 @@ def test_memory_capacity_prices_the_batches_memory_allows():
     assert e.memory_binds
     found = capacity_search(sc, schedulers=["sarathi"], num_requests=8000, workers=1)[0].critical_rate_rps
     assert e.memory_capacity_rps == pytest.approx(found, rel=0.05)
+
+
+def _orca_engine_scenario(p, b, k):
+    return scenario_from_table({
+        "seed": 1,
+        "workload": {"num_requests": 1000, "arrival": {"process": "poisson", "rate": 5.0},
+                     "prompt_tokens": {"dist": "constant", "value": p},
+                     "output_tokens": {"dist": "geometric", "mean": 50}},
+        "engine": {"scheduler": "orca", "token_budget": b, "max_batch_size": k, "kv_cache_tokens": 10_000_000,
+                   "batch_time": {"model": "staircase", "c_seconds": 0.01128, "a_seconds": 0.03547, "b0": 128}}})
+
+
+def test_orca_chain_on_a_coarse_grid_matches_the_fine_one(monkeypatch):
+    """Prompts far shorter than the budget made orca's chain huge (1-token prompts, b = 65,536:
+    a 4.5 TiB matrix; 10-token prompts, b = 4,096: 21 s). Above ORCA_CHAIN_STATES the grid is
+    coarser than a prompt; on a case small enough for both grids they agree."""
+    from llmsim import theory
+    sc = _orca_engine_scenario(100, 512, 64)
+    e = sc.engines[0]
+    s = sc.workflows[0].steps[0]
+    fine = theory.orca_capacity(e, s.prompt_tokens, s.output_tokens, 150.0)
+    monkeypatch.setattr(theory, "ORCA_CHAIN_STATES", 60)
+    coarse = theory.orca_capacity(e, s.prompt_tokens, s.output_tokens, 150.0)
+    assert coarse == pytest.approx(fine, rel=0.02)
+
+
+def test_orca_theory_of_tiny_prompts_and_a_huge_budget_is_bounded():
+    th = analyze(_orca_engine_scenario(1, 65_536, 1024))
+    assert 0 < th.capacity_rps < float("inf")
