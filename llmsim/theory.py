@@ -376,7 +376,8 @@ def _engine_theory(sc: Scenario, e_idx: int, visits, lam_steps) -> EngineTheory:
                 kind = ("fastertransformer batch-cycle capacity, each iteration priced at its own batch"
                         + ("" if exact else " (approximate: random prompt lengths or memory-bound batch)"))
         elif eng.scheduler == "orca" and k_binds:
-            oc = min(_memo(orca_capacity, eng, s.prompt_tokens, s.output_tokens, mean_ctx), wc_rps)
+            oc = _memo(orca_capacity, eng, s.prompt_tokens, s.output_tokens, mean_ctx)
+            oc = cap_rps if oc is None else min(oc, wc_rps)
             if abs(oc - cap_rps) > 1e-12 * cap_rps:
                 cap_rps = oc
                 kind = ("orca under max_batch_size: prefill-first batches, decodes in the slots and budget the "
@@ -448,7 +449,7 @@ def _analyze(sc: Scenario) -> Theory:
 ORCA_CHAIN_STATES = 400  # states of orca's chain of waiting prefill tokens at most (a dense solve each)
 
 
-def orca_capacity(engine, prompt, output, context: float) -> float:
+def orca_capacity(engine, prompt, output, context: float) -> float | None:
     """Requests/s at which orca's prefill-first mixed batches supply the decode tokens.
 
     Each iteration takes x = min(W, b) of the W waiting prefill tokens (chunked), and the
@@ -518,4 +519,6 @@ def orca_capacity(engine, prompt, output, context: float) -> float:
     hi = min(hi, b / bt.seconds(b, 0, 0, b * ppt) / p_mean)
     if gap(hi) >= 0:
         return hi
+    if gap(hi * 1e-6) < 0:  # no crossing (a degenerate chain): the caller keeps the LP over orca's batches
+        return None
     return brentq(gap, hi * 1e-6, hi, xtol=hi * 1e-9)
