@@ -141,6 +141,9 @@ def _survival(output, j_max: int) -> np.ndarray:
     return 1.0 - np.searchsorted(x, j, side="left") / len(x)
 
 
+FT_EXACT_STEPS = 20_000  # decode steps summed one by one in fastertransformer's cycle; beyond, tabulated
+
+
 def fastertransformer_capacity(engine, prompt, output) -> tuple[float, bool]:
     """Requests/s that fastertransformer sustains, and whether the formula is exact."""
     b = engine.token_budget
@@ -179,15 +182,28 @@ def fastertransformer_capacity(engine, prompt, output) -> tuple[float, bool]:
     else:
         from math import comb, log
         logc = np.array([math.lgamma(n_int + 1) - math.lgamma(x + 1) - math.lgamma(n_int - x + 1) for x in a])
-        dec = 0.0
-        for s in surv:
+
+        def mean_time(s):  # E[t(A) 1{A >= 1}], A ~ Binomial(n_int, s)
             if s <= 0:
-                break
+                return 0.0
             if s >= 1:
-                dec += t_dec[-1]
-                continue
+                return float(t_dec[-1])
             lp = logc + a * math.log(s) + (n_int - a) * math.log1p(-s)
-            dec += float((np.exp(lp) * t_dec).sum())
+            return float((np.exp(lp) * t_dec).sum())
+
+        if len(surv) <= FT_EXACT_STEPS:
+            dec = 0.0
+            for s in surv:
+                if s <= 0:
+                    break
+                dec += mean_time(s)
+        else:
+            # very long outputs (a geometric mean of 60,000 tokens: ~1.7 M decode steps, a
+            # minute of CPU): E[t(A)] is a polynomial in s, tabulated on a fine grid and
+            # interpolated (error ~ 1e-5 of a step's time)
+            grid = np.linspace(0.0, 1.0, 4097)
+            f = np.array([mean_time(g) for g in grid])
+            dec = float(np.interp(surv[surv > 0], grid, f).sum())
     t_pre = bt.seconds(n * prompt.mean, 0, 0, n * prompt.mean * _pairs_per_token(prompt))
     return n / (t_pre + dec), exact and isinstance(output, (Constant, Geometric))
 
@@ -360,7 +376,8 @@ def _engine_theory(sc: Scenario, e_idx: int, visits, lam_steps) -> EngineTheory:
                 kind = ("fastertransformer batch-cycle capacity, each iteration priced at its own batch"
                         + ("" if exact else " (approximate: random prompt lengths or memory-bound batch)"))
         elif eng.scheduler == "orca" and k_binds:
-            oc = min(_memo(orca_capacity, eng, s.prompt_tokens, s.output_tokens, mean_ctx), wc_rps)
+            oc = _memo(orca_capacity, eng, s.prompt_tokens, s.output_tokens, mean_ctx)
+            oc = cap_rps if oc is None else min(oc, wc_rps)
             if abs(oc - cap_rps) > 1e-12 * cap_rps:
                 cap_rps = oc
                 kind = ("orca under max_batch_size: prefill-first batches, decodes in the slots and budget the "
@@ -432,7 +449,7 @@ def _analyze(sc: Scenario) -> Theory:
 ORCA_CHAIN_STATES = 400  # states of orca's chain of waiting prefill tokens at most (a dense solve each)
 
 
-def orca_capacity(engine, prompt, output, context: float) -> float:
+def orca_capacity(engine, prompt, output, context: float) -> float | None:
     """Requests/s at which orca's prefill-first mixed batches supply the decode tokens.
 
     Each iteration takes x = min(W, b) of the W waiting prefill tokens (chunked), and the
@@ -502,4 +519,6 @@ def orca_capacity(engine, prompt, output, context: float) -> float:
     hi = min(hi, b / bt.seconds(b, 0, 0, b * ppt) / p_mean)
     if gap(hi) >= 0:
         return hi
+    if gap(hi * 1e-6) < 0:  # no crossing (a degenerate chain): the caller keeps the LP over orca's batches
+        return None
     return brentq(gap, hi * 1e-6, hi, xtol=hi * 1e-9)

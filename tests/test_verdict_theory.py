@@ -154,3 +154,19 @@ def test_orca_chain_on_a_coarse_grid_matches_the_fine_one(monkeypatch):
 def test_orca_theory_of_tiny_prompts_and_a_huge_budget_is_bounded():
     th = analyze(_orca_engine_scenario(1, 65_536, 1024))
     assert 0 < th.capacity_rps < float("inf")
+
+
+def test_fastertransformer_cycle_of_long_outputs_tabulated_matches_the_step_sum(monkeypatch):
+    """Geometric outputs of mean 60,000 made fastertransformer's cycle a ~1.7 M-step Python
+    loop (12 s); beyond FT_EXACT_STEPS the per-step expectation is tabulated."""
+    from llmsim import theory
+    sc = _orca_engine_scenario(100, 512, 64)
+    e = sc.engines[0]
+    s = sc.workflows[0].steps[0]
+    from llmsim.workload import Geometric
+    out = Geometric(2000.0)
+    monkeypatch.setattr(theory, "FT_EXACT_STEPS", 10 ** 9)
+    exact, _ = theory.fastertransformer_capacity(e, s.prompt_tokens, out)
+    monkeypatch.setattr(theory, "FT_EXACT_STEPS", 1000)
+    tab, _ = theory.fastertransformer_capacity(e, s.prompt_tokens, out)
+    assert tab == pytest.approx(exact, rel=1e-4)
