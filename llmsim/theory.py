@@ -208,6 +208,20 @@ def fastertransformer_capacity(engine, prompt, output) -> tuple[float, bool]:
     return n / (t_pre + dec), exact and isinstance(output, (Constant, Geometric))
 
 
+def _stationary(n: int, rows, cols, probs) -> np.ndarray:
+    """Stationary law of a chain on 0..n-1 with the given transition probabilities, the
+    mass beyond the last state kept in it: (T' - I) pi = 0 with one equation replaced by
+    sum(pi) = 1."""
+    T = np.zeros((n, n))
+    T[rows, cols] = probs
+    T[:, -1] += np.maximum(0.0, 1.0 - T.sum(axis=1))
+    A = T.T - np.eye(n)
+    A[-1, :] = 1.0
+    rhs = np.zeros(n)
+    rhs[-1] = 1.0
+    return np.linalg.solve(A, rhs)
+
+
 def vllm_capacity(engine, prompt, output) -> float:
     """Requests/s at which vanilla vLLM's decode supply meets demand (module docstring).
 
@@ -246,15 +260,7 @@ def vllm_capacity(engine, prompt, output) -> float:
         # from q, serve served[q] and add Poisson(lam * tau_q) arrivals
         from scipy.stats import poisson
         pa = poisson.pmf(j[None, :], lam * tau_q[:, None])
-        T = np.zeros((m, m))
-        T[rows[inside], cols[inside]] = pa[inside]
-        T[:, -1] += np.maximum(0.0, 1.0 - T.sum(axis=1))
-        # stationary law: (T' - I) pi = 0 with one equation replaced by sum(pi) = 1
-        A = T.T - np.eye(m)
-        A[-1, :] = 1.0
-        rhs = np.zeros(m)
-        rhs[-1] = 1.0
-        pi = np.linalg.solve(A, rhs)
+        pi = _stationary(m, rows[inside], cols[inside], pa[inside])
         return c * pi[0] / float(pi @ tau_q)
 
     from scipy.optimize import brentq
@@ -502,14 +508,7 @@ def orca_capacity(engine, prompt, output, context: float) -> float | None:
             a = poisson.cdf(hi_n[None, :], mu) - poisson.cdf(lo_n[None, :], mu)
         else:
             a = poisson.pmf(arr[None, :], lam * t[:, None])  # prompts arriving during the iteration
-        T = np.zeros((n, n))
-        T[rows[ok], cols[ok]] = a[ok]
-        T[:, -1] += np.maximum(0.0, 1.0 - T.sum(axis=1))
-        A = T.T - np.eye(n)
-        A[-1, :] = 1.0
-        rhs = np.zeros(n)
-        rhs[-1] = 1.0
-        pi = np.linalg.solve(A, rhs)
+        pi = _stationary(n, rows[ok], cols[ok], a[ok])
         return float(pi @ y) / float(pi @ t), float(pi[-1])
 
     def gap(lam):

@@ -135,8 +135,24 @@ class Geometric:
         return {"dist": "geometric", "mean": self.mean_value}
 
 
+class _PmfMoments:
+    """Exact mean and variance of a length law given by its probabilities (`_pmf()`:
+    values k and probabilities p)."""
+
+    @property
+    def mean(self):
+        k, p = self._pmf()
+        return float((k * p).sum())
+
+    @property
+    def var(self):
+        k, p = self._pmf()
+        m = (k * p).sum()
+        return float((k * k * p).sum() - m * m)
+
+
 @dataclass(frozen=True)
-class Lognormal:
+class Lognormal(_PmfMoments):
     """round(X) clipped to [1, max], X lognormal with mean `mean` and coefficient of
     variation `cv` (of X itself, before rounding and clipping). The reported mean and
     variance are exact for the clipped, rounded distribution."""
@@ -165,17 +181,6 @@ class Lognormal:
         cdf[0] = 0.0
         cdf = np.append(cdf, 1.0)
         return k, np.diff(cdf)
-
-    @property
-    def mean(self):
-        k, p = self._pmf()
-        return float((k * p).sum())
-
-    @property
-    def var(self):
-        k, p = self._pmf()
-        m = (k * p).sum()
-        return float((k * k * p).sum() - m * m)
 
     @property
     def max_value(self):
@@ -216,7 +221,7 @@ class Empirical:
 
 
 @dataclass(frozen=True)
-class PoissonLength:
+class PoissonLength(_PmfMoments):
     """Poisson(mean) token counts, a draw of 0 counted as 1 (the paper's Rybko-Stolyar
     example draws Poisson(32) and Poisson(512) lengths; P(0) is e^-mean). The reported mean
     and variance are those of the law with that floor."""
@@ -235,17 +240,6 @@ class PoissonLength:
         return k, p / p.sum()
 
     @property
-    def mean(self):
-        k, p = self._pmf()
-        return float((k * p).sum())
-
-    @property
-    def var(self):
-        k, p = self._pmf()
-        m = (k * p).sum()
-        return float((k * k * p).sum() - m * m)
-
-    @property
     def max_value(self):
         return math.inf
 
@@ -258,7 +252,7 @@ class PoissonLength:
 
 
 @dataclass(frozen=True)
-class _TabulatedLength:
+class _TabulatedLength(_PmfMoments):
     """A law on 1..max given by its probabilities: sampled by inverse CDF, with exact
     mean and variance."""
 
@@ -271,17 +265,6 @@ class _TabulatedLength:
         cdf /= cdf[-1]
         i = np.searchsorted(cdf, rng.random(n), side="right")
         return k[np.minimum(i, len(k) - 1)].astype(np.int64)
-
-    @property
-    def mean(self):
-        k, p = self._pmf()
-        return float((k * p).sum())
-
-    @property
-    def var(self):
-        k, p = self._pmf()
-        m = (k * p).sum()
-        return float((k * k * p).sum() - m * m)
 
 
 @dataclass(frozen=True)
