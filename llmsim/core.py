@@ -11,9 +11,10 @@ about 5 times faster and do not change what it computes:
   decrements the count of each array argument, atomic operations that LLVM fails to
   prune and that took three quarters of the run time;
 - the functions run at every instant, iteration or finished call, from one or two
-  places each, are inlined (``inline='always'``): a call passes each array as a struct
-  of 7 to 9 words, and with 20 to 30 array arguments that cost more than the work. (Cold
-  compilation got no slower: fewer functions to compile.)
+  places each, are inlined (``inline='always'`` here; ``forceinline=True``, inlined by
+  LLVM, for the scheduler phases: see ``llmsim.schedulers``): a call passes each array
+  as a struct of 7 to 9 words, and with 8 to 30 array arguments that cost more than the
+  work.
 
 Numba's cache checks only the source file of the function it caches: after editing
 ``llmsim/schedulers.py`` or ``llmsim/state.py`` (compiled into ``run_kernel``), delete

@@ -1,7 +1,8 @@
 """The batch-forming schedulers of SPEC.md §2, built from two phases.
 
-Every scheduler is one Numba function ``(state, engine, now) -> None`` that fills the
-engine's batch, written with the shared phases below:
+Every scheduler is one Numba function of the engine's state that returns its plan for
+the next iteration: which of the two shared phases below run, in which order, and whether
+prefill may be chunked (``form_batch`` runs them):
 
 - ``decode_phase``: one decode token per decoding request, oldest admission first, up to
   the remaining budget and batch slots; under grow-on-demand memory it first frees KV
@@ -17,8 +18,8 @@ an iteration cost O(1) plus its prefill entries when every decoder is served (on
 vectorized pass over part of the queue when only some are), not O(decoding requests):
 that is what lets the kernel simulate millions of requests per second.
 
-Adding a scheduler: write one function like ``sarathi`` below (decorated like it: it runs
-every iteration, so it is inlined), add one ``elif`` to ``form_batch`` and one line to
+Adding a scheduler: write one plan function like ``sarathi`` below (decorated like it: it
+runs every iteration, so it is inlined), add one ``elif`` to ``form_batch`` and one line to
 ``SCHEDULERS``. A scheduler that serves decoders other than oldest-first needs explicit
 decode entries (see ``decode_phase``).
 """
@@ -146,7 +147,7 @@ def pf_unlink(ci, ei, e, c):
     ci[c, S.C_PREV] = -1
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, forceinline=True)
 def dq_push(ci, ei, e, dec_call, dec_tgt, c):
     """Call c (C_DEC_DONE up to date) starts decoding: insert it in admission order."""
     off = ei[e, S.E_RUN_OFF]
@@ -214,7 +215,7 @@ def _drop(ei, e, dec_call, dec_tgt, p, from_head):
     ei[e, S.E_NDEC] = n - 1
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, forceinline=True)
 def _remove_finished(ei, e, dec_call, dec_tgt, first, last, nf, r, fin):
     """Move the nf decoders whose target is r (finished; at positions first..last) from
     engine e's queue into fin, in admission order, each gap closed from the queue's
@@ -333,7 +334,7 @@ def _add(ci, batch_c, batch_t, ei, e, c, tokens):
     ei[e, S.E_BATCH_PREF] += tokens
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, forceinline=True)
 def pick_step(ci, si, sf, ei, e, e_steps_ptr, e_steps, mp_route):
     """The buffer at engine e whose head is admitted next, by the engine's policy
     (e_steps lists each engine's steps in priority-rank order); -1 if none waits."""
@@ -403,7 +404,7 @@ def _admit(ci, cf, si, ei, e, s, t, mem):
     return c
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, forceinline=True)
 def preempt_newest(ci, si, ei, gi, e, dec_call, dec_tgt, batch_c, batch_t):
     """Recompute preemption: drop the most recently admitted request's KV cache and put
     it back at the front of its buffer; it must prefill its prompt plus the tokens it had
@@ -480,7 +481,7 @@ def _decode_kv_need(ci, ei, e, dec_call, dec_tgt, want):
     return need
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, forceinline=True)
 def decode_phase(ci, si, ei, gi, e, dec_call, dec_tgt, batch_c, batch_t):
     """One decode token for each decoding request, oldest admission first, within the
     budget and batch slots left: the first E_DEC_K decoders of the decode queue (their
@@ -512,7 +513,7 @@ def decode_phase(ci, si, ei, gi, e, dec_call, dec_tgt, batch_c, batch_t):
         ei[e, S.E_KV_USED] += need  # the decode steps' KV (blocks), taken when scheduled
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, forceinline=True)
 def prefill_phase(ci, cf, si, sf, ei, e, t, batch_c, batch_t, e_steps_ptr, e_steps, mp_route,
                   chunked):
     """Prefill work within the budget and slots left: partly prefilled requests first,
@@ -561,62 +562,57 @@ def prefill_phase(ci, cf, si, sf, ei, e, t, batch_c, batch_t, e_steps_ptr, e_ste
 
 
 # ------------------------------------------------------------------------ schedulers
+#
+# A scheduler is a plan: which of the two phases its iteration runs, in which order, and
+# whether prefill may be chunked. ``form_batch`` then runs the phases, each from one call
+# site. The phases, and the functions they call at every admission, finished or preempted
+# call (``pick_step``, ``dq_push``, ``_remove_finished``, ``preempt_newest``), are inlined
+# by LLVM (``forceinline=True``: compiled once, inlined into run_kernel's machine code).
+# As calls they passed 8 to 10 arrays (7 to 9 words each) per call: W1 runs 1.4 to 1.7
+# times faster inlined (bench/README.md, "Round 3"). Numba's own inlining
+# (``inline='always'``) gave about the same code but compiled 20% slower, and a call site
+# per scheduler (four inlined copies of each phase) ran slower, not faster.
 
-# A literal True/False argument makes Numba compile a callee once per value (prefill_phase
-# twice, about 0.3 s of a cold start); these give the same values typed as run-time bools.
+PLAN_PREFILL = 0          # prefill phase only
+PLAN_DECODE = 1           # decode phase only
+PLAN_PREFILL_DECODE = 2   # prefill, then decode with what is left of the budget
+PLAN_DECODE_PREFILL = 3   # decode, then prefill with what is left
 
 
 @njit(cache=True, _nrt=False, inline='always')
-def _true(e):
-    return e >= 0  # e is an engine index
-
-
-@njit(cache=True, _nrt=False, inline='always')
-def _false(e):
-    return e < 0
-
-
-@njit(cache=True, _nrt=False, inline='always')
-def fastertransformer(ci, cf, si, sf, ei, gi, e, t, dec_call, dec_tgt, batch_c, batch_t,
-                      e_steps_ptr, e_steps, mp_route):
+def fastertransformer(ci, si, sf, ei, e, e_steps_ptr, e_steps, mp_route):
+    """Static batching: decode the batch to its end; only then admit a new batch (whole
+    prompts)."""
     if ei[e, S.E_NDEC] > 0:
-        decode_phase(ci, si, ei, gi, e, dec_call, dec_tgt, batch_c, batch_t)
-    else:
-        prefill_phase(ci, cf, si, sf, ei, e, t, batch_c, batch_t, e_steps_ptr, e_steps,
-                      mp_route, _false(e))
+        return PLAN_DECODE, False
+    return PLAN_PREFILL, False
 
 
 @njit(cache=True, _nrt=False, inline='always')
-def vllm(ci, cf, si, sf, ei, gi, e, t, dec_call, dec_tgt, batch_c, batch_t, e_steps_ptr,
-         e_steps, mp_route):
-    s = -1
+def vllm(ci, si, sf, ei, e, e_steps_ptr, e_steps, mp_route):
+    """Vanilla vLLM: a prefill-only iteration (whole prompts) whenever the next prompt fits
+    the budget and memory, else a decode-only iteration."""
     if ei[e, S.E_NRUN] < ei[e, S.E_MAXRUN]:
         s = pick_step(ci, si, sf, ei, e, e_steps_ptr, e_steps, mp_route)
-    if s >= 0:
-        need = ci[si[s, S.S_HEAD], S.C_PREF_NEED]
-        if need <= ei[e, S.E_BUDGET] and \
-                ei[e, S.E_KV_USED] + round_blocks(need, ei[e, S.E_BLOCK]) + ei[e, S.E_NDEC] \
-                <= ei[e, S.E_KV_CAP] - ei[e, S.E_WATERMARK]:
-            prefill_phase(ci, cf, si, sf, ei, e, t, batch_c, batch_t, e_steps_ptr, e_steps,
-                          mp_route, _false(e))
-            return
-    decode_phase(ci, si, ei, gi, e, dec_call, dec_tgt, batch_c, batch_t)
+        if s >= 0:
+            need = ci[si[s, S.S_HEAD], S.C_PREF_NEED]
+            if need <= ei[e, S.E_BUDGET] and \
+                    ei[e, S.E_KV_USED] + round_blocks(need, ei[e, S.E_BLOCK]) + ei[e, S.E_NDEC] \
+                    <= ei[e, S.E_KV_CAP] - ei[e, S.E_WATERMARK]:
+                return PLAN_PREFILL, False
+    return PLAN_DECODE, False
 
 
 @njit(cache=True, _nrt=False, inline='always')
-def orca(ci, cf, si, sf, ei, gi, e, t, dec_call, dec_tgt, batch_c, batch_t, e_steps_ptr,
-         e_steps, mp_route):
-    prefill_phase(ci, cf, si, sf, ei, e, t, batch_c, batch_t, e_steps_ptr, e_steps,
-                  mp_route, _true(e))
-    decode_phase(ci, si, ei, gi, e, dec_call, dec_tgt, batch_c, batch_t)
+def orca(ci, si, sf, ei, e, e_steps_ptr, e_steps, mp_route):
+    """Orca: prefill first (chunked to the budget), then decode with what is left."""
+    return PLAN_PREFILL_DECODE, True
 
 
 @njit(cache=True, _nrt=False, inline='always')
-def sarathi(ci, cf, si, sf, ei, gi, e, t, dec_call, dec_tgt, batch_c, batch_t, e_steps_ptr,
-            e_steps, mp_route):
-    decode_phase(ci, si, ei, gi, e, dec_call, dec_tgt, batch_c, batch_t)
-    prefill_phase(ci, cf, si, sf, ei, e, t, batch_c, batch_t, e_steps_ptr, e_steps,
-                  mp_route, _true(e))
+def sarathi(ci, si, sf, ei, e, e_steps_ptr, e_steps, mp_route):
+    """Sarathi-Serve: decode first (stall-free), then chunked prefill with what is left."""
+    return PLAN_DECODE_PREFILL, True
 
 
 @njit(cache=True, _nrt=False, inline='always')
@@ -634,17 +630,21 @@ def form_batch(ci, cf, si, sf, ei, ef, gi, e, t, dec_call, dec_tgt, batch_c, bat
     ei[e, S.E_PF_PAIRS] = 0
     code = ei[e, S.E_SCHED]
     if code == 0:
-        fastertransformer(ci, cf, si, sf, ei, gi, e, t, dec_call, dec_tgt, batch_c, batch_t,
-                          e_steps_ptr, e_steps, mp_route)
+        plan, chunked = fastertransformer(ci, si, sf, ei, e, e_steps_ptr, e_steps, mp_route)
     elif code == 1:
-        vllm(ci, cf, si, sf, ei, gi, e, t, dec_call, dec_tgt, batch_c, batch_t, e_steps_ptr,
-             e_steps, mp_route)
+        plan, chunked = vllm(ci, si, sf, ei, e, e_steps_ptr, e_steps, mp_route)
     elif code == 2:
-        orca(ci, cf, si, sf, ei, gi, e, t, dec_call, dec_tgt, batch_c, batch_t, e_steps_ptr,
-             e_steps, mp_route)
+        plan, chunked = orca(ci, si, sf, ei, e, e_steps_ptr, e_steps, mp_route)
     else:
-        sarathi(ci, cf, si, sf, ei, gi, e, t, dec_call, dec_tgt, batch_c, batch_t,
-                e_steps_ptr, e_steps, mp_route)
+        plan, chunked = sarathi(ci, si, sf, ei, e, e_steps_ptr, e_steps, mp_route)
+    prefill_first = plan == PLAN_PREFILL or plan == PLAN_PREFILL_DECODE
+    for phase in range(2):
+        if (phase == 0) == prefill_first:
+            if plan != PLAN_DECODE:
+                prefill_phase(ci, cf, si, sf, ei, e, t, batch_c, batch_t, e_steps_ptr, e_steps,
+                              mp_route, chunked)
+        elif plan != PLAN_PREFILL:
+            decode_phase(ci, si, ei, gi, e, dec_call, dec_tgt, batch_c, batch_t)
     n_dec = ei[e, S.E_DEC_K]
     ctx = 0
     if n_dec > 0 and (ei[e, S.E_BT_MODEL] == S.BT_AFFINE or ei[e, S.E_BT_ATTN] == 1):
