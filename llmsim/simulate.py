@@ -793,29 +793,77 @@ _Q = np.true_divide(np.array([50, 99]), 100)  # as np.percentile turns [50, 99] 
 def _p50_p99(x: np.ndarray) -> np.ndarray:
     """np.percentile(x, [50, 99]) (method "linear") for a 1-D float array, bit for bit: the
     order statistics around each virtual index (n - 1) q, interpolated as numpy's _lerp
-    does. numpy partitions for all of them at once (kth = 0, -1 and both neighbours of both
-    indices), which costs about 8x a partition for one kth; here one partition at the p50
-    index, one of the part above it at the p99 index, and a min for each upper neighbour."""
+    does, selected by ``_order_stats`` (numpy partitions for all of them at once, with
+    kth = 0 and -1 too, which costs up to 8x more on a long array)."""
     n = len(x)
     if n < 2 or np.isnan(x).any():
         return np.percentile(x, [50, 99])
     virt = (n - 1) * _Q
     prev = np.floor(virt)
     gamma = virt - prev
-    k50, k99 = (int(k) for k in prev)  # k99 + 1 <= n - 1: 0.99 (n - 1) < n - 1
-    part = np.partition(x, k50)
-    upper = part[k50 + 1:]
-    a = np.array([part[k50], 0.0])
-    b = np.array([upper.min(), 0.0])
-    if k99 == k50:
-        a[1], b[1] = a[0], b[0]
-    else:
-        j = k99 - k50 - 1
-        upper.partition(j)
-        a[1], b[1] = upper[j], upper[j + 1:].min()
+    k50, k99 = (int(k) for k in prev)  # k + 1 <= n - 1: 0.99 (n - 1) < n - 1
+    v = _order_stats(x, [k50, k50 + 1, k99, k99 + 1])
+    a = np.array([v[k50], v[k99]])
+    b = np.array([v[k50 + 1], v[k99 + 1]])
     diff = b - a
     res = a + diff * gamma
     return np.where(gamma >= 0.5, b - diff * (1 - gamma), res)
+
+
+def _order_stats(x: np.ndarray, ks) -> dict:
+    """{k: sorted(x)[k]} for the ranks ks, x (1-D, no NaN) left as it is. A partition
+    slows down badly on a long run of equal values (a summary's tbt is often one value for
+    most calls: one token per iteration), so values that fill 1/16 of a sample of x are
+    counted instead: ranks inside such a run are that value; the others are selected among
+    the values strictly between two such values."""
+    n = len(x)
+    ks = sorted(set(int(k) for k in ks))
+    ties = ()
+    if n >= 4096:
+        smp = np.sort(x[::n // 512])
+        u, c = np.unique(smp, return_counts=True)
+        ties = u[c * 16 >= len(smp)]
+    if len(ties) == 0:
+        return dict(zip(ks, _select(x.copy(), ks)))
+    # rank bounds of the segments: below ties[0], ties[0], between ties[0] and ties[1], ...
+    out = {}
+    start, lo = 0, None
+    for v in list(ties) + [None]:
+        if v is None:
+            end_lt = end_le = n
+        else:
+            end_lt = int(np.count_nonzero(x < v))
+            end_le = int(np.count_nonzero(x <= v))
+        inside = [k for k in ks if start <= k < end_lt]
+        if inside:  # between the previous tied value and this one
+            m = np.ones(n, dtype=bool) if lo is None else x > lo
+            if v is not None:
+                m &= x < v
+            sub = x[m]
+            out.update(zip(inside, _select(sub, [k - start for k in inside])))
+        for k in ks:
+            if end_lt <= k < end_le:
+                out[k] = v
+        start, lo = end_le, v
+    return out
+
+
+def _select(a: np.ndarray, ks: list) -> list:
+    """sorted(a)[k] for ascending distinct ranks ks; a is scratch (reordered in place). One
+    partition per rank on the part above the last one; a rank right after the last one is
+    the minimum of that part (moved to its front)."""
+    out, off = [], 0  # a[off:] holds the values of rank >= off
+    for k in ks:
+        rest = a[off:]
+        j = k - off
+        if j == 0:
+            i = int(rest.argmin())
+            rest[0], rest[i] = rest[i], rest[0]
+        else:
+            rest.partition(j)
+        out.append(rest[j])
+        off = k + 1
+    return out
 
 
 def simulate(scenario: Scenario, record_iterations: bool = False,
