@@ -69,6 +69,7 @@ def cases():
                             "prompt_tokens": {"dist": "lognormal", "mean": 500, "cv": 1.0, "max": 4000}},
         "duration": {"duration_seconds": 300.0},
         "duration+num": {"duration_seconds": 200.0, "num_requests": 100_000},
+        "drain": {"drain": True},
         "deterministic-zipf": {"arrival": {"process": "deterministic", "rate": 20.0},
                                "output_tokens": {"dist": "zipf", "s": 1.1, "max": 2000}},
     }
@@ -85,6 +86,8 @@ def cases():
                     dd["workload"]["num_requests"] = ch["num_requests"]
             elif k == "num_requests":
                 pass
+            elif k == "drain":
+                dd["workload"]["drain"] = v
             else:
                 dd["workload"][k] = v
         for seed in (1, 5):

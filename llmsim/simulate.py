@@ -656,7 +656,8 @@ class Simulation:
 
     def _call_times(self):
         """Per finished call (numpy, no pandas): arrival (ready), first-token and finish
-        times, and prompt/output tokens, in call order."""
+        times, and prompt/output tokens, in call order. Fresh arrays, except when every
+        call has finished: then views of the kernel's arrays (not to be written)."""
         n = int(self.gi[S.G_NCALLS])
         # one pass over the calls' int rows for the three columns read (a row is 112 bytes:
         # reading columns one by one reads every row's cache line once per column)
@@ -677,6 +678,7 @@ class Simulation:
         T = self.now
         ready, first, finish, p_tok, d_tok = self._call_times()
         n_done = len(ready)
+        owned = ready.flags.owndata  # fresh arrays: the delays below may overwrite them
         th = theory.analyze(sc)
         gi = self.gi
         per_s = (lambda x: x / T) if T > 0 else (lambda x: 0.0)
@@ -694,9 +696,14 @@ class Simulation:
             "token_throughput": per_s(float(gi[S.G_TOK_DONE])),
             "goodput_tokens_per_s": per_s(float(p_tok.sum() + d_tok.sum())),
         }
-        s.update(_percentiles("ttft", first - ready))
-        s.update(_percentiles("tbt", (finish - first) / d_tok))
-        s.update(_percentiles("e2e", finish - ready))
+        # the three delays, each then reordered in place by its percentiles (no copies)
+        tbt = finish - first
+        tbt /= d_tok
+        ttft = np.subtract(first, ready, out=first if owned else None)
+        e2e = np.subtract(finish, ready, out=finish if owned else None)
+        s.update(_percentiles("ttft", ttft, scratch=True))
+        s.update(_percentiles("tbt", tbt, scratch=True))
+        s.update(_percentiles("e2e", e2e, scratch=True))
         s.update({
             "preemptions": int(self.ei[:, S.E_PREEMPTS].sum()),
             "iterations": int(self.ei[:, S.E_ITERS].sum()),
@@ -779,22 +786,24 @@ def _logical_steps(sc):
     return [(wi, s) for wi, w in enumerate(sc.workflows) for s in w.steps]
 
 
-def _percentiles(name: str, x: np.ndarray) -> dict:
-    """p50 and p99 of x (None when empty): bit for bit ``np.percentile(x, [50, 99])``."""
+def _percentiles(name: str, x: np.ndarray, scratch: bool = False) -> dict:
+    """p50 and p99 of x (None when empty): bit for bit ``np.percentile(x, [50, 99])``.
+    scratch: x may be reordered (saves a copy)."""
     if len(x) == 0:
         return {f"{name}_p50_s": None, f"{name}_p99_s": None}
-    p50, p99 = _p50_p99(x)
+    p50, p99 = _p50_p99(x, scratch)
     return {f"{name}_p50_s": float(p50), f"{name}_p99_s": float(p99)}
 
 
 _Q = np.true_divide(np.array([50, 99]), 100)  # as np.percentile turns [50, 99] into quantiles
 
 
-def _p50_p99(x: np.ndarray) -> np.ndarray:
+def _p50_p99(x: np.ndarray, scratch: bool = False) -> np.ndarray:
     """np.percentile(x, [50, 99]) (method "linear") for a 1-D float array, bit for bit: the
     order statistics around each virtual index (n - 1) q, interpolated as numpy's _lerp
     does, selected by ``_order_stats`` (numpy partitions for all of them at once, with
-    kth = 0 and -1 too, which costs up to 8x more on a long array)."""
+    kth = 0 and -1 too, which costs up to 8x more on a long array). scratch: x may be
+    reordered."""
     n = len(x)
     if n < 2 or np.isnan(x).any():
         return np.percentile(x, [50, 99])
@@ -802,7 +811,7 @@ def _p50_p99(x: np.ndarray) -> np.ndarray:
     prev = np.floor(virt)
     gamma = virt - prev
     k50, k99 = (int(k) for k in prev)  # k + 1 <= n - 1: 0.99 (n - 1) < n - 1
-    v = _order_stats(x, [k50, k50 + 1, k99, k99 + 1])
+    v = _order_stats(x, [k50, k50 + 1, k99, k99 + 1], scratch)
     a = np.array([v[k50], v[k99]])
     b = np.array([v[k50 + 1], v[k99 + 1]])
     diff = b - a
@@ -810,8 +819,8 @@ def _p50_p99(x: np.ndarray) -> np.ndarray:
     return np.where(gamma >= 0.5, b - diff * (1 - gamma), res)
 
 
-def _order_stats(x: np.ndarray, ks) -> dict:
-    """{k: sorted(x)[k]} for the ranks ks, x (1-D, no NaN) left as it is. A partition
+def _order_stats(x: np.ndarray, ks, scratch: bool = False) -> dict:
+    """{k: sorted(x)[k]} for the ranks ks, x (1-D, no NaN) left as it is unless scratch. A partition
     slows down badly on a long run of equal values (a summary's tbt is often one value for
     most calls: one token per iteration), so values that fill 1/16 of a sample of x are
     counted instead: ranks inside such a run are that value; the others are selected among
@@ -824,7 +833,7 @@ def _order_stats(x: np.ndarray, ks) -> dict:
         u, c = np.unique(smp, return_counts=True)
         ties = u[c * 16 >= len(smp)]
     if len(ties) == 0:
-        return dict(zip(ks, _select(x.copy(), ks)))
+        return dict(zip(ks, _select(x if scratch else x.copy(), ks)))
     # rank bounds of the segments: below ties[0], ties[0], between ties[0] and ties[1], ...
     out = {}
     start, lo = 0, None
