@@ -124,7 +124,7 @@ def _arrivals(sc: Scenario, rngs, max_calls: int = MAX_CALLS):
     if len(times) == 1:  # one class: already in time order unless its process is not
         t = times[0]
         c = np.zeros(len(t), dtype=np.int64)
-        if not (t[1:] >= t[:-1]).all():
+        if not getattr(sc.workflows[0].arrival, "sorted_times", False) and not (t[1:] >= t[:-1]).all():
             order = np.lexsort((c, t))
             t = t[order]
     else:
@@ -385,9 +385,11 @@ class Simulation:
             lo, hi = max(a, self.si[k, S.S_POOL_POS]), min(b, self.si[k, S.S_POOL_END])
             if lo >= hi:
                 continue
-            worst = int((self.pool_p[lo:hi] + self.pool_d[lo:hi]).max())
             e = min((self._peng[self.si[k + r, S.S_ENGINE]] for r in range(self.si[k, S.S_NREP])),
                     key=lambda x: x.kv_cache_tokens)
+            if int(self.pool_p[lo:hi].max()) + int(self.pool_d[lo:hi].max()) <= e.kv_cache_tokens:
+                continue  # a bound of the sums, without adding the pools up
+            worst = int((self.pool_p[lo:hi] + self.pool_d[lo:hi]).max())
             if worst > e.kv_cache_tokens:
                 raise ConfigError(
                     f"a drawn request needs {worst} KV-cache tokens (prompt + output) but "
@@ -827,11 +829,13 @@ def _order_stats(x: np.ndarray, ks, scratch: bool = False) -> dict:
     the values strictly between two such values."""
     n = len(x)
     ks = sorted(set(int(k) for k in ks))
-    ties = ()
-    if n >= 4096:
-        smp = np.sort(x[::n // 512])
-        u, c = np.unique(smp, return_counts=True)
-        ties = u[c * 16 >= len(smp)]
+    if n < 16384:  # short: a sort costs less than the Python around the partitions
+        a = x if scratch else x.copy()
+        a.sort()
+        return {k: a[k] for k in ks}
+    smp = np.sort(x[::n // 512])
+    u, c = np.unique(smp, return_counts=True)
+    ties = u[c * 16 >= len(smp)]
     if len(ties) == 0:
         return dict(zip(ks, _select(x if scratch else x.copy(), ks)))
     # rank bounds of the segments: below ties[0], ties[0], between ties[0] and ties[1], ...

@@ -600,6 +600,7 @@ class Poisson:
     rate: float
     name = "poisson"
     cv = 1.0
+    sorted_times = True  # times() is nondecreasing (a cumulative sum of draws >= 0)
 
     def times(self, rng, n):
         x = rng.exponential(1.0 / self.rate, size=n)
@@ -614,6 +615,7 @@ class Deterministic:
     rate: float
     name = "deterministic"
     cv = 0.0
+    sorted_times = True
 
     def times(self, rng, n):
         return np.arange(1, n + 1, dtype=float) / self.rate
@@ -629,6 +631,7 @@ class GammaArrivals:
     rate: float
     cv: float
     name = "gamma"
+    sorted_times = True  # a cumulative sum of draws >= 0
 
     def times(self, rng, n):
         shape = 1.0 / (self.cv * self.cv)
