@@ -658,19 +658,21 @@ class Simulation:
 
     def _call_times(self):
         """Per finished call (numpy, no pandas): arrival (ready), first-token and finish
-        times, and prompt/output tokens, in call order. Fresh arrays, except when every
-        call has finished: then views of the kernel's arrays (not to be written)."""
+        times, in call order; the sum of their prompt tokens; their output tokens. Fresh
+        arrays, except when every call has finished: then views of the kernel's arrays
+        (not to be written)."""
         n = int(self.gi[S.G_NCALLS])
         # one pass over the calls' int rows for the three columns read (a row is 112 bytes:
         # reading columns one by one reads every row's cache line once per column)
         pds = self.ci[:n, S.C_P:S.C_STATE + 1].copy()
         assert S.C_D == S.C_P + 1 and S.C_STATE == S.C_P + 2
         cf = self.cf[:n]
-        cols = (cf[:, S.F_READY], cf[:, S.F_FIRST], cf[:, S.F_FINISH], pds[:, 0], pds[:, 1])
+        cols = (cf[:, S.F_READY], cf[:, S.F_FIRST], cf[:, S.F_FINISH], pds[:, 1])
         done = pds[:, 2] == S.ST_DONE
         if done.all():
-            return cols
-        return tuple(c[done] for c in cols)  # a 1-D mask per column: not cf[done, k]
+            return cols[:3] + (pds[:, 0].sum(), cols[3])
+        ready, first, finish, d = (c[done] for c in cols)  # a 1-D mask per column: not cf[done, k]
+        return ready, first, finish, pds[:, 0].sum(where=done), d
 
     def summary(self) -> dict:
         """The run's figures so far, from the kernel's arrays (numpy only: it never builds
@@ -678,7 +680,7 @@ class Simulation:
         from llmsim import theory
         sc = self.scenario
         T = self.now
-        ready, first, finish, p_tok, d_tok = self._call_times()
+        ready, first, finish, p_sum, d_tok = self._call_times()
         n_done = len(ready)
         owned = ready.flags.owndata  # fresh arrays: the delays below may overwrite them
         th = theory.analyze(sc)
@@ -696,7 +698,7 @@ class Simulation:
             "horizon_seconds": self.horizon,
             "throughput_rps": per_s(n_done),
             "token_throughput": per_s(float(gi[S.G_TOK_DONE])),
-            "goodput_tokens_per_s": per_s(float(p_tok.sum() + d_tok.sum())),
+            "goodput_tokens_per_s": per_s(float(p_sum + d_tok.sum())),
         }
         # the three delays, each then reordered in place by its percentiles (no copies)
         tbt = finish - first
