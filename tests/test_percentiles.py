@@ -41,7 +41,8 @@ def test_infinities_and_nan():
     for n in (3, 1000, 50_000):
         x = rng.random(n)
         x[::7] = np.inf
-        _same(x)
+        with np.errstate(invalid="ignore"):  # inf - inf, in numpy's interpolation as here
+            _same(x)
         y = rng.random(n)
         y[n // 2] = np.nan
         with np.errstate(invalid="ignore"):
