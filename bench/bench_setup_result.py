@@ -1,11 +1,11 @@
 """The parts of an end-to-end run outside the kernel, old tree against new, interleaved:
-Simulation(scenario) (setup), result() and verdict() on W1 (sarathi) at 1e4, 1e5, 1e6
-requests, best of the repeats, in wall seconds (perf_counter) and CPU seconds
+Simulation(scenario) (setup), result() and verdict() on W1 (a bench_engine.py case,
+sarathi by default) at 1e4, 1e5, 1e6 requests, best of the repeats, in wall seconds (perf_counter) and CPU seconds
 (process_time). Child processes alternate between the two trees, so a busy machine
 weighs on both alike.
 
     git archive <old commit> llmsim | tar -x -C /tmp/old
-    PYTHONPATH=. python bench/bench_setup_result.py --old /tmp/old [--rounds 3] [--sizes 1e4,1e6]
+    PYTHONPATH=. python bench/bench_setup_result.py --old /tmp/old [--rounds 3] [--sizes 1e4,1e6] [--case orca]
 """
 
 from __future__ import annotations
@@ -25,14 +25,14 @@ import json, sys, time
 sys.path.insert(1, {bench!r})
 import bench_engine as B
 import llmsim
-sizes, reps = {sizes!r}, {reps!r}
+sizes, reps, case = {sizes!r}, {reps!r}, {case!r}
 for _ in range(3):
-    B.run_once("sarathi", 2000)
+    B.run_once(case, 2000)
 out = {{}}
 for n in sizes:
     rows = []
     for _ in range(reps[str(n)]):
-        sc = B.scenario("sarathi", n)
+        sc = B.scenario(case, n)
         w0, c0 = time.perf_counter(), time.process_time()
         sim = llmsim.Simulation(sc)
         w1, c1 = time.perf_counter(), time.process_time()
@@ -56,11 +56,12 @@ def main():
     ap.add_argument("--old", required=True, help="a folder holding the old llmsim package")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--sizes", default="1e4,1e5,1e6")
+    ap.add_argument("--case", default="sarathi", help="sarathi, orca or vllm-mem (bench_engine.py's cases)")
     args = ap.parse_args()
     sizes = [int(float(s)) for s in args.sizes.split(",")]
     reps = {str(n): max(5, min(30, 200_000 // n)) for n in sizes}
     trees = {"old": str(Path(args.old).resolve()), "new": str(ROOT)}
-    code = CHILD.format(bench=str(ROOT / "bench"), sizes=sizes, reps=reps)
+    code = CHILD.format(bench=str(ROOT / "bench"), sizes=sizes, reps=reps, case=args.case)
     runs = {k: {str(n): [] for n in sizes} for k in trees}
     print(f"uptime: {os.popen('uptime').read().strip()}")
     for r in range(args.rounds):
@@ -73,7 +74,7 @@ def main():
             for n, rows in d["runs"].items():
                 runs[name][n].extend(rows)
     print(f"uptime: {os.popen('uptime').read().strip()}")
-    print(f"best of {args.rounds} rounds x {reps} repeats; ms; wall (perf_counter) / cpu (process_time)")
+    print(f"{args.case}: best of {args.rounds} rounds x {reps} repeats; ms; wall (perf_counter) / cpu (process_time)")
     print(f"{'requests':>9s} {'part':8s} {'old wall':>9s} {'new wall':>9s} {'new/old':>7s} "
           f"{'old cpu':>9s} {'new cpu':>9s} {'new/old':>7s}")
     for n in sizes:
