@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from llmsim import budget, core
+from llmsim._calls import finished_delays
 from llmsim import state as S
 from llmsim.config import (POLICIES, Scenario, expected_visits, join_needs, routing_matrix,
                            stochastic_steps,
@@ -656,33 +657,16 @@ class Simulation:
             "phase": np.where(li[:, 4] == S.PH_PREFILL, "prefill", "decode"),
         })
 
-    def _call_times(self):
-        """Per finished call (numpy, no pandas): arrival (ready), first-token and finish
-        times, in call order; the sum of their prompt tokens; their output tokens. Fresh
-        arrays, except when every call has finished: then views of the kernel's arrays
-        (not to be written)."""
-        n = int(self.gi[S.G_NCALLS])
-        # one pass over the calls' int rows for the three columns read (a row is 112 bytes:
-        # reading columns one by one reads every row's cache line once per column)
-        pds = self.ci[:n, S.C_P:S.C_STATE + 1].copy()
-        assert S.C_D == S.C_P + 1 and S.C_STATE == S.C_P + 2
-        cf = self.cf[:n]
-        cols = (cf[:, S.F_READY], cf[:, S.F_FIRST], cf[:, S.F_FINISH], pds[:, 1])
-        done = pds[:, 2] == S.ST_DONE
-        if done.all():
-            return cols[:3] + (pds[:, 0].sum(), cols[3])
-        ready, first, finish, d = (c[done] for c in cols)  # a 1-D mask per column: not cf[done, k]
-        return ready, first, finish, pds[:, 0].sum(where=done), d
-
     def summary(self) -> dict:
         """The run's figures so far, from the kernel's arrays (numpy only: it never builds
         the per-request tables)."""
         from llmsim import theory
         sc = self.scenario
         T = self.now
-        ready, first, finish, p_sum, d_tok = self._call_times()
-        n_done = len(ready)
-        owned = ready.flags.owndata  # fresh arrays: the delays below may overwrite them
+        n = int(self.gi[S.G_NCALLS])
+        ttft, tbt, e2e = np.empty(n), np.empty(n), np.empty(n)
+        n_done, tokens = finished_delays(self.ci[:n], self.cf[:n], S.C_STATE, S.ST_DONE, S.C_P, S.C_D,
+                                         S.F_READY, S.F_FIRST, S.F_FINISH, ttft, tbt, e2e)
         th = theory.analyze(sc)
         gi = self.gi
         per_s = (lambda x: x / T) if T > 0 else (lambda x: 0.0)
@@ -698,16 +682,12 @@ class Simulation:
             "horizon_seconds": self.horizon,
             "throughput_rps": per_s(n_done),
             "token_throughput": per_s(float(gi[S.G_TOK_DONE])),
-            "goodput_tokens_per_s": per_s(float(p_sum + d_tok.sum())),
+            "goodput_tokens_per_s": per_s(float(tokens)),
         }
-        # the three delays, each then reordered in place by its percentiles (no copies)
-        tbt = finish - first
-        tbt /= d_tok
-        ttft = np.subtract(first, ready, out=first if owned else None)
-        e2e = np.subtract(finish, ready, out=finish if owned else None)
-        s.update(_percentiles("ttft", ttft, scratch=True))
-        s.update(_percentiles("tbt", tbt, scratch=True))
-        s.update(_percentiles("e2e", e2e, scratch=True))
+        # the delays of the finished calls, each reordered in place by its percentiles
+        s.update(_percentiles("ttft", ttft[:n_done], scratch=True))
+        s.update(_percentiles("tbt", tbt[:n_done], scratch=True))
+        s.update(_percentiles("e2e", e2e[:n_done], scratch=True))
         s.update({
             "preemptions": int(self.ei[:, S.E_PREEMPTS].sum()),
             "iterations": int(self.ei[:, S.E_ITERS].sum()),
