@@ -768,7 +768,15 @@ def routing_sparse(sc: Scenario):
 def routing_matrix(sc: Scenario) -> np.ndarray:
     """Q[s, j]: expected number of calls of step j started by one completion of step s
     (join steps count 1/need per incoming edge delivery), dense."""
+    if not _has_edges(sc):
+        n = sum(len(w.steps) for w in sc.workflows)
+        return np.zeros((n, n))
     return routing_sparse(sc).toarray()
+
+
+def _has_edges(sc: Scenario) -> bool:
+    """Whether any route leads to a step (else Q is zero: every call exits)."""
+    return any(r.to for w in sc.workflows for s in w.steps for r in s.routes)
 
 
 def _random_steps(w: Workflow) -> set:
@@ -919,6 +927,8 @@ def _solve_visits(q, r) -> np.ndarray:
 def expected_visits(sc: Scenario) -> np.ndarray:
     """Mean number of calls of each step per workflow arrival of its class."""
     idx = step_index(sc)
+    if not _has_edges(sc):  # Q = 0: x = r (what the solve of I x = r returns, without scipy)
+        return _start_vector(sc, idx)
     return _solve_visits(routing_sparse(sc), _start_vector(sc, idx))
 
 
@@ -1147,7 +1157,7 @@ def _check_cycles(sc: Scenario):
     r = the workflows' starts (the mean calls per workflow, capped)."""
     idx = step_index(sc)
     n = len(idx)
-    if n == 0:
+    if n == 0 or not _has_edges(sc):
         return
     q = routing_sparse(sc)
     if q.nnz == 0:

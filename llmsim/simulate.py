@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from llmsim import budget, core
+from llmsim._calls import finished_delays
 from llmsim import state as S
 from llmsim.config import (POLICIES, Scenario, expected_visits, join_needs, routing_matrix,
                            stochastic_steps,
@@ -102,8 +103,8 @@ def _streams(sc: Scenario):
 
 def _arrivals(sc: Scenario, rngs, max_calls: int = MAX_CALLS):
     """Workflow arrival times and classes within the horizon, merged in time order."""
-    times, classes = [], []
-    for ci, (w, rng) in enumerate(zip(sc.workflows, rngs)):
+    times = []
+    for w, rng in zip(sc.workflows, rngs):
         if sc.num_requests is not None:
             n = sc.num_requests
             t = w.arrival.times(rng, n)
@@ -121,11 +122,17 @@ def _arrivals(sc: Scenario, rngs, max_calls: int = MAX_CALLS):
             t = np.concatenate(chunks)
             t = t[t <= sc.duration_seconds]
         times.append(t)
-        classes.append(np.full(len(t), ci, dtype=np.int64))
-    t = np.concatenate(times)
-    c = np.concatenate(classes)
-    order = np.lexsort((c, t))  # time, then class index: a deterministic tie-break
-    t, c = t[order], c[order]
+    if len(times) == 1:  # one class: already in time order unless its process is not
+        t = times[0]
+        c = np.zeros(len(t), dtype=np.int64)
+        if not getattr(sc.workflows[0].arrival, "sorted_times", False) and not (t[1:] >= t[:-1]).all():
+            order = np.lexsort((c, t))
+            t = t[order]
+    else:
+        t = np.concatenate(times)
+        c = np.repeat(np.arange(len(times), dtype=np.int64), [len(x) for x in times])
+        order = np.lexsort((c, t))  # time, then class index: a deterministic tie-break
+        t, c = t[order], c[order]
     if sc.num_requests is not None:
         t, c = t[:sc.num_requests], c[:sc.num_requests]
     return t, c
@@ -187,7 +194,8 @@ class Simulation:
         n_e = len(engines)
         visits = expected_visits(sc)
         q = routing_matrix(sc)
-        jobs_per_class = np.bincount(job_c, minlength=len(sc.workflows))
+        jobs_per_class = np.bincount(job_c, minlength=len(sc.workflows)) if len(sc.workflows) > 1 \
+            else np.array([n_jobs], dtype=np.intp)
 
         # ---- routing arrays
         opt_ptr, opt_cum, child_ptr, child_step = [0], [], [0], []
@@ -267,8 +275,9 @@ class Simulation:
             for r, k in enumerate(e_steps[e]):
                 si[k, S.S_RANK] = r
         self.si, self.sf = si, sf
-        self.pool_p = np.concatenate(pool_p).astype(np.int64)
-        self.pool_d = np.concatenate(pool_d).astype(np.int64)
+        # one step: its draws as they are (fresh int64 arrays); else one concatenation
+        self.pool_p = _joined(pool_p).astype(np.int64, copy=False)
+        self.pool_d = _joined(pool_d).astype(np.int64, copy=False)
         self.delay_pool = np.concatenate(delay_pool) if dpool_start else np.zeros(1)
         self._check_pools(0, len(self.pool_p))
 
@@ -330,9 +339,12 @@ class Simulation:
         self.heap_t = np.zeros(cap)
         self.heap_c = np.zeros(cap, dtype=np.int64)
         self.ji = np.zeros((n_jobs, S.N_JI), dtype=np.int64)
-        self.ji[:, S.J_CLASS] = job_c
-        self.jf = np.full((n_jobs, S.N_JF), np.nan)
+        if len(sc.workflows) > 1:  # one class: its index is 0
+            self.ji[:, S.J_CLASS] = job_c
+        self.jf = np.empty((n_jobs, S.N_JF))
         self.jf[:, S.JF_ARRIVAL] = job_t
+        self.jf[:, S.JF_FINISH] = np.nan
+        assert S.N_JF == 2
         self.jjoin = np.zeros((n_jobs, self.n_joins), dtype=np.int64)
         self.gi = np.zeros(S.N_GI, dtype=np.int64)
         self.gf = np.zeros(S.N_GF)
@@ -368,16 +380,17 @@ class Simulation:
 
     def _check_pools(self, a, b):
         """Drawn requests that could never fit their engine are refused before they run."""
-        tot = self.pool_p[a:b] + self.pool_d[a:b]
-        if len(tot) == 0:
+        if b <= a:
             return
         for k, (wi, s) in enumerate(self._steps):
             lo, hi = max(a, self.si[k, S.S_POOL_POS]), min(b, self.si[k, S.S_POOL_END])
             if lo >= hi:
                 continue
-            worst = int((self.pool_p[lo:hi] + self.pool_d[lo:hi]).max())
             e = min((self._peng[self.si[k + r, S.S_ENGINE]] for r in range(self.si[k, S.S_NREP])),
                     key=lambda x: x.kv_cache_tokens)
+            if int(self.pool_p[lo:hi].max()) + int(self.pool_d[lo:hi].max()) <= e.kv_cache_tokens:
+                continue  # a bound of the sums, without adding the pools up
+            worst = int((self.pool_p[lo:hi] + self.pool_d[lo:hi]).max())
             if worst > e.kv_cache_tokens:
                 raise ConfigError(
                     f"a drawn request needs {worst} KV-cache tokens (prompt + output) but "
@@ -644,23 +657,16 @@ class Simulation:
             "phase": np.where(li[:, 4] == S.PH_PREFILL, "prefill", "decode"),
         })
 
-    def _call_times(self):
-        """Per finished call (numpy, no pandas): arrival (ready), first-token and finish
-        times, and prompt/output tokens, in call order."""
-        n = int(self.gi[S.G_NCALLS])
-        ci, cf = self.ci[:n], self.cf[:n]
-        done = ci[:, S.C_STATE] == S.ST_DONE
-        return (cf[done, S.F_READY], cf[done, S.F_FIRST], cf[done, S.F_FINISH],
-                ci[done, S.C_P], ci[done, S.C_D])
-
     def summary(self) -> dict:
         """The run's figures so far, from the kernel's arrays (numpy only: it never builds
         the per-request tables)."""
         from llmsim import theory
         sc = self.scenario
         T = self.now
-        ready, first, finish, p_tok, d_tok = self._call_times()
-        n_done = len(ready)
+        n = int(self.gi[S.G_NCALLS])
+        ttft, tbt, e2e = np.empty(n), np.empty(n), np.empty(n)
+        n_done, tokens = finished_delays(self.ci[:n], self.cf[:n], S.C_STATE, S.ST_DONE, S.C_P, S.C_D,
+                                         S.F_READY, S.F_FIRST, S.F_FINISH, ttft, tbt, e2e)
         th = theory.analyze(sc)
         gi = self.gi
         per_s = (lambda x: x / T) if T > 0 else (lambda x: 0.0)
@@ -676,11 +682,12 @@ class Simulation:
             "horizon_seconds": self.horizon,
             "throughput_rps": per_s(n_done),
             "token_throughput": per_s(float(gi[S.G_TOK_DONE])),
-            "goodput_tokens_per_s": per_s(float(p_tok.sum() + d_tok.sum())),
+            "goodput_tokens_per_s": per_s(float(tokens)),
         }
-        s.update(_percentiles("ttft", first - ready))
-        s.update(_percentiles("tbt", (finish - first) / d_tok))
-        s.update(_percentiles("e2e", finish - ready))
+        # the delays of the finished calls, each reordered in place by its percentiles
+        s.update(_percentiles("ttft", ttft[:n_done], scratch=True))
+        s.update(_percentiles("tbt", tbt[:n_done], scratch=True))
+        s.update(_percentiles("e2e", e2e[:n_done], scratch=True))
         s.update({
             "preemptions": int(self.ei[:, S.E_PREEMPTS].sum()),
             "iterations": int(self.ei[:, S.E_ITERS].sum()),
@@ -754,16 +761,104 @@ class Simulation:
         self._pending.clear()
 
 
+def _joined(parts: list) -> np.ndarray:
+    """The arrays of parts end to end: the array itself when there is one."""
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
 def _logical_steps(sc):
     return [(wi, s) for wi, w in enumerate(sc.workflows) for s in w.steps]
 
 
-def _percentiles(name: str, x: np.ndarray) -> dict:
-    """p50 and p99 of x (None when empty), one partial sort for both."""
+def _percentiles(name: str, x: np.ndarray, scratch: bool = False) -> dict:
+    """p50 and p99 of x (None when empty): bit for bit ``np.percentile(x, [50, 99])``.
+    scratch: x may be reordered (saves a copy)."""
     if len(x) == 0:
         return {f"{name}_p50_s": None, f"{name}_p99_s": None}
-    p50, p99 = np.percentile(x, [50, 99])
+    p50, p99 = _p50_p99(x, scratch)
     return {f"{name}_p50_s": float(p50), f"{name}_p99_s": float(p99)}
+
+
+_Q = np.true_divide(np.array([50, 99]), 100)  # as np.percentile turns [50, 99] into quantiles
+
+
+def _p50_p99(x: np.ndarray, scratch: bool = False) -> np.ndarray:
+    """np.percentile(x, [50, 99]) (method "linear") for a 1-D float array, bit for bit: the
+    order statistics around each virtual index (n - 1) q, interpolated as numpy's _lerp
+    does, selected by ``_order_stats`` (numpy partitions for all of them at once, with
+    kth = 0 and -1 too, which costs up to 8x more on a long array). scratch: x may be
+    reordered."""
+    n = len(x)
+    if n < 2 or np.isnan(x).any():
+        return np.percentile(x, [50, 99])
+    virt = (n - 1) * _Q
+    prev = np.floor(virt)
+    gamma = virt - prev
+    k50, k99 = (int(k) for k in prev)  # k + 1 <= n - 1: 0.99 (n - 1) < n - 1
+    v = _order_stats(x, [k50, k50 + 1, k99, k99 + 1], scratch)
+    a = np.array([v[k50], v[k99]])
+    b = np.array([v[k50 + 1], v[k99 + 1]])
+    diff = b - a
+    res = a + diff * gamma
+    return np.where(gamma >= 0.5, b - diff * (1 - gamma), res)
+
+
+def _order_stats(x: np.ndarray, ks, scratch: bool = False) -> dict:
+    """{k: sorted(x)[k]} for the ranks ks, x (1-D, no NaN) left as it is unless scratch. A partition
+    slows down badly on a long run of equal values (a summary's tbt is often one value for
+    most calls: one token per iteration), so values that fill 1/16 of a sample of x are
+    counted instead: ranks inside such a run are that value; the others are selected among
+    the values strictly between two such values."""
+    n = len(x)
+    ks = sorted(set(int(k) for k in ks))
+    if n < 16384:  # short: a sort costs less than the Python around the partitions
+        a = x if scratch else x.copy()
+        a.sort()
+        return {k: a[k] for k in ks}
+    smp = np.sort(x[::n // 512])
+    u, c = np.unique(smp, return_counts=True)
+    ties = u[c * 16 >= len(smp)]
+    if len(ties) == 0:
+        return dict(zip(ks, _select(x if scratch else x.copy(), ks)))
+    # rank bounds of the segments: below ties[0], ties[0], between ties[0] and ties[1], ...
+    out = {}
+    start, lo = 0, None
+    for v in list(ties) + [None]:
+        if v is None:
+            end_lt = end_le = n
+        else:
+            end_lt = int(np.count_nonzero(x < v))
+            end_le = int(np.count_nonzero(x <= v))
+        inside = [k for k in ks if start <= k < end_lt]
+        if inside:  # between the previous tied value and this one
+            m = np.ones(n, dtype=bool) if lo is None else x > lo
+            if v is not None:
+                m &= x < v
+            sub = x[m]
+            out.update(zip(inside, _select(sub, [k - start for k in inside])))
+        for k in ks:
+            if end_lt <= k < end_le:
+                out[k] = v
+        start, lo = end_le, v
+    return out
+
+
+def _select(a: np.ndarray, ks: list) -> list:
+    """sorted(a)[k] for ascending distinct ranks ks; a is scratch (reordered in place). One
+    partition per rank on the part above the last one; a rank right after the last one is
+    the minimum of that part (moved to its front)."""
+    out, off = [], 0  # a[off:] holds the values of rank >= off
+    for k in ks:
+        rest = a[off:]
+        j = k - off
+        if j == 0:
+            i = int(rest.argmin())
+            rest[0], rest[i] = rest[i], rest[0]
+        else:
+            rest.partition(j)
+        out.append(rest[j])
+        off = k + 1
+    return out
 
 
 def simulate(scenario: Scenario, record_iterations: bool = False,

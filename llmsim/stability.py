@@ -20,13 +20,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
 from llmsim import theory as th
 
+@lru_cache(maxsize=128)
 def _t975(df: int) -> float:
-    """Two-sided 95% Student t quantile with `df` degrees of freedom."""
+    """Two-sided 95% Student t quantile with `df` degrees of freedom (memoized: a verdict
+    asks for the same few df every run)."""
     if df < 1:
         return math.inf
     # imported here: scipy.stats costs ~0.5-0.9 s, more than the rest of `import llmsim`

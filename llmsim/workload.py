@@ -110,7 +110,7 @@ class Geometric:
     def sample(self, rng, n):
         if self.mean_value == 1:
             return np.ones(n, dtype=np.int64)
-        return rng.geometric(1.0 / self.mean_value, size=n).astype(np.int64)
+        return rng.geometric(1.0 / self.mean_value, size=n).astype(np.int64, copy=False)
 
     @property
     def mean(self):
@@ -169,7 +169,9 @@ class Lognormal(_PmfMoments):
     def sample(self, rng, n):
         mu, sigma = self._mu_sigma
         x = rng.lognormal(mu, sigma, size=n)
-        return np.clip(np.rint(x), 1, self.max_tokens).astype(np.int64)
+        np.rint(x, out=x)
+        np.clip(x, 1, self.max_tokens, out=x)
+        return x.astype(np.int64)
 
     def _pmf(self):
         mu, sigma = self._mu_sigma
@@ -229,7 +231,9 @@ class PoissonLength(_PmfMoments):
     name = "poisson"
 
     def sample(self, rng, n):
-        return np.maximum(rng.poisson(self.mean_value, size=n), 1).astype(np.int64)
+        x = rng.poisson(self.mean_value, size=n)
+        np.maximum(x, 1, out=x)
+        return x.astype(np.int64, copy=False)
 
     def _pmf(self):
         from scipy.stats import poisson
@@ -596,9 +600,11 @@ class Poisson:
     rate: float
     name = "poisson"
     cv = 1.0
+    sorted_times = True  # times() is nondecreasing (a cumulative sum of draws >= 0)
 
     def times(self, rng, n):
-        return np.cumsum(rng.exponential(1.0 / self.rate, size=n))
+        x = rng.exponential(1.0 / self.rate, size=n)
+        return np.cumsum(x, out=x)  # in place: one array fewer
 
     def to_table(self):
         return {"process": "poisson", "rate": self.rate}
@@ -609,6 +615,7 @@ class Deterministic:
     rate: float
     name = "deterministic"
     cv = 0.0
+    sorted_times = True
 
     def times(self, rng, n):
         return np.arange(1, n + 1, dtype=float) / self.rate
@@ -624,10 +631,12 @@ class GammaArrivals:
     rate: float
     cv: float
     name = "gamma"
+    sorted_times = True  # a cumulative sum of draws >= 0
 
     def times(self, rng, n):
         shape = 1.0 / (self.cv * self.cv)
-        return np.cumsum(rng.gamma(shape, 1.0 / (self.rate * shape), size=n))
+        x = rng.gamma(shape, 1.0 / (self.rate * shape), size=n)
+        return np.cumsum(x, out=x)
 
     def to_table(self):
         return {"process": "gamma", "rate": self.rate, "cv": self.cv}
