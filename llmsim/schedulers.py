@@ -95,7 +95,7 @@ def scheduler_info(name: str) -> SchedulerInfo:
 # makes them 5-10 times faster.
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, error_model='numpy')
 def _shift(x, src, dst, cnt):
     """x[dst:dst + cnt] = x[src:src + cnt] for ranges that may overlap (copying in the
     safe direction; a slice assignment would need a temporary array)."""
@@ -109,7 +109,7 @@ def _shift(x, src, dst, cnt):
             b[j] = a[j]
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, error_model='numpy')
 def _find(x, a, b, r):
     """The first i in [a, b) with x[i] == r, else b (vectorized: no early exit)."""
     seg = x[a:b]
@@ -119,7 +119,7 @@ def _find(x, a, b, r):
     return a + f
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, error_model='numpy')
 def _pf_append(ci, ei, e, c):
     t = ei[e, S.E_PF_TAIL]
     ci[c, S.C_PREV] = t
@@ -131,7 +131,7 @@ def _pf_append(ci, ei, e, c):
     ei[e, S.E_PF_TAIL] = c
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, error_model='numpy')
 def pf_unlink(ci, ei, e, c):
     p = ci[c, S.C_PREV]
     n = ci[c, S.C_NEXT]
@@ -147,7 +147,7 @@ def pf_unlink(ci, ei, e, c):
     ci[c, S.C_PREV] = -1
 
 
-@njit(cache=True, _nrt=False, forceinline=True)
+@njit(cache=True, _nrt=False, error_model='numpy', forceinline=True)
 def dq_push(ci, ei, e, dec_call, dec_tgt, c):
     """Call c (C_DEC_DONE up to date) starts decoding: insert it in admission order."""
     off = ei[e, S.E_RUN_OFF]
@@ -178,7 +178,7 @@ def dq_push(ci, ei, e, dec_call, dec_tgt, c):
         ei[e, S.E_DEC_LB] = tgt
 
 
-@njit(cache=True, _nrt=False, inline='always')
+@njit(cache=True, _nrt=False, error_model='numpy', inline='always')
 def round_blocks(x, b):
     """x tokens rounded up to whole KV blocks of b tokens (paged attention allocates
     blocks; b = 1 is token granularity). b = 1 skips the division: a 64-bit division per
@@ -188,7 +188,7 @@ def round_blocks(x, b):
     return (x + b - 1) // b * b
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, error_model='numpy')
 def decoder_kv(ci, ei, e, c):
     """KV tokens held by a call leaving the decode queue (C_DEC_DONE up to date): its
     reservation, or, grown on demand, what its prefill allocated (prompt + tokens decoded
@@ -199,7 +199,7 @@ def decoder_kv(ci, ei, e, c):
     return round_blocks(ci[c, S.C_P] + ci[c, S.C_DEC_DONE], ei[e, S.E_BLOCK])
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, error_model='numpy')
 def _drop(ei, e, dec_call, dec_tgt, p, from_head):
     """Remove position p from engine e's decode queue, the part before it moving right
     (from_head) or the part after it moving left."""
@@ -215,7 +215,7 @@ def _drop(ei, e, dec_call, dec_tgt, p, from_head):
     ei[e, S.E_NDEC] = n - 1
 
 
-@njit(cache=True, _nrt=False, forceinline=True)
+@njit(cache=True, _nrt=False, error_model='numpy', forceinline=True)
 def _remove_finished(ei, e, dec_call, dec_tgt, first, last, nf, r, fin):
     """Move the nf decoders whose target is r (finished; at positions first..last) from
     engine e's queue into fin, in admission order, each gap closed from the queue's
@@ -238,7 +238,7 @@ def _remove_finished(ei, e, dec_call, dec_tgt, first, last, nf, r, fin):
             _drop(ei, e, dec_call, dec_tgt, p, from_head)
 
 
-@njit(cache=True, _nrt=False, inline='always')
+@njit(cache=True, _nrt=False, error_model='numpy', inline='always')
 def serve_decoders(ei, e, dec_call, dec_tgt, fin):
     """The iteration's decode tokens (the first E_DEC_K decoders, one each) are done:
     advance their counts and move the calls that finished into fin, in admission order;
@@ -292,7 +292,7 @@ def serve_decoders(ei, e, dec_call, dec_tgt, fin):
     return nf
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, error_model='numpy')
 def _decode_context(ci, ei, e, dec_call, dec_tgt):
     """Context tokens (prompt + tokens decoded: the KV cache) of this batch's decoders, for the affine
     batch time: the running total when all decode, else summed over the smaller side."""
@@ -313,7 +313,7 @@ def _decode_context(ci, ei, e, dec_call, dec_tgt):
 # --------------------------------------------------------------------------- helpers
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, error_model='numpy')
 def _pairs(done, k):
     """Causal attention pairs of a prefill chunk of k tokens after `done` prefilled ones:
     token i of the chunk attends to done + i + 1 tokens. Over a whole prompt of P tokens,
@@ -321,7 +321,7 @@ def _pairs(done, k):
     return k * done + k * (k + 1) // 2
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, error_model='numpy')
 def _add(ci, batch_c, batch_t, ei, e, c, tokens):
     """Append a prefill entry to engine e's batch."""
     ei[e, S.E_PF_PAIRS] += _pairs(ci[c, S.C_PREF_DONE], tokens)
@@ -334,7 +334,7 @@ def _add(ci, batch_c, batch_t, ei, e, c, tokens):
     ei[e, S.E_BATCH_PREF] += tokens
 
 
-@njit(cache=True, _nrt=False, forceinline=True)
+@njit(cache=True, _nrt=False, error_model='numpy', forceinline=True)
 def pick_step(ci, si, sf, ei, e, e_steps_ptr, e_steps, mp_route):
     """The buffer at engine e whose head is admitted next, by the engine's policy
     (e_steps lists each engine's steps in priority-rank order); -1 if none waits."""
@@ -377,7 +377,7 @@ def pick_step(ci, si, sf, ei, e, e_steps_ptr, e_steps, mp_route):
     return best
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, error_model='numpy')
 def _admit(ci, cf, si, ei, e, s, t, mem):
     c = si[s, S.S_HEAD]
     nxt = ci[c, S.C_NEXT]
@@ -404,7 +404,7 @@ def _admit(ci, cf, si, ei, e, s, t, mem):
     return c
 
 
-@njit(cache=True, _nrt=False, forceinline=True)
+@njit(cache=True, _nrt=False, error_model='numpy', forceinline=True)
 def preempt_newest(ci, si, ei, gi, e, dec_call, dec_tgt, batch_c, batch_t):
     """Recompute preemption: drop the most recently admitted request's KV cache and put
     it back at the front of its buffer; it must prefill its prompt plus the tokens it had
@@ -461,7 +461,7 @@ def preempt_newest(ci, si, ei, gi, e, dec_call, dec_tgt, batch_c, batch_t):
     ei[e, S.E_NWAIT] += 1
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, error_model='numpy')
 def _decode_kv_need(ci, ei, e, dec_call, dec_tgt, want):
     """KV tokens the first `want` decoders' next tokens take: one each at token
     granularity; with blocks of B > 1 tokens, a new block for each decoder whose KV
@@ -481,7 +481,7 @@ def _decode_kv_need(ci, ei, e, dec_call, dec_tgt, want):
     return need
 
 
-@njit(cache=True, _nrt=False, forceinline=True)
+@njit(cache=True, _nrt=False, error_model='numpy', forceinline=True)
 def decode_phase(ci, si, ei, gi, e, dec_call, dec_tgt, batch_c, batch_t):
     """One decode token for each decoding request, oldest admission first, within the
     budget and batch slots left: the first E_DEC_K decoders of the decode queue (their
@@ -513,7 +513,7 @@ def decode_phase(ci, si, ei, gi, e, dec_call, dec_tgt, batch_c, batch_t):
         ei[e, S.E_KV_USED] += need  # the decode steps' KV (blocks), taken when scheduled
 
 
-@njit(cache=True, _nrt=False, forceinline=True)
+@njit(cache=True, _nrt=False, error_model='numpy', forceinline=True)
 def prefill_phase(ci, cf, si, sf, ei, e, t, batch_c, batch_t, e_steps_ptr, e_steps, mp_route,
                   chunked):
     """Prefill work within the budget and slots left: partly prefilled requests first,
@@ -579,7 +579,7 @@ PLAN_PREFILL_DECODE = 2   # prefill, then decode with what is left of the budget
 PLAN_DECODE_PREFILL = 3   # decode, then prefill with what is left
 
 
-@njit(cache=True, _nrt=False, inline='always')
+@njit(cache=True, _nrt=False, error_model='numpy', inline='always')
 def fastertransformer(ci, si, sf, ei, e, e_steps_ptr, e_steps, mp_route):
     """Static batching: decode the batch to its end; only then admit a new batch (whole
     prompts)."""
@@ -588,7 +588,7 @@ def fastertransformer(ci, si, sf, ei, e, e_steps_ptr, e_steps, mp_route):
     return PLAN_PREFILL, False
 
 
-@njit(cache=True, _nrt=False, inline='always')
+@njit(cache=True, _nrt=False, error_model='numpy', inline='always')
 def vllm(ci, si, sf, ei, e, e_steps_ptr, e_steps, mp_route):
     """Vanilla vLLM: a prefill-only iteration (whole prompts) whenever the next prompt fits
     the budget and memory, else a decode-only iteration."""
@@ -603,19 +603,19 @@ def vllm(ci, si, sf, ei, e, e_steps_ptr, e_steps, mp_route):
     return PLAN_DECODE, False
 
 
-@njit(cache=True, _nrt=False, inline='always')
+@njit(cache=True, _nrt=False, error_model='numpy', inline='always')
 def orca(ci, si, sf, ei, e, e_steps_ptr, e_steps, mp_route):
     """Orca: prefill first (chunked to the budget), then decode with what is left."""
     return PLAN_PREFILL_DECODE, True
 
 
-@njit(cache=True, _nrt=False, inline='always')
+@njit(cache=True, _nrt=False, error_model='numpy', inline='always')
 def sarathi(ci, si, sf, ei, e, e_steps_ptr, e_steps, mp_route):
     """Sarathi-Serve: decode first (stall-free), then chunked prefill with what is left."""
     return PLAN_DECODE_PREFILL, True
 
 
-@njit(cache=True, _nrt=False, inline='always')
+@njit(cache=True, _nrt=False, error_model='numpy', inline='always')
 def form_batch(ci, cf, si, sf, ei, ef, gi, e, t, dec_call, dec_tgt, batch_c, batch_t,
                e_steps_ptr, e_steps, mp_route):
     """Fill engine e's batch for the iteration starting at t; returns the iteration's
