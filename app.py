@@ -30,8 +30,8 @@ from llmsim import budget  # noqa: E402
 from llmsim_ui import entry, runs  # noqa: E402
 
 runs.timing("app.py starts")
-# compile the simulator once per server process, in the background while the page draws
-runs.start_warm_up()
+# the kernel is loaded (or, on a cold cache, waited for) by the first page that runs a
+# simulation, once it has drawn its inputs: see runs.warm_up
 
 # an emoji favicon is drawn locally; a Material-icon favicon would be fetched from fonts.gstatic.com
 st.set_page_config(page_title="llmsim — does it keep up?", page_icon="📈", layout="wide")
