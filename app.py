@@ -9,7 +9,8 @@ import sys
 import time
 
 if os.environ.get("LLMSIM_UI_TIMING"):  # bench/bench_ui.py: when the script started, before its imports
-    print(f"[llmsim-ui    0.00 s @{time.time():.3f}] app.py script starts", file=sys.stderr, flush=True)
+    print(f"[llmsim-ui    0.00 s @{time.time():.3f} cpu {time.process_time():.2f}] app.py script starts",
+          file=sys.stderr, flush=True)
 
 # One BLAS thread per server process, set before numpy is first imported (Streamlit itself
 # does not import it): a server runs many sessions at once, and OpenBLAS's spinning worker

@@ -182,18 +182,20 @@ def measure_start(url: str, t0: float, b, query: str = "") -> dict:
     return res
 
 
-STAGE_RE = re.compile(r"\[llmsim-ui +[\d.]+ s @([\d.]+)\] (.*)")
+STAGE_RE = re.compile(r"\[llmsim-ui +[\d.]+ s @([\d.]+)(?: cpu ([\d.]+))?\] (.*)")
 
 
-def server_stages(log_path: Path, launched_epoch: float) -> dict:
+def server_stages(log_path: Path, launched_epoch: float, cpu: bool = False) -> dict:
     """Seconds from the server's launch to each stage the app logged (LLMSIM_UI_TIMING):
-    where a start's time goes on the server's side (the browser's drawing comes after)."""
+    where a start's time goes on the server's side (the browser's drawing comes after).
+    cpu: the server process's CPU seconds (all threads, since it started) at each stage
+    instead, which other jobs on the machine change much less than the wall clock."""
     out = {}
     for line in log_path.read_text(errors="replace").splitlines():
         m = STAGE_RE.search(line)
-        if m:
-            name = re.sub(r"[\d.]+ s$", "", m.group(2)).strip().rstrip(":")
-            out.setdefault(name, round(float(m.group(1)) - launched_epoch, 2))
+        if m and (m.group(2) or not cpu):
+            name = re.sub(r"[\d.]+ s$", "", m.group(3)).strip().rstrip(":")
+            out.setdefault(name, float(m.group(2)) if cpu else round(float(m.group(1)) - launched_epoch, 2))
     return out
 
 
@@ -214,6 +216,10 @@ def main(argv=None) -> int:
                     with server(cache, log) as (url, t0):
                         runs[label].append(measure_start(url, t0, b))
                     runs[label][-1]["server_stages_s"] = server_stages(log, server.launched_epoch)
+                    cpu = runs[label][-1]["server_cpu_s"] = server_stages(log, server.launched_epoch, cpu=True)
+                    if "app.py script starts" in cpu and "first chunk drawn" in cpu:
+                        runs[label][-1]["script_cpu_to_first_chunk_s"] = round(
+                            cpu["first chunk drawn"] - cpu["app.py script starts"], 2)
                     print(label, i, runs[label][-1], flush=True)
             finally:
                 shutil.rmtree(cache, ignore_errors=True)
@@ -221,8 +227,8 @@ def main(argv=None) -> int:
     for label, rs in runs.items():
         med = {}
         for k in ("server_ready_s", "first_trajectory_s", "run_finished_s", "browser_updates_per_s",
-                  "server_updates_per_s"):
-            vals = sorted(r[k] for r in rs if r[k] is not None)
+                  "server_updates_per_s", "script_cpu_to_first_chunk_s"):
+            vals = sorted(r[k] for r in rs if r.get(k) is not None)
             med[k] = vals[len(vals) // 2] if vals else None
             med[k + "_range"] = [vals[0], vals[-1]] if vals else None
         med["problems"] = sum((r["problems"] for r in rs), [])
@@ -238,6 +244,8 @@ def main(argv=None) -> int:
         print(f"{k:10s} {v['server_ready_s']:>8.1f} s {v['first_trajectory_s']:>15.1f} s "
               f"{v['run_finished_s']:>11.1f} s "
               f"{v['browser_updates_per_s'] or 0:>15.1f} {v['server_updates_per_s'] or 0:>10.1f}")
+    print("server CPU seconds (all its threads) from app.py's start to the first chunk drawn: "
+          + ", ".join(f"{k} {out[k]['script_cpu_to_first_chunk_s']}" for k in ("fresh", "restart")))
     return 0
 
 

@@ -110,11 +110,12 @@ _T0 = time.perf_counter()
 
 
 def timing(msg: str) -> None:
-    """With LLMSIM_UI_TIMING=1, report a stage (seconds since this module was imported)
-    on stderr: how bench/bench_ui.py explains its startup figures."""
+    """With LLMSIM_UI_TIMING=1, report a stage (seconds since this module was imported, the
+    wall clock, and the CPU seconds of the server process so far, all its threads) on stderr:
+    how bench/bench_ui.py explains its startup figures."""
     if os.environ.get("LLMSIM_UI_TIMING"):
-        print(f"[llmsim-ui {time.perf_counter() - _T0:7.2f} s @{time.time():.3f}] {msg}", file=sys.stderr,
-              flush=True)
+        print(f"[llmsim-ui {time.perf_counter() - _T0:7.2f} s @{time.time():.3f} cpu {time.process_time():.2f}] {msg}",
+              file=sys.stderr, flush=True)
 
 
 # ------------------------------------------------------------------------ outcomes
