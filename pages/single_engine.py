@@ -168,7 +168,7 @@ def _draw_chart(run: runs.LiveRun, live: bool = False) -> None:
         parts.append(long)
     df = pd.concat(parts, ignore_index=True)
     x_max = max([run.end] + [o.summary["horizon_seconds"] for o in run.outcomes.values()])
-    specs = charts.trajectories(df, "scheduler", palette.scale(list(trajs), palette.SCHEDULER_COLORS),
+    specs = charts.trajectories(df, "scheduler", palette.colours(list(trajs), palette.SCHEDULER_COLORS),
                                 list(METRICS.values()), x_max, log=ps.get("scale") != "linear",
                                 formats=FORMATS, live=live)
     for slot, spec in zip(chart_slots, specs):
@@ -181,7 +181,7 @@ if run is None:
         empty = pd.DataFrame({"time_s": [], "scheduler": [], "metric": [], "value": []})
         horizon = (base.num_requests or 1) / base.total_rate
         for slot, spec in zip(chart_slots, charts.trajectories(
-                empty, "scheduler", palette.scale([j.label for j in jobs], palette.SCHEDULER_COLORS),
+                empty, "scheduler", palette.colours([j.label for j in jobs], palette.SCHEDULER_COLORS),
                 list(METRICS.values()), horizon, log=ps.get("scale") != "linear", formats=FORMATS, live=True)):
             slot.vega_lite_chart(spec=spec, width="stretch")
     runs.timing("chart axes sent")
