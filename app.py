@@ -9,7 +9,8 @@ import sys
 import time
 
 if os.environ.get("LLMSIM_UI_TIMING"):  # bench/bench_ui.py: when the script started, before its imports
-    print(f"[llmsim-ui    0.00 s @{time.time():.3f}] app.py script starts", file=sys.stderr, flush=True)
+    print(f"[llmsim-ui    0.00 s @{time.time():.3f} cpu {time.process_time():.2f}] app.py script starts",
+          file=sys.stderr, flush=True)
 
 # One BLAS thread per server process, set before numpy is first imported (Streamlit itself
 # does not import it): a server runs many sessions at once, and OpenBLAS's spinning worker
@@ -30,8 +31,8 @@ from llmsim import budget  # noqa: E402
 from llmsim_ui import entry, runs  # noqa: E402
 
 runs.timing("app.py starts")
-# compile the simulator once per server process, in the background while the page draws
-runs.start_warm_up()
+# the kernel is loaded (or, on a cold cache, waited for) by the first page that runs a
+# simulation, once it has drawn its inputs: see runs.warm_up
 
 # an emoji favicon is drawn locally; a Material-icon favicon would be fetched from fonts.gstatic.com
 st.set_page_config(page_title="llmsim — does it keep up?", page_icon="📈", layout="wide")

@@ -7,7 +7,9 @@
   first trajectory is drawn, and until the live run has finished (every verdict shown);
 - restart: the same with the numba cache that run filled (a server restart);
 - live view: chart updates per second the browser received while the run played
-  (counted with a MutationObserver on the chart elements) and the server's own count.
+  (counted with a MutationObserver on the chart elements) and the server's own count;
+- ``--floor``: Streamlit's own floor on this machine, the same measure for an app that
+  only draws one Vega-Lite chart (this repository's .streamlit/config.toml, no imports).
 
 The helpers (free port, server process, browser launch, page checks) are shared with
 tests/test_browser.py. The browser is Debian's chromium driven by Playwright; no browser
@@ -65,9 +67,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def server(numba_cache_dir: str | None = None, log_path: Path | None = None, port: int | None = None):
-    """``streamlit run app.py`` on a free loopback port; yields (base_url, t_started).
-    Always terminated (its process group) on exit."""
+def server(numba_cache_dir: str | None = None, log_path: Path | None = None, port: int | None = None,
+           root: Path | None = None):
+    """``streamlit run app.py`` (in root, this repository by default) on a free loopback port;
+    yields (base_url, t_started). Always terminated (its process group) on exit."""
     port = port or free_port()
     env = dict(os.environ, LLMSIM_UI_TIMING="1")
     if numba_cache_dir:
@@ -77,7 +80,7 @@ def server(numba_cache_dir: str | None = None, log_path: Path | None = None, por
            "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
     t0 = time.perf_counter()
     server.launched_epoch = time.time()
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(cmd, cwd=root or ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.time() + 60
@@ -182,18 +185,47 @@ def measure_start(url: str, t0: float, b, query: str = "") -> dict:
     return res
 
 
-STAGE_RE = re.compile(r"\[llmsim-ui +[\d.]+ s @([\d.]+)\] (.*)")
+FLOOR_APP = """import streamlit as st
+st.vega_lite_chart({"data": {"values": [{"t": 0, "v": 1}, {"t": 1, "v": 2}]}, "mark": "line",
+                    "encoding": {"x": {"field": "t", "type": "quantitative"},
+                                 "y": {"field": "v", "type": "quantitative"}}})
+"""
 
 
-def server_stages(log_path: Path, launched_epoch: float) -> dict:
+def measure_floor(b, repeat: int) -> list[float]:
+    """Seconds from ``streamlit run`` to the line drawn by an app that draws one Vega-Lite
+    chart first thing: what any Streamlit page with a chart costs here (server start, the
+    browser loading Streamlit's page and its chart code)."""
+    out = []
+    with tempfile.TemporaryDirectory(prefix="llmsim-floor-") as d:
+        (Path(d) / "app.py").write_text(FLOOR_APP)
+        (Path(d) / ".streamlit").mkdir()
+        shutil.copy(ROOT / ".streamlit" / "config.toml", Path(d) / ".streamlit" / "config.toml")
+        for _ in range(repeat):
+            with server(root=Path(d)) as (url, t0):
+                page = new_page(b)
+                page.goto(url + "/")
+                page.locator('[data-testid="stVegaLiteChart"] g.mark-line path').first.wait_for(
+                    state="attached", timeout=60_000)
+                out.append(round(time.perf_counter() - t0, 2))
+                page.close()
+    return out
+
+
+STAGE_RE = re.compile(r"\[llmsim-ui +[\d.]+ s @([\d.]+)(?: cpu ([\d.]+))?\] (.*)")
+
+
+def server_stages(log_path: Path, launched_epoch: float, cpu: bool = False) -> dict:
     """Seconds from the server's launch to each stage the app logged (LLMSIM_UI_TIMING):
-    where a start's time goes on the server's side (the browser's drawing comes after)."""
+    where a start's time goes on the server's side (the browser's drawing comes after).
+    cpu: the server process's CPU seconds (all threads, since it started) at each stage
+    instead, which other jobs on the machine change much less than the wall clock."""
     out = {}
     for line in log_path.read_text(errors="replace").splitlines():
         m = STAGE_RE.search(line)
-        if m:
-            name = re.sub(r"[\d.]+ s$", "", m.group(2)).strip().rstrip(":")
-            out.setdefault(name, round(float(m.group(1)) - launched_epoch, 2))
+        if m and (m.group(2) or not cpu):
+            name = re.sub(r"[\d.]+ s$", "", m.group(3)).strip().rstrip(":")
+            out.setdefault(name, float(m.group(2)) if cpu else round(float(m.group(1)) - launched_epoch, 2))
     return out
 
 
@@ -201,7 +233,14 @@ def main(argv=None) -> int:
     import argparse
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=3, help="fresh starts and restarts to measure (medians reported)")
+    ap.add_argument("--floor", action="store_true", help="only Streamlit's floor: a one-chart app, --repeat times")
     args = ap.parse_args(argv)
+    if args.floor:
+        with browser() as b:
+            floor = measure_floor(b, args.repeat)
+        print(f"one-chart Streamlit app, streamlit run to its line drawn: {floor} s; "
+              f"load average {os.getloadavg()[0]:.1f}")
+        return 0
     runs: dict = {"fresh": [], "restart": []}
     logs = ROOT / "test-artifacts"
     logs.mkdir(exist_ok=True)
@@ -214,6 +253,10 @@ def main(argv=None) -> int:
                     with server(cache, log) as (url, t0):
                         runs[label].append(measure_start(url, t0, b))
                     runs[label][-1]["server_stages_s"] = server_stages(log, server.launched_epoch)
+                    cpu = runs[label][-1]["server_cpu_s"] = server_stages(log, server.launched_epoch, cpu=True)
+                    if "app.py script starts" in cpu and "first chunk drawn" in cpu:
+                        runs[label][-1]["script_cpu_to_first_chunk_s"] = round(
+                            cpu["first chunk drawn"] - cpu["app.py script starts"], 2)
                     print(label, i, runs[label][-1], flush=True)
             finally:
                 shutil.rmtree(cache, ignore_errors=True)
@@ -221,8 +264,8 @@ def main(argv=None) -> int:
     for label, rs in runs.items():
         med = {}
         for k in ("server_ready_s", "first_trajectory_s", "run_finished_s", "browser_updates_per_s",
-                  "server_updates_per_s"):
-            vals = sorted(r[k] for r in rs if r[k] is not None)
+                  "server_updates_per_s", "script_cpu_to_first_chunk_s"):
+            vals = sorted(r[k] for r in rs if r.get(k) is not None)
             med[k] = vals[len(vals) // 2] if vals else None
             med[k + "_range"] = [vals[0], vals[-1]] if vals else None
         med["problems"] = sum((r["problems"] for r in rs), [])
@@ -238,6 +281,8 @@ def main(argv=None) -> int:
         print(f"{k:10s} {v['server_ready_s']:>8.1f} s {v['first_trajectory_s']:>15.1f} s "
               f"{v['run_finished_s']:>11.1f} s "
               f"{v['browser_updates_per_s'] or 0:>15.1f} {v['server_updates_per_s'] or 0:>10.1f}")
+    print("server CPU seconds (all its threads) from app.py's start to the first chunk drawn: "
+          + ", ".join(f"{k} {out[k]['script_cpu_to_first_chunk_s']}" for k in ("fresh", "restart")))
     return 0
 
 

@@ -122,5 +122,13 @@ def wait_precompile(timeout_s: float = 300.0) -> None:
         proc.wait()
 
 
-if __name__ == "__main__":  # the child of precompile()
-    compile_kernel()
+def _compile_into_cache() -> None:
+    """The child of precompile(): run the kernel once, which compiles it and writes Numba's
+    cache, and stop there. The result, the verdict and the theory behind them (scipy's
+    imports, about 0.5 s) are left to the server, which waits for this process to end."""
+    import llmsim
+    llmsim.Simulation(llmsim.loads_scenario(TINY_SCENARIO)).advance()
+
+
+if __name__ == "__main__":
+    _compile_into_cache()

@@ -7,9 +7,12 @@ colour blindness). Scheduler and policy colours deliberately avoid meaning "good
 
 from __future__ import annotations
 
-import altair as alt
+from typing import TYPE_CHECKING, NamedTuple
 
 from llmsim import SCHEDULERS
+
+if TYPE_CHECKING:
+    import altair as alt
 
 _OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
 
@@ -45,15 +48,30 @@ VERDICT_BADGE: dict[str, tuple[str, str]] = {
 THEORY_COLOR = "#555555"
 
 
-def scale(names, mapping: dict[str, str]) -> alt.Scale:
-    """An Altair colour scale giving each present name its fixed colour."""
+class Colours(NamedTuple):
+    """A colour scale as two lists, as ``alt.Scale`` has them (``domain``, ``range``): what
+    the trajectory charts need, without importing Altair."""
+    domain: list
+    range: list
+
+
+def colours(names, mapping: dict[str, str]) -> Colours:
+    """Each present name with its fixed colour (names without one get the spare colours)."""
     names = list(dict.fromkeys(names))
     extra = iter(_OKABE_ITO[::-1])
-    return alt.Scale(domain=names, range=[mapping.get(n) or next(extra, "#888888") for n in names])
+    return Colours(names, [mapping.get(n) or next(extra, "#888888") for n in names])
+
+
+def scale(names, mapping: dict[str, str]) -> alt.Scale:
+    """An Altair colour scale giving each present name its fixed colour."""
+    import altair as alt
+    c = colours(names, mapping)
+    return alt.Scale(domain=c.domain, range=c.range)
 
 
 def categorical(names) -> alt.Scale:
     """Colours for names without a fixed mapping (workflow buffers), in order."""
+    import altair as alt
     names = list(dict.fromkeys(names))
     pal = _OKABE_ITO + ["#999999", "#882255", "#44AA99", "#117733", "#332288", "#DDCC77"]
     return alt.Scale(domain=names, range=[pal[i % len(pal)] for i in range(len(names))])

@@ -1,9 +1,9 @@
 """Running simulations for the UI: warm-up, bounded caches, and the chunked live runner.
 
-- ``warm_up`` compiles the numba kernel once per server process (``st.cache_resource``)
-  by running a tiny scenario, in a background thread that app.py starts first thing, so
-  the first page draws while numba compiles; every session after the first finds it
-  compiled.
+- ``warm_up`` loads the numba kernel once per server process (``st.cache_resource``) by
+  running a tiny scenario in a thread, started when a page first needs the kernel (after
+  drawing its inputs); on a cold cache that thread waits for the compile process app.py
+  started first thing. Every session after the first finds the kernel loaded.
 - Finished runs are cached in a ``ByteLRU`` (bounded by bytes, not entries: one run's
   trajectory can be 100 times another's) keyed on the scenario's TOML text (plus the
   digest of an uploaded trace, which the TOML names but does not contain), so a shared
@@ -57,6 +57,7 @@ def _compile() -> float:
     t0 = time.perf_counter()
     sim = Simulation(llmsim.loads_scenario(_kernel_cache.TINY_SCENARIO), limits=LIMITS)
     sim.advance(1.0)
+    timing("kernel loaded")
     sim.advance()
     llmsim.verdict(sim.result())
     spent = time.perf_counter() - t0
@@ -66,8 +67,12 @@ def _compile() -> float:
 
 @st.cache_resource(show_spinner=False)
 def _warm_up_thread():
-    """Once per server process: compile in a background thread, so the first page draws
-    its inputs and theory while numba works (or loads its on-disk cache)."""
+    """Once per server process, a thread that loads the kernel (sessions arriving
+    meanwhile wait for the same thread). Started by the first page that needs the kernel,
+    not earlier: loading it from Numba's cache is ~0.2 s of CPU but hundreds of short calls
+    into LLVM that release the GIL, and each waits up to a switch interval (5 ms) for it
+    while a page draws in the script thread: beside the drawing page the load took 0.4 to
+    0.6 s (up to 1.4 s beside a busy thread) and slowed the page's first draw."""
     result: dict = {}
 
     def work():
@@ -86,17 +91,15 @@ def _warm_up_thread():
     return th, result
 
 
-def start_warm_up() -> None:
-    """Called by app.py first thing: starts the compile if this process has not."""
-    _warm_up_thread()
-
-
 def warm_up() -> float:
     """Wait for the compile (with a spinner if it is still running); call before the
     first simulation of a script run. Returns the seconds the compile took."""
     th, result = _warm_up_thread()
     if th.is_alive():
-        with st.spinner("Compiling the simulator (once per server start, about 10 s)…"):
+        # (shown after half a second: loading a compiled kernel is usually done by then)
+        text = ("Compiling the simulator (once per server start, about 10 s)…" if _kernel_cache.precompile()
+                else "Loading the simulator…")
+        with st.spinner(text):
             th.join()
     if "error" in result:
         raise result["error"]
@@ -107,11 +110,12 @@ _T0 = time.perf_counter()
 
 
 def timing(msg: str) -> None:
-    """With LLMSIM_UI_TIMING=1, report a stage (seconds since this module was imported)
-    on stderr: how bench/bench_ui.py explains its startup figures."""
+    """With LLMSIM_UI_TIMING=1, report a stage (seconds since this module was imported, the
+    wall clock, and the CPU seconds of the server process so far, all its threads) on stderr:
+    how bench/bench_ui.py explains its startup figures."""
     if os.environ.get("LLMSIM_UI_TIMING"):
-        print(f"[llmsim-ui {time.perf_counter() - _T0:7.2f} s @{time.time():.3f}] {msg}", file=sys.stderr,
-              flush=True)
+        print(f"[llmsim-ui {time.perf_counter() - _T0:7.2f} s @{time.time():.3f} cpu {time.process_time():.2f}] {msg}",
+              file=sys.stderr, flush=True)
 
 
 # ------------------------------------------------------------------------ outcomes

@@ -13,6 +13,7 @@ from llmsim_ui import limits as L
 from llmsim_ui.state import Field, PageState
 
 entry.require_app()
+runs.timing("page imported")
 
 PAGE = "single"
 METRICS = {"waiting": "Waiting requests", "backlog_tokens": "Backlog (tokens)",
@@ -70,23 +71,30 @@ for s in schedulers:
 
 
 # ----------------------------------------------------------------------- theory
-# base runs sarathi: the load and the capacities shown here do not depend on the scheduler
-th = runs.theory(runs.job("base", base, extra))
-e0 = th.engines[0]
-mean_work = e0.offered_tokens_per_s / base.total_rate if base.total_rate else float("nan")
-# units in the labels keep the figures short: a projector at 1024 px cuts "16.7 r…"
-c1, c2, c3, c4 = st.columns(4)
-c1.metric("Offered load ρ", f"{th.load:.2f}" if th.load >= 0.01 else f"{th.load:.2g}",
-          help="Arriving work divided by the most the engine can process (the binding capacity). "
-               "Above 1 no scheduler keeps up.")
-c2.metric("Arrival rate λ (req/s)", f"{base.total_rate:.3g}")
-c3.metric("Token capacity b/t(b) (tok/s)", f"{e0.token_capacity:,.0f}",
-          help=f"A full iteration of b = {e0.token_budget} tokens takes t(b) = {e0.t_b_seconds * 1e3:.4g} ms. "
-               f"With {mean_work:,.0f} tokens per request on average that is "
-               f"{e0.token_capacity / mean_work:.3g} requests/s.")
-c4.metric("Best possible capacity (req/s)", f"{th.optimal_capacity_rps:.3g}",
-          help="The smaller of the stability region's capacity (a linear program over the batches b, k and the batch time allow) and the memory capacity: what a work-conserving "
-               "scheduler (orca, sarathi) reaches. " + e0.capacity_kind)
+# drawn here, computed below once the empty chart axes are on their way: the browser loads its
+# chart code (about a second) while this process computes the theory and loads the kernel
+theory_box = st.container()
+
+
+def _draw_theory() -> None:
+    # base runs sarathi: the load and the capacities shown here do not depend on the scheduler
+    th = runs.theory(runs.job("base", base, extra))
+    e0 = th.engines[0]
+    mean_work = e0.offered_tokens_per_s / base.total_rate if base.total_rate else float("nan")
+    # units in the labels keep the figures short: a projector at 1024 px cuts "16.7 r…"
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric("Offered load ρ", f"{th.load:.2f}" if th.load >= 0.01 else f"{th.load:.2g}",
+              help="Arriving work divided by the most the engine can process (the binding capacity). "
+                   "Above 1 no scheduler keeps up.")
+    c2.metric("Arrival rate λ (req/s)", f"{base.total_rate:.3g}")
+    c3.metric("Token capacity b/t(b) (tok/s)", f"{e0.token_capacity:,.0f}",
+              help=f"A full iteration of b = {e0.token_budget} tokens takes t(b) = {e0.t_b_seconds * 1e3:.4g} ms. "
+                   f"With {mean_work:,.0f} tokens per request on average that is "
+                   f"{e0.token_capacity / mean_work:.3g} requests/s.")
+    c4.metric("Best possible capacity (req/s)", f"{th.optimal_capacity_rps:.3g}",
+              help="The smaller of the stability region's capacity (a linear program over the batches b, k and the batch time allow) and the memory capacity: what a work-conserving "
+                   "scheduler (orca, sarathi) reaches. " + e0.capacity_kind)
+
 
 # -------------------------------------------------------------------- the run
 key = tuple((j.toml, j.extra_key) for j in jobs)
@@ -160,7 +168,7 @@ def _draw_chart(run: runs.LiveRun, live: bool = False) -> None:
         parts.append(long)
     df = pd.concat(parts, ignore_index=True)
     x_max = max([run.end] + [o.summary["horizon_seconds"] for o in run.outcomes.values()])
-    specs = charts.trajectories(df, "scheduler", palette.scale(list(trajs), palette.SCHEDULER_COLORS),
+    specs = charts.trajectories(df, "scheduler", palette.colours(list(trajs), palette.SCHEDULER_COLORS),
                                 list(METRICS.values()), x_max, log=ps.get("scale") != "linear",
                                 formats=FORMATS, live=live)
     for slot, spec in zip(chart_slots, specs):
@@ -173,9 +181,14 @@ if run is None:
         empty = pd.DataFrame({"time_s": [], "scheduler": [], "metric": [], "value": []})
         horizon = (base.num_requests or 1) / base.total_rate
         for slot, spec in zip(chart_slots, charts.trajectories(
-                empty, "scheduler", palette.scale([j.label for j in jobs], palette.SCHEDULER_COLORS),
+                empty, "scheduler", palette.colours([j.label for j in jobs], palette.SCHEDULER_COLORS),
                 list(METRICS.values()), horizon, log=ps.get("scale") != "linear", formats=FORMATS, live=True)):
             slot.vega_lite_chart(spec=spec, width="stretch")
+    runs.timing("chart axes sent")
+with theory_box:
+    _draw_theory()
+runs.timing("theory drawn")
+if run is None:
     run = controls.start_run(PAGE, key, jobs, status_slot)  # waits for the numba warm-up
     _draw_cards(run)
 

@@ -5,6 +5,7 @@ that can be asserted without a browser; tests/test_browser.py covers the layout 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -128,6 +129,50 @@ def test_trajectory_charts_are_tall_aligned_and_titled():
         axis = s["layer"][0]["encoding"]["y"]["axis"]
         assert axis["minExtent"] == axis["maxExtent"] == traj[0]["layer"][0]["encoding"]["y"]["axis"]["minExtent"]
         assert axis["titleLimit"] >= 300
+
+
+def _named_views_as(spec: dict, names: dict) -> dict:
+    """The spec with Altair's generated view names (a counter) replaced in order, and
+    without the schema URL, which names Altair's Vega-Lite version."""
+    text = json.dumps({k: v for k, v in spec.items() if k != "$schema"})
+    for name in dict.fromkeys(re.findall(r'"(view_[0-9a-z_]+)"', text)):
+        text = text.replace(f'"{name}"', f'"{names.setdefault(name, f"v{len(names)}")}"')
+    return json.loads(text)
+
+
+@pytest.mark.parametrize("log", [False, True])
+@pytest.mark.parametrize("metric, y_title, chart_title, series", [
+    ("Waiting requests", None, None, "scheduler"),
+    ("KV cache in use (%)", "per cent", "KV cache", "buffer"),
+    ("it's \"quoted\"", None, "t", "scheduler"),
+])
+def test_live_panel_is_altairs_spec_written_out(log, metric, y_title, chart_title, series):
+    """The live frames' panel is written out as Vega-Lite (no Altair import before a page's
+    first chart): the very spec Altair builds for it, view names and schema URL aside."""
+    from llmsim_ui import charts
+    args = (series, ("sarathi", "orca", "x"), ("#111111", "#222222", "#333333"), metric, log, 210, "~s",
+            "simulated time (s)", y_title, chart_title)
+    assert (_named_views_as(charts._live_panel_spec(*args), {})
+            == _named_views_as(charts._altair_panel_spec(*args, False), {}))
+    assert charts._live_panel_spec(*args) != charts._live_panel_spec(*args[:4], not log, *args[5:])
+
+
+def test_first_draw_of_the_single_engine_page_needs_no_altair():
+    """Everything the single-engine page imports and its live trajectory specs leave Altair
+    out (it is imported where a chart is built with it: the final interactive redraw)."""
+    import subprocess
+    import sys
+    code = ("import sys, pandas as pd\n"
+            "from llmsim_ui import charts, controls, entry, inputs, palette, runs, widgets, phone_nav\n"
+            "df = pd.DataFrame({'time_s': [0.0], 'scheduler': ['orca'], 'metric': ['Waiting requests'], "
+            "'value': [1.0]})\n"
+            "specs = charts.trajectories(df, 'scheduler', palette.colours(['orca'], palette.SCHEDULER_COLORS), "
+            "['Waiting requests'], 10.0, live=True)\n"
+            "assert specs[0]['datasets'][charts.DATASET] is not None\n"
+            "print('altair' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
+                         env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
+    assert out.stdout.split() == ["False"], out.stdout + out.stderr
 
 
 # 4. evidence: the rule and the per-buffer test that decided ------------------------

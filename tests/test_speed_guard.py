@@ -87,3 +87,17 @@ def test_import_llmsim_leaves_out_the_heavy_libraries():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          check=True, env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_a_verdict_leaves_out_scipy_stats():
+    """The dashboard's first verdict (its warm-up run) costs no scipy.stats import (~0.2-0.7 s):
+    the t quantile comes from scipy.special. A sarathi run with uniform and geometric lengths,
+    as the warm-up's; other length laws and theory chains may import it where they use it."""
+    import subprocess
+    code = ("import sys, llmsim; from llmsim import _kernel_cache as K; "
+            "r = llmsim.simulate(llmsim.loads_scenario(K.TINY_SCENARIO)); "
+            "assert r.verdict.verdict in ('stable', 'unstable', 'inconclusive'); "
+            "print('scipy.stats' in sys.modules, 'scipy.special' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         check=True, env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
+    assert out.stdout.split() == ["False", "True"], out.stdout + out.stderr

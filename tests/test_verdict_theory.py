@@ -69,6 +69,16 @@ def test_student_t_from_scipy():
     assert "12.706" not in src
 
 
+def test_student_t_quantile_is_scipy_stats_bit_for_bit():
+    """_t975 calls scipy.special.stdtrit (scipy.stats is slow to import): the same numbers as
+    scipy.stats.t.ppf for every degrees of freedom a verdict can have (K - 2 batches) and far
+    beyond, and infinity below one degree of freedom."""
+    from scipy.stats import t as student_t
+    for df in list(range(1, 5001)) + [10_000, 123_457, 10**6, 10**9]:
+        assert stability._t975(df) == float(student_t.ppf(0.975, df)), df
+    assert stability._t975(0) == float("inf")
+
+
 def test_no_import_cycle_between_simulate_and_stability():
     tree = ast.parse((ROOT / "llmsim" / "stability.py").read_text())
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
