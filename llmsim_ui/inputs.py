@@ -122,7 +122,17 @@ def capacity_rps(ps: PageState) -> float | None:
         return None
     try:
         sc = llmsim.scenario_from_table(scenario_table(ps, 1000, 1.0))
-        cap = llmsim.analyze(sc).optimal_capacity_rps
+    except (ConfigError, ValueError, ZeroDivisionError):
+        return None
+    return _optimal_capacity(sc.to_toml(), sc)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _optimal_capacity(toml: str, _sc) -> float | None:
+    """The region LPs behind ``capacity_rps``, once per engine and workload (every rerun of
+    a page asks again; the scenario's TOML is the key)."""
+    try:
+        cap = llmsim.analyze(_sc).optimal_capacity_rps
     except (ConfigError, ValueError, ZeroDivisionError):
         return None
     return cap if cap and cap > 0 else None
