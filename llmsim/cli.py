@@ -12,6 +12,7 @@ import os
 import sys
 from dataclasses import replace
 
+from llmsim import _kernel_cache
 from llmsim.workload import ConfigError
 
 
@@ -96,6 +97,7 @@ def cmd_run(args):
     sc = _load(args)
     if not 1 <= args.replications <= 100:
         raise ConfigError(f"--replications: {args.replications} must be in [1, 100]")
+    _kernel_cache.compile_here()  # a cold cache: compiled with a helper process
     res = simulate(sc)
     if args.replications > 1:
         from llmsim.simulate import replicate
@@ -147,6 +149,8 @@ def cmd_capacity(args):
                           "schedulers; use --scheduler to set them all")
     executor = None
     address = args.dask or os.environ.get("LLMSIM_DASK_ADDRESS")
+    if not address or address == "local":
+        _kernel_cache.compile_here()  # a cold cache: compiled once here, the workers load it
     if address:  # otherwise the local process pool, as before
         from llmsim.sweep import DaskExecutor
         executor = DaskExecutor(None if address == "local" else address, args.workers)

@@ -101,3 +101,42 @@ def test_a_verdict_leaves_out_scipy_stats():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          check=True, env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
     assert out.stdout.split() == ["False", "True"], out.stdout + out.stderr
+
+
+def test_the_callee_compile_types_what_the_kernel_calls(tmp_path):
+    """On a cold cache the command line compiles the kernel while a helper process compiles
+    the functions run_kernel calls, which the kernel's compile then loads from the cache:
+    that helps only if the helper compiled exactly the signatures the kernel needs. In a
+    fresh Numba cache: the callees first, then the kernel; the kernel's compile must not add
+    a signature to any callee (it would if one had been typed differently), and every callee
+    must have been compiled (its parameters were all typed)."""
+    import os
+    import subprocess
+    code = (
+        "from llmsim import _kernel_cache as K\n"
+        "K._compile_callees()\n"
+        "before = {n: [str(s) for s in f.signatures] for n, f in K.kernel_callees()}\n"
+        "K._compile_into_cache()\n"
+        "after = {n: [str(s) for s in f.signatures] for n, f in K.kernel_callees()}\n"
+        "print(len(before), [n for n in before if len(before[n]) != 1 or before[n] != after[n]])\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NUMBA_CACHE_DIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    n, rest = out.stdout.split(" ", 1)
+    assert int(n) >= 20 and rest.strip() == "[]", out.stdout
+
+
+def test_a_cold_command_line_run_gives_the_warm_ones_result(tmp_path):
+    """`llmsim run` on an empty Numba cache (the kernel compiled here, its callees by a
+    helper process) prints what a run with the cache filled prints, wall time aside."""
+    import os
+    import subprocess
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NUMBA_CACHE_DIR": str(tmp_path)}
+    cmd = [sys.executable, "-m", "llmsim", "run", str(ROOT / "scenarios/quickstart.toml")]
+    outs = [subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
+            for _ in range(2)]
+    assert [o.returncode for o in outs] == [0, 0], outs[0].stderr
+    lines = [[x for x in o.stdout.splitlines() if not x.startswith("wall")] for o in outs]
+    assert lines[0] == lines[1] and "verdict" in outs[0].stdout
+    assert any(tmp_path.rglob("*.nbi")), "the kernel was not cached"
