@@ -568,10 +568,10 @@ def prefill_phase(ci, cf, si, sf, ei, e, t, batch_c, batch_t, e_steps_ptr, e_ste
 # site. The phases, and the functions they call at every admission, finished or preempted
 # call (``pick_step``, ``dq_push``, ``_remove_finished``, ``preempt_newest``), are inlined
 # by LLVM (``forceinline=True``: compiled once, inlined into run_kernel's machine code).
-# As calls they passed 8 to 10 arrays (7 to 9 words each) per call: W1 runs 1.4 to 1.7
-# times faster inlined (bench/README.md, "Round 3"). Numba's own inlining
-# (``inline='always'``) gave about the same code but compiled 20% slower, and a call site
-# per scheduler (four inlined copies of each phase) ran slower, not faster.
+# As calls they passed 8 to 10 arrays (7 to 9 words each) per call: W1 runs 1.25 to 1.85
+# times faster inlined, agent networks up to 1.9 (bench/README.md, "Round 3: the kernel").
+# Numba's own inlining (``inline='always'``) gave about the same speed but compiled 10-20%
+# slower, and a call site per scheduler (four inlined copies of each phase) ran slower.
 
 PLAN_PREFILL = 0          # prefill phase only
 PLAN_DECODE = 1           # decode phase only
@@ -638,6 +638,7 @@ def form_batch(ci, cf, si, sf, ei, ef, gi, e, t, dec_call, dec_tgt, batch_c, bat
     else:
         plan, chunked = sarathi(ci, si, sf, ei, e, e_steps_ptr, e_steps, mp_route)
     prefill_first = plan == PLAN_PREFILL or plan == PLAN_PREFILL_DECODE
+    # two passes, one call site per phase: the plan's first phase, then its second
     for phase in range(2):
         if (phase == 0) == prefill_first:
             if plan != PLAN_DECODE:
