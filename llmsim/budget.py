@@ -175,7 +175,7 @@ def estimate(sc) -> dict:
                 max_fan = max(max_fan, len(r.to))
     # the kernel runs physical engines: a pool (engine with replicas) is one engine per
     # replica, and each step at a pool one buffer per replica
-    reps = [list(e.replicas) if getattr(e, "replicas", ()) else [e] for e in sc.engines]
+    reps = [list(e.replicas) or [e] for e in sc.engines]
     slots = sum(r.slots for rs in reps for r in rs)
     margin = float(slots) * max_fan + 2
     e_pos = {e.name: i for i, e in enumerate(sc.engines)}
@@ -237,11 +237,9 @@ def _length_field(sc) -> str:
 
 
 def _where_engine(sc) -> str:
-    def slots(e):
-        return sum(r.slots for r in e.replicas) if getattr(e, "replicas", ()) else e.slots
-    i = max(range(len(sc.engines)), key=lambda i: slots(sc.engines[i]))
+    i = max(range(len(sc.engines)), key=lambda i: sum(r.slots for r in sc.engines[i].replicas or (sc.engines[i],)))
     e = sc.engines[i]
-    pool = f" (or its {len(e.replicas)} replicas)" if getattr(e, "replicas", ()) else ""
+    pool = f" (or its {len(e.replicas)} replicas)" if e.replicas else ""
     if sc.single and not pool:
         return "engine.token_budget (or max_batch_size)"
     where = "engine" if sc.single else f"engines[{i}] ({e.name})"

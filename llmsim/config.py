@@ -17,7 +17,7 @@ import numpy as np
 from llmsim import state as S
 from llmsim.schedulers import SCHEDULERS, scheduler_info
 from llmsim.workload import (ConfigError, _check_keys, _num, arrival_process, length_dist,
-                             TraceArrivals, TraceSource, with_rate)
+                             TraceArrivals, TraceSource, read_capped, utf8_text, with_rate)
 
 POLICIES = {"fcfs": S.POL_FCFS, "priority": S.POL_PRIORITY, "max-pressure": S.POL_MAX_PRESSURE,
             "strict-priority": S.POL_STRICT}
@@ -688,18 +688,8 @@ def load_scenario(path, *, traces: dict | None = None, trace_policy: str = "any"
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"scenario file {str(path)!r}: not found")
-    try:
-        with open(p, "rb") as f:
-            raw = f.read(MAX_SCENARIO_BYTES + 1)
-    except OSError as exc:
-        raise ConfigError(f"scenario file {str(path)!r}: cannot read ({exc.strerror or 'error'})") from None
-    if len(raw) > MAX_SCENARIO_BYTES:
-        raise ConfigError(f"scenario file {str(path)!r}: larger than {MAX_SCENARIO_BYTES:,} bytes; allowed: "
-                          f"at most {MAX_SCENARIO_BYTES:,} bytes")
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise ConfigError(f"scenario file {str(path)!r}: not a text (UTF-8) file") from None
+    label = f"scenario file {str(path)!r}"
+    text = utf8_text(read_capped(p, MAX_SCENARIO_BYTES, label), label)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -779,13 +769,11 @@ def _has_edges(sc: Scenario) -> bool:
     return any(r.to for w in sc.workflows for s in w.steps for r in s.routes)
 
 
-def _random_steps(w: Workflow) -> set:
-    """Steps whose number of calls per workflow is random: reached through a route taken
-    with probability strictly between 0 and 1, or downstream of such a step (one pass
-    over the edges)."""
-    kids = {s.name: [c for r in s.routes if r.prob > 0 for c in r.to] for s in w.steps}
+def _downstream(kids: dict, seeds) -> set:
+    """The steps in `seeds` and every step reachable from them along `kids` (name -> child
+    names), in one pass over the edges."""
     out = set()
-    stack = [c for s in w.steps for r in s.routes if 0 < r.prob < 1 for c in r.to]
+    stack = list(seeds)
     while stack:
         x = stack.pop()
         if x in out:
@@ -793,6 +781,13 @@ def _random_steps(w: Workflow) -> set:
         out.add(x)
         stack.extend(kids.get(x, ()))
     return out
+
+
+def _random_steps(w: Workflow) -> set:
+    """Steps whose number of calls per workflow is random: reached through a route taken
+    with probability strictly between 0 and 1, or downstream of such a step."""
+    kids = {s.name: [c for r in s.routes if r.prob > 0 for c in r.to] for s in w.steps}
+    return _downstream(kids, (c for s in w.steps for r in s.routes if 0 < r.prob < 1 for c in r.to))
 
 
 def _fixed_calls(w: Workflow, where: str):
@@ -887,14 +882,8 @@ def stochastic_steps(sc: "Scenario") -> np.ndarray:
     out = np.zeros(len(sidx), dtype=bool)
     for wi, w in enumerate(sc.workflows):
         kids = {s.name: [c for r in s.routes for c in r.to] for s in w.steps}
-        stack = [c for s in w.steps if len(s.routes) > 1 for r in s.routes for c in r.to]
-        while stack:
-            x = stack.pop()
-            k = sidx[(wi, x)]
-            if out[k]:
-                continue
-            out[k] = True
-            stack.extend(kids[x])
+        for x in _downstream(kids, (c for s in w.steps if len(s.routes) > 1 for r in s.routes for c in r.to)):
+            out[sidx[(wi, x)]] = True
     return out
 
 

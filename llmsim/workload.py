@@ -475,12 +475,31 @@ def shipped_traces() -> list[str]:
     return sorted(f.name for f in TRACE_DIR.glob("*.csv")) if TRACE_DIR.is_dir() else []
 
 
-def _decode_trace_bytes(data: bytes, name: str) -> str:
+def read_capped(path, limit: int, label: str) -> bytes:
+    """The bytes of a file read by path, at most `limit` of them (never more is read);
+    ConfigError prefixed by `label` when it cannot be read or is larger."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
+    except OSError as exc:
+        raise ConfigError(f"{label}: cannot read ({exc.strerror or 'error'})") from None
+    if len(data) > limit:
+        raise ConfigError(f"{label}: larger than {limit:,} bytes; allowed: at most {limit:,} bytes")
+    return data
+
+
+def utf8_text(data: bytes, label: str, expected: str = "") -> str:
+    """`data` decoded as UTF-8 (a byte-order mark dropped); ConfigError prefixed by `label`
+    when it is not text, followed by "; expected <expected>" when given."""
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise ConfigError(f"{name}: not a text (UTF-8) file; expected CSV with header "
-                          f"{','.join(TRACE_COLUMNS)}") from None
+        raise ConfigError(f"{label}: not a text (UTF-8) file" + (f"; expected {expected}" if expected else "")) \
+            from None
+
+
+def _decode_trace_bytes(data: bytes, name: str) -> str:
+    return utf8_text(data, name, f"CSV with header {','.join(TRACE_COLUMNS)}")
 
 
 @dataclass(frozen=True)
@@ -545,14 +564,7 @@ class TraceSource:
 def _read_trace_file(p: Path, name: str) -> Trace:
     """A trace file read from disk: size-capped, a byte-order mark accepted, and no line
     of it quoted in an error."""
-    try:
-        with open(p, "rb") as f:
-            data = f.read(MAX_TRACE_BYTES + 1)
-    except OSError as exc:
-        raise ConfigError(f"trace {name!r}: cannot read ({exc.strerror or 'error'})") from None
-    if len(data) > MAX_TRACE_BYTES:
-        raise ConfigError(f"trace {name!r}: larger than {MAX_TRACE_BYTES:,} bytes; allowed: at most "
-                          f"{MAX_TRACE_BYTES:,} bytes")
+    data = read_capped(p, MAX_TRACE_BYTES, f"trace {name!r}")
     return parse_trace(_decode_trace_bytes(data, f"trace {name!r}"), str(name), quote=False)
 
 

@@ -15,6 +15,7 @@ import zlib
 
 import llmsim
 from llmsim import ConfigError
+from llmsim.workload import utf8_text
 from llmsim_ui import limits as L
 
 TRACE_POLICY = "shipped+uploaded"
@@ -70,11 +71,7 @@ def read_toml_upload(uploaded) -> str:
     """The text of an uploaded scenario TOML (at most L.MAX_TOML_BYTES, UTF-8, a byte-order
     mark accepted)."""
     data = _bytes_of(uploaded, L.MAX_TOML_BYTES, "a scenario file")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise ConfigError(f"{getattr(uploaded, 'name', 'upload')}: not a text (UTF-8) file; expected a "
-                          "scenario TOML") from None
+    return utf8_text(data, getattr(uploaded, "name", "upload"), "a scenario TOML")
 
 
 def read_trace_upload(uploaded) -> bytes:
