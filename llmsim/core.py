@@ -462,8 +462,9 @@ def run_kernel(t_stop, work_stop, wk, gi, gf, ci, cf, ei, ef, si, sf, ji, jf, jj
         if t == INF:
             return DONE
         if t > t_stop:
+            # the time integrals stay at the last instant (the summary adds the stretch to
+            # t_stop): a run paused part-way then sums exactly what a run in one go sums
             _record_until(rec, gi, gf, ei, si, t_stop)
-            _accumulate(gf, gi, ei, ef, t_stop)
             gf[S.GF_NOW] = t_stop
             return PAUSED
         _record_until(rec, gi, gf, ei, si, t)

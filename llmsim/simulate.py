@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from llmsim import budget, core
+from llmsim import _python_tier, budget, core
 from llmsim._calls import finished_delays
 from llmsim import state as S
 from llmsim.config import (POLICIES, Scenario, expected_visits, join_needs, routing_matrix,
@@ -155,6 +155,9 @@ class Simulation:
         self.scenario = sc = scenario
         self.wall = 0.0
         self.stopped: str | None = None
+        # run the kernel as plain Python (llmsim._python_tier: same results, no compile, about
+        # 1,000 times slower); the dashboard sets it for a live run's first chunks while Numba compiles
+        self.python_kernel = False
         self.wk = np.zeros(1, dtype=np.int64)  # kernel work units so far
         t0 = time.perf_counter()
         arr_rngs, self._step_rngs, self._route_rng = _streams(sc)
@@ -521,10 +524,11 @@ class Simulation:
         lim = self.limits
         total = math.inf if lim.max_work is None else float(lim.max_work)
         mine = math.inf if max_work is None else self.wk[0] + float(max_work)
+        kernel = _python_tier.python_version(core.run_kernel) if self.python_kernel else core.run_kernel
         while True:
             ws = min(total, mine, float(self.wk[0] + max(1, lim.slice_work)))
             ws = int(min(ws, 2.0**62))
-            st = core.run_kernel(
+            st = kernel(
                 stop, ws, self.wk, self.gi, self.gf, self.ci, self.cf, self.ei, self.ef, self.si, self.sf,
                 self.ji, self.jf, self.jjoin, self.dec_call, self.dec_tgt, self.fin, self.batch_c,
                 self.batch_t, self.e_steps_ptr, self.e_steps, self.opt_ptr, self.opt_cum,
@@ -665,8 +669,9 @@ class Simulation:
         T = self.now
         n = int(self.gi[S.G_NCALLS])
         ttft, tbt, e2e = np.empty(n), np.empty(n), np.empty(n)
-        n_done, tokens = finished_delays(self.ci[:n], self.cf[:n], S.C_STATE, S.ST_DONE, S.C_P, S.C_D,
-                                         S.F_READY, S.F_FIRST, S.F_FINISH, ttft, tbt, e2e)
+        delays = _python_tier.python_version(finished_delays) if self.python_kernel else finished_delays
+        n_done, tokens = delays(self.ci[:n], self.cf[:n], S.C_STATE, S.ST_DONE, S.C_P, S.C_D,
+                                S.F_READY, S.F_FIRST, S.F_FINISH, ttft, tbt, e2e)
         th = theory.analyze(sc)
         gi = self.gi
         per_s = (lambda x: x / T) if T > 0 else (lambda x: 0.0)
@@ -696,7 +701,7 @@ class Simulation:
             "tokens_recomputed": int(gi[S.G_TOK_RECOMPUTE]),
             "final_backlog_tokens": int(self.ei[:, S.E_BACKLOG].sum()),
             "final_waiting": int(self.ei[:, S.E_NWAIT].sum()),
-            "mean_in_system": float(self.gf[S.GF_AREA_JOBS] / T) if T > 0 else 0.0,
+            "mean_in_system": float(self._integrals()[0] / T) if T > 0 else 0.0,
             "wall_seconds": self.wall,
             "work_units": self.work_units,
             "stopped": self.stopped,
@@ -712,6 +717,18 @@ class Simulation:
             s["replicas"] = self.replica_summary()
         return s
 
+    def _integrals(self):
+        """Time integrals up to now: workflows in the system, and per engine its busy time and
+        token backlog. The kernel integrates up to its last instant; the stretch since (the
+        state is constant there) is added here, with the kernel's arithmetic."""
+        dt = self.gf[S.GF_NOW] - self.gf[S.GF_T_LAST]
+        jobs, busy, backlog = self.gf[S.GF_AREA_JOBS], self.ef[:, S.EF_BUSY_TIME], self.ef[:, S.EF_AREA_BACKLOG]
+        if dt > 0.0:
+            jobs = jobs + self.gi[S.G_JOBS_IN] * dt
+            busy = np.where(self.ei[:, S.E_BUSY] == 1, busy + dt, busy)
+            backlog = backlog + self.ei[:, S.E_BACKLOG] * dt
+        return jobs, busy, backlog
+
     def replica_summary(self) -> dict:
         """Per replica of every pool: calls routed to it and completed, iterations,
         preemptions, busy share and mean backlog (tokens) so far."""
@@ -723,6 +740,7 @@ class Simulation:
         routed = np.bincount(eng, minlength=len(self._peng))
         completed = np.bincount(eng[done], minlength=len(self._peng))
         T = self.now
+        _, busy, backlog = self._integrals()
         out = {}
         for li, e in enumerate(self.scenario.engines):
             if not e.replicas:
@@ -733,8 +751,8 @@ class Simulation:
                     "throughput_rps": float(completed[pe] / T) if T > 0 else 0.0,
                     "iterations": int(self.ei[pe, S.E_ITERS]),
                     "preemptions": int(self.ei[pe, S.E_PREEMPTS]),
-                    "busy_share": float(self.ef[pe, S.EF_BUSY_TIME] / T) if T > 0 else 0.0,
-                    "mean_backlog_tokens": float(self.ef[pe, S.EF_AREA_BACKLOG] / T) if T > 0 else 0.0,
+                    "busy_share": float(busy[pe] / T) if T > 0 else 0.0,
+                    "mean_backlog_tokens": float(backlog[pe] / T) if T > 0 else 0.0,
                 }
         return out
 

@@ -64,14 +64,15 @@ def show_errors(errors: list[str]) -> None:
 
 def start_run(page: str, key, jobs, status_slot) -> runs.LiveRun:
     """The page's run for these jobs: the session's own if it is for the same inputs,
-    else a new one (waiting for the compile with its note in ``status_slot``, at the
-    top of the page where the eye is)."""
+    else a new one. With the kernel on disk, waits for it to load (a spinner in
+    ``status_slot`` after half a second); on a cold start the run starts at once in the
+    Python tier while Numba compiles (``runs.LiveRun.step``)."""
     run = runs.session_run(page)
     replay = st.session_state.pop(f"{page}.replay", False)
     if run is not None and run.key == key and not replay:
         return run
     with status_slot.container():
-        runs.warm_up()
+        runs.warm_up(wait=not runs.compiling())
     status_slot.empty()
     run = runs.LiveRun.start(key, jobs, use_cache=not replay)
     runs.set_session_run(page, run)

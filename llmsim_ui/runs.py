@@ -3,7 +3,10 @@
 - ``warm_up`` loads the numba kernel once per server process (``st.cache_resource``) by
   running a tiny scenario in a thread, started when a page first needs the kernel (after
   drawing its inputs); on a cold cache that thread waits for the compile process app.py
-  started first thing. Every session after the first finds the kernel loaded.
+  started first thing. Every session after the first finds the kernel loaded. A live run
+  does not wait for it: until the kernel is loaded, its chunks run the kernel's own source
+  as plain Python (``llmsim._python_tier``: the same numbers, about 1,000 times slower), so
+  a cold start draws its first trajectory while Numba compiles on the other core.
 - Finished runs are cached in a ``ByteLRU`` (bounded by bytes, not entries: one run's
   trajectory can be 100 times another's) keyed on the scenario's TOML text (plus the
   digest of an uploaded trace, which the TOML names but does not contain), so a shared
@@ -45,6 +48,7 @@ PROBE_LIMITS = dataclasses.replace(LIMITS, max_work=None if LIMITS.max_work is N
 RUN_CACHE_BYTES = 192 * MiB         # finished runs kept for every session (trajectories)
 REMEMBERED_BYTES = 32 * MiB         # other results kept (capacity searches)
 CHUNK_WORK = 2 * LIMITS.slice_work  # kernel work units per live chunk (demo: ~0.05-0.1 s of CPU)
+PY_CHUNK_WORK = 2_000     # the same in the Python tier, per run (~0.02-0.05 s of CPU)
 TARGET_FRAMES = 30        # chart updates over one run when computing is fast
 FRAME_COMPUTE_S = 0.12    # wall seconds of computing per chunk we aim for on slow runs
 MIN_FRAME_S = 0.1         # pace of the animation: at most ~10 chart updates per second
@@ -91,19 +95,41 @@ def _warm_up_thread():
     return th, result
 
 
-def warm_up() -> float:
+def warm_up(wait: bool = True) -> float | None:
     """Wait for the compile (with a spinner if it is still running); call before the
-    first simulation of a script run. Returns the seconds the compile took."""
+    first simulation of a script run. Returns the seconds the compile took. With
+    wait=False only start it (a live run goes on in the Python tier meanwhile: see
+    ``kernel_ready``) and return None."""
     th, result = _warm_up_thread()
+    if not wait:
+        return None
     if th.is_alive():
         # (shown after half a second: loading a compiled kernel is usually done by then)
-        text = ("Compiling the simulator (once per server start, about 10 s)…" if _kernel_cache.precompile()
+        text = ("Compiling the simulator (once per server start, about 10 s)…" if compiling()
                 else "Loading the simulator…")
         with st.spinner(text):
             th.join()
     if "error" in result:
         raise result["error"]
     return result["seconds"]
+
+
+def compiling() -> bool:
+    """Whether this server process started with a cold Numba cache (a compile process was
+    started for it): then the kernel takes 10 to 30 s to be ready instead of a fraction of
+    a second."""
+    return _kernel_cache.precompile()
+
+
+def kernel_ready() -> bool:
+    """Whether the compiled kernel is loaded in this process (the warm-up is done); a
+    warm-up that failed raises its error here, for the page to show."""
+    th, result = _warm_up_thread()
+    if th.is_alive():
+        return False
+    if "error" in result:
+        raise result["error"]
+    return True
 
 
 _T0 = time.perf_counter()
@@ -279,9 +305,12 @@ class LiveRun:
     play_seconds: float = 0.0
     stopped: bool = False
 
+    python_frames: int = 0  # chunks run in the Python tier (the kernel was still compiling)
+    last_python: bool = False
+
     @classmethod
     def start(cls, key, jobs: list[Job], use_cache: bool = True) -> "LiveRun":
-        warm_up()
+        warm_up(wait=False)  # the chunks run in the Python tier until the kernel is loaded
         run = cls(key, {j.label: j for j in jobs})
         for j in jobs:
             o = cached(j) if use_cache else None
@@ -315,9 +344,11 @@ class LiveRun:
         have reached the end, compute the verdicts (the theory behind them can take a
         second per run), one run per step so the page can say so in between."""
         t0 = time.perf_counter()
+        python = not kernel_ready()
         if not self.simulating:
             label = self.ended.pop(0)
             sim = self.sims.pop(label)
+            sim.python_kernel = python
             try:
                 self.outcomes[label] = store(self.jobs[label], outcome_of(sim.result()))
             except (ConfigError, RuntimeError, MemoryError, ValueError) as exc:
@@ -325,6 +356,10 @@ class LiveRun:
             timing(f"verdict of {label}: {time.perf_counter() - t0:.2f} s")
             return
         self.t = min(self.t + self.dt, self.end)
+        if self.last_python and not python:
+            timing(f"compiled kernel takes over after {self.python_frames} chunks in Python")
+        self.python_frames += python
+        self.last_python = python
         for label, sim in list(self.sims.items()):
             if label in self.ended:
                 continue
@@ -332,7 +367,9 @@ class LiveRun:
                 # bounded in work too: a chunk of simulated time can hold minutes of CPU
                 # (a token budget of 1 makes one iteration per token); a run behind self.t
                 # catches up in the next chunks
-                sim.advance(self.t, max_work=CHUNK_WORK, should_stop=lambda: self.stopped)
+                sim.python_kernel = python
+                sim.advance(self.t, max_work=PY_CHUNK_WORK if python else CHUNK_WORK,
+                            should_stop=lambda: self.stopped)
                 if sim.done or (self.t >= self.end and sim.now >= self.t):
                     self.ended.append(label)
             except (ConfigError, RuntimeError, MemoryError) as exc:
@@ -375,8 +412,10 @@ def play(run: LiveRun, draw, progress_slot, label: str = "Simulating", pace: boo
             continue
         draw(run)
         pct = run.progress
+        slow = " — uncompiled, slower, while the simulator compiles (once per server start)" \
+            if run.last_python else ""
         progress_slot.progress(pct, text=f"{label}: {pct:.0%} of simulated time "
-                                         f"(t = {run.t:,.0f} s of {run.end:,.0f} s)")
+                                         f"(t = {run.t:,.0f} s of {run.end:,.0f} s){slow}")
         run.frames += 1
         if run.frames == 1:
             timing("first chunk drawn")

@@ -315,9 +315,9 @@ def test_every_page_runs_under_the_demo_limits_and_they_do_not_leak(monkeypatch)
     seen = []
     real = runs.warm_up
 
-    def spy():
+    def spy(*args, **kwargs):
         seen.append(budget.current())
-        return real()
+        return real(*args, **kwargs)
 
     monkeypatch.setattr(runs, "warm_up", spy)
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
