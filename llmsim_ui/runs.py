@@ -52,6 +52,9 @@ PY_CHUNK_WORK = 2_000     # the same in the Python tier, per run (~0.02-0.05 s o
 TARGET_FRAMES = 30        # chart updates over one run when computing is fast
 FRAME_COMPUTE_S = 0.12    # wall seconds of computing per chunk we aim for on slow runs
 MIN_FRAME_S = 0.1         # pace of the animation: at most ~10 chart updates per second
+# in the Python tier (a cold start): at most 2 chart updates per second, so the Python chunks,
+# the redraws and the browser leave most of the two cores to the compile that ends it
+MIN_FRAME_PYTHON_S = 0.5
 
 
 
@@ -398,7 +401,8 @@ class LiveRun:
 
 def play(run: LiveRun, draw, progress_slot, label: str = "Simulating", pace: bool = True) -> None:
     """Advance `run` chunk by chunk, calling draw(run) after each; returns when the run is
-    done. pace: at most one chunk per MIN_FRAME_S, so the animation can be watched. A click
+    done. pace: at most one chunk per MIN_FRAME_S, so the animation can be watched (in the
+    Python tier, paced or not, one per MIN_FRAME_PYTHON_S: see there). A click
     on any widget (the Stop button) interrupts it between chunks. ``run.frames`` and
     ``run.play_seconds`` count the animation (not the verdicts computed after it)."""
     while not run.done and not run.stopped:
@@ -419,8 +423,8 @@ def play(run: LiveRun, draw, progress_slot, label: str = "Simulating", pace: boo
         run.frames += 1
         if run.frames == 1:
             timing("first chunk drawn")
-        pause = MIN_FRAME_S - (time.perf_counter() - t0)
-        if pace and pause > 0 and run.simulating:
+        pause = (MIN_FRAME_PYTHON_S if run.last_python else MIN_FRAME_S) - (time.perf_counter() - t0)
+        if (pace or run.last_python) and pause > 0 and run.simulating:
             time.sleep(pause)
         run.play_seconds += time.perf_counter() - t0
     progress_slot.empty()
