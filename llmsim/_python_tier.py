@@ -38,6 +38,8 @@ def python_version(f):
 
 
 def _python(f):
+    if not isinstance(f, Dispatcher):  # NUMBA_DISABLE_JIT=1: already a Python function
+        return f
     if id(f) in _memo:
         return _memo[id(f)]
     py = f.py_func
