@@ -884,12 +884,18 @@ def simulate(scenario: Scenario, record_iterations: bool = False,
     """Run a scenario to its end and return its Result (with its stability verdict).
     A run that spends its work budget (limits.max_work) ends there: its Result is partial
     and ``summary["stopped"]`` says so."""
-    from llmsim.stability import verdict
     sim = Simulation(scenario, record_iterations=record_iterations, limits=limits)
     sim.advance()
+    return result_with_verdict(sim)
+
+
+def result_with_verdict(sim: Simulation) -> Result:
+    """The Result of a finished Simulation with its stability verdict, as ``simulate``
+    returns it."""
+    from llmsim.stability import verdict
     res = sim.result()
     v = verdict(res)
-    if has_pool(scenario):  # a pool is unstable when any replica is
+    if has_pool(sim.scenario):  # a pool is unstable when any replica is
         from llmsim.pool import with_replica_verdicts
         v = with_replica_verdicts(v, res)
     res.verdict = partial_verdict(v, res.summary)

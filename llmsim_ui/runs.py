@@ -40,7 +40,7 @@ import streamlit as st
 import llmsim
 from llmsim import ConfigError, Scenario, Simulation, _kernel_cache
 from llmsim.budget import MiB, Limits
-from llmsim.simulate import partial_verdict
+from llmsim.simulate import partial_verdict, result_with_verdict
 
 LIMITS = Limits.from_env()          # every dashboard run (see docs/ui.md, "Demo mode")
 # the capacity page makes up to 2 x 16 runs per scheduler: each gets 1/8 of a run's work
@@ -49,6 +49,7 @@ RUN_CACHE_BYTES = 192 * MiB         # finished runs kept for every session (traj
 REMEMBERED_BYTES = 32 * MiB         # other results kept (capacity searches)
 CHUNK_WORK = 2 * LIMITS.slice_work  # kernel work units per live chunk (demo: ~0.05-0.1 s of CPU)
 PY_CHUNK_WORK = 2_000     # the same in the Python tier, per run (~0.02-0.05 s of CPU)
+PY_RUN_WORK = 100_000     # a small run (timeline page) in the Python tier: ~1-2 s of CPU at most
 TARGET_FRAMES = 30        # chart updates over one run when computing is fast
 FRAME_COMPUTE_S = 0.12    # wall seconds of computing per chunk we aim for on slow runs
 MIN_FRAME_S = 0.1         # pace of the animation: at most ~10 chart updates per second
@@ -115,6 +116,22 @@ def warm_up(wait: bool = True) -> float | None:
     if "error" in result:
         raise result["error"]
     return result["seconds"]
+
+
+def simulate_small(sc: Scenario, record_iterations: bool = False) -> llmsim.Result:
+    """``llmsim.simulate`` under LIMITS, for a page's one small run (the timeline's, at most
+    300 requests). On a cold start it does not wait for the compile: it runs in the Python
+    tier for up to PY_RUN_WORK work units, which finishes most such runs; a longer one waits
+    for the compiled kernel (with its spinner) and finishes with it. Same result either way."""
+    sim = Simulation(sc, record_iterations=record_iterations, limits=LIMITS)
+    if not kernel_ready():
+        sim.python_kernel = True
+        sim.advance(max_work=PY_RUN_WORK)
+    if not sim.done:
+        warm_up()
+        sim.python_kernel = False
+        sim.advance()
+    return result_with_verdict(sim)
 
 
 def compiling() -> bool:

@@ -64,12 +64,12 @@ except ConfigError as exc:
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def _run(toml: str, extra_key: str, _sc):
-    res = llmsim.simulate(_sc, record_iterations=True, limits=runs.LIMITS)  # under the dashboard's limits
+    res = runs.simulate_small(_sc, record_iterations=True)  # under the dashboard's limits
     return res.iterations, res.requests, res.summary
 
 
 with status_slot.container():
-    runs.warm_up()
+    runs.warm_up(wait=not runs.compiling())  # a cold start: the run goes on in the Python tier
     with st.spinner("Simulating with every iteration recorded…"):
         j = runs.job(sc.engine.scheduler, sc, extra)
         try:

@@ -137,3 +137,32 @@ def test_dashboard_run_starts_in_python_while_the_kernel_compiles(monkeypatch):
             if k != "wall_seconds":
                 assert repr(got[k]) == repr(v), (s, k)
         assert run.outcomes[s].verdict == want.verdict
+
+
+@pytest.mark.parametrize("python_work", [10**9, 500])
+def test_small_page_run_in_python_tier_equals_simulate(monkeypatch, python_work):
+    """The timeline page's run on a cold start (runs.simulate_small): entirely in the Python
+    tier when it fits PY_RUN_WORK, else started there and finished compiled; either way the
+    same Result as llmsim.simulate."""
+    pytest.importorskip("streamlit")
+    from llmsim_ui import runs
+    monkeypatch.setattr(runs, "kernel_ready", lambda: False)  # "compiling" throughout
+    monkeypatch.setattr(runs, "PY_RUN_WORK", python_work)
+    tiers = []
+    real_advance = llmsim.Simulation.advance
+
+    def advance(self, *args, **kwargs):
+        tiers.append(self.python_kernel)
+        return real_advance(self, *args, **kwargs)
+
+    monkeypatch.setattr(llmsim.Simulation, "advance", advance)
+    sc = replace(CASES["scenarios/w1.toml:orca"], num_requests=120, drain=True)
+    got = runs.simulate_small(sc, record_iterations=True)
+    assert tiers == ([True] if python_work > 10**6 else [True, False])
+    monkeypatch.setattr(llmsim.Simulation, "advance", real_advance)
+    want = llmsim.simulate(sc, record_iterations=True, limits=runs.LIMITS)
+    for k, v in want.summary.items():
+        if k != "wall_seconds":
+            assert repr(got.summary[k]) == repr(v), k
+    assert got.verdict == want.verdict
+    assert got.iterations.equals(want.iterations) and got.requests.equals(want.requests)
