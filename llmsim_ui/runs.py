@@ -109,7 +109,7 @@ def warm_up(wait: bool = True) -> float | None:
         return None
     if th.is_alive():
         # (shown after half a second: loading a compiled kernel is usually done by then)
-        text = ("Compiling the simulator (once per server start, about 10 s)…" if compiling()
+        text = ("Compiling the simulator (once per server start, 10 to 30 s)…" if compiling()
                 else "Loading the simulator…")
         with st.spinner(text):
             th.join()
