@@ -48,8 +48,14 @@ PROBE_LIMITS = dataclasses.replace(LIMITS, max_work=None if LIMITS.max_work is N
 RUN_CACHE_BYTES = 192 * MiB         # finished runs kept for every session (trajectories)
 REMEMBERED_BYTES = 32 * MiB         # other results kept (capacity searches)
 CHUNK_WORK = 2 * LIMITS.slice_work  # kernel work units per live chunk (demo: ~0.05-0.1 s of CPU)
-PY_CHUNK_WORK = 2_000     # the same in the Python tier, per run (~0.02-0.05 s of CPU)
-PY_RUN_WORK = 100_000     # a small run (timeline page) in the Python tier: ~1-2 s of CPU at most
+# the Python tier (a cold start), per run: at most PY_CHUNK_WORK work units per chunk, fewer
+# (down to 20) when a chunk took longer than PY_CHUNK_S -- a work unit does not count the
+# loops over a batch's decoders, which compiled cost little and in Python ~0.2 us per decoder
+# (8,192-request batches: 2,000 units took 1.8 s)
+PY_CHUNK_WORK = 2_000
+PY_CHUNK_S = 0.05
+PY_RUN_WORK = 100_000     # a small run (timeline page) in the Python tier, in chunks of PY_CHUNK_WORK
+PY_RUN_S = 3.0            # ... and for at most this many seconds; then it waits for the compile
 TARGET_FRAMES = 30        # chart updates over one run when computing is fast
 FRAME_COMPUTE_S = 0.12    # wall seconds of computing per chunk we aim for on slow runs
 MIN_FRAME_S = 0.1         # pace of the animation: at most ~10 chart updates per second
@@ -121,12 +127,15 @@ def warm_up(wait: bool = True) -> float | None:
 def simulate_small(sc: Scenario, record_iterations: bool = False) -> llmsim.Result:
     """``llmsim.simulate`` under LIMITS, for a page's one small run (the timeline's, at most
     300 requests). On a cold start it does not wait for the compile: it runs in the Python
-    tier for up to PY_RUN_WORK work units, which finishes most such runs; a longer one waits
-    for the compiled kernel (with its spinner) and finishes with it. Same result either way."""
+    tier for up to PY_RUN_WORK work units and PY_RUN_S seconds, which finishes most such runs; a
+    longer one waits for the compiled kernel (with its spinner) and finishes with it. Same result
+    either way."""
     sim = Simulation(sc, record_iterations=record_iterations, limits=LIMITS)
-    if not kernel_ready():
+    t_end = time.perf_counter() + PY_RUN_S
+    while not sim.done and sim.work_units < PY_RUN_WORK and time.perf_counter() < t_end \
+            and not kernel_ready():
         sim.python_kernel = True
-        sim.advance(max_work=PY_RUN_WORK)
+        sim.advance(max_work=PY_CHUNK_WORK)
     if not sim.done:
         warm_up()
         sim.python_kernel = False
@@ -327,6 +336,7 @@ class LiveRun:
 
     python_frames: int = 0  # chunks run in the Python tier (the kernel was still compiling)
     last_python: bool = False
+    python_work: dict = field(default_factory=dict)  # label -> work units of its next Python chunk
 
     @classmethod
     def start(cls, key, jobs: list[Job], use_cache: bool = True) -> "LiveRun":
@@ -388,8 +398,10 @@ class LiveRun:
                 # (a token budget of 1 makes one iteration per token); a run behind self.t
                 # catches up in the next chunks
                 sim.python_kernel = python
-                sim.advance(self.t, max_work=PY_CHUNK_WORK if python else CHUNK_WORK,
-                            should_stop=lambda: self.stopped)
+                if python:
+                    self._python_chunk(label, sim)
+                else:
+                    sim.advance(self.t, max_work=CHUNK_WORK, should_stop=lambda: self.stopped)
                 if sim.done or (self.t >= self.end and sim.now >= self.t):
                     self.ended.append(label)
             except (ConfigError, RuntimeError, MemoryError) as exc:
@@ -403,6 +415,19 @@ class LiveRun:
             self.dt = max(full / 20, self.dt * max(0.25, FRAME_COMPUTE_S / spent))
         elif spent < FRAME_COMPUTE_S / 2 and self.dt < full:
             self.dt = min(full, self.dt * 1.5)  # fast again: grow back
+
+    def _python_chunk(self, label: str, sim: Simulation) -> None:
+        """One chunk of `sim` in the Python tier, its work adapted so that it takes about
+        PY_CHUNK_S seconds (never more than PY_CHUNK_WORK units, never fewer than 20)."""
+        work = self.python_work.get(label, PY_CHUNK_WORK)
+        t0 = time.perf_counter()
+        sim.advance(self.t, max_work=work)
+        spent = time.perf_counter() - t0
+        if spent > PY_CHUNK_S:
+            work = max(20, int(work * PY_CHUNK_S / spent))
+        elif spent < PY_CHUNK_S / 2:
+            work = min(PY_CHUNK_WORK, 2 * work)
+        self.python_work[label] = work
 
     def trajectories(self) -> dict[str, pd.DataFrame]:
         """Label -> the trajectory so far (finished runs: their whole trajectory)."""

@@ -148,6 +148,7 @@ def test_small_page_run_in_python_tier_equals_simulate(monkeypatch, python_work)
     from llmsim_ui import runs
     monkeypatch.setattr(runs, "kernel_ready", lambda: False)  # "compiling" throughout
     monkeypatch.setattr(runs, "PY_RUN_WORK", python_work)
+    monkeypatch.setattr(runs, "PY_CHUNK_WORK", 200)
     tiers = []
     real_advance = llmsim.Simulation.advance
 
@@ -158,7 +159,10 @@ def test_small_page_run_in_python_tier_equals_simulate(monkeypatch, python_work)
     monkeypatch.setattr(llmsim.Simulation, "advance", advance)
     sc = replace(CASES["scenarios/w1.toml:orca"], num_requests=120, drain=True)
     got = runs.simulate_small(sc, record_iterations=True)
-    assert tiers == ([True] if python_work > 10**6 else [True, False])
+    if python_work > 10**6:  # the whole run in Python, 200 units at a time
+        assert len(tiers) > 3 and all(tiers)
+    else:                    # 3 chunks in Python (600 units >= 500), the rest compiled
+        assert tiers == [True, True, True, False]
     monkeypatch.setattr(llmsim.Simulation, "advance", real_advance)
     want = llmsim.simulate(sc, record_iterations=True, limits=runs.LIMITS)
     for k, v in want.summary.items():
@@ -166,3 +170,27 @@ def test_small_page_run_in_python_tier_equals_simulate(monkeypatch, python_work)
             assert repr(got.summary[k]) == repr(v), k
     assert got.verdict == want.verdict
     assert got.iterations.equals(want.iterations) and got.requests.equals(want.requests)
+
+
+def test_live_python_chunks_adapt_to_their_time(monkeypatch):
+    """A Python chunk's work units shrink when it took longer than PY_CHUNK_S (a work unit
+    does not count the loops over a batch's decoders: 2,000 units of 8,192-request batches
+    took 1.8 s) and grow back, up to PY_CHUNK_WORK, when chunks are quick."""
+    pytest.importorskip("streamlit")
+    from llmsim_ui import runs
+    sc = replace(CASES["scenarios/w1.toml:sarathi"], num_requests=2000)
+    run = runs.LiveRun(("k",), {"x": runs.job("x", sc)})
+    sim = llmsim.Simulation(sc)
+    sim.python_kernel = True
+    run.t = sim.end_time
+    monkeypatch.setattr(runs, "PY_CHUNK_S", 1e-9)       # every chunk "too slow"
+    w0 = sim.work_units
+    run._python_chunk("x", sim)
+    assert 2000 <= sim.work_units - w0 < 2100 and run.python_work["x"] == 20
+    w0 = sim.work_units
+    run._python_chunk("x", sim)
+    assert 20 <= sim.work_units - w0 < 40
+    monkeypatch.setattr(runs, "PY_CHUNK_S", 1e9)        # every chunk quick: doubles to the cap
+    for _ in range(8):
+        run._python_chunk("x", sim)
+    assert run.python_work["x"] == runs.PY_CHUNK_WORK
