@@ -47,6 +47,23 @@ def cap(d, n):
         if key in d and isinstance(d[key], dict) and 'num_workflows' in d[key]:
             d[key]['num_workflows'] = min(d[key]['num_workflows'], n)
 
+def integrals_to_now(sim):
+    """gf and ef with the time integrals carried up to now, with the kernel's arithmetic:
+    since round 4 a paused kernel leaves them at its last instant (the summary adds the
+    rest); before, it added the stretch to the pause itself. Either tree hashes the same."""
+    gf, ef, ei = sim.gf.copy(), sim.ef.copy(), sim.ei
+    dt = gf[S.GF_NOW] - gf[S.GF_T_LAST]
+    if dt > 0.0:
+        gf[S.GF_AREA_JOBS] += sim.gi[S.G_JOBS_IN] * dt
+        for e in range(ei.shape[0]):
+            ef[e, S.EF_AREA_WAIT] += ei[e, S.E_NWAIT] * dt
+            ef[e, S.EF_AREA_RUN] += ei[e, S.E_NRUN] * dt
+            ef[e, S.EF_AREA_BACKLOG] += ei[e, S.E_BACKLOG] * dt
+            if ei[e, S.E_BUSY] == 1:
+                ef[e, S.EF_BUSY_TIME] += dt
+        gf[S.GF_T_LAST] = gf[S.GF_NOW]
+    return gf, ef
+
 n = int(sys.argv[1]) if len(sys.argv) > 1 else 4000
 tot = hashlib.sha256()
 for name, d, _ in variants():
@@ -62,7 +79,8 @@ for name, d, _ in variants():
         nc = sim.gi[S.G_NCALLS]
         ci = sim.ci[:nc]
         keep = [c for c in range(14) if c not in (S.C_NEXT, S.C_PREV)]
-        for a in (ci[:, keep], sim.cf[:nc], sim.ef, sim.rec[:sim.gi[S.G_REC_N]], sim.gf):
+        gf, ef = integrals_to_now(sim)
+        for a in (ci[:, keep], sim.cf[:nc], ef, sim.rec[:sim.gi[S.G_REC_N]], gf):
             h.update(np.ascontiguousarray(a).tobytes())
         # ei without the columns the new kernel adds
         h.update(np.ascontiguousarray(sim.ei[:, [c for c in range(36) if c != S.E_DEC_LB]]).tobytes())
