@@ -14,6 +14,7 @@ See also bench/hash_outputs.py (the result tables, verdicts, setup arrays).
 import copy, glob, hashlib, sys, tomllib
 import numpy as np
 import llmsim
+from llmsim import core
 from llmsim import state as S
 
 def variants():
@@ -48,20 +49,12 @@ def cap(d, n):
             d[key]['num_workflows'] = min(d[key]['num_workflows'], n)
 
 def integrals_to_now(sim):
-    """gf and ef with the time integrals carried up to now, with the kernel's arithmetic:
-    since round 4 a paused kernel leaves them at its last instant (the summary adds the
-    rest); before, it added the stretch to the pause itself. Either tree hashes the same."""
-    gf, ef, ei = sim.gf.copy(), sim.ef.copy(), sim.ei
-    dt = gf[S.GF_NOW] - gf[S.GF_T_LAST]
-    if dt > 0.0:
-        gf[S.GF_AREA_JOBS] += sim.gi[S.G_JOBS_IN] * dt
-        for e in range(ei.shape[0]):
-            ef[e, S.EF_AREA_WAIT] += ei[e, S.E_NWAIT] * dt
-            ef[e, S.EF_AREA_RUN] += ei[e, S.E_NRUN] * dt
-            ef[e, S.EF_AREA_BACKLOG] += ei[e, S.E_BACKLOG] * dt
-            if ei[e, S.E_BUSY] == 1:
-                ef[e, S.EF_BUSY_TIME] += dt
-        gf[S.GF_T_LAST] = gf[S.GF_NOW]
+    """gf and ef with the time integrals carried up to now, by the kernel's own _accumulate
+    (run as Python): since round 4 a paused kernel leaves them at its last instant (the
+    summary adds the rest); before, it added the stretch to the pause itself. Either tree
+    hashes the same."""
+    gf, ef = sim.gf.copy(), sim.ef.copy()
+    core._accumulate.py_func(gf, sim.gi, sim.ei, ef, gf[S.GF_NOW])
     return gf, ef
 
 n = int(sys.argv[1]) if len(sys.argv) > 1 else 4000
