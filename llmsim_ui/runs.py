@@ -62,6 +62,11 @@ MIN_FRAME_S = 0.1         # pace of the animation: at most ~10 chart updates per
 # in the Python tier (a cold start): at most 2 chart updates per second, so the Python chunks,
 # the redraws and the browser leave most of the two cores to the compile that ends it
 MIN_FRAME_PYTHON_S = 0.5
+# ... and a pause after its first chart update: the browser draws a widget or metric only once
+# its lazily loaded code is in, as a low-priority render that a stream of chart updates keeps
+# postponing (on a slow 2-core machine the sidebar's inputs and the theory figures stayed grey
+# placeholders for the whole 40 s the Python tier played, and appeared ~2 s into a pause)
+FIRST_PYTHON_PAUSE_S = 2.0
 
 
 
@@ -465,6 +470,8 @@ def play(run: LiveRun, draw, progress_slot, label: str = "Simulating", pace: boo
         run.frames += 1
         if run.frames == 1:
             timing("first chunk drawn")
+            if run.last_python and run.simulating:
+                time.sleep(FIRST_PYTHON_PAUSE_S)
         pause = (MIN_FRAME_PYTHON_S if run.last_python else MIN_FRAME_S) - (time.perf_counter() - t0)
         if (pace or run.last_python) and pause > 0 and run.simulating:
             time.sleep(pause)
