@@ -132,8 +132,9 @@ def wait_precompile(timeout_s: float = 300.0) -> None:
 
 def _compile_into_cache() -> None:
     """The child of precompile(): run the kernel once, which compiles it and writes Numba's
-    cache, compile the summary's pass over the calls, and stop there. The result, the verdict and the theory behind them (scipy's
-    imports, about 0.5 s) are left to the server, which waits for this process to end."""
+    cache, compile the summary's pass over the calls, and stop there. The result, the verdict
+    and the theory behind them (scipy's imports, about 0.5 s) are left to the server, which
+    waits for this process to end."""
     import numpy as np
 
     import llmsim
