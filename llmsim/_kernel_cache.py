@@ -135,15 +135,9 @@ def _compile_into_cache() -> None:
     cache, compile the summary's pass over the calls, and stop there. The result, the verdict
     and the theory behind them (scipy's imports, about 0.5 s) are left to the server, which
     waits for this process to end."""
-    import numpy as np
-
     import llmsim
-    from llmsim import state as S
-    from llmsim._calls import finished_delays
     sim = llmsim.Simulation(llmsim.loads_scenario(TINY_SCENARIO)).advance()
-    n = int(sim.gi[S.G_NCALLS])  # and the summary's pass over the calls (compiled on its own)
-    finished_delays(sim.ci[:n], sim.cf[:n], S.C_STATE, S.ST_DONE, S.C_P, S.C_D, S.F_READY, S.F_FIRST,
-                    S.F_FINISH, np.empty(n), np.empty(n), np.empty(n))
+    sim._finished_delays()  # the summary's pass over the calls (compiled on its own)
 
 
 # The functions run_kernel calls that Numba compiles on their own (each cached on its own;

@@ -667,11 +667,7 @@ class Simulation:
         from llmsim import theory
         sc = self.scenario
         T = self.now
-        n = int(self.gi[S.G_NCALLS])
-        ttft, tbt, e2e = np.empty(n), np.empty(n), np.empty(n)
-        delays = _python_tier.python_version(finished_delays) if self.python_kernel else finished_delays
-        n_done, tokens = delays(self.ci[:n], self.cf[:n], S.C_STATE, S.ST_DONE, S.C_P, S.C_D,
-                                S.F_READY, S.F_FIRST, S.F_FINISH, ttft, tbt, e2e)
+        n_done, tokens, ttft, tbt, e2e = self._finished_delays()
         th = theory.analyze(sc)
         gi = self.gi
         per_s = (lambda x: x / T) if T > 0 else (lambda x: 0.0)
@@ -716,6 +712,17 @@ class Simulation:
         if has_pool(sc):
             s["replicas"] = self.replica_summary()
         return s
+
+    def _finished_delays(self):
+        """(finished calls, their tokens, ttft, tbt, e2e): the delays of the finished calls at
+        the front of three scratch arrays, in one compiled pass over the call rows
+        (llmsim/_calls.py; in the Python tier with the kernel)."""
+        n = int(self.gi[S.G_NCALLS])
+        ttft, tbt, e2e = np.empty(n), np.empty(n), np.empty(n)
+        delays = _python_tier.python_version(finished_delays) if self.python_kernel else finished_delays
+        n_done, tokens = delays(self.ci[:n], self.cf[:n], S.C_STATE, S.ST_DONE, S.C_P, S.C_D,
+                                S.F_READY, S.F_FIRST, S.F_FINISH, ttft, tbt, e2e)
+        return n_done, tokens, ttft, tbt, e2e
 
     def _integrals(self):
         """Time integrals up to now: workflows in the system, and per engine its busy time and
