@@ -439,13 +439,17 @@ def run_kernel(t_stop, work_stop, wk, gi, gf, ci, cf, ei, ef, si, sf, ji, jf, jj
     wk[0] counts work units, a measure of the kernel's CPU time that simulated time does
     not give (a token budget of 1 makes one iteration per token): per instant, one plus
     the engines and steps it scans, plus one per prefill entry formed and per call created.
+    wk[1] is 1 while an instant is left part-done by a NEED_ROOM between two of its
+    arrivals (its units so far already counted).
     The kernel runs without the GIL (``nogil``): other threads of the process (a
     dashboard's other sessions, its health endpoint) keep running meanwhile."""
     n_e = ei.shape[0]
     n_s = si.shape[0]
     n_jobs = ji.shape[0]
     while True:
-        if wk[0] >= work_stop:
+        # wk[1] == 1: an instant stopped between two of its arrivals (NEED_ROOM) is resumed
+        # and finished before any other stop, as a run in one go would
+        if wk[0] >= work_stop and wk[1] == 0:
             return WORK_LIMIT
         if _low_room(gi, ci, si, ei, route_u, logi):
             return NEED_ROOM
@@ -472,6 +476,9 @@ def run_kernel(t_stop, work_stop, wk, gi, gf, ci, cf, ei, ef, si, sf, ji, jf, jj
         gf[S.GF_NOW] = t
         calls0 = gi[S.G_NCALLS]
         units = 1 + n_e + n_s
+        if wk[1] == 1:  # the rest of an instant whose units were counted when it stopped
+            units = 0
+            wk[1] = 0
         # 1. iteration ends, in engine order
         for e in range(n_e):
             if ei[e, S.E_BUSY] == 1 and ef[e, S.EF_ITER_END] == t:
@@ -490,9 +497,15 @@ def run_kernel(t_stop, work_stop, wk, gi, gf, ci, cf, ei, ef, si, sf, ji, jf, jj
             gi[S.G_NEXT_JOB] = j + 1
             _job_arrival(ci, cf, si, sf, ei, ef, gi, ji, jf, j, t, class_root_ptr,
                          class_root, pool_p, pool_d, delay_pool, heap_t, heap_c)
-            # several arrivals can share an instant (traces, deterministic rates);
-            # resuming mid-instant is exact because no batch has been formed yet
-            if _low_room(gi, ci, si, ei, route_u, logi):
+            # several arrivals can share an instant (traces, deterministic rates): room is
+            # checked before each further one. Resuming then is exact: the next instant is
+            # this one again (its arrivals are left), steps 1 and 2 find nothing left to do
+            # and step 4 forms the batches. Returning after the instant's last arrival would
+            # lose step 4: an idle engine would start its batch only at the next event
+            nj = gi[S.G_NEXT_JOB]
+            if nj < n_jobs and jf[nj, S.JF_ARRIVAL] == t and _low_room(gi, ci, si, ei, route_u, logi):
+                wk[0] += units + gi[S.G_NCALLS] - calls0
+                wk[1] = 1
                 return NEED_ROOM
         # 4. idle engines with work start an iteration
         for e in range(n_e):

@@ -158,7 +158,7 @@ class Simulation:
         # run the kernel as plain Python (llmsim._python_tier: same results, no compile, about
         # 1,000 times slower); the dashboard sets it for a live run's first chunks while Numba compiles
         self.python_kernel = False
-        self.wk = np.zeros(1, dtype=np.int64)  # kernel work units so far
+        self.wk = np.zeros(2, dtype=np.int64)  # kernel work units so far; an instant part-done (core.run_kernel)
         t0 = time.perf_counter()
         arr_rngs, self._step_rngs, self._route_rng = _streams(sc)
         job_t, job_c = _arrivals(sc, arr_rngs, lim.max_calls)
