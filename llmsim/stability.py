@@ -143,7 +143,7 @@ def _explain(v: str, theory, growth: float, drift_share: float, parts=(), networ
     where = f" (growing: {', '.join(parts)})" if parts else ""
     sched = " and ".join(dict.fromkeys(e.scheduler for e in theory.engines))
     loads = (f"load {load:.2f}" if abs(sload - load) <= 0.005 * max(load, 1e-12)
-             else f"load {load:.2f} of the best scheduler's capacity, {sload:.2f} of {sched}'s")
+             else f"load {load:.2f} of the best scheduler's capacity, {sload:.2f} of {sched}'s own capacity")
     mem = ""
     if preemptions > 0 and recompute_share >= RECOMPUTE_NOTABLE:
         mem = (f" Memory: {preemptions:,.0f} preemptions made the engine redo {100 * recompute_share:.1f}% "
@@ -170,7 +170,7 @@ def _explain(v: str, theory, growth: float, drift_share: float, parts=(), networ
             text += f" Theory says it should keep up; the assumption that broke: {broken}."
         return text, broken
     if v == "stable":
-        text = (f"Stable: at {loads} the unfinished work went up and down but did not trend upward in the "
+        text = (f"Stable: at {loads}, the unfinished work went up and down but did not trend upward in the "
                 "second half of the run, so " + ("every engine of the network keeps up." if network
                                                   else "this engine keeps up.") + mem)
         if sload > 1.02:
@@ -179,7 +179,7 @@ def _explain(v: str, theory, growth: float, drift_share: float, parts=(), networ
                       f"{theory.engines[0].capacity_kind})")
             text += f" Theory disagrees: {broken}."
         return text, broken
-    return (f"Inconclusive: at {loads} the backlog's trend ({100 * growth:+.1f}% of arriving "
+    return (f"Inconclusive: at {loads}, the backlog's trend ({100 * growth:+.1f}% of arriving "
             "work) cannot be told apart from noise over this horizon; run longer or add replications." + mem), ""
 
 

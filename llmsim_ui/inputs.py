@@ -243,7 +243,8 @@ def panel(ps: PageState, with_rate: bool = True, container=None):
          help="The most prompt + output tokens one iteration (batch) may hold.")
     _num(ps, "kmax", "Max batch size (requests per iteration; 0 = no limit)", 8, container=c)
     _num(ps, "kv", "KV cache (tokens of GPU memory)", 10_000, container=c,
-         help="How many tokens of context the GPU can hold for admitted requests (SPEC §3).")
+         help="How many tokens of context the GPU can hold for admitted requests: each holds its prompt and the "
+              "tokens decoded so far (The model page, section 4).")
     replicas_panel(ps, "reps", "router", c)
     vis += ["reps", "router"] if int(ps.get("reps") or 1) > 1 else ["reps"]
 

@@ -19,6 +19,14 @@ VERDICT_MEANING = (
 )
 
 
+def capacity_help(kind: str, work_conserving_note: bool = True) -> str:
+    """The help of a "Best possible capacity" metric; kind: the theory's capacity_kind."""
+    return ("The smaller of the stability region's capacity (a linear program over the batches b, k and the "
+            "batch time allow) and the memory capacity"
+            + (": what a work-conserving scheduler (orca, sarathi) reaches" if work_conserving_note else "")
+            + f". Binding here: {kind[:1].upper()}{kind[1:]}.")
+
+
 def fmt(x, digits: int = 3, unit: str = "") -> str:
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "—"

@@ -11,7 +11,7 @@ from llmsim import SCHEDULERS, ConfigError
 from llmsim import budget
 from llmsim.capacity import capacity_search
 from llmsim_ui import entry
-from llmsim_ui import charts, controls, inputs, palette, runs
+from llmsim_ui import charts, controls, inputs, palette, runs, widgets
 from llmsim_ui import limits as L
 from llmsim_ui.state import Field, PageState
 
@@ -147,7 +147,7 @@ c1.metric("Token capacity b/t(b) (tok/s)", f"{e0.token_capacity:,.0f}",
 c2.metric("… in requests (req/s)", f"{token_rps:.3g}",
           help=f"Divided by {mean_work:,.0f} tokens per request (prompt + output).")
 c3.metric("Best possible capacity (req/s)", f"{th.optimal_capacity_rps:.3g}",
-          help="The smaller of the stability region's capacity (a linear program over the batches b, k and the batch time allow) and the memory capacity. " + e0.capacity_kind)
+          help=widgets.capacity_help(e0.capacity_kind, work_conserving_note=False))
 
 # ------------------------------------------------------------------------ work
 key = (tuple(sorted(scen)), base.to_toml(), extra, n, ps.get("tol"), ps.get("probes"), ps.get("points"))

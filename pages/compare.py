@@ -117,8 +117,7 @@ for col, (label, sc) in zip(cols, configs.items()):
             m1, m2 = st.columns(2)
             m1.metric("Load ρ", f"{th.load:.2f}")
             m2.metric("Best possible capacity (req/s)", f"{th.optimal_capacity_rps:.3g}",
-                      help="The smaller of the stability region's capacity (a linear program over the batches b, k and the batch time allow) and the memory capacity. "
-                           + th.engines[0].capacity_kind)
+                      help=widgets.capacity_help(th.engines[0].capacity_kind, work_conserving_note=False))
 
 run_row = st.columns([2, 5], vertical_alignment="center")
 button_slot, progress_slot = run_row[0].empty(), run_row[1].empty()

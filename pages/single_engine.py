@@ -92,8 +92,7 @@ def _draw_theory() -> None:
                    f"With {mean_work:,.0f} tokens per request on average that is "
                    f"{e0.token_capacity / mean_work:.3g} requests/s.")
     c4.metric("Best possible capacity (req/s)", f"{th.optimal_capacity_rps:.3g}",
-              help="The smaller of the stability region's capacity (a linear program over the batches b, k and the batch time allow) and the memory capacity: what a work-conserving "
-                   "scheduler (orca, sarathi) reaches. " + e0.capacity_kind)
+              help=widgets.capacity_help(e0.capacity_kind))
 
 
 # -------------------------------------------------------------------- the run
@@ -147,8 +146,10 @@ st.subheader("Queue-length trajectories")
 st.caption(
     "How much is waiting, over simulated time, for each scheduler: **waiting requests** (not yet "
     "started), **backlog** (prompt and output tokens not yet processed) and **KV cache in use** "
-    "(GPU memory). A line that keeps climbing is a queue that never drains. Hover for values; click a "
-    "legend entry to highlight one scheduler (shift-click for several).")
+    "(GPU memory). A line that keeps climbing is a queue that never drains; the backlog is the one to "
+    "watch: with a large KV cache requests are started at once, and an engine that falls behind piles "
+    "up work in its backlog while few requests wait. Hover for values; click a legend entry to highlight "
+    "one scheduler (shift-click for several).")
 ctl1, ctl2 = st.columns([2, 5])
 ctl1.radio("Vertical scale", ["linear", "log"], **ps.w("scale", ["linear", "log"]), horizontal=True,
                        help="Log scale shows a growing queue and a small bounded one on the same chart.")
