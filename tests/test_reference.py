@@ -60,3 +60,38 @@ def test_memory_cases_do_preempt():
         sched_, p, rate = [c for c in CASES if c[0] == sched][2]
         total += simulate(scenario(sched, p, rate, 1)).summary["preemptions"]
     assert total > 0
+
+
+def _burst_trace() -> str:
+    """Groups of equal requests arriving together, so that many decoders finish in the same
+    iteration: some groups behind older decoders (removed from the queue's tail side), some
+    ahead of newer ones (removed from its head side)."""
+    rows = ["arrival_time_s,prompt_tokens,output_tokens"]
+    groups = [(0.0, 24, 3, 40), (0.05, 16, 2, 6), (0.3, 30, 4, 25), (0.31, 10, 1, 3), (1.0, 40, 2, 12),
+              (1.02, 6, 5, 50), (2.5, 1, 3, 2)]
+    for t, n, p, d in groups:
+        rows += [f"{t},{p},{d}"] * n
+    return "\n".join(rows) + "\n"
+
+
+@pytest.mark.parametrize("sched", ["fastertransformer", "vllm", "orca", "sarathi"])
+@pytest.mark.parametrize("kmax", [None, 40])
+def test_bursts_finishing_together(sched, kmax):
+    # several decoders finish at once: the kernel packs the queue in one pass (three or more)
+    # or drops them one by one (one or two); both must keep the admission order exactly
+    eng = {"scheduler": sched, "token_budget": 256, "kv_cache_tokens": 100_000,
+           "batch_time": {"model": "constant", "seconds": 0.02}}
+    if kmax:
+        eng["max_batch_size"] = kmax
+    sc = scenario_from_table({"seed": 1, "engine": eng,
+                              "workload": {"drain": True, "arrival": {"process": "trace", "path": "b.csv"}}},
+                             traces={"b.csv": _burst_trace()})
+    res = simulate(sc, record_iterations=True)
+    rq = res.requests
+    reqs = list(zip(rq.arrival_s, rq.prompt_tokens, rq.output_tokens))
+    ref, log = run_reference(reqs, sched, 256, kmax or 10**9, 100_000, sc.engine.batch_time.seconds)
+    it = res.iterations
+    assert list(zip(it.iteration, it.start_s, it.end_s, it.request_id, it.tokens, it.phase)) == [tuple(x) for x in log]
+    np.testing.assert_array_equal(rq.finish_s.to_numpy(), [r.finish for r in ref])
+    finishes = np.unique(rq.finish_s.to_numpy(), return_counts=True)[1]
+    assert finishes.max() >= 10  # many at one instant: the one-pass packing ran
