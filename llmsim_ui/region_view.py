@@ -10,6 +10,7 @@ import streamlit as st
 
 import llmsim
 from llmsim.region import engine_region, picture
+from llmsim_ui import palette
 
 PAPER = {"model": "staircase", "c_seconds": 0.01128, "a_seconds": 0.03547, "b0": 128}
 SCHEDS = ("fastertransformer", "vllm", "orca", "sarathi")
@@ -72,32 +73,44 @@ def show(hw: str, b: int, k: int, p: int, d: int, rate: float) -> None:
         with st.spinner("Searching each scheduler's critical rate…"):
             measured = _measured(hw, b, k, p, d)
 
-    bound = pd.DataFrame(pic["boundary"])
+    # the boundary's ends repeat a vertex on an axis: an area stacks repeated x values, so
+    # they go, and the area is drawn unstacked
+    bound = pd.DataFrame(pic["boundary"]).drop_duplicates()
     verts = pd.DataFrame(pic["vertices"])
     ray = pd.DataFrame(pic["ray"])
-    pts = [{"what": "operating point", "scheduler": "", "prefill_tps": pic["operating"]["prefill_tps"],
-            "decode_tps": pic["operating"]["decode_tps"], "rate": rate}]
+    op = pd.DataFrame([{"prefill_tps": pic["operating"]["prefill_tps"], "decode_tps": pic["operating"]["decode_tps"],
+                        "rate": rate}])
+    pts = []
     for s, (c, _) in theory.items():
         if c:
             pts.append({"what": "theory", "scheduler": s, "prefill_tps": c * p, "decode_tps": c * d, "rate": c})
     for s, (c, _) in measured.items():
         if c:
             pts.append({"what": "measured", "scheduler": s, "prefill_tps": c * p, "decode_tps": c * d, "rate": c})
-    pts = pd.DataFrame(pts)
+    pts = pd.DataFrame(pts, columns=["what", "scheduler", "prefill_tps", "decode_tps", "rate"])
     x = alt.X("prefill_tps:Q", title="prefill tokens per second (λ_p)")
-    y = alt.Y("decode_tps:Q", title="decode tokens per second (λ_d)")
-    area = alt.Chart(bound).mark_area(opacity=0.25, line=True).encode(x=x, y=y, order="prefill_tps:Q")
+    y = alt.Y("decode_tps:Q", title="decode tokens per second (λ_d)", stack=None)
+    area = alt.Chart(bound).mark_area(opacity=0.25, line=True).encode(x=x, y=y)
     vx = alt.Chart(verts).mark_point(size=90, filled=True, color="black").encode(
         x=x, y=y, tooltip=["batch", "prefill_tokens", "decode_tokens", "chunks"])
     rl = alt.Chart(ray).mark_line(strokeDash=[6, 4], color="gray").encode(x=x, y=y)
+    opm = alt.Chart(op).mark_point(size=160, filled=True, shape="diamond", color="black").encode(
+        x=x, y=y, tooltip=[alt.Tooltip("rate:Q", format=".4g", title="operating point, req/s")])
+    # the same shape for the same meaning whether or not the measured points are there
     pt = alt.Chart(pts).mark_point(size=140, filled=True).encode(
-        x=x, y=y, shape=alt.Shape("what:N", title=""), color=alt.Color("scheduler:N", title="scheduler"),
+        x=x, y=y, shape=alt.Shape("what:N", title="", scale=alt.Scale(domain=["theory", "measured"],
+                                                                       range=["square", "circle"])),
+        color=alt.Color("scheduler:N", title="scheduler",
+                        scale=palette.scale(list(theory) + list(measured), palette.SCHEDULER_COLORS)),
         tooltip=["what", "scheduler", alt.Tooltip("rate:Q", format=".4g", title="req/s")])
-    st.altair_chart(area + rl + vx + pt, width="stretch")
+    st.altair_chart(area + rl + vx + opm + pt, width="stretch")
     rows = [{"scheduler": s, "theory capacity (req/s)": round(c, 4) if c else None,
-             "measured (req/s)": round(measured[s][0], 4) if s in measured and measured[s][0] else None,
+             **({"measured (req/s)": round(measured[s][0], 4) if measured.get(s, (None,))[0] else None}
+                if measured else {}),
              "theory's bound": kind} for s, (c, kind) in theory.items()]
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
-    st.caption("Shaded: the region. Black dots: its vertices (hover for the batch). Dashed: the workload's ray "
-               "λ·(P, D). Sarathi fills the budget decode-first, orca prefill-first: their points sit on or inside "
-               "the boundary depending on the batches they actually form.")
+    st.caption("Shaded: the region. Black dots: its vertices (hover for the batch). Black diamond: the workload at "
+               "the chosen arrival rate. Dashed: the workload's ray λ·(P, D). Squares: each scheduler's capacity by "
+               "theory; circles: measured (the switch above). Sarathi fills the budget decode-first, orca "
+               "prefill-first: their points sit on or inside the boundary depending on the batches they actually "
+               "form.")
