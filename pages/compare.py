@@ -114,10 +114,18 @@ for col, (label, sc) in zip(cols, configs.items()):
         st.caption(_describe(sc))
         th = theories.get(label)
         if th is not None:
-            m1, m2 = st.columns(2)
-            m1.metric("Load ρ", f"{th.load:.2f}")
+            sched = sc.engine.scheduler
+            m1, m2, m3 = st.columns(3)
+            m1.metric("Load ρ", f"{th.load:.2f}",
+                      help=f"Arriving work over the best possible capacity; over {sched}'s own capacity: "
+                           f"{th.scheduler_load:.2f}.")
             m2.metric("Best possible capacity (req/s)", f"{th.optimal_capacity_rps:.3g}",
-                      help=widgets.capacity_help(th.engines[0].capacity_kind, work_conserving_note=False))
+                      help="The smaller of the stability region's capacity (a linear program over the batches b, k "
+                           "and the batch time allow) and the memory capacity: what a work-conserving scheduler "
+                           "(orca, sarathi) reaches on this engine.")
+            m3.metric(f"{sched}'s capacity (req/s)", f"{th.capacity_rps:.3g}" if th.capacity_rps else "—",
+                      help=f"What {sched} itself sustains by theory: "
+                           f"{th.engines[0].capacity_kind[:1].upper()}{th.engines[0].capacity_kind[1:]}.")
 
 run_row = st.columns([2, 5], vertical_alignment="center")
 button_slot, progress_slot = run_row[0].empty(), run_row[1].empty()
