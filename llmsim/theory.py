@@ -395,6 +395,14 @@ def _engine_theory(sc: Scenario, e_idx: int, visits, lam_steps) -> EngineTheory:
                 cap_rps = vl
                 kind = ("vllm prefill-first chain, each iteration priced at its own batch (approximate: "
                         "Poisson arrivals, mean prompt length, KV cache not binding)")
+                if rate > vl:
+                    # the backlog grows at the drift until the running requests fill the KV cache;
+                    # then memory gates the prefills and the chain no longer holds
+                    fill_s = eng.kv_cache_tokens / ((rate - vl) * offered / rate)
+                    kind += (f". Above it the running requests pile up until the KV cache's "
+                             f"{eng.kv_cache_tokens:,} tokens are full (after roughly {fill_s:,.0f} s at this "
+                             "rate); from then on memory gates the prefills and a run long enough may level off "
+                             "with a backlog near the cache's size")
     elif eng.scheduler in ("fastertransformer", "vllm"):
         notes.append(f"{eng.name}: {eng.scheduler} on several steps: the region of unmixed batches "
                      "(an upper bound; its batch-cycle formula is for one step)")
