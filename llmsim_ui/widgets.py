@@ -19,12 +19,18 @@ VERDICT_MEANING = (
 )
 
 
-def capacity_help(kind: str, work_conserving_note: bool = True) -> str:
-    """The help of a "Best possible capacity" metric; kind: the theory's capacity_kind."""
+def sentence(text: str) -> str:
+    """A theory phrase (a capacity_kind) as a sentence: capital first letter, full stop."""
+    return f"{text[:1].upper()}{text[1:]}."
+
+
+def capacity_help(kind: str | None, work_conserving_note: bool = True) -> str:
+    """The help of a "Best possible capacity" metric; kind: the theory's capacity_kind of the
+    binding capacity, or None to leave it out."""
     return ("The smaller of the stability region's capacity (a linear program over the batches b, k and the "
             "batch time allow) and the memory capacity"
             + (": what a work-conserving scheduler (orca, sarathi) reaches" if work_conserving_note else "")
-            + f". Binding here: {kind[:1].upper()}{kind[1:]}.")
+            + "." + (f" Binding here: {sentence(kind)}" if kind else ""))
 
 
 def fmt(x, digits: int = 3, unit: str = "") -> str:

@@ -120,12 +120,9 @@ for col, (label, sc) in zip(cols, configs.items()):
                       help=f"Arriving work over the best possible capacity; over {sched}'s own capacity: "
                            f"{th.scheduler_load:.2f}.")
             m2.metric("Best possible capacity (req/s)", f"{th.optimal_capacity_rps:.3g}",
-                      help="The smaller of the stability region's capacity (a linear program over the batches b, k "
-                           "and the batch time allow) and the memory capacity: what a work-conserving scheduler "
-                           "(orca, sarathi) reaches on this engine.")
+                      help=widgets.capacity_help(None))
             m3.metric(f"{sched}'s capacity (req/s)", f"{th.capacity_rps:.3g}" if th.capacity_rps else "—",
-                      help=f"What {sched} itself sustains by theory: "
-                           f"{th.engines[0].capacity_kind[:1].upper()}{th.engines[0].capacity_kind[1:]}.")
+                      help=f"What {sched} itself sustains by theory: {widgets.sentence(th.engines[0].capacity_kind)}")
 
 run_row = st.columns([2, 5], vertical_alignment="center")
 button_slot, progress_slot = run_row[0].empty(), run_row[1].empty()
