@@ -136,10 +136,26 @@ class Verdict:
 RECOMPUTE_NOTABLE = 0.01  # recomputation above 1% of the offered work is worth a sentence
 
 
+def _kv_fill(theory, window) -> tuple[str, float]:
+    """Where vllm's KV cache fills (theory's kv_fill_seconds) against the measured window
+    (start, end): "" (not vllm above its chain capacity), "after" the run, "inside" the
+    window, or "before" it; and the fill time."""
+    fills = [e.kv_fill_seconds for e in theory.engines if e.kv_fill_seconds is not None]
+    if len(theory.engines) != 1 or not fills or window is None:
+        return "", 0.0
+    fill, (start, end) = fills[0], window
+    return ("after" if fill > end else "before" if fill <= start else "inside"), fill
+
+
 def _explain(v: str, theory, growth: float, drift_share: float, parts=(), network=False,
-             part_growth=None, recompute_share=0.0, preemptions=0.0):
-    """The verdict's sentence, and which of theory's assumptions broke (or "")."""
+             part_growth=None, recompute_share=0.0, preemptions=0.0, window=None):
+    """The verdict's sentence, and which of theory's assumptions broke (or "").
+
+    vllm above its chain capacity piles up running requests until they fill the KV cache;
+    from then on memory gates its prefills and the chain's capacity no longer holds. The
+    sentence says where that time falls against the measured window (`window`, seconds)."""
     load, sload = theory.load, theory.scheduler_load
+    fill_at, fill = _kv_fill(theory, window)
     where = f" (growing: {', '.join(parts)})" if parts else ""
     sched = " and ".join(dict.fromkeys(e.scheduler for e in theory.engines))
     loads = (f"load {load:.2f}" if abs(sload - load) <= 0.005 * max(load, 1e-12)
@@ -155,8 +171,19 @@ def _explain(v: str, theory, growth: float, drift_share: float, parts=(), networ
                       "there stays)")
         else:
             amount = f"unfinished work kept growing by about {100 * max(growth, 0.0):.0f}% of the work arriving"
-        text = (f"Unstable{where}: {amount} (theory predicts {100 * drift_share:.0f}% at {loads}), so the "
-                "queue would grow without bound." + mem)
+        if fill_at == "after":
+            bound = (f", and it keeps growing while vllm's running requests have room in the KV cache: about "
+                     f"{fill:,.0f} s at this rate, {fill / window[1]:,.1f} times this run. Then memory gates the "
+                     "prefills; whether the backlog levels off there, theory cannot say (run past that time to see).")
+        elif fill_at == "inside":
+            bound = (f". The KV cache fills after about {fill:,.0f} s, inside this run's second half, and from then on "
+                     "memory gates the prefills: the trend mixes the two regimes (run longer to see the second).")
+        elif fill_at == "before":
+            bound = (f", so the queue would grow without bound: the KV cache filled after about {fill:,.0f} s, and "
+                     "even with memory gating the prefills vllm did not keep up.")
+        else:
+            bound = ", so the queue would grow without bound."
+        text = (f"Unstable{where}: {amount} (theory predicts {100 * drift_share:.0f}% at {loads})" + bound + mem)
         if sload < 1:
             if preemptions > 0 and recompute_share >= RECOMPUTE_NOTABLE:
                 broken = ("no recomputation: theory's capacity assumes preempted work is not redone, but the KV "
@@ -173,14 +200,23 @@ def _explain(v: str, theory, growth: float, drift_share: float, parts=(), networ
         text = (f"Stable: at {loads}, the unfinished work went up and down but did not trend upward in the "
                 "second half of the run, so " + ("every engine of the network keeps up." if network
                                                   else "this engine keeps up.") + mem)
-        if sload > 1.02:
+        if sload > 1.02 and fill_at in ("before", "inside"):
+            broken = (f"KV cache not binding: theory's capacity for {sched} holds while the KV cache has room, but "
+                      f"at this rate the running requests fill it after about {fill:,.0f} s; from then on memory "
+                      "gates the prefills, vllm runs full decode batches between them, and the backlog levels off "
+                      "near the cache's size")
+            text += f" Theory's {sched} capacity predicts growth; the assumption that broke: {broken}."
+        elif sload > 1.02:
             broken = ("horizon or capacity formula: theory predicts growth, but none showed over this run "
                       "(run longer, or theory's capacity is approximate: "
                       f"{theory.engines[0].capacity_kind})")
             text += f" Theory disagrees: {broken}."
         return text, broken
+    regime = (f" vllm's KV cache fills after about {fill:,.0f} s at this rate; from then on memory gates its "
+              "prefills." if fill_at in ("before", "inside") else "")
     return (f"Inconclusive: at {loads}, the backlog's trend ({100 * growth:+.1f}% of arriving "
-            "work) cannot be told apart from noise over this horizon; run longer or add replications." + mem), ""
+            "work) cannot be told apart from noise over this horizon; run longer or add replications." + regime
+            + mem), ""
 
 
 def verdict(result, window: float = 0.5, threshold: float = 0.02, batches: int = 10) -> Verdict:
@@ -239,7 +275,8 @@ def verdict_from_runs(results, window: float = 0.5, threshold: float = 0.02, bat
     preempt = float(np.mean([r.summary.get("preemptions", 0) for r in results]))
     recomputed = float(np.mean([r.summary.get("tokens_recomputed", 0) / s for r, s in zip(results, secs)]))
     share = recomputed / offered if offered > 0 else 0.0
-    text, broken = _explain(v, theory, g, drift_share, tuple(unstable), not sc.single, part_growth, share, preempt)
+    text, broken = _explain(v, theory, g, drift_share, tuple(unstable), not sc.single, part_growth, share, preempt,
+                            (start, end))
     kind = "; ".join(f"{e.name}: {e.capacity_kind}" for e in theory.engines) if not sc.single \
         else theory.engines[0].capacity_kind
     return Verdict(v, text, theory.load, theory.capacity_rps, sc.total_rate, slope, (lo, hi), g, glo, ghi,

@@ -72,6 +72,10 @@ class EngineTheory:
     memory_binds: bool = False      # the memory capacity is below the region's
     calls_per_s: float = 0.0        # calls arriving at this engine per second
     mean_iteration_seconds: float = 0.0  # of the batch mix an optimal engine runs at capacity
+    # vllm above its chain capacity: seconds until the running requests, piling up at the
+    # chain's drift, fill the KV cache; from then on memory gates the prefills and the
+    # chain's capacity no longer holds (None otherwise)
+    kv_fill_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -373,6 +377,7 @@ def _engine_theory(sc: Scenario, e_idx: int, visits, lam_steps) -> EngineTheory:
     if own.rate < wc_rps * (1 - 1e-9):
         kind = (f"{eng.scheduler}'s batches ({'decode first, prefill filling the budget' if sched_set == 'decode_first' else 'prefill-only batches filling the budget or k-limited decode-only batches'}; "
                 f"LP): {own.describe()}")
+    kv_fill = None
     if len(steps) == 1:
         k, wi, s = steps[0]
         if eng.scheduler == "fastertransformer":
@@ -398,7 +403,7 @@ def _engine_theory(sc: Scenario, e_idx: int, visits, lam_steps) -> EngineTheory:
                 if rate > vl:
                     # the backlog grows at the drift until the running requests fill the KV cache;
                     # then memory gates the prefills and the chain no longer holds
-                    fill_s = eng.kv_cache_tokens / ((rate - vl) * offered / rate)
+                    fill_s = kv_fill = eng.kv_cache_tokens / ((rate - vl) * offered / rate)
                     kind += (f". Above it the running requests pile up until the KV cache's "
                              f"{eng.kv_cache_tokens:,} tokens are full (after roughly {fill_s:,.0f} s at this "
                              "rate); from then on memory gates the prefills and a run long enough may level off "
@@ -408,7 +413,7 @@ def _engine_theory(sc: Scenario, e_idx: int, visits, lam_steps) -> EngineTheory:
                      "(an upper bound; its batch-cycle formula is for one step)")
     return EngineTheory(eng.name, eng.scheduler, b, t_b, cap_tok, offered, rate / wc_rps, cap_rps, kind,
                         mem_rps, slot_rps, tuple(notes), rate / cap_rps, region_rps, opt.describe(),
-                        bool(memory_binds), rate, t_bar)
+                        bool(memory_binds), rate, t_bar, kv_fill)
 
 
 def _steps(sc):

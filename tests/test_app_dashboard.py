@@ -238,11 +238,11 @@ def test_compare_page_two_kv_sizes_same_arrivals():
     at = open_page("pages/compare.py", n=2000, live=0)
     ok(at)
     assert at.title[0].value.startswith("Compare")
-    assert badges(at) == ["stable", "unstable"]  # KV 1,000,000 vs 25,000 tokens at 15.5 req/s
+    assert badges(at) == ["stable", "unstable"]  # KV 20,000,000 vs 25,000 tokens at 15.5 req/s
     table = at.dataframe[-1].value
     assert int(table.loc["preemptions", "A"].replace(",", "")) == 0
     assert int(table.loc["preemptions", "B"].replace(",", "")) > 0
-    at.number_input(key="cmp.b_kv").set_value(1_000_000)
+    at.number_input(key="cmp.b_kv").set_value(20_000_000)
     at.run()
     ok(at)
     table = at.dataframe[-1].value
@@ -296,5 +296,5 @@ def test_kv_percentage_of_a_pool_is_of_all_its_replicas():
     from llmsim.pool import with_replicas
     from llmsim_ui import charts
     sc = with_replicas(llmsim.load_scenario(ROOT / "scenarios" / "paper" / "headline.toml"), 3)
-    assert charts.kv_capacity(sc.engine) == 3 * 1_000_000
+    assert charts.kv_capacity(sc.engine) == 3 * 20_000_000
     assert charts.kv_capacity(llmsim.load_scenario(ROOT / "scenarios" / "quickstart.toml").engine) == 400_000
