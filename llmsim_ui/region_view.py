@@ -49,7 +49,11 @@ def _measured(hw, b, k, p, d):
     from llmsim.capacity import capacity_search
     sc = scenario(hw, b, k, p, d, 1.0)
     scheds = [s for s in SCHEDS if not (p > b and s in ("fastertransformer", "vllm"))]
-    out = capacity_search(sc, scheds, num_requests=SEARCH_REQUESTS, rel_tol=0.03, max_probes=8, workers=1)
+    from dataclasses import replace
+    from llmsim import budget
+    from llmsim_ui import runs
+    with runs.hold(budget.estimate(replace(sc, num_requests=SEARCH_REQUESTS))["bytes"]):
+        out = capacity_search(sc, scheds, num_requests=SEARCH_REQUESTS, rel_tol=0.03, max_probes=8, workers=1)
     return {r.scheduler: (r.critical_rate_rps, r.interval) for r in out}
 
 

@@ -16,6 +16,11 @@
   never freezes the app and a Stop button (any widget, in fact) interrupts it between
   chunks. It lives in the page's session state, so an interrupted run resumes where it
   stopped.
+- Across sessions, the runs in progress share ``SERVER_MEMORY_BYTES`` (the environment
+  variable LLMSIM_SERVER_MEMORY_MIB, default 1,024 MiB) through a ``MemoryLedger``: a run
+  reserves its estimated arrays before allocating them and, when they do not fit beside
+  other visitors' runs, waits its turn (first come, first served) with a message saying so;
+  it releases them when it finishes or is dropped (a new run, a closed session).
 - Every run of the dashboard uses ``LIMITS``: ``llmsim.Limits.demo()``, or what the host
   set in the environment variable LLMSIM_DEMO_LIMITS (docs/ui.md, "Demo mode"). A run too
   big for them is refused before it allocates; one that spends its work budget stops
@@ -25,12 +30,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import itertools
 import os
 import pickle
 import sys
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -38,13 +46,31 @@ import pandas as pd
 import streamlit as st
 
 import llmsim
-from llmsim import ConfigError, Scenario, Simulation, _kernel_cache
+from llmsim import ConfigError, Scenario, Simulation, _kernel_cache, budget
 from llmsim.budget import MiB, Limits
 from llmsim.simulate import partial_verdict, result_with_verdict
 
 LIMITS = Limits.from_env()          # every dashboard run (see docs/ui.md, "Demo mode")
 # the capacity page makes up to 2 x 16 runs per scheduler: each gets 1/8 of a run's work
 PROBE_LIMITS = dataclasses.replace(LIMITS, max_work=None if LIMITS.max_work is None else LIMITS.max_work / 8)
+
+def _server_memory_bytes(var: str = "LLMSIM_SERVER_MEMORY_MIB", default_mib: int = 1024) -> int:
+    """The estimated bytes of run arrays all sessions together may hold (see MemoryLedger)."""
+    raw = os.environ.get(var, "").strip()
+    if not raw:
+        return default_mib * MiB
+    try:
+        mib = float(raw)
+    except ValueError:
+        raise ConfigError(f"{var} = {raw!r} is not a number; allowed: MiB between 64 and 1,048,576") from None
+    if not 64 <= mib <= 1 << 20:
+        raise ConfigError(f"{var} = {raw!r}; allowed: MiB between 64 and 1,048,576")
+    return int(mib * MiB)
+
+
+SERVER_MEMORY_BYTES = _server_memory_bytes()
+WAIT_POLL_S = 0.5                   # a run waiting for memory asks again this often
+MAX_WAIT_S = 120.0                  # ... and gives up after this long, saying why
 RUN_CACHE_BYTES = 192 * MiB         # finished runs kept for every session (trajectories)
 REMEMBERED_BYTES = 32 * MiB         # other results kept (capacity searches)
 CHUNK_WORK = 2 * LIMITS.slice_work  # kernel work units per live chunk (demo: ~0.05-0.1 s of CPU)
@@ -269,6 +295,91 @@ def value_bytes(value) -> int:
         return 1 * MiB
 
 
+class MemoryLedger:
+    """Estimated bytes of the runs in progress in every session of this server, capped.
+
+    A run asks ``try_reserve(ticket, nbytes)`` before allocating its arrays. It gets them if
+    no run asked before it is still waiting and they fit beside what is held (a run larger
+    than the whole cap gets it alone); else it is queued and asks again later. ``release``
+    gives the bytes back (a finished or dropped run). A queued run that stops asking for
+    STALE_S seconds (its tab was closed mid-wait) loses its place, so it cannot block the
+    queue."""
+
+    STALE_S = 5.0
+
+    def __init__(self, cap_bytes: int):
+        self.cap = int(cap_bytes)
+        self._held: dict = {}                # ticket -> bytes
+        self._queue: OrderedDict = OrderedDict()  # ticket -> last time it asked, first come first
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def ticket(self) -> int:
+        return next(self._ids)
+
+    @property
+    def held(self) -> int:
+        with self._lock:
+            return sum(self._held.values())
+
+    def try_reserve(self, ticket: int, nbytes: int, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            if ticket in self._held:
+                return True
+            self._queue[ticket] = now  # keeps its place if it was queued already
+            for t, seen in list(self._queue.items()):
+                if now - seen > self.STALE_S:
+                    del self._queue[t]
+            held = sum(self._held.values())
+            if next(iter(self._queue)) != ticket or (self._held and held + nbytes > self.cap):
+                return False
+            del self._queue[ticket]
+            self._held[ticket] = int(nbytes)
+            return True
+
+    def ahead(self, ticket: int) -> int:
+        """Runs queued before this one."""
+        with self._lock:
+            return list(self._queue).index(ticket) if ticket in self._queue else 0
+
+    def release(self, ticket: int) -> None:
+        with self._lock:
+            self._held.pop(ticket, None)
+            self._queue.pop(ticket, None)
+
+
+@st.cache_resource
+def ledger() -> MemoryLedger:
+    """The server's one ledger of run memory (shared by every session)."""
+    return MemoryLedger(SERVER_MEMORY_BYTES)
+
+
+def busy_message(need: int, waited: float) -> str:
+    led = ledger()
+    return (f"The server is busy: runs in other sessions held {led.held / MiB:,.0f} MiB of the {led.cap / MiB:,.0f} "
+            f"MiB it gives to simulations for {waited:,.0f} s, and this needs {need / MiB:,.0f} MiB. Try again in a "
+            "minute, or make the run smaller (fewer requests).")
+
+
+@contextlib.contextmanager
+def hold(nbytes: int):
+    """Reserve nbytes of the server's run memory for the block (waiting for its turn, at
+    most MAX_WAIT_S, then a ConfigError saying the server is busy): for the pages whose
+    runs are not LiveRuns (capacity search, stability map, timeline)."""
+    led = ledger()
+    ticket = led.ticket()
+    t0 = time.monotonic()
+    try:
+        while not led.try_reserve(ticket, nbytes):
+            if time.monotonic() - t0 > MAX_WAIT_S:
+                raise ConfigError(busy_message(nbytes, time.monotonic() - t0))
+            time.sleep(WAIT_POLL_S)
+        yield
+    finally:
+        led.release(ticket)
+
+
 @st.cache_resource
 def _run_cache() -> ByteLRU:
     return ByteLRU(RUN_CACHE_BYTES)
@@ -339,6 +450,10 @@ class LiveRun:
     play_seconds: float = 0.0
     stopped: bool = False
 
+    pending: list = field(default_factory=list)  # jobs waiting for memory (MemoryLedger)
+    need: int = 0           # their estimated bytes
+    waited: float = 0.0     # seconds spent waiting for it
+    ticket: int = 0         # this run's place in the server's ledger
     python_frames: int = 0  # chunks run in the Python tier (the kernel was still compiling)
     last_python: bool = False
     python_work: dict = field(default_factory=dict)  # label -> work units of its next Python chunk
@@ -353,20 +468,64 @@ class LiveRun:
                 run.outcomes[j.label] = o
                 continue
             try:
-                run.sims[j.label] = simulation(j.scenario)
+                run.need += int(budget.check(j.scenario, LIMITS)["bytes"])  # refused before it queues
+                run.pending.append(j)
             except ConfigError as exc:
                 run.errors[j.label] = str(exc)
-        if run.sims:
-            run.end = max(s.end_time for s in run.sims.values())
-            run.dt = run.end / TARGET_FRAMES
+        if run.pending:
+            run.ticket = ledger().ticket()
+            weakref.finalize(run, ledger().release, run.ticket)  # a dropped run gives its memory back
+            run.admit()
         return run
+
+    def admit(self) -> bool:
+        """Allocate the pending simulations once the server's ledger has room for them;
+        False while they wait."""
+        if not self.pending:
+            return True
+        if not ledger().try_reserve(self.ticket, self.need):
+            return False
+        for j in self.pending:
+            try:
+                self.sims[j.label] = simulation(j.scenario)
+            except ConfigError as exc:
+                self.errors[j.label] = str(exc)
+        self.pending = []
+        if self.sims:
+            self.end = max(s.end_time for s in self.sims.values())
+            self.dt = self.end / TARGET_FRAMES
+        else:
+            ledger().release(self.ticket)
+        return True
+
+    def give_up(self) -> None:
+        """Stop waiting for memory: every pending job gets the busy message as its error."""
+        msg = busy_message(self.need, self.waited)
+        for j in self.pending:
+            self.errors[j.label] = msg
+        self.pending = []
+        ledger().release(self.ticket)
+
+    @property
+    def waiting(self) -> bool:
+        return bool(self.pending)
+
+    def waiting_text(self) -> str:
+        led = ledger()
+        ahead = led.ahead(self.ticket)
+        queue = f"; {ahead} run{'s' if ahead != 1 else ''} asked before this one" if ahead else ""
+        return (f"Waiting for the server: runs in other sessions hold {led.held / MiB:,.0f} MiB of the "
+                f"{led.cap / MiB:,.0f} MiB it gives to simulations, and this run needs {self.need / MiB:,.0f} MiB"
+                f"{queue}. It starts as soon as they finish (Stop cancels).")
 
     @property
     def done(self) -> bool:
-        return not self.sims
+        return not self.sims and not self.pending
 
     @property
     def progress(self) -> float:
+        if self.pending:
+            return 0.0
         running = [s for label, s in self.sims.items() if label not in self.ended]
         return min(s.progress for s in running) if running else 1.0
 
@@ -378,6 +537,8 @@ class LiveRun:
         """Advance every unfinished simulation by one chunk of simulated time; once all
         have reached the end, compute the verdicts (the theory behind them can take a
         second per run), one run per step so the page can say so in between."""
+        if not self.admit():
+            return
         t0 = time.perf_counter()
         python = not kernel_ready()
         if not self.simulating:
@@ -388,6 +549,8 @@ class LiveRun:
                 self.outcomes[label] = store(self.jobs[label], outcome_of(sim.result()))
             except (ConfigError, RuntimeError, MemoryError, ValueError) as exc:
                 self.errors[label] = str(exc)
+            if not self.sims:
+                ledger().release(self.ticket)
             timing(f"verdict of {label}: {time.perf_counter() - t0:.2f} s")
             return
         self.t = min(self.t + self.dt, self.end)
@@ -412,6 +575,8 @@ class LiveRun:
             except (ConfigError, RuntimeError, MemoryError) as exc:
                 self.errors[label] = str(exc)
                 del self.sims[label]
+                if not self.sims:
+                    ledger().release(self.ticket)
         spent = time.perf_counter() - t0
         full = self.end / TARGET_FRAMES
         if spent > FRAME_COMPUTE_S and self.dt > 0:
@@ -453,6 +618,16 @@ def play(run: LiveRun, draw, progress_slot, label: str = "Simulating", pace: boo
     on any widget (the Stop button) interrupts it between chunks. ``run.frames`` and
     ``run.play_seconds`` count the animation (not the verdicts computed after it)."""
     while not run.done and not run.stopped:
+        if run.waiting:
+            if run.admit():
+                progress_slot.empty()
+            elif run.waited > MAX_WAIT_S:
+                run.give_up()
+            else:
+                progress_slot.info(run.waiting_text(), icon=":material/hourglass_top:")
+                time.sleep(WAIT_POLL_S)
+                run.waited += WAIT_POLL_S
+            continue
         t0 = time.perf_counter()
         animating = run.simulating
         if not animating:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -41,8 +43,9 @@ def _sweep_point(toml: str, extra_key: str, _scenario) -> dict:
     """Throughput (completed requests per simulated second) of one (scheduler, rate) run.
     Simulation only: the stability verdicts come from the capacity search, whose theory
     and trend tests would double the cost of every point."""
-    sim = runs.simulation(_scenario, runs.PROBE_LIMITS).advance()
-    done = int(sim.requests()["finish_s"].notna().sum())
+    with runs.hold(budget.check(_scenario, runs.PROBE_LIMITS)["bytes"]):
+        sim = runs.simulation(_scenario, runs.PROBE_LIMITS).advance()
+        done = int(sim.requests()["finish_s"].notna().sum())
     return {"throughput_rps": done / sim.now if sim.now > 0 else 0.0, "completed": done}
 
 
@@ -53,7 +56,8 @@ def _capacity(toml: str, extra_key: str, scheduler: str, n: int, tol: float, pro
     key = repr((toml, extra_key, scheduler, n, tol, probes))
     res = runs.recall("capacity", key)
     if res is None:
-        with budget.use(runs.PROBE_LIMITS):  # every probe under the dashboard's limits
+        probe = budget.check(dataclasses.replace(scenario, num_requests=n), runs.PROBE_LIMITS)["bytes"]
+        with budget.use(runs.PROBE_LIMITS), runs.hold(probe):  # every probe under the dashboard's limits
             res = capacity_search(scenario, [scheduler], num_requests=n, rel_tol=tol, max_probes=probes,
                                   workers=1, progress=progress)[0]
         runs.remember("capacity", key, res)

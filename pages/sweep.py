@@ -182,7 +182,8 @@ else:
         def _progress(done, total):
             bar.progress(done / total if total else 1.0, text=f"Simulated {done} of {total} points")
 
-        df = run_sweep(sweep, executor=InProcess(), progress=_progress)
+        with runs.hold(runs.LIMITS.memory_bytes):  # its points run one at a time, each under LIMITS
+            df = run_sweep(sweep, executor=InProcess(), progress=_progress)
         runs.remember("sweep", key, df)
         bar.empty()
     title = "dashboard map"

@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 import llmsim
-from llmsim import SCHEDULERS, ConfigError
+from llmsim import SCHEDULERS, ConfigError, budget
 from llmsim_ui import entry
 from llmsim_ui import controls, inputs, runs, widgets
 from llmsim_ui import limits as L
@@ -64,7 +64,8 @@ except ConfigError as exc:
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def _run(toml: str, extra_key: str, _sc):
-    res = runs.simulate_small(_sc, record_iterations=True)  # under the dashboard's limits
+    with runs.hold(budget.check(_sc, runs.LIMITS)["bytes"]):
+        res = runs.simulate_small(_sc, record_iterations=True)  # under the dashboard's limits
     return res.iterations, res.requests, res.summary
 
 

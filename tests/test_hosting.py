@@ -326,3 +326,125 @@ def test_every_page_runs_under_the_demo_limits_and_they_do_not_leak(monkeypatch)
     assert not at.exception
     assert seen and all(lim == runs.LIMITS for lim in seen) and runs.LIMITS != Limits()
     assert budget.current() == Limits()
+
+
+# the server's memory across sessions ---------------------------------------------------
+
+def test_memory_ledger_first_come_first_served_and_bounded():
+    from llmsim_ui.runs import MemoryLedger
+    led = MemoryLedger(100)
+    a, b, c, d = (led.ticket() for _ in range(4))
+    assert led.try_reserve(a, 60, now=0.0)
+    assert not led.try_reserve(b, 60, now=0.0)       # does not fit beside a: queued
+    assert not led.try_reserve(c, 10, now=0.1)       # would fit, but b asked first
+    assert led.ahead(c) == 1 and led.held == 60
+    led.release(a)
+    assert not led.try_reserve(c, 10, now=0.2)       # still b's turn
+    assert led.try_reserve(b, 60, now=0.3) and led.try_reserve(c, 10, now=0.3)
+    assert led.held == 70
+    assert not led.try_reserve(d, 40, now=0.4)       # 110 > 100
+    led.release(b), led.release(c)
+    assert led.try_reserve(d, 1_000, now=0.5)        # larger than the cap: runs alone
+    assert led.held == 1_000
+
+
+def test_memory_ledger_forgets_a_waiter_that_stopped_asking():
+    """A tab closed while its run waited must not block the queue for ever."""
+    from llmsim_ui.runs import MemoryLedger
+    led = MemoryLedger(100)
+    a, gone, c = led.ticket(), led.ticket(), led.ticket()
+    assert led.try_reserve(a, 100, now=0.0)
+    assert not led.try_reserve(gone, 50, now=0.0)
+    led.release(a)
+    assert not led.try_reserve(c, 50, now=1.0)       # gone is first in line ...
+    assert led.try_reserve(c, 50, now=1.0 + MemoryLedger.STALE_S)  # ... until it is stale
+
+
+def _live_jobs(n=2000, scheds=("sarathi", "vllm")):
+    from llmsim_ui import runs
+    sc = dataclasses.replace(llmsim.load_scenario(ROOT / "scenarios" / "paper" / "headline.toml"),
+                             num_requests=n)
+    return [runs.job(s, sc.with_scheduler(s), "ledger-test") for s in scheds]
+
+
+def test_a_live_run_waits_for_memory_other_sessions_hold_then_runs(monkeypatch):
+    """With the server's memory taken by another session's run, a new run allocates
+    nothing, says what it waits for, and starts once that memory is released; a run
+    dropped before finishing gives its memory back."""
+    import gc
+    from llmsim_ui import runs
+    led = runs.MemoryLedger(64 * budget.MiB)
+    monkeypatch.setattr(runs, "ledger", lambda: led)
+    other = led.ticket()
+    assert led.try_reserve(other, 63 * budget.MiB)
+    run = runs.LiveRun.start(("k",), _live_jobs(), use_cache=False)
+    assert run.waiting and not run.sims and not run.done and run.progress == 0.0
+    need = sum(budget.estimate(j.scenario)["bytes"] for j in run.jobs.values())
+    assert run.need == need > 1 * budget.MiB
+    text = run.waiting_text()
+    assert "63 MiB of the 64 MiB" in text and "Stop cancels" in text
+    run.step()
+    assert run.waiting and not run.sims
+    led.release(other)
+    runs.play(run, lambda r: None, _Slot(), pace=False)
+    assert run.done and set(run.outcomes) == {"sarathi", "vllm"} and led.held == 0
+    # a run dropped half-way (a new run, a closed session) releases its reservation
+    run2 = runs.LiveRun.start(("k2",), _live_jobs(), use_cache=False)
+    assert not run2.waiting and led.held == run2.need > 0
+    del run2
+    gc.collect()
+    assert led.held == 0
+
+
+class _Slot:
+    """Stands in for a page's st.empty() placeholder."""
+    def __getattr__(self, name):
+        return lambda *a, **k: None
+
+
+def test_single_engine_page_waits_for_the_server_and_then_shows_its_verdicts(monkeypatch):
+    """The page's run waits while another session holds the server's memory and plays
+    once it is released (here by a thread, 1 s later): no exception, both verdicts shown."""
+    import threading
+    AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
+    from llmsim_ui import runs
+    led = runs.MemoryLedger(64 * budget.MiB)
+    monkeypatch.setattr(runs, "ledger", lambda: led)
+    other = led.ticket()
+    assert led.try_reserve(other, 64 * budget.MiB)
+    waited = []
+    real = runs.LiveRun.waiting_text
+
+    def spy(self):
+        waited.append(real(self))
+        return waited[-1]
+
+    monkeypatch.setattr(runs.LiveRun, "waiting_text", spy)
+    threading.Timer(1.0, led.release, (other,)).start()
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    # a seed no other test uses: a run some test made before would come from the run cache
+    at.query_params.update({"sched": "orca,sarathi", "n": "1000", "live": "0", "seed": "4242"})
+    at.run()
+    assert not at.exception
+    assert waited and "Waiting for the server" in waited[0]
+    assert led.held == 0
+    verdicts = [m.value.rsplit(" ", 1)[-1].rstrip("]").lower() for m in at.markdown if "-badge[" in m.value]
+    assert len(verdicts) == 2 and set(verdicts) <= {"stable", "unstable", "inconclusive"}
+    assert "Waiting for the server" not in _texts(at)
+
+
+def test_a_run_that_waits_too_long_is_refused_saying_the_server_is_busy(monkeypatch):
+    from llmsim_ui import runs
+    led = runs.MemoryLedger(64 * budget.MiB)
+    monkeypatch.setattr(runs, "ledger", lambda: led)
+    monkeypatch.setattr(runs, "MAX_WAIT_S", 0.6)
+    monkeypatch.setattr(runs, "WAIT_POLL_S", 0.2)
+    assert led.try_reserve(led.ticket(), 64 * budget.MiB)
+    with pytest.raises(ConfigError, match="The server is busy: .* 64 MiB of the 64 MiB .* Try again"):
+        with runs.hold(2 * budget.MiB):
+            pass
+    run = runs.LiveRun.start(("k",), _live_jobs(), use_cache=False)
+    runs.play(run, lambda r: None, _Slot(), pace=False)
+    assert run.done and not run.outcomes and not run.sims
+    assert set(run.errors) == {"sarathi", "vllm"} and all("server is busy" in e for e in run.errors.values())
+    assert led.held == 64 * budget.MiB  # the other session's reservation only
