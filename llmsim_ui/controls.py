@@ -104,8 +104,12 @@ def play_controls(page: str, run: runs.LiveRun, button_slot, progress_slot, draw
         with button_slot.container():
             st.button("Resume", icon=":material/play_circle:", key=f"{page}.resume", on_click=runs.resume_cb,
                       args=(page,))
-        progress_slot.info(f"Stopped at {run.progress:.0%} of the run. Verdicts need the whole run: press Resume.",
-                           icon=":material/pause_circle:")
+        if run.evicted:
+            progress_slot.info("Stopped, and set aside: another visitor needed the server's memory while it was "
+                               "stopped. Resume starts it again from the beginning.", icon=":material/pause_circle:")
+        else:
+            progress_slot.info(f"Stopped at {run.progress:.0%} of the run. Verdicts need the whole run: press "
+                               "Resume.", icon=":material/pause_circle:")
     else:
         button_slot.button("Replay live", icon=":material/replay:", key=f"{page}.replay_btn",
                            on_click=runs.replay_cb, args=(page,),

@@ -303,7 +303,10 @@ class MemoryLedger:
     than the whole cap gets it alone); else it is queued and asks again later. ``release``
     gives the bytes back (a finished or dropped run). A queued run that stops asking for
     STALE_S seconds (its tab was closed mid-wait) loses its place, so it cannot block the
-    queue."""
+    queue. A run its visitor stopped is *evictable* (``set_evictable``): when the first in
+    line does not fit, stopped runs are asked to give their memory up, oldest stop first
+    (their callback drops the arrays and releases; Resume then starts them again), so a
+    tab left open on a stopped run never blocks the other visitors."""
 
     STALE_S = 5.0
 
@@ -313,6 +316,7 @@ class MemoryLedger:
         self._queue: OrderedDict = OrderedDict()  # ticket -> last time it asked, first come first
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
+        self._evictable: OrderedDict = OrderedDict()  # ticket -> callback() -> bool, oldest stop first
 
     def ticket(self) -> int:
         return next(self._ids)
@@ -324,19 +328,41 @@ class MemoryLedger:
 
     def try_reserve(self, ticket: int, nbytes: int, now: float | None = None) -> bool:
         now = time.monotonic() if now is None else now
-        with self._lock:
-            if ticket in self._held:
-                return True
-            self._queue[ticket] = now  # keeps its place if it was queued already
-            for t, seen in list(self._queue.items()):
-                if now - seen > self.STALE_S:
-                    del self._queue[t]
-            held = sum(self._held.values())
-            if next(iter(self._queue)) != ticket or (self._held and held + nbytes > self.cap):
+        for attempt in range(2):
+            with self._lock:
+                if ticket in self._held:
+                    return True
+                self._queue[ticket] = now  # keeps its place if it was queued already
+                for t, seen in list(self._queue.items()):
+                    if now - seen > self.STALE_S:
+                        del self._queue[t]
+                if next(iter(self._queue)) != ticket:
+                    return False
+                held = sum(self._held.values())
+                if not self._held or held + nbytes <= self.cap:
+                    del self._queue[ticket]
+                    self._held[ticket] = int(nbytes)
+                    return True
+                # the first in line does not fit: the stopped runs that would make room
+                victims, freed = [], 0
+                for t, callback in self._evictable.items():
+                    if held - freed + nbytes <= self.cap:
+                        break
+                    victims.append(callback)
+                    freed += self._held.get(t, 0)
+            if attempt or not victims:
                 return False
-            del self._queue[ticket]
-            self._held[ticket] = int(nbytes)
-            return True
+            for callback in victims:  # outside the lock: each releases its own reservation
+                callback()
+        return False
+
+    def set_evictable(self, ticket: int, callback=None) -> None:
+        """Mark a stopped run's reservation as one to give up when others wait (callback:
+        drops its arrays and calls release; returns False if it could not), or unmark it."""
+        with self._lock:
+            self._evictable.pop(ticket, None)
+            if callback is not None and ticket in self._held:
+                self._evictable[ticket] = callback
 
     def ahead(self, ticket: int) -> int:
         """Runs queued before this one."""
@@ -347,6 +373,7 @@ class MemoryLedger:
         with self._lock:
             self._held.pop(ticket, None)
             self._queue.pop(ticket, None)
+            self._evictable.pop(ticket, None)
 
 
 @st.cache_resource
@@ -453,6 +480,8 @@ class LiveRun:
     pending: list = field(default_factory=list)  # jobs waiting for memory (MemoryLedger)
     need: int = 0           # their estimated bytes
     waited: float = 0.0     # seconds spent waiting for it
+    evicted: bool = False   # stopped, its memory given to another visitor: Resume starts it again
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # step() against evict()
     ticket: int = 0         # this run's place in the server's ledger
     python_frames: int = 0  # chunks run in the Python tier (the kernel was still compiling)
     last_python: bool = False
@@ -491,12 +520,29 @@ class LiveRun:
             except ConfigError as exc:
                 self.errors[j.label] = str(exc)
         self.pending = []
+        self.evicted = False
         if self.sims:
             self.end = max(s.end_time for s in self.sims.values())
             self.dt = self.end / TARGET_FRAMES
         else:
             ledger().release(self.ticket)
         return True
+
+    def evict(self) -> bool:
+        """Give a stopped run's memory to another visitor (MemoryLedger, from that
+        visitor's thread): the unfinished simulations are dropped and wait again, from
+        the start, for Resume. False if the run was resumed or finished meanwhile."""
+        with self.lock:
+            if not self.stopped or not self.sims:
+                return False
+            self.pending = [self.jobs[label] for label in self.sims]
+            self.sims = {}
+            self.ended = []
+            self.t = 0.0
+            self.waited = 0.0
+            self.evicted = True
+            ledger().release(self.ticket)
+            return True
 
     def give_up(self) -> None:
         """Stop waiting for memory: every pending job gets the busy message as its error."""
@@ -537,6 +583,10 @@ class LiveRun:
         """Advance every unfinished simulation by one chunk of simulated time; once all
         have reached the end, compute the verdicts (the theory behind them can take a
         second per run), one run per step so the page can say so in between."""
+        with self.lock:
+            self._step()
+
+    def _step(self) -> None:
         if not self.admit():
             return
         t0 = time.perf_counter()
@@ -619,7 +669,9 @@ def play(run: LiveRun, draw, progress_slot, label: str = "Simulating", pace: boo
     ``run.play_seconds`` count the animation (not the verdicts computed after it)."""
     while not run.done and not run.stopped:
         if run.waiting:
-            if run.admit():
+            with run.lock:
+                admitted = run.admit()
+            if admitted:
                 progress_slot.empty()
             elif run.waited > MAX_WAIT_S:
                 run.give_up()
@@ -664,16 +716,30 @@ def set_session_run(page: str, run: LiveRun | None) -> None:
     st.session_state[f"{page}.run"] = run
 
 
+def _evict_callback(run: LiveRun):
+    """run.evict, without keeping the run alive (a dropped run releases at collection)."""
+    ref = weakref.ref(run)
+
+    def evict() -> bool:
+        r = ref()
+        return r.evict() if r is not None else False
+    return evict
+
+
 def stop_cb(page: str) -> None:
     run = session_run(page)
     if run is not None:
         run.stopped = True
+        if run.sims:  # its memory goes to another visitor if one waits (MemoryLedger)
+            ledger().set_evictable(run.ticket, _evict_callback(run))
 
 
 def resume_cb(page: str) -> None:
     run = session_run(page)
     if run is not None:
-        run.stopped = False
+        with run.lock:
+            run.stopped = False
+            ledger().set_evictable(run.ticket)
 
 
 def replay_cb(page: str) -> None:

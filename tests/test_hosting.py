@@ -448,3 +448,49 @@ def test_a_run_that_waits_too_long_is_refused_saying_the_server_is_busy(monkeypa
     assert run.done and not run.outcomes and not run.sims
     assert set(run.errors) == {"sarathi", "vllm"} and all("server is busy" in e for e in run.errors.values())
     assert led.held == 64 * budget.MiB  # the other session's reservation only
+
+
+def test_memory_ledger_takes_memory_back_from_stopped_runs_oldest_first():
+    from llmsim_ui.runs import MemoryLedger
+    led = MemoryLedger(100)
+    a, b, c = led.ticket(), led.ticket(), led.ticket()
+    assert led.try_reserve(a, 50, now=0.0) and led.try_reserve(b, 50, now=0.0)
+    asked = []
+
+    def giving(t):
+        def cb():
+            asked.append(t)
+            led.release(t)
+            return True
+        return cb
+    led.set_evictable(b, giving(b))
+    led.set_evictable(a, giving(a))   # stopped later than b
+    assert led.try_reserve(c, 40, now=0.1)
+    assert asked == [b] and led.held == 90  # b's 50 were enough; a keeps running
+    led.set_evictable(a)                    # resumed: no longer evictable
+    assert not led.try_reserve(led.ticket(), 60, now=0.2) and asked == [b]
+
+
+def test_a_stopped_run_gives_its_memory_to_a_waiting_visitor_and_resumes_from_the_start(monkeypatch):
+    """A tab left open on a stopped run must not block the others: the waiter takes its
+    memory; the stopped run says so and, resumed, runs again to the same results."""
+    from llmsim_ui import runs
+    jobs = _live_jobs()
+    need = sum(budget.estimate(j.scenario)["bytes"] for j in jobs)
+    led = runs.MemoryLedger(need + need // 2)   # room for one of the two runs
+    monkeypatch.setattr(runs, "ledger", lambda: led)
+    stopped = runs.LiveRun.start(("a",), jobs, use_cache=False)
+    stopped.step()
+    assert stopped.sims and stopped.t > 0
+    monkeypatch.setattr(runs, "session_run", lambda page: stopped)
+    runs.stop_cb("p")                            # the visitor pressed Stop and left the tab open
+    other = runs.LiveRun.start(("b",), jobs, use_cache=False)
+    assert not other.waiting and stopped.evicted and not stopped.sims and stopped.progress == 0.0
+    runs.play(other, lambda r: None, _Slot(), pace=False)
+    runs.resume_cb("p")
+    runs.play(stopped, lambda r: None, _Slot(), pace=False)
+    assert stopped.done and not stopped.evicted and led.held == 0
+    for label in ("sarathi", "vllm"):
+        a, b = stopped.outcomes[label].summary, other.outcomes[label].summary
+        assert {k: a[k] for k in ("completed", "iterations", "e2e_p99_s", "verdict")} == \
+               {k: b[k] for k in ("completed", "iterations", "e2e_p99_s", "verdict")}
