@@ -666,7 +666,21 @@ def play(run: LiveRun, draw, progress_slot, label: str = "Simulating", pace: boo
     done. pace: at most one chunk per MIN_FRAME_S, so the animation can be watched (in the
     Python tier, paced or not, one per MIN_FRAME_PYTHON_S: see there). A click
     on any widget (the Stop button) interrupts it between chunks. ``run.frames`` and
-    ``run.play_seconds`` count the animation (not the verdicts computed after it)."""
+    ``run.play_seconds`` count the animation (not the verdicts computed after it).
+
+    Streamlit's own Stop (in the page header) ends the script at its next drawing call with
+    a StopException, and every later call raises it again, so nothing more can be drawn:
+    the run is then marked stopped, as the page's Stop would, and the next interaction
+    shows it stopped with Resume (before, it carried on as if nothing had been pressed)."""
+    try:
+        _play(run, draw, progress_slot, label, pace)
+    except BaseException as exc:
+        if type(exc).__name__ == "StopException":  # streamlit's (its module moved between versions)
+            stop(run)
+        raise
+
+
+def _play(run: LiveRun, draw, progress_slot, label: str, pace: bool) -> None:
     while not run.done and not run.stopped:
         if run.waiting:
             with run.lock:
@@ -726,12 +740,16 @@ def _evict_callback(run: LiveRun):
     return evict
 
 
+def stop(run: LiveRun) -> None:
+    run.stopped = True
+    if run.sims:  # its memory goes to another visitor if one waits (MemoryLedger)
+        ledger().set_evictable(run.ticket, _evict_callback(run))
+
+
 def stop_cb(page: str) -> None:
     run = session_run(page)
     if run is not None:
-        run.stopped = True
-        if run.sims:  # its memory goes to another visitor if one waits (MemoryLedger)
-            ledger().set_evictable(run.ticket, _evict_callback(run))
+        stop(run)
 
 
 def resume_cb(page: str) -> None:

@@ -494,3 +494,28 @@ def test_a_stopped_run_gives_its_memory_to_a_waiting_visitor_and_resumes_from_th
         a, b = stopped.outcomes[label].summary, other.outcomes[label].summary
         assert {k: a[k] for k in ("completed", "iterations", "e2e_p99_s", "verdict")} == \
                {k: b[k] for k in ("completed", "iterations", "e2e_p99_s", "verdict")}
+
+
+def test_streamlit_header_stop_leaves_the_run_stopped_and_its_memory_evictable(monkeypatch):
+    """Streamlit's own Stop raises its StopException at the page's next drawing call: the
+    run is marked stopped (the next interaction shows Resume) and a waiter may take its
+    memory; a rerun (any other click) leaves the run going."""
+    from llmsim_ui import runs
+    led = runs.MemoryLedger(1024 * budget.MiB)
+    monkeypatch.setattr(runs, "ledger", lambda: led)
+
+    class StopException(BaseException):  # what streamlit raises (matched by name)
+        pass
+
+    class RerunException(BaseException):
+        pass
+
+    for exc, stopped in ((RerunException, False), (StopException, True)):
+        run = runs.LiveRun.start(("k", stopped), _live_jobs(), use_cache=False)
+
+        def draw(r):
+            raise exc()
+        with pytest.raises(exc):
+            runs.play(run, draw, _Slot(), pace=False)
+        assert run.stopped is stopped and not run.done
+        assert (run.ticket in led._evictable) is stopped
