@@ -299,13 +299,13 @@ def panel(ps: PageState, with_rate: bool = True, container=None):
 
 
 def replicas_panel(ps: PageState, reps: str, router: str, container) -> None:
-    """Replicas of the engine and their router (a small block of its own)."""
-    a, b = container.columns([1, 2])
-    _num(ps, reps, "Replicas", 1, container=a,
+    """Replicas of the engine and their router (a small block of its own), one above the
+    other: in a third of a sidebar expander (Agent workflows) the label broke as "Replica s"."""
+    _num(ps, reps, "Replicas", 1, container=container,
          help="Copies of this engine behind a load balancer (1 = one engine).")
     if int(ps.get(reps) or 1) > 1:
         opts = list(ROUTERS)
-        b.selectbox("Router", opts, **ps.w(router, opts), help=ROUTER_HELP)
+        container.selectbox("Router", opts, **ps.w(router, opts), help=ROUTER_HELP)
 
 
 # --------------------------------------------------------------- checks and build

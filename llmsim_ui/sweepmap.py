@@ -204,9 +204,12 @@ def chart(d: pd.DataFrame, x: str, y: str, metric: str, scheduler: str, width: i
         tips.append(alt.Tooltip(f"{metric}:Q", format=".4g"))
     if "error" in sub:
         tips.append(alt.Tooltip("error:N"))
+    # a tick at each swept value, the centre of its cell (Vega's round ticks fell between cells)
+    xa, ya = (alt.Axis(values=sorted(float(v) for v in d[c].dropna().unique()), format=",.6~g")
+              for c in ("x", "y"))
     base = alt.Chart(sub).mark_rect(stroke="white", strokeWidth=0.5).encode(
-        x=alt.X("x0:Q", scale=xs, title=xt), x2="x1:Q",
-        y=alt.Y("y0:Q", scale=ys, title=yt), y2="y1:Q",
+        x=alt.X("x0:Q", scale=xs, title=xt, axis=xa), x2="x1:Q",
+        y=alt.Y("y0:Q", scale=ys, title=yt, axis=ya), y2="y1:Q",
         color=color, tooltip=tips)
     bd, kind = boundary(d[d["scheduler"] == scheduler], x, y)
     layers = [base]

@@ -91,6 +91,33 @@ def near_boundary(v) -> str | None:
             "way: try replications (other seeds) or a longer run (more requests).")
 
 
+# how a prefill-first scheduler splits an iteration while prompts wait (llmsim.SCHEDULERS)
+PREFILL_FIRST = {"vllm": "while any prompt waits, an iteration holds prompts only",
+                 "orca": "waiting prompts fill the token budget and decodes get what is left"}
+
+
+def zero_throughput(summary: dict, v) -> str | None:
+    """Why a run's throughput (requests finished per simulated second) is 0, or None when
+    some request finished. Far above its capacity a prefill-first scheduler (vllm, orca)
+    spends nearly every iteration on new prompts: the engine is busy, yet no request gets
+    all its output tokens before the run ends at the last arrival (at 100 req/s on the
+    headline engine neither finishes one of 20,000)."""
+    arrived = summary.get("arrived") or 0
+    if summary.get("completed") or not arrived:
+        return None
+    t, horizon = summary.get("simulated_seconds", 0.0), summary.get("horizon_seconds", 0.0)
+    end = "the run ended at the last arrival" if t >= horizon else "the run stopped"
+    text = (f"No request finished before {end} ({t:,.0f} s simulated): throughput counts finished requests "
+            f"only. The engine was busy: {summary.get('tokens_done', 0):,} tokens processed, "
+            f"{arrived - summary.get('final_waiting', 0):,} of {arrived:,} requests started.")
+    sched, cap = summary.get("scheduler"), v.capacity_rps
+    if sched in PREFILL_FIRST and cap and v.arrival_rate_rps > cap:
+        return text + (f" {sched} runs prefill first ({PREFILL_FIRST[sched]}): above its capacity of "
+                       f"{cap:.3g} req/s a new prompt is almost always waiting, so decodes seldom run and no "
+                       "request got all its output tokens.")
+    return text + " Requests still in the engine when the run ends are not counted."
+
+
 def parts_table(v) -> pd.DataFrame | None:
     """Per buffer of a network: its own test (growth of calls waiting, as a share of the
     calls arriving there), the evidence that decides a network's verdict."""
@@ -110,10 +137,10 @@ def parts_table(v) -> pd.DataFrame | None:
 
 
 def evidence(v, extra: list[tuple[str, str]] | None = None, summary: dict | None = None,
-             parts: bool = True) -> None:
+             parts: bool = True, note: str | None = None) -> None:
     """The numbers behind a verdict (Verdict.evidence()), preemptions and recomputed work
-    from the run's summary, the rule that decided it, for a network the per-buffer tests,
-    and a caveat near the boundary."""
+    from the run's summary, a note on them (e.g. zero_throughput), the rule that decided
+    it, for a network the per-buffer tests, and a caveat near the boundary."""
     e = v.evidence()
     rows = [
         ("load ρ", f"{e['load']:.2f}"),
@@ -140,6 +167,8 @@ def evidence(v, extra: list[tuple[str, str]] | None = None, summary: dict | None
             rows.append((f"decided by buffer {name}", f"growth {_pct(p.get('growth_per_s', math.nan) / rate)} "
                                                       f"(95% CI {_pct(lo / rate)} to {_pct(hi / rate)})"))
     st.markdown("\n".join(f"- {k}: **{val}**" for k, val in rows))
+    if note:
+        st.caption(note)
     caveat = near_boundary(v)
     if caveat:
         st.warning(caveat, icon=":material/warning:")

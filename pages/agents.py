@@ -384,10 +384,10 @@ st.subheader("Share and save")
 st.caption("The address bar holds a link to this view. The scenario file is the workflow as configured here "
            "(run it with `python -m llmsim run`); the CSVs hold the verdict per policy and buffer, and the "
            "trajectories.")
-d1, d2, d3 = st.columns(3)
+dl = st.container(horizontal=True)  # a row that wraps: in three columns a projector (1024 px) cut their texts
 from llmsim_ui.inputs import toml_text  # noqa: E402
 
-d1.download_button("Download scenario (TOML)", toml_text(sc), file_name=f"llmsim-{preset}.toml",
+dl.download_button("Download scenario (TOML)", toml_text(sc), file_name=f"llmsim-{preset}.toml",
                    mime="application/toml", icon=":material/download:")
 if run.outcomes:
     rows = []
@@ -397,8 +397,8 @@ if run.outcomes:
         for part, ev in o.verdict.parts.items():
             rows.append({"policy": v, "part": part, "verdict": ev["verdict"], "growth_per_s": ev["growth_per_s"],
                          "arrival_rate": ev["arrival_rate"]})
-    d2.download_button("Download verdicts (CSV)", pd.DataFrame(rows).to_csv(index=False),
+    dl.download_button("Download verdicts (CSV)", pd.DataFrame(rows).to_csv(index=False),
                        file_name=f"llmsim-{preset}-verdicts.csv", mime="text/csv", icon=":material/table:")
     ts = pd.concat([o.timeseries.assign(policy=v) for v, o in run.outcomes.items()], ignore_index=True)
-    d3.download_button("Download trajectories (CSV)", ts.to_csv(index=False),
+    dl.download_button("Download trajectories (CSV)", ts.to_csv(index=False),
                        file_name=f"llmsim-{preset}-trajectories.csv", mime="text/csv", icon=":material/show_chart:")

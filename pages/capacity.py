@@ -249,31 +249,33 @@ if found:
     st.subheader("Critical rates")
     st.caption("The capacity search keeps the highest rate judged stable and the lowest judged unstable and "
                "probes between them. Near the boundary single runs are noisy: more requests per probe give "
-               "sharper brackets. Theory column: the capacity formula for this scheduler (exact or "
-               "approximate, as noted).")
+               "sharper brackets.")
     rows = []
     for s, r in found.items():
         lo, hi = r.interval
         rows.append({"scheduler": s, "critical rate (req/s)": r.critical_rate_rps,
                      "highest stable (req/s)": lo, "lowest unstable (req/s)": hi,
-                     "theory capacity (req/s)": r.theory_capacity_rps, "theory": r.theory_kind,
-                     "probes": len(r.probes)})
+                     "theory capacity (req/s)": r.theory_capacity_rps, "probes": len(r.probes)})
     table = pd.DataFrame(rows)
+    helps = {"theory capacity (req/s)": "Its formula for each scheduler is listed under the table."}
     st.dataframe(table, hide_index=True, width="stretch",
-                 column_config={c: st.column_config.NumberColumn(format="%.3g") for c in table.columns
-                                if "req/s" in c})
+                 column_config={c: st.column_config.NumberColumn(format="%.3g", help=helps.get(c))
+                                for c in table.columns if "req/s" in c})
+    # the formulas run to a few lines each: in a table cell they were cut to their first words
+    st.caption("Theory capacity, by scheduler (the formula, exact or approximate as noted):\n"
+               + "\n".join(f"- **{s}**: {r.theory_kind}." for s, r in found.items()))
     for msg in near_boundary_notes(found, float(ps.get("tol"))):
         st.warning(msg, icon=":material/warning:")
 
 st.subheader("Share and save")
 st.caption("The address bar holds a link to this view. The scenario file runs at 80% of the best possible "
            "capacity (this page sweeps the rate); the CSVs hold every point and every probe.")
-d1, d2, d3 = st.columns(3)
+dl = st.container(horizontal=True)  # a row that wraps: in three columns a projector (1024 px) cut their texts
 save = base.with_scheduler(next(iter(scen))).with_rate(0.8 * th.optimal_capacity_rps)
-d1.download_button("Download scenario (TOML)", inputs.toml_text(save, list(scen)),
+dl.download_button("Download scenario (TOML)", inputs.toml_text(save, list(scen)),
                    file_name="llmsim-scenario.toml", mime="application/toml", icon=":material/download:")
 if points:
-    d2.download_button("Download throughput points (CSV)", pd.DataFrame(points).to_csv(index=False),
+    dl.download_button("Download throughput points (CSV)", pd.DataFrame(points).to_csv(index=False),
                        file_name="llmsim-throughput.csv", mime="text/csv", icon=":material/table:")
 if found:
     probes = pd.DataFrame([{"scheduler": s, "rate_rps": rate, "verdict": v, "growth": g,
@@ -281,5 +283,5 @@ if found:
                            for s, r in found.items()
                            for (rate, v, g), t in zip(r.probes, list(getattr(r, "throughputs", []))
                                                       + [None] * len(r.probes))])
-    d3.download_button("Download capacity probes (CSV)", probes.to_csv(index=False),
+    dl.download_button("Download capacity probes (CSV)", probes.to_csv(index=False),
                        file_name="llmsim-capacity-probes.csv", mime="text/csv", icon=":material/show_chart:")

@@ -152,7 +152,8 @@ def _draw_cards(run: runs.LiveRun | None) -> None:
                 if o.summary.get("stopped"):  # spent the demo's work budget: partial results
                     st.warning(o.summary["stopped"], icon=":material/timer_off:")
                 widgets.evidence(o.verdict, [("throughput", widgets.fmt(o.summary["throughput_rps"],
-                                                                        unit=" req/s"))], summary=o.summary)
+                                                                        unit=" req/s"))], summary=o.summary,
+                                 note=widgets.zero_throughput(o.summary, o.verdict))
             else:
                 widgets.badge("stopped" if run is not None and run.stopped else "running")
 
@@ -207,6 +208,10 @@ if run.outcomes:
             ("completed", lambda o: f"{o.summary.get('completed', 0):,} of {o.summary.get('arrived', 0):,}")]
     table = pd.DataFrame({label: {name: f(o) for name, f in rows} for label, o in run.outcomes.items()})
     st.dataframe(table, width="stretch")
+    for label, o in run.outcomes.items():
+        if widgets.zero_throughput(o.summary, o.verdict):
+            st.caption(f"**{label}**: no request finished before the run ended, so its throughput is 0; "
+                       "why is under its verdict above.")
     st.download_button("Download both scenarios (TOML)",
                        "\n".join(f"# ---- configuration {j.label}\n{inputs.toml_text(j.scenario)}" for j in jobs),
                        file_name="llmsim-compare.toml", mime="application/toml", icon=":material/download:")

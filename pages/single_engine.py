@@ -134,7 +134,7 @@ def _draw_cards(run: runs.LiveRun | None) -> None:
                 if o.summary.get("stopped"):  # spent the demo's work budget: partial results
                     st.warning(o.summary["stopped"], icon=":material/timer_off:")
                 widgets.evidence(o.verdict, [("throughput", widgets.fmt(o.summary["throughput_rps"], unit=" req/s"))],
-                                 summary=o.summary)
+                                 summary=o.summary, note=widgets.zero_throughput(o.summary, o.verdict))
             else:
                 widgets.badge("stopped" if run.stopped else "running")
                 st.caption("Simulating; the verdict and its evidence appear when the run ends.")
@@ -226,15 +226,15 @@ if run.outcomes:
 st.subheader("Share and save")
 st.caption("The address bar always holds a link to this exact view. Save the scenario to run it with "
            "`python -m llmsim run` or to restore it here later (sidebar); the results as CSV.")
-d1, d2, d3 = st.columns(3)
+dl = st.container(horizontal=True)  # a row that wraps: in three columns a projector (1024 px) cut their texts
 if jobs:
-    d1.download_button("Download scenario (TOML)", inputs.toml_text(jobs[0].scenario, [j.label for j in jobs]),
+    dl.download_button("Download scenario (TOML)", inputs.toml_text(jobs[0].scenario, [j.label for j in jobs]),
                        file_name="llmsim-scenario.toml", mime="application/toml", icon=":material/download:")
 if run.outcomes:
     summary = pd.DataFrame([{k: v for k, v in o.summary.items() if not isinstance(v, (list, dict))}
                             for o in run.outcomes.values()])
-    d2.download_button("Download results (CSV)", summary.to_csv(index=False), file_name="llmsim-results.csv",
+    dl.download_button("Download results (CSV)", summary.to_csv(index=False), file_name="llmsim-results.csv",
                        mime="text/csv", icon=":material/table:")
     ts = pd.concat([o.timeseries.assign(scheduler=s) for s, o in run.outcomes.items()], ignore_index=True)
-    d3.download_button("Download trajectories (CSV)", ts.to_csv(index=False), file_name="llmsim-trajectories.csv",
+    dl.download_button("Download trajectories (CSV)", ts.to_csv(index=False), file_name="llmsim-trajectories.csv",
                        mime="text/csv", icon=":material/show_chart:")

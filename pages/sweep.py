@@ -216,13 +216,13 @@ c4.metric("Inconclusive / not run", f"{int(vc.get('inconclusive', 0))} / {n_err}
 
 with st.expander("The data"):
     st.dataframe(df, hide_index=True, width="stretch")
-d1, d2, d3 = st.columns(3)
-d1.download_button("Download the map (CSV)", df.to_csv(index=False), file_name="llmsim-map.csv",
+dl = st.container(horizontal=True)  # a row that wraps: in three columns a projector (1024 px) cut their texts
+dl.download_button("Download the map (CSV)", df.to_csv(index=False), file_name="llmsim-map.csv",
                    mime="text/csv", icon=":material/table:")
 buf = io.BytesIO()
 df.to_parquet(buf, index=False)
-d2.download_button("Download the map (Parquet)", buf.getvalue(), file_name="llmsim-map.parquet",
+dl.download_button("Download the map (Parquet)", buf.getvalue(), file_name="llmsim-map.parquet",
                    mime="application/octet-stream", icon=":material/download:")
 if sweep_file is not None:
-    d3.download_button("Download as a sweep file (TOML)", M.sweep_file_text(sweep_file), file_name="llmsim-map.toml",
+    dl.download_button("Download as a sweep file (TOML)", M.sweep_file_text(sweep_file), file_name="llmsim-map.toml",
                        mime="application/toml", icon=":material/grid_on:")

@@ -107,6 +107,30 @@ def test_single_changing_widgets_reruns():
     assert at.query_params["hw"] == "custom" and at.query_params["sched"] == "sarathi"
 
 
+def test_single_heavy_overload_says_why_throughput_is_zero():
+    # far above capacity the prefill-first schedulers finish no request within the run
+    at = open_page(n=2000, live=0, rate=100, sched="vllm,orca,sarathi")
+    ok(at)
+    assert sum("- throughput: **0 req/s**" in m.value for m in at.markdown) == 2
+    notes = [c.value for c in at.caption if c.value.startswith("No request finished")]
+    assert len(notes) == 2  # sarathi decodes first: it finishes requests
+    assert "vllm runs prefill first (while any prompt waits" in notes[0]
+    assert "orca runs prefill first (waiting prompts fill the token budget" in notes[1]
+    assert "ended at the last arrival" in notes[0] and "above its capacity of 14.3 req/s" in notes[0]
+
+
+def test_replicas_and_downloads_are_not_squeezed_into_columns():
+    # a label or button in a narrow column was cut or broken ("Replica / s", "Download scenario…")
+    # at 1024 px and in the Agent workflows page's sidebar expanders
+    at = open_page(**SMALL, reps=2)
+    ok(at)
+    in_columns = {w.label for c in at.columns for kind in ("number_input", "selectbox") for w in c.get(kind)}
+    assert "Replicas" not in in_columns and "Router" not in in_columns
+    downloads = at.get("download_button")
+    assert len(downloads) == 3
+    assert not [b for c in at.columns for b in c.get("download_button")]
+
+
 def test_single_bad_inputs_show_errors_not_tracebacks():
     at = open_page(n=2000, live=0, rate=50000)
     assert "10,000" in errors(at) and "Link parameter rate" in errors(at)  # out of range in the link
@@ -212,6 +236,12 @@ def test_capacity_default_run_finds_critical_rates():
     assert table["critical rate (req/s)"].notna().any()
     assert (table["theory capacity (req/s)"] > 16).all()
     assert next(m for m in at.metric if m.label.startswith("Token capacity")).value == "3,343"
+    # every cell is a short figure (a theory formula in a cell was cut short at 1400 px): the
+    # formulas are listed under the table, whole
+    assert table.map(lambda v: len(str(v))).max().max() <= 20
+    formulas = next(c.value for c in at.caption if c.value.startswith("Theory capacity, by scheduler"))
+    assert "- **orca**: token capacity b/t(b) (the stability region: exact for work-conserving" in formulas
+    assert "- **sarathi**: " in formulas
 
 
 def test_capacity_changing_widgets_reruns():

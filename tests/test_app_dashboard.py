@@ -249,6 +249,19 @@ def test_compare_page_two_kv_sizes_same_arrivals():
     assert list(table["A"]) == list(table["B"])  # identical configurations, identical arrivals: identical results
 
 
+def test_compare_says_why_a_throughput_is_zero():
+    # A: vllm far above its capacity finishes no request within the run; B: sarathi does
+    at = open_page("pages/compare.py", n=2000, live=0, sched="vllm", rate=100)
+    ok(at)
+    table = at.dataframe[-1].value
+    assert table.loc["throughput (req/s)", "A"] == "0" and table.loc["completed", "A"] == "0 of 2,000"
+    assert table.loc["completed", "B"] != "0 of 2,000"
+    notes = [c.value for c in at.caption if c.value.startswith("No request finished")]
+    assert len(notes) == 1 and "vllm runs prefill first" in notes[0]
+    assert any(c.value.startswith("**A**: no request finished") for c in at.caption)
+    assert not any(c.value.startswith("**B**") for c in at.caption)
+
+
 def test_timeline_page_follows_a_request():
     at = open_page("pages/timeline.py", n=20, sched="vllm")
     ok(at)

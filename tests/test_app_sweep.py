@@ -4,6 +4,8 @@ input answered with a readable error, a sweep's Parquet result loaded and drawn.
 from __future__ import annotations
 
 import io
+import json
+import math
 from pathlib import Path
 
 import pytest
@@ -53,6 +55,23 @@ def test_a_small_map_runs_and_shows_theory_and_verdicts():
     assert errors(at) == "" and len(charts(at)) == 1
     assert metric(at, "Points") == "8"
     assert any("sweep file" in b.proto.label for b in at.get("download_button"))
+
+
+def test_the_ticks_sit_on_the_cell_centres():
+    """Each axis has a tick at every swept value, the middle of its cell (on the log budget
+    axis the geometric middle), not Vega's round numbers falling between cells."""
+    at = open_page(**{**SMALL, "x_n": 3, "y_n": 3})
+    assert errors(at) == ""
+    from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
+    chart = charts(at)[0].proto
+    rects = json.loads(chart.spec)["concat"][0]["layer"][0]
+    cells = convert_arrow_bytes_to_pandas_df(next(d.data.data for d in chart.datasets
+                                                  if d.name == rects["data"]["name"]))
+    for axis, swept, log in (("x", [128, 512, 2048], True), ("y", [0.5, 1.0, 1.5], False)):
+        assert rects["encoding"][axis]["axis"]["values"] == swept
+        for v in swept:
+            lo, hi = cells.loc[cells[axis] == v, [f"{axis}0", f"{axis}1"]].iloc[0]
+            assert (math.sqrt(lo * hi) if log else (lo + hi) / 2) == pytest.approx(v)
 
 
 def test_neither_axis_a_rate_gives_a_fixed_load_and_theory_cells():
