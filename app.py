@@ -49,6 +49,7 @@ page = st.navigation(pages, position="top")
 phone_nav.style()
 phone_nav.links()  # every page's links at its top on a phone (hidden on wider screens)
 entry.enter()
+runs.pause_other_pages(page.url_path)  # a run left behind by a page switch stops (and may give its memory up)
 try:
     # every run a page makes (llmsim.simulate, capacity and sweep runs included) is under the
     # demo limits; the context variable is this script run's own, reset when the page ends

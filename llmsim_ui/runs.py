@@ -481,6 +481,7 @@ class LiveRun:
     need: int = 0           # their estimated bytes
     waited: float = 0.0     # seconds spent waiting for it
     evicted: bool = False   # stopped, its memory given to another visitor: Resume starts it again
+    page: str = ""          # url path of the page that started it (see pause_other_pages)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # step() against evict()
     ticket: int = 0         # this run's place in the server's ledger
     python_frames: int = 0  # chunks run in the Python tier (the kernel was still compiling)
@@ -490,7 +491,7 @@ class LiveRun:
     @classmethod
     def start(cls, key, jobs: list[Job], use_cache: bool = True) -> "LiveRun":
         warm_up(wait=False)  # the chunks run in the Python tier until the kernel is loaded
-        run = cls(key, {j.label: j for j in jobs})
+        run = cls(key, {j.label: j for j in jobs}, page=st.session_state.get(PAGE_KEY, ""))
         for j in jobs:
             o = cached(j) if use_cache else None
             if o is not None:
@@ -728,6 +729,20 @@ def session_run(page: str) -> LiveRun | None:
 
 def set_session_run(page: str, run: LiveRun | None) -> None:
     st.session_state[f"{page}.run"] = run
+
+
+PAGE_KEY = "llmsim.page"  # session state: url path of the page this script run draws
+
+
+def pause_other_pages(url_path: str) -> None:
+    """Called by app.py before a page runs: the session's live runs on *other* pages stop
+    (their page shows them stopped, with Resume, when the visitor comes back), so a run
+    left behind by a page switch neither holds the server's memory for good nor keeps it
+    from a waiting visitor (MemoryLedger)."""
+    st.session_state[PAGE_KEY] = url_path
+    for value in list(st.session_state.values()):
+        if isinstance(value, LiveRun) and value.page != url_path and not value.done and not value.stopped:
+            stop(value)
 
 
 def _evict_callback(run: LiveRun):

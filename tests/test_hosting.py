@@ -519,3 +519,24 @@ def test_streamlit_header_stop_leaves_the_run_stopped_and_its_memory_evictable(m
             runs.play(run, draw, _Slot(), pace=False)
         assert run.stopped is stopped and not run.done
         assert (run.ticket in led._evictable) is stopped
+
+
+def test_a_run_left_behind_by_a_page_switch_stops_and_may_give_its_memory_up(monkeypatch):
+    """A visitor who switches pages mid-run leaves that run in the session: it stops (and
+    its memory becomes evictable); the page it came from shows it stopped, with Resume."""
+    AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
+    from llmsim_ui import runs
+    led = runs.MemoryLedger(1024 * budget.MiB)
+    monkeypatch.setattr(runs, "ledger", lambda: led)
+    left = runs.LiveRun.start(("k",), _live_jobs(), use_cache=False)
+    left.page = "compare"
+    left.step()
+    assert left.sims and not left.stopped
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    at.session_state["cmp.run"] = left
+    at.query_params.update({"sched": "sarathi", "n": "1000", "live": "0"})
+    at.run()  # the single-engine page
+    assert not at.exception
+    assert left.stopped and not left.done and left.ticket in led._evictable
+    mine = at.session_state["single.run"]
+    assert mine.page == at.session_state[runs.PAGE_KEY] and mine.done and not mine.stopped
