@@ -104,7 +104,10 @@ def play_controls(page: str, run: runs.LiveRun, button_slot, progress_slot, draw
         with button_slot.container():
             st.button("Resume", icon=":material/play_circle:", key=f"{page}.resume", on_click=runs.resume_cb,
                       args=(page,))
-        if run.evicted:
+        if run.pending and not run.evicted:
+            progress_slot.info("Stopped while waiting for the server's memory. Resume asks for it again.",
+                               icon=":material/pause_circle:")
+        elif run.evicted:
             progress_slot.info("Stopped, and set aside: another visitor needed the server's memory while it was "
                                "stopped. Resume starts it again from the beginning.", icon=":material/pause_circle:")
         else:

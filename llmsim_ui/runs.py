@@ -389,6 +389,40 @@ def busy_message(need: int, waited: float) -> str:
             "minute, or make the run smaller (fewer requests).")
 
 
+def session_gone() -> bool:
+    """True when this script run's browser session has closed (its tab was closed or lost):
+    a wait for memory then ends at once instead of keeping its place in the queue. The
+    script thread sleeps while it waits, so Streamlit cannot interrupt it there."""
+    try:
+        from streamlit.runtime import Runtime
+        from streamlit.runtime.scriptrunner import get_script_run_ctx
+        ctx = get_script_run_ctx(suppress_warning=True)
+        if ctx is None or not Runtime.exists():
+            return False
+        return not Runtime.instance().is_active_session(ctx.session_id)
+    except Exception:  # another Streamlit's internals: never end a wait by mistake
+        return False
+
+
+def sweep_bytes(sweep) -> int:
+    """What a map run in this process holds at most: its points run one at a time, so the
+    largest point's estimate (a point's load only sets its rate, which does not change its
+    arrays: points that differ only in load are estimated once), at most LIMITS.memory_bytes."""
+    from llmsim.sweep import LOAD
+    seen, most = set(), 0
+    for values in sweep.points():
+        other = tuple(sorted((k, repr(v)) for k, v in values.items() if k != LOAD))
+        if other in seen:
+            continue
+        seen.add(other)
+        try:
+            sc = sweep.scenario({k: v for k, v in values.items() if k != LOAD})
+            most = max(most, int(budget.estimate(sc)["bytes"]))
+        except ConfigError:  # a point that cannot run allocates nothing
+            continue
+    return min(most, LIMITS.memory_bytes) if most else LIMITS.memory_bytes
+
+
 @contextlib.contextmanager
 def hold(nbytes: int):
     """Reserve nbytes of the server's run memory for the block (waiting for its turn, at
@@ -401,6 +435,8 @@ def hold(nbytes: int):
         while not led.try_reserve(ticket, nbytes):
             if time.monotonic() - t0 > MAX_WAIT_S:
                 raise ConfigError(busy_message(nbytes, time.monotonic() - t0))
+            if session_gone():
+                raise ConfigError("the page was closed while this run waited for the server's memory")
             time.sleep(WAIT_POLL_S)
         yield
     finally:
@@ -688,7 +724,7 @@ def _play(run: LiveRun, draw, progress_slot, label: str, pace: bool) -> None:
                 admitted = run.admit()
             if admitted:
                 progress_slot.empty()
-            elif run.waited > MAX_WAIT_S:
+            elif run.waited > MAX_WAIT_S or session_gone():
                 run.give_up()
             else:
                 progress_slot.info(run.waiting_text(), icon=":material/hourglass_top:")
@@ -759,6 +795,8 @@ def stop(run: LiveRun) -> None:
     run.stopped = True
     if run.sims:  # its memory goes to another visitor if one waits (MemoryLedger)
         ledger().set_evictable(run.ticket, _evict_callback(run))
+    elif run.pending:  # stopped while it waited: it leaves the queue (Resume asks again)
+        ledger().release(run.ticket)
 
 
 def stop_cb(page: str) -> None:

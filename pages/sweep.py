@@ -182,7 +182,7 @@ else:
         def _progress(done, total):
             bar.progress(done / total if total else 1.0, text=f"Simulated {done} of {total} points")
 
-        with runs.hold(runs.LIMITS.memory_bytes):  # its points run one at a time, each under LIMITS
+        with runs.hold(runs.sweep_bytes(sweep)):  # its points run one at a time
             df = run_sweep(sweep, executor=InProcess(), progress=_progress)
         runs.remember("sweep", key, df)
         bar.empty()

@@ -540,3 +540,57 @@ def test_a_run_left_behind_by_a_page_switch_stops_and_may_give_its_memory_up(mon
     assert left.stopped and not left.done and left.ticket in led._evictable
     mine = at.session_state["single.run"]
     assert mine.page == at.session_state[runs.PAGE_KEY] and mine.done and not mine.stopped
+
+
+def test_a_map_reserves_its_largest_point_not_a_whole_run_budget():
+    """The stability map's points run one at a time: it reserves the largest point's
+    estimate (it reserved LIMITS.memory_bytes, 256 MiB, and kept others waiting)."""
+    from llmsim.sweep import loads_sweep
+    from llmsim_ui import runs
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("ts", ROOT / "tests" / "test_sweep.py")
+    ts = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ts)
+    sweep = loads_sweep(ts.SWEEP, ROOT, name="t")
+    sizes = []
+    for p in sweep.points():
+        try:
+            sizes.append(budget.estimate(sweep.scenario(p))["bytes"])
+        except ConfigError:  # vllm with a budget below the prompts: never runs
+            pass
+    want = max(sizes)
+    got = runs.sweep_bytes(sweep)
+    assert got == want and got < runs.LIMITS.memory_bytes / 10
+
+
+def test_a_run_stopped_while_it_waits_leaves_the_queue(monkeypatch):
+    """Stopped in the queue, a run must not hold the head of the line: a small run behind
+    it gets its memory at once; Resume asks again (at the back)."""
+    from llmsim_ui import runs
+    led = runs.MemoryLedger(64 * budget.MiB)
+    monkeypatch.setattr(runs, "ledger", lambda: led)
+    holder = led.ticket()
+    assert led.try_reserve(holder, 50 * budget.MiB)
+    big = runs.LiveRun.start(("big",), _live_jobs(n=20_000), use_cache=False)
+    assert big.waiting and led.ahead(big.ticket) == 0 and big.ticket in led._queue
+    runs.stop(big)
+    assert big.ticket not in led._queue
+    assert led.try_reserve(led.ticket(), 1 * budget.MiB)
+
+
+def test_a_wait_ends_when_the_page_is_closed(monkeypatch):
+    from llmsim_ui import runs
+    led = runs.MemoryLedger(64 * budget.MiB)
+    monkeypatch.setattr(runs, "ledger", lambda: led)
+    monkeypatch.setattr(runs, "WAIT_POLL_S", 0.05)
+    assert not runs.session_gone()  # outside a server: never
+    assert led.try_reserve(led.ticket(), 64 * budget.MiB)
+    monkeypatch.setattr(runs, "session_gone", lambda: True)
+    t0 = time.perf_counter()
+    with pytest.raises(ConfigError, match="page was closed"):
+        with runs.hold(2 * budget.MiB):
+            pass
+    run = runs.LiveRun.start(("k",), _live_jobs(), use_cache=False)
+    runs.play(run, lambda r: None, _Slot(), pace=False)
+    assert run.done and not run.outcomes and time.perf_counter() - t0 < 5
+    assert not led._queue
