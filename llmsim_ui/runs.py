@@ -382,11 +382,14 @@ def ledger() -> MemoryLedger:
     return MemoryLedger(SERVER_MEMORY_BYTES)
 
 
-def busy_message(need: int, waited: float) -> str:
+def _held_text(verb: str) -> str:
     led = ledger()
-    return (f"The server is busy: runs in other sessions held {led.held / MiB:,.0f} MiB of the {led.cap / MiB:,.0f} "
-            f"MiB it gives to simulations for {waited:,.0f} s, and this needs {need / MiB:,.0f} MiB. Try again in a "
-            "minute, or make the run smaller (fewer requests).")
+    return f"runs in other sessions {verb} {led.held / MiB:,.0f} MiB of the {led.cap / MiB:,.0f} MiB it gives to simulations"
+
+
+def busy_message(need: int, waited: float) -> str:
+    return (f"The server is busy: {_held_text('held')} for {waited:,.0f} s, and this needs {need / MiB:,.0f} MiB. "
+            "Try again in a minute, or make the run smaller (fewer requests).")
 
 
 def session_gone() -> bool:
@@ -561,9 +564,13 @@ class LiveRun:
         if self.sims:
             self.end = max(s.end_time for s in self.sims.values())
             self.dt = self.end / TARGET_FRAMES
-        else:
-            ledger().release(self.ticket)
+        self._release_if_idle()
         return True
+
+    def _release_if_idle(self) -> None:
+        """No simulation left to hold arrays: the run's reservation goes back to the ledger."""
+        if not self.sims and not self.pending:
+            ledger().release(self.ticket)
 
     def evict(self) -> bool:
         """Give a stopped run's memory to another visitor (MemoryLedger, from that
@@ -587,18 +594,16 @@ class LiveRun:
         for j in self.pending:
             self.errors[j.label] = msg
         self.pending = []
-        ledger().release(self.ticket)
+        self._release_if_idle()
 
     @property
     def waiting(self) -> bool:
         return bool(self.pending)
 
     def waiting_text(self) -> str:
-        led = ledger()
-        ahead = led.ahead(self.ticket)
+        ahead = ledger().ahead(self.ticket)
         queue = f"; {ahead} run{'s' if ahead != 1 else ''} asked before this one" if ahead else ""
-        return (f"Waiting for the server: runs in other sessions hold {led.held / MiB:,.0f} MiB of the "
-                f"{led.cap / MiB:,.0f} MiB it gives to simulations, and this run needs {self.need / MiB:,.0f} MiB"
+        return (f"Waiting for the server: {_held_text('hold')}, and this run needs {self.need / MiB:,.0f} MiB"
                 f"{queue}. It starts as soon as they finish (Stop cancels).")
 
     @property
@@ -636,8 +641,7 @@ class LiveRun:
                 self.outcomes[label] = store(self.jobs[label], outcome_of(sim.result()))
             except (ConfigError, RuntimeError, MemoryError, ValueError) as exc:
                 self.errors[label] = str(exc)
-            if not self.sims:
-                ledger().release(self.ticket)
+            self._release_if_idle()
             timing(f"verdict of {label}: {time.perf_counter() - t0:.2f} s")
             return
         self.t = min(self.t + self.dt, self.end)
@@ -662,8 +666,7 @@ class LiveRun:
             except (ConfigError, RuntimeError, MemoryError) as exc:
                 self.errors[label] = str(exc)
                 del self.sims[label]
-                if not self.sims:
-                    ledger().release(self.ticket)
+                self._release_if_idle()
         spent = time.perf_counter() - t0
         full = self.end / TARGET_FRAMES
         if spent > FRAME_COMPUTE_S and self.dt > 0:
