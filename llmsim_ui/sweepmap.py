@@ -179,8 +179,11 @@ def boundary(d: pd.DataFrame, x: str, y: str) -> tuple[pd.DataFrame, str]:
     return cellsd, "cells"
 
 
-def chart(d: pd.DataFrame, x: str, y: str, metric: str, scheduler: str, width: int = 330) -> alt.LayerChart:
-    """The heatmap of one scheduler with the theory boundary over it."""
+def chart(d: pd.DataFrame, x: str, y: str, metric: str, scheduler: str,
+          width: int | str = "container") -> alt.LayerChart:
+    """The heatmap of one scheduler with the theory boundary over it. Its colour scale is set
+    from all of d (every scheduler), so the maps drawn side by side share one scale; width
+    "container" fills the column it is drawn in."""
     sub = d[d["scheduler"] == scheduler]
     xs, ys = (alt.Scale(type="log" if is_log(x, d[x]) else "linear", zero=False, nice=False),
               alt.Scale(type="log" if is_log(y, d[y]) else "linear", zero=False, nice=False))
@@ -188,14 +191,16 @@ def chart(d: pd.DataFrame, x: str, y: str, metric: str, scheduler: str, width: i
     yt = AXES.get(y, (y,))[0]
     if metric == "verdict":
         color = alt.Color("verdict:N", scale=alt.Scale(domain=VERDICTS, range=VERDICT_COLORS),
-                          legend=alt.Legend(title="verdict", orient="bottom"))
+                          legend=alt.Legend(title="verdict", orient="bottom", columns=2))
     elif metric == "growth":
         color = alt.Color("growth:Q", scale=alt.Scale(scheme="redblue", reverse=True, domainMid=0,
                                                       domain=[-0.5, 0.5], clamp=True),
-                          legend=alt.Legend(title="backlog growth", orient="bottom", format="+.0%"))
+                          legend=alt.Legend(title="backlog growth", orient="bottom", format="+.0%", columns=2))
     else:
-        color = alt.Color(f"{metric}:Q", scale=alt.Scale(type="log", scheme="viridis"),
-                          legend=alt.Legend(title=METRICS.get(metric, metric), orient="bottom"))
+        v = d[metric][d[metric] > 0] if metric in d else pd.Series(dtype=float)
+        dom = [float(v.min()), float(v.max())] if len(v) else alt.Undefined
+        color = alt.Color(f"{metric}:Q", scale=alt.Scale(type="log", scheme="viridis", domain=dom),
+                          legend=alt.Legend(title=METRICS.get(metric, metric), orient="bottom", columns=2))
     tips = [alt.Tooltip("x:Q", title=x, format=".4g"), alt.Tooltip("y:Q", title=y, format=".4g"),
             alt.Tooltip("verdict:N"), alt.Tooltip("growth:Q", format="+.1%"),
             alt.Tooltip("arrival_rate_rps:Q", title="arrival rate (req/s)", format=".4g"),
@@ -232,8 +237,10 @@ def chart(d: pd.DataFrame, x: str, y: str, metric: str, scheduler: str, width: i
     return alt.layer(*layers).properties(title=scheduler, width=width, height=260)
 
 
-def charts(d: pd.DataFrame, x: str, y: str, metric: str, schedulers: list) -> alt.ConcatChart:
-    return alt.concat(*[chart(d, x, y, metric, s) for s in schedulers], columns=2).resolve_scale(color="shared")
+def charts(d: pd.DataFrame, x: str, y: str, metric: str, schedulers: list) -> list:
+    """One map per scheduler, on one colour scale. Drawn in columns that fill the page (a
+    Vega-Lite concat has a fixed width: at 1,024 px the second map was cut off)."""
+    return [chart(d, x, y, metric, s) for s in schedulers]
 
 
 def agreement(d: pd.DataFrame) -> dict:

@@ -193,7 +193,10 @@ else:
 metric = st.radio("Colour by", list(M.METRICS), **ps.w("metric", list(M.METRICS)), horizontal=True,
                   format_func=M.METRICS.get)
 d = M.cells(df, x, y)
-st.altair_chart(M.charts(d, x, y, metric, schedulers), width="content")
+maps = M.charts(d, x, y, metric, schedulers)
+for row in range(0, len(maps), 2):
+    for col, m in zip(st.columns(2), maps[row:row + 2]):
+        col.altair_chart(m, width="stretch", height=480)
 agree = M.agreement(d)
 notes = "; ".join(f"**{s}** {a} of {n}" for s, (a, n) in agree.items())
 kind = M.boundary(d, x, y)[1]

@@ -46,13 +46,17 @@ def test_a_small_map_runs_and_shows_theory_and_verdicts():
     assert at.title[0].value.startswith("Stability map")
     assert metric(at, "Points") == "8"  # 2 schedulers x 2 budgets x 2 loads
     assert int(metric(at, "Stable")) > 0 and int(metric(at, "Unstable")) > 0
-    assert len(charts(at)) == 1
+    assert len(charts(at)) == 2  # one map per scheduler, each filling its column
+    assert [json.loads(c.proto.spec)["title"] for c in charts(at)] == ["vllm", "sarathi"]
     assert any("theory" in c.value for c in at.caption)
     # the address bar holds the map
     assert at.query_params["x"] == "engine.token_budget" and at.query_params["y"] == "load"
     # colour by latency: the same map, another layer, no rerun of the simulations
     at.radio(key="map.metric").set_value("e2e_p99_s").run()
-    assert errors(at) == "" and len(charts(at)) == 1
+    assert errors(at) == "" and len(charts(at)) == 2
+    # the maps share one colour scale: the domain spans both schedulers' latencies
+    scales = [json.loads(c.proto.spec)["layer"][0]["encoding"]["color"]["scale"] for c in charts(at)]
+    assert scales[0] == scales[1] and scales[0]["domain"][0] < scales[0]["domain"][1]
     assert metric(at, "Points") == "8"
     assert any("sweep file" in b.proto.label for b in at.get("download_button"))
 
@@ -64,7 +68,7 @@ def test_the_ticks_sit_on_the_cell_centres():
     assert errors(at) == ""
     from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
     chart = charts(at)[0].proto
-    rects = json.loads(chart.spec)["concat"][0]["layer"][0]
+    rects = json.loads(chart.spec)["layer"][0]
     cells = convert_arrow_bytes_to_pandas_df(next(d.data.data for d in chart.datasets
                                                   if d.name == rects["data"]["name"]))
     for axis, swept, log in (("x", [128, 512, 2048], True), ("y", [0.5, 1.0, 1.5], False)):
@@ -112,7 +116,7 @@ load = [0.6, 1.4]
     at.file_uploader(key="map.parquet").set_value(("results.parquet", buf.getvalue(), "application/octet-stream"))
     at.run()
     assert errors(at) == ""
-    assert metric(at, "Points") == "8" and len(charts(at)) == 1
+    assert metric(at, "Points") == "8" and len(charts(at)) == 2
     at.file_uploader(key="map.parquet").set_value(("results.parquet", b"not parquet", "application/octet-stream"))
     at.run()
     assert "not a readable Parquet file" in errors(at)
