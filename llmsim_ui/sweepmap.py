@@ -179,11 +179,9 @@ def boundary(d: pd.DataFrame, x: str, y: str) -> tuple[pd.DataFrame, str]:
     return cellsd, "cells"
 
 
-def chart(d: pd.DataFrame, x: str, y: str, metric: str, scheduler: str,
-          width: int | str = "container") -> alt.LayerChart:
-    """The heatmap of one scheduler with the theory boundary over it. Its colour scale is set
-    from all of d (every scheduler), so the maps drawn side by side share one scale; width
-    "container" fills the column it is drawn in."""
+def chart(d: pd.DataFrame, x: str, y: str, metric: str, scheduler: str, log_domain=alt.Undefined) -> alt.LayerChart:
+    """The heatmap of one scheduler with the theory boundary over it, as wide as the column it
+    is drawn in; log_domain fixes a latency metric's colour scale (see ``charts``)."""
     sub = d[d["scheduler"] == scheduler]
     xs, ys = (alt.Scale(type="log" if is_log(x, d[x]) else "linear", zero=False, nice=False),
               alt.Scale(type="log" if is_log(y, d[y]) else "linear", zero=False, nice=False))
@@ -197,9 +195,7 @@ def chart(d: pd.DataFrame, x: str, y: str, metric: str, scheduler: str,
                                                       domain=[-0.5, 0.5], clamp=True),
                           legend=alt.Legend(title="backlog growth", orient="bottom", format="+.0%", columns=2))
     else:
-        v = d[metric][d[metric] > 0] if metric in d else pd.Series(dtype=float)
-        dom = [float(v.min()), float(v.max())] if len(v) else alt.Undefined
-        color = alt.Color(f"{metric}:Q", scale=alt.Scale(type="log", scheme="viridis", domain=dom),
+        color = alt.Color(f"{metric}:Q", scale=alt.Scale(type="log", scheme="viridis", domain=log_domain),
                           legend=alt.Legend(title=METRICS.get(metric, metric), orient="bottom", columns=2))
     tips = [alt.Tooltip("x:Q", title=x, format=".4g"), alt.Tooltip("y:Q", title=y, format=".4g"),
             alt.Tooltip("verdict:N"), alt.Tooltip("growth:Q", format="+.1%"),
@@ -234,13 +230,17 @@ def chart(d: pd.DataFrame, x: str, y: str, metric: str, scheduler: str,
             layers.append(alt.Chart(bd).mark_point(shape="cross", color=palette.THEORY_COLOR, size=40, filled=True)
                           .encode(x=alt.X("x:Q", scale=xs), y=alt.Y("y:Q", scale=ys),
                                   tooltip=[alt.Tooltip("what:N", title="")]))
-    return alt.layer(*layers).properties(title=scheduler, width=width, height=260)
+    return alt.layer(*layers).properties(title=scheduler, width="container", height=260)
 
 
 def charts(d: pd.DataFrame, x: str, y: str, metric: str, schedulers: list) -> list:
     """One map per scheduler, on one colour scale. Drawn in columns that fill the page (a
     Vega-Lite concat has a fixed width: at 1,024 px the second map was cut off)."""
-    return [chart(d, x, y, metric, s) for s in schedulers]
+    dom = alt.Undefined  # verdict and growth have fixed domains; a latency spans every map's cells
+    if metric not in ("verdict", "growth") and metric in d:
+        v = d[metric][d[metric] > 0]
+        dom = [float(v.min()), float(v.max())] if len(v) else alt.Undefined
+    return [chart(d, x, y, metric, s, dom) for s in schedulers]
 
 
 def agreement(d: pd.DataFrame) -> dict:
