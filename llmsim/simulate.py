@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from llmsim import _python_tier, budget, core
-from llmsim._calls import finished_delays
+from llmsim._calls import PARALLEL_MIN, cores, finished_delays, finished_delays_split, in_parallel
 from llmsim import state as S
 from llmsim.config import (POLICIES, Scenario, expected_visits, join_needs, routing_matrix,
                            stochastic_steps,
@@ -373,8 +373,11 @@ class Simulation:
     def _draw(self, k, n):
         wi, s = self._steps[k]
         rp, rd, rdl = self._step_rngs[self._lstep[k]]
-        pp = s.prompt_tokens.sample(rp, n)
-        dd = s.output_tokens.sample(rd, n)
+        if n >= PARALLEL_MIN and cores() >= 2:  # independent streams: the same numbers on two threads
+            pp, dd = in_parallel(lambda: s.prompt_tokens.sample(rp, n), lambda: s.output_tokens.sample(rd, n))
+        else:
+            pp = s.prompt_tokens.sample(rp, n)
+            dd = s.output_tokens.sample(rd, n)
         if s.delay_seconds > 0 and s.delay_dist == "exponential":
             dl = rdl.exponential(s.delay_seconds, n)
         else:
@@ -685,10 +688,18 @@ class Simulation:
             "token_throughput": per_s(float(gi[S.G_TOK_DONE])),
             "goodput_tokens_per_s": per_s(float(tokens)),
         }
-        # the delays of the finished calls, each reordered in place by its percentiles
-        s.update(_percentiles("ttft", ttft[:n_done], scratch=True))
-        s.update(_percentiles("tbt", tbt[:n_done], scratch=True))
-        s.update(_percentiles("e2e", e2e[:n_done], scratch=True))
+        # the delays of the finished calls, each reordered in place by its percentiles (a
+        # large run's on two threads: numpy's partitions release the GIL)
+        delays = [("ttft", ttft[:n_done]), ("tbt", tbt[:n_done]), ("e2e", e2e[:n_done])]
+        if n_done >= PARALLEL_MIN and cores() >= 2:
+            first, rest = in_parallel(lambda: _percentiles(*delays[0], scratch=True),
+                                      lambda: [_percentiles(*d, scratch=True) for d in delays[1:]])
+            s.update(first)
+            for r in rest:
+                s.update(r)
+        else:
+            for d in delays:
+                s.update(_percentiles(*d, scratch=True))
         s.update({
             "preemptions": int(self.ei[:, S.E_PREEMPTS].sum()),
             "iterations": int(self.ei[:, S.E_ITERS].sum()),
@@ -716,10 +727,10 @@ class Simulation:
     def _finished_delays(self):
         """(finished calls, their tokens, ttft, tbt, e2e): the delays of the finished calls at
         the front of three scratch arrays, in one compiled pass over the call rows
-        (llmsim/_calls.py; in the Python tier with the kernel)."""
+        (llmsim/_calls.py: two threads for a large run; in the Python tier with the kernel)."""
         n = int(self.gi[S.G_NCALLS])
         ttft, tbt, e2e = np.empty(n), np.empty(n), np.empty(n)
-        delays = _python_tier.python_version(finished_delays) if self.python_kernel else finished_delays
+        delays = _python_tier.python_version(finished_delays) if self.python_kernel else finished_delays_split
         n_done, tokens = delays(self.ci[:n], self.cf[:n], S.C_STATE, S.ST_DONE, S.C_P, S.C_D,
                                 S.F_READY, S.F_FIRST, S.F_FINISH, ttft, tbt, e2e)
         return n_done, tokens, ttft, tbt, e2e

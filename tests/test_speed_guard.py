@@ -6,6 +6,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -140,3 +141,52 @@ def test_a_cold_command_line_run_gives_the_warm_ones_result(tmp_path):
     lines = [[x for x in o.stdout.splitlines() if not x.startswith("wall")] for o in outs]
     assert lines[0] == lines[1] and "verdict" in outs[0].stdout
     assert any(tmp_path.rglob("*.nbi")), "the kernel was not cached"
+
+
+def _summary(sc, until_s=None):
+    sim = llmsim.Simulation(sc)
+    arrays = [sim.pool_p.copy(), sim.pool_d.copy()]
+    sim.advance(until_s)
+    s = dict(sim.summary())
+    s.pop("wall_seconds")
+    return s, arrays
+
+
+@pytest.mark.parametrize("path,until_s", [("scenarios/w1.toml", None), ("scenarios/w1.toml", 40.0),
+                                          ("scenarios/agents/fork_join.toml", 30.0)])
+def test_two_threads_give_the_same_numbers(monkeypatch, path, until_s):
+    """Large runs draw prompts and outputs and read the finished calls on two threads
+    (llmsim._calls.in_parallel); the threshold lowered, a small run takes those paths (part-way
+    through, with unfinished calls in both halves of the call rows) and must give exactly what
+    one thread gives."""
+    from llmsim import _calls
+    sim_mod = sys.modules["llmsim.simulate"]  # (llmsim.simulate is also the function)
+    sc = replace(load_scenario(ROOT / path), num_requests=3_000)
+    calls = []
+    real = _calls.finished_delays
+
+    def counting(ci, *a):
+        calls.append(ci.shape[0])
+        return real(ci, *a)
+
+    monkeypatch.setattr(_calls, "finished_delays", counting)
+    for mod in (_calls, sim_mod):
+        monkeypatch.setattr(mod, "cores", lambda: 1)
+    one, arrays_one = _summary(sc, until_s)
+    assert len(calls) == 1
+    for mod in (_calls, sim_mod):
+        monkeypatch.setattr(mod, "cores", lambda: 2)
+        monkeypatch.setattr(mod, "PARALLEL_MIN", 64)
+    two, arrays_two = _summary(sc, until_s)
+    assert len(calls) == 3 and calls[1] + calls[2] == calls[0]  # the rows in two halves
+    assert one["completed"] < one["arrived"] or until_s is None
+    assert two == one
+    for a, b in zip(arrays_one, arrays_two):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_in_parallel_raises_a_threads_error():
+    from llmsim._calls import in_parallel
+    assert in_parallel(lambda: 1, lambda: 2, lambda: 3) == [1, 2, 3]
+    with pytest.raises(ZeroDivisionError):
+        in_parallel(lambda: 1, lambda: 1 / 0)
