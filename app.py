@@ -37,6 +37,10 @@ runs.timing("app.py starts")
 # an emoji favicon is drawn locally; a Material-icon favicon would be fetched from fonts.gstatic.com
 st.set_page_config(page_title="llmsim — does it keep up?", page_icon="📈", layout="wide")
 
+from llmsim_ui import upload_guard  # noqa: E402
+
+upload_guard.install()  # bounds the files Streamlit's upload endpoint keeps (once per server process)
+
 from llmsim_ui import phone_nav  # noqa: E402
 
 pages = [

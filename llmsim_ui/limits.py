@@ -26,6 +26,11 @@ MAX_PRIORITY = 1000
 MAX_TOML_BYTES = 200_000        # a scenario file, uploaded or inflated from a link
 MAX_LINK_CHARS = 16_000         # a link's compressed `toml` parameter (the page writes at most 4,000)
 MAX_TRACE_UPLOAD_BYTES = 5 * 1024 * 1024  # a trace CSV (server.maxUploadSize is 5 MB too)
+# what Streamlit's upload endpoint may keep in memory (llmsim_ui/upload_guard.py): a session's
+# widgets hold a few files (a scenario TOML per page, a trace CSV, a sweep Parquet)
+UPLOAD_FILES_PER_SESSION = 12
+UPLOAD_SESSION_BYTES = 25 * 1024 * 1024        # five files at server.maxUploadSize
+UPLOAD_TOTAL_BYTES = 128 * 1024 * 1024         # all sessions together: 25 files at server.maxUploadSize
 
 CLI_HINT = "for bigger runs use the command line (python -m llmsim run scenario.toml)"
 

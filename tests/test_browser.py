@@ -252,3 +252,38 @@ def test_stability_map_page(app):
     assert "Stability map" in page.inner_text("body")
     _clean(page)
     _shot(page, "sweep")
+
+
+def test_scripted_uploads_are_refused_past_a_sessions_bound(app):
+    """A hostile visitor scripts PUTs to Streamlit's upload endpoint with the session id and
+    XSRF token of a real upload: past the session's bound (llmsim_ui/upload_guard.py: 25 MB)
+    the server answers 429 instead of storing the file; a delete gives room back, and the page
+    itself is unharmed. Without the guard every PUT was stored (204)."""
+    import uuid
+
+    from llmsim_ui import limits as L
+
+    url, _t0, browser = app
+    page = B.new_page(browser)
+    page.goto(url + "/?n=1000&live=0")
+    B.wait_text(page, "Restore a scenario", 120)
+    with page.expect_request(lambda r: "/_stcore/upload_file/" in r.url and r.method == "PUT") as req:
+        page.locator('input[type="file"]').first.set_input_files(
+            files=[{"name": "s.toml", "mimeType": "application/toml", "buffer": b"# a real upload\n"}])
+    base = req.value.url.rsplit("/", 1)[0]  # .../upload_file/<session id>
+    headers = {k: v for k, v in req.value.headers.items() if k.lower() == "x-xsrftoken"}
+    size = 3 * 2**20
+    urls, statuses = [], []
+    for _ in range(L.UPLOAD_SESSION_BYTES // size + 3):
+        urls.append(f"{base}/{uuid.uuid4()}")
+        resp = page.request.put(urls[-1], headers=headers,
+                                multipart={"file": {"name": "x.csv", "mimeType": "text/csv", "buffer": b"x" * size}})
+        statuses.append(resp.status)
+    fit = (L.UPLOAD_SESSION_BYTES - 100) // size  # after the real upload's few bytes
+    assert statuses == [204] * fit + [429] * (len(statuses) - fit), statuses
+    assert page.request.delete(urls[0], headers=headers).status == 204
+    resp = page.request.put(urls[-1], headers=headers,
+                            multipart={"file": {"name": "x.csv", "mimeType": "text/csv", "buffer": b"x" * size}})
+    assert resp.status == 204
+    _clean(page)
+    page.close()

@@ -361,3 +361,48 @@ def test_parquet_uploads_are_checked_before_inflating(monkeypatch):
     at = page("pages/sweep.py", src="file")
     at.file_uploader(key="map.parquet").set_value(("bomb.parquet", data, "application/octet-stream"))
     assert "bomb.parquet: 16,000,000 bytes once decompressed" in shown(at.run())
+
+
+def test_the_upload_endpoint_keeps_a_bounded_number_of_bytes_per_session_and_in_all():
+    """Streamlit's upload endpoint stores every file a session sends (server.maxUploadSize
+    bounds one file): scripted uploads filled the server's memory. The guard app.py installs
+    refuses an upload past a session's file count or bytes (429) or past the server's total
+    (503), before storing it; a deleted file or a closed session gives its room back."""
+    from starlette.exceptions import HTTPException
+    from streamlit.runtime.memory_uploaded_file_manager import MemoryUploadedFileManager
+    from streamlit.runtime.uploaded_file_manager import UploadedFileRec
+
+    from llmsim_ui import upload_guard
+
+    mgr = MemoryUploadedFileManager("/_stcore/upload_file")
+    assert upload_guard.guard(mgr) and upload_guard.guard(mgr)  # idempotent
+    mib = 2**20
+
+    def put(session, fid, size):
+        mgr.add_file(session, UploadedFileRec(fid, "x.csv", "text/csv", b"x" * size))
+
+    def refused(session, fid, size):
+        with pytest.raises(HTTPException) as e:
+            put(session, fid, size)
+        return e.value.status_code
+
+    # bytes per session: five files at the largest upload size, not a sixth
+    per = L.UPLOAD_SESSION_BYTES // 5
+    for i in range(5):
+        put("a", f"f{i}", per)
+    assert refused("a", "f5", per) == 429
+    put("a", "f0", per)  # the same file sent again replaces itself
+    mgr.remove_file("a", "f0")
+    put("a", "f5", per)  # room given back by a delete
+    # files per session
+    for i in range(L.UPLOAD_FILES_PER_SESSION):
+        put("b", f"g{i}", 10)
+    assert refused("b", "g-last", 10) == 429
+    # all sessions together
+    n_full = (L.UPLOAD_TOTAL_BYTES - mgr._total_bytes) // (4 * mib)
+    for s in range(n_full):
+        put(f"s{s}", "h", 4 * mib)
+    assert refused("late", "h", 4 * mib) == 503
+    assert mgr._total_bytes <= L.UPLOAD_TOTAL_BYTES
+    mgr.remove_session_files("a")  # a closed session
+    put("late", "h", 4 * mib)
