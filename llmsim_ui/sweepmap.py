@@ -14,6 +14,7 @@ from the rows' own theory columns, so a loaded file needs no scenario:
 from __future__ import annotations
 
 import math
+import textwrap
 
 import altair as alt
 import numpy as np
@@ -179,14 +180,25 @@ def boundary(d: pd.DataFrame, x: str, y: str) -> tuple[pd.DataFrame, str]:
     return cellsd, "cells"
 
 
+def title_lines(title: str, width: int = 28):
+    """An axis title as one line if it has at most `width` characters, else as lines: the
+    name, then the bracketed unit (each wrapped at 40 characters). Two maps side by side at
+    1,024 px are ~270 px wide, and Vega clipped a longer one-line title at the chart's edge."""
+    if len(title) <= width:
+        return title
+    head, sep, unit = title.partition(" (")
+    parts = [head, "(" + unit] if sep else [title]
+    return [line for part in parts for line in textwrap.wrap(part, 40)]
+
+
 def chart(d: pd.DataFrame, x: str, y: str, metric: str, scheduler: str, log_domain=alt.Undefined) -> alt.LayerChart:
     """The heatmap of one scheduler with the theory boundary over it, as wide as the column it
     is drawn in; log_domain fixes a latency metric's colour scale (see ``charts``)."""
     sub = d[d["scheduler"] == scheduler]
     xs, ys = (alt.Scale(type="log" if is_log(x, d[x]) else "linear", zero=False, nice=False),
               alt.Scale(type="log" if is_log(y, d[y]) else "linear", zero=False, nice=False))
-    xt = AXES.get(x, (x,))[0]
-    yt = AXES.get(y, (y,))[0]
+    xt = title_lines(AXES.get(x, (x,))[0])
+    yt = title_lines(AXES.get(y, (y,))[0])
     if metric == "verdict":
         color = alt.Color("verdict:N", scale=alt.Scale(domain=VERDICTS, range=VERDICT_COLORS),
                           legend=alt.Legend(title="verdict", orient="bottom", columns=2))
