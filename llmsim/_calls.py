@@ -52,6 +52,29 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
+class Background:
+    """fn() started on a thread of its own; ``result()`` waits for it and returns its value
+    (or raises its exception)."""
+
+    def __init__(self, fn):
+        self._out = self._err = None
+
+        def run():
+            try:
+                self._out = fn()
+            except BaseException as e:  # re-raised by result(), in the caller's thread
+                self._err = e
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+
+    def result(self):
+        self._thread.join()
+        if self._err is not None:
+            raise self._err
+        return self._out
+
+
 def in_parallel(*fns):
     """Run the functions at once, the first in this thread and each other in a thread of its
     own (they must release the GIL to gain: compiled nogil code, numpy's sorts and ufuncs);

@@ -14,14 +14,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from llmsim import _python_tier, budget, core
-from llmsim._calls import PARALLEL_MIN, cores, finished_delays, finished_delays_split, in_parallel
+from llmsim._calls import (PARALLEL_MIN, Background, cores, finished_delays, finished_delays_split,
+                           in_parallel)
 from llmsim import state as S
 from llmsim.config import (POLICIES, Scenario, expected_visits, join_needs, routing_matrix,
                            stochastic_steps,
                            step_index, validate)
 from llmsim.pool import ROUTERS, has_pool, physical_engines
 from llmsim.schedulers import scheduler_info
-from llmsim.workload import ConfigError
+from llmsim.workload import ConfigError, Deterministic, GammaArrivals, Poisson
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -138,6 +139,25 @@ def _arrivals(sc: Scenario, rngs, max_calls: int = MAX_CALLS):
     return t, c
 
 
+def _known_arrivals(sc: Scenario) -> int | None:
+    """The number of workflows ``_arrivals`` returns, when it is known without drawing them:
+    one class of a process that draws exactly the count asked for, no duration to cut at."""
+    if sc.num_requests is None or sc.duration_seconds is not None or len(sc.workflows) != 1:
+        return None
+    if type(sc.workflows[0].arrival) not in (Poisson, Deterministic, GammaArrivals):
+        return None
+    return sc.num_requests
+
+
+def _workflow_table(job_t, job_c):
+    """(times, classes, the kernel's workflow float rows: arrival time, finish time NaN)."""
+    jf = np.empty((len(job_t), S.N_JF))
+    jf[:, S.JF_ARRIVAL] = job_t
+    jf[:, S.JF_FINISH] = np.nan
+    assert S.N_JF == 2
+    return job_t, job_c, jf
+
+
 class Simulation:
     """A run in progress. ``advance(until_s)`` moves simulated time forward; ``result()``
     reads out what has happened so far. Chunking never changes the outcome.
@@ -161,14 +181,21 @@ class Simulation:
         self.wk = np.zeros(2, dtype=np.int64)  # kernel work units so far; an instant part-done (core.run_kernel)
         t0 = time.perf_counter()
         arr_rngs, self._step_rngs, self._route_rng = _streams(sc)
-        job_t, job_c = _arrivals(sc, arr_rngs, lim.max_calls)
-        self.n_jobs = n_jobs = len(job_t)
+        n_known = _known_arrivals(sc)
+        if n_known is not None and n_known >= PARALLEL_MIN and cores() >= 2:
+            # the number of workflows is known before their times are drawn: the times (their
+            # own stream) and the workflow table come from a second thread while this one
+            # draws the steps' lengths below; the same numbers
+            arrivals = Background(lambda: _workflow_table(*_arrivals(sc, arr_rngs, lim.max_calls)))
+            n_jobs = n_known
+        else:
+            arrivals = None
+            job_t, job_c = _arrivals(sc, arr_rngs, lim.max_calls)
+            n_jobs = len(job_t)
+        self.n_jobs = n_jobs
         if n_jobs == 0:
             raise ConfigError("workload: no arrival falls within the horizon; allowed: a longer "
                               "duration_seconds or a higher rate")
-        self.horizon = float(sc.duration_seconds) if sc.num_requests is None else float(job_t[-1])
-        if sc.duration_seconds is not None:
-            self.horizon = float(sc.duration_seconds) if n_jobs < (sc.num_requests or math.inf) else float(job_t[-1])
 
         # the kernel runs physical engines: a pool (engine with replicas) is one engine per
         # replica, and each step at a pool one row (buffer) per replica, contiguous; the
@@ -342,12 +369,13 @@ class Simulation:
         self.heap_t = np.zeros(cap)
         self.heap_c = np.zeros(cap, dtype=np.int64)
         self.ji = np.zeros((n_jobs, S.N_JI), dtype=np.int64)
+        job_t, job_c, self.jf = arrivals.result() if arrivals is not None else _workflow_table(job_t, job_c)
+        assert len(job_t) == n_jobs
         if len(sc.workflows) > 1:  # one class: its index is 0
             self.ji[:, S.J_CLASS] = job_c
-        self.jf = np.empty((n_jobs, S.N_JF))
-        self.jf[:, S.JF_ARRIVAL] = job_t
-        self.jf[:, S.JF_FINISH] = np.nan
-        assert S.N_JF == 2
+        self.horizon = float(sc.duration_seconds) if sc.num_requests is None else float(job_t[-1])
+        if sc.duration_seconds is not None:
+            self.horizon = float(sc.duration_seconds) if n_jobs < (sc.num_requests or math.inf) else float(job_t[-1])
         self.jjoin = np.zeros((n_jobs, self.n_joins), dtype=np.int64)
         self.gi = np.zeros(S.N_GI, dtype=np.int64)
         self.gf = np.zeros(S.N_GF)

@@ -145,7 +145,7 @@ def test_a_cold_command_line_run_gives_the_warm_ones_result(tmp_path):
 
 def _summary(sc, until_s=None):
     sim = llmsim.Simulation(sc)
-    arrays = [sim.pool_p.copy(), sim.pool_d.copy()]
+    arrays = [sim.pool_p.copy(), sim.pool_d.copy(), sim.jf.copy(), np.array([sim.horizon])]
     sim.advance(until_s)
     s = dict(sim.summary())
     s.pop("wall_seconds")
@@ -155,10 +155,10 @@ def _summary(sc, until_s=None):
 @pytest.mark.parametrize("path,until_s", [("scenarios/w1.toml", None), ("scenarios/w1.toml", 40.0),
                                           ("scenarios/agents/fork_join.toml", 30.0)])
 def test_two_threads_give_the_same_numbers(monkeypatch, path, until_s):
-    """Large runs draw prompts and outputs and read the finished calls on two threads
-    (llmsim._calls.in_parallel); the threshold lowered, a small run takes those paths (part-way
-    through, with unfinished calls in both halves of the call rows) and must give exactly what
-    one thread gives."""
+    """Large runs draw arrival times (when their number is known: W1), prompts and outputs
+    and read the finished calls on two threads (llmsim._calls); the threshold lowered, a
+    small run takes those paths (part-way through, with unfinished calls in both halves of
+    the call rows) and must give exactly what one thread gives."""
     from llmsim import _calls
     sim_mod = sys.modules["llmsim.simulate"]  # (llmsim.simulate is also the function)
     sc = replace(load_scenario(ROOT / path), num_requests=3_000)
@@ -183,6 +183,7 @@ def test_two_threads_give_the_same_numbers(monkeypatch, path, until_s):
     assert two == one
     for a, b in zip(arrays_one, arrays_two):
         np.testing.assert_array_equal(a, b)
+    assert sim_mod._known_arrivals(sc) == 3_000  # one Poisson class: the background arrivals ran
 
 
 def test_in_parallel_raises_a_threads_error():
