@@ -44,6 +44,11 @@ def finished_delays(ci, cf, c_state, st_done, c_p, c_d, f_ready, f_first, f_fini
 PARALLEL_MIN = 2 ** 17
 
 
+def two_threads(n: int) -> bool:
+    """Whether work over n calls (or lengths, or delays) is worth a second thread here."""
+    return n >= PARALLEL_MIN and cores() >= 2
+
+
 def cores() -> int:
     """CPUs this process may run on."""
     try:
@@ -68,8 +73,11 @@ class Background:
         self._thread = threading.Thread(target=run, daemon=True)
         self._thread.start()
 
-    def result(self):
+    def join(self):
         self._thread.join()
+
+    def result(self):
+        self.join()
         if self._err is not None:
             raise self._err
         return self._out
@@ -79,25 +87,13 @@ def in_parallel(*fns):
     """Run the functions at once, the first in this thread and each other in a thread of its
     own (they must release the GIL to gain: compiled nogil code, numpy's sorts and ufuncs);
     their results in order. An exception in any of them is raised here, after all finish."""
-    out = [None] * len(fns)
-    err = [None] * len(fns)
-
-    def run(i):
-        try:
-            out[i] = fns[i]()
-        except BaseException as e:  # re-raised in the caller's thread below
-            err[i] = e
-
-    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(1, len(fns))]
-    for th in threads:
-        th.start()
-    run(0)
-    for th in threads:
-        th.join()
-    for e in err:
-        if e is not None:
-            raise e
-    return out
+    others = [Background(f) for f in fns[1:]]
+    try:
+        first = fns[0]()
+    finally:
+        for b in others:
+            b.join()
+    return [first] + [b.result() for b in others]
 
 
 def finished_delays_split(ci, cf, c_state, st_done, c_p, c_d, f_ready, f_first, f_finish, ttft, tbt, e2e):
@@ -106,7 +102,7 @@ def finished_delays_split(ci, cf, c_state, st_done, c_p, c_d, f_ready, f_first, 
     half's delays are written after the first half's rows, then moved down to follow the
     first half's: the same arrays, values and order as one pass."""
     n = ci.shape[0]
-    if n < PARALLEL_MIN or cores() < 2:
+    if not two_threads(n):
         return finished_delays(ci, cf, c_state, st_done, c_p, c_d, f_ready, f_first, f_finish, ttft, tbt, e2e)
     h = n // 2
     cols = (c_state, st_done, c_p, c_d, f_ready, f_first, f_finish)

@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from llmsim import _python_tier, budget, core
-from llmsim._calls import (PARALLEL_MIN, Background, cores, finished_delays, finished_delays_split,
-                           in_parallel)
+from llmsim._calls import Background, finished_delays, finished_delays_split, in_parallel, two_threads
 from llmsim import state as S
 from llmsim.config import (POLICIES, Scenario, expected_visits, join_needs, routing_matrix,
                            stochastic_steps,
@@ -182,7 +181,7 @@ class Simulation:
         t0 = time.perf_counter()
         arr_rngs, self._step_rngs, self._route_rng = _streams(sc)
         n_known = _known_arrivals(sc)
-        if n_known is not None and n_known >= PARALLEL_MIN and cores() >= 2:
+        if n_known is not None and two_threads(n_known):
             # the number of workflows is known before their times are drawn: the times (their
             # own stream) and the workflow table come from a second thread while this one
             # draws the steps' lengths below; the same numbers
@@ -401,7 +400,7 @@ class Simulation:
     def _draw(self, k, n):
         wi, s = self._steps[k]
         rp, rd, rdl = self._step_rngs[self._lstep[k]]
-        if n >= PARALLEL_MIN and cores() >= 2:  # independent streams: the same numbers on two threads
+        if two_threads(n):  # independent streams: the same numbers on two threads
             pp, dd = in_parallel(lambda: s.prompt_tokens.sample(rp, n), lambda: s.output_tokens.sample(rd, n))
         else:
             pp = s.prompt_tokens.sample(rp, n)
@@ -719,7 +718,7 @@ class Simulation:
         # the delays of the finished calls, each reordered in place by its percentiles (a
         # large run's on two threads: numpy's partitions release the GIL)
         delays = [("ttft", ttft[:n_done]), ("tbt", tbt[:n_done]), ("e2e", e2e[:n_done])]
-        if n_done >= PARALLEL_MIN and cores() >= 2:
+        if two_threads(n_done):
             first, rest = in_parallel(lambda: _percentiles(*delays[0], scratch=True),
                                       lambda: [_percentiles(*d, scratch=True) for d in delays[1:]])
             s.update(first)

@@ -39,25 +39,20 @@ def _http_error(status: int, detail: str) -> Exception:
             return UploadRefused(f"{status}: {detail}")
 
 
-def refusal(storage: dict, session_id: str, file_id: str, size: int,
-            per_session_files: int = None, per_session_bytes: int = None,
-            total_bytes: int = None) -> tuple[int, str] | None:
+def refusal(storage: dict, session_id: str, file_id: str, size: int) -> tuple[int, str] | None:
     """(HTTP status, reason) if storing a file of `size` bytes as `file_id` of `session_id`
-    would pass a bound, else None; `storage` maps session -> {file id -> record with .data}
-    (a file sent again under its id replaces itself)."""
-    per_session_files = limits.UPLOAD_FILES_PER_SESSION if per_session_files is None else per_session_files
-    per_session_bytes = limits.UPLOAD_SESSION_BYTES if per_session_bytes is None else per_session_bytes
-    total_bytes = limits.UPLOAD_TOTAL_BYTES if total_bytes is None else total_bytes
+    would pass a bound of ``limits``, else None; `storage` maps session -> {file id -> record
+    with .data} (a file sent again under its id replaces itself)."""
     mine = {k: len(f.data) for k, f in storage.get(session_id, {}).items() if k != file_id}
-    if len(mine) + 1 > per_session_files:
+    if len(mine) + 1 > limits.UPLOAD_FILES_PER_SESSION:
         return 429, (f"this session already holds {len(mine)} uploaded files, the most it may keep; "
                      "remove one (x) or reload the page")
-    if sum(mine.values()) + size > per_session_bytes:
-        return 429, (f"this session's uploads would pass {per_session_bytes // 2**20} MB; "
+    if sum(mine.values()) + size > limits.UPLOAD_SESSION_BYTES:
+        return 429, (f"this session's uploads would pass {limits.UPLOAD_SESSION_BYTES // 2**20} MB; "
                      "remove one (x) or reload the page")
     others = sum(len(f.data) for s, files in storage.items() for k, f in files.items()
                  if not (s == session_id and k == file_id))
-    if others + size > total_bytes:
+    if others + size > limits.UPLOAD_TOTAL_BYTES:
         return 503, "the server holds as many uploaded files as it may; try again in a few minutes"
     return None
 

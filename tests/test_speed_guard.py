@@ -170,13 +170,11 @@ def test_two_threads_give_the_same_numbers(monkeypatch, path, until_s):
         return real(ci, *a)
 
     monkeypatch.setattr(_calls, "finished_delays", counting)
-    for mod in (_calls, sim_mod):
-        monkeypatch.setattr(mod, "cores", lambda: 1)
+    monkeypatch.setattr(_calls, "cores", lambda: 1)
     one, arrays_one = _summary(sc, until_s)
     assert len(calls) == 1
-    for mod in (_calls, sim_mod):
-        monkeypatch.setattr(mod, "cores", lambda: 2)
-        monkeypatch.setattr(mod, "PARALLEL_MIN", 64)
+    monkeypatch.setattr(_calls, "cores", lambda: 2)
+    monkeypatch.setattr(_calls, "PARALLEL_MIN", 64)
     two, arrays_two = _summary(sc, until_s)
     assert len(calls) == 3 and calls[1] + calls[2] == calls[0]  # the rows in two halves
     assert one["completed"] < one["arrived"] or until_s is None
