@@ -10,7 +10,10 @@ compiled copy reading the wrong columns.
 
 from __future__ import annotations
 
+import ctypes
+import mmap
 import os
+import sys
 import threading
 
 from numba import njit
@@ -113,3 +116,61 @@ def finished_delays_split(ci, cf, c_state, st_done, c_p, c_d, f_ready, f_first, 
         for x in (ttft, tbt, e2e):
             x[j0:j0 + j1] = x[h:h + j1]  # overlapping ranges: numpy copies safely
     return j0 + j1, tok0 + tok1
+
+
+MADV_POPULATE_WRITE = 23  # Linux >= 5.14
+_CHUNK = 2 << 20          # one transparent huge page
+
+
+def _madvise():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        f = ctypes.CDLL(None, use_errno=True).madvise
+    except (OSError, AttributeError):
+        return None
+    f.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    f.restype = ctypes.c_int
+    return f
+
+
+_MADVISE = _madvise()
+
+
+def prefault(n: int, *arrays) -> Background | None:
+    """Map the pages of fresh arrays (numpy's large zeros/empty: untouched memory) on a
+    second thread while this thread goes on: the kernel then writes its call rows into pages
+    the OS has already zeroed instead of stopping at each first touch (about 8% of a W1 run
+    at 1e6 calls). The arrays are rows of the same calls (or workflows), filled front to
+    back together, so the thread maps the same share of each in turn, a huge page (2 MiB) of
+    the largest at a time. ``madvise(MADV_POPULATE_WRITE)`` maps pages as a write would
+    without changing their contents, so it may race the kernel's writes to the same rows.
+    Only for n rows worth a thread (``two_threads``), and only where the OS has it (Linux
+    5.14 or later; elsewhere, or on refusal, it stops and nothing changes). Returns the
+    thread (its result: bytes mapped), or None."""
+    if _MADVISE is None or not two_threads(n):
+        return None
+    page = mmap.PAGESIZE
+    ranges = []
+    for a in arrays:
+        lo = -(-a.ctypes.data // page) * page  # whole pages inside the array
+        hi = (a.ctypes.data + a.nbytes) // page * page
+        if hi > lo:
+            ranges.append((lo, hi))
+    if not ranges:
+        return None
+    steps = -(-max(hi - lo for lo, hi in ranges) // _CHUNK)
+
+    def run(arrays=arrays):  # holds the arrays: their memory stays mapped while it runs
+        done = 0
+        for k in range(steps):
+            for lo, hi in ranges:
+                a = lo + (hi - lo) * k // steps // page * page
+                b = hi if k == steps - 1 else lo + (hi - lo) * (k + 1) // steps // page * page
+                if b > a:
+                    if _MADVISE(a, b - a, MADV_POPULATE_WRITE) != 0:
+                        return done  # not supported here (EINVAL) or no memory: the kernel faults as before
+                    done += b - a
+        return done
+
+    return Background(run)

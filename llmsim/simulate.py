@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from llmsim import _python_tier, budget, core
-from llmsim._calls import Background, finished_delays, finished_delays_split, in_parallel, two_threads
+from llmsim._calls import (Background, finished_delays, finished_delays_split, in_parallel, prefault,
+                           two_threads)
 from llmsim import state as S
 from llmsim.config import (POLICIES, Scenario, expected_visits, join_needs, routing_matrix,
                            stochastic_steps,
@@ -364,6 +365,7 @@ class Simulation:
         cap = int(pool_start + self._margin)
         self.ci = np.zeros((cap, S.N_CI), dtype=np.int64)
         self.cf = np.empty((cap, S.N_CF))  # every field is written when the call is created
+        self._prefault = False  # the call rows' pages: mapped on a second thread from the first advance()
         self._size_run([4 * self._margin + 1024] * n_e)
         self.heap_t = np.zeros(cap)
         self.heap_c = np.zeros(cap, dtype=np.int64)
@@ -555,6 +557,9 @@ class Simulation:
         total = math.inf if lim.max_work is None else float(lim.max_work)
         mine = math.inf if max_work is None else self.wk[0] + float(max_work)
         kernel = _python_tier.python_version(core.run_kernel) if self.python_kernel else core.run_kernel
+        if self._prefault is False:
+            # started here, not at allocation: during the setup both cores are busy already
+            self._prefault = prefault(len(self.ci), self.ci, self.cf, self.ji)
         while True:
             ws = min(total, mine, float(self.wk[0] + max(1, lim.slice_work)))
             ws = int(min(ws, 2.0**62))

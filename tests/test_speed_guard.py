@@ -2,6 +2,7 @@
 summary and verdict come from numpy arrays, never from pandas (a million-row DataFrame
 costs more than the run); literal arguments do not make Numba compile a function twice."""
 
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -175,13 +176,49 @@ def test_two_threads_give_the_same_numbers(monkeypatch, path, until_s):
     assert len(calls) == 1
     monkeypatch.setattr(_calls, "cores", lambda: 2)
     monkeypatch.setattr(_calls, "PARALLEL_MIN", 64)
+    started = []
+    monkeypatch.setattr(sim_mod, "prefault", lambda *a: started.append(_calls.prefault(*a)) or started[-1])
     two, arrays_two = _summary(sc, until_s)
+    assert len(started) == 1  # the call rows' pages mapped on a second thread, racing the kernel
+    if started[0] is not None:
+        started[0].result()
     assert len(calls) == 3 and calls[1] + calls[2] == calls[0]  # the rows in two halves
     assert one["completed"] < one["arrived"] or until_s is None
     assert two == one
     for a, b in zip(arrays_one, arrays_two):
         np.testing.assert_array_equal(a, b)
     assert sim_mod._known_arrivals(sc) == 3_000  # one Poisson class: the background arrivals ran
+
+
+def test_prefault_maps_pages_and_leaves_their_contents(monkeypatch):
+    """prefault (madvise MADV_POPULATE_WRITE on a second thread) maps an array's untouched
+    pages, so the process's resident memory grows by about its size, and changes nothing
+    in it: rows written before it keep their values, untouched ones stay zero."""
+    from llmsim import _calls
+    if _calls._MADVISE is None:
+        pytest.skip("no madvise here (not Linux)")
+    monkeypatch.setattr(_calls, "cores", lambda: 2)
+    import mmap
+    # 14 MiB of fresh private pages from the OS (numpy's zeros may reuse freed, resident ones)
+    buf = mmap.mmap(-1, 14 << 20, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    a = np.frombuffer(buf, dtype=np.int64).reshape(-1, 14)
+    a[[0, -1]] = np.arange(14)  # two pages touched (two huge pages, where numpy asks for them)
+    want = a.copy()
+
+    def resident():
+        return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    before = resident()
+    b = _calls.prefault(len(a), a)
+    mapped = b.result()
+    if mapped == 0:
+        pytest.skip("MADV_POPULATE_WRITE refused here (Linux older than 5.14)")
+    assert mapped >= a.nbytes - 2 * os.sysconf("SC_PAGE_SIZE")
+    assert resident() - before >= 0.5 * a.nbytes
+    np.testing.assert_array_equal(a, want)
+    assert _calls.prefault(_calls.PARALLEL_MIN - 1, a) is None  # too small to be worth a thread
+    del a
+    buf.close()
 
 
 def test_in_parallel_raises_a_threads_error():
