@@ -366,6 +366,7 @@ class Simulation:
         self.ci = np.zeros((cap, S.N_CI), dtype=np.int64)
         self.cf = np.empty((cap, S.N_CF))  # every field is written when the call is created
         self._prefault = False  # the call rows' pages: mapped on a second thread from the first advance()
+        self._scratch = None
         self._size_run([4 * self._margin + 1024] * n_e)
         self.heap_t = np.zeros(cap)
         self.heap_c = np.zeros(cap, dtype=np.int64)
@@ -558,8 +559,14 @@ class Simulation:
         mine = math.inf if max_work is None else self.wk[0] + float(max_work)
         kernel = _python_tier.python_version(core.run_kernel) if self.python_kernel else core.run_kernel
         if self._prefault is False:
-            # started here, not at allocation: during the setup both cores are busy already
-            self._prefault = prefault(len(self.ci), self.ci, self.cf, self.ji)
+            # started here, not at allocation: during the setup both cores are busy already.
+            # A large run's summary scratch (three delays per call) is mapped meanwhile too
+            n = len(self.ci)
+            self._scratch = np.empty((3, n)) if not self.python_kernel and two_threads(n) else None
+            extra = () if self._scratch is None else (self._scratch,)
+            self._prefault = prefault(n, self.ci, self.cf, self.ji, *extra)
+            if self._prefault is None:
+                self._scratch = None
         while True:
             ws = min(total, mine, float(self.wk[0] + max(1, lim.slice_work)))
             ws = int(min(ws, 2.0**62))
@@ -761,7 +768,11 @@ class Simulation:
         the front of three scratch arrays, in one compiled pass over the call rows
         (llmsim/_calls.py: two threads for a large run; in the Python tier with the kernel)."""
         n = int(self.gi[S.G_NCALLS])
-        ttft, tbt, e2e = np.empty(n), np.empty(n), np.empty(n)
+        scratch, self._scratch = self._scratch, None  # mapped during the run; used once
+        if scratch is not None and scratch.shape[1] >= n:
+            ttft, tbt, e2e = scratch[0, :n], scratch[1, :n], scratch[2, :n]
+        else:
+            ttft, tbt, e2e = np.empty(n), np.empty(n), np.empty(n)
         delays = _python_tier.python_version(finished_delays) if self.python_kernel else finished_delays_split
         n_done, tokens = delays(self.ci[:n], self.cf[:n], S.C_STATE, S.ST_DONE, S.C_P, S.C_D,
                                 S.F_READY, S.F_FIRST, S.F_FINISH, ttft, tbt, e2e)

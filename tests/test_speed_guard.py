@@ -190,6 +190,28 @@ def test_two_threads_give_the_same_numbers(monkeypatch, path, until_s):
     assert sim_mod._known_arrivals(sc) == 3_000  # one Poisson class: the background arrivals ran
 
 
+def test_a_summary_part_way_and_at_the_end_on_two_threads(monkeypatch):
+    """A large run's first summary writes its delays into scratch mapped during the run;
+    a later one (the run resumed) gets fresh arrays: both equal one thread's."""
+    from llmsim import _calls
+    sc = replace(load_scenario(ROOT / "scenarios/w1.toml"), num_requests=3_000)
+    got = {}
+    for n_cores, threshold in ((1, _calls.PARALLEL_MIN), (2, 64)):
+        monkeypatch.setattr(_calls, "cores", lambda n=n_cores: n)
+        monkeypatch.setattr(_calls, "PARALLEL_MIN", threshold)
+        sim = llmsim.Simulation(sc)
+        sim.advance(40.0)
+        assert (sim._scratch is not None) == (n_cores == 2)
+        first = dict(sim.summary())
+        assert sim._scratch is None
+        sim.advance()
+        got[n_cores] = [first, dict(sim.summary())]
+        for s in got[n_cores]:
+            s.pop("wall_seconds")
+    assert got[2] == got[1]
+    assert got[1][0]["completed"] < got[1][1]["completed"]
+
+
 def test_prefault_maps_pages_and_leaves_their_contents(monkeypatch):
     """prefault (madvise MADV_POPULATE_WRITE on a second thread) maps an array's untouched
     pages, so the process's resident memory grows by about its size, and changes nothing
