@@ -562,11 +562,9 @@ class Simulation:
             # started here, not at allocation: during the setup both cores are busy already.
             # A large run's summary scratch (three delays per call) is mapped meanwhile too
             n = len(self.ci)
-            self._scratch = np.empty((3, n)) if not self.python_kernel and two_threads(n) else None
-            extra = () if self._scratch is None else (self._scratch,)
-            self._prefault = prefault(n, self.ci, self.cf, self.ji, *extra)
-            if self._prefault is None:
-                self._scratch = None
+            scratch = [np.empty((3, n))] if not self.python_kernel and two_threads(n) else []
+            self._prefault = prefault(n, self.ci, self.cf, self.ji, *scratch)
+            self._scratch = scratch[0] if scratch and self._prefault is not None else None
         while True:
             ws = min(total, mine, float(self.wk[0] + max(1, lim.slice_work)))
             ws = int(min(ws, 2.0**62))
