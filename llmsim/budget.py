@@ -186,7 +186,8 @@ def estimate(sc) -> dict:
         # + routing draws; a network's requests table adds workflow/step/engine columns
         "calls": (calls + margin) * (_CALL + _CALL_TABLE) + calls * (8 + (0 if sc.single else 48)),
         "workflows": total_jobs * (_JOB + 8 * max(n_joins, 1)),
-        "engines": n_e * (4 * margin + 1024) * 16 + slots * 16,
+        # decode regions (an int64 call and an int32 target per entry), batch entries
+        "engines": n_e * (4 * margin + 1024) * 12 + slots * 16,
         "trajectory": 3.0 * sc.timeseries_points * (2 + 4 * n_e + 2 * n_s) * 8,
         "steps": 8.0 * n_s * n_s + 2000.0 * n_s,  # routing matrix, per-step streams
     }

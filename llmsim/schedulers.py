@@ -27,6 +27,7 @@ decode entries (see ``decode_phase``).
 from dataclasses import dataclass
 from enum import IntEnum
 
+import numpy as np
 from numba import njit
 
 from llmsim import state as S
@@ -80,8 +81,9 @@ def scheduler_info(name: str) -> SchedulerInfo:
 # - the prefill list: calls whose prefill is unfinished, linked through C_NEXT/C_PREV
 #   (free while a call runs: they link waiting lists). Chunked prefill completes in
 #   admission order, so it holds at most a batch's prefill entries plus one;
-# - the decode queue: decoding calls, a dense segment of dec_call/dec_tgt (call id, target
-#   round) at E_DEC_HEAD within the engine's region [E_RUN_OFF, E_RUN_OFF + E_RUN_CAP).
+# - the decode queue: decoding calls, a dense segment of dec_call/dec_tgt (call id, int64;
+#   target round, int32: see state.ROUND_REBASE) at E_DEC_HEAD within the engine's region
+#   [E_RUN_OFF, E_RUN_OFF + E_RUN_CAP).
 #   Dense and in order, because every iteration serves a prefix of it.
 # Decode tokens are counted in rounds, not per call: a decoder's remaining tokens are its
 # target - E_ROUND. An iteration serving every decoder just advances the round. One
@@ -268,7 +270,10 @@ def serve_decoders(ei, e, dec_call, dec_tgt, fin):
     """The iteration's decode tokens (the first E_DEC_K decoders, one each) are done:
     advance their counts and move the calls that finished into fin, in admission order;
     returns how many. C_DEC_DONE of the finished calls is not yet updated. The finished
-    calls are counted and located in the same vectorized pass that moves the targets."""
+    calls are counted and located in the same vectorized pass that moves the targets.
+    The passes keep to int32, the queue's type (Numba widens int32 arithmetic to int64,
+    so targets are compared as stored and positions taken as np.int32): twice the
+    targets per vector instruction."""
     k = ei[e, S.E_DEC_K]
     if k == 0:
         return 0
@@ -276,19 +281,23 @@ def serve_decoders(ei, e, dec_call, dec_tgt, fin):
     lo = ei[e, S.E_RUN_OFF] + ei[e, S.E_DEC_HEAD]
     r = ei[e, S.E_ROUND]
     ei[e, S.E_CTX] += k
+    none = np.int32(S.TGT_NONE32)
     nf = n - n  # 0 typed int64: a literal 0 here made Numba compile _remove_finished twice
-    first = n
-    last = -1
-    m = S.NO_TARGET
     if 2 * k <= n:
         # the served prefix is the smaller side: its targets come one round closer
+        r32 = np.int32(r)
+        k32 = np.int32(k)
+        first = k32
+        last = np.int32(-1)
+        m = none
         seg = dec_tgt[lo:lo + k]
         for i in range(k):
-            x = seg[i] - 1
-            seg[i] = x
-            nf += x == r  # remaining 0: finished
-            first = min(first, i if x == r else n)
-            last = max(last, i if x == r else -1)
+            seg[i] = seg[i] - 1
+            x = seg[i]
+            hit = x == r32  # remaining 0: finished
+            nf += hit
+            first = min(first, np.int32(i) if hit else k32)
+            last = max(last, np.int32(i) if hit else np.int32(-1))
             m = min(m, x)
         # the suffix is unchanged and was >= the bound; m bounds the prefix (m = r when
         # a call finished: the next full scan makes the bound exact again)
@@ -297,24 +306,44 @@ def serve_decoders(ei, e, dec_call, dec_tgt, fin):
         # everyone served, or the unserved suffix is the smaller side: next round, and
         # the suffix's targets move one round later
         r += 1
+        if r == S.ROUND_REBASE:
+            r = _rebase_rounds(ei, e, dec_tgt, lo, n, r)
         ei[e, S.E_ROUND] = r
         seg = dec_tgt[lo + k:lo + n]
         for i in range(n - k):
-            seg[i] += 1
+            seg[i] = seg[i] + 1
         if ei[e, S.E_DEC_LB] > r:
             return 0
         # a call may have finished: scan the whole queue, which makes the bound exact
+        r32 = np.int32(r)
+        n32 = np.int32(n)
+        first = n32
+        last = np.int32(-1)
+        m = none
         seg = dec_tgt[lo:lo + n]
         for i in range(n):
             x = seg[i]
-            nf += x == r
-            first = min(first, i if x == r else n)
-            last = max(last, i if x == r else -1)
-            m = min(m, S.NO_TARGET if x == r else x)
+            hit = x == r32
+            nf += hit
+            first = min(first, np.int32(i) if hit else n32)
+            last = max(last, np.int32(i) if hit else np.int32(-1))
+            m = min(m, none if hit else x)
         ei[e, S.E_DEC_LB] = m
     if nf > 0:
         _remove_finished(ei, e, dec_call, dec_tgt, lo + first, lo + last, nf, r, fin)
     return nf
+
+
+@njit(cache=True, _nrt=False, error_model='numpy')
+def _rebase_rounds(ei, e, dec_tgt, lo, n, r):
+    """Engine e's round reached S.ROUND_REBASE: count rounds from 0 again (every target
+    and the bound less r; remaining tokens, target - round, are unchanged), so the int32
+    targets never overflow. Returns the new round, 0."""
+    seg = dec_tgt[lo:lo + n]
+    for i in range(n):
+        seg[i] = seg[i] - r
+    ei[e, S.E_DEC_LB] -= r
+    return r - r
 
 
 @njit(cache=True, _nrt=False, error_model='numpy')

@@ -440,7 +440,7 @@ class Simulation:
         old_c, old_t = getattr(self, "dec_call", None), getattr(self, "dec_tgt", None)
         offs = np.concatenate([[0], np.cumsum(caps)]).astype(np.int64)
         self.dec_call = np.zeros(int(offs[-1]), dtype=np.int64)
-        self.dec_tgt = np.zeros(int(offs[-1]), dtype=np.int64)
+        self.dec_tgt = np.zeros(int(offs[-1]), dtype=np.int32)  # int32: see state.ROUND_REBASE
         for e in range(len(caps)):
             if old_c is not None:
                 a = int(ei[e, S.E_RUN_OFF] + ei[e, S.E_DEC_HEAD])
