@@ -1075,12 +1075,19 @@ def validate(sc: Scenario) -> None:
     _check_cycles(sc)
 
 
-def _check_fits(e: EngineConfig, s: Step, where: str, ewhere: str):
+def longest_request(s: Step) -> tuple:
+    """(prompt, output) tokens of the longest request step s may draw: the distributions'
+    maxima, or their 1 - 1e-12 quantiles where unbounded (geometric, lognormal)."""
     p_max, d_max = s.prompt_tokens.max_value, s.output_tokens.max_value
     if isinstance(d_max, float) and math.isinf(d_max):
         d_max = s.output_tokens.quantile(1 - 1e-12)
     if isinstance(p_max, float) and math.isinf(p_max):
         p_max = s.prompt_tokens.quantile(1 - 1e-12)
+    return p_max, d_max
+
+
+def _check_fits(e: EngineConfig, s: Step, where: str, ewhere: str):
+    p_max, d_max = longest_request(s)
     if e.replicas:
         for i, r in enumerate(e.replicas):
             _check_fits(r, s, where, f"{ewhere} replica {i}")
@@ -1093,10 +1100,16 @@ def _check_fits(e: EngineConfig, s: Step, where: str, ewhere: str):
             f"{ewhere}.kv_cache_tokens = {e.kv_cache_tokens}; allowed: kv_cache_tokens >= {p_max + d_max} "
             "or shorter requests")
     if not info.chunked_prefill and p_max > e.token_budget:
+        # a recompute preemption prefills the prompt and the tokens generated in one go:
+        # below prompt + output, a preempted request may never run again (vLLM itself requires
+        # max_num_batched_tokens >= max_model_len without chunked prefill)
+        safe = "" if info.reserve_full else (
+            f" (>= {p_max + d_max}, the largest prompt + output, so that a preempted request's "
+            "recompute fits too)")
         raise ConfigError(
             f"{where}: prompts of up to {p_max} tokens can never run under {e.scheduler}, which never "
-            f"chunks a prompt: {ewhere}.token_budget = {e.token_budget}; allowed: token_budget >= {p_max}, "
-            "or a chunking scheduler (orca, sarathi)")
+            f"chunks a prompt: {ewhere}.token_budget = {e.token_budget}; allowed: token_budget >= {p_max}"
+            f"{safe}, or a chunking scheduler (orca, sarathi)")
 
 
 def _check_kv_fits(e: EngineConfig, tokens, where: str, ewhere: str):

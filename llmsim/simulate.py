@@ -17,9 +17,8 @@ from llmsim import _python_tier, budget, core
 from llmsim._calls import (Background, finished_delays, finished_delays_split, in_parallel, prefault,
                            two_threads)
 from llmsim import state as S
-from llmsim.config import (POLICIES, Scenario, expected_visits, join_needs, routing_matrix,
-                           stochastic_steps,
-                           step_index, validate)
+from llmsim.config import (POLICIES, Scenario, expected_visits, join_needs, longest_request,
+                           routing_matrix, stochastic_steps, step_index, validate)
 from llmsim.pool import ROUTERS, has_pool, physical_engines
 from llmsim.schedulers import scheduler_info
 from llmsim.workload import ConfigError, Deterministic, GammaArrivals, Poisson
@@ -597,17 +596,22 @@ class Simulation:
 
     def _stalled(self) -> Exception:
         """Explain an engine that has work but can form no batch."""
+        sc = self.scenario
         for e, eng in enumerate(self._peng):
             for k in self.e_steps[self.e_steps_ptr[e]:self.e_steps_ptr[e + 1]]:
                 c = self.si[k, S.S_HEAD]
                 if c >= 0 and self.ci[c, S.C_PREF_NEED] > eng.token_budget:
+                    need = int(math.ceil(sum(longest_request(self._steps[k][1]))))
+                    who = "the engine" if sc.single else f"engine {eng.name!r}"
+                    g = int(self.ci[c, S.C_DEC_DONE])
                     return ConfigError(
-                        f"engine {eng.name!r} ({eng.scheduler}) froze at t = {self.now:.3f} s: request "
-                        f"{c} was preempted after generating {self.ci[c, S.C_DEC_DONE]} tokens and must "
-                        f"recompute {self.ci[c, S.C_PREF_NEED]} tokens in one prefill, more than "
-                        f"token_budget = {eng.token_budget}; {eng.scheduler} never chunks (vLLM requires "
-                        "max_num_batched_tokens >= max_model_len). Allowed: token_budget >= the largest "
-                        "prompt + output, more kv_cache_tokens, or a chunking scheduler (orca, sarathi)")
+                        f"{who} ({eng.scheduler}) froze at t = {self.now:.3f} s: request {c} was "
+                        f"preempted after generating {g} token{'' if g == 1 else 's'} and must recompute "
+                        f"{self.ci[c, S.C_PREF_NEED]} tokens in one prefill, more than token_budget = "
+                        f"{eng.token_budget}; {eng.scheduler} never chunks (vLLM requires "
+                        f"max_num_batched_tokens >= max_model_len). Allowed: token_budget >= {need} (the "
+                        "largest prompt + output), more kv_cache_tokens, or a chunking scheduler "
+                        "(orca, sarathi)")
         return RuntimeError("an engine had work but could form no batch; please report this scenario")
 
     @property

@@ -535,21 +535,29 @@ def apply_values(ps: PageState, values: dict) -> list[str]:
     return errs
 
 
-_NEEDS_B = re.compile(r"allowed: token_budget >= (\d+)")
+# "allowed: token_budget >= P (>= P + D, ...)" (config: a scheduler that never chunks) or
+# "Allowed: token_budget >= P + D (the largest prompt + output)" (a run that froze)
+_NEEDS_B = re.compile(r"allowed: token_budget >= (\d+)(?: \(>= (\d+))?", re.IGNORECASE)
 
 
-def raise_budget_button(ps: PageState, message: str, key: str, container=None) -> bool:
+def raise_budget_button(ps: PageState, message: str, key: str, container=None, field: str = "budget") -> bool:
     """Under a 'prompts can never run under <scheduler>' message (a scheduler that never
-    chunks a prompt, with b below the longest prompt): a button that raises b to fit.
+    chunks a prompt, with b below the longest prompt) or a vllm run that froze (a preempted
+    request's recompute above b): a button that raises b (the page's field `field`) to the
+    largest prompt + output where preemption can happen, else to the largest prompt.
     Returns whether it drew one."""
     m = _NEEDS_B.search(message)
-    if not m or "budget" not in ps.by_name:
+    if not m or field not in ps.by_name:
         return False
-    need = int(m.group(1))
+    need = int(m.group(2) or m.group(1))
     if need > L.MAX_BUDGET:
         return False
-    (container or st).button(f"Raise b to {need:,} to fit the prompts", key=key, icon=":material/expand:",
-                             on_click=ps.set, args=("budget", need),
-                             help="A larger token budget lets whole prompts into one iteration; it also "
-                                  "changes t(b) and every capacity (the chunking schedulers need no change).")
+    what = "the largest prompt + output" if m.group(2) or "prompt + output" in message else "the largest prompt"
+    (container or st).button(f"Raise b to {need:,}", key=key, icon=":material/expand:",
+                             on_click=ps.set, args=(field, need),
+                             help=f"b = {need:,} tokens, {what}, lets every prompt into one iteration"
+                                  + (" and a preempted request recompute its prompt and output in one prefill"
+                                     if what.endswith("output") else "")
+                                  + ". A larger token budget also changes t(b) and every capacity, and so the "
+                                    "load at this arrival rate (the chunking schedulers need no change).")
     return True

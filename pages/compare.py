@@ -133,6 +133,11 @@ run = None if controls.wants_new_run(PAGE, key) else runs.session_run(PAGE)
 st.subheader("Verdicts", help=widgets.VERDICT_MEANING)
 card_cols = st.columns(2)
 cards = {label: c.empty() for label, c in zip(configs, card_cols)}
+fixes = {label: c.empty() for label, c in zip(configs, card_cols)}  # drawn once: buttons need unique keys
+BUDGET_FIELD = {"A": "budget", "B": "b_budget"}
+for label in refused:  # a scheduler that never chunks, below the longest prompt: raise that b to fit
+    inputs.raise_budget_button(ps, refused[label], key=f"{PAGE}.raise_b.{label}", container=fixes[label],
+                               field=BUDGET_FIELD[label])
 
 
 def _draw_cards(run: runs.LiveRun | None) -> None:
@@ -194,6 +199,9 @@ if run is None:
 controls.play_controls(PAGE, run, button_slot, progress_slot, lambda r: _draw_chart(r, live=True),
                        bool(ps.get("live")), on_end=_draw_cards)
 _draw_chart(run)
+for label, msg in run.errors.items():  # e.g. vllm froze: a preempted request's recompute above b
+    inputs.raise_budget_button(ps, msg, key=f"{PAGE}.raise_b_run.{label}", container=fixes[label],
+                               field=BUDGET_FIELD[label])
 
 # ---------------------------------------------------------------- side by side
 if run.outcomes:

@@ -106,7 +106,7 @@ button_slot, progress_slot = run_row[0].empty(), run_row[1].empty()
 st.subheader("Verdicts", help=widgets.VERDICT_MEANING)
 labels = list(schedulers)  # in the order chosen; refused ones show why
 cols = st.columns(max(1, len(labels)))
-cards = {}
+cards, fixes = {}, {}
 for col, s in zip(cols, labels):
     with col:
         widgets.swatch(s, palette.SCHEDULER_COLORS.get(s, "#888"))
@@ -116,6 +116,7 @@ for col, s in zip(cols, labels):
             inputs.raise_budget_button(ps, refused[s], key=f"{PAGE}.raise_b.{s}")
         else:
             cards[s] = st.empty()
+            fixes[s] = st.empty()  # a fix for a run that failed (drawn once, when the run has ended)
 
 
 def _draw_cards(run: runs.LiveRun | None) -> None:
@@ -196,6 +197,9 @@ if run is None:
 controls.play_controls(PAGE, run, button_slot, progress_slot, lambda r: _draw_chart(r, live=True),
                        bool(ps.get("live")), on_end=_draw_cards)
 _draw_chart(run)
+for s, msg in run.errors.items():  # e.g. vllm froze: a preempted request's recompute above b
+    if s in fixes:
+        inputs.raise_budget_button(ps, msg, key=f"{PAGE}.raise_b_run.{s}", container=fixes[s])
 
 if run.updates_per_second:
     st.caption(f"Live view: {run.frames} chart updates in {run.play_seconds:.1f} s "

@@ -107,12 +107,32 @@ def test_workload_preset_starts_at_a_sensible_load_and_b_can_be_raised():
     assert not at.exception
     assert metric(at, "Offered load") == "0.80"  # not the published 5.53 req/s (load 5 here)
     assert badges(at)[0] == "error"  # vllm: prompts of up to 8,192 tokens > b = 512
+    # vllm preempts by recompute (prompt + tokens generated in one prefill): b is raised to
+    # the longest prompt + output (lognormals capped at 8,192 each), not just the prompt
     raise_b = next(b for b in at.button if b.label.startswith("Raise b to"))
-    assert "8,192" in raise_b.label
+    assert raise_b.label == "Raise b to 16,384"
     raise_b.click()
     at.run()
-    assert at.number_input(key="single.budget").value == 8192
+    assert at.number_input(key="single.budget").value == 16384
     assert badges(at)[0] != "error"
+
+
+def test_a_vllm_run_that_froze_offers_the_budget_that_never_freezes():
+    # prompts fit b = 6,000 but a preempted request must recompute its prompt and the tokens
+    # it generated in one prefill: the run freezes, and the card says why and offers the fix
+    page = dict(n=1500, live=0, sched="vllm", hw="custom", bt="constant", bt_ms=20.0, budget=6000, kv=12000,
+                rate=1.0, p_dist="uniform", p_low=1000, p_high=6000, o_dist="uniform", o_low=100, o_high=5000)
+    at = open_page(**page)
+    assert not at.exception
+    assert badges(at) == ["error"]
+    froze = next(c.value for c in at.caption if "froze" in c.value)
+    assert froze.startswith("the engine (vllm) froze at t = ") and "token_budget >= 11000" in froze
+    raise_b = next(b for b in at.button if b.label.startswith("Raise b to"))
+    assert raise_b.label == "Raise b to 11,000"
+    raise_b.click()
+    at.run()
+    assert at.number_input(key="single.budget").value == 11000
+    assert badges(at) != ["error"]
 
 
 # 3. trajectory charts: tall, aligned, full titles -----------------------------------
