@@ -98,12 +98,21 @@ st.caption(f"Tokens per iteration, prefill and decode stacked, against the itera
 batch = (iters.groupby(["iteration", "phase"], as_index=False)
          .agg(start_s=("start_s", "first"), end_s=("end_s", "first"), tokens=("tokens", "sum"),
               requests=("request_id", "nunique")))
+# stacked by hand (a bar spanning start..end on x takes its y as a position, not a height):
+# prefill from 0, decode on top of it
+batch["phase"] = pd.Categorical(batch["phase"], ["prefill", "decode"])
+batch = batch.sort_values(["iteration", "phase"], kind="stable")
+batch["y1"] = batch.groupby("iteration")["tokens"].cumsum()
+batch["y0"] = batch["y1"] - batch["tokens"]
+batch["phase"] = batch["phase"].astype(str)
 x_max = float(max(iters["end_s"].max(), reqs["finish_s"].max())) if len(iters) else 1.0
 x = alt.X("start_s:Q", title="simulated time (s)", scale=alt.Scale(domain=[0, x_max], nice=False))
 colour = alt.Color("phase:N", scale=alt.Scale(domain=PHASES, range=PHASE_COLOURS),
                    legend=alt.Legend(orient="top", title=None))
-bars = alt.Chart(batch).mark_bar().encode(
-    x=x, x2="end_s:Q", y=alt.Y("tokens:Q", title="tokens in the batch", stack=True), color=colour,
+batch_colour = alt.Color("phase:N", scale=alt.Scale(domain=PHASES[1:], range=PHASE_COLOURS[1:]),
+                         legend=alt.Legend(orient="top", title=None))
+bars = alt.Chart(batch).mark_rect().encode(
+    x=x, x2="end_s:Q", y=alt.Y("y0:Q", title="tokens in the batch"), y2="y1:Q", color=batch_colour,
     tooltip=[alt.Tooltip("iteration:Q"), alt.Tooltip("phase:N"), alt.Tooltip("tokens:Q"),
              alt.Tooltip("requests:Q", title="requests"), alt.Tooltip("start_s:Q", title="start (s)", format=".3f")])
 budget = alt.Chart(pd.DataFrame({"b": [e.token_budget]})).mark_rule(strokeDash=[6, 4], color="#555").encode(y="b:Q")

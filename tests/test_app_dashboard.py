@@ -331,3 +331,27 @@ def test_kv_percentage_of_a_pool_is_of_all_its_replicas():
     sc = with_replicas(llmsim.load_scenario(ROOT / "scenarios" / "paper" / "headline.toml"), 3)
     assert charts.kv_capacity(sc.engine) == 3 * 20_000_000
     assert charts.kv_capacity(llmsim.load_scenario(ROOT / "scenarios" / "quickstart.toml").engine) == 400_000
+
+
+def test_timeline_batches_are_stacked_columns():
+    # each iteration's prefill tokens from 0, its decode tokens on top: the column's top is
+    # the batch's total (a bar spanning x..x2 with only y drew thin dashes at y)
+    import pyarrow as pa
+    at = open_page("pages/timeline.py", n=20, sched="sarathi")
+    ok(at)
+    el = at.get("vega_lite_chart")[0].proto
+    spec = json.loads(el.spec)
+    rect = spec["layer"][0]
+    assert rect["mark"]["type"] == "rect"
+    enc = rect["encoding"]
+    assert (enc["y"]["field"], enc["y2"]["field"]) == ("y0", "y1")
+    assert enc["color"]["scale"]["domain"] == ["prefill", "decode"]  # no "waiting" in a batch
+    name = rect.get("data", {}).get("name") or spec["data"]["name"]
+    data = next(d for d in el.datasets if d.name == name)
+    df = pa.ipc.open_stream(data.data.data).read_pandas()
+    assert set(df["phase"]) == {"prefill", "decode"}
+    both = df.pivot(index="iteration", columns="phase", values=["y0", "y1"]).dropna()
+    assert len(both) > 10  # iterations holding both phases (sarathi's mixed batches)
+    assert (both[("y0", "prefill")] == 0).all()
+    assert (both[("y0", "decode")] == both[("y1", "prefill")]).all()
+    assert (df["y1"] - df["y0"] == df["tokens"]).all() and df["y1"].max() <= 512
