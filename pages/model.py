@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 import streamlit as st
 
@@ -13,9 +15,11 @@ from llmsim_ui.state import Field, PageState
 entry.require_app()
 
 PAGE = "model"
+STAIRCASE_MS = (11.28, 35.47, 128)  # section 1's t(n) = c + a ceil(n / b0), CodeLlama-34B on an A100
 ps = PageState(PAGE, [
     Field("b", 512, "int", 1, 65_536, label="token budget b"),
     Field("tb", 153.16, "float", 0.01, 100_000.0, label="t(b) in ms"),
+    Field("tb_auto", True, "bool", label="t(b) from the staircase"),
     Field("mp", 100.0, "float", 1.0, 1e6, label="mean prompt tokens"),
     Field("md", 100.0, "float", 1.0, 1e6, label="mean output tokens"),
     Field("lam", 14.0, "float", 0.0, 1e6, label="arrival rate"),
@@ -61,12 +65,21 @@ st.markdown(
 
 with st.container(border=True):
     st.markdown("**Try it.** The load and the best possible capacity for your numbers:")
+    auto = bool(ps.get("tb_auto"))
+    if auto and 1 <= ps.get("b") <= 65_536:  # t(b) follows b along the staircase
+        c0, a, b0 = STAIRCASE_MS
+        ps.set("tb", round(c0 + a * math.ceil(ps.get("b") / b0), 2))
     c = st.columns(5)
     c[0].number_input("b (tokens)", step=64, **ps.w("b"))
-    c[1].number_input("t(b) (ms)", step=1.0, format="%.2f", **ps.w("tb"))
+    c[1].number_input("t(b) (ms)", step=1.0, format="%.2f", disabled=auto, **ps.w("tb"),
+                      help="From the staircase of section 1 while the switch below is on; switch it off "
+                           "to enter another engine's t(b).")
     c[2].number_input("mean prompt m_p", step=10.0, **ps.w("mp"))
     c[3].number_input("mean output m_d", step=10.0, **ps.w("md"))
     c[4].number_input("λ (requests/s)", step=1.0, **ps.w("lam"))
+    st.toggle("t(b) from the staircase of section 1", **ps.w("tb_auto"),
+              help="On: t(b) = c + a⌈b/b0⌉ (11.28 + 35.47⌈b/128⌉ ms), so a larger b also takes longer. "
+                   "Off: type t(b) for another engine.")
     ps.publish()
     b, tb, mp, md, lam = (ps.get(k) for k in ("b", "tb", "mp", "md", "lam"))
     errs = [f"{f.label}: {ps.get(f.name)} is outside {f.lo:g} to {f.hi:g}" for f in ps.fields

@@ -371,11 +371,22 @@ def test_model_page():
     assert at.title[0].value == "The model"
     assert len(at.latex) >= 5
     assert next(m for m in at.metric if m.label == "load ρ").value == "0.84"
+    # t(b) follows b along the paper's staircase: t(1024) = 11.28 + 35.47 * 8 = 295.04 ms, so
+    # doubling b buys 1024 / 295.04 over 512 / 153.16 = 1.04 times the capacity, not twice it
     widget(at, "number_input", "model.b").set_value(1024)
     at.run()
     ok(at)
-    assert next(m for m in at.metric if m.label == "load ρ").value == "0.42"
+    assert widget(at, "number_input", "model.tb").value == pytest.approx(295.04)
+    assert widget(at, "number_input", "model.tb").proto.disabled
+    assert next(m for m in at.metric if m.label == "load ρ").value == "0.81"  # 14 * 200 * 0.29504 / 1024
     assert at.query_params["b"] == "1024"
+    # another engine's t(b), typed by hand
+    at.toggle(key="model.tb_auto").set_value(False)
+    at.run()
+    widget(at, "number_input", "model.tb").set_value(153.16)
+    at.run()
+    ok(at)
+    assert next(m for m in at.metric if m.label == "load ρ").value == "0.42"
 
 
 def test_model_page_url_and_bad_input():
