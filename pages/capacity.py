@@ -11,6 +11,7 @@ import streamlit as st
 import llmsim
 from llmsim import SCHEDULERS, ConfigError
 from llmsim import budget
+from llmsim import state as S
 from llmsim.capacity import capacity_search
 from llmsim_ui import entry
 from llmsim_ui import charts, controls, inputs, palette, runs, widgets
@@ -45,8 +46,14 @@ def _sweep_point(toml: str, extra_key: str, _scenario) -> dict:
     and trend tests would double the cost of every point."""
     with runs.hold(budget.check(_scenario, runs.PROBE_LIMITS)["bytes"]):
         sim = runs.simulation(_scenario, runs.PROBE_LIMITS).advance()
-        done = int(sim.requests()["finish_s"].notna().sum())
-    return {"throughput_rps": done / sim.now if sim.now > 0 else 0.0, "completed": done}
+        reqs = sim.requests()
+        done = int(reqs["finish_s"].notna().sum())
+        started = int(reqs["admitted_s"].notna().sum())
+        processed = int(sim.gi[S.G_TOK_DONE])
+        recomputed = int(sim.gi[S.G_TOK_RECOMPUTE]) / processed if processed else 0.0
+    per_s = 1.0 / sim.now if sim.now > 0 else 0.0
+    return {"throughput_rps": done * per_s, "completed": done, "started_rps": started * per_s,
+            "tokens_per_s": processed * per_s, "recomputed": recomputed}
 
 
 def _capacity(toml: str, extra_key: str, scheduler: str, n: int, tol: float, probes: int, scenario, progress):
@@ -62,6 +69,35 @@ def _capacity(toml: str, extra_key: str, scheduler: str, n: int, tol: float, pro
                                   workers=1, progress=progress)[0]
         runs.remember("capacity", key, res)
     return res
+
+
+def falling_note(points: list[dict], token_capacity: float) -> str:
+    """Why a scheduler's curve falls past its capacity instead of levelling off, with its
+    figures at the highest rate: the chart counts requests *completed* per second of a
+    finite run, and a prefill-first scheduler (orca, vllm) keeps starting requests while it
+    finishes fewer; or the KV cache ran out and recomputed prefills took the iterations."""
+    out, level = [], []
+    for s in dict.fromkeys(p["scheduler"] for p in points):
+        mine = [p for p in points if p["scheduler"] == s and "started" in p]
+        if len(mine) < 2:
+            continue
+        last = max(mine, key=lambda p: p["rate"])
+        if last["throughput"] >= 0.9 * max(p["throughput"] for p in mine):
+            level.append(s)
+            continue
+        why = (f"recomputed {last['recomputed']:.0%} of its tokens after preemptions"
+               if last["recomputed"] > 0.01 else
+               f"processed {last['tokens']:,.0f} tokens/s ({last['tokens'] / token_capacity:.0%} of b/t(b))")
+        out.append(f"**{s}** at {last['rate']:.3g} req/s finished {last['throughput']:.3g} requests/s but "
+                   f"started {last['started']:.3g} and {why}")
+    if not out:
+        return ""
+    return ("Falling curves: " + "; ".join(out) + ". The chart counts requests *completed* per second of a "
+            "finite run. Past its capacity a scheduler that runs prefill first keeps starting new requests, and "
+            "their decode tokens get what the prefills leave of the budget: the requests it holds grow and fewer "
+            "finish within the run, though it may still process tokens at b/t(b). A scheduler that preempts "
+            "spends iterations recomputing prefills when the KV cache runs out."
+            + (f" {', '.join(level)}: level{'s' if len(level) == 1 else ''} off." if level else ""))
 
 
 def near_boundary_notes(found: dict, tol: float) -> list[str]:
@@ -87,7 +123,7 @@ st.markdown(
     "Raise the arrival rate and, at some point, a scheduler stops keeping up: its **throughput** (requests "
     "completed per second) stops following the arrival rate and flattens out. That rate is its **capacity**. "
     "Theory says no scheduler can beat the dashed line **b/t(b)** — a full batch of b tokens every t(b) "
-    "seconds — and that work-conserving schedulers (orca, sarathi) reach it.")
+    "seconds — and that work-conserving schedulers (orca, sarathi) reach it in tokens per second.")
 
 status_slot = st.empty()
 upload = controls.engine_inputs(ps, with_rate=False, sched_label="Schedulers", keep_n=False,
@@ -225,7 +261,9 @@ else:
                 st.warning(f"{s} at {rate:.3g} req/s: {exc}")
                 too_big.add(s)
                 continue
-            points.append({"scheduler": s, "rate": rate, "throughput": p["throughput_rps"]})
+            points.append({"scheduler": s, "rate": rate, "throughput": p["throughput_rps"],
+                           "started": p["started_rps"], "tokens": p["tokens_per_s"],
+                           "recomputed": p["recomputed"]})
             done += 1
         _draw()  # once per rate: building the chart costs more than a small simulation
     for s, sc in scen.items():
@@ -243,6 +281,9 @@ else:
     progress_slot.empty()
     button_slot.empty()
 _draw()
+note = falling_note(points, e0.token_capacity)
+if note:
+    st.caption(note)
 
 # ----------------------------------------------------------------------- results
 if found:

@@ -355,3 +355,17 @@ def test_timeline_batches_are_stacked_columns():
     assert (both[("y0", "prefill")] == 0).all()
     assert (both[("y0", "decode")] == both[("y1", "prefill")]).all()
     assert (df["y1"] - df["y0"] == df["tokens"]).all() and df["y1"].max() <= 512
+
+
+def test_capacity_page_says_why_prefill_first_curves_fall():
+    # past capacity orca and vllm finish fewer requests per second (they keep starting new ones,
+    # prefill first) while sarathi levels off: the page says so with the figures
+    at = open_page("pages/capacity.py", n=2000, points=6)
+    ok(at)
+    note = next(c.value for c in at.caption if c.value.startswith("Falling curves:"))
+    falling = re.findall(r"\*\*(\w+)\*\* at [\d.]+ req/s finished ([\d.]+) requests/s but started ([\d.]+)", note)
+    assert {s for s, _, _ in falling} == {"orca", "vllm"}
+    assert all(float(done) < 0.6 * float(started) for _, done, started in falling)
+    assert "of b/t(b))" in note
+    level = note.rsplit(". ", 1)[-1]
+    assert level.endswith("level off.") and "sarathi" in level and "orca" not in level
