@@ -30,7 +30,10 @@ def capacity_help(kind: str | None, work_conserving_note: bool = True) -> str:
     return ("The smaller of the stability region's capacity (a linear program over the batches b, k and the "
             "batch time allow) and the memory capacity"
             + (": what a work-conserving scheduler (orca, sarathi) reaches" if work_conserving_note else "")
-            + "." + (f" Binding here: {sentence(kind)}" if kind else ""))
+            + "." + (f" Binding here: {sentence(kind)}" if kind else "")
+            + (" The memory capacity is an approximation (the mean memory a request holds, over its whole "
+               "life): with a binding KV cache a scheduler may keep up somewhat above it or break below it, and "
+               "the verdicts come from the simulation." if kind and kind.startswith("memory capacity") else ""))
 
 
 def fmt(x, digits: int = 3, unit: str = "") -> str:

@@ -85,7 +85,9 @@ def _draw_theory() -> None:
     c1, c2, c3, c4 = st.columns(4)
     c1.metric("Offered load ρ", f"{th.load:.2f}" if th.load >= 0.01 else f"{th.load:.2g}",
               help="Arriving work divided by the most the engine can process (the binding capacity). "
-                   "Above 1 no scheduler keeps up.")
+                   + ("Above 1 no scheduler keeps up." if not e0.memory_binds else
+                      "Here the KV cache binds: the capacity is the memory capacity, an approximation, so "
+                      "near 1 the simulation decides (a scheduler may keep up a little above it)."))
     c2.metric("Arrival rate λ (req/s)", f"{base.total_rate:.3g}")
     c3.metric("Token capacity b/t(b) (tok/s)", f"{e0.token_capacity:,.0f}",
               help=f"A full iteration of b = {e0.token_budget} tokens takes t(b) = {e0.t_b_seconds * 1e3:.4g} ms. "

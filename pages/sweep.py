@@ -202,6 +202,8 @@ notes = "; ".join(f"**{s}** {a} of {n}" for s, (a, n) in agree.items())
 kind = M.boundary(d, x, y)[1]
 st.caption(
     ("Dashed line: where theory puts each scheduler's capacity (above it the queue grows without bound). "
+     "Where the token budget binds it is exact for orca and sarathi (b/t(b)); where the KV cache binds it is "
+     "the memory capacity, an approximation the simulation may beat or miss by some percent. "
      if kind == "line" else
      "Crosses: cells where theory predicts growth (the arrival rate exceeds the scheduler's capacity). ")
     + "Grey cells could not run (hover for the reason, e.g. a prompt longer than the budget of a scheduler "

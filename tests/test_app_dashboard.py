@@ -369,3 +369,16 @@ def test_capacity_page_says_why_prefill_first_curves_fall():
     assert "of b/t(b))" in note
     level = note.rsplit(". ", 1)[-1]
     assert level.endswith("level off.") and "sarathi" in level and "orca" not in level
+
+
+def test_a_binding_kv_cache_marks_the_capacity_as_approximate():
+    # the memory capacity M / (t E[g]) is an approximation (sarathi may keep up a little above
+    # it): with a small KV cache the load's and the capacity's help say so; with the default
+    # (the token budget binds) the load's help keeps "no scheduler keeps up"
+    helps = lambda at: {m.label: m.proto.help for m in at.metric}  # noqa: E731
+    small = helps(open_page(n=1000, live=0, sched="sarathi", kv=20000))
+    assert "the KV cache binds" in small["Offered load ρ"]
+    assert "is an approximation" in small["Best possible capacity (req/s)"]
+    big = helps(open_page(n=1000, live=0, sched="sarathi"))
+    assert big["Offered load ρ"].endswith("Above 1 no scheduler keeps up.")
+    assert "approximation" not in big["Best possible capacity (req/s)"]
