@@ -142,7 +142,9 @@ def cmd_capacity(args):
         scheds = [sc.engine.scheduler]
 
     def progress(done, total, msg):
-        print(f"  [{done}/{total}] {msg}", file=sys.stderr)
+        # total: the probe budget (--max-probes per scheduler); a search stops sooner once
+        # its bracket is within --rel-tol
+        print(f"  [probe {done}, at most {total}] {msg}", file=sys.stderr)
 
     if scheds and not sc.single:
         raise ConfigError("--schedulers: a network scenario is searched under its own engines' "
