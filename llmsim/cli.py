@@ -142,7 +142,7 @@ def cmd_capacity(args):
         scheds = [sc.engine.scheduler]
 
     def progress(done, total, msg):
-        # total: the probe budget (--max-probes per scheduler); a search stops sooner once
+        # total: the probe budget (max_probes per scheduler); a search stops sooner once
         # its bracket is within --rel-tol
         print(f"  [probe {done}, at most {total}] {msg}", file=sys.stderr)
 
