@@ -85,7 +85,8 @@ def near_boundary(v) -> str | None:
     from llmsim_ui.limits import NEAR_BOUNDARY
     ratio, what = None, ""
     if v.capacity_rps and math.isfinite(v.capacity_rps) and v.capacity_rps > 0:
-        ratio, what = v.arrival_rate_rps / v.capacity_rps, f"of this scheduler's theory capacity ({v.capacity_rps:.3g} req/s)"
+        whose = "this network's" if v.parts else "this scheduler's"  # parts: a network's buffers
+        ratio, what = v.arrival_rate_rps / v.capacity_rps, f"of {whose} theory capacity ({v.capacity_rps:.3g} req/s)"
     elif v.load and math.isfinite(v.load):
         ratio, what = v.load, "of the capacity (load ρ)"
     if ratio is None or abs(ratio - 1) >= NEAR_BOUNDARY:
@@ -160,7 +161,9 @@ def evidence(v, extra: list[tuple[str, str]] | None = None, summary: dict | None
         if pre is not None:
             rows.append(("preemptions", f"{int(pre):,}"))
         if rec is not None:
-            share = f" ({100 * rec / done:.1f}% of tokens processed)" if done and rec else ""
+            # the verdict's own share (recomputed over offered tokens), so both say the same figure
+            share = (f" ({100 * v.recomputed_share:.1f}% of the offered work)" if rec and v.recomputed_share
+                     else f" ({100 * rec / done:.1f}% of tokens processed)" if done and rec else "")
             rows.append(("recomputed work", f"{int(rec):,} tokens{share}"))
     rows += extra or []
     for name in v.unstable_parts:
