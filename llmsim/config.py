@@ -690,12 +690,7 @@ def load_scenario(path, *, traces: dict | None = None, trace_policy: str = "any"
         raise ConfigError(f"scenario file {str(path)!r}: not found")
     label = f"scenario file {str(path)!r}"
     text = utf8_text(read_capped(p, MAX_SCENARIO_BYTES, label), label)
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"scenario file {str(path)!r}: malformed TOML: {exc}") from None
-    except RecursionError:
-        raise ConfigError(f"scenario file {str(path)!r}: malformed TOML: nested too deeply") from None
+    data = parse_toml(text, label)
     sc = scenario_from_table(data, p.parent, traces=traces, trace_policy=trace_policy)
     if not sc.name:
         sc = replace(sc, name=p.stem)
@@ -709,13 +704,21 @@ def loads_scenario(text: str, base_dir: Path | None = None, *, traces: dict | No
         raise ConfigError(f"scenario: expected TOML text, got {type(text).__name__}")
     if text.startswith("\ufeff"):
         text = text[1:]
+    return scenario_from_table(parse_toml(text, "scenario"), base_dir, traces=traces, trace_policy=trace_policy)
+
+
+def parse_toml(text: str, label: str) -> dict:
+    """tomllib.loads with every way it fails on bad text as a ConfigError naming `label`:
+    malformed TOML, nesting too deep, an integer beyond Python's 4,300-digit conversion
+    limit (a ValueError, not a TOMLDecodeError)."""
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"scenario: malformed TOML: {exc}") from None
+        raise ConfigError(f"{label}: malformed TOML: {exc}") from None
     except RecursionError:
-        raise ConfigError("scenario: malformed TOML: nested too deeply") from None
-    return scenario_from_table(data, base_dir, traces=traces, trace_policy=trace_policy)
+        raise ConfigError(f"{label}: malformed TOML: nested too deeply") from None
+    except ValueError as exc:
+        raise ConfigError(f"{label}: malformed TOML: a value cannot be read ({exc})") from None
 
 
 # --------------------------------------------------------------------- validation

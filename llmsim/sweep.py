@@ -37,7 +37,6 @@ import json
 import math
 import os
 import time
-import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -342,24 +341,22 @@ def load_sweep(path) -> Sweep:
     if not p.is_file():
         raise ConfigError(f"sweep file {str(path)!r}: not found")
     try:
-        data = tomllib.loads(p.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"sweep file {str(path)!r}: malformed TOML: {exc}") from None
+        text = p.read_text()
     except UnicodeDecodeError:
         raise ConfigError(f"sweep file {str(path)!r}: not a text file") from None
+    from llmsim.config import parse_toml
+    data = parse_toml(text, f"sweep file {str(path)!r}")
     return sweep_from_table(data, p.parent, default_name=p.stem)
 
 
 def loads_sweep(text: str, base_dir=None, name: str = "sweep") -> Sweep:
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"sweep: malformed TOML: {exc}") from None
+    from llmsim.config import parse_toml
+    data = parse_toml(text, "sweep")
     return sweep_from_table(data, Path(base_dir or "."), default_name=name)
 
 
 def sweep_from_table(data: dict, base_dir: Path, default_name: str = "sweep") -> Sweep:
-    from llmsim.config import scenario_from_table
+    from llmsim.config import parse_toml, scenario_from_table
     from llmsim.schedulers import SCHEDULERS  # noqa: F401  (registry loaded before workers fork)
     if not isinstance(data.get("sweep"), dict):
         raise ConfigError("sweep: missing table [sweep] (axes, design, replications, ...)")
@@ -382,12 +379,13 @@ def sweep_from_table(data: dict, base_dir: Path, default_name: str = "sweep") ->
         f = (base_dir / sp) if not Path(sp).is_absolute() else Path(sp)
         if not f.is_file():
             raise ConfigError(f"sweep.scenario: {sp!r} not found (relative to {base_dir})")
+        extra_top = {k: v for k, v in base.items()}
         try:
-            extra_top = {k: v for k, v in base.items()}
-            base = tomllib.loads(f.read_text())
-            base.update(extra_top)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"sweep.scenario: {sp!r} is malformed TOML: {exc}") from None
+            text = f.read_text()
+        except UnicodeDecodeError:
+            raise ConfigError(f"sweep.scenario: {sp!r} is not a text file") from None
+        base = parse_toml(text, f"sweep.scenario {sp!r}")
+        base.update(extra_top)
         base_dir = f.parent
     if not base:
         raise ConfigError("sweep: no base scenario; give sweep.scenario = \"file.toml\" or the "

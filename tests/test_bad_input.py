@@ -49,6 +49,8 @@ def make(rate="3.0", prompt='{ dist = "constant", value = 64 }', sched="sarathi"
     (make().replace("num_requests = 100", "num_requests = 100\npreset = \"nope\""), "workload.preset", "azure-conv-2023"),
     (make().replace("seed = 1", "seed = 1\nfoo = 2"), "scenario", "allowed"),
     ("seed = = 1", "malformed TOML", "TOML"),
+    # an integer beyond Python's 4,300-digit conversion limit: tomllib raises ValueError
+    ("seed = " + "9" * 5000, "malformed TOML", "cannot be read"),
 ])
 def test_api_errors_name_field_and_allowed(text, field, allowed):
     with pytest.raises(ConfigError) as e:
@@ -104,6 +106,12 @@ def test_cli_bad_input_exit_2(tmp_path):
     assert r.returncode == 2 and "allowed: fastertransformer" in r.stderr
     r = run_cli("run", str(good), "--rate", "-2")
     assert r.returncode == 2 and "rate" in r.stderr and "Traceback" not in r.stderr
+    huge = tmp_path / "huge.toml"
+    huge.write_text(make().replace("seed = 1", "seed = " + "9" * 5000))
+    r = run_cli("run", str(huge))
+    assert r.returncode == 2 and "malformed TOML" in r.stderr and "Traceback" not in r.stderr
+    r = run_cli("sweep", str(huge))
+    assert r.returncode == 2 and "malformed TOML" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_cli_run_json(tmp_path):
