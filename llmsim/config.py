@@ -8,6 +8,7 @@ docs/scenario-format.md for every key.
 from __future__ import annotations
 
 import math
+import re
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -263,9 +264,7 @@ def engine_config(table, where: str) -> EngineConfig:
         kw["kv_cache_tokens"] = hp.kv_cache_tokens
         kw["batch_time"] = replace(batch_time(hp.batch_time, f"preset {hp.name}"), preset=hp.name)
     if "name" in table:
-        if not isinstance(table["name"], str) or not table["name"]:
-            raise ConfigError(f"{where}.name: {table['name']!r} must be a non-empty string")
-        kw["name"] = table["name"]
+        kw["name"] = check_name(table["name"], f"{where}.name")
     if "scheduler" in table:
         name = table["scheduler"]
         try:
@@ -518,9 +517,13 @@ def scenario_from_table(data: dict, base_dir: Path | None = None, *, traces: dic
     if "seed" in data:
         kw["seed"] = _num(data, "seed", "scenario", positive=False, integer=True, minimum=0,
                           maximum=2**63 - 1)
-    for k in ("name", "description"):
-        if k in data:
-            kw[k] = str(data[k])
+    if "name" in data:
+        kw["name"] = check_name(data["name"], "scenario.name", scenario=True)
+    if "description" in data:
+        d = data["description"]
+        if not isinstance(d, str) or len(d) > MAX_DESCRIPTION:
+            raise ConfigError(f"scenario.description: must be text of at most {MAX_DESCRIPTION:,} characters")
+        kw["description"] = d
     if "engines" in data or "workflows" in data:
         if "workload" in data or "engine" in data:
             raise ConfigError("scenario: use either [workload]+[engine] (one engine) or "
@@ -530,6 +533,25 @@ def scenario_from_table(data: dict, base_dir: Path | None = None, *, traces: dic
         sc = _single_from_table(data, base_dir, kw)
     validate(sc)
     return sc
+
+
+# Names of engines, workflows and steps appear in labels, messages and table columns (a
+# dashboard renders them as Markdown): plain words only. Steps are addressed as
+# "workflow.step", so no dots there; a scenario's name may also hold dots and spaces.
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_\-]{0,63}")
+_SCENARIO_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_\-. ]{0,79}")
+MAX_DESCRIPTION = 2_000
+
+
+def check_name(value, where: str, scenario: bool = False) -> str:
+    """value if it is a valid name, else a ConfigError naming the field and what is allowed
+    (without echoing the value: it may be anything)."""
+    pattern, n, extra = (_SCENARIO_NAME, 80, ", '.' or spaces") if scenario else (_NAME, 64, "")
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        got = f"{len(value)} characters" if isinstance(value, str) else type(value).__name__
+        raise ConfigError(f"{where}: must be 1 to {n} letters, digits, '_' or '-'{extra}, not starting with "
+                          f"'-' (got {got})")
+    return value
 
 
 def _single_from_table(data, base_dir, kw) -> Scenario:
@@ -598,7 +620,7 @@ def _network_from_table(data, base_dir, kw) -> Scenario:
         if not isinstance(w, dict):
             raise ConfigError(f"{where}: expected a table")
         _check_keys(w, {"name", "arrival", "steps", "start"}, where)
-        name = str(w.get("name", f"class{i}"))
+        name = check_name(w.get("name", f"class{i}"), f"{where}.name")
         arrival = arrival_process(w.get("arrival"), f"{where}.arrival", base_dir)
         steps_t = w.get("steps")
         if not isinstance(steps_t, list) or not steps_t:
@@ -625,8 +647,9 @@ def _step(t, where, base_dir) -> Step:
         raise ConfigError(f"{where}: expected a table")
     _check_keys(t, {"name", "engine", "prompt_tokens", "output_tokens", "next", "routes", "join",
                     "delay", "priority"}, where)
-    if not isinstance(t.get("name"), str) or not t["name"]:
-        raise ConfigError(f"{where}.name: missing or not a string")
+    if "name" not in t:
+        raise ConfigError(f"{where}.name: missing")
+    check_name(t["name"], f"{where}.name")
     if not isinstance(t.get("engine"), str):
         raise ConfigError(f"{where}.engine: missing (the name of one of the [[engines]])")
     for k in ("prompt_tokens", "output_tokens"):

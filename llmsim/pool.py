@@ -82,8 +82,8 @@ def parse_replicas(base, table: dict, where: str):
             merged.pop("kv_cache_tokens", None)
             merged.pop("batch_time", None)
         merged.update(t)
-        merged["name"] = replica_name(base.name, i)
-        out.append(engine_config(merged, w))
+        merged.pop("name", None)  # a replica is named after its pool (engine[i]), not checked as a user's name
+        out.append(replace(engine_config(merged, w), name=replica_name(base.name, i)))
     return make_pool(base, out, router)
 
 

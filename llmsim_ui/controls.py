@@ -8,6 +8,7 @@ import streamlit as st
 
 from llmsim import SCHEDULERS, ConfigError
 from llmsim_ui import inputs, runs
+from llmsim_ui.markdown import plain
 from llmsim_ui.state import PageState
 
 SCHEDULER_HELP = "\n".join(f"- **{k}**: {v.summary}" for k, v in SCHEDULERS.items())
@@ -44,7 +45,7 @@ def engine_inputs(ps: PageState, with_rate: bool = True, sched_label: str = "Sch
                          on_change=_restore_upload, args=(ps, keep_n, not with_rate), help=upload_help)
         kind, msgs = st.session_state.pop(ps.key("upload_msgs"), ("", []))
         for m in msgs:
-            (st.success if kind == "ok" else st.error)(m)
+            (st.success if kind == "ok" else st.error)(plain(m))
         if multi:
             st.multiselect(sched_label, list(SCHEDULERS), **ps.w("sched"), help=SCHEDULER_HELP)
         else:
@@ -58,7 +59,7 @@ def show_errors(errors: list[str]) -> None:
     """Every message, then stop the page (nothing below runs on bad input)."""
     if errors:
         for e in errors:
-            st.error(e, icon=":material/block:")
+            st.error(plain(e), icon=":material/block:")
         st.stop()
 
 

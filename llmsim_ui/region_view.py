@@ -11,6 +11,7 @@ import streamlit as st
 import llmsim
 from llmsim.region import engine_region, picture
 from llmsim_ui import palette
+from llmsim_ui.markdown import plain
 
 PAPER = {"model": "staircase", "c_seconds": 0.01128, "a_seconds": 0.03547, "b0": 128}
 SCHEDS = ("fastertransformer", "vllm", "orca", "sarathi")
@@ -61,7 +62,7 @@ def show(hw: str, b: int, k: int, p: int, d: int, rate: float) -> None:
     try:
         pic, theory = _figures(hw, b, k, p, d, rate)
     except (llmsim.ConfigError, ValueError) as exc:
-        st.error(str(exc))
+        st.error(plain(exc))
         return
     cap = pic["capacity"]
     m = st.columns(3)

@@ -18,6 +18,7 @@ from typing import Any
 import streamlit as st
 
 from llmsim_ui.limits import _fmt
+from llmsim_ui.markdown import plain
 
 
 @dataclass(frozen=True)
@@ -151,7 +152,7 @@ class PageState:
 
     def show_url_errors(self) -> None:
         for msg in self.url_errors:
-            st.error(msg, icon=":material/link_off:")
+            st.error(plain(msg), icon=":material/link_off:")
 
     def publish(self, names=None, extra: dict | None = None) -> None:
         """Write the named fields (default: all) to the URL and to the saved copy."""

@@ -17,6 +17,7 @@ from llmsim.pool import ROUTERS, make_pool
 from llmsim_ui import entry, inputs
 from llmsim_ui import charts, controls, network, palette, runs, uploads, widgets
 from llmsim_ui import limits as L
+from llmsim_ui.markdown import plain
 from llmsim_ui.state import Field, PageState
 
 entry.require_app()
@@ -97,7 +98,7 @@ with st.sidebar:
                      on_change=_upload_cb)
     kind, msg = st.session_state.pop(f"{PAGE}.upload_msg", ("", ""))
     if msg:
-        (st.success if kind == "ok" else st.error)(msg)
+        (st.success if kind == "ok" else st.error)(plain(msg))
 
 preset = ps.get("preset")
 try:
@@ -113,12 +114,12 @@ try:
 except ConfigError as exc:
     ps.publish(["preset"])
     ps.show_url_errors()
-    st.error(f"Cannot load this workflow — {exc}", icon=":material/block:")
+    st.error(f"Cannot load this workflow — {plain(exc)}", icon=":material/block:")
     st.stop()
 
 desc = file_sc.description or ""
 if desc:
-    st.caption(f"**{preset}**: {desc}")
+    st.caption(f"**{plain(preset)}**: {plain(desc)}")
 
 # per-file fields: the workflow's own arrival rates, engines and step priorities
 rank = network.ranks(file_sc)
@@ -227,7 +228,7 @@ try:
     llmsim.validate(sc)
     budget.check(sc, runs.LIMITS)  # before the theory and the drawing: a huge network costs there too
 except ConfigError as exc:
-    st.error(f"Cannot run this workflow — {exc}", icon=":material/block:")
+    st.error(f"Cannot run this workflow — {plain(exc)}", icon=":material/block:")
     st.stop()
 
 # reversed priority: flip each engine's order
@@ -297,7 +298,7 @@ def _draw_cards(run: runs.LiveRun) -> None:
         with cards[v].container():
             if v in run.errors:
                 widgets.badge("error")
-                st.caption(run.errors[v])
+                st.caption(plain(run.errors[v]))
             elif v in run.outcomes:
                 o = run.outcomes[v]
                 widgets.badge(o.verdict.verdict)

@@ -17,6 +17,7 @@ from llmsim_ui import entry
 from llmsim_ui import charts, controls, inputs, palette, runs, widgets
 from llmsim_ui import limits as L
 from llmsim_ui.state import Field, PageState
+from llmsim_ui.markdown import plain
 
 entry.require_app()
 
@@ -156,7 +157,7 @@ n = int(ps.get("n"))
 try:
     base, extra = inputs.build(ps, n, None, upload)
 except ConfigError as exc:
-    st.error(f"Cannot run this scenario — {exc}", icon=":material/block:")
+    st.error(f"Cannot run this scenario — {plain(exc)}", icon=":material/block:")
     st.stop()
 
 scen, refused = {}, {}
@@ -168,7 +169,7 @@ for s in schedulers:
     except ConfigError as exc:
         refused[s] = str(exc)
 for s, msg in refused.items():
-    st.warning(f"{s}: {msg}", icon=":material/block:")
+    st.warning(f"{s}: {plain(msg)}", icon=":material/block:")
     inputs.raise_budget_button(ps, msg, key=f"{PAGE}.raise_b.{s}")
 if not scen:
     st.stop()
@@ -258,7 +259,7 @@ else:
             try:
                 p = _sweep_point(j.toml, j.extra_key, j.scenario)
             except ConfigError as exc:
-                st.warning(f"{s} at {rate:.3g} req/s: {exc}")
+                st.warning(f"{s} at {rate:.3g} req/s: {plain(exc)}")
                 too_big.add(s)
                 continue
             points.append({"scheduler": s, "rate": rate, "throughput": p["throughput_rps"],
@@ -275,7 +276,7 @@ else:
             found[s] = _capacity(j.toml, j.extra_key, s, n, float(ps.get("tol")), int(ps.get("probes")), sc,
                                  lambda d, t, msg, base=done: _progress(base, f"Searching: {msg}"))
         except ConfigError as exc:  # a probe over the demo's limits
-            st.warning(f"{s}: capacity search refused — {exc}", icon=":material/block:")
+            st.warning(f"{s}: capacity search refused — {plain(exc)}", icon=":material/block:")
         done += 1
         _draw()
     progress_slot.empty()

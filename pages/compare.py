@@ -14,6 +14,7 @@ from llmsim_ui import entry
 from llmsim_ui import charts, controls, inputs, palette, runs, widgets
 from llmsim_ui import limits as L
 from llmsim_ui.state import Field, PageState
+from llmsim_ui.markdown import plain
 
 entry.require_app()
 
@@ -73,7 +74,7 @@ controls.show_errors(errors)
 try:
     base, extra = inputs.build(ps, ps.get("n"), ps.get("rate"), upload, speed=ps.get("speed"))
 except ConfigError as exc:
-    st.error(f"Cannot run this scenario — {exc}", icon=":material/block:")
+    st.error(f"Cannot run this scenario — {plain(exc)}", icon=":material/block:")
     st.stop()
 
 sc_a = base.with_scheduler(ps.get("sched"))
@@ -146,10 +147,10 @@ def _draw_cards(run: runs.LiveRun | None) -> None:
             widgets.swatch(label, COLOURS[label])
             if label in refused:
                 widgets.badge("error")
-                st.caption(refused[label])
+                st.caption(plain(refused[label]))
             elif run is not None and label in run.errors:
                 widgets.badge("error")
-                st.caption(run.errors[label])
+                st.caption(plain(run.errors[label]))
             elif run is not None and label in run.outcomes:
                 o = run.outcomes[label]
                 widgets.badge(o.verdict.verdict)

@@ -11,6 +11,7 @@ from llmsim_ui import entry
 from llmsim_ui import charts, controls, inputs, palette, runs, widgets
 from llmsim_ui import limits as L
 from llmsim_ui.state import Field, PageState
+from llmsim_ui.markdown import plain
 
 entry.require_app()
 runs.timing("page imported")
@@ -57,7 +58,7 @@ controls.show_errors(errors)
 try:
     base, extra = inputs.build(ps, ps.get("n"), ps.get("rate"), upload, speed=ps.get("speed"))
 except ConfigError as exc:
-    st.error(f"Cannot run this scenario — {exc}", icon=":material/block:")
+    st.error(f"Cannot run this scenario — {plain(exc)}", icon=":material/block:")
     st.stop()
 
 jobs, refused = [], {}
@@ -114,7 +115,7 @@ for col, s in zip(cols, labels):
         widgets.swatch(s, palette.SCHEDULER_COLORS.get(s, "#888"))
         if s in refused:  # drawn once: it does not change while the others run
             widgets.badge("error")
-            st.caption(refused[s])
+            st.caption(plain(refused[s]))
             inputs.raise_budget_button(ps, refused[s], key=f"{PAGE}.raise_b.{s}")
         else:
             cards[s] = st.empty()
@@ -129,7 +130,7 @@ def _draw_cards(run: runs.LiveRun | None) -> None:
                 st.caption("Simulating; the verdict and its evidence appear when the run ends.")
             elif s in run.errors:
                 widgets.badge("error")
-                st.caption(run.errors[s])
+                st.caption(plain(run.errors[s]))
             elif s in run.outcomes:
                 o = run.outcomes[s]
                 widgets.badge(o.verdict.verdict)

@@ -12,6 +12,7 @@ from llmsim_ui import entry, inputs, runs, uploads
 from llmsim_ui import limits as L
 from llmsim_ui import sweepmap as M
 from llmsim_ui.state import Field, PageState
+from llmsim_ui.markdown import plain
 
 entry.require_app()
 
@@ -75,11 +76,11 @@ if src == "file":
     try:  # size, rows, columns and decoded size checked from the footer before any column is read
         df = M.read_parquet(up.getvalue(), up.name)
     except ValueError as exc:
-        st.error(str(exc), icon=":material/block:")
+        st.error(plain(exc), icon=":material/block:")
         st.stop()
     bad = M.check_table(df)
     if bad:
-        st.error(f"{up.name}: {bad}", icon=":material/block:")
+        st.error(f"{plain(up.name)}: {plain(bad)}", icon=":material/block:")
         st.stop()
     axes = M.numeric_axes(df)
     with st.sidebar:
@@ -171,7 +172,7 @@ else:
     try:
         sweep = sweep_from_table(table, ".")
     except ConfigError as exc:
-        st.error(f"Cannot map this scenario — {exc}", icon=":material/block:")
+        st.error(f"Cannot map this scenario — {plain(exc)}", icon=":material/block:")
         st.stop()
     key = sweep.fingerprint()
     df = runs.recall("sweep", key)

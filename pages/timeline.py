@@ -15,6 +15,7 @@ from llmsim_ui import entry
 from llmsim_ui import controls, inputs, runs, widgets
 from llmsim_ui import limits as L
 from llmsim_ui.state import Field, PageState
+from llmsim_ui.markdown import plain
 
 entry.require_app()
 
@@ -57,7 +58,7 @@ try:
     sc = replace(base.with_scheduler(ps.get("sched")), drain=True)  # every request finishes
     llmsim.validate(sc)
 except ConfigError as exc:
-    st.error(f"Cannot run this scenario — {exc}", icon=":material/block:")
+    st.error(f"Cannot run this scenario — {plain(exc)}", icon=":material/block:")
     inputs.raise_budget_button(ps, str(exc), key=f"{PAGE}.raise_b")
     st.stop()
 
@@ -76,7 +77,7 @@ with status_slot.container():
         try:
             iters, reqs, summary = _run(j.toml, j.extra_key, sc)
         except ConfigError as exc:  # too big for the demo's limits
-            st.error(f"Cannot run this scenario — {exc}", icon=":material/block:")
+            st.error(f"Cannot run this scenario — {plain(exc)}", icon=":material/block:")
             st.stop()
 status_slot.empty()
 if summary.get("stopped"):

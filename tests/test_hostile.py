@@ -406,3 +406,41 @@ def test_the_upload_endpoint_keeps_a_bounded_number_of_bytes_per_session_and_in_
     assert mgr._total_bytes <= L.UPLOAD_TOTAL_BYTES
     mgr.remove_session_files("a")  # a closed session
     put("late", "h", 4 * mib)
+
+
+EVIL = "[Log in](https://evil.example/login) ![t](https://evil.example/p.png) www.evil.example :red[x] $x$"
+
+
+def test_a_files_text_shows_as_typed_never_as_links_or_images():
+    """A shared link's scenario puts its description and (echoed in errors) its values on the
+    demo's own page, which renders Markdown: a phishing link or a tracking image would be
+    the demo's. They show escaped, as typed."""
+    from llmsim_ui.markdown import plain
+    assert plain(EVIL).replace("\\", "") == EVIL
+    assert "](" not in plain(EVIL) and "://" not in plain(EVIL) and ":red[" not in plain(EVIL)
+    text = re.sub(r'(?m)^description = .*$', f'description = "{EVIL}"', NET, count=1)
+    assert text != NET
+    at = page("pages/agents.py", preset="uploaded", live=0, n=200, toml=uploads.encode_link_toml(text))
+    assert not at.exception
+    cap = next(c.value for c in at.caption if "Log in" in c.value)
+    assert "](" not in cap and "://" not in cap and cap.replace("\\", "").endswith(EVIL)
+    # a value echoed by an error: an unknown engine named like a link
+    bad = NET.replace('engine = "executor"', 'engine = "[x](https://evil.example)"', 1)
+    assert bad != NET
+    at = page("pages/agents.py", preset="uploaded", live=0, n=200, toml=uploads.encode_link_toml(bad))
+    msg = shown(at)
+    assert "unknown engine" in msg and "](" not in msg and "://" not in msg
+
+
+@pytest.mark.parametrize("name", ["[x](https://evil.example)", "a.b", "", "-x", "x" * 65, 3, "a b"])
+def test_names_are_plain_words(name):
+    # engine, workflow and step names appear in labels, columns and messages
+    for where, text in [("engines[0].name", NET.replace('name = "planner"', f"name = {name!r}", 1)),
+                        ("workflows[0].steps[0].name", NET.replace('name = "plan"', f"name = {name!r}", 1)),
+                        ("workflows[0].name", NET.replace('name = "task"', f"name = {name!r}", 1))]:
+        if isinstance(name, int):
+            text = text.replace(f"name = {name!r}", f"name = {name}")
+        with pytest.raises(ConfigError) as e:
+            loads_scenario(text)
+        msg = str(e.value)
+        assert msg.startswith(where) and "letters, digits" in msg and "evil" not in msg, msg
