@@ -26,9 +26,11 @@ from llmsim_ui import palette
 MAX_MAP_POINTS = 600            # cells x schedulers
 MAX_MAP_REQUESTS = 6_000_000    # simulated arrivals over the whole map
 MAX_PARQUET_BYTES = 50_000_000
-MAX_PARQUET_ROWS = 1_000_000     # a 100,000-point sweep with room to spare
+MAX_PARQUET_ROWS = 500_000       # a 100,000-point sweep of up to five schedulers
 MAX_PARQUET_COLUMNS = 200
-MAX_PARQUET_MEMORY = 400_000_000  # bytes once decompressed (Parquet compresses well: bound it before reading)
+MAX_PARQUET_MEMORY = 150_000_000  # bytes once decoded (Parquet compresses well: bound it before reading)
+MAX_PARQUET_TEXT = 10_000        # characters in one text cell (an error message is a few hundred)
+MAX_MAP_SCHEDULERS = 8           # maps drawn from one table: one per scheduler (each ~60 ms of server CPU)
 
 # the axes offered on the page: field -> (label, log scale, whole numbers, default range)
 AXES = {
@@ -71,6 +73,11 @@ def sweep_axes(df: pd.DataFrame) -> list[str]:
         return []
 
 
+class _Refused(ValueError):
+    """A readable Parquet file beyond this demo's bounds (pyarrow's own errors are
+    ValueErrors too: they say the file is unreadable)."""
+
+
 def read_parquet(data: bytes, name: str) -> pd.DataFrame:
     """A sweep result uploaded as Parquet, its size checked from the file's footer before
     any column is decompressed. ValueError says what is wrong, naming the file."""
@@ -94,8 +101,38 @@ def read_parquet(data: bytes, name: str) -> pd.DataFrame:
     if size > MAX_PARQUET_MEMORY:
         raise ValueError(f"{name}: {size:,} bytes once decompressed is above this demo's limit of "
                          f"{MAX_PARQUET_MEMORY:,}")
+    # text columns: a dictionary-encoded column of one long string repeated is tiny in the
+    # footer (3.7 kB for 400 MB), so read text as dictionaries (what the file holds) and
+    # count what they would decode to before decoding anything
+    import pyarrow.compute as pc
+    text = [fld.name for fld in f.schema_arrow
+            if pa.types.is_string(fld.type) or pa.types.is_large_string(fld.type)
+            or pa.types.is_binary(fld.type) or pa.types.is_large_binary(fld.type)]
     try:
-        return f.read().to_pandas()
+        table = pq.ParquetFile(pa.BufferReader(data), read_dictionary=text).read()
+        decoded = 0
+        for col_name in table.column_names:
+            col = table[col_name]
+            if not pa.types.is_dictionary(col.type):
+                decoded += col.nbytes
+                continue
+            for chunk in col.chunks:
+                lengths = pc.binary_length(chunk.dictionary)
+                longest = pc.max(lengths).as_py() or 0
+                if longest > MAX_PARQUET_TEXT:
+                    raise _Refused(f"{name}: column {col_name!r} holds text of {longest:,} characters; this "
+                                     f"demo reads at most {MAX_PARQUET_TEXT:,} per cell")
+                decoded += int(pc.sum(pc.take(lengths, chunk.indices)).as_py() or 0) + 8 * len(chunk)
+        if decoded > MAX_PARQUET_MEMORY:
+            raise _Refused(f"{name}: {decoded:,} bytes once decoded is above this demo's limit of "
+                             f"{MAX_PARQUET_MEMORY:,}")
+        table = pa.table({c: (pa.chunked_array([ch.dictionary_decode() for ch in table[c].chunks],
+                                               type=table[c].type.value_type)
+                              if pa.types.is_dictionary(table[c].type) else table[c])
+                          for c in table.column_names})
+        return table.to_pandas()
+    except _Refused:
+        raise
     except Exception as exc:
         raise ValueError(f"{name}: not a readable Parquet file ({type(exc).__name__}: {str(exc)[:200]})") from None
 
@@ -107,6 +144,10 @@ def check_table(df: pd.DataFrame) -> str | None:
     if miss:
         return (f"not an llmsim sweep result: column(s) {', '.join(miss)} missing "
                 "(write one with python -m llmsim sweep FILE)")
+    n_sched = df["scheduler"].nunique()
+    if n_sched > MAX_MAP_SCHEDULERS:
+        return (f"{n_sched:,} schedulers in the table; this demo draws at most {MAX_MAP_SCHEDULERS} maps "
+                "(one per scheduler)")
     num = numeric_axes(df)
     if len(num) < 2:
         return (f"a map needs two numeric axes; this sweep has {', '.join(sweep_axes(df)) or 'none'} "

@@ -29,7 +29,7 @@ def open_page(**params) -> AppTest:
 
 def errors(at: AppTest) -> str:
     assert not at.exception, [e.value for e in at.exception]
-    return "\n".join(e.value for e in at.error)
+    return "\n".join(e.value for e in at.error).replace("\\", "")  # outside text in them is escaped
 
 
 def metric(at: AppTest, label: str) -> str:

@@ -292,8 +292,9 @@ def page(name, **params) -> AppTest:
 
 
 def shown(at) -> str:
+    """The page's error messages as they read (outside text in them is Markdown-escaped)."""
     assert not at.exception, [e.value for e in at.exception]
-    return "\n".join(e.value for e in at.error)
+    return "\n".join(e.value for e in at.error).replace("\\", "")
 
 
 @pytest.mark.parametrize("path", ["/proc/self/environ", "/etc/passwd"])
@@ -428,8 +429,9 @@ def test_a_files_text_shows_as_typed_never_as_links_or_images():
     bad = NET.replace('engine = "executor"', 'engine = "[x](https://evil.example)"', 1)
     assert bad != NET
     at = page("pages/agents.py", preset="uploaded", live=0, n=200, toml=uploads.encode_link_toml(bad))
-    msg = shown(at)
-    assert "unknown engine" in msg and "](" not in msg and "://" not in msg
+    assert "unknown engine" in shown(at)
+    raw = "\n".join(e.value for e in at.error)  # as sent to the browser
+    assert "](" not in raw and "://" not in raw
 
 
 @pytest.mark.parametrize("name", ["[x](https://evil.example)", "a.b", "", "-x", "x" * 65, 3, "a b"])
@@ -444,3 +446,51 @@ def test_names_are_plain_words(name):
             loads_scenario(text)
         msg = str(e.value)
         assert msg.startswith(where) and "letters, digits" in msg and "evil" not in msg, msg
+
+
+def _dictionary_bomb(n: int, text: str, schedulers=None) -> bytes:
+    """A sweep result whose text column repeats one string n times, dictionary-encoded: a few
+    kB on disk, n * len(text) bytes decoded, and (the footer's sizes count the dictionary
+    once) small by the footer's own figures."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    t = pa.table({"point": np.arange(n), "replications": np.ones(n, dtype=np.int64),
+                  "load": np.linspace(0.5, 1.5, n), "engine.token_budget": np.full(n, 512),
+                  "scheduler": schedulers if schedulers is not None else ["sarathi"] * n,
+                  "verdict": ["stable"] * n, "error": [text] * n, "arrival_rate_rps": np.ones(n),
+                  "theory_capacity_rps": np.ones(n)})
+    buf = io.BytesIO()
+    pq.write_table(t, buf, use_dictionary=True, store_schema=False, dictionary_pagesize_limit=20_000_000,
+                   compression="zstd")
+    return buf.getvalue()
+
+
+def test_parquet_text_is_counted_as_decoded_before_it_is_decoded():
+    from llmsim_ui import sweepmap as M
+    long_cell = _dictionary_bomb(400, "x" * 1_000_000)  # 400 MB decoded, 4 kB on disk
+    assert len(long_cell) < 10_000
+    with pytest.raises(ValueError, match="'error' holds text of 1,000,000 characters"):
+        M.read_parquet(long_cell, "bomb.parquet")
+    many = _dictionary_bomb(M.MAX_PARQUET_ROWS, "y" * 9_000)  # 4.5 GB decoded, cells under the cap
+    assert len(many) < 10_000_000
+    with pytest.raises(ValueError, match="bytes once decoded is above"):
+        M.read_parquet(many, "many.parquet")
+    at = page("pages/sweep.py", src="file")
+    at.file_uploader(key="map.parquet").set_value(("bomb.parquet", long_cell, "application/octet-stream"))
+    assert "bomb.parquet: column 'error' holds text of 1,000,000 characters" in shown(at.run())
+
+
+def test_a_sweep_result_with_thousands_of_schedulers_is_refused_before_drawing():
+    # one map per scheduler (~60 ms of server CPU each): 20,000 names in a 100 kB file
+    from llmsim_ui import sweepmap as M
+    n = 20_000
+    data = _dictionary_bomb(n, "", schedulers=[f"s{i}" for i in range(n)])
+    df = M.read_parquet(data, "many.parquet")
+    assert M.check_table(df).startswith(f"{n:,} schedulers in the table")
+    at = page("pages/sweep.py", src="file")
+    at.file_uploader(key="map.parquet").set_value(("many.parquet", data, "application/octet-stream"))
+    start = time.perf_counter()
+    msg = shown(at.run())
+    assert "20,000 schedulers in the table" in msg and time.perf_counter() - start < 30
