@@ -23,6 +23,11 @@ MAX_SEED = 2**31 - 1
 MAX_PROBES = 16                 # capacity search: probes per scheduler
 MAX_SWEEP = 16                  # capacity page: arrival rates per throughput curve
 MAX_PRIORITY = 1000
+# a network the agents page edits: each engine, workflow and step gets its own inputs (a page
+# run draws them all: 1,300 engines took 65 s of server CPU per view before the file was refused)
+MAX_UI_ENGINES = 16
+MAX_UI_WORKFLOWS = 16
+MAX_UI_STEPS = 64
 MAX_TOML_BYTES = 200_000        # a scenario file, uploaded or inflated from a link
 MAX_LINK_CHARS = 16_000         # a link's compressed `toml` parameter (the page writes at most 4,000)
 MAX_TRACE_UPLOAD_BYTES = 5 * 1024 * 1024  # a trace CSV (server.maxUploadSize is 5 MB too)

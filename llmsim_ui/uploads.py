@@ -85,9 +85,26 @@ def scenario_from_text(text: str, traces: dict | None = None, name: str | None =
     if len(text.encode()) > L.MAX_TOML_BYTES:
         raise ConfigError(f"{name or 'scenario'}: above this demo's limit of {L.MAX_TOML_BYTES:,} bytes")
     try:
-        return llmsim.loads_scenario(text, traces=traces, trace_policy=TRACE_POLICY)
+        from llmsim.config import parse_toml
+        table = parse_toml(text[1:] if text.startswith("\ufeff") else text, "scenario")
+        _check_editable(table)  # before validating (and drawing) hundreds of engines
+        return llmsim.scenario_from_table(table, traces=traces, trace_policy=TRACE_POLICY)
     except ConfigError as exc:
         if name:
             raise ConfigError(f"{name}: {exc}") from None
         raise
+
+
+def _check_editable(table: dict) -> None:
+    """A network the agents page can show: at most L.MAX_UI_ENGINES engines, L.MAX_UI_WORKFLOWS
+    workflows and L.MAX_UI_STEPS steps in all (each gets inputs on the page)."""
+    engines, workflows = table.get("engines"), table.get("workflows")
+    steps = sum(len(w.get("steps", [])) for w in workflows if isinstance(w, dict)) \
+        if isinstance(workflows, list) else 0
+    for what, items, hi in (("engines", engines, L.MAX_UI_ENGINES), ("workflows", workflows, L.MAX_UI_WORKFLOWS)):
+        if isinstance(items, list) and len(items) > hi:
+            raise ConfigError(f"{what}: {len(items):,} is above this demo's limit of {hi} ({L.CLI_HINT})")
+    if steps > L.MAX_UI_STEPS:
+        raise ConfigError(f"workflows: {steps:,} steps in all is above this demo's limit of {L.MAX_UI_STEPS} "
+                          f"({L.CLI_HINT})")
 

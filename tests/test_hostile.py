@@ -494,3 +494,28 @@ def test_a_sweep_result_with_thousands_of_schedulers_is_refused_before_drawing()
     start = time.perf_counter()
     msg = shown(at.run())
     assert "20,000 schedulers in the table" in msg and time.perf_counter() - start < 30
+
+
+def test_a_network_too_big_to_edit_is_refused_before_it_is_drawn():
+    # each engine, workflow and step gets inputs on the agents page: a 7 kB link of 1,300
+    # engines took 65 s of server CPU per view before the run was refused
+    def engines(n):
+        return "".join(f'[[engines]]\nname="e{i}"\nscheduler="sarathi"\ntoken_budget=512\nkv_cache_tokens=100000\n'
+                       'batch_time={model="constant",seconds=0.02}\n' for i in range(n))
+
+    def flows(n):
+        return "".join(f'[[workflows]]\nname="w{i}"\narrival={{process="poisson",rate=0.1}}\n[[workflows.steps]]\n'
+                       f'name="s"\nengine="e{i % 2}"\nprompt_tokens={{dist="constant",value=10}}\n'
+                       'output_tokens={dist="constant",value=10}\nnext=[]\n' for i in range(n))
+    text = "seed = 1\n" + engines(1300) + flows(150)
+    assert len(text) < L.MAX_TOML_BYTES
+    link = uploads.encode_link_toml(text)
+    assert len(link) <= L.MAX_LINK_CHARS
+    start = time.perf_counter()
+    at = page("pages/agents.py", preset="uploaded", live=0, toml=link)
+    msg = shown(at)
+    assert f"engines: 1,300 is above this demo's limit of {L.MAX_UI_ENGINES}" in msg, msg
+    assert time.perf_counter() - start < 30
+    with pytest.raises(ConfigError, match=f"workflows: 200 is above this demo's limit of {L.MAX_UI_WORKFLOWS}"):
+        uploads.scenario_from_text("seed = 1\n" + engines(2) + flows(200))
+    assert len(uploads.scenario_from_text("seed = 1\n" + engines(2) + flows(L.MAX_UI_WORKFLOWS)).workflows) == 16
