@@ -374,6 +374,14 @@ class Scenario:
     workload_preset: str = ""
     single: bool = True
 
+    def __post_init__(self):
+        # a replayed trace's rate is that of the rows a run replays: its first num_requests
+        wfs = tuple(replace(w, arrival=replace(w.arrival, replay=self.num_requests))
+                    if isinstance(w.arrival, TraceArrivals) and w.arrival.replay != self.num_requests else w
+                    for w in self.workflows)
+        if any(a is not b for a, b in zip(wfs, self.workflows)):
+            object.__setattr__(self, "workflows", wfs)
+
     # ---------------------------------------------------------- convenience views
     @property
     def engine(self) -> EngineConfig:
@@ -1015,10 +1023,19 @@ def _check_arrival(a, where: str):
         span = float(t[-1] - t[0])
         if not (isinstance(a.rate_scale, (int, float)) and math.isfinite(a.rate_scale) and 1e-6 <= a.rate_scale <= 1e4):
             raise ConfigError(f"{where}.speedup: {a.rate_scale!r} must be in [1e-06, 10000]")
-        if span <= 0 or not math.isfinite(a.rate) or a.rate > MAX_RATE:
+        part = a.replayed_times
+        if span > 0 and len(part) < n and (len(part) < 2 or part[-1] <= part[0]):
+            later = int(np.searchsorted(t, t[0], side="right"))  # rows at the first instant
             raise ConfigError(
-                f"{where}.path: the trace {a.trace.path!r} spans {span:g} s for {n} rows, an arrival rate of "
-                f"{(n - 1) / span * a.rate_scale if span > 0 else math.inf:g} per second; allowed: at most "
+                f"num_requests: a run replays the first {len(part):,} rows of the trace {a.trace.path!r}, which "
+                f"all arrive at t = {float(t[0]):g} s: there is no time to measure stability over; allowed: "
+                f"num_requests >= {later + 1:,} (row {later + 1:,} is the first later arrival), or a duration")
+        if span <= 0 or not math.isfinite(a.rate) or a.rate > MAX_RATE:
+            m, span_m = len(part), float(part[-1] - part[0])
+            rows = f"{m} rows" if m == n else f"the {m:,} rows a run replays"
+            raise ConfigError(
+                f"{where}.path: the trace {a.trace.path!r} spans {span_m:g} s for {rows}, an arrival rate of "
+                f"{(m - 1) / span_m * a.rate_scale if span_m > 0 else math.inf:g} per second; allowed: at most "
                 f"{MAX_RATE:g} per second (rows spread over a longer time, or a smaller speedup)")
         return
     r = getattr(a, "rate", None)

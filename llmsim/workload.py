@@ -656,20 +656,31 @@ class GammaArrivals:
 
 @dataclass(frozen=True)
 class TraceArrivals:
-    """Replays a trace's arrival times (and, unless lengths are given, its lengths)."""
+    """Replays a trace's arrival times (and, unless lengths are given, its lengths).
+
+    replay: the rows a run replays (its num_requests; set by the Scenario), None for the
+    whole trace. The rate and cv are the replayed part's: a run of the first 1,000 rows
+    offers their load, not the whole trace's."""
     trace: Trace
     rate_scale: float = 1.0
+    replay: int | None = None
     name = "trace"
 
     @property
+    def replayed_times(self) -> np.ndarray:
+        """The arrival times a run replays once through (all rows when it loops the trace)."""
+        t = self.trace.times
+        return t if self.replay is None or self.replay >= len(t) else t[:max(self.replay, 1)]
+
+    @property
     def rate(self):
-        span = float(self.trace.times[-1])
-        n = len(self.trace.times)
-        return (n - 1) / span * self.rate_scale if span > 0 else math.inf
+        t = self.replayed_times
+        span = float(t[-1])
+        return (len(t) - 1) / span * self.rate_scale if span > 0 else math.inf
 
     @property
     def cv(self):
-        gaps = np.diff(self.trace.times)
+        gaps = np.diff(self.replayed_times)
         return float(gaps.std() / gaps.mean()) if len(gaps) > 1 and gaps.mean() > 0 else 0.0
 
     def times(self, rng, n):
@@ -723,6 +734,6 @@ def with_rate(arrival, rate: float):
     if isinstance(arrival, GammaArrivals):
         return GammaArrivals(rate, arrival.cv)
     if isinstance(arrival, TraceArrivals):
-        base = TraceArrivals(arrival.trace).rate
-        return TraceArrivals(arrival.trace, rate / base)
+        base = TraceArrivals(arrival.trace, replay=arrival.replay).rate
+        return TraceArrivals(arrival.trace, rate / base, arrival.replay)
     raise TypeError(arrival)

@@ -519,3 +519,25 @@ def test_a_network_too_big_to_edit_is_refused_before_it_is_drawn():
     with pytest.raises(ConfigError, match=f"workflows: 200 is above this demo's limit of {L.MAX_UI_WORKFLOWS}"):
         uploads.scenario_from_text("seed = 1\n" + engines(2) + flows(200))
     assert len(uploads.scenario_from_text("seed = 1\n" + engines(2) + flows(L.MAX_UI_WORKFLOWS)).workflows) == 16
+
+
+def test_a_replay_of_a_traces_burst_is_refused_and_rates_are_the_replayed_rows():
+    """A trace of 1,500 rows at t = 0 and one at t = 1 s: its whole-trace rate is 1,500/s, but
+    a run of its first 1,000 rows replays them all at t = 0 and measured nothing (an
+    inconclusive verdict with a NaN growth, at a load taken from the whole trace)."""
+    rows = "0,1,1\n" * 1500 + "1,1,1\n"
+    with pytest.raises(ConfigError, match="first 1,000 rows .* all arrive at t = 0 s.*num_requests >= 1,501"):
+        loads_scenario(trace_single("b.csv").replace("num_requests = 50", "num_requests = 1000"),
+                       traces={"b.csv": HEADER + rows})
+    sc = loads_scenario(trace_single("b.csv").replace("num_requests = 50", "num_requests = 1501"),
+                        traces={"b.csv": HEADER + rows})
+    assert sc.total_rate == 1500.0
+    # the theory's rate is the replayed rows' (rows - 1) / span, and follows num_requests
+    tr = parse_trace(HEADER + "".join(f"{t:g},10,5\n" for t in [0, 1, 2, 3, 10, 20, 30]), "t.csv")
+    sc = loads_scenario(trace_single("t.csv").replace("num_requests = 50", "num_requests = 4"),
+                        traces={"t.csv": HEADER + "".join(f"{t:g},10,5\n" for t in [0, 1, 2, 3, 10, 20, 30])})
+    assert sc.total_rate == pytest.approx(3 / 3) and replace(sc, num_requests=7).total_rate == pytest.approx(6 / 30)
+    assert replace(sc, num_requests=70).total_rate == pytest.approx(6 / 30)  # looped: the whole trace's
+    assert sc.with_rate(2.0).total_rate == pytest.approx(2.0)
+    res = llmsim.simulate(sc)
+    assert res.summary["arrived"] == 4 and list(res.requests.arrival_s) == list(tr.times[:4])
