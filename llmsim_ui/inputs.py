@@ -473,6 +473,14 @@ def values_from_scenario(sc) -> dict:
         v["hw"] = CUSTOM
         bt = eng["batch_time"]
         m = bt["model"]
+        # terms the panel has no input for: refused by name rather than dropped silently
+        edits = {"constant": {"seconds"}, "staircase": {"c_seconds", "a_seconds", "b0"},
+                 "piecewise": {"c_seconds", "a_seconds", "b0"},
+                 "affine": {"c0_seconds", "prefill_seconds_per_token", "decode_seconds_per_token"}}
+        extra = [k for k, x in bt.items() if k not in edits.get(m, set()) | {"model", "name"} and x]
+        if extra:
+            raise ConfigError(f"engine.batch_time.{extra[0]}: the dashboard edits {m} batch times without this "
+                              f"term; allowed here: 0 or absent (use the command line otherwise)")
         if m == "preset":
             v["hw"] = bt["name"]
         elif m == "constant":
@@ -482,9 +490,6 @@ def values_from_scenario(sc) -> dict:
         elif m == "piecewise":
             v.update(bt="piecewise", pw_c=bt["c_seconds"] * 1e3, pw_a=bt["a_seconds"] * 1e6, pw_b0=int(bt["b0"]))
         else:
-            if bt.get("context_seconds_per_token"):
-                raise ConfigError("engine.batch_time.context_seconds_per_token: the dashboard edits affine batch "
-                                  "times without a context term; allowed here: 0 (use the command line otherwise)")
             v.update(bt="affine", af_c0=bt["c0_seconds"] * 1e3, af_p=bt["prefill_seconds_per_token"] * 1e6,
                      af_d=bt["decode_seconds_per_token"] * 1e6)
     if "num_requests" not in wl or "duration_seconds" in wl:

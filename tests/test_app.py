@@ -220,6 +220,27 @@ def test_saved_toml_round_trips_through_the_panel():
     assert v["bt"] == sc.engine.batch_time.model == "staircase" and v["st_b0"] == int(sc.engine.batch_time.params[2])
 
 
+@pytest.mark.parametrize("bt,term", [
+    ('{ model = "piecewise", c_seconds = 0.01, a_seconds = 0.001, b0 = 64, decode_seconds_per_token = 1e-5 }',
+     "decode_seconds_per_token"),
+    ('{ model = "affine", c0_seconds = 0.01, prefill_seconds_per_token = 1e-5, decode_seconds_per_token = 1e-5, '
+     'prefill_attention_seconds_per_pair = 1e-9 }', "prefill_attention_seconds_per_pair"),
+    ('{ model = "affine", c0_seconds = 0.01, prefill_seconds_per_token = 1e-5, decode_seconds_per_token = 1e-5, '
+     'context_seconds_per_token = 1e-7 }', "context_seconds_per_token"),
+])
+def test_restoring_refuses_batch_time_terms_the_panel_cannot_show(bt, term):
+    # restored without the term, the page would run another engine than the file's, silently
+    from llmsim_ui import inputs
+    text = (ROOT / "scenarios" / "quickstart.toml").read_text()
+    text = text.replace('batch_time = { model = "constant", seconds = 0.05 }', f"batch_time = {bt}")
+    assert term in text
+    with pytest.raises(llmsim.ConfigError, match=f"engine.batch_time.{term}: the dashboard edits"):
+        inputs.values_from_scenario(llmsim.loads_scenario(text))
+    plain = llmsim.loads_scenario(text.replace(f", {term} = ", ", unused = ").replace(", unused = 1e-5", "")
+                                  .replace(", unused = 1e-9", "").replace(", unused = 1e-7", ""))
+    assert inputs.values_from_scenario(plain)["bt"] in ("piecewise", "affine")
+
+
 # ----------------------------------------------------------------------- capacity
 
 CAP = {"n": 1000, "probes": 4, "points": 3, "sched": "orca,sarathi"}
