@@ -250,7 +250,8 @@ def test_should_stop_interrupts_between_slices():
 
 def _texts(at) -> str:
     assert not at.exception, [e.value for e in at.exception]
-    return "\n".join(x.value for kind in ("error", "warning", "caption") for x in getattr(at, kind))
+    # outside text in messages is Markdown-escaped (llmsim_ui/markdown.plain): read as shown
+    return "\n".join(x.value for kind in ("error", "warning", "caption") for x in getattr(at, kind)).replace("\\", "")
 
 
 FREEZER_LINK = {"sched": "sarathi", "n": "200000", "rate": "0.001", "hw": "custom", "bt": "constant",
