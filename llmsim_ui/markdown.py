@@ -6,11 +6,20 @@ from __future__ import annotations
 
 import re
 
-# CommonMark lets a backslash escape any ASCII punctuation; escaping ':' and '.' also stops
-# GitHub-style autolinks (https://…, www.…) and Streamlit's :icon: and :colour[…]: directives
+# CommonMark lets a backslash escape any ASCII punctuation (links, images, emphasis, and
+# Streamlit's :icon: and :colour[…]: directives). GitHub-style autolinks (https://…, www.…,
+# name@host) look through escapes (seen in Chromium: an escaped URL still became a link),
+# so a zero-width space breaks them: the text reads the same, nothing is clickable.
 _PUNCT = re.compile(r"([!-/:-@\[-`{-~])")
+_AUTOLINK = re.compile(r"(?i)(://|www\.|@)")
+ZWSP = "\u200b"
+
+
+def _break(m) -> str:
+    s = m.group(0)
+    return ZWSP + s if s == "@" else s[0] + ZWSP + s[1:]
 
 
 def plain(text) -> str:
     """text, shown literally by st.markdown / st.caption / st.error and friends."""
-    return _PUNCT.sub(r"\\\1", str(text))
+    return _PUNCT.sub(r"\\\1", _AUTOLINK.sub(_break, str(text)))

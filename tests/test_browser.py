@@ -254,6 +254,27 @@ def test_stability_map_page(app):
     _shot(page, "sweep")
 
 
+def test_a_links_text_shows_as_typed_in_the_browser(app):
+    """A shared link's description and an error echoing its value, with a Markdown link, an
+    image and bare URLs: Chromium shows the text as typed, with no anchor or image pointing
+    anywhere (escaped Markdown alone left the bare URLs clickable: they autolink)."""
+    import re
+
+    from llmsim_ui import uploads
+    url, _t0, browser = app
+    net = (ROOT / "scenarios" / "agents" / "tandem.toml").read_text()
+    evil = "[Log in](https://evil.example/login) ![t](https://evil.example/p.png) www.evil.example me@evil.example"
+    desc = re.sub(r"(?m)^description = .*$", f'description = "{evil}"', net, count=1)
+    bad = net.replace('engine = "executor"', 'engine = "[x](https://evil.example)"', 1)
+    page = B.new_page(browser)
+    for text, shown in ((desc, "Log in"), (bad, "unknown engine")):
+        page.goto(url + f"/agents?preset=uploaded&live=0&n=300&toml={uploads.encode_link_toml(text)}")
+        B.wait_text(page, shown, 120)
+        body = page.inner_text("body")
+        assert "evil.example" in body.replace("\u200b", "") and "\\" not in body
+        assert page.query_selector_all('a[href*="evil"]') == [] and page.query_selector_all('img[src*="evil"]') == []
+
+
 def test_scripted_uploads_are_refused_past_a_sessions_bound(app):
     """A hostile visitor scripts PUTs to Streamlit's upload endpoint with the session id and
     XSRF token of a real upload: past the session's bound (llmsim_ui/upload_guard.py: 25 MB)
