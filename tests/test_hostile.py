@@ -359,9 +359,14 @@ def test_parquet_uploads_are_checked_before_inflating(monkeypatch):
     monkeypatch.setattr(M, "MAX_PARQUET_MEMORY", 10_000_000)
     with pytest.raises(ValueError, match="once decompressed is above"):
         M.read_parquet(data, "bomb.parquet")
+    assert "bomb.parquet: 16,000,000 bytes once decompressed" in upload_map("bomb.parquet", data)
+
+
+def upload_map(name: str, data: bytes) -> str:
+    """The stability-map page's messages after uploading `data` as a sweep result."""
     at = page("pages/sweep.py", src="file")
-    at.file_uploader(key="map.parquet").set_value(("bomb.parquet", data, "application/octet-stream"))
-    assert "bomb.parquet: 16,000,000 bytes once decompressed" in shown(at.run())
+    at.file_uploader(key="map.parquet").set_value((name, data, "application/octet-stream"))
+    return shown(at.run())
 
 
 def test_the_upload_endpoint_keeps_a_bounded_number_of_bytes_per_session_and_in_all():
@@ -477,9 +482,7 @@ def test_parquet_text_is_counted_as_decoded_before_it_is_decoded():
     assert len(many) < 10_000_000
     with pytest.raises(ValueError, match="bytes once decoded is above"):
         M.read_parquet(many, "many.parquet")
-    at = page("pages/sweep.py", src="file")
-    at.file_uploader(key="map.parquet").set_value(("bomb.parquet", long_cell, "application/octet-stream"))
-    assert "bomb.parquet: column 'error' holds text of 1,000,000 characters" in shown(at.run())
+    assert "bomb.parquet: column 'error' holds text of 1,000,000 characters" in upload_map("bomb.parquet", long_cell)
 
 
 def test_a_sweep_result_with_thousands_of_schedulers_is_refused_before_drawing():
@@ -489,10 +492,8 @@ def test_a_sweep_result_with_thousands_of_schedulers_is_refused_before_drawing()
     data = _dictionary_bomb(n, "", schedulers=[f"s{i}" for i in range(n)])
     df = M.read_parquet(data, "many.parquet")
     assert M.check_table(df).startswith(f"{n:,} schedulers in the table")
-    at = page("pages/sweep.py", src="file")
-    at.file_uploader(key="map.parquet").set_value(("many.parquet", data, "application/octet-stream"))
     start = time.perf_counter()
-    msg = shown(at.run())
+    msg = upload_map("many.parquet", data)
     assert "20,000 schedulers in the table" in msg and time.perf_counter() - start < 30
 
 
