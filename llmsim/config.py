@@ -132,23 +132,28 @@ _PIECEWISE_EXTRA = ("prefill_seconds_per_token", "decode_seconds_per_token",
                     "context_seconds_per_token", "prefill_attention_seconds_per_pair")
 
 
+MIN_ITERATION_S = 1e-6  # the shortest iteration (its fixed part): far below any GPU's, far above 1/inf
+
+
 def batch_time(table, where: str) -> BatchTime:
     if not isinstance(table, dict):
         raise ConfigError(f"{where}: expected a table like {{ model = \"constant\", seconds = 0.05 }}, got {table!r}")
     m = table.get("model")
     if m == "constant":
         _check_keys(table, {"model", "seconds"}, where)
-        return BatchTime("constant", (_num(table, "seconds", where, maximum=3600),))
+        return BatchTime("constant", (_num(table, "seconds", where, minimum=MIN_ITERATION_S, maximum=3600),))
     if m in ("staircase", "piecewise"):
         _check_keys(table, {"model", "c_seconds", "a_seconds", "b0"}
                     | (set(_PIECEWISE_EXTRA) if m == "piecewise" else set()), where)
         c = _num(table, "c_seconds", where, positive=False, minimum=0, maximum=3600)
         a = _num(table, "a_seconds", where, positive=False, minimum=0, maximum=3600)
         b0 = _num(table, "b0", where, integer=True, maximum=MAX_BUDGET)
-        if m == "staircase" and a == 0 and c == 0:
-            raise ConfigError(f"{where}: c_seconds and a_seconds cannot both be 0")
-        if m == "piecewise" and c <= 0:
-            raise ConfigError(f"{where}.c_seconds: {c} must be > 0 (an iteration below b0 tokens takes c)")
+        if m == "staircase" and c + a < MIN_ITERATION_S:
+            raise ConfigError(f"{where}: c_seconds + a_seconds (a one-token iteration) must be >= "
+                              f"{MIN_ITERATION_S:g} s")
+        if m == "piecewise" and c < MIN_ITERATION_S:
+            raise ConfigError(f"{where}.c_seconds: {c} must be >= {MIN_ITERATION_S:g} (an iteration below b0 "
+                              "tokens takes c)")
         if m == "piecewise" and any(k in table for k in _PIECEWISE_EXTRA):
             cp, cd, ckv, cpa = (_num(table, k, where, positive=False, minimum=0,
                                      maximum=1e-3 if k.endswith("pair") else 1) if k in table else 0.0
@@ -159,7 +164,7 @@ def batch_time(table, where: str) -> BatchTime:
         _check_keys(table, {"model", "c0_seconds", "prefill_seconds_per_token",
                             "decode_seconds_per_token", "context_seconds_per_token",
                             "prefill_attention_seconds_per_pair"}, where)
-        c0 = _num(table, "c0_seconds", where, maximum=3600)
+        c0 = _num(table, "c0_seconds", where, minimum=MIN_ITERATION_S, maximum=3600)
         cp = _num(table, "prefill_seconds_per_token", where, positive=False, minimum=0, maximum=1)
         cd = _num(table, "decode_seconds_per_token", where, positive=False, minimum=0, maximum=1)
         ckv = _num(table, "context_seconds_per_token", where, positive=False, minimum=0, maximum=1) \

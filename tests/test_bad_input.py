@@ -51,6 +51,16 @@ def make(rate="3.0", prompt='{ dist = "constant", value = 64 }', sched="sarathi"
     ("seed = = 1", "malformed TOML", "TOML"),
     # an integer beyond Python's 4,300-digit conversion limit: tomllib raises ValueError
     ("seed = " + "9" * 5000, "malformed TOML", "cannot be read"),
+    # within it, but beyond a float (OverflowError) or an int64: refused by name, not echoed
+    (make().replace("seed = 1", "seed = " + "9" * 400), "seed: a whole number of 400 digits", "out of range"),
+    (make(rate="9" * 400), "workload.arrival.rate: a whole number of 400 digits", "allowed: at most 1e+06"),
+    (make(budget="9" * 25), "engine.token_budget: a whole number of 25 digits", "out of range"),
+    # a subnormal iteration time: 1 / t overflows in the theory's linear program
+    (make(bt='{ model = "constant", seconds = 1e-320 }'), "engine.batch_time.seconds", ">= 1e-06"),
+    (make(bt='{ model = "staircase", c_seconds = 0, a_seconds = 1e-320, b0 = 128 }'), "engine.batch_time",
+     "must be >= 1e-06 s"),
+    (make(bt='{ model = "affine", c0_seconds = 1e-320, prefill_seconds_per_token = 1e-4, '
+             'decode_seconds_per_token = 1e-4 }'), "engine.batch_time.c0_seconds", ">= 1e-06"),
 ])
 def test_api_errors_name_field_and_allowed(text, field, allowed):
     with pytest.raises(ConfigError) as e:
@@ -112,6 +122,10 @@ def test_cli_bad_input_exit_2(tmp_path):
     assert r.returncode == 2 and "malformed TOML" in r.stderr and "Traceback" not in r.stderr
     r = run_cli("sweep", str(huge))
     assert r.returncode == 2 and "malformed TOML" in r.stderr and "Traceback" not in r.stderr
+    big = tmp_path / "big.toml"
+    big.write_text(make().replace("seed = 1", "seed = " + "9" * 400))
+    r = run_cli("run", str(big))
+    assert r.returncode == 2 and "400 digits" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_cli_run_json(tmp_path):
