@@ -14,6 +14,7 @@ from the rows' own theory columns, so a loaded file needs no scenario:
 from __future__ import annotations
 
 import math
+import re
 import textwrap
 
 import altair as alt
@@ -31,6 +32,14 @@ MAX_PARQUET_COLUMNS = 200
 MAX_PARQUET_MEMORY = 150_000_000  # bytes once decoded (Parquet compresses well: bound it before reading)
 MAX_PARQUET_TEXT = 10_000        # characters in one text cell (an error message is a few hundred)
 MAX_MAP_SCHEDULERS = 8           # maps drawn from one table: one per scheduler (each ~60 ms of server CPU)
+MAX_AXIS_VALUES = 200            # distinct values of one numeric axis (its cells and ticks)
+MAX_MAP_CELLS = 40_000           # cells drawn in all maps together (~1 s of server CPU, ~10 MB to the browser)
+# what an uploaded table's names and values may be: the sweep writes field paths, scheduler
+# names and its own verdicts (anything else would end up in labels, tooltips and captions)
+_COLUMN = re.compile(r"[A-Za-z0-9_.\[\]-]{1,100}")
+_SCHEDULER = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_NUMERIC = ("arrival_rate_rps", "theory_capacity_rps", "theory_optimal_capacity_rps", "load", "growth",
+            "e2e_p99_s", "ttft_p99_s")
 
 # the axes offered on the page: field -> (label, log scale, whole numbers, default range)
 AXES = {
@@ -101,13 +110,19 @@ def read_parquet(data: bytes, name: str) -> pd.DataFrame:
     if size > MAX_PARQUET_MEMORY:
         raise ValueError(f"{name}: {size:,} bytes once decompressed is above this demo's limit of "
                          f"{MAX_PARQUET_MEMORY:,}")
+    # numbers and text only: a nested column (a list of dictionary-encoded strings) decodes
+    # before anything can count it (a 4 kB file asked for 100 GB)
+    for fld in f.schema_arrow:
+        t = fld.type
+        if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
+                or pa.types.is_null(t) or pa.types.is_string(t) or pa.types.is_large_string(t)):
+            raise _Refused(f"{name}: column {str(fld.name)[:60]!r} is of type {str(t)[:60]}; a sweep result "
+                           "holds numbers and text only")
     # text columns: a dictionary-encoded column of one long string repeated is tiny in the
     # footer (3.7 kB for 400 MB), so read text as dictionaries (what the file holds) and
     # count what they would decode to before decoding anything
     import pyarrow.compute as pc
-    text = [fld.name for fld in f.schema_arrow
-            if pa.types.is_string(fld.type) or pa.types.is_large_string(fld.type)
-            or pa.types.is_binary(fld.type) or pa.types.is_large_binary(fld.type)]
+    text = [fld.name for fld in f.schema_arrow if pa.types.is_string(fld.type) or pa.types.is_large_string(fld.type)]
     try:
         table = pq.ParquetFile(pa.BufferReader(data), read_dictionary=text).read()
         decoded = 0
@@ -137,18 +152,48 @@ def read_parquet(data: bytes, name: str) -> pd.DataFrame:
         raise ValueError(f"{name}: not a readable Parquet file ({type(exc).__name__}: {str(exc)[:200]})") from None
 
 
+def _text_values(col: pd.Series) -> list | None:
+    """The distinct non-missing values of a text column, or None if any is not text."""
+    vals = col.dropna().unique()
+    return None if any(not isinstance(v, str) for v in vals) else list(vals)
+
+
 def check_table(df: pd.DataFrame) -> str | None:
-    """None if df is a sweep result table with two numeric axes, else what is missing."""
+    """None if df is a sweep result table with two numeric axes that this page can draw,
+    else what is wrong: missing columns, names or values a sweep does not write (they would
+    reach labels and tooltips), more maps, axis values or infinities than it draws."""
+    bad = [c for c in df.columns if not isinstance(c, str) or not _COLUMN.fullmatch(c)]
+    if bad:
+        return (f"column name {str(bad[0])[:60]!r}: a sweep result's columns are field names (letters, digits, "
+                "'_', '.', '[', ']', '-')")
     need = {"point", "scheduler", "verdict", "error", "arrival_rate_rps", "theory_capacity_rps"}
     miss = sorted(need - set(df.columns))
     if miss:
         return (f"not an llmsim sweep result: column(s) {', '.join(miss)} missing "
                 "(write one with python -m llmsim sweep FILE)")
-    n_sched = df["scheduler"].nunique()
-    if n_sched > MAX_MAP_SCHEDULERS:
-        return (f"{n_sched:,} schedulers in the table; this demo draws at most {MAX_MAP_SCHEDULERS} maps "
-                "(one per scheduler)")
+    for c in _NUMERIC:
+        if c in df and not pd.api.types.is_numeric_dtype(df[c]):
+            return f"column {c}: expected numbers"
+    texts = {c: _text_values(df[c]) for c in ("scheduler", "verdict", "error")}
+    for c, vals in texts.items():
+        if vals is None:
+            return f"column {c}: expected text"
+    if len(texts["scheduler"]) > MAX_MAP_SCHEDULERS:
+        return (f"{len(texts['scheduler']):,} schedulers in the table; this demo draws at most "
+                f"{MAX_MAP_SCHEDULERS} maps (one per scheduler)")
+    if any(not _SCHEDULER.fullmatch(v) for v in texts["scheduler"]):
+        return "column scheduler: scheduler names are letters, digits, '_' and '-'"
+    if set(texts["verdict"]) - set(VERDICTS) - {""}:
+        return f"column verdict: expected {', '.join(VERDICTS)}"
     num = numeric_axes(df)
+    for a in num:
+        v = df[a].to_numpy(dtype=float, na_value=np.nan)
+        if np.isinf(v).any():
+            return f"axis {a}: infinite values cannot be placed on a map"
+        k = df[a].nunique()
+        if k > MAX_AXIS_VALUES:
+            return (f"axis {a}: {k:,} distinct values; this demo draws at most {MAX_AXIS_VALUES} per axis "
+                    "(plot bigger sweeps from the Parquet file with pandas)")
     if len(num) < 2:
         return (f"a map needs two numeric axes; this sweep has {', '.join(sweep_axes(df)) or 'none'} "
                 "(engine.scheduler and text axes are not drawn as axes)")
@@ -235,7 +280,9 @@ def title_lines(title: str, width: int = 28):
 def chart(d: pd.DataFrame, x: str, y: str, metric: str, scheduler: str, log_domain=alt.Undefined) -> alt.LayerChart:
     """The heatmap of one scheduler with the theory boundary over it, as wide as the column it
     is drawn in; log_domain fixes a latency metric's colour scale (see ``charts``)."""
-    sub = d[d["scheduler"] == scheduler]
+    keep = ["x", "y", "x0", "x1", "y0", "y1", "verdict", "growth", "arrival_rate_rps", "theory_capacity_rps", "error",
+            metric]
+    sub = d.loc[d["scheduler"] == scheduler, [c for c in dict.fromkeys(keep) if c in d]]  # what the chart reads
     xs, ys = (alt.Scale(type="log" if is_log(x, d[x]) else "linear", zero=False, nice=False),
               alt.Scale(type="log" if is_log(y, d[y]) else "linear", zero=False, nice=False))
     xt = title_lines(AXES.get(x, (x,))[0])

@@ -91,9 +91,13 @@ if src == "file":
                 vals = sorted(df[a].dropna().unique())
                 v = st.selectbox(f"{a} (fixed)", vals, key=ps.key(f"fix.{a}"))
                 df = df[df[a] == v]
+    if len(df) > M.MAX_MAP_CELLS:
+        st.error(f"{plain(up.name)}: {len(df):,} cells to draw with these axes; this demo draws at most "
+                 f"{M.MAX_MAP_CELLS:,} (fix more axes, or plot the Parquet file with pandas)", icon=":material/block:")
+        st.stop()
     schedulers = [s for s in dict.fromkeys(df["scheduler"].dropna()) if isinstance(s, str)]
     if not schedulers:
-        st.error(f"{up.name}: no point of this sweep ran (every row has an error).", icon=":material/block:")
+        st.error(f"{plain(up.name)}: no point of this sweep ran (every row has an error).", icon=":material/block:")
         st.stop()
     title = up.name
 else:

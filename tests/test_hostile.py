@@ -542,3 +542,65 @@ def test_a_replay_of_a_traces_burst_is_refused_and_rates_are_the_replayed_rows()
     assert sc.with_rate(2.0).total_rate == pytest.approx(2.0)
     res = llmsim.simulate(sc)
     assert res.summary["arrived"] == 4 and list(res.requests.arrival_s) == list(tr.times[:4])
+
+
+def _sweep_table(n: int = 6, **cols):
+    """A small valid sweep result (two numeric axes, two schedulers), with columns replaced."""
+    import pandas as pd
+    df = pd.DataFrame({"point": range(n), "replications": 1, "engine.token_budget": [256, 512, 1024] * (n // 3),
+                       "load": [0.5] * (n // 2) + [1.5] * (n // 2), "scheduler": ["orca", "sarathi"] * (n // 2),
+                       "verdict": ["stable", "unstable"] * (n // 2), "error": "", "arrival_rate_rps": 1.0,
+                       "theory_capacity_rps": 2.0, "theory_optimal_capacity_rps": 2.0, "growth": 0.0})
+    for k, v in cols.items():
+        df[k] = v
+    return df
+
+
+def _parquet(table) -> bytes:
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    buf = io.BytesIO()
+    pq.write_table(table if isinstance(table, pa.Table) else pa.Table.from_pandas(table, preserve_index=False), buf)
+    return buf.getvalue()
+
+
+def test_uploaded_sweep_tables_hold_only_what_a_sweep_writes():
+    """Each of these crashed the map page, put a link or an image on it, or cost minutes of
+    server CPU; each is now refused with what is wrong."""
+    import pyarrow as pa
+    from llmsim_ui import sweepmap as M
+    assert M.check_table(M.read_parquet(_parquet(_sweep_table()), "ok.parquet")) is None
+    # a nested column decodes before anything can count it: refused from the schema
+    nested = pa.table({"point": [0, 1], "error": pa.array([["x" * 10] * 3, ["y"]], pa.list_(pa.string()))})
+    with pytest.raises(ValueError, match="column 'error' is of type list<"):
+        M.read_parquet(_parquet(nested), "nested.parquet")
+    link = "[CLICK](https://evil.example/phish)"
+    cases = [
+        (_sweep_table(scheduler=[link, "sarathi"] * 3), "scheduler names are letters, digits"),
+        (_sweep_table(**{link: [1.0, 2.0] * 3}), "column name"),
+        (_sweep_table(arrival_rate_rps=["fast"] * 6), "column arrival_rate_rps: expected numbers"),
+        (_sweep_table(scheduler=[1, 2] * 3), "column scheduler: expected text"),
+        (_sweep_table(verdict=["maybe"] * 6), "column verdict: expected stable"),
+        (_sweep_table(load=[float("inf")] * 6), "axis load: infinite values"),
+        (_sweep_table(n=600, **{"engine.token_budget": range(600)}), "600 distinct values"),
+    ]
+    for df, needle in cases:
+        msg = M.check_table(M.read_parquet(_parquet(df), "t.parquet"))
+        assert msg is not None and needle in msg, (needle, msg)
+        assert "](" not in msg.replace(repr(link[:60]), "")  # a refused name is quoted once at most
+    # within every bound but too many cells in all: 8 schedulers on a 100 x 100 grid
+    import pandas as pd
+    grid = pd.DataFrame([(b, x) for b in range(100) for x in range(100)], columns=["engine.token_budget", "load"])
+    big = pd.concat([_sweep_table().iloc[[0] * len(grid)].reset_index(drop=True).assign(
+        scheduler=f"s{i}", **{c: grid[c] for c in grid}) for i in range(8)], ignore_index=True)
+    assert M.check_table(big) is None and len(big) > M.MAX_MAP_CELLS
+    assert "80,000 cells to draw" in upload_map("big.parquet", _parquet(big))
+    # through the page: the message and the file's own name show escaped
+    raw_page = page("pages/sweep.py", src="file")
+    raw_page.file_uploader(key="map.parquet").set_value(
+        (f"{link}.parquet", _parquet(_sweep_table(scheduler=[link, "sarathi"] * 3)), "application/octet-stream"))
+    raw_page.run()
+    raw = "\n".join(e.value for e in raw_page.error)
+    assert "scheduler names are letters" in raw.replace("\\", "") and "](" not in raw and "://" not in raw
