@@ -282,7 +282,6 @@ def serve_decoders(ei, e, dec_call, dec_tgt, fin):
     r = ei[e, S.E_ROUND]
     ei[e, S.E_CTX] += k
     none = np.int32(S.TGT_NONE32)
-    nf = n - n  # 0 typed int64: a literal 0 here made Numba compile _remove_finished twice
     if 2 * k <= n:
         # the served prefix is the smaller side: its targets come one round closer
         r32 = np.int32(r)
@@ -295,7 +294,6 @@ def serve_decoders(ei, e, dec_call, dec_tgt, fin):
             seg[i] = seg[i] - 1
             x = seg[i]
             hit = x == r32  # remaining 0: finished
-            nf += hit
             first = min(first, np.int32(i) if hit else k32)
             last = max(last, np.int32(i) if hit else np.int32(-1))
             m = min(m, x)
@@ -324,12 +322,20 @@ def serve_decoders(ei, e, dec_call, dec_tgt, fin):
         for i in range(n):
             x = seg[i]
             hit = x == r32
-            nf += hit
             first = min(first, np.int32(i) if hit else n32)
             last = max(last, np.int32(i) if hit else np.int32(-1))
             m = min(m, none if hit else x)
         ei[e, S.E_DEC_LB] = m
-    if nf > 0:
+    # how many finished: first and last, and those between them (the pass above keeps to three
+    # int32 reductions: counting there too, an int64 sum, made it twice as slow)
+    nf = n - n  # 0 typed int64: a literal 0 here made Numba compile _remove_finished twice
+    if last >= 0:
+        nf += 1
+        if last > first:
+            nf += 1
+            mid = dec_tgt[lo + first + 1:lo + last]
+            for i in range(last - first - 1):
+                nf += mid[i] == r
         _remove_finished(ei, e, dec_call, dec_tgt, lo + first, lo + last, nf, r, fin)
     return nf
 
