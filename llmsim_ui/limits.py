@@ -9,6 +9,7 @@ from __future__ import annotations
 MAX_REQUESTS = 200_000          # arrivals per scheduler (or per policy) in one run
 MIN_REQUESTS = 1_000            # fewer leave the stability test with too little to go on
 MIN_TIMELINE, MAX_TIMELINE = 2, 300   # requests in a Timeline page run (every iteration recorded)
+MAX_TIMELINE_ROWS = 60_000      # its iteration log's rows (one per decode token and prefill chunk): ~6 MB drawn
 MAX_RATE = 10_000.0             # requests (or workflows) per second
 MIN_RATE = 0.001
 MIN_LOAD, MAX_LOAD = 0.01, 5.0  # the load rho input: rate = rho x the theory capacity

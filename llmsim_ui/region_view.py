@@ -53,7 +53,9 @@ def _measured(hw, b, k, p, d):
     from dataclasses import replace
     from llmsim import budget
     from llmsim_ui import runs
-    with runs.hold(budget.estimate(replace(sc, num_requests=SEARCH_REQUESTS))["bytes"]):
+    # every probe under the capacity page's probe limits (1/8 of a run's work budget): a probe
+    # of b = 1 and 65,536-token outputs ran for 77 s of server CPU under a whole run's budget
+    with budget.use(runs.PROBE_LIMITS), runs.hold(budget.estimate(replace(sc, num_requests=SEARCH_REQUESTS))["bytes"]):
         out = capacity_search(sc, scheds, num_requests=SEARCH_REQUESTS, rel_tol=0.03, max_probes=8, workers=1)
     return {r.scheduler: (r.critical_rate_rps, r.interval) for r in out}
 

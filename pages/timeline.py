@@ -61,9 +61,19 @@ except ConfigError as exc:
     st.error(f"Cannot run this scenario — {plain(exc)}", icon=":material/block:")
     inputs.raise_budget_button(ps, str(exc), key=f"{PAGE}.raise_b")
     st.stop()
+# the iteration log has a row per decode token and prefill chunk, and the charts draw every
+# row: 300 requests of 16,384 output tokens were a 227 MB message and 3.9 GB of server memory
+step = sc.workflow.steps[0]
+log_rows = int(sc.num_requests * (step.output_tokens.mean + step.prompt_tokens.mean / sc.engine.token_budget + 1))
+if log_rows > L.MAX_TIMELINE_ROWS:
+    st.error(f"Requests in the run × output tokens: about {log_rows:,} batch entries to draw, above this demo's "
+             f"limit of {L.MAX_TIMELINE_ROWS:,}; allowed: fewer requests or shorter outputs (about "
+             f"{max(L.MIN_TIMELINE, int(sc.num_requests * L.MAX_TIMELINE_ROWS / log_rows)):,} requests fit)",
+             icon=":material/block:")
+    st.stop()
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
+@st.cache_data(max_entries=16, show_spinner=False)
 def _run(toml: str, extra_key: str, _sc):
     with runs.hold(budget.check(_sc, runs.LIMITS)["bytes"]):
         res = runs.simulate_small(_sc, record_iterations=True)  # under the dashboard's limits

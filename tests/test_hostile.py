@@ -604,3 +604,14 @@ def test_uploaded_sweep_tables_hold_only_what_a_sweep_writes():
     raw_page.run()
     raw = "\n".join(e.value for e in raw_page.error)
     assert "scheduler names are letters" in raw.replace("\\", "") and "](" not in raw and "://" not in raw
+
+
+def test_a_timeline_too_long_to_draw_is_refused_before_it_runs():
+    # 300 requests of 16,384 output tokens: a 227 MB message, 3.9 GB of server memory, kept in
+    # the page's cache per seed; refused now from the expected size of the iteration log
+    start = time.perf_counter()
+    at = page("pages/timeline.py", hw="custom", bt="constant", bt_ms=20, budget=512, kv=50_000_000, wl="custom",
+              p_dist="constant", p_value=1, o_dist="constant", o_value=16384, rate=100, sched="sarathi", n=300)
+    msg = shown(at)
+    assert f"above this demo's limit of {L.MAX_TIMELINE_ROWS:,}" in msg and "about 3 requests fit" in msg, msg
+    assert time.perf_counter() - start < 30 and not at.get("vega_lite_chart")
