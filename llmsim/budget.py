@@ -136,7 +136,7 @@ def estimate(sc) -> dict:
     """
     import numpy as np
 
-    from llmsim.config import expected_visits
+    from llmsim.config import expected_visits, stochastic_steps
 
     n_cls = len(sc.workflows)
     arrivals_drawn = 0.0   # arrival times drawn (every class draws num_requests)
@@ -181,10 +181,16 @@ def estimate(sc) -> dict:
     e_pos = {e.name: i for i, e in enumerate(sc.engines)}
     n_e = sum(len(rs) for rs in reps)
     n_s = sum(len(reps[e_pos[s.engine]]) for w in sc.workflows for s in w.steps)
+    n_stoch = int(np.count_nonzero(stochastic_steps(sc)))
     parts = {
         "arrivals": arrivals_drawn * _ARRIVAL,
         # + routing draws; a network's requests table adds workflow/step/engine columns
-        "calls": (calls + margin) * (_CALL + _CALL_TABLE) + calls * (8 + (0 if sc.single else 48)),
+        "calls": calls * (_CALL + _CALL_TABLE + 8 + (0 if sc.single else 48)),
+        # spare call rows: a margin (one instant's most new calls: batch slots x the largest
+        # fork), and 4 margins more in the pool of each step whose call count is random (a loop,
+        # a probabilistic route); the call arrays are sized to the pools (simulate.py): 16
+        # looping steps at a margin of 131,072 were 8.5 M rows (914 MiB of `ci` alone)
+        "spare": margin * (1 + 4 * n_stoch) * _CALL + margin * _CALL_TABLE,
         "workflows": total_jobs * (_JOB + 8 * max(n_joins, 1)),
         # decode regions (an int64 call and an int32 target per entry), batch entries
         "engines": n_e * (4 * margin + 1024) * 12 + slots * 16,
@@ -284,6 +290,9 @@ def check(sc, limits: Limits | None = None) -> dict:
                  "workflows": length if est["classes"] == 1 else f"{length} or the number of workflows "
                  "with a join",
                  "engines": _where_engine(sc),
+                 "spare": f"{_where_engine(sc)} (call rows are kept spare for one instant's new calls: "
+                          "batch slots x the largest fork, again for each step reached by a loop or a "
+                          "probabilistic route)",
                  "trajectory": "timeseries_points",
                  "steps": "workflows (the number of steps)"}[big]
         detail = ", ".join(f"{k} {_fmt_bytes(v)}" for k, v in sorted(parts.items(), key=lambda x: -x[1])

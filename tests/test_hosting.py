@@ -142,6 +142,30 @@ def test_estimate_is_close_to_the_real_arrays():
         assert real / 2 < est < 2 * real, (path, est, real)
 
 
+def looping_forks(n_w=6, tb=8192, copies=8):
+    """Workflows whose first call forks `copies` ways and whose last step loops: every step
+    after the fork is reached a random number of times, so each keeps spare call rows."""
+    s = "seed = 1\n[run]\nnum_requests = 200\n" + ENGINE.format(name="e", tb=tb)
+    for w in range(n_w):
+        s += (WORKFLOW.format(name=f"w{w}") + STEP.format(name="a", engine="e")
+              + "next = [" + ", ".join(['"b"'] * copies) + "]\n" + STEP.format(name="b", engine="e")
+              + 'routes = [{ p = 0.9, to = ["b"] }, { p = 0.1, to = [] }]\n')
+    return s
+
+
+def test_spare_call_rows_of_looping_steps_are_counted():
+    """A step reached by a loop keeps 4 margins (batch slots x the largest fork) of spare call
+    rows, and the call arrays are sized to them: 16 such steps behind big budgets allocated
+    1.7 GiB against an estimate of 256 MiB. The estimate now counts them (and blames the
+    budget, not num_requests)."""
+    sc = llmsim.loads_scenario(looping_forks())
+    real = sum(a.nbytes for a in vars(Simulation(sc)).values() if isinstance(a, np.ndarray))
+    est = budget.estimate(sc)
+    assert real / 2 < est["bytes"] < 2 * real and est["parts"]["spare"] > est["parts"]["calls"], (est, real)
+    with pytest.raises(ConfigError, match=r"^engines\[0\] \(e\).token_budget .* \(call rows are kept spare.*spare \d+ MiB"):
+        budget.check(sc, dataclasses.replace(Limits.demo(), memory_bytes=real // 4))
+
+
 def test_limits_from_env(monkeypatch):
     monkeypatch.setenv("LLMSIM_DEMO_LIMITS", "memory_mib=512, max_work=1e9,max_calls=5e6")
     lim = Limits.from_env()
