@@ -179,18 +179,15 @@ def _compile_callees() -> None:
     import llmsim
     sim = llmsim.Simulation(llmsim.loads_scenario(TINY_SCENARIO))
     for _, f in kernel_callees():
-        # x: _shift's array, the decode queue's calls (int64) and targets (int32)
-        for x in (sim.dec_call, sim.dec_tgt):
-            values = []
-            for p in inspect.signature(f.py_func).parameters:
-                v = x if p == "x" else getattr(sim, p, None)  # the arrays
-                values.append(v if isinstance(v, np.ndarray) else _SCALARS.get(p, 0))
+        params = inspect.signature(f.py_func).parameters
+        # x: _shift's array, the decode queue's calls (int64) and its targets (int32)
+        for x in (sim.dec_call, sim.dec_tgt) if "x" in params else (None,):
+            values = [x if p == "x" else getattr(sim, p, None) for p in params]  # the arrays
+            values = [v if isinstance(v, np.ndarray) else _SCALARS.get(p, 0) for p, v in zip(params, values)]
             try:
                 f.compile(tuple(numba.typeof(v) for v in values))
             except Exception:  # noqa: BLE001 - the first process compiles it as it needs it
                 pass
-            if "x" not in inspect.signature(f.py_func).parameters:
-                break
 
 
 def compile_here() -> None:

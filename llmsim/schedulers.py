@@ -269,11 +269,11 @@ def _remove_finished(ei, e, dec_call, dec_tgt, first, last, nf, r, fin):
 def serve_decoders(ei, e, dec_call, dec_tgt, fin):
     """The iteration's decode tokens (the first E_DEC_K decoders, one each) are done:
     advance their counts and move the calls that finished into fin, in admission order;
-    returns how many. C_DEC_DONE of the finished calls is not yet updated. The finished
-    calls are counted and located in the same vectorized pass that moves the targets.
-    The passes keep to int32, the queue's type (Numba widens int32 arithmetic to int64,
-    so targets are compared as stored and positions taken as np.int32): twice the
-    targets per vector instruction."""
+    returns how many. C_DEC_DONE of the finished calls is not yet updated. The vectorized
+    pass that moves the targets also finds the first and last finished call; those between
+    are counted after it. The pass keeps to int32, the queue's type (Numba widens int32
+    arithmetic to int64, so targets are compared as stored and positions taken as
+    np.int32): twice the targets per vector instruction."""
     k = ei[e, S.E_DEC_K]
     if k == 0:
         return 0

@@ -93,7 +93,7 @@ E_BT_ATTN = 35     # 1: the batch time has context/attention terms (piecewise + 
 N_EI = 36
 NO_TARGET = 1 << 62  # E_DEC_LB of an empty decode queue
 # The decode queue's targets (dec_tgt) are int32: its passes (serve_decoders) then compare
-# and move twice the targets per vector instruction (orca and vllm-mem on W1 5-7% faster).
+# and move twice the targets per vector instruction (bench/README.md, round 10).
 # A target is E_ROUND plus at most workload.MAX_TOKENS remaining tokens, and an engine's
 # rounds are rebased to 0 when E_ROUND reaches ROUND_REBASE: 2**30 + 10**7 < 2**31 - 1.
 TGT_NONE32 = (1 << 31) - 1  # the int32 scans' "no target" (above any target)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -737,6 +737,5 @@ def with_rate(arrival, rate: float):
     if isinstance(arrival, GammaArrivals):
         return GammaArrivals(rate, arrival.cv)
     if isinstance(arrival, TraceArrivals):
-        base = TraceArrivals(arrival.trace, replay=arrival.replay).rate
-        return TraceArrivals(arrival.trace, rate / base, arrival.replay)
+        return replace(arrival, rate_scale=rate * arrival.rate_scale / arrival.rate)
     raise TypeError(arrival)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import math
-
 import pandas as pd
 import streamlit as st
 
 from llmsim import SCHEDULERS
+from llmsim.config import batch_time
 from llmsim.presets import HARDWARE_PRESETS
 from llmsim_ui import entry
 from llmsim_ui.state import Field, PageState
@@ -15,7 +14,8 @@ from llmsim_ui.state import Field, PageState
 entry.require_app()
 
 PAGE = "model"
-STAIRCASE_MS = (11.28, 35.47, 128)  # section 1's t(n) = c + a ceil(n / b0), CodeLlama-34B on an A100
+# section 1's staircase: the paper's own fit, CodeLlama-34B on one A100 (a hardware preset)
+STAIRCASE = batch_time(HARDWARE_PRESETS["codellama-34b/a100-80gb"].batch_time, "codellama-34b/a100-80gb")
 ps = PageState(PAGE, [
     Field("b", 512, "int", 1, 65_536, label="token budget b"),
     Field("tb", 153.16, "float", 0.01, 100_000.0, label="t(b) in ms"),
@@ -67,8 +67,7 @@ with st.container(border=True):
     st.markdown("**Try it.** The load and the best possible capacity for your numbers:")
     auto = bool(ps.get("tb_auto"))
     if auto and 1 <= ps.get("b") <= 65_536:  # t(b) follows b along the staircase
-        c0, a, b0 = STAIRCASE_MS
-        ps.set("tb", round(c0 + a * math.ceil(ps.get("b") / b0), 2))
+        ps.set("tb", round(STAIRCASE.seconds(ps.get("b")) * 1e3, 2))
     c = st.columns(5)
     c[0].number_input("b (tokens)", step=64, **ps.w("b"))
     c[1].number_input("t(b) (ms)", step=1.0, format="%.2f", disabled=auto, **ps.w("tb"),
