@@ -299,8 +299,9 @@ class MemoryLedger:
     """Estimated bytes of the runs in progress in every session of this server, capped.
 
     A run asks ``try_reserve(ticket, nbytes)`` before allocating its arrays. It gets them if
-    no run asked before it is still waiting and they fit beside what is held (a run larger
-    than the whole cap gets it alone); else it is queued and asks again later. ``release``
+    no run asked before it is still waiting and they fit beside what is held; else it is
+    queued and asks again later. A run larger than the whole cap is refused before it asks
+    (``over_cap``): the held bytes never exceed the cap. ``release``
     gives the bytes back (a finished or dropped run). A queued run that stops asking for
     STALE_S seconds (its tab was closed mid-wait) loses its place, so it cannot block the
     queue. A run its visitor stopped is *evictable* (``set_evictable``): when the first in
@@ -327,6 +328,8 @@ class MemoryLedger:
             return sum(self._held.values())
 
     def try_reserve(self, ticket: int, nbytes: int, now: float | None = None) -> bool:
+        if nbytes > self.cap:  # it would wait for ever: callers refuse it first (over_cap)
+            raise ValueError(f"{nbytes} bytes asked of a ledger capped at {self.cap}")
         now = time.monotonic() if now is None else now
         for attempt in range(2):
             with self._lock:
@@ -339,7 +342,7 @@ class MemoryLedger:
                 if next(iter(self._queue)) != ticket:
                     return False
                 held = sum(self._held.values())
-                if not self._held or held + nbytes <= self.cap:
+                if held + nbytes <= self.cap:
                     del self._queue[ticket]
                     self._held[ticket] = int(nbytes)
                     return True
@@ -387,6 +390,19 @@ def _held_text(verb: str) -> str:
     return f"runs in other sessions {verb} {led.held / MiB:,.0f} MiB of the {led.cap / MiB:,.0f} MiB it gives to simulations"
 
 
+def over_cap(need: int, runs: int = 1) -> str | None:
+    """Why a run (or a page's `runs` runs, which hold their arrays together) cannot have
+    `need` bytes of the server's run memory at all, or None if it can wait its turn."""
+    cap = ledger().cap
+    if need <= cap:
+        return None
+    what = "this run needs" if runs == 1 else f"these {runs} runs together need"
+    fewer = "make the run smaller (fewer requests)" if runs == 1 else \
+        "compare fewer at once, or make each run smaller (fewer requests)"
+    return (f"{what} about {need / MiB:,.0f} MiB, and this server gives at most {cap / MiB:,.0f} MiB to "
+            f"simulations at once (LLMSIM_SERVER_MEMORY_MIB): {fewer}")
+
+
 def busy_message(need: int, waited: float) -> str:
     return (f"The server is busy: {_held_text('held')} for {waited:,.0f} s, and this needs {need / MiB:,.0f} MiB. "
             "Try again in a minute, or make the run smaller (fewer requests).")
@@ -432,6 +448,9 @@ def hold(nbytes: int):
     most MAX_WAIT_S, then a ConfigError saying the server is busy): for the pages whose
     runs are not LiveRuns (capacity search, stability map, timeline)."""
     led = ledger()
+    refused = over_cap(nbytes)
+    if refused:
+        raise ConfigError(refused)
     ticket = led.ticket()
     t0 = time.monotonic()
     try:
@@ -541,6 +560,11 @@ class LiveRun:
                 run.pending.append(j)
             except ConfigError as exc:
                 run.errors[j.label] = str(exc)
+        refused = over_cap(run.need, len(run.pending))
+        if refused:
+            for j in run.pending:
+                run.errors[j.label] = refused
+            run.pending, run.need = [], 0
         if run.pending:
             run.ticket = ledger().ticket()
             weakref.finalize(run, ledger().release, run.ticket)  # a dropped run gives its memory back

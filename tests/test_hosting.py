@@ -369,8 +369,32 @@ def test_memory_ledger_first_come_first_served_and_bounded():
     assert led.held == 70
     assert not led.try_reserve(d, 40, now=0.4)       # 110 > 100
     led.release(b), led.release(c)
-    assert led.try_reserve(d, 1_000, now=0.5)        # larger than the cap: runs alone
-    assert led.held == 1_000
+    with pytest.raises(ValueError):                  # larger than the cap: never queued
+        led.try_reserve(d, 101, now=0.5)
+    assert led.try_reserve(d, 100, now=0.5) and led.held == 100
+
+
+def test_runs_larger_than_the_servers_memory_are_refused_not_run_beside_it(monkeypatch):
+    """Five policies of the agents page at the demo's 256 MiB each were admitted together
+    (1,280 of a 1,024 MiB cap) because a reservation larger than the cap used to run alone.
+    Now a page's runs that together exceed the cap are refused up front, naming the cap's
+    setting, and the ledger never holds more than its cap."""
+    from llmsim_ui import runs
+    jobs = _live_jobs()
+    need = sum(budget.estimate(j.scenario)["bytes"] for j in jobs)
+    led = runs.MemoryLedger(need - 1)              # each run fits, the two together do not
+    monkeypatch.setattr(runs, "ledger", lambda: led)
+    run = runs.LiveRun.start(("k",), jobs, use_cache=False)
+    assert run.done and not run.sims and led.held == 0
+    assert set(run.errors) == {"sarathi", "vllm"}
+    assert all("these 2 runs together need" in e and "LLMSIM_SERVER_MEMORY_MIB" in e and "compare fewer" in e
+               for e in run.errors.values())
+    one = runs.LiveRun.start(("k1",), jobs[:1], use_cache=False)   # one of them runs
+    assert not one.errors and one.sims and 0 < led.held <= led.cap
+    del one
+    with pytest.raises(ConfigError, match="this run needs about .*LLMSIM_SERVER_MEMORY_MIB"):
+        with runs.hold(need):
+            pass
 
 
 def test_memory_ledger_forgets_a_waiter_that_stopped_asking():
