@@ -11,9 +11,10 @@ upload manager so that an upload is refused with an HTTP error, before it is sto
 - or all sessions together would hold more than ``limits.UPLOAD_TOTAL_BYTES`` (503).
 
 The dashboard's widgets show the refusal as an upload error; deleting a file (the
-widget's x) or closing the tab gives its room back. app.py installs the guard on every
-script run (idempotent): the first page view of the server process installs it for all
-sessions.
+widget's x) or closing the tab gives its room back. The server's start installs the guard
+(``llmsim_ui/server_start.lifespan``, before any request is served); app.py installs it
+again on every script run (idempotent: a server started otherwise gets it at the first
+page view).
 """
 
 from __future__ import annotations
