@@ -6,10 +6,14 @@
   a new temporary directory), a browser opening the single-engine page: seconds until the
   first trajectory is drawn, and until the live run has finished (every verdict shown);
 - restart: the same with the numba cache that run filled (a server restart);
+- visit: a restart again, the page opened VISIT_AFTER_S seconds after the server answers
+  (a visitor arriving at a server that is up), timed from the moment the page is opened:
+  what the server's start (llmsim_ui/server_start.py) already did is not waited for;
 - live view: chart updates per second the browser received while the run played
   (counted with a MutationObserver on the chart elements) and the server's own count;
 - ``--floor``: Streamlit's own floor on this machine, the same measure for an app that
-  only draws one Vega-Lite chart (this repository's .streamlit/config.toml, no imports).
+  only draws one Vega-Lite chart (this repository's .streamlit/config.toml, no imports),
+  from ``streamlit run`` and from a page opened VISIT_AFTER_S seconds after the start.
 
 The helpers (free port, server process, browser launch, page checks) are shared with
 tests/test_browser.py. The browser is Debian's chromium driven by Playwright; no browser
@@ -192,7 +196,10 @@ st.vega_lite_chart({"data": {"values": [{"t": 0, "v": 1}, {"t": 1, "v": 2}]}, "m
 """
 
 
-def measure_floor(b, repeat: int) -> list[float]:
+VISIT_AFTER_S = 5.0
+
+
+def measure_floor(b, repeat: int, visit: bool = False) -> list[float]:
     """Seconds from ``streamlit run`` to the line drawn by an app that draws one Vega-Lite
     chart first thing: what any Streamlit page with a chart costs here (server start, the
     browser loading Streamlit's page and its chart code)."""
@@ -203,6 +210,9 @@ def measure_floor(b, repeat: int) -> list[float]:
         shutil.copy(ROOT / ".streamlit" / "config.toml", Path(d) / ".streamlit" / "config.toml")
         for _ in range(repeat):
             with server(root=Path(d)) as (url, t0):
+                if visit:
+                    time.sleep(VISIT_AFTER_S)
+                    t0 = time.perf_counter()
                 page = new_page(b)
                 page.goto(url + "/")
                 page.locator('[data-testid="stVegaLiteChart"] g.mark-line path').first.wait_for(
@@ -238,22 +248,29 @@ def main(argv=None) -> int:
     if args.floor:
         with browser() as b:
             floor = measure_floor(b, args.repeat)
-        print(f"one-chart Streamlit app, streamlit run to its line drawn: {floor} s; "
+            visit = measure_floor(b, args.repeat, visit=True)
+        print(f"one-chart Streamlit app, streamlit run to its line drawn: {floor} s; page opened "
+              f"{VISIT_AFTER_S:.0f} s after the start to its line drawn: {visit} s; "
               f"load average {os.getloadavg()[0]:.1f}")
         return 0
-    runs: dict = {"fresh": [], "restart": []}
+    runs: dict = {"fresh": [], "restart": [], "visit": []}
     logs = ROOT / "test-artifacts"
     logs.mkdir(exist_ok=True)
     with browser() as b:
         for i in range(args.repeat):
             cache = tempfile.mkdtemp(prefix="llmsim-numba-")
             try:
-                for label in ("fresh", "restart"):
+                for label in ("fresh", "restart", "visit"):
                     log = logs / f"bench-{label}-{i}.log"
                     with server(cache, log) as (url, t0):
+                        opened = server.launched_epoch
+                        if label == "visit":  # timed from the page's opening
+                            time.sleep(VISIT_AFTER_S)
+                            opened += time.perf_counter() - t0
+                            t0 = time.perf_counter()
                         runs[label].append(measure_start(url, t0, b))
-                    runs[label][-1]["server_stages_s"] = server_stages(log, server.launched_epoch)
-                    cpu = runs[label][-1]["server_cpu_s"] = server_stages(log, server.launched_epoch, cpu=True)
+                    runs[label][-1]["server_stages_s"] = server_stages(log, opened)
+                    cpu = runs[label][-1]["server_cpu_s"] = server_stages(log, opened, cpu=True)
                     if "app.py script starts" in cpu and "first chunk drawn" in cpu:
                         runs[label][-1]["script_cpu_to_first_chunk_s"] = round(
                             cpu["first chunk drawn"] - cpu["app.py script starts"], 2)
@@ -276,13 +293,14 @@ def main(argv=None) -> int:
     print(f"medians of {args.repeat}; load average {out['load_average'][0]:.1f}")
     print(f"{'':10s} {'server up':>10s} {'first trajectory':>17s} {'run finished':>13s} "
           f"{'updates/s (browser, server)':>28s}")
-    for k in ("fresh", "restart"):
+    for k in ("fresh", "restart", "visit"):
         v = out[k]
         print(f"{k:10s} {v['server_ready_s']:>8.1f} s {v['first_trajectory_s']:>15.1f} s "
               f"{v['run_finished_s']:>11.1f} s "
               f"{v['browser_updates_per_s'] or 0:>15.1f} {v['server_updates_per_s'] or 0:>10.1f}")
     print("server CPU seconds (all its threads) from app.py's start to the first chunk drawn: "
-          + ", ".join(f"{k} {out[k]['script_cpu_to_first_chunk_s']}" for k in ("fresh", "restart")))
+          + ", ".join(f"{k} {out[k]['script_cpu_to_first_chunk_s']}" for k in ("fresh", "restart", "visit")))
+    print(f"(visit: a restart, the page opened {VISIT_AFTER_S:.0f} s after the server answered; seconds from the page's opening)")
     return 0
 
 
