@@ -349,8 +349,13 @@ def _batch_time_table(ps: PageState) -> dict:
             "decode_seconds_per_token": ps.get("af_d") / 1e6, "context_seconds_per_token": 0.0}
 
 
+RESTORED_META = "_restored_meta"  # session state (page key): the name and description of the file restored last
+
+
 def scenario_table(ps: PageState, num_requests: int, rate: float | None, scheduler: str = "sarathi") -> dict:
-    """The TOML-form table of the panel's scenario (not for a trace workload)."""
+    """The TOML-form table of the panel's scenario (not for a trace workload). Its name and
+    description are those of the scenario file the visitor restored last, if any (a
+    download after a restore keeps them), else "dashboard"."""
     eng = {"scheduler": scheduler, "token_budget": int(ps.get("budget")), "kv_cache_tokens": int(ps.get("kv"))}
     if ps.get("kmax"):
         eng["max_batch_size"] = int(ps.get("kmax"))
@@ -375,7 +380,11 @@ def scenario_table(ps: PageState, num_requests: int, rate: float | None, schedul
         w["arrival"] = arr
         w["prompt_tokens"] = _length_table(ps, "p")
         w["output_tokens"] = _length_table(ps, "o")
-    return {"seed": int(ps.get("seed")), "name": "dashboard", "workload": w, "engine": eng}
+    meta = st.session_state.get(ps.key(RESTORED_META)) or {}
+    out = {"seed": int(ps.get("seed")), "name": meta.get("name") or "dashboard", "workload": w, "engine": eng}
+    if meta.get("description"):
+        out["description"] = meta["description"]
+    return out
 
 
 @st.cache_data(max_entries=8, show_spinner="Reading the trace…")

@@ -193,6 +193,27 @@ def test_single_toml_upload_restores_and_bad_files_are_refused():
     assert "not a text" in errors(at)
 
 
+def test_a_restored_scenario_keeps_its_name_and_description_in_the_download(monkeypatch):
+    """The downloaded TOML used to say name = "dashboard" whatever file was restored."""
+    from streamlit.delta_generator import DeltaGenerator
+    saved = {}
+    real = DeltaGenerator.download_button
+
+    def spy(self, label, data, *a, **k):
+        saved[label] = data
+        return real(self, label, data, *a, **k)
+
+    monkeypatch.setattr(DeltaGenerator, "download_button", spy)
+    at = open_page(n=2000, live=0, sched="sarathi")
+    assert 'name = "dashboard"' in saved["Download scenario (TOML)"]
+    text = ('name = "my-setup"\ndescription = "A100 at 3 req/s"\n'
+            + (ROOT / "scenarios" / "quickstart.toml").read_text().replace("num_requests = 20000", "num_requests = 3000"))
+    at = upload(at, "single.toml_file", "quickstart.toml", text.encode())
+    ok(at)
+    sc = llmsim.loads_scenario(saved["Download scenario (TOML)"])
+    assert (sc.name, sc.description, sc.seed, sc.num_requests) == ("my-setup", "A100 at 3 req/s", 7, 3000)
+
+
 def test_single_trace_upload():
     at = open_page(n=2000, live=0, sched="sarathi", wl="trace")
     assert "choose a trace CSV" in errors(at)
