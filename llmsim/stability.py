@@ -117,6 +117,7 @@ class Verdict:
     recomputed_share: float = 0.0
     memory_binds: bool = False
     assumption_broken: str = ""
+    burst_load: float = 0.0   # a replayed trace: the load of its busiest stretch (0: not a trace)
 
     def summary_fields(self) -> dict:
         return {"verdict": self.verdict, "capacity_rps": self.capacity_rps,
@@ -220,6 +221,40 @@ def _explain(v: str, theory, growth: float, drift_share: float, parts=(), networ
             + mem), ""
 
 
+BURST_MIN_ARRIVALS = 20   # a trace's busiest stretch: at least this many arrivals ...
+BURST_SHARE = 0.01        # ... or this share of the replay, whichever is more
+
+
+def _burst(sc, load: float):
+    """A replayed trace's busiest stretch: (its load, its sentence) when that load is above 1,
+    else (its load, ""); (0.0, "") for anything but a single engine replaying a trace.
+
+    The verdict's load is the replay's mean rate over its span: a burst then a long gap (999
+    requests at 100/s, one more 10^6 s later) has a load near 0 and is stable over the whole
+    replay, while the burst itself overloads the engine. The stretch is the k consecutive
+    arrivals (k = max(20, 1% of the replay)) that come closest together."""
+    if not sc.single:
+        return 0.0, ""
+    arr = sc.workflows[0].arrival
+    if not hasattr(arr, "replayed_times") or not (sc.total_rate > 0 and math.isfinite(sc.total_rate)):
+        return 0.0, ""
+    t = np.asarray(arr.replayed_times, dtype=float) / arr.rate_scale
+    k = max(BURST_MIN_ARRIVALS, int(len(t) * BURST_SHARE))
+    if len(t) <= k:
+        return 0.0, ""
+    span = t[k:] - t[:-k]
+    i = int(np.argmin(span))
+    rate = k / span[i] if span[i] > 0 else math.inf
+    peak = load * rate / sc.total_rate
+    if not peak > 1:
+        return peak, ""
+    at = (f"at {rate:,.3g} requests/s, a load of {peak:,.2f}" if math.isfinite(rate)
+          else "all at one instant")
+    return peak, (f" The trace is bursty: its busiest {k} arrivals (t = {t[i]:,.4g} to {t[i + k]:,.4g} s) come "
+                  f"{at}; the queue builds there and drains afterwards. This verdict is about the whole "
+                  f"replay (load {load:.2f}), not the burst.")
+
+
 def verdict(result, window: float = 0.5, threshold: float = 0.02, batches: int = 10) -> Verdict:
     """Verdict of one run from its backlog trajectory over the last `window` share of
     the arrival horizon."""
@@ -278,12 +313,15 @@ def verdict_from_runs(results, window: float = 0.5, threshold: float = 0.02, bat
     share = recomputed / offered if offered > 0 else 0.0
     text, broken = _explain(v, theory, g, drift_share, tuple(unstable), not sc.single, part_growth, share, preempt,
                             (start, end))
+    burst_load, burst = _burst(sc, theory.load)
+    if v != "unstable":
+        text += burst
     kind = "; ".join(f"{e.name}: {e.capacity_kind}" for e in theory.engines) if not sc.single \
         else theory.engines[0].capacity_kind
     return Verdict(v, text, theory.load, theory.capacity_rps, sc.total_rate, slope, (lo, hi), g, glo, ghi,
                    theory.drift_tokens_per_s, (start, end), threshold, len(results),
                    tuple(unstable), part_ev, theory.scheduler_load, kind, preempt, recomputed, share,
-                   any(e.memory_binds for e in theory.engines), broken)
+                   any(e.memory_binds for e in theory.engines), broken, burst_load=burst_load)
 
 
 def future_work(sc) -> np.ndarray:

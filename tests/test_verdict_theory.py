@@ -3,6 +3,7 @@ item 6), memory is explained (issue 13 item 2), statistics from scipy and no imp
 (issue 13 item 5)."""
 
 import ast
+import dataclasses
 import re
 from pathlib import Path
 
@@ -180,3 +181,39 @@ def test_fastertransformer_cycle_of_long_outputs_tabulated_matches_the_step_sum(
     monkeypatch.setattr(theory, "FT_EXACT_STEPS", 1000)
     tab, _ = theory.fastertransformer_capacity(e, s.prompt_tokens, out)
     assert tab == pytest.approx(exact, rel=1e-4)
+
+
+def _burst_trace(burst_rate: float, gap_s: float, n: int = 1000) -> str:
+    """n - 1 requests at burst_rate, then one more gap_s seconds later."""
+    rows = ["arrival_time_s,prompt_tokens,output_tokens"]
+    rows += [f"{i / burst_rate:.6f},256,64" for i in range(n - 1)]
+    rows.append(f"{(n - 2) / burst_rate + gap_s:.6f},256,64")
+    return "\n".join(rows) + "\n"
+
+
+def _trace_scenario(text: str):
+    table = {"name": "burst", "seed": 1,
+             "engine": {"scheduler": "sarathi", "token_budget": 512, "kv_cache_tokens": 1_000_000,
+                        "batch_time": {"model": "constant", "seconds": 0.02}},
+             "workload": {"arrival": {"process": "trace", "path": "burst.csv"}}}
+    return llmsim.scenario_from_table(table, traces={"burst.csv": text})
+
+
+def test_a_bursty_trace_says_its_busiest_stretch_overloads_the_engine():
+    """A burst then a long gap was judged stable at a load near 0 with nothing said of the
+    burst; the verdict now names the busiest stretch and its load. A steady trace at the same
+    rate as the burst (or below capacity) says nothing of bursts."""
+    sc = _trace_scenario(_burst_trace(100.0, 1e5))
+    cap = llmsim.analyze(sc).optimal_capacity_rps
+    assert cap < 100                                  # the burst is above the engine's capacity
+    v = llmsim.verdict(llmsim.simulate(sc))
+    assert v.load < 0.01 and v.verdict != "unstable"
+    assert v.burst_load == pytest.approx(100.0 / cap * 1.0, rel=0.05) and v.burst_load > 1
+    assert "The trace is bursty: its busiest 20 arrivals" in v.explanation
+    assert f"a load of {v.burst_load:,.2f}" in v.explanation and "not the burst" in v.explanation
+    steady = _trace_scenario(_burst_trace(0.5 * cap, 1.0 / (0.5 * cap)))
+    vs = llmsim.verdict(llmsim.simulate(steady))
+    assert vs.burst_load == pytest.approx(0.5, rel=0.05) and "bursty" not in vs.explanation
+    # not a trace: nothing computed
+    assert llmsim.verdict(llmsim.simulate(dataclasses.replace(
+        llmsim.load_scenario(ROOT / "scenarios" / "quickstart.toml"), num_requests=2000))).burst_load == 0.0
