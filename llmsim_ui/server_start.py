@@ -23,8 +23,6 @@ import sys
 import threading
 import time
 
-_DONE = threading.Event()  # set when preload() has finished (tests and bench/bench_ui.py)
-
 
 def blas_threads() -> None:
     """One BLAS thread per server process, set before NumPy is first imported (Streamlit
@@ -64,7 +62,5 @@ def preload() -> None:
         if not cold:  # a warm cache: load the kernel (a cold one is compiled by the child process)
             llmsim.Simulation(llmsim.loads_scenario(_kernel_cache.TINY_SCENARIO)).advance()
             runs.timing("preload: kernel loaded")
-    except Exception:
+    except Exception:  # the first page imports and loads the same, and shows what fails
         pass
-    finally:
-        _DONE.set()
