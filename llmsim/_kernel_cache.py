@@ -102,6 +102,24 @@ def precompile() -> bool:
         return proc is not None
 
 
+def stop_precompile(timeout_s: float = 5.0) -> bool:
+    """Stop the compile process if it still runs (the server is shutting down: a compile
+    left running would burn a core for seconds after the server is gone). Numba writes
+    its cache files whole (a temporary file, then a rename), so a stopped compile leaves
+    none half-written. True if a process was stopped."""
+    with _lock:
+        proc = _child[0] if _child else None
+    if proc is None or proc.poll() is not None:
+        return False
+    proc.terminate()
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    return True
+
+
 def _start_child(*args):
     """``python -m llmsim._kernel_cache ARGS`` on this llmsim, silent; None if it cannot start."""
     env = dict(os.environ)

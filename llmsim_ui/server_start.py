@@ -12,7 +12,9 @@ load of a warm one all waited for the first visitor's browser to load Streamlit'
 - starts a thread (``preload``) that starts the compile process on a cold Numba cache and
   imports what the first page needs (llmsim, NumPy, pandas, SciPy's LP solver, the UI
   modules) and, on a warm cache, loads the compiled kernel: the first page view finds them
-  done instead of doing them.
+  done instead of doing them;
+- when the server stops (Ctrl-C, SIGTERM: uvicorn shuts down, then exits by the signal,
+  code 130 or 143), stops a compile process that still runs.
 """
 
 from __future__ import annotations
@@ -42,7 +44,12 @@ async def lifespan(app):
         print(f"[llmsim-ui server start @{time.time():.3f}] upload guard {'installed' if guarded else 'NOT installed'}",
               file=sys.stderr, flush=True)
     threading.Thread(target=preload, name="llmsim-preload", daemon=True).start()
-    yield
+    try:
+        yield
+    finally:  # the server stops (Ctrl-C, SIGTERM): a compile still running stops with it
+        from llmsim import _kernel_cache
+        if _kernel_cache.stop_precompile() and os.environ.get("LLMSIM_UI_TIMING"):
+            print("[llmsim-ui server stop] compile process stopped", file=sys.stderr, flush=True)
 
 
 def preload() -> None:

@@ -83,3 +83,19 @@ def test_the_server_start_guards_uploads_and_preloads_before_any_page_view(tmp_p
         text = log.read_text()
     assert "upload guard installed" in text
     assert "app.py script starts" not in text       # all of it before any page view
+
+
+def test_stopping_the_server_stops_a_compile_that_still_runs(monkeypatch):
+    """A server stopped during a cold-cache compile used to leave the compile process
+    burning a core for ~12 s more; the server's stop now ends it (here a stand-in process)."""
+    import subprocess
+
+    from llmsim import _kernel_cache
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    monkeypatch.setattr(_kernel_cache, "_child", [proc])
+    t0 = time.perf_counter()
+    assert _kernel_cache.stop_precompile() and proc.poll() is not None
+    assert time.perf_counter() - t0 < 5
+    assert not _kernel_cache.stop_precompile()          # nothing left to stop
+    monkeypatch.setattr(_kernel_cache, "_child", [None])  # no child was started (a warm cache)
+    assert not _kernel_cache.stop_precompile()
