@@ -160,8 +160,8 @@ def _explain(v: str, theory, growth: float, drift_share: float, parts=(), networ
     where = f" (growing: {', '.join(parts)})" if parts else ""
     sched = " and ".join(dict.fromkeys(e.scheduler for e in theory.engines))
     loads = (f"load {load:.2f}" if abs(sload - load) <= 0.005 * max(load, 1e-12)
-             else f"load {load:.2f} (arriving work over the best scheduler's capacity; over {sched}'s own "
-                  f"capacity {sload:.2f})")
+             else f"load {load:.2f} (arriving work over the best scheduler's capacity; {sload:.2f} over "
+                  f"{sched}'s own capacity)")
     mem = ""
     if preemptions > 0 and recompute_share >= RECOMPUTE_NOTABLE:
         mem = (f" Memory: {preemptions:,.0f} preemptions made the engine redo {100 * recompute_share:.1f}% "

@@ -112,6 +112,15 @@ def test_default_dashboard_orca_says_which_assumption_broke():
         r.summary["tokens_recomputed"] / r.summary["simulated_seconds"])
 
 
+def test_the_sentence_gives_the_schedulers_own_load_as_a_load():
+    """It read "over fastertransformer's own capacity 14.97", which looked like a capacity
+    (found as a new user would): the number now comes before what it is a load over."""
+    v = simulate(dashboard_default("fastertransformer")).verdict
+    assert v.scheduler_load > 1.5 * v.load
+    assert (f"load {v.load:.2f} (arriving work over the best scheduler's capacity; {v.scheduler_load:.2f} "
+            "over fastertransformer's own capacity)") in v.explanation
+
+
 def test_memory_bound_is_named_when_it_binds():
     th = analyze(dashboard_default("sarathi", kv=12_000, rate=5.0))
     e = th.engines[0]
