@@ -118,8 +118,8 @@ for col, (label, sc) in zip(cols, configs.items()):
             sched = sc.engine.scheduler
             m1, m2, m3 = st.columns(3)
             m1.metric("Load ρ", f"{th.load:.2f}",
-                      help=f"Arriving work over the best possible capacity; over {sched}'s own capacity: "
-                           f"{th.scheduler_load:.2f}.")
+                      help=f"Arriving work over the best possible capacity. The load over {sched}'s own "
+                           f"capacity: {th.scheduler_load:.2f}.")
             m2.metric("Best possible capacity (req/s)", f"{th.optimal_capacity_rps:.3g}",
                       help=widgets.capacity_help(None))
             m3.metric(f"{sched}'s capacity (req/s)", f"{th.capacity_rps:.3g}" if th.capacity_rps else "—",
