@@ -33,7 +33,8 @@ def _restore_upload(ps: PageState, keep_n: bool, all_schedulers: bool) -> None:
     st.session_state.pop(ps.key("_target_rho"), None)  # the file's rate wins
     errs = inputs.apply_values(ps, values)
     if not errs:  # the file's name and description go with what the page downloads (inputs.scenario_table)
-        st.session_state[ps.key(inputs.RESTORED_META)] = {"name": sc.name, "description": sc.description}
+        st.session_state[ps.key(inputs.RESTORED_META)] = {"name": sc.name or inputs.name_from_file(f.name),
+                                                          "description": sc.description}
     st.session_state[ps.key("upload_msgs")] = ("error", errs) if errs else ("ok", [f"Restored {f.name}."])
 
 

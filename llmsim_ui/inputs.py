@@ -352,6 +352,15 @@ def _batch_time_table(ps: PageState) -> dict:
 RESTORED_META = "_restored_meta"  # session state (page key): the name and description of the file restored last
 
 
+def name_from_file(file_name: str) -> str:
+    """A scenario name from an uploaded file's name (a file without `name` is named after
+    itself, as llmsim.load_scenario names it): its stem with anything but letters, digits,
+    '_', '-', '.' and spaces replaced by '-', at most 80 characters; "" if nothing is left."""
+    stem = re.sub(r"\.toml$", "", str(file_name), flags=re.IGNORECASE)
+    stem = re.sub(r"[^A-Za-z0-9_\-. ]", "-", stem).lstrip("-. ")[:80].rstrip()
+    return stem
+
+
 def scenario_table(ps: PageState, num_requests: int, rate: float | None, scheduler: str = "sarathi") -> dict:
     """The TOML-form table of the panel's scenario (not for a trace workload). Its name and
     description are those of the scenario file the visitor restored last, if any (a

@@ -212,6 +212,11 @@ def test_a_restored_scenario_keeps_its_name_and_description_in_the_download(monk
     ok(at)
     sc = llmsim.loads_scenario(saved["Download scenario (TOML)"])
     assert (sc.name, sc.description, sc.seed, sc.num_requests) == ("my-setup", "A100 at 3 req/s", 7, 3000)
+    # a file without a name is named after itself (as llmsim.load_scenario names it)
+    at = upload(at, "single.toml_file", "my quick[start].toml", (ROOT / "scenarios" / "quickstart.toml").read_bytes())
+    ok(at)
+    sc = llmsim.loads_scenario(saved["Download scenario (TOML)"])
+    assert (sc.name, sc.description) == ("my quick-start-", "")
 
 
 def test_single_trace_upload():
