@@ -8,7 +8,12 @@ upload manager so that an upload is refused with an HTTP error, before it is sto
 
 - the session would hold more than ``limits.UPLOAD_FILES_PER_SESSION`` files or
   ``limits.UPLOAD_SESSION_BYTES`` bytes (429: a visitor's widgets hold a few small files),
-- or all sessions together would hold more than ``limits.UPLOAD_TOTAL_BYTES`` (503).
+- or all sessions together would hold more than ``limits.UPLOAD_TOTAL_BYTES`` and no room
+  can be made fairly (503): before refusing, the files of sessions that are no longer
+  connected go (Streamlit frees them only lazily), then the oldest files of the session
+  holding the most bytes, as long as it holds more than the uploading session would. A
+  script that opened a few sessions and filled the total used to refuse every other
+  visitor's upload, even a 2 kB file, for as long as it stayed connected and minutes after.
 
 The dashboard's widgets show the refusal as an upload error; deleting a file (the
 widget's x) or closing the tab gives its room back. The server's start installs the guard
@@ -58,6 +63,36 @@ def refusal(storage: dict, session_id: str, file_id: str, size: int) -> tuple[in
     return None
 
 
+def _connected(session_id: str) -> bool:
+    """Whether the running server still has this session (True outside a server)."""
+    try:
+        from streamlit.runtime import Runtime
+        return not Runtime.exists() or Runtime.instance().is_active_session(session_id)
+    except Exception:  # another Streamlit's internals: never drop a file by mistake
+        return True
+
+
+def make_room(mgr, session_id: str, file_id: str, size: int, connected=_connected) -> bool:
+    """Free room for `size` bytes (file `file_id` of `session_id`) beneath the total bound,
+    fairly (see the module docstring); True if the file then fits. `connected(session)`
+    says whether a session is still open."""
+    for s in [s for s in list(mgr.file_storage) if s != session_id and not connected(s)]:
+        mgr.remove_session_files(s)
+    while True:
+        with mgr._lock:
+            held = {s: sum(len(f.data) for f in files.values()) for s, files in mgr.file_storage.items() if files}
+            mine = held.get(session_id, 0) + size - (len(mgr.file_storage[session_id][file_id].data)
+                                                    if file_id in mgr.file_storage.get(session_id, {}) else 0)
+            others = sum(held.values()) - held.get(session_id, 0)
+            if others + mine <= limits.UPLOAD_TOTAL_BYTES:
+                return True
+            victim = max((s for s in held if s != session_id), key=held.get, default=None)
+            if victim is None or held[victim] <= mine:
+                return False
+            oldest = next(iter(mgr.file_storage[victim]))
+        mgr.remove_file(victim, oldest)
+
+
 def guard(mgr) -> bool:
     """Wrap `mgr.add_file` (a Streamlit MemoryUploadedFileManager) with the bounds; False if
     `mgr` is not the kind of manager this knows (then it is left as it is)."""
@@ -72,6 +107,9 @@ def guard(mgr) -> bool:
         with order:
             with mgr._lock:  # the manager's own lock: a consistent view of its files
                 refused = refusal(mgr.file_storage, session_id, file.file_id, len(file.data))
+            if refused and refused[0] == 503 and make_room(mgr, session_id, file.file_id, len(file.data)):
+                with mgr._lock:
+                    refused = refusal(mgr.file_storage, session_id, file.file_id, len(file.data))
             if refused:
                 raise _http_error(*refused)
             add(session_id, file)

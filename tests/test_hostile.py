@@ -404,14 +404,52 @@ def test_the_upload_endpoint_keeps_a_bounded_number_of_bytes_per_session_and_in_
     for i in range(L.UPLOAD_FILES_PER_SESSION):
         put("b", f"g{i}", 10)
     assert refused("b", "g-last", 10) == 429
-    # all sessions together
-    n_full = (L.UPLOAD_TOTAL_BYTES - mgr._total_bytes) // (4 * mib)
-    for s in range(n_full):
+    # all sessions together, filled by equal holders: a file as large as theirs is refused
+    mgr.remove_session_files("a"), mgr.remove_session_files("b")
+    for s in range(L.UPLOAD_TOTAL_BYTES // (4 * mib)):
         put(f"s{s}", "h", 4 * mib)
     assert refused("late", "h", 4 * mib) == 503
     assert mgr._total_bytes <= L.UPLOAD_TOTAL_BYTES
-    mgr.remove_session_files("a")  # a closed session
+    mgr.remove_session_files("s0")  # a closed session
     put("late", "h", 4 * mib)
+
+
+def test_one_client_filling_the_upload_store_cannot_lock_the_others_out():
+    """A script opened 7 sessions and PUT 5 MB files until the server's total was reached:
+    every other visitor's upload, even 2 kB, got 503 while it stayed connected and minutes
+    after it left (found as a hostile visitor would). Room is now made fairly: files of
+    sessions no longer connected go first, then the oldest files of the largest holder, as
+    long as it holds more than the uploader would."""
+    from streamlit.runtime.memory_uploaded_file_manager import MemoryUploadedFileManager
+    from streamlit.runtime.uploaded_file_manager import UploadedFileRec
+
+    from llmsim_ui import upload_guard
+
+    mgr = MemoryUploadedFileManager("/_stcore/upload_file")
+    upload_guard.guard(mgr)
+    mib = 2**20
+
+    def put(session, fid, size):
+        mgr.add_file(session, UploadedFileRec(fid, "x.csv", "text/csv", b"x" * size))
+
+    from starlette.exceptions import HTTPException
+    refused = 0
+    for s in range(7):                      # the script: 7 sessions of five 5 MB files
+        for i in range(5):
+            try:
+                put(f"x{s}", f"f{i}", 5 * mib)  # its later files push out its earlier ones ...
+            except HTTPException as exc:        # ... until every session holds its fair share
+                refused += exc.status_code == 503
+    assert refused > 0
+    assert mgr._total_bytes <= L.UPLOAD_TOTAL_BYTES
+    largest = max(sum(len(f.data) for f in files.values()) for files in mgr.file_storage.values())
+    put("visitor", "trace", 2048)           # a visitor's small trace gets in ...
+    assert "trace" in mgr.file_storage["visitor"] and mgr._total_bytes <= L.UPLOAD_TOTAL_BYTES
+    after = max(sum(len(f.data) for f in files.values()) for s, files in mgr.file_storage.items() if s != "visitor")
+    assert after <= largest                 # ... at the largest holder's expense
+    # sessions that are no longer connected give everything back first
+    assert upload_guard.make_room(mgr, "visitor2", "t", 5 * mib, connected=lambda s: not s.startswith("x"))
+    assert set(mgr.file_storage) == {"visitor"} and mgr._total_bytes == 2048
 
 
 EVIL = "[Log in](https://evil.example/login) ![t](https://evil.example/p.png) www.evil.example :red[x] $x$"
