@@ -653,3 +653,22 @@ def test_a_timeline_too_long_to_draw_is_refused_before_it_runs():
     msg = shown(at)
     assert f"above this demo's limit of {L.MAX_TIMELINE_ROWS:,}" in msg and "about 3 requests fit" in msg, msg
     assert time.perf_counter() - start < 30 and not at.get("vega_lite_chart")
+
+
+def test_parsed_traces_are_shared_and_bounded_by_bytes(monkeypatch):
+    """Parsed uploaded traces were cached 8 at a time, a copy per session: 8 different 5 MB
+    traces held ~160 MB beside the server's memory cap. They are now one shared copy each,
+    in a cache bounded by bytes."""
+    from llmsim_ui import inputs
+    monkeypatch.setattr(inputs, "TRACE_CACHE_BYTES", 2**20)
+    inputs._trace_cache.clear()
+    rows = 20_000   # 480 kB parsed: two fit in 1 MiB, not three
+    texts = [("arrival_time_s,prompt_tokens,output_tokens\n"
+              + "".join(f"{i * 0.1:.3f},{100 + k},{50}\n" for i in range(rows))).encode() for k in range(4)]
+    a = inputs._parse_trace(texts[0], "a.csv")
+    assert inputs._parse_trace(texts[0], "a.csv") is a          # one shared copy
+    for k, data in enumerate(texts[1:], 1):
+        inputs._parse_trace(data, f"t{k}.csv")
+    cache = inputs._trace_cache()
+    assert cache.bytes <= 2**20 and len(cache) == 2
+    inputs._trace_cache.clear()
