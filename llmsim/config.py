@@ -1034,7 +1034,8 @@ def _check_arrival(a, where: str):
             raise ConfigError(
                 f"num_requests: a run replays the first {len(part):,} rows of the trace {a.trace.path!r}, which "
                 f"all arrive at t = {float(t[0]):g} s: there is no time to measure stability over; allowed: "
-                f"num_requests >= {later + 1:,} (row {later + 1:,} is the first later arrival), or a duration")
+                f"num_requests >= {later + 1:,} (row {later + 1:,} is the first later arrival), or a duration, or a "
+                f"trace whose first rows arrive at different times")
         if span <= 0 or not math.isfinite(a.rate) or a.rate > MAX_RATE:
             m, span_m = len(part), float(part[-1] - part[0])
             rows = f"{m} rows" if m == n else f"the {m:,} rows a run replays"

@@ -223,6 +223,7 @@ def _explain(v: str, theory, growth: float, drift_share: float, parts=(), networ
 
 BURST_MIN_ARRIVALS = 20   # a trace's busiest stretch: at least this many arrivals ...
 BURST_SHARE = 0.01        # ... or this share of the replay, whichever is more
+BURST_INSTANT_S = 1e-6    # a stretch shorter than this is told as arrivals at one instant
 
 
 def _burst(sc, load: float):
@@ -248,11 +249,17 @@ def _burst(sc, load: float):
     peak = load * rate / sc.total_rate
     if not peak > 1:
         return peak, ""
-    at = (f"at {rate:,.3g} requests/s, a load of {peak:,.2f}" if math.isfinite(rate)
-          else "all at one instant")
-    return peak, (f" The trace is bursty: its busiest {k} arrivals (t = {t[i]:,.4g} to {t[i + k]:,.4g} s) come "
-                  f"{at}; the queue builds there and drains afterwards. This verdict is about the whole "
-                  f"replay (load {load:.2f}), not the burst.")
+    if span[i] < BURST_INSTANT_S:  # as good as one instant: say how many, not an absurd rate
+        m = int(np.searchsorted(t, t[i] + BURST_INSTANT_S, side="right")) - i
+        what = (f"{m:,} of its arrivals come within a microsecond of t = {t[i]:,.4g} s, a burst no engine "
+                "serves as it comes")
+    else:
+        what = (f"its busiest {k} arrivals (t = {t[i]:,.4g} to {t[i + k]:,.4g} s) come at {rate:,.3g} "
+                f"requests/s, a load of {peak:,.2f}" if peak < 1e4 else
+                f"its busiest {k} arrivals (t = {t[i]:,.4g} to {t[i + k]:,.4g} s) come at {rate:,.3g} "
+                f"requests/s, a load of {peak:.3g}")
+    return peak, (f" The trace is bursty: {what}; the queue builds there and drains afterwards. This "
+                  f"verdict is about the whole replay (load {load:.2f}), not the burst.")
 
 
 def verdict(result, window: float = 0.5, threshold: float = 0.02, batches: int = 10) -> Verdict:

@@ -223,6 +223,14 @@ def test_a_bursty_trace_says_its_busiest_stretch_overloads_the_engine():
     steady = _trace_scenario(_burst_trace(0.5 * cap, 1.0 / (0.5 * cap)))
     vs = llmsim.verdict(llmsim.simulate(steady))
     assert vs.burst_load == pytest.approx(0.5, rel=0.05) and "bursty" not in vs.explanation
+    # arrivals at (or within a microsecond of) one instant: how many, never an absurd rate
+    at_once = "arrival_time_s,prompt_tokens,output_tokens\n" + "0,256,64\n" * 999 + "1000000,256,64\n"
+    v0 = llmsim.verdict(llmsim.simulate(_trace_scenario(at_once)))
+    assert "999 of its arrivals come within a microsecond of t = 0 s" in v0.explanation
+    tiny = ("arrival_time_s,prompt_tokens,output_tokens\n" + "".join(f"{i * 1e-300!r},256,64\n" for i in range(21))
+            + "".join(f"{i},256,64\n" for i in range(1, 981)))
+    v1 = llmsim.verdict(llmsim.simulate(_trace_scenario(tiny)))
+    assert "21 of its arrivals come within a microsecond" in v1.explanation and len(v1.explanation) < 600
     # not a trace: nothing computed
     assert llmsim.verdict(llmsim.simulate(dataclasses.replace(
         llmsim.load_scenario(ROOT / "scenarios" / "quickstart.toml"), num_requests=2000))).burst_load == 0.0
