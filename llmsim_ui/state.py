@@ -21,6 +21,15 @@ from llmsim_ui.limits import _fmt
 from llmsim_ui.markdown import plain
 
 
+SHOWN_CHARS = 40  # of a link's value, echoed in its error message (a 200 kB value came back as 700 kB)
+
+
+def _shown(value) -> str:
+    """repr of a value a visitor typed or linked, cut to SHOWN_CHARS characters."""
+    text = str(value)
+    return repr(text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + "…")
+
+
 @dataclass(frozen=True)
 class Field:
     """One input. kind: "float" | "int" | "str" (one of choices, if given) | "list"
@@ -40,12 +49,12 @@ class Field:
             try:
                 v = float(raw)
             except ValueError:
-                raise ValueError(f"{raw!r} is not a number") from None
+                raise ValueError(f"{_shown(raw)} is not a number") from None
             if not math.isfinite(v):
-                raise ValueError(f"{raw!r} is not a finite number")
+                raise ValueError(f"{_shown(raw)} is not a finite number")
             if self.kind == "int":
                 if not v.is_integer():
-                    raise ValueError(f"{raw!r} is not a whole number")
+                    raise ValueError(f"{_shown(raw)} is not a whole number")
                 v = int(v)
             return self.check(v)
         if self.kind == "bool":
@@ -53,7 +62,7 @@ class Field:
                 return True
             if raw.lower() in ("0", "false", "no", "off"):
                 return False
-            raise ValueError(f"{raw!r} is not 1 or 0")
+            raise ValueError(f"{_shown(raw)} is not 1 or 0")
         if self.kind == "list":
             items = [x.strip() for x in raw.split(",") if x.strip()]
             return self.check(items)
@@ -68,10 +77,11 @@ class Field:
         if self.kind == "list":
             bad = [x for x in v if self.choices and x not in self.choices]
             if bad:
-                raise ValueError(f"unknown value(s) {', '.join(bad)}; allowed: {', '.join(self.choices)}")
+                raise ValueError(f"unknown value(s) {', '.join(_shown(x) for x in bad[:5])}"
+                                 f"{' and more' if len(bad) > 5 else ''}; allowed: {', '.join(self.choices)}")
             return list(dict.fromkeys(v))
         if self.kind == "str" and self.choices and v not in self.choices:
-            raise ValueError(f"unknown value {v!r}; allowed: {', '.join(map(str, self.choices))}")
+            raise ValueError(f"unknown value {_shown(v)}; allowed: {', '.join(map(str, self.choices))}")
         return v
 
     def encode(self, v) -> str:
@@ -117,7 +127,7 @@ class PageState:
                 except ValueError as exc:
                     what = f.label or f.name
                     self.url_errors.append(
-                        f"Link parameter {f.name}={qp[f.name]!r} ({what}): {exc}. "
+                        f"Link parameter {f.name}={_shown(qp[f.name])} ({what}): {exc}. "
                         f"Using {f.encode(saved.get(f.name, f.default))} instead.")
             st.session_state[k] = saved.get(f.name, f.default)
         return self
