@@ -72,4 +72,4 @@ if __name__ == "__main__":
     main()
 else:  # imported by `streamlit run app.py`: the server it serves
     from llmsim_ui import server_start
-    app = st.App(__file__, lifespan=server_start.lifespan)
+    app = st.App(__file__, lifespan=server_start.lifespan, middleware=server_start.middleware())

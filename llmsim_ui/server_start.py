@@ -15,6 +15,8 @@ load of a warm one all waited for the first visitor's browser to load Streamlit'
   done instead of doing them;
 - when the server stops (Ctrl-C, SIGTERM: uvicorn shuts down, then exits by the signal,
   code 130 or 143), stops a compile process that still runs.
+
+``HideMetrics`` (its middleware) keeps Streamlit's public metrics endpoint to itself.
 """
 
 from __future__ import annotations
@@ -33,6 +35,31 @@ def blas_threads() -> None:
     solve in a loop) into 20 s and more."""
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")
+
+
+class HideMetrics:
+    """ASGI middleware: ``/_stcore/metrics`` answers 404. Streamlit serves it to anyone, with
+    no setting to turn it off: the cache functions' names and hit counts and the bytes of
+    uploaded files (a hostile visitor watched that figure to keep the upload store exactly
+    full). A host that wants it sets LLMSIM_PUBLIC_METRICS=1."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope.get("path", "").rstrip("/").endswith("/_stcore/metrics") \
+                and os.environ.get("LLMSIM_PUBLIC_METRICS") != "1":
+            await send({"type": "http.response.start", "status": 404,
+                        "headers": [(b"content-type", b"text/plain; charset=utf-8")]})
+            await send({"type": "http.response.body", "body": b"Not Found"})
+            return
+        await self.app(scope, receive, send)
+
+
+def middleware() -> list:
+    """The middleware app.py's st.App adds to Streamlit's server."""
+    from starlette.middleware import Middleware
+    return [Middleware(HideMetrics)]
 
 
 @contextlib.asynccontextmanager

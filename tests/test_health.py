@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -80,6 +81,10 @@ def test_the_server_start_guards_uploads_and_preloads_before_any_page_view(tmp_p
             assert time.time() < deadline, log.read_text()
             time.sleep(0.2)
         assert _health(url) < TARGET_S
+        # Streamlit's public metrics (cache names, uploaded bytes) are not served
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(url + "/_stcore/metrics", timeout=10)
+        assert e.value.code == 404
         text = log.read_text()
     assert "upload guard installed" in text
     assert "app.py script starts" not in text       # all of it before any page view
