@@ -35,6 +35,8 @@ def _restore_upload(ps: PageState, keep_n: bool, all_schedulers: bool) -> None:
     if not errs:  # the file's name and description go with what the page downloads (inputs.scenario_table)
         st.session_state[ps.key(inputs.RESTORED_META)] = {"name": sc.name or inputs.name_from_file(f.name),
                                                           "description": sc.description}
+    else:  # part of it applied: neither this file's nor the last one's name describes the page
+        st.session_state.pop(ps.key(inputs.RESTORED_META), None)
     st.session_state[ps.key("upload_msgs")] = ("error", errs) if errs else ("ok", [f"Restored {f.name}."])
 
 
