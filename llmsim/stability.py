@@ -254,10 +254,9 @@ def _burst(sc, load: float):
         what = (f"{m:,} of its arrivals come within a microsecond of t = {t[i]:,.4g} s, a burst no engine "
                 "serves as it comes")
     else:
+        shown = f"{peak:,.2f}" if peak < 1e4 else f"{peak:.3g}"
         what = (f"its busiest {k} arrivals (t = {t[i]:,.4g} to {t[i + k]:,.4g} s) come at {rate:,.3g} "
-                f"requests/s, a load of {peak:,.2f}" if peak < 1e4 else
-                f"its busiest {k} arrivals (t = {t[i]:,.4g} to {t[i + k]:,.4g} s) come at {rate:,.3g} "
-                f"requests/s, a load of {peak:.3g}")
+                f"requests/s, a load of {shown}")
     return peak, (f" The trace is bursty: {what}; the queue builds there and drains afterwards. This "
                   f"verdict is about the whole replay (load {load:.2f}), not the burst.")
 

@@ -357,8 +357,7 @@ def name_from_file(file_name: str) -> str:
     itself, as llmsim.load_scenario names it): its stem with anything but letters, digits,
     '_', '-', '.' and spaces replaced by '-', at most 80 characters; "" if nothing is left."""
     stem = re.sub(r"\.toml$", "", str(file_name), flags=re.IGNORECASE)
-    stem = re.sub(r"[^A-Za-z0-9_\-. ]", "-", stem).lstrip("-. ")[:80].rstrip()
-    return stem
+    return re.sub(r"[^A-Za-z0-9_\-. ]", "-", stem).lstrip("-. ")[:80].rstrip()
 
 
 def scenario_table(ps: PageState, num_requests: int, rate: float | None, scheduler: str = "sarathi") -> dict:
