@@ -44,11 +44,14 @@ def main(argv=None) -> int:
     ap.add_argument("--n", type=int, default=200_000, help="requests per scheduler")
     ap.add_argument("--cap-mib", type=float, default=None, help="LLMSIM_SERVER_MEMORY_MIB (default: the app's)")
     ap.add_argument("--timeout", type=float, default=600)
+    ap.add_argument("--settle", type=float, default=180, help="seconds to watch the memory after the tabs close")
+    ap.add_argument("--root", type=Path, default=None, help="source tree to serve (default: this one)")
     args = ap.parse_args(argv)
     if args.cap_mib is not None:
         os.environ["LLMSIM_SERVER_MEMORY_MIB"] = str(args.cap_mib)
     query = f"?sched=fastertransformer,vllm,orca,sarathi&n={args.n}"
-    with server() as (url, _t0), browser() as b:
+    settled = []
+    with server(root=args.root) as (url, _t0), browser() as b:
         pid = _server_pid(url.rsplit(":", 1)[1])
         warm = new_page(b)
         warm.goto(url + "/?n=1000&sched=sarathi&live=0")
@@ -74,11 +77,19 @@ def main(argv=None) -> int:
             time.sleep(0.25)
         peak = _status(pid, "VmHWM")
         busy = sum("server is busy" in p.inner_text("body") for p in pages)
+        for p in pages:
+            p.close()
+        t1 = time.perf_counter()
+        while time.perf_counter() - t1 < args.settle:
+            time.sleep(min(30.0, args.settle - (time.perf_counter() - t1)))
+            settled.append((time.perf_counter() - t1, _status(pid, "VmRSS")))
     cap = os.environ.get("LLMSIM_SERVER_MEMORY_MIB", "default (1024)")
     print(f"sessions {args.sessions} x 4 schedulers x {args.n:,} requests; LLMSIM_SERVER_MEMORY_MIB = {cap}")
     print(f"  server RSS before the tabs: {base:,.0f} MiB; peak (VmHWM): {peak:,.0f} MiB")
     print(f"  every tab finished after {max(finished.values(), default=float('nan')):.1f} s "
           f"({len(finished)} of {len(pages)}); tabs that waited for memory: {len(waited)}; refused as busy: {busy}")
+    if settled:
+        print("  server RSS after the tabs closed: " + ", ".join(f"{m:,.0f} MiB at {s:.0f} s" for s, m in settled))
     if problems:
         print("  problems:", *problems, sep="\n    ")
     return 0 if len(finished) == len(pages) and not problems else 1

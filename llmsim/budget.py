@@ -70,7 +70,8 @@ class Limits:
             k, sep, v = item.partition("=")
             k = k.strip()
             if not sep or k not in names:
-                raise ConfigError(f"{var}: {item.strip()!r} is not name=value; allowed names: "
+                what = "is not name=value" if not sep else f"names no limit ({k!r})"
+                raise ConfigError(f"{var}: {item.strip()!r} {what}; allowed names: "
                                   f"{', '.join(sorted(names))}")
             try:
                 x = float(v)

@@ -172,7 +172,10 @@ def test_limits_from_env(monkeypatch):
     assert lim.memory_bytes == 512 * budget.MiB and lim.max_work == 1e9 and lim.max_calls == 5_000_000
     assert lim.max_steps == Limits.demo().max_steps
     monkeypatch.setenv("LLMSIM_DEMO_LIMITS", "memory=1")
-    with pytest.raises(ConfigError, match="LLMSIM_DEMO_LIMITS.*allowed names"):
+    with pytest.raises(ConfigError, match="LLMSIM_DEMO_LIMITS: 'memory=1' names no limit \\('memory'\\); allowed names"):
+        Limits.from_env()
+    monkeypatch.setenv("LLMSIM_DEMO_LIMITS", "memory_mib")
+    with pytest.raises(ConfigError, match="'memory_mib' is not name=value; allowed names"):
         Limits.from_env()
     monkeypatch.setenv("LLMSIM_DEMO_LIMITS", "max_work=-3")
     with pytest.raises(ConfigError, match="max_work.*positive"):
