@@ -360,6 +360,9 @@ def _engine_theory(sc: Scenario, e_idx: int, visits, lam_steps) -> EngineTheory:
     t_mem = eng.batch_time.full_budget_seconds(n_mem, share, mean_ctx, pairs) if n_mem < n_region else t_bar
     mem_rps = eng.kv_cache_tokens / (t_mem * eg)
     memory_binds = mem_rps < region_rps
+    # decoders a full KV cache holds: E[g] token-iterations per request over its E[D] decode
+    # iterations is what a decoder holds on average (orca: the decoders an iteration can serve)
+    dec_mem = eng.kv_cache_tokens * (tok_d / rate) / eg if eg > 0 else math.inf
     wc_rps = min(region_rps, mem_rps)
     k_binds = eng.max_batch_size is not None and eng.max_batch_size < b
     slot_rps = region_rps if k_binds else None
@@ -386,14 +389,20 @@ def _engine_theory(sc: Scenario, e_idx: int, visits, lam_steps) -> EngineTheory:
                 cap_rps = ft
                 kind = ("fastertransformer batch-cycle capacity, each iteration priced at its own batch"
                         + ("" if exact else " (approximate: random prompt lengths or memory-bound batch)"))
-        elif eng.scheduler == "orca" and k_binds:
-            oc = _memo(orca_capacity, eng, s.prompt_tokens, s.output_tokens, mean_ctx)
+        elif eng.scheduler == "orca" and (k_binds or dec_mem < b):
+            # the decoders an iteration can serve: its slots, or the decoders the KV cache holds
+            # when it is full (each holds E[g] / E[D] tokens on average over its decode)
+            k_dec = min(eng.slots, max(1, int(dec_mem)))
+            oc = _memo(orca_capacity, eng, s.prompt_tokens, s.output_tokens, mean_ctx, k_dec)
             oc = cap_rps if oc is None else min(oc, wc_rps)
             if abs(oc - cap_rps) > 1e-12 * cap_rps:
                 cap_rps = oc
-                kind = ("orca under max_batch_size: prefill-first batches, decodes in the slots and budget the "
-                        "waiting prompts leave (a Markov chain of waiting prefill tokens, each iteration priced "
-                        "at its own batch; approximate: Poisson arrivals, mean prompt length)")
+                held = (f"the {k_dec} decoders its KV cache holds when full" if k_dec < eng.slots
+                        else "the slots")
+                kind = (f"orca{' under max_batch_size' if k_dec == eng.slots else ' with a binding KV cache'}: "
+                        f"prefill-first batches, decodes in {held} and the budget the waiting prompts leave "
+                        "(a Markov chain of waiting prefill tokens, each iteration priced at its own batch; "
+                        "approximate: Poisson arrivals, mean prompt length)")
         elif eng.scheduler == "vllm":
             vl = _memo(vllm_capacity, eng, s.prompt_tokens, s.output_tokens)
             if vl < cap_rps:
@@ -468,19 +477,22 @@ def _analyze(sc: Scenario) -> Theory:
 ORCA_CHAIN_STATES = 400  # states of orca's chain of waiting prefill tokens at most (a dense solve each)
 
 
-def orca_capacity(engine, prompt, output, context: float) -> float | None:
+def orca_capacity(engine, prompt, output, context: float, slots: int | None = None) -> float | None:
     """Requests/s at which orca's prefill-first mixed batches supply the decode tokens.
 
     Each iteration takes x = min(W, b) of the W waiting prefill tokens (chunked), and the
     remaining slots and budget go to decodes: y = min(k - c, b - x) with c the chunks (a
-    saturated running set). W at iteration starts is a Markov chain: W' = max(W - b, 0) +
+    saturated running set). k is the engine's slots, or ``slots``: the decoders a full KV
+    cache holds, when memory binds before the slots do (decoders starved by the prompts'
+    chunks hold their cache longer, which is what makes orca fall short of the memory
+    capacity there: docs/model.md). W at iteration starts is a Markov chain: W' = max(W - b, 0) +
     P * Poisson(lambda t(x, y)), on a grid of u = P/m tokens; the capacity is the lambda
     where E[y] / E[t] equals lambda E[D]. Approximation: Poisson arrivals, prompts of the
     mean length. Between the time-sharing bound (prefill-only or decode-only batches) and
     the stability region: orca mixes only with the prompts that are left."""
     from scipy.optimize import brentq
     from scipy.stats import poisson
-    b, k = engine.token_budget, engine.slots
+    b, k = engine.token_budget, engine.slots if slots is None else slots
     bt = engine.batch_time
     p_mean = max(1.0, prompt.mean)
     w_max = max(12 * b, 30 * p_mean)
