@@ -226,10 +226,11 @@ def _stationary(n: int, rows, cols, probs) -> np.ndarray:
     return np.linalg.solve(A, rhs)
 
 
-def vllm_capacity(engine, prompt, output) -> float:
+def vllm_capacity(engine, prompt, output, slots: int | None = None) -> float:
     """Requests/s at which vanilla vLLM's decode supply meets demand (module docstring).
 
-    Saturated, each decode iteration serves c = min(b, k) requests and lasts tau_d; an
+    Saturated, each decode iteration serves c = min(b, k) requests and lasts tau_d (k: the
+    engine's slots, or ``slots``, the decoders a full KV cache holds when memory binds); an
     iteration is a prefill of the N requests that arrived during the previous one
     (N ~ Poisson(lambda * tau), at most n_p = min(k, b // P) of them, lasting t(N P)).
     The number of prompts waiting at each iteration start is a Markov chain (a decode
@@ -237,7 +238,7 @@ def vllm_capacity(engine, prompt, output) -> float:
     share of iterations that decode.
     """
     b = engine.token_budget
-    k = engine.slots
+    k = engine.slots if slots is None else slots
     c = k
     bt = engine.batch_time
     p_mean = prompt.mean
@@ -405,7 +406,19 @@ def _engine_theory(sc: Scenario, e_idx: int, visits, lam_steps) -> EngineTheory:
                         "approximate: Poisson arrivals, mean prompt length)")
         elif eng.scheduler == "vllm":
             vl = _memo(vllm_capacity, eng, s.prompt_tokens, s.output_tokens)
-            if vl < cap_rps:
+            k_dec = min(eng.slots, max(1, int(dec_mem)))
+            if mem_rps < vl and k_dec < eng.slots:
+                # memory caps vllm before its chain does, and a full KV cache holds fewer
+                # decoders than a decode iteration's slots: the chain with those decoders.
+                # Conservative: memory also gates the prefills, which helps vllm (docs/model.md)
+                vm = _memo(vllm_capacity, eng, s.prompt_tokens, s.output_tokens, k_dec)
+                if vm < cap_rps:
+                    cap_rps = vm
+                    kind = (f"vllm with a binding KV cache: its prefill-first chain with decode iterations of the "
+                            f"{k_dec} decoders the cache holds when full, each iteration priced at its own batch "
+                            "(approximate: Poisson arrivals, mean prompt length; memory gating the prefills "
+                            "makes it conservative)")
+            elif vl < cap_rps:
                 cap_rps = vl
                 kind = ("vllm prefill-first chain, each iteration priced at its own batch (approximate: "
                         "Poisson arrivals, mean prompt length, KV cache not binding)")
