@@ -15,7 +15,7 @@ load of a warm one all waited for the first visitor's browser to load Streamlit'
   done instead of doing them;
 - tunes the C allocator so that memory freed by finished runs goes back to the system
   (``allocator``, on glibc): at most ``ARENAS`` malloc arenas, and a thread (``trimmer``)
-  that returns the free pages every ``LLMSIM_MEMORY_TRIM_S`` seconds (default 30; 0: never);
+  that returns the free pages every ``LLMSIM_MEMORY_TRIM_S`` seconds (default 30; 0: never; else 1 to 86,400);
 - when the server stops (Ctrl-C, SIGTERM: uvicorn shuts down, then exits by the signal,
   code 130 or 143), stops a compile process that still runs.
 
@@ -80,14 +80,14 @@ def _glibc():
 def trim_every_s() -> float:
     """LLMSIM_MEMORY_TRIM_S: seconds between two returns of free memory (0: never)."""
     raw = os.environ.get("LLMSIM_MEMORY_TRIM_S", "").strip()
-    allowed = "allowed: seconds between 0 (never) and 86,400"
+    allowed = "allowed: 0 (never) or seconds between 1 and 86,400"
     if not raw:
         return TRIM_EVERY_S
     try:
         every = float(raw)
     except ValueError:
         raise ValueError(f"LLMSIM_MEMORY_TRIM_S = {raw!r} is not a number; {allowed}") from None
-    if not 0 <= every <= 86_400:
+    if not (every == 0 or 1 <= every <= 86_400):  # below 1 s the trim thread would spin
         raise ValueError(f"LLMSIM_MEMORY_TRIM_S = {raw!r}; {allowed}")
     return every
 

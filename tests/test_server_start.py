@@ -24,8 +24,8 @@ def test_a_bad_setting_stops_the_server_as_it_starts():
     seconds, before any visitor: the last two used to be found only by the first page view
     (app.py serves an st.App whose start imports the modules that read them on a thread)."""
     bad = {
-        "LLMSIM_MEMORY_TRIM_S": ("soon", "LLMSIM_MEMORY_TRIM_S = 'soon' is not a number; allowed: seconds "
-                                         "between 0 (never) and 86,400. The server stops."),
+        "LLMSIM_MEMORY_TRIM_S": ("soon", "LLMSIM_MEMORY_TRIM_S = 'soon' is not a number; allowed: 0 (never) "
+                                         "or seconds between 1 and 86,400. The server stops."),
         "LLMSIM_DEMO_LIMITS": ("memory=512", "LLMSIM_DEMO_LIMITS: 'memory=512' names no limit ('memory'); "
                                              "allowed names: max_calls"),
         "LLMSIM_SERVER_MEMORY_MIB": ("5", "LLMSIM_SERVER_MEMORY_MIB = '5'; allowed: MiB between 64 and 1,048,576. "
@@ -51,9 +51,10 @@ def test_a_bad_setting_stops_the_server_as_it_starts():
 
 
 def test_a_bad_trim_period_names_the_setting(monkeypatch):
-    for raw in ("-1", "1e9", "nan", "every minute"):
+    for raw in ("-1", "1e9", "nan", "inf", "every minute", "1e-9", "0.5"):  # below 1 s: a spinning thread
         monkeypatch.setenv("LLMSIM_MEMORY_TRIM_S", raw)
-        with pytest.raises(ValueError, match=f"LLMSIM_MEMORY_TRIM_S = '{raw}'.*allowed: seconds between 0"):
+        with pytest.raises(ValueError, match=f"LLMSIM_MEMORY_TRIM_S = '{raw}'.*allowed: 0 .never. or seconds "
+                                             "between 1 and 86,400"):
             server_start.trim_every_s()
     monkeypatch.setenv("LLMSIM_MEMORY_TRIM_S", " 0 ")
     assert server_start.trim_every_s() == 0.0
