@@ -29,6 +29,10 @@
     ``c * pi_D / E[tau]``; the capacity is the lambda where it equals ``lambda * E[D]``.
     Approximation: Poisson arrivals, prompt lengths replaced by their mean, a saturated
     running set.
+  - orca and vllm with a binding KV cache (one step): the same chains, with the decoders
+    an iteration can serve limited to those a full cache holds, ``k_mem = M E[D] / E[g]``
+    (decoders the prefills starve hold their cache longer, so both fall short of mu; vllm
+    only where mu caps it before its chain, where the chain is conservative).
   Each is capped by the region and the memory capacity.
 - Networks: the same per engine over the mix of steps it serves (expected visits from the
   routing matrix); the network's capacity is the rate scaling at which the busiest
