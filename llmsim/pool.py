@@ -224,7 +224,8 @@ def engine_theory(sc, e_idx, visits, lam_steps, single_theory):
     return EngineTheory(pool.name, pool.scheduler, pool.token_budget, ref.t_b_seconds, tok_cap,
                         ref.offered_tokens_per_s, load, cap_rps, f"pool ({pool.router}) of: {ref.capacity_kind}",
                         None, None, notes, scheduler_load=ref.scheduler_load * scale,
-                        memory_binds=any(t.memory_binds for t in per), calls_per_s=ref.calls_per_s)
+                        memory_binds=any(t.memory_binds for t in per), calls_per_s=ref.calls_per_s,
+                        optimal_kind=f"pool ({pool.router}) of: {ref.optimal_kind}" if ref.optimal_kind else "")
 
 
 # ------------------------------------------------------------------------ verdicts

@@ -159,9 +159,10 @@ def _explain(v: str, theory, growth: float, drift_share: float, parts=(), networ
     fill_at, fill = _kv_fill(theory, window)
     where = f" (growing: {', '.join(parts)})" if parts else ""
     sched = " and ".join(dict.fromkeys(e.scheduler for e in theory.engines))
+    # the scheduler's own load first when the two differ: theory's drift and the verdict follow it
     loads = (f"load {load:.2f}" if abs(sload - load) <= 0.005 * max(load, 1e-12)
-             else f"load {load:.2f} (arriving work over the best scheduler's capacity; {sload:.2f} over "
-                  f"{sched}'s own capacity)")
+             else f"{sched}'s own load {sload:.2f} (arrival rate over its own capacity; load {load:.2f} over "
+                  "the best scheduler's capacity)")
     mem = ""
     if preemptions > 0 and recompute_share >= RECOMPUTE_NOTABLE:
         mem = (f" Memory: {preemptions:,.0f} preemptions made the engine redo {100 * recompute_share:.1f}% "
@@ -185,7 +186,7 @@ def _explain(v: str, theory, growth: float, drift_share: float, parts=(), networ
                      "even with memory gating the prefills vllm did not keep up.")
         else:
             bound = ", so the queue would grow without bound."
-        text = (f"Unstable{where}: {amount} (theory predicts {100 * drift_share:.0f}% at {loads})" + bound + mem)
+        text = (f"Unstable{where}: {amount}; theory predicts {100 * drift_share:.0f}% at {loads}" + bound + mem)
         if sload < 1:
             if preemptions > 0 and recompute_share >= RECOMPUTE_NOTABLE:
                 broken = ("no recomputation: theory's capacity assumes preempted work is not redone, but the KV "
@@ -209,10 +210,10 @@ def _explain(v: str, theory, growth: float, drift_share: float, parts=(), networ
                       "near the cache's size")
             text += f" Theory's {sched} capacity predicts growth; the assumption that broke: {broken}."
         elif sload > 1.02:
-            broken = ("horizon or capacity formula: theory predicts growth, but none showed over this run "
-                      "(run longer, or theory's capacity is approximate: "
-                      f"{theory.engines[0].capacity_kind})")
-            text += f" Theory disagrees: {broken}."
+            broken = ("horizon or capacity formula: theory predicts growth, but none showed over this run. "
+                      "Run longer; or theory's capacity is approximate here. Its formula: "
+                      f"{theory.engines[0].capacity_kind}")
+            text += f" Theory disagrees — {broken}."
         return text, broken
     regime = (f" vllm's KV cache fills after about {fill:,.0f} s at this rate; from then on memory gates its "
               "prefills." if fill_at in ("before", "inside") else "")

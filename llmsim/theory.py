@@ -80,6 +80,7 @@ class EngineTheory:
     # chain's drift, fill the KV cache; from then on memory gates the prefills and the
     # chain's capacity no longer holds (None otherwise)
     kv_fill_seconds: float | None = None
+    optimal_kind: str = ""          # which bound gives the best capacity any scheduler reaches (load)
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ class Theory:
     second refer to the scenario's arrival mix."""
     load: float
     capacity_rps: float | None          # of the scenario's scheduler(s); None if unknown
-    optimal_capacity_rps: float | None  # what a work-conserving scheduler reaches
+    optimal_capacity_rps: float | None  # the best any scheduler reaches (sarathi does; see optimal_kind)
     drift_tokens_per_s: float           # predicted backlog growth (0 when stable)
     drift_rps: float                    # predicted growth of requests in system
     engines: tuple = ()
@@ -378,6 +379,7 @@ def _engine_theory(sc: Scenario, e_idx: int, visits, lam_steps) -> EngineTheory:
         kind = f"stability region with max_batch_size {eng.max_batch_size} (LP): {opt.describe()}"
     else:
         kind = "token capacity b/t(b) (the stability region: exact for work-conserving schedulers)"
+    optimal_kind = kind
     # the scheduler's own capacity: the region of the batches it runs, or its own formula
     sched_set = _scheduler_batches(eng.scheduler)
     own = engine_region(eng, p_max, mean_ctx, sched_set, pairs).capacity(dp, dd, dq) if sched_set != "all" else opt
@@ -439,7 +441,7 @@ def _engine_theory(sc: Scenario, e_idx: int, visits, lam_steps) -> EngineTheory:
                      "(an upper bound; its batch-cycle formula is for one step)")
     return EngineTheory(eng.name, eng.scheduler, b, t_b, cap_tok, offered, rate / wc_rps, cap_rps, kind,
                         mem_rps, slot_rps, tuple(notes), rate / cap_rps, region_rps, opt.describe(),
-                        bool(memory_binds), rate, t_bar, kv_fill)
+                        bool(memory_binds), rate, t_bar, kv_fill, optimal_kind)
 
 
 def _steps(sc):

@@ -232,7 +232,11 @@ def throughput(points: pd.DataFrame, theory: float, critical: pd.DataFrame, csca
     import altair as alt
     legend_sel = alt.selection_point(name="pick", fields=["scheduler"], bind="legend")
     x = alt.X("rate:Q", title="arrival rate (requests/s)", scale=alt.Scale(domain=[0, x_max], nice=False))
-    y_max = max(x_max, theory * 1.1 if theory and math.isfinite(theory) else 0)
+    shown = theory and math.isfinite(theory)
+    # b/t(b) far above the rates searched (memory or max_batch_size bind long before it): the
+    # axis keeps to the curves, and the line's label says where it is
+    above = shown and theory > 1.5 * x_max
+    y_max = x_max if above else max(x_max, theory * 1.1 if shown else 0)
     y = alt.Y("throughput:Q", title="throughput (completed requests/s)",
               scale=alt.Scale(domain=[0, y_max], nice=False))
     color = alt.Color("scheduler:N", scale=cscale,
@@ -240,7 +244,12 @@ def throughput(points: pd.DataFrame, theory: float, critical: pd.DataFrame, csca
     layers = []
     diag = pd.DataFrame({"rate": [0.0, x_max], "throughput": [0.0, x_max]})
     layers.append(alt.Chart(diag).mark_line(color="#bbbbbb", strokeDash=[2, 2]).encode(x=x, y=y))
-    if theory and math.isfinite(theory):
+    if above:
+        th = pd.DataFrame({"throughput": [y_max], "label": [
+            f"theory b/t(b) = {theory:.3g} req/s, far above this chart: memory or max_batch_size binds first"]})
+        layers.append(alt.Chart(th).mark_text(align="left", dx=4, dy=9, color=palette.THEORY_COLOR)
+                      .encode(x=alt.value(4), y="throughput:Q", text="label:N"))
+    elif shown:
         th = pd.DataFrame({"throughput": [theory], "label": [f"theory b/t(b) = {theory:.3g} req/s"]})
         layers.append(alt.Chart(th).mark_rule(color=palette.THEORY_COLOR, strokeDash=[6, 4], strokeWidth=2)
                       .encode(y="throughput:Q", tooltip=[alt.Tooltip("label:N", title="theory")]))

@@ -20,7 +20,11 @@ VERDICT_MEANING = (
 
 
 def sentence(text: str) -> str:
-    """A theory phrase (a capacity_kind) as a sentence: capital first letter, full stop."""
+    """A theory phrase (a capacity_kind) as a sentence: capital first letter (not of a
+    scheduler's name, which is written as it is typed), full stop."""
+    from llmsim.schedulers import SCHEDULERS
+    if text.split(" ", 1)[0].rstrip(":'s,") in SCHEDULERS:
+        return f"{text}."
     return f"{text[:1].upper()}{text[1:]}."
 
 
@@ -29,7 +33,9 @@ def capacity_help(kind: str | None, work_conserving_note: bool = True) -> str:
     binding capacity, or None to leave it out."""
     return ("The smaller of the stability region's capacity (a linear program over the batches b, k and the "
             "batch time allow) and the memory capacity"
-            + (": what a work-conserving scheduler (orca, sarathi) reaches" if work_conserving_note else "")
+            + (": what sarathi reaches, and orca too unless max_batch_size or the KV cache binds (its prefills "
+               "then starve the decoders; each scheduler's own capacity is on its card)" if work_conserving_note
+               else "")
             + "." + (f" Binding here: {sentence(kind)}" if kind else "")
             + (" The memory capacity is an approximation (the mean memory a request holds, over its whole "
                "life): with a binding KV cache a scheduler may keep up somewhat above it or break below it, and "
@@ -146,8 +152,11 @@ def evidence(v, extra: list[tuple[str, str]] | None = None, summary: dict | None
     from the run's summary, a note on them (e.g. zero_throughput), the rule that decided
     it, for a network the per-buffer tests, and a caveat near the boundary."""
     e = v.evidence()
-    rows = [
-        ("load ρ", f"{e['load']:.2f}"),
+    rows = [("load ρ", f"{e['load']:.2f}")]
+    sload = e.get("scheduler_load") or 0.0
+    if sload > 0 and math.isfinite(sload) and abs(sload - e["load"]) > 0.005 * max(e["load"], 1e-12):
+        rows.append(("own load", f"{sload:.2f} (arrival rate over this scheduler's theory capacity)"))
+    rows += [
         ("arrival rate", fmt(e["arrival_rate_rps"], unit=" /s")),
         ("theory capacity", fmt(e["capacity_rps"], unit=" /s")),
         ("measured growth", f"{100 * e['growth']:+.1f}% of arriving work "
@@ -182,6 +191,10 @@ def evidence(v, extra: list[tuple[str, str]] | None = None, summary: dict | None
         return
     with st.expander("Why this verdict", expanded=bool(v.parts) and v.verdict == "unstable"):
         st.markdown(rule_text(v.threshold))
+        if v.capacity_kind and not v.parts:
+            from llmsim_ui.markdown import plain
+            st.markdown(f"**Theory's capacity for this scheduler** ({fmt(v.capacity_rps, unit=' req/s')}): "
+                        + plain(sentence(v.capacity_kind)))
         table = parts_table(v)
         if table is not None:
             decided = [n for n in v.unstable_parts]

@@ -112,9 +112,10 @@ def near_boundary_notes(found: dict, tol: float) -> list[str]:
             above.append(f"{s} (stable at {lo:.3g} req/s, theory capacity {cap:.3g})")
     if not above:
         return []
-    return [f"Judged stable above the theory capacity: {'; '.join(above)}. Within a few per cent of ρ = 1 a "
-            "probe's queue grows too slowly to show in a finite run: use more requests per probe (or "
-            "replications, `python -m llmsim capacity`) before reading the last digit."]
+    return [f"Judged stable above the theory capacity: {'; '.join(above)}. Within a few per cent of a "
+            "capacity a probe's queue grows too slowly to show in a finite run: use more requests per probe (or "
+            "replications, `python -m llmsim capacity`) before reading the last digit. And where theory's "
+            "formula says it is approximate (listed under the table), its figure can be a few per cent off."]
 
 
 ps.restore()
@@ -124,7 +125,9 @@ st.markdown(
     "Raise the arrival rate and, at some point, a scheduler stops keeping up: its **throughput** (requests "
     "completed per second) stops following the arrival rate and flattens out. That rate is its **capacity**. "
     "Theory says no scheduler can beat the dashed line **b/t(b)** — a full batch of b tokens every t(b) "
-    "seconds — and that work-conserving schedulers (orca, sarathi) reach it in tokens per second.")
+    "seconds — and that work-conserving schedulers (orca, sarathi) reach it in tokens per second, as long as "
+    "the KV cache and max_batch_size leave room (when they bind, the best capacity is lower, and orca's "
+    "prefills starve its decoders below it).")
 
 status_slot = st.empty()
 upload = controls.engine_inputs(ps, with_rate=False, sched_label="Schedulers", keep_n=False,
@@ -188,7 +191,7 @@ c1.metric("Token capacity b/t(b) (tok/s)", f"{e0.token_capacity:,.0f}",
 c2.metric("… in requests (req/s)", f"{token_rps:.3g}",
           help=f"Divided by {mean_work:,.0f} tokens per request (prompt + output).")
 c3.metric("Best possible capacity (req/s)", f"{th.optimal_capacity_rps:.3g}",
-          help=widgets.capacity_help(e0.capacity_kind, work_conserving_note=False))
+          help=widgets.capacity_help(e0.optimal_kind, work_conserving_note=False))
 
 # ------------------------------------------------------------------------ work
 key = (tuple(sorted(scen)), base.to_toml(), extra, n, ps.get("tol"), ps.get("probes"), ps.get("points"))

@@ -95,7 +95,7 @@ def _draw_theory() -> None:
                    f"With {mean_work:,.0f} tokens per request on average that is "
                    f"{e0.token_capacity / mean_work:.3g} requests/s.")
     c4.metric("Best possible capacity (req/s)", f"{th.optimal_capacity_rps:.3g}",
-              help=widgets.capacity_help(e0.capacity_kind))
+              help=widgets.capacity_help(e0.optimal_kind))
 
 
 # -------------------------------------------------------------------- the run

@@ -452,3 +452,33 @@ def test_agents_run_length_comes_from_the_file_and_is_bounded():
     widget(at, "number_input", "agents.tandem.n").set_value(500_000)
     at.run()
     assert "Workflows per run" in errors(at) and "200,000" in errors(at)
+
+
+def test_single_shows_why_orca_falls_short_under_a_binding_kv_cache():
+    """With a binding KV cache orca's own capacity (a chain with the decoders the cache
+    holds) is well below the best possible capacity; tried as a new user would, the page
+    showed only "theory capacity: 11.6 /s" beside "Best possible capacity 15.2", with no
+    reason, and the help said orca reaches the latter. Its card now gives orca's own load
+    and, under "Why this verdict", theory's formula for it."""
+    at = open_page(n=4000, live=0, sched="orca", rate=9.8, hw="custom", bt="constant", bt_ms=20, budget=512,
+                   kmax=256, kv=60000, p_dist="uniform", p_low=64, p_high=960, o_dist="geometric", o_mean=256)
+    ok(at)
+    text = "\n".join(m.value for m in at.markdown)
+    assert "own load: **0.85 (arrival rate over this scheduler's theory capacity)**" in text
+    assert "**Theory's capacity for this scheduler** (11.6 req/s): orca with a binding KV cache" in text
+    assert "77 decoders its KV cache holds when full" in text
+    best = next(m for m in at.metric if m.label == "Best possible capacity (req/s)")
+    assert best.value == "15.2" and "orca too unless max_batch_size or the KV cache binds" in best.help
+
+
+def test_capacity_explains_the_best_capacity_by_its_own_bound():
+    """The "Best possible capacity" help gave the first chosen scheduler's own formula (orca's
+    chain, 11.6 req/s) for the best capacity (the memory capacity, 15.2); it now names the
+    bound that gives the best capacity, whatever the schedulers' order."""
+    at = open_page("pages/capacity.py", **(CAP | dict(sched="orca,sarathi", hw="custom", bt="constant", bt_ms=20,
+                                                       budget=512, kmax=256, kv=60000, p_dist="uniform", p_low=64,
+                                                       p_high=960, o_dist="geometric", o_mean=256)))
+    assert not at.exception, [e.value for e in at.exception]
+    best = next(m for m in at.metric if m.label == "Best possible capacity (req/s)")
+    assert best.value == "15.2"
+    assert "Binding here: Memory capacity" in best.help and "orca" not in best.help.split("Binding here:")[1]
