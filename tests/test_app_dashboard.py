@@ -382,3 +382,31 @@ def test_a_binding_kv_cache_marks_the_capacity_as_approximate():
     big = helps(open_page(n=1000, live=0, sched="sarathi"))
     assert big["Offered load ρ"].endswith("Above 1 no scheduler keeps up.")
     assert "approximation" not in big["Best possible capacity (req/s)"]
+
+
+def test_capacity_chart_keeps_to_its_curves_when_b_over_t_b_is_far_above():
+    """b = 8192 with a KV cache of 60,000 tokens: b/t(b) is 533 req/s while the schedulers
+    break near 12-15; the y axis went up to the b/t(b) line and flattened every curve (tried
+    as a new user would). Far above the rates searched, the line is left out and its label
+    says where it is; near them it is drawn as before."""
+    import pandas as pd
+
+    from llmsim_ui import charts, palette
+    pts = pd.DataFrame({"scheduler": ["orca", "orca"], "rate": [5.0, 19.0], "throughput": [5.0, 12.0]})
+    crit = pd.DataFrame({"scheduler": ["orca"], "critical": [12.0], "low": [11.8], "high": [12.1]})
+    scale = palette.scale(["orca"], palette.SCHEDULER_COLORS)
+    far = charts.throughput(pts, 533.0, crit, scale, 19.5).to_dict()
+    near = charts.throughput(pts, 16.7, crit, scale, 19.5).to_dict()
+
+    def y_domains(spec):
+        return [l["encoding"]["y"]["scale"]["domain"] for l in spec["layer"]
+                if isinstance(l.get("encoding", {}).get("y"), dict) and "scale" in l["encoding"]["y"]]
+
+    def texts(spec):
+        return [d["label"] for d in spec.get("datasets", {}).values() for d in d if "label" in d]
+    assert all(d == [0, 19.5] for d in y_domains(far))
+    assert any("533 req/s, far above this chart" in t for t in texts(far))
+    assert not any(l.get("mark", {}).get("type") == "rule" and "label" in str(l.get("encoding", {}).get("tooltip"))
+                   for l in far["layer"])
+    assert all(d == [0, 19.5] for d in y_domains(near))  # 16.7 x 1.1 < 19.5
+    assert any(t == "theory b/t(b) = 16.7 req/s" for t in texts(near))
