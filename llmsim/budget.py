@@ -20,7 +20,7 @@ import contextlib
 import contextvars
 import math
 import os
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 
 from llmsim.workload import ConfigError
 
@@ -54,31 +54,41 @@ class Limits:
         return cls(memory_bytes=256 * MiB, max_calls=2_000_000, max_steps=200, max_work=4e8,
                    slice_work=2_000_000)
 
+    # what LLMSIM_DEMO_LIMITS may set: (smallest, largest, whole numbers only). Values that
+    # rounded to 0 (slice_work=0.5 left every live run stuck at 0%) or overflowed the kernel's
+    # counters (slice_work=1e30) passed a check for "positive" and broke every page instead
+    ENV_RANGES = {"memory_mib": (1, 1 << 20, False), "memory_bytes": (MiB, 1 << 40, True),
+                  "max_calls": (1, 10**9, True), "max_steps": (1, 100_000, True),
+                  "max_work": (1e4, 1e15, False), "slice_work": (1_000, 10**12, True)}
+
     @classmethod
     def from_env(cls, var: str = "LLMSIM_DEMO_LIMITS") -> "Limits":
         """Limits.demo() with the overrides in the environment variable var, a
-        comma-separated list like ``memory_mib=512,max_work=1e9,max_calls=5e6``."""
+        comma-separated list like ``memory_mib=512,max_work=1e9,max_calls=5e6``, each within
+        ``ENV_RANGES``."""
         lim = cls.demo()
         raw = os.environ.get(var, "").strip()
         if not raw:
             return lim
-        names = {f.name for f in fields(cls)} | {"memory_mib"}
+        names = sorted(cls.ENV_RANGES)
         kw = {}
         for item in raw.split(","):
             if not item.strip():
                 continue
             k, sep, v = item.partition("=")
             k = k.strip()
-            if not sep or k not in names:
-                what = "is not name=value" if not sep else f"names no limit ({k!r})"
-                raise ConfigError(f"{var}: {item.strip()!r} {what}; allowed names: "
-                                  f"{', '.join(sorted(names))}")
+            if not sep or k not in cls.ENV_RANGES:
+                what = "is not name=value" if not sep else f"names no limit ({_cut(k)!r})"
+                raise ConfigError(f"{var}: {_cut(item.strip())!r} {what}; allowed names: {', '.join(names)}")
+            lo, hi, whole = cls.ENV_RANGES[k]
+            allowed = (f"allowed: {'a whole number' if whole else 'a number'} between {lo:,.0f} and {hi:,.0f}"
+                       if lo >= 1 else f"allowed: a number between {lo:g} and {hi:g}")
             try:
                 x = float(v)
             except ValueError:
-                raise ConfigError(f"{var}: {k} = {v.strip()!r} is not a number") from None
-            if not math.isfinite(x) or x <= 0:
-                raise ConfigError(f"{var}: {k} = {v.strip()!r} must be a positive number")
+                raise ConfigError(f"{var}: {k} = {_cut(v.strip())!r} is not a number; {allowed}") from None
+            if not (math.isfinite(x) and lo <= x <= hi) or (whole and x != math.floor(x)):
+                raise ConfigError(f"{var}: {k} = {_cut(v.strip())!r}; {allowed}")
             if k == "memory_mib":
                 kw["memory_bytes"] = int(x * MiB)
             elif k == "max_work":
@@ -86,6 +96,11 @@ class Limits:
             else:
                 kw[k] = int(x)
         return replace(lim, **kw)
+
+
+def _cut(text: str, n: int = 40) -> str:
+    """A value from outside echoed in a message: at most n characters."""
+    return text if len(text) <= n else text[:n] + "…"
 
 
 _CURRENT: contextvars.ContextVar = contextvars.ContextVar("llmsim_limits", default=None)

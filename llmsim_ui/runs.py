@@ -59,16 +59,22 @@ def _server_memory_bytes(var: str = "LLMSIM_SERVER_MEMORY_MIB", default_mib: int
     raw = os.environ.get(var, "").strip()
     if not raw:
         return default_mib * MiB
+    shown = raw if len(raw) <= 40 else raw[:40] + "…"
     try:
         mib = float(raw)
     except ValueError:
-        raise ConfigError(f"{var} = {raw!r} is not a number; allowed: MiB between 64 and 1,048,576") from None
+        raise ConfigError(f"{var} = {shown!r} is not a number; allowed: MiB between 64 and 1,048,576") from None
     if not 64 <= mib <= 1 << 20:
-        raise ConfigError(f"{var} = {raw!r}; allowed: MiB between 64 and 1,048,576")
+        raise ConfigError(f"{var} = {shown!r}; allowed: MiB between 64 and 1,048,576")
     return int(mib * MiB)
 
 
 SERVER_MEMORY_BYTES = _server_memory_bytes()
+# long jobs (a stability map, a capacity page's curves and searches) running at once, server
+# wide: each keeps a core busy for up to minutes, and eight maps from one visitor's tabs made
+# another visitor's smallest run take 31.8 s instead of 5.2 (the memory cap did not stop them:
+# a map holds only its largest point's memory). Live runs do not take one.
+BATCH_SLOTS = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
 WAIT_POLL_S = 0.5                   # a run waiting for memory asks again this often
 MAX_WAIT_S = 120.0                  # ... and gives up after this long, saying why
 RUN_CACHE_BYTES = 192 * MiB         # finished runs kept for every session (trajectories)
@@ -460,6 +466,48 @@ def hold(nbytes: int):
             if session_gone():
                 raise ConfigError("the page was closed while this run waited for the server's memory")
             time.sleep(WAIT_POLL_S)
+        yield
+    finally:
+        led.release(ticket)
+
+
+@st.cache_resource
+def batch_ledger() -> MemoryLedger:
+    """The server's long jobs running at once (``batch_slot``): a ledger of unit reservations
+    capped at BATCH_SLOTS, first come first served."""
+    return MemoryLedger(BATCH_SLOTS)
+
+
+def batch_busy_message(waited: float) -> str:
+    return (f"The server is busy: it runs at most {BATCH_SLOTS} stability maps and capacity pages at once, "
+            f"and they have all been taken for {waited:,.0f} s. Try again in a few minutes, or make the job "
+            "smaller (fewer points or requests).")
+
+
+@contextlib.contextmanager
+def batch_slot(box=None):
+    """Run the block as one of the server's BATCH_SLOTS long jobs: wait for a slot first
+    (saying so in ``box``, an st.empty(); first come, first served), at most MAX_WAIT_S, then
+    a ConfigError saying the server is busy. A closed page leaves the queue at once."""
+    led = batch_ledger()
+    ticket = led.ticket()
+    t0 = time.monotonic()
+    try:
+        while not led.try_reserve(ticket, 1):
+            waited = time.monotonic() - t0
+            if waited > MAX_WAIT_S:
+                raise ConfigError(batch_busy_message(waited))
+            if session_gone():
+                raise ConfigError("the page was closed while this job waited for the server")
+            if box is not None:
+                ahead = led.ahead(ticket)
+                box.info(f"Waiting for the server: it runs at most {BATCH_SLOTS} stability maps and capacity "
+                         f"pages at once, all taken{f', and {ahead} more wait before this one' if ahead else ''}. "
+                         f"This one starts as soon as one finishes (waited {waited:,.0f} s).",
+                         icon=":material/hourglass_top:")
+            time.sleep(WAIT_POLL_S)
+        if box is not None:
+            box.empty()
         yield
     finally:
         led.release(ticket)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import numpy as np
@@ -253,35 +254,46 @@ else:
     have = {(p["scheduler"], p["rate"]) for p in points}
     done = len(have)
     too_big: set = set()  # schedulers whose runs the demo's limits refuse: warned once
-    for rate in rates:
-        for s, sc in scen.items():
-            if (s, rate) in have or s in too_big:
-                continue
-            j = runs.job(s, sc.with_rate(rate), extra)
-            _progress(done, f"Throughput of {s} at {rate:.3g} req/s")
-            try:
-                p = _sweep_point(j.toml, j.extra_key, j.scenario)
-            except ConfigError as exc:
-                st.warning(f"{s} at {rate:.3g} req/s: {plain(exc)}")
-                too_big.add(s)
-                continue
-            points.append({"scheduler": s, "rate": rate, "throughput": p["throughput_rps"],
-                           "started": p["started_rps"], "tokens": p["tokens_per_s"],
-                           "recomputed": p["recomputed"]})
-            done += 1
-        _draw()  # once per rate: building the chart costs more than a small simulation
-    for s, sc in scen.items():
-        if s in found or s in too_big:
-            continue
-        j = runs.job(s, sc, extra)
-        _progress(done, f"Searching the critical rate of {s}")
+    # a long job: one of the server's batch slots while it computes (runs.batch_slot)
+    todo = len(have) < len(rates) * len(scen) or len(found) < len(scen)
+    slot = contextlib.ExitStack()
+    if todo:
         try:
-            found[s] = _capacity(j.toml, j.extra_key, s, n, float(ps.get("tol")), int(ps.get("probes")), sc,
-                                 lambda d, t, msg, base=done: _progress(base, f"Searching: {msg}"))
-        except ConfigError as exc:  # a probe over the demo's limits
-            st.warning(f"{s}: capacity search refused — {plain(exc)}", icon=":material/block:")
-        done += 1
-        _draw()
+            slot.enter_context(runs.batch_slot(progress_slot))
+        except ConfigError as exc:  # the server is busy, or the page was closed meanwhile
+            progress_slot.error(plain(exc), icon=":material/hourglass_disabled:")
+            button_slot.empty()
+            st.stop()
+    with slot:
+        for rate in rates:
+            for s, sc in scen.items():
+                if (s, rate) in have or s in too_big:
+                    continue
+                j = runs.job(s, sc.with_rate(rate), extra)
+                _progress(done, f"Throughput of {s} at {rate:.3g} req/s")
+                try:
+                    p = _sweep_point(j.toml, j.extra_key, j.scenario)
+                except ConfigError as exc:
+                    st.warning(f"{s} at {rate:.3g} req/s: {plain(exc)}")
+                    too_big.add(s)
+                    continue
+                points.append({"scheduler": s, "rate": rate, "throughput": p["throughput_rps"],
+                               "started": p["started_rps"], "tokens": p["tokens_per_s"],
+                               "recomputed": p["recomputed"]})
+                done += 1
+            _draw()  # once per rate: building the chart costs more than a small simulation
+        for s, sc in scen.items():
+            if s in found or s in too_big:
+                continue
+            j = runs.job(s, sc, extra)
+            _progress(done, f"Searching the critical rate of {s}")
+            try:
+                found[s] = _capacity(j.toml, j.extra_key, s, n, float(ps.get("tol")), int(ps.get("probes")), sc,
+                                     lambda d, t, msg, base=done: _progress(base, f"Searching: {msg}"))
+            except ConfigError as exc:  # a probe over the demo's limits
+                st.warning(f"{s}: capacity search refused — {plain(exc)}", icon=":material/block:")
+            done += 1
+            _draw()
     progress_slot.empty()
     button_slot.empty()
 _draw()

@@ -187,8 +187,13 @@ else:
         def _progress(done, total):
             bar.progress(done / total if total else 1.0, text=f"Simulated {done} of {total} points")
 
-        with runs.hold(runs.sweep_bytes(sweep)):  # its points run one at a time
-            df = run_sweep(sweep, executor=InProcess(), progress=_progress)
+        try:
+            with runs.batch_slot(st.empty()), runs.hold(runs.sweep_bytes(sweep)):  # its points run one at a time
+                df = run_sweep(sweep, executor=InProcess(), progress=_progress)
+        except ConfigError as exc:  # the server is busy, or the page was closed meanwhile
+            bar.empty()
+            st.error(plain(exc), icon=":material/hourglass_disabled:")
+            st.stop()
         runs.remember("sweep", key, df)
         bar.empty()
     title = "dashboard map"

@@ -672,3 +672,28 @@ def test_parsed_traces_are_shared_and_bounded_by_bytes(monkeypatch):
     cache = inputs._trace_cache()
     assert cache.bytes <= 2**20 and len(cache) == 2
     inputs._trace_cache.clear()
+
+
+def test_long_jobs_wait_for_one_of_the_servers_batch_slots(monkeypatch):
+    """Eight stability maps from one visitor's tabs made another visitor's smallest run take
+    31.8 s instead of 5.2 (a map holds only its largest point's memory, so the memory cap did
+    not queue them). Maps and capacity pages now take one of the server's BATCH_SLOTS while
+    they compute: with every slot taken, the next one waits, then says the server is busy."""
+    from llmsim_ui import runs
+    monkeypatch.setattr(runs, "MAX_WAIT_S", 0.6)
+    monkeypatch.setattr(runs, "WAIT_POLL_S", 0.1)
+    led = runs.batch_ledger()
+    held = [led.ticket() for _ in range(runs.BATCH_SLOTS)]
+    try:
+        assert all(led.try_reserve(t, 1) for t in held)
+        at = page("pages/sweep.py", n=1000, x_n=2, y_n=2, sched="sarathi", seed=99)
+        assert f"The server is busy: it runs at most {runs.BATCH_SLOTS} stability maps and capacity pages at once" \
+            in shown(at)
+        at = page("pages/capacity.py", n=1000, probes=2, points=2, sched="sarathi", seed=99)
+        assert "The server is busy: it runs at most" in shown(at)
+    finally:
+        for t in held:
+            led.release(t)
+    assert led.held == 0
+    at = page("pages/sweep.py", n=1000, x_n=2, y_n=2, sched="sarathi", seed=99)  # a slot free: it runs
+    assert shown(at) == "" and any(m.label == "Points" for m in at.metric)

@@ -177,9 +177,23 @@ def test_limits_from_env(monkeypatch):
     monkeypatch.setenv("LLMSIM_DEMO_LIMITS", "memory_mib")
     with pytest.raises(ConfigError, match="'memory_mib' is not name=value; allowed names"):
         Limits.from_env()
-    monkeypatch.setenv("LLMSIM_DEMO_LIMITS", "max_work=-3")
-    with pytest.raises(ConfigError, match="max_work.*positive"):
-        Limits.from_env()
+    # values that passed a "positive" check and broke every page (tried as a hostile host's
+    # typo would): 0.5 rounded to 0 (a live run stuck at 0%, every run refused), 1e30 overflowed
+    for raw, want in [("max_work=-3", "max_work = '-3'; allowed: a number between 10,000 and 1,000,000,000,000,000"),
+                      ("slice_work=0.5", "slice_work = '0.5'; allowed: a whole number between 1,000 and"),
+                      ("slice_work=1e30", "slice_work = '1e30'; allowed: a whole number between 1,000 and"),
+                      ("max_calls=0.5", "max_calls = '0.5'; allowed: a whole number between 1 and"),
+                      ("max_steps=1e9", "max_steps = '1e9'; allowed: a whole number between 1 and 100,000"),
+                      ("memory_mib=1e-9", "memory_mib = '1e-9'; allowed: a number between 1 and 1,048,576"),
+                      ("max_work=nan", "max_work = 'nan'; allowed"),
+                      ("memory_mib=" + "9" * 10_000, "memory_mib = '" + "9" * 40 + "…'; allowed")]:
+        monkeypatch.setenv("LLMSIM_DEMO_LIMITS", raw)
+        with pytest.raises(ConfigError) as e:
+            Limits.from_env()
+        assert str(e.value).startswith("LLMSIM_DEMO_LIMITS: " + want), str(e.value)[:300]
+    monkeypatch.setenv("LLMSIM_DEMO_LIMITS", "slice_work=1e12, max_steps=1, memory_mib=1.5")
+    lim = Limits.from_env()
+    assert (lim.slice_work, lim.max_steps, lim.memory_bytes) == (10**12, 1, 3 * budget.MiB // 2)
     monkeypatch.delenv("LLMSIM_DEMO_LIMITS")
     assert Limits.from_env() == Limits.demo()
 
