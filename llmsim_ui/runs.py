@@ -492,6 +492,7 @@ def batch_slot(box=None):
     led = batch_ledger()
     ticket = led.ticket()
     t0 = time.monotonic()
+    said = None
     try:
         while not led.try_reserve(ticket, 1):
             waited = time.monotonic() - t0
@@ -499,12 +500,12 @@ def batch_slot(box=None):
                 raise ConfigError(batch_busy_message(waited))
             if session_gone():
                 raise ConfigError("the page was closed while this job waited for the server")
-            if box is not None:
-                ahead = led.ahead(ticket)
+            ahead = led.ahead(ticket)
+            if box is not None and ahead != said:  # redrawn only when it changes: each redraw costs the browser
+                said = ahead
                 box.info(f"Waiting for the server: it runs at most {BATCH_SLOTS} stability maps and capacity "
                          f"pages at once, all taken{f', and {ahead} more wait before this one' if ahead else ''}. "
-                         f"This one starts as soon as one finishes (waited {waited:,.0f} s).",
-                         icon=":material/hourglass_top:")
+                         "This one starts as soon as one finishes.", icon=":material/hourglass_top:")
             time.sleep(WAIT_POLL_S)
         if box is not None:
             box.empty()

@@ -189,7 +189,10 @@ else:
 
         try:
             with runs.batch_slot(st.empty()), runs.hold(runs.sweep_bytes(sweep)):  # its points run one at a time
-                df = run_sweep(sweep, executor=InProcess(), progress=_progress)
+                # the same map may have been computed while this one waited (a class opening one link)
+                df = runs.recall("sweep", key)
+                if df is None:
+                    df = run_sweep(sweep, executor=InProcess(), progress=_progress)
         except ConfigError as exc:  # the server is busy, or the page was closed meanwhile
             bar.empty()
             st.error(plain(exc), icon=":material/hourglass_disabled:")
