@@ -136,6 +136,12 @@ st.latex(r"g(s,o) = \Bigl(1 + \frac{s}{\text{chunk}}\Bigr)\frac{s}{2} + s\,o + \
 st.markdown("Every policy is unstable when $\\lambda > \\mu_{\\text{mem}}$. The binding capacity is the smaller "
             "of the token capacity and the memory capacity (and, with a maximum batch size, the stability "
             "region of section 7: then *which* batches a scheduler forms matters, not only whether they are full).")
+st.markdown("$\\mu_{\\text{mem}}$ assumes every decoding request gets its token each iteration, as sarathi's "
+            "decode-first batches do. orca and vllm serve prompts first: when the KV cache binds, their prompts "
+            "starve the decoders, which then hold their memory longer, so fewer requests fit and they break "
+            "below $\\mu_{\\text{mem}}$. Theory prices them with the decoders a full cache holds, "
+            "$k_{\\text{mem}} = M\\,\\mathbb{E}[D]/\\mathbb{E}[g]$ (W1 with $M$ = 60,000: orca about 11.6 "
+            "requests/s, sarathi 15.2; a scheduler's card gives its own formula under *Why this verdict*).")
 
 st.header("5. Networks of LLM agents")
 st.markdown(

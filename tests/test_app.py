@@ -418,6 +418,13 @@ def test_model_page():
     assert at.title[0].value == "The model"
     assert len(at.latex) >= 5
     assert next(m for m in at.metric if m.label == "load ρ").value == "0.84"
+    # the section on memory quotes theory's figures for W1 with a 60,000-token cache: they are its own
+    import tomllib
+    text = "\n".join(m.value for m in at.markdown)
+    for sched, quoted in (("orca", "orca about {:.1f}"), ("sarathi", "sarathi {:.1f};")):
+        d = tomllib.loads((ROOT / "scenarios" / "w1.toml").read_text())
+        d["engine"].update(scheduler=sched, kv_cache_tokens=60_000)
+        assert quoted.format(llmsim.analyze(llmsim.scenario_from_table(d)).capacity_rps) in text
     # t(b) follows b along the paper's staircase: t(1024) = 11.28 + 35.47 * 8 = 295.04 ms, so
     # doubling b buys 1024 / 295.04 over 512 / 153.16 = 1.04 times the capacity, not twice it
     widget(at, "number_input", "model.b").set_value(1024)
