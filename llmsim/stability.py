@@ -148,6 +148,11 @@ def _kv_fill(theory, window) -> tuple[str, float]:
     return ("after" if fill > end else "before" if fill <= start else "inside"), fill
 
 
+def loads_differ(load: float, scheduler_load: float) -> bool:
+    """True when a scheduler's own load is worth giving beside the load (over the best capacity)."""
+    return abs(scheduler_load - load) > 0.005 * max(load, 1e-12)
+
+
 def _explain(v: str, theory, growth: float, drift_share: float, parts=(), network=False,
              part_growth=None, recompute_share=0.0, preemptions=0.0, window=None):
     """The verdict's sentence, and which of theory's assumptions broke (or "").
@@ -160,7 +165,7 @@ def _explain(v: str, theory, growth: float, drift_share: float, parts=(), networ
     where = f" (growing: {', '.join(parts)})" if parts else ""
     sched = " and ".join(dict.fromkeys(e.scheduler for e in theory.engines))
     # the scheduler's own load first when the two differ: theory's drift and the verdict follow it
-    loads = (f"load {load:.2f}" if abs(sload - load) <= 0.005 * max(load, 1e-12)
+    loads = (f"load {load:.2f}" if not loads_differ(load, sload)
              else f"{sched}'s own load {sload:.2f} (arrival rate over its own capacity; load {load:.2f} over "
                   "the best scheduler's capacity)")
     mem = ""

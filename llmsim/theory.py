@@ -369,6 +369,7 @@ def _engine_theory(sc: Scenario, e_idx: int, visits, lam_steps) -> EngineTheory:
     # decoders a full KV cache holds: E[g] token-iterations per request over its E[D] decode
     # iterations is what a decoder holds on average (orca: the decoders an iteration can serve)
     dec_mem = eng.kv_cache_tokens * (tok_d / rate) / eg if eg > 0 else math.inf
+    k_dec = eng.slots if dec_mem >= eng.slots else max(1, int(dec_mem))
     wc_rps = min(region_rps, mem_rps)
     k_binds = eng.max_batch_size is not None and eng.max_batch_size < b
     slot_rps = region_rps if k_binds else None
@@ -399,7 +400,6 @@ def _engine_theory(sc: Scenario, e_idx: int, visits, lam_steps) -> EngineTheory:
         elif eng.scheduler == "orca" and (k_binds or dec_mem < b):
             # the decoders an iteration can serve: its slots, or the decoders the KV cache holds
             # when it is full (each holds E[g] / E[D] tokens on average over its decode)
-            k_dec = min(eng.slots, max(1, int(dec_mem)))
             oc = _memo(orca_capacity, eng, s.prompt_tokens, s.output_tokens, mean_ctx, k_dec)
             oc = cap_rps if oc is None else min(oc, wc_rps)
             if abs(oc - cap_rps) > 1e-12 * cap_rps:
@@ -412,7 +412,6 @@ def _engine_theory(sc: Scenario, e_idx: int, visits, lam_steps) -> EngineTheory:
                         "approximate: Poisson arrivals, mean prompt length)")
         elif eng.scheduler == "vllm":
             vl = _memo(vllm_capacity, eng, s.prompt_tokens, s.output_tokens)
-            k_dec = min(eng.slots, max(1, int(dec_mem)))
             if mem_rps < vl and k_dec < eng.slots:
                 # memory caps vllm before its chain does, and a full KV cache holds fewer
                 # decoders than a decode iteration's slots: the chain with those decoders.

@@ -20,6 +20,15 @@ def _break(m) -> str:
     return ZWSP + s if s == "@" else s[0] + ZWSP + s[1:]
 
 
+SHOWN_CHARS = 40  # of a value from outside echoed in a message (a 200 kB link value came back as 700 kB)
+
+
+def shown(value) -> str:
+    """repr of a value a visitor typed or linked (or a host set), cut to SHOWN_CHARS characters."""
+    text = str(value)
+    return repr(text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + "…")
+
+
 def plain(text) -> str:
     """text, shown literally by st.markdown / st.caption / st.error and friends."""
     return _PUNCT.sub(r"\\\1", _AUTOLINK.sub(_break, str(text)))

@@ -59,21 +59,21 @@ def _server_memory_bytes(var: str = "LLMSIM_SERVER_MEMORY_MIB", default_mib: int
     raw = os.environ.get(var, "").strip()
     if not raw:
         return default_mib * MiB
-    shown = raw if len(raw) <= 40 else raw[:40] + "…"
+    from llmsim_ui.markdown import shown
     try:
         mib = float(raw)
     except ValueError:
-        raise ConfigError(f"{var} = {shown!r} is not a number; allowed: MiB between 64 and 1,048,576") from None
+        raise ConfigError(f"{var} = {shown(raw)} is not a number; allowed: MiB between 64 and 1,048,576") from None
     if not 64 <= mib <= 1 << 20:
-        raise ConfigError(f"{var} = {shown!r}; allowed: MiB between 64 and 1,048,576")
+        raise ConfigError(f"{var} = {shown(raw)}; allowed: MiB between 64 and 1,048,576")
     return int(mib * MiB)
 
 
 SERVER_MEMORY_BYTES = _server_memory_bytes()
 # long jobs (a stability map, a capacity page's curves and searches) running at once, server
-# wide: each keeps a core busy for up to minutes, and eight maps from one visitor's tabs made
-# another visitor's smallest run take 31.8 s instead of 5.2 (the memory cap did not stop them:
-# a map holds only its largest point's memory). Live runs do not take one.
+# wide: each keeps a core busy for up to minutes, and the memory cap did not queue them (a map
+# holds only its largest point's memory), so one visitor's eight map tabs ran eight at once.
+# Live runs do not take one. (A page beside even one running map still waits ~15 s: docs/ui.md.)
 BATCH_SLOTS = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
 WAIT_POLL_S = 0.5                   # a run waiting for memory asks again this often
 MAX_WAIT_S = 120.0                  # ... and gives up after this long, saying why

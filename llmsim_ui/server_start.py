@@ -83,13 +83,13 @@ def trim_every_s() -> float:
     allowed = "allowed: 0 (never) or seconds between 1 and 86,400"
     if not raw:
         return TRIM_EVERY_S
-    shown = raw if len(raw) <= 40 else raw[:40] + "…"
+    from llmsim_ui.markdown import shown
     try:
         every = float(raw)
     except ValueError:
-        raise ValueError(f"LLMSIM_MEMORY_TRIM_S = {shown!r} is not a number; {allowed}") from None
+        raise ValueError(f"LLMSIM_MEMORY_TRIM_S = {shown(raw)} is not a number; {allowed}") from None
     if not (every == 0 or 1 <= every <= 86_400):  # below 1 s the trim thread would spin
-        raise ValueError(f"LLMSIM_MEMORY_TRIM_S = {shown!r}; {allowed}")
+        raise ValueError(f"LLMSIM_MEMORY_TRIM_S = {shown(raw)}; {allowed}")
     return every
 
 

@@ -19,15 +19,7 @@ import streamlit as st
 
 from llmsim_ui.limits import _fmt
 from llmsim_ui.markdown import plain
-
-
-SHOWN_CHARS = 40  # of a link's value, echoed in its error message (a 200 kB value came back as 700 kB)
-
-
-def _shown(value) -> str:
-    """repr of a value a visitor typed or linked, cut to SHOWN_CHARS characters."""
-    text = str(value)
-    return repr(text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + "…")
+from llmsim_ui.markdown import shown as _shown
 
 
 @dataclass(frozen=True)

@@ -154,7 +154,8 @@ def evidence(v, extra: list[tuple[str, str]] | None = None, summary: dict | None
     e = v.evidence()
     rows = [("load ρ", f"{e['load']:.2f}")]
     sload = e.get("scheduler_load") or 0.0
-    if sload > 0 and math.isfinite(sload) and abs(sload - e["load"]) > 0.005 * max(e["load"], 1e-12):
+    from llmsim.stability import loads_differ
+    if sload > 0 and math.isfinite(sload) and loads_differ(e["load"], sload):
         rows.append(("own load", f"{sload:.2f} (arrival rate over this scheduler's theory capacity)"))
     rows += [
         ("arrival rate", fmt(e["arrival_rate_rps"], unit=" /s")),
