@@ -53,10 +53,12 @@ def _measured(hw, b, k, p, d):
     from dataclasses import replace
     from llmsim import budget
     from llmsim_ui import runs
-    # every probe under the capacity page's probe limits (1/8 of a run's work budget): a probe
-    # of b = 1 and 65,536-token outputs ran for 77 s of server CPU under a whole run's budget
-    with budget.use(runs.PROBE_LIMITS), runs.hold(budget.estimate(replace(sc, num_requests=SEARCH_REQUESTS))["bytes"]):
-        out = capacity_search(sc, scheds, num_requests=SEARCH_REQUESTS, rel_tol=0.03, max_probes=8, workers=1)
+    # every probe under the capacity page's probe limits (1/8 of a run's work budget: a probe
+    # of b = 1 and 65,536-token outputs ran for 77 s of server CPU under a whole run's budget),
+    # one at a time in a worker process: a long job (runs.long_job)
+    with runs.long_job(runs.PROBE_LIMITS) as ex, \
+            runs.hold(budget.estimate(replace(sc, num_requests=SEARCH_REQUESTS))["bytes"]):
+        out = capacity_search(sc, scheds, num_requests=SEARCH_REQUESTS, rel_tol=0.03, max_probes=8, executor=ex)
     return {r.scheduler: (r.critical_rate_rps, r.interval) for r in out}
 
 
@@ -78,7 +80,10 @@ def show(hw: str, b: int, k: int, p: int, d: int, rate: float) -> None:
     if st.toggle("Measure each scheduler's boundary point (capacity search, "
                  f"{SEARCH_REQUESTS:,} requests per probe)", key="model.region_search"):
         with st.spinner("Searching each scheduler's critical rate…"):
-            measured = _measured(hw, b, k, p, d)
+            try:
+                measured = _measured(hw, b, k, p, d)
+            except llmsim.ConfigError as exc:  # the server is busy, or the page was closed meanwhile
+                st.warning(plain(exc), icon=":material/hourglass_disabled:")
 
     # the boundary's ends repeat a vertex on an axis: an area stacks repeated x values, so
     # they go, and the area is drawn unstacked

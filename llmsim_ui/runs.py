@@ -50,6 +50,8 @@ from llmsim import ConfigError, Scenario, Simulation, _kernel_cache, budget
 from llmsim.budget import MiB, Limits
 from llmsim.simulate import partial_verdict, result_with_verdict
 
+from llmsim_ui import jobs
+
 LIMITS = Limits.from_env()          # every dashboard run (see docs/ui.md, "Demo mode")
 # the capacity page makes up to 2 x 16 runs per scheduler: each gets 1/8 of a run's work
 PROBE_LIMITS = dataclasses.replace(LIMITS, max_work=None if LIMITS.max_work is None else LIMITS.max_work / 8)
@@ -70,11 +72,12 @@ def _server_memory_bytes(var: str = "LLMSIM_SERVER_MEMORY_MIB", default_mib: int
 
 
 SERVER_MEMORY_BYTES = _server_memory_bytes()
-# long jobs (a stability map, a capacity page's curves and searches) running at once, server
-# wide: each keeps a core busy for up to minutes, and the memory cap did not queue them (a map
-# holds only its largest point's memory), so one visitor's eight map tabs ran eight at once.
-# Live runs do not take one. (A page beside even one running map still waits ~15 s: docs/ui.md.)
-BATCH_SLOTS = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+# long jobs (a stability map, a capacity page's curves and searches, the Model page's boundary
+# search) running at once, server wide: each keeps a core busy for up to minutes, and the memory
+# cap did not queue them (a map holds only its largest point's memory), so one visitor's eight
+# map tabs ran eight at once. Live runs do not take one. Each slot's job runs in one of the
+# server's worker processes (llmsim_ui/jobs.py), never in the server's own.
+BATCH_SLOTS = jobs.SLOTS
 WAIT_POLL_S = 0.5                   # a run waiting for memory asks again this often
 MAX_WAIT_S = 120.0                  # ... and gives up after this long, saying why
 RUN_CACHE_BYTES = 192 * MiB         # finished runs kept for every session (trajectories)
@@ -512,6 +515,16 @@ def batch_slot(box=None):
         yield
     finally:
         led.release(ticket)
+
+
+@contextlib.contextmanager
+def long_job(limits: Limits, box=None):
+    """``with long_job(limits, box) as ex:`` one of the server's batch slots (``batch_slot``),
+    then an executor whose tasks run in the server's worker processes under ``limits``
+    (``jobs.job``): the block's work leaves the server's process, whose event loop serves
+    every visitor's page."""
+    with batch_slot(box), jobs.job(limits, session_gone) as ex:
+        yield ex
 
 
 @st.cache_resource

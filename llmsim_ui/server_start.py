@@ -17,7 +17,8 @@ load of a warm one all waited for the first visitor's browser to load Streamlit'
   (``allocator``, on glibc): at most ``ARENAS`` malloc arenas, and a thread (``trimmer``)
   that returns the free pages every ``LLMSIM_MEMORY_TRIM_S`` seconds (default 30; 0: never; else 1 to 86,400);
 - when the server stops (Ctrl-C, SIGTERM: uvicorn shuts down, then exits by the signal,
-  code 130 or 143), stops a compile process that still runs.
+  code 130 or 143), stops a compile process that still runs and the long jobs' worker
+  processes (``jobs.shutdown``).
 
 ``HideMetrics`` (its middleware) keeps Streamlit's public metrics endpoint to itself.
 """
@@ -158,6 +159,9 @@ async def lifespan(app):
         from llmsim import _kernel_cache
         if _kernel_cache.stop_precompile() and os.environ.get("LLMSIM_UI_TIMING"):
             print("[llmsim-ui server stop] compile process stopped", file=sys.stderr, flush=True)
+        from llmsim_ui import jobs  # and so do the long jobs' worker processes
+        if jobs.shutdown(wait=False) and os.environ.get("LLMSIM_UI_TIMING"):
+            print("[llmsim-ui server stop] worker processes stopped", file=sys.stderr, flush=True)
 
 
 def preload() -> None:

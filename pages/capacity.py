@@ -12,10 +12,9 @@ import streamlit as st
 import llmsim
 from llmsim import SCHEDULERS, ConfigError
 from llmsim import budget
-from llmsim import state as S
 from llmsim.capacity import capacity_search
 from llmsim_ui import entry
-from llmsim_ui import charts, controls, inputs, palette, runs, widgets
+from llmsim_ui import charts, controls, inputs, jobs, palette, runs, widgets
 from llmsim_ui import limits as L
 from llmsim_ui.state import Field, PageState
 from llmsim_ui.markdown import plain
@@ -42,33 +41,24 @@ def _resume() -> None:
 
 
 @st.cache_data(max_entries=512, show_spinner=False)
-def _sweep_point(toml: str, extra_key: str, _scenario) -> dict:
-    """Throughput (completed requests per simulated second) of one (scheduler, rate) run.
-    Simulation only: the stability verdicts come from the capacity search, whose theory
-    and trend tests would double the cost of every point."""
+def _sweep_point(toml: str, extra_key: str, _scenario, _ex) -> dict:
+    """Throughput of one (scheduler, rate) run (``jobs.throughput``), in the page's job ``_ex``."""
     with runs.hold(budget.check(_scenario, runs.PROBE_LIMITS)["bytes"]):
-        sim = runs.simulation(_scenario, runs.PROBE_LIMITS).advance()
-        reqs = sim.requests()
-        done = int(reqs["finish_s"].notna().sum())
-        started = int(reqs["admitted_s"].notna().sum())
-        processed = int(sim.gi[S.G_TOK_DONE])
-        recomputed = int(sim.gi[S.G_TOK_RECOMPUTE]) / processed if processed else 0.0
-    per_s = 1.0 / sim.now if sim.now > 0 else 0.0
-    return {"throughput_rps": done * per_s, "completed": done, "started_rps": started * per_s,
-            "tokens_per_s": processed * per_s, "recomputed": recomputed}
+        return _ex.call(jobs.throughput, _scenario)
 
 
-def _capacity(toml: str, extra_key: str, scheduler: str, n: int, tol: float, probes: int, scenario, progress):
-    """capacity_search for one scheduler, remembered across sessions (runs.remember).
-    One process: forking a pool from inside a Streamlit server is not safe, and the probes
-    of one scheduler depend on each other anyway."""
+def _capacity(toml: str, extra_key: str, scheduler: str, n: int, tol: float, probes: int, scenario, progress,
+              ex):
+    """capacity_search for one scheduler, its probes one at a time in the page's job ``ex``
+    (a worker process, under the capacity page's probe limits), remembered across sessions
+    (runs.remember). The probes of one scheduler depend on each other."""
     key = repr((toml, extra_key, scheduler, n, tol, probes))
     res = runs.recall("capacity", key)
     if res is None:
         probe = budget.check(dataclasses.replace(scenario, num_requests=n), runs.PROBE_LIMITS)["bytes"]
-        with budget.use(runs.PROBE_LIMITS), runs.hold(probe):  # every probe under the dashboard's limits
+        with runs.hold(probe):
             res = capacity_search(scenario, [scheduler], num_requests=n, rel_tol=tol, max_probes=probes,
-                                  workers=1, progress=progress)[0]
+                                  progress=progress, executor=ex)[0]
         runs.remember("capacity", key, res)
     return res
 
@@ -254,12 +244,13 @@ else:
     have = {(p["scheduler"], p["rate"]) for p in points}
     done = len(have)
     too_big: set = set()  # schedulers whose runs the demo's limits refuse: warned once
-    # a long job: one of the server's batch slots while it computes (runs.batch_slot)
+    # a long job: one of the server's batch slots and its worker process (runs.long_job)
     todo = len(have) < len(rates) * len(scen) or len(found) < len(scen)
     slot = contextlib.ExitStack()
+    ex = None
     if todo:
         try:
-            slot.enter_context(runs.batch_slot(progress_slot))
+            ex = slot.enter_context(runs.long_job(runs.PROBE_LIMITS, progress_slot))
         except ConfigError as exc:  # the server is busy, or the page was closed meanwhile
             progress_slot.error(plain(exc), icon=":material/hourglass_disabled:")
             button_slot.empty()
@@ -272,7 +263,7 @@ else:
                 j = runs.job(s, sc.with_rate(rate), extra)
                 _progress(done, f"Throughput of {s} at {rate:.3g} req/s")
                 try:
-                    p = _sweep_point(j.toml, j.extra_key, j.scenario)
+                    p = _sweep_point(j.toml, j.extra_key, j.scenario, ex)
                 except ConfigError as exc:
                     st.warning(f"{s} at {rate:.3g} req/s: {plain(exc)}")
                     too_big.add(s)
@@ -289,7 +280,7 @@ else:
             _progress(done, f"Searching the critical rate of {s}")
             try:
                 found[s] = _capacity(j.toml, j.extra_key, s, n, float(ps.get("tol")), int(ps.get("probes")), sc,
-                                     lambda d, t, msg, base=done: _progress(base, f"Searching: {msg}"))
+                                     lambda d, t, msg, base=done: _progress(base, f"Searching: {msg}"), ex)
             except ConfigError as exc:  # a probe over the demo's limits
                 st.warning(f"{s}: capacity search refused — {plain(exc)}", icon=":material/block:")
             done += 1

@@ -7,7 +7,7 @@ import io
 import streamlit as st
 
 from llmsim import SCHEDULERS, ConfigError
-from llmsim.sweep import InProcess, run_sweep, sweep_from_table
+from llmsim.sweep import run_sweep, sweep_from_table
 from llmsim_ui import entry, inputs, runs, uploads
 from llmsim_ui import limits as L
 from llmsim_ui import sweepmap as M
@@ -188,11 +188,12 @@ else:
             bar.progress(done / total if total else 1.0, text=f"Simulated {done} of {total} points")
 
         try:
-            with runs.batch_slot(st.empty()), runs.hold(runs.sweep_bytes(sweep)):  # its points run one at a time
+            # its points run one at a time, in one of the server's worker processes
+            with runs.long_job(runs.LIMITS, st.empty()) as ex, runs.hold(runs.sweep_bytes(sweep)):
                 # the same map may have been computed while this one waited (a class opening one link)
                 df = runs.recall("sweep", key)
                 if df is None:
-                    df = run_sweep(sweep, executor=InProcess(), progress=_progress)
+                    df = run_sweep(sweep, executor=ex, progress=_progress)
         except ConfigError as exc:  # the server is busy, or the page was closed meanwhile
             bar.empty()
             st.error(plain(exc), icon=":material/hourglass_disabled:")

@@ -308,3 +308,38 @@ def test_scripted_uploads_are_refused_past_a_sessions_bound(app):
     assert resp.status == 204
     _clean(page)
     page.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_long_jobs_run_in_worker_processes_that_end_with_the_server(tmp_path):
+    """A stability map computes in one of the server's worker processes (llmsim_ui/jobs.py),
+    never in the server's own, whose event loop serves every page (beside a map in the
+    server's process another visitor's small run took 10.9-11.8 s instead of 2.4;
+    bench/bench_long_jobs.py). The workers are the server's children, started by spawn, at a
+    lower priority, and they end when the server stops (SIGTERM to it alone)."""
+    import signal
+    import subprocess
+    with B.browser() as browser, B.server(log_path=tmp_path / "server.log") as (url, _t0):
+        pid = int(subprocess.run(["pgrep", "-f", f"server.port {url.rsplit(':', 1)[1]}"], capture_output=True,
+                                 text=True).stdout.split()[0])
+        page = B.new_page(browser)
+        page.goto(url + "/sweep?n=1000&x_n=2&y_n=2&sched=sarathi&seed=4")
+        B.wait_text(page, "Inconclusive / not run", 180)
+        assert not B.page_problems(page)
+        kids = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+        workers = [c for c in kids if "spawn_main" in Path(f"/proc/{c}/cmdline").read_text()]
+        assert workers, kids
+        assert all(os.getpriority(os.PRIO_PROCESS, w) > os.getpriority(os.PRIO_PROCESS, pid) for w in workers)
+        page.close()
+        os.kill(pid, signal.SIGTERM)
+        t0 = time.monotonic()
+        while (_alive(pid) or any(map(_alive, workers))) and time.monotonic() - t0 < 30:
+            time.sleep(0.2)
+        assert not _alive(pid) and not any(map(_alive, workers))
+        assert "worker processes stopped" in (tmp_path / "server.log").read_text()

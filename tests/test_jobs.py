@@ -1,0 +1,103 @@
+"""Long jobs in the server's worker processes (llmsim_ui/jobs.py): the stability map, the
+capacity page and the Model page's boundary search run there, so that the server's own
+process (whose event loop serves every page) never computes them."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from llmsim import ConfigError, budget
+from llmsim.capacity import capacity_search
+from llmsim.sweep import InProcess, loads_sweep, result_columns, run_sweep
+from llmsim_ui import jobs
+
+LIMITS = budget.Limits.demo()
+SWEEP = """
+seed = 3
+[workload]
+num_requests = 2000
+arrival = { process = "poisson", rate = 3.0 }
+prompt_tokens = { dist = "uniform", low = 50, high = 400 }
+output_tokens = { dist = "geometric", mean = 60 }
+[engine]
+scheduler = "sarathi"
+token_budget = 512
+kv_cache_tokens = 200000
+batch_time = { model = "constant", seconds = 0.05 }
+[sweep]
+seed = 5
+[sweep.axes]
+"engine.scheduler" = ["sarathi", "orca"]
+load = [0.6, 1.3]
+"""
+
+
+@pytest.fixture(autouse=True)
+def _fresh_pool():
+    jobs.shutdown()
+    yield
+    jobs.shutdown()
+
+
+def test_a_jobs_tasks_run_in_a_worker_below_the_servers_priority_under_its_limits():
+    small = budget.Limits(max_calls=1234)
+    with jobs.job(small) as ex:
+        pid = ex.call(os.getpid)
+        assert pid != os.getpid()
+        assert ex.call(os.nice, 0) == os.nice(0) + jobs.NICE
+        assert ex.call(budget.current) == small
+    assert jobs.running()
+
+
+def test_a_map_and_a_capacity_search_in_a_worker_equal_the_in_process_ones():
+    sweep = loads_sweep(SWEEP, ".", name="t")
+    here = run_sweep(sweep, executor=InProcess())
+    done = []
+    with jobs.job(LIMITS) as ex:
+        there = run_sweep(sweep, executor=ex, progress=lambda d, t: done.append(d))
+        sc = sweep.scenario({"engine.scheduler": "sarathi", "load": 0.9})
+        cap_there = capacity_search(sc, ["sarathi"], num_requests=2000, max_probes=4, executor=ex)[0]
+    cols = result_columns(here)
+    assert here[cols].equals(there[cols])
+    assert set(there["verdict"]) == {"stable", "unstable"}
+    assert done[-1] == 4
+    cap_here = capacity_search(sc, ["sarathi"], num_requests=2000, max_probes=4, workers=1)[0]
+    assert cap_there.probes == cap_here.probes and cap_there.interval == cap_here.interval
+
+
+def test_a_task_s_error_comes_back_as_itself():
+    sc = loads_sweep(SWEEP, ".", name="t").scenario({"engine.scheduler": "orca", "load": 0.9})
+    with jobs.job(LIMITS) as ex, pytest.raises(ConfigError, match=r"rel_tol: 5\.0 must be in"):
+        ex.call(capacity_search, sc, None, 2000, 5.0)  # the library's own check, raised in the worker
+
+
+def test_a_page_closed_while_its_task_runs_leaves_at_once():
+    with jobs.job(LIMITS, gone=lambda: True) as ex:
+        t0 = time.monotonic()
+        with pytest.raises(ConfigError, match="the page was closed"):
+            ex.call(time.sleep, 5)
+        assert time.monotonic() - t0 < 2
+
+
+def test_a_dead_worker_fails_its_job_and_the_next_job_starts_a_fresh_pool():
+    with jobs.job(LIMITS) as ex, pytest.raises(ConfigError, match="worker process of the server stopped"):
+        ex.call(os._exit, 3)
+    with jobs.job(LIMITS) as ex:
+        assert ex.call(os.getpid) != os.getpid()
+
+
+def test_idle_workers_stop(monkeypatch):
+    monkeypatch.setattr(jobs, "IDLE_S", 0.4)
+    with jobs.job(LIMITS) as ex:
+        ex.call(os.getpid)
+        time.sleep(0.8)
+        assert jobs.running()  # not while a job holds the pool
+    t0 = time.monotonic()
+    while jobs.running() and time.monotonic() - t0 < 10:
+        time.sleep(0.05)
+    assert not jobs.running()
+    with jobs.job(LIMITS) as ex:  # and start again at the next job
+        assert ex.call(os.getpid) != os.getpid()
