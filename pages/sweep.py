@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import time
 
 import streamlit as st
 
@@ -184,8 +186,12 @@ else:
         runs.warm_up()
         bar = st.progress(0.0, text=f"Simulating {sweep.size} points…")
 
-        def _progress(done, total):
-            bar.progress(done / total if total else 1.0, text=f"Simulated {done} of {total} points")
+        shown_at = [0.0]
+
+        def _progress(done, total):  # at most ~4 redraws a second: each costs the browser
+            if done >= total or time.monotonic() - shown_at[0] >= 0.25:
+                shown_at[0] = time.monotonic()
+                bar.progress(done / total if total else 1.0, text=f"Simulated {done} of {total} points")
 
         try:
             # its points run one at a time, in one of the server's worker processes
@@ -193,7 +199,9 @@ else:
                 # the same map may have been computed while this one waited (a class opening one link)
                 df = runs.recall("sweep", key)
                 if df is None:
-                    df = run_sweep(sweep, executor=ex, progress=_progress)
+                    # one point per task: a Stop, a changed input or a closed tab waits for one point
+                    # at most, and a closed tab's task left running in its worker is one point
+                    df = run_sweep(dataclasses.replace(sweep, batch=1), executor=ex, progress=_progress)
         except ConfigError as exc:  # the server is busy, or the page was closed meanwhile
             bar.empty()
             st.error(plain(exc), icon=":material/hourglass_disabled:")
