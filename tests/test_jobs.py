@@ -13,26 +13,9 @@ from llmsim import ConfigError, budget
 from llmsim.capacity import capacity_search
 from llmsim.sweep import InProcess, loads_sweep, result_columns, run_sweep
 from llmsim_ui import jobs
+from test_sweep import SWEEP  # vllm and orca x two budgets x loads 0.7 and 1.3
 
 LIMITS = budget.Limits.demo()
-SWEEP = """
-seed = 3
-[workload]
-num_requests = 2000
-arrival = { process = "poisson", rate = 3.0 }
-prompt_tokens = { dist = "uniform", low = 50, high = 400 }
-output_tokens = { dist = "geometric", mean = 60 }
-[engine]
-scheduler = "sarathi"
-token_budget = 512
-kv_cache_tokens = 200000
-batch_time = { model = "constant", seconds = 0.05 }
-[sweep]
-seed = 5
-[sweep.axes]
-"engine.scheduler" = ["sarathi", "orca"]
-load = [0.6, 1.3]
-"""
 
 
 @pytest.fixture(autouse=True)
@@ -58,18 +41,19 @@ def test_a_map_and_a_capacity_search_in_a_worker_equal_the_in_process_ones():
     done = []
     with jobs.job(LIMITS) as ex:
         there = run_sweep(sweep, executor=ex, progress=lambda d, t: done.append(d))
-        sc = sweep.scenario({"engine.scheduler": "sarathi", "load": 0.9})
-        cap_there = capacity_search(sc, ["sarathi"], num_requests=2000, max_probes=4, executor=ex)[0]
+        sc = sweep.scenario({"engine.scheduler": "orca", "engine.token_budget": 512, "load": 0.9})
+        cap_there = capacity_search(sc, ["orca"], num_requests=2000, max_probes=4, executor=ex)[0]
     cols = result_columns(here)
     assert here[cols].equals(there[cols])
-    assert set(there["verdict"]) == {"stable", "unstable"}
-    assert done[-1] == 4
-    cap_here = capacity_search(sc, ["sarathi"], num_requests=2000, max_probes=4, workers=1)[0]
+    assert set(there["verdict"].dropna()) == {"stable", "unstable"}  # (vllm cannot run prompts over b = 256)
+    assert done[-1] == 8
+    cap_here = capacity_search(sc, ["orca"], num_requests=2000, max_probes=4, workers=1)[0]
     assert cap_there.probes == cap_here.probes and cap_there.interval == cap_here.interval
 
 
 def test_a_task_s_error_comes_back_as_itself():
-    sc = loads_sweep(SWEEP, ".", name="t").scenario({"engine.scheduler": "orca", "load": 0.9})
+    sc = loads_sweep(SWEEP, ".", name="t").scenario({"engine.scheduler": "orca", "engine.token_budget": 512,
+                                                     "load": 0.9})
     with jobs.job(LIMITS) as ex, pytest.raises(ConfigError, match=r"rel_tol: 5\.0 must be in"):
         ex.call(capacity_search, sc, None, 2000, 5.0)  # the library's own check, raised in the worker
 
