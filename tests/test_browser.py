@@ -317,15 +317,17 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def test_long_jobs_run_in_worker_processes_that_end_with_the_server(tmp_path):
+def test_long_jobs_run_in_worker_processes_that_end_with_the_server(app, tmp_path):
     """A stability map computes in one of the server's worker processes (llmsim_ui/jobs.py),
     never in the server's own, whose event loop serves every page (beside a map in the
     server's process another visitor's small run took 10.9-11.8 s instead of 2.4;
     bench/bench_long_jobs.py). The workers are the server's children, started by spawn, at a
-    lower priority, and they end when the server stops (SIGTERM to it alone)."""
+    lower priority, and they end when the server stops (SIGTERM to it alone). A second server
+    beside the module's, in the module's browser (Playwright's sync API runs one at a time)."""
     import signal
     import subprocess
-    with B.browser() as browser, B.server(log_path=tmp_path / "server.log") as (url, _t0):
+    browser = app[2]
+    with B.server(log_path=tmp_path / "server.log") as (url, _t0):
         pid = int(subprocess.run(["pgrep", "-f", f"server.port {url.rsplit(':', 1)[1]}"], capture_output=True,
                                  text=True).stdout.split()[0])
         page = B.new_page(browser)
