@@ -19,7 +19,8 @@ How:
   first job, with a lower CPU priority (``NICE``) than the server, so that a page's script and
   its websocket come first on a busy core; each loads the compiled kernel from Numba's cache
   as it starts (about a second). They stop when no job has used them for ``IDLE_S`` seconds
-  (each holds ~85 MiB of its own once its imports are done), and start again at the next job;
+  (each holds ~100 MiB of its own once its imports are done), and start again at the next
+  job; a worker whose server has gone (killed outright: SIGKILL, out of memory) exits too;
 - each task runs under the page's limits (``llmsim.budget.use``) and gives its freed memory
   back to the system when it ends (glibc's ``malloc_trim``);
 - a waiting page polls its task every ``POLL_S`` and leaves as soon as its browser session
@@ -62,13 +63,34 @@ _last_used = 0.0    # when the last job ended (time.monotonic)
 
 
 def _worker_start(root: str) -> None:
-    """Each worker, once: the project importable, a lower priority, the kernel loaded."""
+    """Each worker, once: the project importable, a lower priority, the kernel loaded, and
+    a watch on the server that ends the worker when the server has gone."""
+    _watch_server()
     if root not in sys.path:
         sys.path.insert(0, root)
     with contextlib.suppress(OSError, AttributeError):
         os.nice(NICE)
     from llmsim._kernel_cache import compile_kernel
     compile_kernel()
+
+
+def _watch_server() -> None:
+    """A worker outlives a server killed outright (SIGKILL, the kernel's OOM killer: the
+    likeliest process to be killed for memory is the server) unless it watches: the pool's
+    queue to the worker has a writer in the worker itself, so the worker would wait on it
+    forever, ~200 MiB per worker per restart of a supervised server. multiprocessing's parent
+    sentinel becomes readable when the server's end of the start-up pipe closes, that is when
+    the server has gone; the worker then exits at once, its task in flight dropped."""
+    from multiprocessing.connection import wait
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        wait([parent.sentinel])
+        os._exit(0)
+
+    threading.Thread(target=watch, name="llmsim-server-watch", daemon=True).start()
 
 
 def _run(limits, fn, args):

@@ -46,6 +46,7 @@ if _missing():
 
 from bench import bench_ui as B  # noqa: E402
 from llmsim_ui import phone_nav  # noqa: E402
+from test_jobs import _alive  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -308,13 +309,6 @@ def test_scripted_uploads_are_refused_past_a_sessions_bound(app):
     assert resp.status == 204
     _clean(page)
     page.close()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def test_long_jobs_run_in_worker_processes_that_end_with_the_server(app, tmp_path):

@@ -4,8 +4,10 @@ process (whose event loop serves every page) never computes them."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -85,3 +87,38 @@ def test_idle_workers_stop(monkeypatch):
     assert not jobs.running()
     with jobs.job(LIMITS) as ex:  # and start again at the next job
         assert ex.call(os.getpid) != os.getpid()
+
+
+def test_workers_end_when_their_server_is_killed_outright(tmp_path):
+    """SIGKILL (or the OOM killer) gives the server no stop to run: its workers must still
+    end, or each restart of a supervised server leaves ~200 MiB per worker behind."""
+    import signal
+    import subprocess
+    import sys
+    script = ("import os, sys, time; sys.path.insert(0, sys.argv[1]); from llmsim import budget; "
+              "from llmsim_ui import jobs\n"
+              "with jobs.job(budget.Limits.demo()) as ex:\n"
+              "    print(ex.call(os.getpid), flush=True)\n"
+              "    time.sleep(600)\n")
+    server = subprocess.Popen([sys.executable, "-c", script, jobs.ROOT], stdout=subprocess.PIPE, text=True,
+                              start_new_session=True)
+    try:
+        worker = int(server.stdout.readline())
+        assert Path(f"/proc/{worker}").exists()
+        server.send_signal(signal.SIGKILL)
+        server.wait(10)
+        t0 = time.monotonic()
+        while _alive(worker) and time.monotonic() - t0 < 15:
+            time.sleep(0.1)
+        assert not _alive(worker)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie, or a pid gone, is not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
