@@ -19,7 +19,8 @@ How:
   first job, with a lower CPU priority (``NICE``) than the server, so that a page's script and
   its websocket come first on a busy core; each loads the compiled kernel from Numba's cache
   as it starts (about a second). They stop when no job has used them for ``IDLE_S`` seconds
-  (each holds ~100 MiB of its own once its imports are done), and start again at the next
+  (each holds 210-235 MiB resident once its imports are done, ~120 MiB of it its own:
+  the rest is shared library pages), and start again at the next
   job; a worker whose server has gone (killed outright: SIGKILL, out of memory) exits too;
 - each task runs under the page's limits (``llmsim.budget.use``) and gives its freed memory
   back to the system when it ends (glibc's ``malloc_trim``);
