@@ -1,7 +1,8 @@
 """Capacity search: the critical arrival rate of each scheduler, found by simulation.
 
 For every scheduler the search keeps the highest rate judged *stable* (lo) and the lowest
-judged *unstable* (hi), starting from the theory's capacity, widening the bracket until
+judged *unstable* (hi; from the start the rate where theory's proven bound is reached,
+``Theory.proven_load`` = 1, when there is one), starting from the theory's capacity, widening the bracket until
 it holds, then probing inside it (the midpoint; both quarter points after an
 *inconclusive* probe) until it is narrower than ``rel_tol`` or the probe budget is
 spent. The estimate is the bracket's midpoint and the bracket is its interval. Probes of
@@ -26,7 +27,7 @@ from llmsim.workload import ConfigError
 class CapacityResult:
     scheduler: str
     critical_rate_rps: float | None
-    interval: tuple                 # (highest stable rate, lowest unstable rate)
+    interval: tuple                 # (highest stable rate, lowest unstable rate: probed, or theory's proven bound)
     theory_capacity_rps: float | None
     theory_kind: str
     probes: list = field(default_factory=list)  # (rate, verdict, growth) in probe order
@@ -103,7 +104,11 @@ def _search(scenarios: dict, num_requests, rel_tol, max_probes, workers, progres
         t = th.analyze(sc)
         guess = t.capacity_rps or t.optimal_capacity_rps or sc.total_rate
         kind = t.engines[0].capacity_kind if sc.single else "nominal network load = 1"
-        states[s] = {"sc": sc, "lo": None, "hi": None, "res": CapacityResult(s, None, (None, None), t.capacity_rps, kind),
+        # the rate from which theory proves every run unstable (Theory.proven_load): the
+        # bracket's upper end from the start, so the estimate never lies above it (a probe
+        # just above it shows too little growth to be judged unstable: inconclusive)
+        bound = sc.total_rate / t.proven_load if 0 < t.proven_load < math.inf else None
+        states[s] = {"sc": sc, "lo": None, "hi": bound, "res": CapacityResult(s, None, (None, None), t.capacity_rps, kind),
                      "pending": [guess * 0.9, guess * 1.1], "guess": guess,
                      "rel_tol": rel_tol}
     done = 0

@@ -225,7 +225,22 @@ def engine_theory(sc, e_idx, visits, lam_steps, single_theory):
                         ref.offered_tokens_per_s, load, cap_rps, f"pool ({pool.router}) of: {ref.capacity_kind}",
                         None, None, notes, scheduler_load=ref.scheduler_load * scale,
                         memory_binds=any(t.memory_binds for t in per), calls_per_s=ref.calls_per_s,
-                        optimal_kind=f"pool ({pool.router}) of: {ref.optimal_kind}" if ref.optimal_kind else "")
+                        optimal_kind=f"pool ({pool.router}) of: {ref.optimal_kind}" if ref.optimal_kind else "",
+                        proven_load=_proven_pool_load(per, pool.router),
+                        proven_kind=f"pool ({pool.router}) of: {ref.proven_kind}" if ref.proven_kind else "")
+
+
+def _proven_pool_load(per, router: str) -> float:
+    """The pool's load against what provably bounds it (see EngineTheory.proven_load): each
+    replica's proven bound (its whole traffic over its proven load), summed under a
+    state-aware router (no pool serves more than its replicas together), K x the smallest
+    under round robin and random (each replica gets 1/K of the traffic). 0 when a replica
+    has no proven bound."""
+    if any(t.proven_load <= 0 for t in per):
+        return 0.0
+    bounds = [t.calls_per_s / t.proven_load for t in per]
+    cap = sum(bounds) if router in STATE_AWARE else len(bounds) * min(bounds)
+    return per[0].calls_per_s / cap if cap > 0 else math.inf
 
 
 # ------------------------------------------------------------------------ verdicts

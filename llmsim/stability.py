@@ -9,7 +9,11 @@ work arriving per second. A slope is *growth*: the share of offered work that pi
 - unstable: the estimate exceeds ``threshold`` (2% of offered work accumulating) and the
   whole interval lies above NOISE (0.5%);
 - stable: the whole interval lies below ``threshold`` and it reaches below NOISE;
-- inconclusive: otherwise (typically near load 1, or a horizon too short).
+- inconclusive: otherwise (typically near load 1, or a horizon too short); and a run that
+  would be stable by these rules while its load over a capacity theory *proves* (the
+  stability region, an exact batch cycle: ``Theory.proven_load``) is 1 or more: just above
+  load 1 the growth is a share of a percent, too slow for a finite run to show, and calling
+  it stable would contradict the theorem.
 
 The verdict carries its evidence (slope, interval, theory drift, load, capacity) and a
 sentence a student can read. Networks get one test per buffer and per engine; the
@@ -154,7 +158,7 @@ def loads_differ(load: float, scheduler_load: float) -> bool:
 
 
 def _explain(v: str, theory, growth: float, drift_share: float, parts=(), network=False,
-             part_growth=None, recompute_share=0.0, preemptions=0.0, window=None):
+             part_growth=None, recompute_share=0.0, preemptions=0.0, window=None, proven=0.0):
     """The verdict's sentence, and which of theory's assumptions broke (or "").
 
     vllm above its chain capacity piles up running requests until they fill the KV cache;
@@ -222,6 +226,17 @@ def _explain(v: str, theory, growth: float, drift_share: float, parts=(), networ
         return text, broken
     regime = (f" vllm's KV cache fills after about {fill:,.0f} s at this rate; from then on memory gates its "
               "prefills." if fill_at in ("before", "inside") else "")
+    if proven >= 1:
+        # theory proves the queue unbounded (PROVEN_UNSTABLE): a run that shows no trend is too short
+        who = "the network" if network else f"{sched}"
+        slow = ("at a load of exactly 1 the backlog wanders like a random walk, with no trend a run can measure"
+                if drift_share < 0.0005 else
+                f"the growth theory predicts, about {100 * drift_share:.1f}% of the arriving work, is too slow to "
+                "tell from noise over this horizon")
+        return (f"Inconclusive: at {loads}, theory proves that {who} cannot keep up ({theory.proven_kind} bounds "
+                f"it, and the load over that bound is {proven:.3f}, at least 1). But {slow} (this run: "
+                f"{100 * growth:+.1f}% of arriving work). Run longer or add replications to see the backlog grow."
+                + regime + mem), ""
     return (f"Inconclusive: at {loads}, the backlog's trend ({100 * growth:+.1f}% of arriving "
             "work) cannot be told apart from noise over this horizon; run longer or add replications." + regime
             + mem), ""
@@ -317,6 +332,11 @@ def verdict_from_runs(results, window: float = 0.5, threshold: float = 0.02, bat
         v = "unstable"
     elif parts and v == "stable" and any(p["verdict"] == "inconclusive" for p in part_ev.values()):
         v = "inconclusive"
+    proven = theory.proven_load
+    if v == "stable" and proven >= 1:
+        # no scheduler keeps up above a bound theory proves (the stability region is exact):
+        # a finite run that shows no trend there is too short, not stable
+        v = "inconclusive"
     part_growth = max((part_ev[n]["growth"] for n in unstable), default=None)
     drift_share = theory.drift_tokens_per_s / offered if offered > 0 else 0.0
     secs = [max(r.summary["simulated_seconds"], 1e-12) for r in results]
@@ -324,7 +344,7 @@ def verdict_from_runs(results, window: float = 0.5, threshold: float = 0.02, bat
     recomputed = float(np.mean([r.summary.get("tokens_recomputed", 0) / s for r, s in zip(results, secs)]))
     share = recomputed / offered if offered > 0 else 0.0
     text, broken = _explain(v, theory, g, drift_share, tuple(unstable), not sc.single, part_growth, share, preempt,
-                            (start, end))
+                            (start, end), proven)
     burst_load, burst = _burst(sc, theory.load)
     if v != "unstable":
         text += burst

@@ -81,6 +81,12 @@ class EngineTheory:
     # chain's capacity no longer holds (None otherwise)
     kv_fill_seconds: float | None = None
     optimal_kind: str = ""          # which bound gives the best capacity any scheduler reaches (load)
+    # the arrival rate over a capacity that provably bounds this engine's scheduler (the
+    # stability region of all batches or of the scheduler's own, fastertransformer's exact
+    # batch cycle; never an approximate formula, the memory capacity or a context-aware
+    # batch time): at 1 or above no run of this scheduler keeps up. 0 when none is known
+    proven_load: float = 0.0
+    proven_kind: str = ""           # which bound proven_load is over
 
 
 @dataclass(frozen=True)
@@ -101,6 +107,18 @@ class Theory:
     @property
     def engine_load(self):
         return [e.load for e in self.engines]
+
+    @property
+    def proven_load(self) -> float:
+        """The largest engine load against a capacity that provably bounds its scheduler
+        (``EngineTheory.proven_load``): at 1 or above the scenario cannot be stable, whatever
+        a finite run shows. 0 when no engine has such a bound."""
+        return max((e.proven_load for e in self.engines), default=0.0)
+
+    @property
+    def proven_kind(self) -> str:
+        """Which bound ``proven_load`` is over (that of the engine with the largest)."""
+        return max(self.engines, key=lambda e: e.proven_load).proven_kind if self.engines else ""
 
     def as_dict(self):
         return {"load": self.load, "scheduler_load": self.scheduler_load, "capacity_rps": self.capacity_rps,
@@ -385,6 +403,12 @@ def _engine_theory(sc: Scenario, e_idx: int, visits, lam_steps) -> EngineTheory:
     sched_set = _scheduler_batches(eng.scheduler)
     own = engine_region(eng, p_max, mean_ctx, sched_set, pairs).capacity(dp, dd, dq) if sched_set != "all" else opt
     cap_rps = min(own.rate, mem_rps)
+    # what provably bounds this scheduler: the region of every batch and of its own batches
+    # (LPs: exact unless the batch time is context-aware, which prices a mean context)
+    proven_rps = math.inf if eng.batch_time.context_aware else min(region_rps, own.rate)
+    proven_kind = ("" if eng.batch_time.context_aware else
+                   "the stability region of every batch the engine can run" if own.rate >= region_rps * (1 - 1e-9)
+                   else f"the stability region of {eng.scheduler}'s own batches")
     if own.rate < wc_rps * (1 - 1e-9):
         kind = (f"{eng.scheduler}'s batches ({'decode first, prefill filling the budget' if sched_set == 'decode_first' else 'prefill-only batches filling the budget or k-limited decode-only batches'}; "
                 f"LP): {own.describe()}")
@@ -393,6 +417,9 @@ def _engine_theory(sc: Scenario, e_idx: int, visits, lam_steps) -> EngineTheory:
         k, wi, s = steps[0]
         if eng.scheduler == "fastertransformer":
             ft, exact = _memo(fastertransformer_capacity, eng, s.prompt_tokens, s.output_tokens)
+            if exact and not eng.batch_time.context_aware and ft < proven_rps:
+                proven_rps = ft
+                proven_kind = "fastertransformer's batch cycle (exact: constant prompts)"
             if ft < cap_rps:
                 cap_rps = ft
                 kind = ("fastertransformer batch-cycle capacity, each iteration priced at its own batch"
@@ -440,7 +467,8 @@ def _engine_theory(sc: Scenario, e_idx: int, visits, lam_steps) -> EngineTheory:
                      "(an upper bound; its batch-cycle formula is for one step)")
     return EngineTheory(eng.name, eng.scheduler, b, t_b, cap_tok, offered, rate / wc_rps, cap_rps, kind,
                         mem_rps, slot_rps, tuple(notes), rate / cap_rps, region_rps, opt.describe(),
-                        bool(memory_binds), rate, t_bar, kv_fill, optimal_kind)
+                        bool(memory_binds), rate, t_bar, kv_fill, optimal_kind,
+                        rate / proven_rps if proven_rps > 0 else math.inf, proven_kind)
 
 
 def _steps(sc):
