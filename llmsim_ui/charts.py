@@ -64,6 +64,19 @@ def long_trajectories(trajs: dict, columns: dict, series: str, scale: dict | Non
     return pd.concat(parts, ignore_index=True)
 
 
+# The log view's ticks: 0 and the powers of ten from 10 (1 would sit on 0; Vega drops those outside the axis). Vega's
+# symlog scale picks its ticks as a linear one would (vega/vega#2914): a backlog of 400k
+# tokens got two, "0k" and "400k", and a bounded queue could not be read off at all
+LOG_TICKS = [0] + [10 ** k for k in range(1, 16)]
+
+
+def log_ticks(log: bool, value_format: str) -> dict:
+    """Axis properties of the y scale: explicit ticks on the log view, each label formatted
+    on its own (Vega's axis format takes one SI prefix for the whole axis: "0M" for 10)."""
+    return ({"values": LOG_TICKS, "labelExpr": f"format(datum.value, {value_format!r})", "labelOverlap": "greedy"}
+            if log else {})
+
+
 def _y_scale(log: bool) -> alt.Scale:
     import altair as alt
     # symlog: like log for large values, linear near 0, so empty queues still show
@@ -83,7 +96,7 @@ def _line_panel(data, series: str, cscale: alt.Scale, legend_sel, title: str, x_
         x=alt.X("time_s:Q", title=x_title, scale=alt.Scale(domain=[0, max(x_max, 1e-9)], nice=False)),
         y=alt.Y("value:Q", title=y_title or title, scale=_y_scale(log),
                 axis=alt.Axis(format=value_format, minExtent=Y_AXIS_PX, maxExtent=Y_AXIS_PX, titleLimit=400,
-                              tickMinStep=1, labelLimit=Y_AXIS_PX - 16)),
+                              tickMinStep=1, labelLimit=Y_AXIS_PX - 16, **log_ticks(log, value_format))),
         color=alt.Color(f"{series}:N", scale=cscale, legend=legend),
     )
     lines = base.mark_line(strokeWidth=2, interpolate="linear").encode(
@@ -135,7 +148,7 @@ def _live_panel_spec(series: str, domain: tuple, colours: tuple, metric: str, lo
             "y": {"field": "value", "type": "quantitative", "title": y_title or metric,
                   "scale": {"type": "symlog", "constant": 1} if log else {"type": "linear", "zero": True},
                   "axis": {"format": value_format, "labelLimit": Y_AXIS_PX - 16, "maxExtent": Y_AXIS_PX,
-                           "minExtent": Y_AXIS_PX, "tickMinStep": 1, "titleLimit": 400}},
+                           "minExtent": Y_AXIS_PX, "tickMinStep": 1, "titleLimit": 400} | log_ticks(log, value_format)},
         },
         "name": view,
         # Altair writes a string into an expression with Python's repr
@@ -212,8 +225,9 @@ def trajectories(df: pd.DataFrame, series: str, cscale: alt.Scale | palette.Colo
         x_title = x_title.replace("(s)", f"({unit})")
     specs = []
     for m in metrics:
+        # a share (a percentage) stays linear: a log view of 0-100% shows nothing more
         spec = json.loads(_panel_spec(series, tuple(cscale.domain), tuple(cscale.range), m,
-                                      bool(log), int(height), formats.get(m, default_format), x_title, y_title,
+                                      bool(log) and not m.endswith("(%)"), int(height), formats.get(m, default_format), x_title, y_title,
                                       m if titles else None, not live))
         _set_x_max(spec, x_max / factor)
         data = df[df["metric"] == m]

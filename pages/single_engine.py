@@ -156,7 +156,7 @@ st.caption(
     "one scheduler (shift-click for several).")
 ctl1, ctl2 = st.columns([2, 5])
 ctl1.radio("Vertical scale", ["linear", "log"], **ps.w("scale", ["linear", "log"]), horizontal=True,
-                       help="Log scale shows a growing queue and a small bounded one on the same chart.")
+                       help="Log scale shows a growing queue and a small bounded one on the same chart (the KV cache share stays linear).")
 ctl2.toggle("Play live", **ps.w("live"), help="Draw the trajectories while the simulation runs.")
 chart_slots = [st.empty() for _ in METRICS]
 kv = {j.label: charts.kv_capacity(j.scenario.engine) for j in jobs}  # a pool's: all its replicas'

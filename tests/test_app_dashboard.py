@@ -177,6 +177,29 @@ def test_live_panel_is_altairs_spec_written_out(log, metric, y_title, chart_titl
     assert charts._live_panel_spec(*args) != charts._live_panel_spec(*args[:4], not log, *args[5:])
 
 
+def test_log_view_has_a_tick_per_power_of_ten_and_keeps_shares_linear():
+    """Vega's symlog scale chose its ticks as a linear one would: a backlog of a million
+    tokens got "0M" and "1M" only (tried as a new user would). The log view now asks for 0 and
+    the powers of ten, each label formatted on its own; a percentage stays linear."""
+    import pandas as pd
+    from llmsim_ui import charts, palette
+    df = pd.DataFrame({"time_s": [0.0, 1.0] * 2, "scheduler": ["a", "a", "b", "b"],
+                       "metric": ["Backlog (tokens)"] * 2 + ["KV cache in use (%)"] * 2,
+                       "value": [0.0, 2e6, 0.0, 40.0]})
+    cs = palette.scale(["a", "b"], {"a": "#111111", "b": "#222222"})
+    for live in (False, True):
+        back, kv = charts.trajectories(df, "scheduler", cs, ["Backlog (tokens)", "KV cache in use (%)"], 1.0,
+                                       log=True, formats={"Backlog (tokens)": "~s"}, live=live)
+        y = back["layer"][0]["encoding"]["y"]
+        assert y["scale"]["type"] == "symlog"
+        assert y["axis"]["values"][:4] == [0, 10, 100, 1000] and y["axis"]["values"][-1] >= 1e12
+        assert y["axis"]["labelExpr"] == "format(datum.value, '~s')"
+        ky = kv["layer"][0]["encoding"]["y"]
+        assert ky["scale"]["type"] == "linear" and "values" not in ky["axis"]
+        lin = charts.trajectories(df, "scheduler", cs, ["Backlog (tokens)"], 1.0, log=False, live=live)[0]
+        assert "values" not in lin["layer"][0]["encoding"]["y"]["axis"]
+
+
 def test_first_draw_of_the_single_engine_page_needs_no_altair():
     """Everything the single-engine page imports and its live trajectory specs leave Altair
     out (it is imported where a chart is built with it: the final interactive redraw)."""
