@@ -42,14 +42,16 @@ CLI_HINT = "for bigger runs use the command line (python -m llmsim run scenario.
 
 
 def check(label: str, value, lo, hi, unit: str = "", why: str = "") -> str | None:
-    """None if lo <= value <= hi, else a sentence naming the field, the value and the range."""
+    """None if lo <= value <= hi, else a sentence naming the field, the value and the range;
+    `why` follows a value above the range only (where bigger runs can go: said of a value
+    below the minimum it made no sense)."""
     if value is None:
         return f"{label}: missing; allowed: {_fmt(lo)} to {_fmt(hi)}{unit}"
     if lo <= value <= hi:
         return None
     side = "above this demo's limit of" if value > hi else "below the minimum of"
     bound = hi if value > hi else lo
-    tail = f" ({why})" if why else ""
+    tail = f" ({why})" if why and value > hi else ""
     return f"{label}: {_fmt(value)}{unit} is {side} {_fmt(bound)}{unit}{tail}."
 
 

@@ -64,6 +64,8 @@ def _upload_cb() -> None:
         return
     st.session_state[f"{PAGE}.uploaded"] = text
     st.session_state[ps.key("preset")] = UPLOADED
+    if 0 <= sc.seed <= L.MAX_SEED:  # the file's own seed, not the one the sidebar held before
+        st.session_state[ps.key("seed")] = int(sc.seed)
     st.session_state[f"{PAGE}.ignore_url"] = True
     st.session_state[f"{PAGE}.upload_msg"] = ("ok", f"Loaded {f.name}.")
 
@@ -118,8 +120,7 @@ except ConfigError as exc:
     st.stop()
 
 desc = file_sc.description or ""
-if desc:
-    st.caption(f"**{plain(preset)}**: {plain(desc)}")
+desc_slot = st.empty()  # filled once the sidebar's values are known (a changed rate outdates the description)
 
 # per-file fields: the workflow's own arrival rates, engines and step priorities
 rank = network.ranks(file_sc)
@@ -142,6 +143,11 @@ file_key = preset if preset != UPLOADED else "up" + hashlib.sha256(text.encode()
 dps = PageState(f"{PAGE}.{file_key}", dyn)
 dps.restore(use_url=not st.session_state.get(f"{PAGE}.ignore_url"))
 st.session_state[f"{PAGE}.ignore_url"] = False
+if desc:
+    changed = [f.label for f in dyn if f.name != "n" and dps.get(f.name) != f.default]
+    desc_slot.caption(f"**{plain(preset)}**: {plain(desc)}"
+                      + (f" — as the file has it; changed here: {plain(', '.join(changed[:3]))}"
+                         f"{' …' if len(changed) > 3 else ''}, so the loads below are yours" if changed else ""))
 
 with st.sidebar:
     st.subheader("Arrivals", divider="gray")
@@ -271,9 +277,10 @@ with b:
     st.dataframe(pd.DataFrame([{"engine": e.name, "capacity b/t(b), tok/s": round(e.token_capacity),
                                 "arriving, tok/s": round(e.offered_tokens_per_s), "load ρ": round(e.load, 3)}
                                for e in th.engines]), hide_index=True, width="stretch")
-    st.caption("Load ρ = calls arriving per second at the engine ÷ the most it can serve of its mix of steps "
-               "(its stability region, which prices every batch at its own time, and its memory bound; without "
-               "a batch-size cap that is about tokens arriving ÷ b/t(b)). "
+    st.caption("Load ρ = calls arriving per second at the engine ÷ the most calls per second it can serve of its "
+               "mix of steps (its stability region, which prices every batch at its own time, and its memory bound). "
+               "The table gives the same in tokens: without a batch-size cap or a binding memory, ρ is about "
+               "arriving tok/s ÷ b/t(b). "
                "Every ρ < 1 is necessary; whether it is enough depends on the policy (see below).")
 
 # ---------------------------------------------------------------- the runs

@@ -310,7 +310,10 @@ def test_capacity_bad_inputs():
     at = open_page("pages/capacity.py", **CAP)
     widget(at, "number_input", "cap.n").set_value(300_000)
     at.run()
-    assert "Requests per probe" in errors(at)
+    assert "Requests per probe" in errors(at) and "command line" in errors(at)
+    widget(at, "number_input", "cap.n").set_value(10)
+    at.run()
+    assert "below the minimum of 1,000" in errors(at) and "command line" not in errors(at)  # no "bigger runs" hint
     widget(at, "number_input", "cap.n").set_value(1000)
     widget(at, "multiselect", "cap.sched").set_value([])
     at.run()
@@ -338,6 +341,7 @@ def test_agents_cyclic_exit_priority_diverges_others_bounded():
     # fcfs, priority (as in the file: exit calls first), reversed priority, max-pressure
     assert badges(at) == ["stable", "unstable", "stable", "stable"]
     assert any(c.value.startswith("Unstable (growing:") for c in at.caption)  # the growing buffers are named
+    assert any(c.value.startswith("**cyclic**: Rybko") and c.value.endswith("diverges") for c in at.caption)
 
 
 def test_agents_editing_engines_and_priorities():
@@ -356,6 +360,9 @@ def test_agents_editing_engines_and_priorities():
     widget(at, "number_input", "agents.cyclic.e1_budget").set_value(1024)
     at.run()
     ok(at)
+    # the preset's description ("every engine load 0.70") no longer describes what is shown
+    desc = next(c.value for c in at.caption if c.value.startswith("**cyclic**"))
+    assert "as the file has it; changed here: A arrival rate" in desc and "the loads below are yours" in desc
     assert len(badges(at)) == 5
     assert at.query_params["e0_policy"] == "fcfs" and at.query_params["rate0"] == "1"
     widget(at, "selectbox", "agents.preset").set_value("fork_join")
@@ -387,9 +394,12 @@ def test_agents_bad_inputs():
 def test_agents_upload_and_shared_link_with_the_file():
     at = open_page("pages/agents.py", **AG)
     text = (ROOT / "scenarios" / "agents" / "tandem.toml").read_text().replace("rate = 20.0", "rate = 7.0")
+    text = text.replace("seed = 1", "seed = 3")
     at = upload(at, "agents.toml_file", "mine.toml", text.encode())
     ok(at)
     assert at.query_params["preset"] == "uploaded" and at.query_params["rate0"] == "7"
+    # the file's seed, not the sidebar's previous one (it used to be replaced silently)
+    assert widget(at, "number_input", "agents.seed").value == 3 and at.query_params["seed"] == "3"
     link = dict(at.query_params)
     # a new visitor with the link gets the same workflow and values
     at2 = open_page("pages/agents.py", **(link | {"e1_budget": "1024"}))
