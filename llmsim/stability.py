@@ -122,6 +122,7 @@ class Verdict:
     memory_binds: bool = False
     assumption_broken: str = ""
     burst_load: float = 0.0   # a replayed trace: the load of its busiest stretch (0: not a trace)
+    offered_tokens_per_s: float = 0.0  # the work arriving (growth's denominator)
 
     def summary_fields(self) -> dict:
         return {"verdict": self.verdict, "capacity_rps": self.capacity_rps,
@@ -353,7 +354,8 @@ def verdict_from_runs(results, window: float = 0.5, threshold: float = 0.02, bat
     return Verdict(v, text, theory.load, theory.capacity_rps, sc.total_rate, slope, (lo, hi), g, glo, ghi,
                    theory.drift_tokens_per_s, (start, end), threshold, len(results),
                    tuple(unstable), part_ev, theory.scheduler_load, kind, preempt, recomputed, share,
-                   any(e.memory_binds for e in theory.engines), broken, burst_load=burst_load)
+                   any(e.memory_binds for e in theory.engines), broken, burst_load=burst_load,
+                   offered_tokens_per_s=offered)
 
 
 def future_work(sc) -> np.ndarray:

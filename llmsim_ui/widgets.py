@@ -82,7 +82,10 @@ def rule_text(threshold: float) -> str:
     t, n = 100 * threshold, 100 * NOISE
     return (f"**Rule** (second half of the run, 95% interval of the growth): *unstable* if growth is above "
             f"{t:g}% of the arriving work **and** the whole interval lies above {n:g}%; *stable* if the whole "
-            f"interval lies below {t:g}% and reaches below {n:g}%; otherwise *inconclusive*.")
+            f"interval lies below {t:g}% and reaches below {n:g}%; otherwise *inconclusive*. Never *stable* "
+            "where the load over a capacity theory proves (the stability region, or an exact batch cycle) is 1 "
+            "or more: just above 1 the growth is too slow for a finite run to show, so such a run is "
+            "*inconclusive*.")
 
 
 def near_boundary(v) -> str | None:
@@ -156,13 +159,16 @@ def evidence(v, extra: list[tuple[str, str]] | None = None, summary: dict | None
     sload = e.get("scheduler_load") or 0.0
     from llmsim.stability import loads_differ
     if sload > 0 and math.isfinite(sload) and loads_differ(e["load"], sload):
-        rows.append(("own load", f"{sload:.2f} (arrival rate over this scheduler's theory capacity)"))
+        rows.append(("own load", f"{sload:.2f} (arrival rate over this scheduler's theory capacity; load ρ is "
+                                 "over the best any scheduler reaches)"))
     rows += [
         ("arrival rate", fmt(e["arrival_rate_rps"], unit=" /s")),
         ("theory capacity", fmt(e["capacity_rps"], unit=" /s")),
         ("measured growth", f"{100 * e['growth']:+.1f}% of arriving work "
                             f"(95% CI {100 * e['growth_lo']:+.1f}% to {100 * e['growth_hi']:+.1f}%)"),
-        ("theory drift", fmt(e["theory_drift_tokens_per_s"], unit=" tokens/s")),
+        ("growth theory predicts", fmt(e["theory_drift_tokens_per_s"], unit=" tokens/s")
+         + (f" ({100 * e['theory_drift_tokens_per_s'] / e['offered_tokens_per_s']:.1f}% of arriving work; "
+            "0 below this scheduler's theory capacity)" if e.get("offered_tokens_per_s") else "")),
     ]
     if summary is not None:
         pre = summary.get("preemptions")
