@@ -236,9 +236,9 @@ def _explain(v: str, theory, growth: float, drift_share: float, parts=(), networ
                 "tell from noise over this horizon")
         return (f"Inconclusive: at {loads}, theory proves that {who} cannot keep up ({theory.proven_kind} bounds "
                 f"it, and the load over that bound is {proven:.3f}, at least 1). But {slow} (this run: "
-                f"{100 * growth:+.1f}% of arriving work). Run longer or add replications to see the backlog grow."
+                f"{round(100 * growth, 1) + 0.0:+.1f}% of arriving work). Run longer or add replications to see the backlog grow."
                 + regime + mem), ""
-    return (f"Inconclusive: at {loads}, the backlog's trend ({100 * growth:+.1f}% of arriving "
+    return (f"Inconclusive: at {loads}, the backlog's trend ({round(100 * growth, 1) + 0.0:+.1f}% of arriving "
             "work) cannot be told apart from noise over this horizon; run longer or add replications." + regime
             + mem), ""
 

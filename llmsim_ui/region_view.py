@@ -120,7 +120,8 @@ def show(hw: str, b: int, k: int, p: int, d: int, rate: float) -> None:
              **({"measured (req/s)": round(measured[s][0], 4) if measured.get(s, (None,))[0] else None}
                 if measured else {}),
              "theory's bound": kind} for s, (c, kind) in theory.items()]
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    # a static table: its cells wrap (a dataframe cut the bound's sentence at the column's edge)
+    st.table(pd.DataFrame(rows).set_index("scheduler"))
     st.caption("Shaded: the region. Black dots: its vertices (hover for the batch). Black diamond: the workload at "
                "the chosen arrival rate. Dashed: the workload's ray λ·(P, D). Squares: each scheduler's capacity by "
                "theory; circles: measured (the switch above). Sarathi fills the budget decode-first, orca "

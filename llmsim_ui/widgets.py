@@ -73,7 +73,9 @@ def badge(verdict: str) -> None:
 
 
 def _pct(x) -> str:
-    return f"{100 * x:+.1f}%" if x is not None and math.isfinite(x) else "—"
+    """A share as a signed percentage, one decimal; "+0.0%", never "-0.0%" (a share that
+    rounds to zero has no sign to show)."""
+    return f"{round(100 * x, 1) + 0.0:+.1f}%" if x is not None and math.isfinite(x) else "—"
 
 
 def rule_text(threshold: float) -> str:
@@ -164,8 +166,8 @@ def evidence(v, extra: list[tuple[str, str]] | None = None, summary: dict | None
     rows += [
         ("arrival rate", fmt(e["arrival_rate_rps"], unit=" /s")),
         ("theory capacity", fmt(e["capacity_rps"], unit=" /s")),
-        ("measured growth", f"{100 * e['growth']:+.1f}% of arriving work "
-                            f"(95% CI {100 * e['growth_lo']:+.1f}% to {100 * e['growth_hi']:+.1f}%)"),
+        ("measured growth", f"{_pct(e['growth'])} of arriving work "
+                            f"(95% CI {_pct(e['growth_lo'])} to {_pct(e['growth_hi'])})"),
         ("growth theory predicts", fmt(e["theory_drift_tokens_per_s"], unit=" tokens/s")
          + (f" ({100 * e['theory_drift_tokens_per_s'] / e['offered_tokens_per_s']:.1f}% of arriving work; "
             "0 below this scheduler's theory capacity)" if e.get("offered_tokens_per_s") else "")),
