@@ -159,6 +159,8 @@ ctl1.radio("Vertical scale", ["linear", "log"], **ps.w("scale", ["linear", "log"
                        help="Log scale shows a growing queue and a small bounded one on the same chart (the KV cache share stays linear).")
 ctl2.toggle("Play live", **ps.w("live"), help="Draw the trajectories while the simulation runs.")
 chart_slots = [st.empty() for _ in METRICS]
+scale_note = st.empty()
+DWARFS = 5  # a backlog this many times the next one's leaves the others a fifth of a linear axis or less
 kv = {j.label: charts.kv_capacity(j.scenario.engine) for j in jobs}  # a pool's: all its replicas'
 
 
@@ -178,6 +180,17 @@ def _draw_chart(run: runs.LiveRun, live: bool = False) -> None:
                                 formats=FORMATS, live=live)
     for slot, spec in zip(chart_slots, specs):
         slot.vega_lite_chart(spec=spec, width="stretch")
+    if live or ps.get("scale") != "linear":
+        scale_note.empty()
+        return
+    peak = df[df["metric"] == METRICS["backlog_tokens"]].groupby("scheduler")["value"].max().sort_values()
+    if len(peak) > 1 and peak.iloc[-1] > DWARFS * max(peak.iloc[-2], 1.0):
+        scale_note.info(f"{peak.index[-1]}'s backlog reaches {peak.iloc[-1]:,.0f} tokens, over {DWARFS} times any other "
+                        "one's: on this linear scale the other lines look flat even where they climb. Switch "
+                        "**Vertical scale** to *log* to compare them, or leave it out of *Schedulers to compare*.",
+                        icon=":material/zoom_in:")
+    else:
+        scale_note.empty()
 
 
 if run is None:

@@ -77,6 +77,10 @@ def test_single_default_run_gives_a_verdict_per_scheduler():
     assert any("Latency" in s.value for s in at.subheader)
     # the URL now holds every input: a link reproduces the view
     assert at.query_params["rate"] == "15.5" and at.query_params["n"] == "2000"
+    # fastertransformer's backlog flattens the others' lines on the linear axis: the page says so
+    assert any("fastertransformer's backlog reaches" in i.value and "log" in i.value for i in at.info)
+    at = open_page(**(SMALL | {"scale": "log"}))
+    assert not any("backlog reaches" in i.value for i in at.info)
 
 
 def test_single_live_view_draws_while_it_runs():
