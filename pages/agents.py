@@ -165,7 +165,8 @@ with st.sidebar:
             inputs.replicas_panel(dps, f"e{i}_reps", f"e{i}_router", st)
     st.subheader("Step priorities", divider="gray",
                  help="Used by the 'priority' policy: at each engine, the buffer with the smallest number is "
-                      "served first (strict, non-preemptive). 'reversed priority' flips the order at every engine.")
+                      "served first (strict, non-preemptive); equal numbers are served in the order the steps "
+                      "appear in the file. 'reversed priority' flips the order at every engine.")
     for w, s in steps:
         st.number_input(f"{w.name}.{s.name} (at {s.engine})", step=1,
                         **dps.w(f"prio_{w.name}.{s.name}"))
@@ -289,7 +290,8 @@ run = controls.start_run(PAGE, key, jobs, status_slot)
 
 st.subheader("Verdict per policy", help=widgets.VERDICT_MEANING)
 st.caption("The same arrivals, run once per policy applied to every engine. *priority*: the step priorities "
-           "(sidebar); *reversed priority*: the opposite order at every engine. A policy is unstable when some "
+           "(sidebar; equal numbers go in the file's step order); *reversed priority*: the opposite order at every "
+           "engine. A policy is unstable when some "
            "buffer keeps growing — it is named.")
 labels = [j.label for j in jobs]
 cols = st.columns(max(1, len(labels)))
