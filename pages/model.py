@@ -130,18 +130,21 @@ st.header("4. GPU memory (our extension)")
 st.markdown(
     "Each admitted request keeps its context — every token processed so far — in the GPU's **KV cache** of "
     "$M$ tokens. When memory runs out, the most recently admitted request is *preempted* and must redo its "
-    "prefill later. Following Nie, Si & Zhou, a request with prompt $s$ and output $o$ occupies memory for")
+    "prefill later. Following Nie, Si & Zhou, a request with prompt $s$ and output $o$, its prompt read in "
+    "chunks of *chunk* tokens (the token budget $b$ at most), occupies memory for")
 st.latex(r"g(s,o) = \Bigl(1 + \frac{s}{\text{chunk}}\Bigr)\frac{s}{2} + s\,o + \frac{(1+o)\,o}{2}"
          r"\quad\text{token-iterations},\qquad \mu_{\text{mem}} = \frac{M}{\bar t\;\mathbb{E}[g]}.")
-st.markdown("Every policy is unstable when $\\lambda > \\mu_{\\text{mem}}$. The binding capacity is the smaller "
+st.markdown("Here $\\bar t$ is the mean iteration time of the batches an engine runs at capacity. "
+            "Every policy is unstable when $\\lambda > \\mu_{\\text{mem}}$. The binding capacity is the smaller "
             "of the token capacity and the memory capacity (and, with a maximum batch size, the stability "
             "region of section 7: then *which* batches a scheduler forms matters, not only whether they are full).")
 st.markdown("$\\mu_{\\text{mem}}$ assumes every decoding request gets its token each iteration, as sarathi's "
             "decode-first batches do. orca and vllm serve prompts first: when the KV cache binds, their prompts "
             "starve the decoders, which then hold their memory longer, so fewer requests fit and they break "
             "below $\\mu_{\\text{mem}}$. Theory prices them with the decoders a full cache holds, "
-            "$k_{\\text{mem}} = M\\,\\mathbb{E}[D]/\\mathbb{E}[g]$ (W1 with $M$ = 60,000: orca about 11.6 "
-            "requests/s, sarathi 15.2; a scheduler's card gives its own formula under *Why this verdict*).")
+            "$k_{\\text{mem}} = M\\,\\mathbb{E}[D]/\\mathbb{E}[g]$ (the benchmark workload W1 — prompts of 64 to 960 "
+            "tokens, outputs of 256 on average, $b$ = 512, 20 ms iterations — with a KV cache of $M$ = 60,000 "
+            "tokens: orca about 11.6 requests/s, sarathi 15.2; a scheduler's card gives its own formula under *Why this verdict*).")
 
 st.header("5. Networks of LLM agents")
 st.markdown(
@@ -154,7 +157,8 @@ st.markdown(
     "network (page *Agent workflows*, preset *cyclic*), class A makes a short call at engine 1 then a long one at "
     "engine 2, class B the mirror image. If each engine gives priority to the long call of the class that "
     "*leaves* through it, the two long calls are never served at the same time — together they behave like one "
-    "station with load $2 \\times 0.6 = 1.2 > 1$ — and the network diverges although $\\rho_1 = \\rho_2 = 0.7$. "
+    "station with load $2 \\times 0.6 = 1.2 > 1$ (each engine's load 0.7 is 0.1 from its short calls and 0.6 "
+    "from its long ones) — and the network diverges although $\\rho_1 = \\rho_2 = 0.7$. "
     "The reversed priority, FCFS and max-pressure stay bounded.")
 
 st.header("6. How llmsim reaches a verdict")
