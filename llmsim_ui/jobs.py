@@ -19,14 +19,15 @@ How:
   first job, with a lower CPU priority (``NICE``) than the server, so that a page's script and
   its websocket come first on a busy core; each loads the compiled kernel from Numba's cache
   as it starts (about a second). They stop when no job has used them for ``IDLE_S`` seconds
-  (each holds 210-235 MiB resident once its imports are done, ~120 MiB of it its own:
-  the rest is shared library pages), and start again at the next
-  job; a worker whose server has gone (killed outright: SIGKILL, out of memory) exits too;
+  (each holds 210-235 MiB resident once its imports are done, ~120 MiB of it its own: the
+  rest is shared library pages), and start again at the next job; a worker whose server has
+  gone (killed outright: SIGKILL, out of memory) exits too;
 - each task runs under the page's limits (``llmsim.budget.use``) and gives its freed memory
   back to the system when it ends (glibc's ``malloc_trim``);
 - a waiting page polls its task every ``POLL_S`` and leaves as soon as its browser session
-  has gone (``gone``): the task in flight still ends in its worker (a task is one map point
-  or one capacity probe, bounded by the demo's limits), and its result is dropped;
+  has gone or it has asked for a new run (``gone``: ``runs.session_gone``): the task in
+  flight still ends in its worker (a task is one map point or one capacity probe, bounded by
+  the demo's limits), and its result is dropped;
 - a worker that dies (killed for memory, say) fails its job with a ConfigError saying so,
   and the next job starts a fresh pool.
 
@@ -199,7 +200,7 @@ class Job(InProcess):
             except TimeoutError:
                 if self.gone is not None and self.gone():
                     fut.cancel()
-                    raise ConfigError("the page was closed while its job ran") from None
+                    raise ConfigError("the page was closed, or asked for a new run, while its job ran") from None
             except BrokenProcessPool:
                 _broken(self.pool)
                 raise ConfigError("a worker process of the server stopped while it ran this job (out of "

@@ -56,10 +56,22 @@ def _measured(hw, b, k, p, d):
     # every probe under the capacity page's probe limits (1/8 of a run's work budget: a probe
     # of b = 1 and 65,536-token outputs ran for 77 s of server CPU under a whole run's budget),
     # one at a time in a worker process: a long job (runs.long_job)
+    # one scheduler after another: a scheduler that cannot run this workload (vllm freezing on
+    # a recompute above b) is told apart instead of blanking every scheduler's measurement
+    found, refused = {}, {}
     with runs.long_job(runs.PROBE_LIMITS) as ex, \
             runs.hold(budget.estimate(replace(sc, num_requests=SEARCH_REQUESTS))["bytes"]):
-        out = capacity_search(sc, scheds, num_requests=SEARCH_REQUESTS, rel_tol=0.03, max_probes=8, executor=ex)
-    return {r.scheduler: (r.critical_rate_rps, r.interval) for r in out}
+        for s in scheds:
+            try:
+                r = capacity_search(sc, [s], num_requests=SEARCH_REQUESTS, rel_tol=0.03, max_probes=8,
+                                    executor=ex)[0]
+            except llmsim.ConfigError as exc:
+                if runs.session_gone():  # nobody waits for the rest (page closed or rerun)
+                    raise
+                refused[s] = str(exc)
+                continue
+            found[s] = (r.critical_rate_rps, r.interval)
+    return found, refused
 
 
 def show(hw: str, b: int, k: int, p: int, d: int, rate: float) -> None:
@@ -81,7 +93,9 @@ def show(hw: str, b: int, k: int, p: int, d: int, rate: float) -> None:
                  f"{SEARCH_REQUESTS:,} requests per probe)", key="model.region_search"):
         with st.spinner("Searching each scheduler's critical rate…"):
             try:
-                measured = _measured(hw, b, k, p, d)
+                measured, refused = _measured(hw, b, k, p, d)
+                for s, why in refused.items():
+                    st.warning(f"{s} could not be measured here: {plain(why)}", icon=":material/block:")
             except llmsim.ConfigError as exc:  # the server is busy, or the page was closed meanwhile
                 st.warning(plain(exc), icon=":material/hourglass_disabled:")
 

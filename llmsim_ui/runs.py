@@ -418,16 +418,25 @@ def busy_message(need: int, waited: float) -> str:
 
 
 def session_gone() -> bool:
-    """True when this script run's browser session has closed (its tab was closed or lost):
-    a wait for memory then ends at once instead of keeping its place in the queue. The
-    script thread sleeps while it waits, so Streamlit cannot interrupt it there."""
+    """True when nobody will see this script run's result: its browser session has closed
+    (the tab was closed or lost), or the page has asked for a new run (an input changed, a
+    toggle, Stop, another page). A wait for memory or for a batch slot then ends at once
+    instead of keeping its place in the queue, and a long job stops at its next poll. The
+    script thread sleeps while it waits, so Streamlit cannot interrupt it there: a page that
+    changed an input every 1.5 s left each boundary search running to its end, both long-job
+    slots taken for minutes."""
     try:
         from streamlit.runtime import Runtime
         from streamlit.runtime.scriptrunner import get_script_run_ctx
         ctx = get_script_run_ctx(suppress_warning=True)
         if ctx is None or not Runtime.exists():
             return False
-        return not Runtime.instance().is_active_session(ctx.session_id)
+        if not Runtime.instance().is_active_session(ctx.session_id):
+            return True
+        # a STOP or RERUN the script run has not yet met at a yield point (Streamlit's
+        # ScriptRequests; the pages use no fragments, whose reruns would not preempt it)
+        state = getattr(getattr(ctx, "script_requests", None), "_state", None)
+        return getattr(state, "name", "") in ("STOP", "RERUN")
     except Exception:  # another Streamlit's internals: never end a wait by mistake
         return False
 
@@ -467,7 +476,7 @@ def hold(nbytes: int):
             if time.monotonic() - t0 > MAX_WAIT_S:
                 raise ConfigError(busy_message(nbytes, time.monotonic() - t0))
             if session_gone():
-                raise ConfigError("the page was closed while this run waited for the server's memory")
+                raise ConfigError("the page was closed, or asked for a new run, while this run waited for the server's memory")
             time.sleep(WAIT_POLL_S)
         yield
     finally:
@@ -502,7 +511,7 @@ def batch_slot(box=None):
             if waited > MAX_WAIT_S:
                 raise ConfigError(batch_busy_message(waited))
             if session_gone():
-                raise ConfigError("the page was closed while this job waited for the server")
+                raise ConfigError("the page was closed, or asked for a new run, while this job waited for the server")
             ahead = led.ahead(ticket)
             if box is not None and ahead != said:  # redrawn only when it changes: each redraw costs the browser
                 said = ahead

@@ -62,3 +62,43 @@ def test_model_page_values_below_the_minimum_get_a_message():
     at.number_input(key=next(n.key for n in at.number_input if n.label == "b (tokens)")).set_value(0).run()
     assert not at.exception, [e.value for e in at.exception]
     assert any("token budget b: 0 is outside 1 to" in e.value for e in at.error), [e.value for e in at.error]
+
+
+def test_region_search_tells_a_scheduler_that_cannot_run_apart():
+    """vllm freezes on this workload (a preempted request's recompute above b): it used to
+    blank every scheduler's measurement with one warning under a 'server busy' icon."""
+    at = open_model(r_hw="llama2-70b/a100-80gb-tp2-attn", r_b=16384, r_k=16384, r_p=1, r_d=65536)
+    at.toggle(key="model.region_search").set_value(True).run(timeout=300)
+    assert not at.exception, [e.value for e in at.exception]
+    warned = [w.value for w in at.warning]
+    assert len(warned) == 1 and warned[0].startswith("vllm could not be measured here") and "froze" in warned[0]
+    table = at.table[-1].value
+    assert table.loc[["orca", "sarathi"], "measured (req/s)"].notna().all()
+    assert table.loc["vllm", "measured (req/s)"] is None or table.loc["vllm", "measured (req/s)"] != table.loc[
+        "vllm", "measured (req/s)"]  # None or NaN
+
+
+def test_a_page_that_asked_for_a_new_run_stops_waiting():
+    """A script run whose page asked for a new run (an input changed, a toggle, Stop) counts
+    as gone: its long job and its waits end at the next poll. The Model page's boundary search
+    used to run to its end for every change of an input, both long-job slots taken for minutes."""
+    from types import SimpleNamespace
+    from unittest import mock
+    from streamlit.runtime.scriptrunner_utils.script_requests import RerunData, ScriptRequests
+    from llmsim_ui import runs
+    req = ScriptRequests()
+    ctx = SimpleNamespace(session_id="s", script_requests=req)
+    runtime = SimpleNamespace(is_active_session=lambda sid: True)
+    with mock.patch("streamlit.runtime.scriptrunner.get_script_run_ctx", return_value=ctx), \
+            mock.patch("streamlit.runtime.Runtime.exists", return_value=True), \
+            mock.patch("streamlit.runtime.Runtime.instance", return_value=runtime):
+        assert not runs.session_gone()
+        req.request_rerun(RerunData())
+        assert runs.session_gone()
+        req2 = ScriptRequests()
+        ctx.script_requests = req2
+        req2.request_stop()
+        assert runs.session_gone()
+        ctx.script_requests = ScriptRequests()
+        runtime.is_active_session = lambda sid: False  # the tab closed
+        assert runs.session_gone()
