@@ -45,21 +45,27 @@ def _figures(hw, b, k, p, d, rate):
     return pic, theory
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
-def _measured(hw, b, k, p, d):
+def _measured(hw, b, k, p, d, box=None):
+    """Each scheduler's critical rate by a small capacity search, remembered across sessions
+    (runs.remember; computed outside st.cache_data so that the wait for a batch slot can say
+    so in ``box``): (found, refused) with refused[s] the reason s could not be measured."""
+    from llmsim_ui import runs
+    key = repr((hw, b, k, p, d))
+    res = runs.recall("region", key)
+    if res is not None:
+        return res
     from llmsim.capacity import capacity_search
     sc = scenario(hw, b, k, p, d, 1.0)
     scheds = [s for s in SCHEDS if not (p > b and s in ("fastertransformer", "vllm"))]
     from dataclasses import replace
     from llmsim import budget
-    from llmsim_ui import runs
     # every probe under the capacity page's probe limits (1/8 of a run's work budget: a probe
     # of b = 1 and 65,536-token outputs ran for 77 s of server CPU under a whole run's budget),
-    # one at a time in a worker process: a long job (runs.long_job)
-    # one scheduler after another: a scheduler that cannot run this workload (vllm freezing on
+    # one at a time in a worker process: a long job (runs.long_job).
+    # One scheduler after another: a scheduler that cannot run this workload (vllm freezing on
     # a recompute above b) is told apart instead of blanking every scheduler's measurement
     found, refused = {}, {}
-    with runs.long_job(runs.PROBE_LIMITS) as ex, \
+    with runs.long_job(runs.PROBE_LIMITS, box) as ex, \
             runs.hold(budget.estimate(replace(sc, num_requests=SEARCH_REQUESTS))["bytes"]):
         for s in scheds:
             try:
@@ -71,6 +77,7 @@ def _measured(hw, b, k, p, d):
                 refused[s] = str(exc)
                 continue
             found[s] = (r.critical_rate_rps, r.interval)
+    runs.remember("region", key, (found, refused))
     return found, refused
 
 
@@ -91,9 +98,10 @@ def show(hw: str, b: int, k: int, p: int, d: int, rate: float) -> None:
     measured = {}
     if st.toggle("Measure each scheduler's boundary point (capacity search, "
                  f"{SEARCH_REQUESTS:,} requests per probe)", key="model.region_search"):
+        box = st.empty()  # says so while the search waits for one of the server's batch slots
         with st.spinner("Searching each scheduler's critical rate…"):
             try:
-                measured, refused = _measured(hw, b, k, p, d)
+                measured, refused = _measured(hw, b, k, p, d, box)
                 for s, why in refused.items():
                     st.warning(f"{s} could not be measured here: {plain(why)}", icon=":material/block:")
             except llmsim.ConfigError as exc:  # the server is busy, or the page was closed meanwhile

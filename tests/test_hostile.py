@@ -691,6 +691,11 @@ def test_long_jobs_wait_for_one_of_the_servers_batch_slots(monkeypatch):
             in shown(at)
         at = page("pages/capacity.py", n=1000, probes=2, points=2, sched="sarathi", seed=99)
         assert "The server is busy: it runs at most" in shown(at)
+        # the Model page's boundary search waits for a slot too, and says so (it used to show a spinner only)
+        at = page("pages/model.py", r_b=128, r_k=16, r_p=64, r_d=33, r_lam=5)
+        at.toggle(key="model.region_search").set_value(True).run()
+        said = " ".join([w.value for w in at.warning] + [i.value for i in at.info]).replace("\\", "")
+        assert "Waiting for the server" in said and "The server is busy: it runs at most" in said
     finally:
         for t in held:
             led.release(t)
