@@ -196,7 +196,10 @@ def _explain(v: str, theory, growth: float, drift_share: float, parts=(), networ
                      "even with memory gating the prefills vllm did not keep up.")
         else:
             bound = ", so the queue would grow without bound."
-        text = (f"Unstable{where}: {amount}; theory predicts {100 * drift_share:.0f}% at {loads}" + bound + mem)
+        share_of = (" of the network's arriving work (the calls made before its busiest engine keep up)"
+                    if network and drift_share > 0 else "")
+        text = (f"Unstable{where}: {amount}; theory predicts {100 * drift_share:.0f}%{share_of} at {loads}" + bound
+                + mem)
         if sload < 1:
             if preemptions > 0 and recompute_share >= RECOMPUTE_NOTABLE:
                 broken = ("no recomputation: theory's capacity assumes preempted work is not redone, but the KV "

@@ -84,10 +84,10 @@ def rule_text(threshold: float) -> str:
     t, n = 100 * threshold, 100 * NOISE
     return (f"**Rule** (second half of the run, 95% interval of the growth): *unstable* if growth is above "
             f"{t:g}% of the arriving work **and** the whole interval lies above {n:g}%; *stable* if the whole "
-            f"interval lies below {t:g}% and reaches below {n:g}%; otherwise *inconclusive*. Never *stable* "
-            "where the load over a capacity theory proves (the stability region, or an exact batch cycle) is 1 "
-            "or more: just above 1 the growth is too slow for a finite run to show, so such a run is "
-            "*inconclusive*.")
+            f"interval lies below {t:g}% and reaches below {n:g}%; otherwise *inconclusive*. One exception: when "
+            "theory *proves* the engine cannot keep up (the arrival rate is at or above the stability region's "
+            "capacity, or an exact batch cycle's), a run that shows no trend is *inconclusive*, not stable: just "
+            "above that capacity the backlog grows too slowly for a finite run to show it.")
 
 
 def near_boundary(v) -> str | None:
@@ -170,7 +170,7 @@ def evidence(v, extra: list[tuple[str, str]] | None = None, summary: dict | None
                             f"(95% CI {_pct(e['growth_lo'])} to {_pct(e['growth_hi'])})"),
         ("growth theory predicts", fmt(e["theory_drift_tokens_per_s"], unit=" tokens/s")
          + (f" ({100 * e['theory_drift_tokens_per_s'] / e['offered_tokens_per_s']:.1f}% of arriving work; "
-            "0 below this scheduler's theory capacity)" if e.get("offered_tokens_per_s") else "")),
+            "it would be 0 below this scheduler's theory capacity)" if e.get("offered_tokens_per_s") else "")),
     ]
     if summary is not None:
         pre = summary.get("preemptions")

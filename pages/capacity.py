@@ -296,8 +296,9 @@ if note:
 if found:
     st.subheader("Critical rates")
     st.caption("The capacity search keeps the highest rate judged stable and the lowest judged unstable and "
-               "probes between them. Near the boundary single runs are noisy: more requests per probe give "
-               "sharper brackets.")
+               "probes between them; where theory proves a bound (the stability region, an exact batch cycle), "
+               "the lowest unstable rate starts there, probed or not, so the critical rate never lies above it. "
+               "Near the boundary single runs are noisy: more requests per probe give sharper brackets.")
     rows = []
     for s, r in found.items():
         lo, hi = r.interval
@@ -305,7 +306,9 @@ if found:
                      "highest stable (req/s)": lo, "lowest unstable (req/s)": hi,
                      "theory capacity (req/s)": r.theory_capacity_rps, "probes": len(r.probes)})
     table = pd.DataFrame(rows)
-    helps = {"theory capacity (req/s)": "Its formula for each scheduler is listed under the table."}
+    helps = {"theory capacity (req/s)": "Its formula for each scheduler is listed under the table.",
+             "lowest unstable (req/s)": "The lowest rate a probe found unstable, or the rate from which theory "
+                                        "proves every run unstable, whichever is lower."}
     st.dataframe(table, hide_index=True, width="stretch",
                  column_config={c: st.column_config.NumberColumn(format="%.3g", help=helps.get(c))
                                 for c in table.columns if "req/s" in c})

@@ -487,7 +487,7 @@ def test_single_shows_why_orca_falls_short_under_a_binding_kv_cache():
     text = "\n".join(m.value for m in at.markdown)
     assert "own load: **0.85 (arrival rate over this scheduler's theory capacity; load ρ is over the best" in text
     # theory's growth beside the measured one, in the same unit (it read "theory drift: 0 tokens/s")
-    assert "growth theory predicts: **0 tokens/s (0.0% of arriving work; 0 below this scheduler's" in text
+    assert "growth theory predicts: **0 tokens/s (0.0% of arriving work; it would be 0 below this scheduler's" in text
     assert "**Theory's capacity for this scheduler** (11.6 req/s): orca with a binding KV cache" in text
     assert "77 decoders its KV cache holds when full" in text
     best = next(m for m in at.metric if m.label == "Best possible capacity (req/s)")

@@ -80,3 +80,5 @@ def test_network_drift_is_the_work_held_back_behind_the_busiest_engine(preset, p
     v = simulate(sc).verdict
     assert v.verdict == "unstable"
     assert v.growth_lo - 0.005 <= share <= v.growth_hi + 0.005, (share, v.growth_lo, v.growth_hi)
+    # the sentence says what the share is of (1 - 1/load would be 20% at 1.25 where fork_join predicts 16%)
+    assert f"theory predicts {100 * share:.0f}% of the network's arriving work" in v.explanation
