@@ -26,7 +26,9 @@ def _num(table: dict, key: str, where: str, *, positive=True, integer=False, min
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise ConfigError(f"{where}.{key}: {v!r} is not a number")
     if isinstance(v, int) and not -2**63 <= v < 2**63:  # beyond float and int64 (no echo: 4,300 digits)
-        allowed = f"; allowed: at most {maximum:g}" if maximum is not None else ""
+        # a whole-number bound in full (a seed's "at most 9.22337e+18" read as a float)
+        allowed = (f"; allowed: at most {maximum:,}" if isinstance(maximum, int) else
+                   f"; allowed: at most {maximum:g}" if maximum is not None else "")
         raise ConfigError(f"{where}.{key}: a whole number of {len(str(abs(v))):,} digits is out of range{allowed}")
     if integer and (not float(v).is_integer()):
         raise ConfigError(f"{where}.{key}: {v!r} must be a whole number")

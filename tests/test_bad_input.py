@@ -53,6 +53,8 @@ def make(rate="3.0", prompt='{ dist = "constant", value = 64 }', sched="sarathi"
     ("seed = " + "9" * 5000, "malformed TOML", "cannot be read"),
     # within it, but beyond a float (OverflowError) or an int64: refused by name, not echoed
     (make().replace("seed = 1", "seed = " + "9" * 400), "seed: a whole number of 400 digits", "out of range"),
+    (make().replace("seed = 1", "seed = " + str(2 ** 63)), "seed: a whole number of 19 digits",
+     "at most 9,223,372,036,854,775,807"),  # it read "at most 9.22337e+18"
     (make(rate="9" * 400), "workload.arrival.rate: a whole number of 400 digits", "allowed: at most 1e+06"),
     (make(budget="9" * 25), "engine.token_budget: a whole number of 25 digits", "out of range"),
     # a subnormal iteration time: 1 / t overflows in the theory's linear program
