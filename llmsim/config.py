@@ -808,6 +808,11 @@ def _has_edges(sc: Scenario) -> bool:
     return any(r.to for w in sc.workflows for s in w.steps for r in s.routes)
 
 
+def step_children(w: "Workflow") -> dict:
+    """Step name -> the names of the steps its routes can call next (every route)."""
+    return {s.name: [c for r in s.routes for c in r.to] for s in w.steps}
+
+
 def _downstream(kids: dict, seeds) -> set:
     """The steps in `seeds` and every step reachable from them along `kids` (name -> child
     names), in one pass over the edges."""
@@ -920,8 +925,8 @@ def stochastic_steps(sc: "Scenario") -> np.ndarray:
     sidx = step_index(sc)
     out = np.zeros(len(sidx), dtype=bool)
     for wi, w in enumerate(sc.workflows):
-        kids = {s.name: [c for r in s.routes for c in r.to] for s in w.steps}
-        for x in _downstream(kids, (c for s in w.steps if len(s.routes) > 1 for r in s.routes for c in r.to)):
+        for x in _downstream(step_children(w), (c for s in w.steps if len(s.routes) > 1 for r in s.routes
+                                                for c in r.to)):
             out[sidx[(wi, x)]] = True
     return out
 

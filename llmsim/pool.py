@@ -180,6 +180,13 @@ class PoolTheory:
     note: str
 
 
+def combined_capacity(caps, router: str) -> float:
+    """A pool's capacity from its replicas' (each as if it took all the pool's traffic): the
+    sum under a state-aware router, K x the smallest under round robin and random (each
+    replica gets 1/K of the traffic)."""
+    return float(sum(caps)) if router in STATE_AWARE else len(caps) * float(min(caps))
+
+
 def pool_theory(replica_theories, router: str) -> PoolTheory:
     """Pool capacity from its replicas' capacities (each computed as if it took all the
     pool's traffic): the sum under a state-aware router, K x the smallest under round
@@ -188,13 +195,12 @@ def pool_theory(replica_theories, router: str) -> PoolTheory:
             for t in replica_theories]
     k = len(caps)
     total = float(sum(caps))
+    cap = combined_capacity(caps, router)
     if router in STATE_AWARE:
-        cap = total
         split = tuple(c / total for c in caps)
         note = (f"pool of {k} behind {router}: capacity = the sum of the replicas' capacities "
                 "(state-aware routing keeps every replica busy while work waits)")
     else:
-        cap = k * float(min(caps))
         split = tuple(1.0 / k for _ in caps)
         note = (f"pool of {k} behind {router}: each replica gets 1/{k} of the traffic, so the pool "
                 f"saturates with its slowest replica: {k} x min = {cap:.4g}"
@@ -217,8 +223,7 @@ def engine_theory(sc, e_idx, visits, lam_steps, single_theory):
     ref_cap = pt.replica_capacity[0]
     scale = ref_cap / pt.capacity if pt.capacity > 0 else math.inf
     load = ref.load * scale
-    tok_cap = sum(t.token_capacity for t in per) if pool.router in STATE_AWARE else \
-        len(per) * min(t.token_capacity for t in per)
+    tok_cap = combined_capacity([t.token_capacity for t in per], pool.router)
     cap_rps = pt.capacity if ref.capacity_rps is not None else None
     notes = tuple(ref.notes) + (f"{pool.name}: {pt.note}",)
     return EngineTheory(pool.name, pool.scheduler, pool.token_budget, ref.t_b_seconds, tok_cap,
@@ -231,15 +236,12 @@ def engine_theory(sc, e_idx, visits, lam_steps, single_theory):
 
 
 def _proven_pool_load(per, router: str) -> float:
-    """The pool's load against what provably bounds it (see EngineTheory.proven_load): each
-    replica's proven bound (its whole traffic over its proven load), summed under a
-    state-aware router (no pool serves more than its replicas together), K x the smallest
-    under round robin and random (each replica gets 1/K of the traffic). 0 when a replica
-    has no proven bound."""
+    """The pool's load against what provably bounds it (see EngineTheory.proven_load): its
+    replicas' proven bounds (each one's whole traffic over its proven load) combined by the
+    router (``combined_capacity``). 0 when a replica has no proven bound."""
     if any(t.proven_load <= 0 for t in per):
         return 0.0
-    bounds = [t.calls_per_s / t.proven_load for t in per]
-    cap = sum(bounds) if router in STATE_AWARE else len(bounds) * min(bounds)
+    cap = combined_capacity([t.calls_per_s / t.proven_load for t in per], router)
     return per[0].calls_per_s / cap if cap > 0 else math.inf
 
 

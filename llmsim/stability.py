@@ -74,6 +74,12 @@ def trend(t: np.ndarray, y: np.ndarray, start: float, end: float, batches: int =
     return Trend(slope, slope - h, slope + h, len(bt))
 
 
+def signed_pct(share: float) -> str:
+    """A share as a signed percentage with one decimal: "+0.0%", never "-0.0%" (a share
+    that rounds to zero has no sign to show)."""
+    return f"{round(100 * share, 1) + 0.0:+.1f}%"
+
+
 NOISE = 0.005  # growth below 0.5% of offered work is indistinguishable from a filling queue
 
 
@@ -231,7 +237,7 @@ def _explain(v: str, theory, growth: float, drift_share: float, parts=(), networ
     regime = (f" vllm's KV cache fills after about {fill:,.0f} s at this rate; from then on memory gates its "
               "prefills." if fill_at in ("before", "inside") else "")
     if proven >= 1:
-        # theory proves the queue unbounded (PROVEN_UNSTABLE): a run that shows no trend is too short
+        # theory proves the queue unbounded (Theory.proven_load): a run that shows no trend is too short
         who = "the network" if network else f"{sched}"
         slow = ("at a load of exactly 1 the backlog wanders like a random walk, with no trend a run can measure"
                 if drift_share < 0.0005 else
@@ -239,9 +245,9 @@ def _explain(v: str, theory, growth: float, drift_share: float, parts=(), networ
                 "tell from noise over this horizon")
         return (f"Inconclusive: at {loads}, theory proves that {who} cannot keep up ({theory.proven_kind} bounds "
                 f"it, and the load over that bound is {proven:.3f}, at least 1). But {slow} (this run: "
-                f"{round(100 * growth, 1) + 0.0:+.1f}% of arriving work). Run longer or add replications to see the backlog grow."
+                f"{signed_pct(growth)} of arriving work). Run longer or add replications to see the backlog grow."
                 + regime + mem), ""
-    return (f"Inconclusive: at {loads}, the backlog's trend ({round(100 * growth, 1) + 0.0:+.1f}% of arriving "
+    return (f"Inconclusive: at {loads}, the backlog's trend ({signed_pct(growth)} of arriving "
             "work) cannot be told apart from noise over this horizon; run longer or add replications." + regime
             + mem), ""
 

@@ -532,15 +532,15 @@ def _network_drift(sc: Scenario, engines, steps, lam_steps, sched_load: float) -
     priority policy, which can hold one class's later work back more than another's."""
     if sched_load <= 1:
         return 0.0
-    from llmsim.config import _downstream
+    from llmsim.config import _downstream, step_children
+    kids = [step_children(w) for w in sc.workflows]
     worst = [1.0] * len(steps)  # per step: the largest load above 1 it is held back by
     for e in engines:
         if e.scheduler_load <= 1:
             continue
         k = 0
-        for w in sc.workflows:
-            kids = {s.name: [t for r in s.routes for t in r.to] for s in w.steps}
-            down = _downstream(kids, [s.name for s in w.steps if s.engine == e.name])
+        for w, wk in zip(sc.workflows, kids):
+            down = _downstream(wk, [s.name for s in w.steps if s.engine == e.name])
             for s in w.steps:
                 if s.name in down:
                     worst[k] = max(worst[k], e.scheduler_load)

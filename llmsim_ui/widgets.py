@@ -73,9 +73,8 @@ def badge(verdict: str) -> None:
 
 
 def _pct(x) -> str:
-    """A share as a signed percentage, one decimal; "+0.0%", never "-0.0%" (a share that
-    rounds to zero has no sign to show)."""
-    return f"{round(100 * x, 1) + 0.0:+.1f}%" if x is not None and math.isfinite(x) else "—"
+    from llmsim.stability import signed_pct
+    return signed_pct(x) if x is not None and math.isfinite(x) else "—"
 
 
 def rule_text(threshold: float) -> str:
