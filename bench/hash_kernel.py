@@ -54,7 +54,7 @@ def integrals_to_now(sim):
     summary adds the rest); before, it added the stretch to the pause itself. Either tree
     hashes the same."""
     gf, ef = sim.gf.copy(), sim.ef.copy()
-    core._accumulate.py_func(gf, sim.gi, sim.ei, ef, gf[S.GF_NOW])
+    core._accumulate.py_func(gf, sim.gi, S.flat(sim.ei), S.flat(ef), gf[S.GF_NOW])
     return gf, ef
 
 n = int(sys.argv[1]) if len(sys.argv) > 1 else 4000

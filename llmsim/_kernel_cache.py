@@ -195,12 +195,14 @@ def _compile_callees() -> None:
     import numpy as np
 
     import llmsim
+    from llmsim import state as S
     sim = llmsim.Simulation(llmsim.loads_scenario(TINY_SCENARIO))
     for _, f in kernel_callees():
         params = inspect.signature(f.py_func).parameters
         # x: _shift's array, the decode queue's calls (int64) and its targets (int32)
         for x in (sim.dec_call, sim.dec_tgt) if "x" in params else (None,):
             values = [x if p == "x" else getattr(sim, p, None) for p in params]  # the arrays
+            values = [S.flat(v) if p in S.FLAT else v for p, v in zip(params, values)]  # as the kernel takes them
             values = [v if isinstance(v, np.ndarray) else _SCALARS.get(p, 0) for p, v in zip(params, values)]
             try:
                 f.compile(tuple(numba.typeof(v) for v in values))

@@ -25,8 +25,9 @@ Numba's cache checks only the source file of the function it caches: after editi
 does that at import when their contents change.
 
 State is struct-of-arrays, grouped into a few 2-D arrays whose columns are named by the
-module-level constants below (``C_*`` call columns, ``E_*`` engine columns, ...), so a
-kernel call passes a handful of arrays instead of sixty.
+constants of ``llmsim.state`` (``C_*`` call columns, ``E_*`` engine columns, ...), so a
+kernel call passes a handful of arrays instead of sixty. The kernel takes them flat
+(``state.flat``) and indexes ``row * N_X + column``: a constant row width (see llmsim/state.py).
 
 Event order at one instant (deterministic tie-break, tested): iteration ends (engine
 index order), then delayed calls becoming ready (time, then call id), then workflow
@@ -96,15 +97,15 @@ def _heap_pop(heap_t, heap_c, n):
 @njit(cache=True, _nrt=False, error_model='numpy')
 def _enqueue_back(ci, si, ei, s, c):
     """Append call c to the waiting list of step (buffer) s."""
-    ci[c, S.C_NEXT] = -1
-    ci[c, S.C_PREV] = si[s, S.S_TAIL]
-    if si[s, S.S_TAIL] >= 0:
-        ci[si[s, S.S_TAIL], S.C_NEXT] = c
+    ci[c * S.N_CI + S.C_NEXT] = -1
+    ci[c * S.N_CI + S.C_PREV] = si[s * S.N_SI + S.S_TAIL]
+    if si[s * S.N_SI + S.S_TAIL] >= 0:
+        ci[(si[s * S.N_SI + S.S_TAIL]) * S.N_CI + S.C_NEXT] = c
     else:
-        si[s, S.S_HEAD] = c
-    si[s, S.S_TAIL] = c
-    si[s, S.S_NWAIT] += 1
-    ei[si[s, S.S_ENGINE], S.E_NWAIT] += 1
+        si[s * S.N_SI + S.S_HEAD] = c
+    si[s * S.N_SI + S.S_TAIL] = c
+    si[s * S.N_SI + S.S_NWAIT] += 1
+    ei[(si[s * S.N_SI + S.S_ENGINE]) * S.N_EI + S.E_NWAIT] += 1
 
 
 @njit(cache=True, _nrt=False, error_model='numpy', inline='always')
@@ -113,35 +114,35 @@ def _spawn(ci, cf, si, sf, ei, ef, gi, job, step, t, pool_p, pool_d, delay_pool,
     """Create the call of `step` for workflow `job` at time t (after the step's delay)."""
     c = gi[S.G_NCALLS]
     gi[S.G_NCALLS] = c + 1
-    k = si[step, S.S_POOL_POS]
-    si[step, S.S_POOL_POS] = k + 1
+    k = si[step * S.N_SI + S.S_POOL_POS]
+    si[step * S.N_SI + S.S_POOL_POS] = k + 1
     p = pool_p[k]
     d = pool_d[k]
-    ci[c, S.C_JOB] = job
-    ci[c, S.C_STEP] = step
-    ci[c, S.C_P] = p
-    ci[c, S.C_D] = d
-    ci[c, S.C_PREF_NEED] = p
-    ci[c, S.C_PREF_DONE] = 0
-    ci[c, S.C_DEC_DONE] = 0
-    ci[c, S.C_KV] = 0
-    ci[c, S.C_PREEMPT] = 0
-    ci[c, S.C_NEXT] = -1
-    ci[c, S.C_PREV] = -1
-    cf[c, S.F_ADMIT] = -1.0
-    cf[c, S.F_FIRST] = -1.0
-    cf[c, S.F_FINISH] = -1.0
+    ci[c * S.N_CI + S.C_JOB] = job
+    ci[c * S.N_CI + S.C_STEP] = step
+    ci[c * S.N_CI + S.C_P] = p
+    ci[c * S.N_CI + S.C_D] = d
+    ci[c * S.N_CI + S.C_PREF_NEED] = p
+    ci[c * S.N_CI + S.C_PREF_DONE] = 0
+    ci[c * S.N_CI + S.C_DEC_DONE] = 0
+    ci[c * S.N_CI + S.C_KV] = 0
+    ci[c * S.N_CI + S.C_PREEMPT] = 0
+    ci[c * S.N_CI + S.C_NEXT] = -1
+    ci[c * S.N_CI + S.C_PREV] = -1
+    cf[c * S.N_CF + S.F_ADMIT] = -1.0
+    cf[c * S.N_CF + S.F_FIRST] = -1.0
+    cf[c * S.N_CF + S.F_FINISH] = -1.0
     delay = 0.0
-    if si[step, S.S_DELAY_KIND] == 1:
-        delay = sf[step, S.SF_DELAY]
-    elif si[step, S.S_DELAY_KIND] == 2:
-        kd = si[step, S.S_DPOOL_POS]
-        si[step, S.S_DPOOL_POS] = kd + 1
+    if si[step * S.N_SI + S.S_DELAY_KIND] == 1:
+        delay = sf[step * S.N_SF + S.SF_DELAY]
+    elif si[step * S.N_SI + S.S_DELAY_KIND] == 2:
+        kd = si[step * S.N_SI + S.S_DPOOL_POS]
+        si[step * S.N_SI + S.S_DPOOL_POS] = kd + 1
         delay = delay_pool[kd]
-    cf[c, S.F_CREATED] = t
+    cf[c * S.N_CF + S.F_CREATED] = t
     if delay > 0.0:
-        ci[c, S.C_STATE] = S.ST_DELAYED
-        cf[c, S.F_READY] = t + delay
+        ci[c * S.N_CI + S.C_STATE] = S.ST_DELAYED
+        cf[c * S.N_CF + S.F_READY] = t + delay
         gi[S.G_HEAP_N] = _heap_push(heap_t, heap_c, gi[S.G_HEAP_N], t + delay, c)
     else:
         _make_ready(ci, cf, si, ei, gi, c, t)
@@ -151,36 +152,36 @@ def _spawn(ci, cf, si, sf, ei, ef, gi, job, step, t, pool_p, pool_d, delay_pool,
 @njit(cache=True, _nrt=False, error_model='numpy')
 def _rand(si, s):
     """The next uniform in [0, 1) of step s's router stream (MINSTD: no int64 overflow)."""
-    x = si[s, S.S_RNG] * 48271 % 2147483647
-    si[s, S.S_RNG] = x
+    x = si[s * S.N_SI + S.S_RNG] * 48271 % 2147483647
+    si[s * S.N_SI + S.S_RNG] = x
     return (x - 1) / 2147483646.0
 
 
 @njit(cache=True, _nrt=False, error_model='numpy')
 def _route_replica(si, ei, s):
     """The replica (0..NREP-1) of pool step s (its first row) a ready call joins."""
-    k = si[s, S.S_NREP]
-    r = si[s, S.S_ROUTER]
+    k = si[s * S.N_SI + S.S_NREP]
+    r = si[s * S.N_SI + S.S_ROUTER]
     if r == S.R_ROUND_ROBIN:
-        i = si[s, S.S_RR]
-        si[s, S.S_RR] = (i + 1) % k
+        i = si[s * S.N_SI + S.S_RR]
+        si[s * S.N_SI + S.S_RR] = (i + 1) % k
         return i
     if r == S.R_RANDOM:
         return min(int(_rand(si, s) * k), k - 1)
     if r == S.R_POWER_OF_TWO:
         i = min(int(_rand(si, s) * k), k - 1)
         j = (i + 1 + min(int(_rand(si, s) * (k - 1)), k - 2)) % k
-        bi = ei[si[s + i, S.S_ENGINE], S.E_BACKLOG]
-        bj = ei[si[s + j, S.S_ENGINE], S.E_BACKLOG]
+        bi = ei[(si[(s + i) * S.N_SI + S.S_ENGINE]) * S.N_EI + S.E_BACKLOG]
+        bj = ei[(si[(s + j) * S.N_SI + S.S_ENGINE]) * S.N_EI + S.E_BACKLOG]
         return j if bj < bi or (bj == bi and j < i) else i
     best = 0
     best_v = -1
     for i in range(k):
-        e = si[s + i, S.S_ENGINE]
+        e = si[(s + i) * S.N_SI + S.S_ENGINE]
         if r == S.R_JSQ_TOKENS:
-            v = ei[e, S.E_BACKLOG]
+            v = ei[e * S.N_EI + S.E_BACKLOG]
         else:
-            v = ei[e, S.E_NWAIT] + ei[e, S.E_NRUN]
+            v = ei[e * S.N_EI + S.E_NWAIT] + ei[e * S.N_EI + S.E_NRUN]
         if best_v < 0 or v < best_v:
             best = i
             best_v = v
@@ -189,18 +190,18 @@ def _route_replica(si, ei, s):
 
 @njit(cache=True, _nrt=False, error_model='numpy', inline='always')
 def _make_ready(ci, cf, si, ei, gi, c, t):
-    s = ci[c, S.C_STEP]
-    if si[s, S.S_NREP] > 1:  # a pool: the router picks the replica now
+    s = ci[c * S.N_CI + S.C_STEP]
+    if si[s * S.N_SI + S.S_NREP] > 1:  # a pool: the router picks the replica now
         s += _route_replica(si, ei, s)
-        ci[c, S.C_STEP] = s
-    e = si[s, S.S_ENGINE]
-    ci[c, S.C_STATE] = S.ST_WAITING
-    cf[c, S.F_READY] = t
-    ci[c, S.C_SEQ] = gi[S.G_SEQ]
+        ci[c * S.N_CI + S.C_STEP] = s
+    e = si[s * S.N_SI + S.S_ENGINE]
+    ci[c * S.N_CI + S.C_STATE] = S.ST_WAITING
+    cf[c * S.N_CF + S.F_READY] = t
+    ci[c * S.N_CI + S.C_SEQ] = gi[S.G_SEQ]
     gi[S.G_SEQ] += 1
-    si[s, S.S_NCOUNT] += 1
-    work = ci[c, S.C_P] + ci[c, S.C_D]
-    ei[e, S.E_BACKLOG] += work
+    si[s * S.N_SI + S.S_NCOUNT] += 1
+    work = ci[c * S.N_CI + S.C_P] + ci[c * S.N_CI + S.C_D]
+    ei[e * S.N_EI + S.E_BACKLOG] += work
     gi[S.G_TOK_IN] += work
     _enqueue_back(ci, si, ei, s, c)
 
@@ -208,10 +209,10 @@ def _make_ready(ci, cf, si, ei, gi, c, t):
 @njit(cache=True, _nrt=False, error_model='numpy', inline='always')
 def _job_arrival(ci, cf, si, sf, ei, ef, gi, ji, jf, j, t, class_root_ptr, class_root,
                  pool_p, pool_d, delay_pool, heap_t, heap_c):
-    cl = ji[j, S.J_CLASS]
+    cl = ji[j * S.N_JI + S.J_CLASS]
     gi[S.G_JOBS_IN] += 1
     for r in range(class_root_ptr[cl], class_root_ptr[cl + 1]):
-        ji[j, S.J_ACTIVE] += 1
+        ji[j * S.N_JI + S.J_ACTIVE] += 1
         _spawn(ci, cf, si, sf, ei, ef, gi, j, class_root[r], t, pool_p, pool_d,
                delay_pool, heap_t, heap_c)
 
@@ -220,9 +221,9 @@ def _job_arrival(ci, cf, si, sf, ei, ef, gi, ji, jf, j, t, class_root_ptr, class
 def _finish_call(ci, cf, si, sf, ei, ef, gi, ji, jf, jjoin, c, t, opt_ptr, opt_cum,
                  child_ptr, child_step, route_u, pool_p, pool_d, delay_pool, heap_t, heap_c):
     """Call c has produced its last token at time t: route its workflow onward."""
-    s = ci[c, S.C_STEP]
-    j = ci[c, S.C_JOB]
-    si[s, S.S_NCOUNT] -= 1
+    s = ci[c * S.N_CI + S.C_STEP]
+    j = ci[c * S.N_CI + S.C_JOB]
+    si[s * S.N_SI + S.S_NCOUNT] -= 1
     gi[S.G_CALLS_DONE] += 1
     o0 = opt_ptr[s]
     o1 = opt_ptr[s + 1]
@@ -234,19 +235,19 @@ def _finish_call(ci, cf, si, sf, ei, ef, gi, ji, jf, jjoin, c, t, opt_ptr, opt_c
             o += 1
     for k in range(child_ptr[o], child_ptr[o + 1]):
         ch = child_step[k]
-        need = si[ch, S.S_JOIN_NEED]
+        need = si[ch * S.N_SI + S.S_JOIN_NEED]
         if need > 1:
-            jx = si[ch, S.S_JOIN_IDX]
+            jx = si[ch * S.N_SI + S.S_JOIN_IDX]
             jjoin[j, jx] += 1
             if jjoin[j, jx] < need:
                 continue
             jjoin[j, jx] = 0
-        ji[j, S.J_ACTIVE] += 1
+        ji[j * S.N_JI + S.J_ACTIVE] += 1
         _spawn(ci, cf, si, sf, ei, ef, gi, j, ch, t, pool_p, pool_d, delay_pool,
                heap_t, heap_c)
-    ji[j, S.J_ACTIVE] -= 1
-    if ji[j, S.J_ACTIVE] == 0:
-        jf[j, S.JF_FINISH] = t
+    ji[j * S.N_JI + S.J_ACTIVE] -= 1
+    if ji[j * S.N_JI + S.J_ACTIVE] == 0:
+        jf[j * S.N_JF + S.JF_FINISH] = t
         gi[S.G_JOBS_IN] -= 1
         gi[S.G_JOBS_DONE] += 1
 
@@ -256,11 +257,11 @@ def _log_batch(ei, ef, gi, e, t, dec_call, batch_c, batch_t, logi, logf):
     """Write engine e's batch to the iteration log, entry by entry in batch order: the
     prefill entries formed before the decode phase, the decode tokens (implicit in the
     kernel: the first E_DEC_K decoders), the prefill entries formed after."""
-    bo = ei[e, S.E_BATCH_OFF]
-    npe = ei[e, S.E_NPE]
-    pos = ei[e, S.E_DEC_POS]
-    lo = ei[e, S.E_RUN_OFF] + ei[e, S.E_DEC_HEAD]
-    n_dec = ei[e, S.E_DEC_K]
+    bo = ei[e * S.N_EI + S.E_BATCH_OFF]
+    npe = ei[e * S.N_EI + S.E_NPE]
+    pos = ei[e * S.N_EI + S.E_DEC_POS]
+    lo = ei[e * S.N_EI + S.E_RUN_OFF] + ei[e * S.N_EI + S.E_DEC_HEAD]
+    n_dec = ei[e * S.N_EI + S.E_DEC_K]
     for j in range(npe + n_dec):
         if j < pos:
             c, tok, ph = batch_c[bo + j], batch_t[bo + j], S.PH_PREFILL
@@ -271,12 +272,12 @@ def _log_batch(ei, ef, gi, e, t, dec_call, batch_c, batch_t, logi, logf):
         if tok == 0:  # voided by a preemption
             continue
         r = gi[S.G_LOG_N]
-        logi[r, 0] = ei[e, S.E_ITERS]
+        logi[r, 0] = ei[e * S.N_EI + S.E_ITERS]
         logi[r, 1] = e
         logi[r, 2] = c
         logi[r, 3] = tok
         logi[r, 4] = ph
-        logf[r, 0] = ef[e, S.EF_ITER_START]
+        logf[r, 0] = ef[e * S.N_EF + S.EF_ITER_START]
         logf[r, 1] = t
         gi[S.G_LOG_N] = r + 1
 
@@ -288,36 +289,36 @@ def _apply_batch(ci, cf, si, sf, ei, ef, gi, ji, jf, jjoin, e, t, dec_call, dec_
     """Iteration of engine e ends at t: credit its tokens, finish calls, route them."""
     if gi[S.G_LOG_CAP] > 0:
         _log_batch(ei, ef, gi, e, t, dec_call, batch_c, batch_t, logi, logf)
-    tok = ei[e, S.E_BATCH_TOK]
-    ei[e, S.E_BACKLOG] -= tok
+    tok = ei[e * S.N_EI + S.E_BATCH_TOK]
+    ei[e * S.N_EI + S.E_BACKLOG] -= tok
     gi[S.G_TOK_DONE] += tok
     # decode tokens first (a call completing its prefill now decodes from the next round)
     nf = serve_decoders(ei, e, dec_call, dec_tgt, fin)
     for i in range(nf):
         c = fin[i]
-        ci[c, S.C_STATE] = S.ST_DONE
-        ci[c, S.C_DEC_DONE] = ci[c, S.C_D]
-        cf[c, S.F_FINISH] = t
-        ei[e, S.E_KV_USED] -= decoder_kv(ci, ei, e, c)
-        ci[c, S.C_KV] = 0
-        ei[e, S.E_CTX] -= ci[c, S.C_P] + ci[c, S.C_D]
-        ei[e, S.E_NRUN] -= 1
-    bo = ei[e, S.E_BATCH_OFF]
-    for j in range(ei[e, S.E_NPE]):
+        ci[c * S.N_CI + S.C_STATE] = S.ST_DONE
+        ci[c * S.N_CI + S.C_DEC_DONE] = ci[c * S.N_CI + S.C_D]
+        cf[c * S.N_CF + S.F_FINISH] = t
+        ei[e * S.N_EI + S.E_KV_USED] -= decoder_kv(ci, ei, e, c)
+        ci[c * S.N_CI + S.C_KV] = 0
+        ei[e * S.N_EI + S.E_CTX] -= ci[c * S.N_CI + S.C_P] + ci[c * S.N_CI + S.C_D]
+        ei[e * S.N_EI + S.E_NRUN] -= 1
+    bo = ei[e * S.N_EI + S.E_BATCH_OFF]
+    for j in range(ei[e * S.N_EI + S.E_NPE]):
         tok = batch_t[bo + j]
         if tok == 0:
             continue
         c = batch_c[bo + j]
-        ci[c, S.C_PREF_DONE] += tok
-        if ci[c, S.C_PREF_DONE] == ci[c, S.C_PREF_NEED]:
-            ci[c, S.C_STATE] = S.ST_DECODE
-            if cf[c, S.F_FIRST] < 0.0:
-                cf[c, S.F_FIRST] = t
+        ci[c * S.N_CI + S.C_PREF_DONE] += tok
+        if ci[c * S.N_CI + S.C_PREF_DONE] == ci[c * S.N_CI + S.C_PREF_NEED]:
+            ci[c * S.N_CI + S.C_STATE] = S.ST_DECODE
+            if cf[c * S.N_CF + S.F_FIRST] < 0.0:
+                cf[c * S.N_CF + S.F_FIRST] = t
             pf_unlink(ci, ei, e, c)
             dq_push(ci, ei, e, dec_call, dec_tgt, c)
-    ei[e, S.E_BATCH_N] = 0
-    ei[e, S.E_BUSY] = 0
-    ei[e, S.E_ITERS] += 1
+    ei[e * S.N_EI + S.E_BATCH_N] = 0
+    ei[e * S.N_EI + S.E_BUSY] = 0
+    ei[e * S.N_EI + S.E_ITERS] += 1
     # route in admission order (deterministic: fin lists the finished calls in that order)
     for i in range(nf):
         _finish_call(ci, cf, si, sf, ei, ef, gi, ji, jf, jjoin, fin[i], t, opt_ptr, opt_cum,
@@ -327,40 +328,40 @@ def _apply_batch(ci, cf, si, sf, ei, ef, gi, ji, jf, jjoin, e, t, dec_call, dec_
 
 @njit(cache=True, _nrt=False, error_model='numpy', inline='always')
 def _batch_seconds(ei, ef, e, n_pref, n_dec, ctx):
-    model = ei[e, S.E_BT_MODEL]
+    model = ei[e * S.N_EI + S.E_BT_MODEL]
     n = n_pref + n_dec
     if model == S.BT_CONSTANT:
-        return ef[e, S.EF_BT0]
+        return ef[e * S.N_EF + S.EF_BT0]
     elif model == S.BT_STAIRCASE:
-        b0 = ef[e, S.EF_BT2]
-        return ef[e, S.EF_BT0] + ef[e, S.EF_BT1] * np.ceil(n / b0)
+        b0 = ef[e * S.N_EF + S.EF_BT2]
+        return ef[e * S.N_EF + S.EF_BT0] + ef[e * S.N_EF + S.EF_BT1] * np.ceil(n / b0)
     elif model == S.BT_PIECEWISE:
-        b0 = ef[e, S.EF_BT2]
-        t = ef[e, S.EF_BT0] + ef[e, S.EF_BT1] * max(0.0, n - b0)
-        if ei[e, S.E_BT_ATTN] == 1:  # linear layers + attention (see config.BatchTime)
-            t = (t + ef[e, S.EF_BT6] * n_pref + ef[e, S.EF_BT5] * n_dec + ef[e, S.EF_BT3] * ctx
-                 + ef[e, S.EF_BT4] * ei[e, S.E_PF_PAIRS])
+        b0 = ef[e * S.N_EF + S.EF_BT2]
+        t = ef[e * S.N_EF + S.EF_BT0] + ef[e * S.N_EF + S.EF_BT1] * max(0.0, n - b0)
+        if ei[e * S.N_EI + S.E_BT_ATTN] == 1:  # linear layers + attention (see config.BatchTime)
+            t = (t + ef[e * S.N_EF + S.EF_BT6] * n_pref + ef[e * S.N_EF + S.EF_BT5] * n_dec + ef[e * S.N_EF + S.EF_BT3] * ctx
+                 + ef[e * S.N_EF + S.EF_BT4] * ei[e * S.N_EI + S.E_PF_PAIRS])
         return t
     else:  # affine
-        return (ef[e, S.EF_BT0] + ef[e, S.EF_BT1] * n_pref + ef[e, S.EF_BT2] * n_dec
-                + ef[e, S.EF_BT3] * ctx + ef[e, S.EF_BT4] * ei[e, S.E_PF_PAIRS])
+        return (ef[e * S.N_EF + S.EF_BT0] + ef[e * S.N_EF + S.EF_BT1] * n_pref + ef[e * S.N_EF + S.EF_BT2] * n_dec
+                + ef[e * S.N_EF + S.EF_BT3] * ctx + ef[e * S.N_EF + S.EF_BT4] * ei[e * S.N_EI + S.E_PF_PAIRS])
 
 
 @njit(cache=True, _nrt=False, error_model='numpy')
 def _snapshot(rec, row, t, gi, ei, si):
     rec[row, 0] = t
     rec[row, 1] = gi[S.G_JOBS_IN]
-    n_e = ei.shape[0]
+    n_e = ei.shape[0] // S.N_EI
     for e in range(n_e):
         b = 2 + 4 * e
-        rec[row, b] = ei[e, S.E_NWAIT]
-        rec[row, b + 1] = ei[e, S.E_NRUN]
-        rec[row, b + 2] = ei[e, S.E_BACKLOG]
-        rec[row, b + 3] = ei[e, S.E_KV_USED]
+        rec[row, b] = ei[e * S.N_EI + S.E_NWAIT]
+        rec[row, b + 1] = ei[e * S.N_EI + S.E_NRUN]
+        rec[row, b + 2] = ei[e * S.N_EI + S.E_BACKLOG]
+        rec[row, b + 3] = ei[e * S.N_EI + S.E_KV_USED]
     b = 2 + 4 * n_e
-    for s in range(si.shape[0]):
-        rec[row, b + 2 * s] = si[s, S.S_NWAIT]
-        rec[row, b + 2 * s + 1] = si[s, S.S_NCOUNT]
+    for s in range(si.shape[0] // S.N_SI):
+        rec[row, b + 2 * s] = si[s * S.N_SI + S.S_NWAIT]
+        rec[row, b + 2 * s + 1] = si[s * S.N_SI + S.S_NCOUNT]
 
 
 @njit(cache=True, _nrt=False, error_model='numpy', inline='always')
@@ -394,12 +395,12 @@ def _accumulate(gf, gi, ei, ef, t):
     dt = t - gf[S.GF_T_LAST]
     if dt > 0.0:
         gf[S.GF_AREA_JOBS] += gi[S.G_JOBS_IN] * dt
-        for e in range(ei.shape[0]):
-            ef[e, S.EF_AREA_WAIT] += ei[e, S.E_NWAIT] * dt
-            ef[e, S.EF_AREA_RUN] += ei[e, S.E_NRUN] * dt
-            ef[e, S.EF_AREA_BACKLOG] += ei[e, S.E_BACKLOG] * dt
-            if ei[e, S.E_BUSY] == 1:
-                ef[e, S.EF_BUSY_TIME] += dt
+        for e in range(ei.shape[0] // S.N_EI):
+            ef[e * S.N_EF + S.EF_AREA_WAIT] += ei[e * S.N_EI + S.E_NWAIT] * dt
+            ef[e * S.N_EF + S.EF_AREA_RUN] += ei[e * S.N_EI + S.E_NRUN] * dt
+            ef[e * S.N_EF + S.EF_AREA_BACKLOG] += ei[e * S.N_EI + S.E_BACKLOG] * dt
+            if ei[e * S.N_EI + S.E_BUSY] == 1:
+                ef[e * S.N_EF + S.EF_BUSY_TIME] += dt
         gf[S.GF_T_LAST] = t
 
 
@@ -407,21 +408,21 @@ def _accumulate(gf, gi, ei, ef, t):
 def _low_room(gi, ci, si, ei, route_u, logi):
     """True when one more instant might overrun a capacity (calls, pools, log, running)."""
     margin = gi[S.G_MARGIN]
-    if gi[S.G_NCALLS] + margin > ci.shape[0]:
+    if gi[S.G_NCALLS] + margin > ci.shape[0] // S.N_CI:
         return True
     if gi[S.G_ROUTE_FINAL] == 0 and gi[S.G_ROUTE_POS] + margin > route_u.shape[0]:
         return True
     if gi[S.G_LOG_CAP] > 0 and gi[S.G_LOG_N] + gi[S.G_LOG_MARGIN] > logi.shape[0]:
         return True
-    for s in range(si.shape[0]):
-        if si[s, S.S_POOL_FINAL] == 0:
-            if si[s, S.S_POOL_POS] + margin > si[s, S.S_POOL_END]:
+    for s in range(si.shape[0] // S.N_SI):
+        if si[s * S.N_SI + S.S_POOL_FINAL] == 0:
+            if si[s * S.N_SI + S.S_POOL_POS] + margin > si[s * S.N_SI + S.S_POOL_END]:
                 return True
-            if si[s, S.S_DELAY_KIND] == 2 and si[s, S.S_DPOOL_POS] + margin > si[s, S.S_DPOOL_END]:
+            if si[s * S.N_SI + S.S_DELAY_KIND] == 2 and si[s * S.N_SI + S.S_DPOOL_POS] + margin > si[s * S.N_SI + S.S_DPOOL_END]:
                 return True
-    for e in range(ei.shape[0]):
+    for e in range(ei.shape[0] // S.N_EI):
         # the decode queue's region stays at least twice the queue (see dq_push)
-        if 2 * (ei[e, S.E_NDEC] + margin) > ei[e, S.E_RUN_CAP]:
+        if 2 * (ei[e * S.N_EI + S.E_NDEC] + margin) > ei[e * S.N_EI + S.E_RUN_CAP]:
             return True
     return False
 
@@ -443,9 +444,9 @@ def run_kernel(t_stop, work_stop, wk, gi, gf, ci, cf, ei, ef, si, sf, ji, jf, jj
     arrivals (its units so far already counted).
     The kernel runs without the GIL (``nogil``): other threads of the process (a
     dashboard's other sessions, its health endpoint) keep running meanwhile."""
-    n_e = ei.shape[0]
-    n_s = si.shape[0]
-    n_jobs = ji.shape[0]
+    n_e = ei.shape[0] // S.N_EI
+    n_s = si.shape[0] // S.N_SI
+    n_jobs = ji.shape[0] // S.N_JI
     while True:
         # wk[1] == 1: an instant stopped between two of its arrivals (NEED_ROOM) is resumed
         # and finished before any other stop, as a run in one go would
@@ -456,13 +457,13 @@ def run_kernel(t_stop, work_stop, wk, gi, gf, ci, cf, ei, ef, si, sf, ji, jf, jj
         # --- next instant ---------------------------------------------------------------
         t = INF
         for e in range(n_e):
-            if ei[e, S.E_BUSY] == 1 and ef[e, S.EF_ITER_END] < t:
-                t = ef[e, S.EF_ITER_END]
+            if ei[e * S.N_EI + S.E_BUSY] == 1 and ef[e * S.N_EF + S.EF_ITER_END] < t:
+                t = ef[e * S.N_EF + S.EF_ITER_END]
         if gi[S.G_HEAP_N] > 0 and heap_t[0] < t:
             t = heap_t[0]
         nj = gi[S.G_NEXT_JOB]
-        if nj < n_jobs and jf[nj, S.JF_ARRIVAL] < t:
-            t = jf[nj, S.JF_ARRIVAL]
+        if nj < n_jobs and jf[nj * S.N_JF + S.JF_ARRIVAL] < t:
+            t = jf[nj * S.N_JF + S.JF_ARRIVAL]
         if t == INF:
             return DONE
         if t > t_stop:
@@ -481,7 +482,7 @@ def run_kernel(t_stop, work_stop, wk, gi, gf, ci, cf, ei, ef, si, sf, ji, jf, jj
             wk[1] = 0
         # 1. iteration ends, in engine order
         for e in range(n_e):
-            if ei[e, S.E_BUSY] == 1 and ef[e, S.EF_ITER_END] == t:
+            if ei[e * S.N_EI + S.E_BUSY] == 1 and ef[e * S.N_EF + S.EF_ITER_END] == t:
                 _apply_batch(ci, cf, si, sf, ei, ef, gi, ji, jf, jjoin, e, t, dec_call,
                              dec_tgt, fin, batch_c, batch_t, logi, logf, opt_ptr, opt_cum,
                              child_ptr, child_step, route_u, pool_p, pool_d, delay_pool,
@@ -492,7 +493,7 @@ def run_kernel(t_stop, work_stop, wk, gi, gf, ci, cf, ei, ef, si, sf, ji, jf, jj
             gi[S.G_HEAP_N] = hn
             _make_ready(ci, cf, si, ei, gi, c, t)
         # 3. workflow arrivals
-        while gi[S.G_NEXT_JOB] < n_jobs and jf[gi[S.G_NEXT_JOB], S.JF_ARRIVAL] == t:
+        while gi[S.G_NEXT_JOB] < n_jobs and jf[(gi[S.G_NEXT_JOB]) * S.N_JF + S.JF_ARRIVAL] == t:
             j = gi[S.G_NEXT_JOB]
             gi[S.G_NEXT_JOB] = j + 1
             _job_arrival(ci, cf, si, sf, ei, ef, gi, ji, jf, j, t, class_root_ptr,
@@ -503,20 +504,20 @@ def run_kernel(t_stop, work_stop, wk, gi, gf, ci, cf, ei, ef, si, sf, ji, jf, jj
             # and step 4 forms the batches. Returning after the instant's last arrival would
             # lose step 4: an idle engine would start its batch only at the next event
             nj = gi[S.G_NEXT_JOB]
-            if nj < n_jobs and jf[nj, S.JF_ARRIVAL] == t and _low_room(gi, ci, si, ei, route_u, logi):
+            if nj < n_jobs and jf[nj * S.N_JF + S.JF_ARRIVAL] == t and _low_room(gi, ci, si, ei, route_u, logi):
                 wk[0] += units + gi[S.G_NCALLS] - calls0
                 wk[1] = 1
                 return NEED_ROOM
         # 4. idle engines with work start an iteration
         for e in range(n_e):
-            if ei[e, S.E_BUSY] == 0 and (ei[e, S.E_NWAIT] > 0 or ei[e, S.E_NRUN] > 0):
+            if ei[e * S.N_EI + S.E_BUSY] == 0 and (ei[e * S.N_EI + S.E_NWAIT] > 0 or ei[e * S.N_EI + S.E_NRUN] > 0):
                 n_pref, n_dec, ctx = form_batch(ci, cf, si, sf, ei, ef, gi, e, t, dec_call,
                                                 dec_tgt, batch_c, batch_t, e_steps_ptr,
                                                 e_steps, mp_route)
                 if n_pref + n_dec == 0:
                     return STALLED
-                ei[e, S.E_BUSY] = 1
-                ef[e, S.EF_ITER_START] = t
-                ef[e, S.EF_ITER_END] = t + _batch_seconds(ei, ef, e, n_pref, n_dec, ctx)
-                units += 1 + ei[e, S.E_NPE]
+                ei[e * S.N_EI + S.E_BUSY] = 1
+                ef[e * S.N_EF + S.EF_ITER_START] = t
+                ef[e * S.N_EF + S.EF_ITER_END] = t + _batch_seconds(ei, ef, e, n_pref, n_dec, ctx)
+                units += 1 + ei[e * S.N_EI + S.E_NPE]
         wk[0] += units + gi[S.G_NCALLS] - calls0

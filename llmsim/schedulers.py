@@ -113,61 +113,61 @@ def _shift(x, src, dst, cnt):
 
 @njit(cache=True, _nrt=False, error_model='numpy')
 def _pf_append(ci, ei, e, c):
-    t = ei[e, S.E_PF_TAIL]
-    ci[c, S.C_PREV] = t
-    ci[c, S.C_NEXT] = -1
+    t = ei[e * S.N_EI + S.E_PF_TAIL]
+    ci[c * S.N_CI + S.C_PREV] = t
+    ci[c * S.N_CI + S.C_NEXT] = -1
     if t >= 0:
-        ci[t, S.C_NEXT] = c
+        ci[t * S.N_CI + S.C_NEXT] = c
     else:
-        ei[e, S.E_PF_HEAD] = c
-    ei[e, S.E_PF_TAIL] = c
+        ei[e * S.N_EI + S.E_PF_HEAD] = c
+    ei[e * S.N_EI + S.E_PF_TAIL] = c
 
 
 @njit(cache=True, _nrt=False, error_model='numpy')
 def pf_unlink(ci, ei, e, c):
-    p = ci[c, S.C_PREV]
-    n = ci[c, S.C_NEXT]
+    p = ci[c * S.N_CI + S.C_PREV]
+    n = ci[c * S.N_CI + S.C_NEXT]
     if p >= 0:
-        ci[p, S.C_NEXT] = n
+        ci[p * S.N_CI + S.C_NEXT] = n
     else:
-        ei[e, S.E_PF_HEAD] = n
+        ei[e * S.N_EI + S.E_PF_HEAD] = n
     if n >= 0:
-        ci[n, S.C_PREV] = p
+        ci[n * S.N_CI + S.C_PREV] = p
     else:
-        ei[e, S.E_PF_TAIL] = p
-    ci[c, S.C_NEXT] = -1
-    ci[c, S.C_PREV] = -1
+        ei[e * S.N_EI + S.E_PF_TAIL] = p
+    ci[c * S.N_CI + S.C_NEXT] = -1
+    ci[c * S.N_CI + S.C_PREV] = -1
 
 
 @njit(cache=True, _nrt=False, error_model='numpy', forceinline=True)
 def dq_push(ci, ei, e, dec_call, dec_tgt, c):
     """Call c (C_DEC_DONE up to date) starts decoding: insert it in admission order."""
-    off = ei[e, S.E_RUN_OFF]
-    h = ei[e, S.E_DEC_HEAD]
-    n = ei[e, S.E_NDEC]
-    if h + n == ei[e, S.E_RUN_CAP]:
+    off = ei[e * S.N_EI + S.E_RUN_OFF]
+    h = ei[e * S.N_EI + S.E_DEC_HEAD]
+    n = ei[e * S.N_EI + S.E_NDEC]
+    if h + n == ei[e * S.N_EI + S.E_RUN_CAP]:
         # the queue drifts right (appends at the tail, finished calls leave near the
         # head); slide it back to the region start. The region is kept at least twice
         # the queue (core._low_room), so this is amortized O(1)
         _shift(dec_call, off + h, off, n)
         _shift(dec_tgt, off + h, off, n)
         h = 0
-        ei[e, S.E_DEC_HEAD] = 0
+        ei[e * S.N_EI + S.E_DEC_HEAD] = 0
     lo = off + h
     pos = lo + n
-    seq = ci[c, S.C_ASEQ]
+    seq = ci[c * S.N_CI + S.C_ASEQ]
     # prefills complete in admission order, so this normally appends without a shift
-    while pos > lo and ci[dec_call[pos - 1], S.C_ASEQ] > seq:
+    while pos > lo and ci[(dec_call[pos - 1]) * S.N_CI + S.C_ASEQ] > seq:
         dec_call[pos] = dec_call[pos - 1]
         dec_tgt[pos] = dec_tgt[pos - 1]
         pos -= 1
-    tgt = ei[e, S.E_ROUND] + ci[c, S.C_D] - ci[c, S.C_DEC_DONE]
+    tgt = ei[e * S.N_EI + S.E_ROUND] + ci[c * S.N_CI + S.C_D] - ci[c * S.N_CI + S.C_DEC_DONE]
     dec_call[pos] = c
     dec_tgt[pos] = tgt
-    ei[e, S.E_NDEC] = n + 1
-    ei[e, S.E_CTX] += ci[c, S.C_P] + ci[c, S.C_DEC_DONE]
-    if tgt < ei[e, S.E_DEC_LB]:
-        ei[e, S.E_DEC_LB] = tgt
+    ei[e * S.N_EI + S.E_NDEC] = n + 1
+    ei[e * S.N_EI + S.E_CTX] += ci[c * S.N_CI + S.C_P] + ci[c * S.N_CI + S.C_DEC_DONE]
+    if tgt < ei[e * S.N_EI + S.E_DEC_LB]:
+        ei[e * S.N_EI + S.E_DEC_LB] = tgt
 
 
 @njit(cache=True, _nrt=False, error_model='numpy', inline='always')
@@ -186,25 +186,25 @@ def decoder_kv(ci, ei, e, c):
     reservation, or, grown on demand, what its prefill allocated (prompt + tokens decoded
     before a preemption) plus one per decode step since: prompt + tokens decoded, rounded
     up to whole blocks."""
-    if ei[e, S.E_RESERVE_FULL] == 1:
-        return ci[c, S.C_KV]
-    return round_blocks(ci[c, S.C_P] + ci[c, S.C_DEC_DONE], ei[e, S.E_BLOCK])
+    if ei[e * S.N_EI + S.E_RESERVE_FULL] == 1:
+        return ci[c * S.N_CI + S.C_KV]
+    return round_blocks(ci[c * S.N_CI + S.C_P] + ci[c * S.N_CI + S.C_DEC_DONE], ei[e * S.N_EI + S.E_BLOCK])
 
 
 @njit(cache=True, _nrt=False, error_model='numpy')
 def _drop(ei, e, dec_call, dec_tgt, p, from_head):
     """Remove position p from engine e's decode queue, the part before it moving right
     (from_head) or the part after it moving left."""
-    lo = ei[e, S.E_RUN_OFF] + ei[e, S.E_DEC_HEAD]
-    n = ei[e, S.E_NDEC]
+    lo = ei[e * S.N_EI + S.E_RUN_OFF] + ei[e * S.N_EI + S.E_DEC_HEAD]
+    n = ei[e * S.N_EI + S.E_NDEC]
     if from_head:
         _shift(dec_call, lo, lo + 1, p - lo)
         _shift(dec_tgt, lo, lo + 1, p - lo)
-        ei[e, S.E_DEC_HEAD] += 1
+        ei[e * S.N_EI + S.E_DEC_HEAD] += 1
     else:
         _shift(dec_call, p + 1, p, lo + n - p - 1)
         _shift(dec_tgt, p + 1, p, lo + n - p - 1)
-    ei[e, S.E_NDEC] = n - 1
+    ei[e * S.N_EI + S.E_NDEC] = n - 1
 
 
 @njit(cache=True, _nrt=False, error_model='numpy', forceinline=True)
@@ -216,8 +216,8 @@ def _remove_finished(ei, e, dec_call, dec_tgt, first, last, nf, r, fin):
     over first..last packs the others together, then one shift closes the gap -- linear in
     the queue, where dropping them one by one was quadratic (65,536 decoders finishing at
     one instant, a trace of equal requests arriving together: minutes in the Python tier)."""
-    lo = ei[e, S.E_RUN_OFF] + ei[e, S.E_DEC_HEAD]
-    n = ei[e, S.E_NDEC]
+    lo = ei[e * S.N_EI + S.E_RUN_OFF] + ei[e * S.N_EI + S.E_DEC_HEAD]
+    n = ei[e * S.N_EI + S.E_NDEC]
     from_head = last - lo <= lo + n - first
     if nf <= 2:
         fin[0] = first  # positions, then replaced by the calls
@@ -247,7 +247,7 @@ def _remove_finished(ei, e, dec_call, dec_tgt, first, last, nf, r, fin):
                 w -= 1
         _shift(dec_call, lo, lo + nf, first - lo)
         _shift(dec_tgt, lo, lo + nf, first - lo)
-        ei[e, S.E_DEC_HEAD] += nf
+        ei[e * S.N_EI + S.E_DEC_HEAD] += nf
     else:
         # pack the others towards first, then move the tail part left
         w = first
@@ -262,7 +262,7 @@ def _remove_finished(ei, e, dec_call, dec_tgt, first, last, nf, r, fin):
                 w += 1
         _shift(dec_call, last + 1, last + 1 - nf, lo + n - last - 1)
         _shift(dec_tgt, last + 1, last + 1 - nf, lo + n - last - 1)
-    ei[e, S.E_NDEC] = n - nf
+    ei[e * S.N_EI + S.E_NDEC] = n - nf
 
 
 @njit(cache=True, _nrt=False, error_model='numpy', inline='always')
@@ -274,13 +274,13 @@ def serve_decoders(ei, e, dec_call, dec_tgt, fin):
     are counted after it. The pass keeps to int32, the queue's type (Numba widens int32
     arithmetic to int64, so targets are compared as stored and positions taken as
     np.int32): twice the targets per vector instruction."""
-    k = ei[e, S.E_DEC_K]
+    k = ei[e * S.N_EI + S.E_DEC_K]
     if k == 0:
         return 0
-    n = ei[e, S.E_NDEC]
-    lo = ei[e, S.E_RUN_OFF] + ei[e, S.E_DEC_HEAD]
-    r = ei[e, S.E_ROUND]
-    ei[e, S.E_CTX] += k
+    n = ei[e * S.N_EI + S.E_NDEC]
+    lo = ei[e * S.N_EI + S.E_RUN_OFF] + ei[e * S.N_EI + S.E_DEC_HEAD]
+    r = ei[e * S.N_EI + S.E_ROUND]
+    ei[e * S.N_EI + S.E_CTX] += k
     none = np.int32(S.TGT_NONE32)
     if 2 * k <= n:
         # the served prefix is the smaller side: its targets come one round closer
@@ -299,18 +299,18 @@ def serve_decoders(ei, e, dec_call, dec_tgt, fin):
             m = min(m, x)
         # the suffix is unchanged and was >= the bound; m bounds the prefix (m = r when
         # a call finished: the next full scan makes the bound exact again)
-        ei[e, S.E_DEC_LB] = min(ei[e, S.E_DEC_LB], m)
+        ei[e * S.N_EI + S.E_DEC_LB] = min(ei[e * S.N_EI + S.E_DEC_LB], m)
     else:
         # everyone served, or the unserved suffix is the smaller side: next round, and
         # the suffix's targets move one round later
         r += 1
         if r == S.ROUND_REBASE:
             r = _rebase_rounds(ei, e, dec_tgt, lo, n, r)
-        ei[e, S.E_ROUND] = r
+        ei[e * S.N_EI + S.E_ROUND] = r
         seg = dec_tgt[lo + k:lo + n]
         for i in range(n - k):
             seg[i] = seg[i] + 1
-        if ei[e, S.E_DEC_LB] > r:
+        if ei[e * S.N_EI + S.E_DEC_LB] > r:
             return 0
         # a call may have finished: scan the whole queue, which makes the bound exact
         r32 = np.int32(r)
@@ -325,7 +325,7 @@ def serve_decoders(ei, e, dec_call, dec_tgt, fin):
             first = min(first, np.int32(i) if hit else n32)
             last = max(last, np.int32(i) if hit else np.int32(-1))
             m = min(m, none if hit else x)
-        ei[e, S.E_DEC_LB] = m
+        ei[e * S.N_EI + S.E_DEC_LB] = m
     # how many finished: first and last, and those between them (the pass above keeps to three
     # int32 reductions: counting there too, an int64 sum, made it twice as slow)
     nf = n - n  # 0 typed int64: a literal 0 here made Numba compile _remove_finished twice
@@ -348,7 +348,7 @@ def _rebase_rounds(ei, e, dec_tgt, lo, n, r):
     seg = dec_tgt[lo:lo + n]
     for i in range(n):
         seg[i] = seg[i] - r
-    ei[e, S.E_DEC_LB] -= r
+    ei[e * S.N_EI + S.E_DEC_LB] -= r
     return r - r
 
 
@@ -356,18 +356,18 @@ def _rebase_rounds(ei, e, dec_tgt, lo, n, r):
 def _decode_context(ci, ei, e, dec_call, dec_tgt):
     """Context tokens (prompt + tokens decoded: the KV cache) of this batch's decoders, for the affine
     batch time: the running total when all decode, else summed over the smaller side."""
-    k = ei[e, S.E_DEC_K]
-    n = ei[e, S.E_NDEC]
+    k = ei[e * S.N_EI + S.E_DEC_K]
+    n = ei[e * S.N_EI + S.E_NDEC]
     if k == n:
-        return ei[e, S.E_CTX]
-    lo = ei[e, S.E_RUN_OFF] + ei[e, S.E_DEC_HEAD]
-    r = ei[e, S.E_ROUND]
+        return ei[e * S.N_EI + S.E_CTX]
+    lo = ei[e * S.N_EI + S.E_RUN_OFF] + ei[e * S.N_EI + S.E_DEC_HEAD]
+    r = ei[e * S.N_EI + S.E_ROUND]
     a, b = (lo, lo + k) if 2 * k <= n else (lo + k, lo + n)
     part = 0
     for i in range(a, b):
         c = dec_call[i]
-        part += ci[c, S.C_P] + ci[c, S.C_D] - (dec_tgt[i] - r)
-    return part if 2 * k <= n else ei[e, S.E_CTX] - part
+        part += ci[c * S.N_CI + S.C_P] + ci[c * S.N_CI + S.C_D] - (dec_tgt[i] - r)
+    return part if 2 * k <= n else ei[e * S.N_EI + S.E_CTX] - part
 
 
 # --------------------------------------------------------------------------- helpers
@@ -384,14 +384,14 @@ def _pairs(done, k):
 @njit(cache=True, _nrt=False, error_model='numpy')
 def _add(ci, batch_c, batch_t, ei, e, c, tokens):
     """Append a prefill entry to engine e's batch."""
-    ei[e, S.E_PF_PAIRS] += _pairs(ci[c, S.C_PREF_DONE], tokens)
-    k = ei[e, S.E_BATCH_OFF] + ei[e, S.E_NPE]
+    ei[e * S.N_EI + S.E_PF_PAIRS] += _pairs(ci[c * S.N_CI + S.C_PREF_DONE], tokens)
+    k = ei[e * S.N_EI + S.E_BATCH_OFF] + ei[e * S.N_EI + S.E_NPE]
     batch_c[k] = c
     batch_t[k] = tokens
-    ei[e, S.E_NPE] += 1
-    ei[e, S.E_BATCH_N] += 1
-    ei[e, S.E_BATCH_TOK] += tokens
-    ei[e, S.E_BATCH_PREF] += tokens
+    ei[e * S.N_EI + S.E_NPE] += 1
+    ei[e * S.N_EI + S.E_BATCH_N] += 1
+    ei[e * S.N_EI + S.E_BATCH_TOK] += tokens
+    ei[e * S.N_EI + S.E_BATCH_PREF] += tokens
 
 
 @njit(cache=True, _nrt=False, error_model='numpy', forceinline=True)
@@ -402,35 +402,35 @@ def pick_step(ci, si, sf, ei, e, e_steps_ptr, e_steps, mp_route):
     b = e_steps_ptr[e + 1]
     if b - a == 1:
         s = e_steps[a]
-        return s if si[s, S.S_NWAIT] > 0 else -1
-    pol = ei[e, S.E_POLICY]
+        return s if si[s * S.N_SI + S.S_NWAIT] > 0 else -1
+    pol = ei[e * S.N_EI + S.E_POLICY]
     best = -1
     if pol == S.POL_PRIORITY or pol == S.POL_STRICT:
         for k in range(a, b):
             s = e_steps[k]
-            if si[s, S.S_NWAIT] > 0:
+            if si[s * S.N_SI + S.S_NWAIT] > 0:
                 return s
     elif pol == S.POL_FCFS:
         best_seq = -1
         for k in range(a, b):
             s = e_steps[k]
-            if si[s, S.S_NWAIT] > 0:
-                seq = ci[si[s, S.S_HEAD], S.C_SEQ]
+            if si[s * S.N_SI + S.S_NWAIT] > 0:
+                seq = ci[(si[s * S.N_SI + S.S_HEAD]) * S.N_CI + S.C_SEQ]
                 if best < 0 or seq < best_seq:
                     best = s
                     best_seq = seq
     else:  # max-pressure (Dai & Lin): mu_s * (Q_s - sum_j R[s, j] Q_j)
         best_w = 0.0
-        n_s = si.shape[0]
+        n_s = si.shape[0] // S.N_SI
         for k in range(a, b):
             s = e_steps[k]
-            if si[s, S.S_NWAIT] > 0:
-                w = float(si[s, S.S_NCOUNT])
+            if si[s * S.N_SI + S.S_NWAIT] > 0:
+                w = float(si[s * S.N_SI + S.S_NCOUNT])
                 for j in range(n_s):
                     r = mp_route[s, j]
                     if r != 0.0:
-                        w -= r * si[j, S.S_NCOUNT]
-                w *= sf[s, S.SF_MU]
+                        w -= r * si[j * S.N_SI + S.S_NCOUNT]
+                w *= sf[s * S.N_SF + S.SF_MU]
                 if best < 0 or w > best_w:
                     best = s
                     best_w = w
@@ -439,28 +439,28 @@ def pick_step(ci, si, sf, ei, e, e_steps_ptr, e_steps, mp_route):
 
 @njit(cache=True, _nrt=False, error_model='numpy')
 def _admit(ci, cf, si, ei, e, s, t, mem):
-    c = si[s, S.S_HEAD]
-    nxt = ci[c, S.C_NEXT]
-    si[s, S.S_HEAD] = nxt
+    c = si[s * S.N_SI + S.S_HEAD]
+    nxt = ci[c * S.N_CI + S.C_NEXT]
+    si[s * S.N_SI + S.S_HEAD] = nxt
     if nxt >= 0:
-        ci[nxt, S.C_PREV] = -1
+        ci[nxt * S.N_CI + S.C_PREV] = -1
     else:
-        si[s, S.S_TAIL] = -1
-    si[s, S.S_NWAIT] -= 1
-    ei[e, S.E_NWAIT] -= 1
-    ci[c, S.C_STATE] = S.ST_PREFILL
-    ci[c, S.C_KV] += mem
-    ei[e, S.E_KV_USED] += mem
-    if cf[c, S.F_ADMIT] < 0.0:
-        cf[c, S.F_ADMIT] = t
-    ci[c, S.C_ASEQ] = ei[e, S.E_ADMITS]
-    if ei[e, S.E_POLICY] == S.POL_STRICT:
+        si[s * S.N_SI + S.S_TAIL] = -1
+    si[s * S.N_SI + S.S_NWAIT] -= 1
+    ei[e * S.N_EI + S.E_NWAIT] -= 1
+    ci[c * S.N_CI + S.C_STATE] = S.ST_PREFILL
+    ci[c * S.N_CI + S.C_KV] += mem
+    ei[e * S.N_EI + S.E_KV_USED] += mem
+    if cf[c * S.N_CF + S.F_ADMIT] < 0.0:
+        cf[c * S.N_CF + S.F_ADMIT] = t
+    ci[c * S.N_CI + S.C_ASEQ] = ei[e * S.N_EI + S.E_ADMITS]
+    if ei[e * S.N_EI + S.E_POLICY] == S.POL_STRICT:
         # strict class priority: the decode queue (ordered by C_ASEQ) serves the highest
         # class first, and preemption takes the lowest class's newest request first
-        ci[c, S.C_ASEQ] += si[s, S.S_RANK] << S.STRICT_SHIFT
-    ei[e, S.E_ADMITS] += 1
+        ci[c * S.N_CI + S.C_ASEQ] += si[s * S.N_SI + S.S_RANK] << S.STRICT_SHIFT
+    ei[e * S.N_EI + S.E_ADMITS] += 1
     _pf_append(ci, ei, e, c)
-    ei[e, S.E_NRUN] += 1
+    ei[e * S.N_EI + S.E_NRUN] += 1
     return c
 
 
@@ -470,55 +470,55 @@ def preempt_newest(ci, si, ei, gi, e, dec_call, dec_tgt, batch_c, batch_t):
     it back at the front of its buffer; it must prefill its prompt plus the tokens it had
     generated again. A batch entry it already had this iteration is voided (only prefill
     entries can exist: decode_phase preempts before it serves)."""
-    pf = ei[e, S.E_PF_TAIL]
-    if ei[e, S.E_POLICY] == S.POL_STRICT:  # the prefilling request of the lowest class, newest
-        x = ei[e, S.E_PF_HEAD]
+    pf = ei[e * S.N_EI + S.E_PF_TAIL]
+    if ei[e * S.N_EI + S.E_POLICY] == S.POL_STRICT:  # the prefilling request of the lowest class, newest
+        x = ei[e * S.N_EI + S.E_PF_HEAD]
         while x >= 0:
-            if ci[x, S.C_ASEQ] > ci[pf, S.C_ASEQ]:
+            if ci[x * S.N_CI + S.C_ASEQ] > ci[pf * S.N_CI + S.C_ASEQ]:
                 pf = x
-            x = ci[x, S.C_NEXT]
-    n = ei[e, S.E_NDEC]
-    last = ei[e, S.E_RUN_OFF] + ei[e, S.E_DEC_HEAD] + n - 1
-    if pf >= 0 and (n == 0 or ci[pf, S.C_ASEQ] > ci[dec_call[last], S.C_ASEQ]):
+            x = ci[x * S.N_CI + S.C_NEXT]
+    n = ei[e * S.N_EI + S.E_NDEC]
+    last = ei[e * S.N_EI + S.E_RUN_OFF] + ei[e * S.N_EI + S.E_DEC_HEAD] + n - 1
+    if pf >= 0 and (n == 0 or ci[pf * S.N_CI + S.C_ASEQ] > ci[(dec_call[last]) * S.N_CI + S.C_ASEQ]):
         c = pf
         pf_unlink(ci, ei, e, c)
-        bo = ei[e, S.E_BATCH_OFF]
-        for k in range(ei[e, S.E_NPE]):
+        bo = ei[e * S.N_EI + S.E_BATCH_OFF]
+        for k in range(ei[e * S.N_EI + S.E_NPE]):
             if batch_c[bo + k] == c:
-                ei[e, S.E_PF_PAIRS] -= _pairs(ci[c, S.C_PREF_DONE], batch_t[bo + k])
-                ei[e, S.E_BATCH_TOK] -= batch_t[bo + k]
-                ei[e, S.E_BATCH_PREF] -= batch_t[bo + k]
+                ei[e * S.N_EI + S.E_PF_PAIRS] -= _pairs(ci[c * S.N_CI + S.C_PREF_DONE], batch_t[bo + k])
+                ei[e * S.N_EI + S.E_BATCH_TOK] -= batch_t[bo + k]
+                ei[e * S.N_EI + S.E_BATCH_PREF] -= batch_t[bo + k]
                 batch_t[bo + k] = 0
-        kv = ci[c, S.C_KV]
+        kv = ci[c * S.N_CI + S.C_KV]
     else:
         c = dec_call[last]
-        ei[e, S.E_NDEC] = n - 1
-        ci[c, S.C_DEC_DONE] = ci[c, S.C_D] - (dec_tgt[last] - ei[e, S.E_ROUND])
-        ei[e, S.E_CTX] -= ci[c, S.C_P] + ci[c, S.C_DEC_DONE]
+        ei[e * S.N_EI + S.E_NDEC] = n - 1
+        ci[c * S.N_CI + S.C_DEC_DONE] = ci[c * S.N_CI + S.C_D] - (dec_tgt[last] - ei[e * S.N_EI + S.E_ROUND])
+        ei[e * S.N_EI + S.E_CTX] -= ci[c * S.N_CI + S.C_P] + ci[c * S.N_CI + S.C_DEC_DONE]
         kv = decoder_kv(ci, ei, e, c)
-    ei[e, S.E_NRUN] -= 1
-    ei[e, S.E_KV_USED] -= kv
-    ci[c, S.C_KV] = 0
-    before = ci[c, S.C_PREF_NEED] - ci[c, S.C_PREF_DONE]
-    ci[c, S.C_PREF_NEED] = ci[c, S.C_P] + ci[c, S.C_DEC_DONE]
-    ci[c, S.C_PREF_DONE] = 0
-    extra = ci[c, S.C_PREF_NEED] - before
-    ei[e, S.E_BACKLOG] += extra
+    ei[e * S.N_EI + S.E_NRUN] -= 1
+    ei[e * S.N_EI + S.E_KV_USED] -= kv
+    ci[c * S.N_CI + S.C_KV] = 0
+    before = ci[c * S.N_CI + S.C_PREF_NEED] - ci[c * S.N_CI + S.C_PREF_DONE]
+    ci[c * S.N_CI + S.C_PREF_NEED] = ci[c * S.N_CI + S.C_P] + ci[c * S.N_CI + S.C_DEC_DONE]
+    ci[c * S.N_CI + S.C_PREF_DONE] = 0
+    extra = ci[c * S.N_CI + S.C_PREF_NEED] - before
+    ei[e * S.N_EI + S.E_BACKLOG] += extra
     gi[S.G_TOK_RECOMPUTE] += extra
-    ci[c, S.C_PREEMPT] += 1
-    ei[e, S.E_PREEMPTS] += 1
-    ci[c, S.C_STATE] = S.ST_WAITING
-    s = ci[c, S.C_STEP]
-    head = si[s, S.S_HEAD]
-    ci[c, S.C_PREV] = -1
-    ci[c, S.C_NEXT] = head
+    ci[c * S.N_CI + S.C_PREEMPT] += 1
+    ei[e * S.N_EI + S.E_PREEMPTS] += 1
+    ci[c * S.N_CI + S.C_STATE] = S.ST_WAITING
+    s = ci[c * S.N_CI + S.C_STEP]
+    head = si[s * S.N_SI + S.S_HEAD]
+    ci[c * S.N_CI + S.C_PREV] = -1
+    ci[c * S.N_CI + S.C_NEXT] = head
     if head >= 0:
-        ci[head, S.C_PREV] = c
+        ci[head * S.N_CI + S.C_PREV] = c
     else:
-        si[s, S.S_TAIL] = c
-    si[s, S.S_HEAD] = c
-    si[s, S.S_NWAIT] += 1
-    ei[e, S.E_NWAIT] += 1
+        si[s * S.N_SI + S.S_TAIL] = c
+    si[s * S.N_SI + S.S_HEAD] = c
+    si[s * S.N_SI + S.S_NWAIT] += 1
+    ei[e * S.N_EI + S.E_NWAIT] += 1
 
 
 @njit(cache=True, _nrt=False, error_model='numpy')
@@ -527,15 +527,15 @@ def _decode_kv_need(ci, ei, e, dec_call, dec_tgt, want):
     granularity; with blocks of B > 1 tokens, a new block for each decoder whose KV
     (prompt + tokens decoded) fills its last block exactly (a pass over the served
     decoders: only with block_size > 1)."""
-    b = ei[e, S.E_BLOCK]
+    b = ei[e * S.N_EI + S.E_BLOCK]
     if b == 1 or want <= 0:
         return want
-    lo = ei[e, S.E_RUN_OFF] + ei[e, S.E_DEC_HEAD]
-    r = ei[e, S.E_ROUND]
+    lo = ei[e * S.N_EI + S.E_RUN_OFF] + ei[e * S.N_EI + S.E_DEC_HEAD]
+    r = ei[e * S.N_EI + S.E_ROUND]
     need = 0
     for i in range(lo, lo + want):
         c = dec_call[i]
-        kv = ci[c, S.C_P] + ci[c, S.C_D] - (dec_tgt[i] - r)
+        kv = ci[c * S.N_CI + S.C_P] + ci[c * S.N_CI + S.C_D] - (dec_tgt[i] - r)
         if kv % b == 0:
             need += b
     return need
@@ -546,31 +546,31 @@ def decode_phase(ci, si, ei, gi, e, dec_call, dec_tgt, batch_c, batch_t):
     """One decode token for each decoding request, oldest admission first, within the
     budget and batch slots left: the first E_DEC_K decoders of the decode queue (their
     counts advance when the iteration ends: ``serve_decoders``)."""
-    budget = ei[e, S.E_BUDGET] - ei[e, S.E_BATCH_TOK]
-    slots = ei[e, S.E_KMAX] - ei[e, S.E_BATCH_N]
-    want = min(ei[e, S.E_NDEC], budget, slots)
-    grow = ei[e, S.E_RESERVE_FULL] == 0
+    budget = ei[e * S.N_EI + S.E_BUDGET] - ei[e * S.N_EI + S.E_BATCH_TOK]
+    slots = ei[e * S.N_EI + S.E_KMAX] - ei[e * S.N_EI + S.E_BATCH_N]
+    want = min(ei[e * S.N_EI + S.E_NDEC], budget, slots)
+    grow = ei[e * S.N_EI + S.E_RESERVE_FULL] == 0
     need = want
     if grow:
         # block_size 1 (the default): one KV token per decode step, no call (the call
         # alone, with its array arguments, cost more than the rest of the decode phase)
-        blocks = ei[e, S.E_BLOCK] > 1
+        blocks = ei[e * S.N_EI + S.E_BLOCK] > 1
         if blocks:
             need = _decode_kv_need(ci, ei, e, dec_call, dec_tgt, want)
-        while want > 0 and ei[e, S.E_KV_USED] + need > ei[e, S.E_KV_CAP]:
+        while want > 0 and ei[e * S.N_EI + S.E_KV_USED] + need > ei[e * S.N_EI + S.E_KV_CAP]:
             preempt_newest(ci, si, ei, gi, e, dec_call, dec_tgt, batch_c, batch_t)
-            want = min(ei[e, S.E_NDEC], budget, slots)
+            want = min(ei[e * S.N_EI + S.E_NDEC], budget, slots)
             need = want
             if blocks:
                 need = _decode_kv_need(ci, ei, e, dec_call, dec_tgt, want)
     if want <= 0:
         return
-    ei[e, S.E_DEC_K] = want
-    ei[e, S.E_DEC_POS] = ei[e, S.E_NPE]
-    ei[e, S.E_BATCH_N] += want
-    ei[e, S.E_BATCH_TOK] += want
+    ei[e * S.N_EI + S.E_DEC_K] = want
+    ei[e * S.N_EI + S.E_DEC_POS] = ei[e * S.N_EI + S.E_NPE]
+    ei[e * S.N_EI + S.E_BATCH_N] += want
+    ei[e * S.N_EI + S.E_BATCH_TOK] += want
     if grow:
-        ei[e, S.E_KV_USED] += need  # the decode steps' KV (blocks), taken when scheduled
+        ei[e * S.N_EI + S.E_KV_USED] += need  # the decode steps' KV (blocks), taken when scheduled
 
 
 @njit(cache=True, _nrt=False, error_model='numpy', forceinline=True)
@@ -579,40 +579,40 @@ def prefill_phase(ci, cf, si, sf, ei, e, t, batch_c, batch_t, e_steps_ptr, e_ste
     """Prefill work within the budget and slots left: partly prefilled requests first,
     then admissions in policy order while memory allows. Without chunking a prompt must
     fit whole, and the first one that does not stops admission (FCFS, no skipping)."""
-    budget = ei[e, S.E_BUDGET] - ei[e, S.E_BATCH_TOK]
-    slots = ei[e, S.E_KMAX] - ei[e, S.E_BATCH_N]
+    budget = ei[e * S.N_EI + S.E_BUDGET] - ei[e * S.N_EI + S.E_BATCH_TOK]
+    slots = ei[e * S.N_EI + S.E_KMAX] - ei[e * S.N_EI + S.E_BATCH_N]
     if chunked:
-        c = ei[e, S.E_PF_HEAD]
+        c = ei[e * S.N_EI + S.E_PF_HEAD]
         while c >= 0:
             if budget == 0 or slots == 0:
                 return
-            k = min(ci[c, S.C_PREF_NEED] - ci[c, S.C_PREF_DONE], budget)
+            k = min(ci[c * S.N_CI + S.C_PREF_NEED] - ci[c * S.N_CI + S.C_PREF_DONE], budget)
             _add(ci, batch_c, batch_t, ei, e, c, k)
             budget -= k
             slots -= 1
-            c = ci[c, S.C_NEXT]
-    reserve_full = ei[e, S.E_RESERVE_FULL] == 1
-    blk = ei[e, S.E_BLOCK]
+            c = ci[c * S.N_CI + S.C_NEXT]
+    reserve_full = ei[e * S.N_EI + S.E_RESERVE_FULL] == 1
+    blk = ei[e * S.N_EI + S.E_BLOCK]
     # memory an admission must leave free: vLLM's watermark
-    cap = ei[e, S.E_KV_CAP] - ei[e, S.E_WATERMARK]
+    cap = ei[e * S.N_EI + S.E_KV_CAP] - ei[e * S.N_EI + S.E_WATERMARK]
     while budget > 0 and slots > 0:
-        if ei[e, S.E_NRUN] >= ei[e, S.E_MAXRUN]:
+        if ei[e * S.N_EI + S.E_NRUN] >= ei[e * S.N_EI + S.E_MAXRUN]:
             return  # max_running_requests: no admission while that many run
         s = pick_step(ci, si, sf, ei, e, e_steps_ptr, e_steps, mp_route)
         if s < 0:
             return
-        c = si[s, S.S_HEAD]
-        need = ci[c, S.C_PREF_NEED]
+        c = si[s * S.N_SI + S.S_HEAD]
+        need = ci[c * S.N_CI + S.C_PREF_NEED]
         if not chunked and need > budget:
             return
         if reserve_full:
-            mem = round_blocks(ci[c, S.C_P] + ci[c, S.C_D], blk)
-            if ei[e, S.E_KV_USED] + mem > cap:
+            mem = round_blocks(ci[c * S.N_CI + S.C_P] + ci[c * S.N_CI + S.C_D], blk)
+            if ei[e * S.N_EI + S.E_KV_USED] + mem > cap:
                 return
         else:
             # admit only with one free token left per decoding request (their next step)
             mem = round_blocks(need, blk)
-            if ei[e, S.E_KV_USED] + mem + ei[e, S.E_NDEC] > cap:
+            if ei[e * S.N_EI + S.E_KV_USED] + mem + ei[e * S.N_EI + S.E_NDEC] > cap:
                 return
         _admit(ci, cf, si, ei, e, s, t, mem)
         k = min(need, budget)
@@ -643,7 +643,7 @@ PLAN_DECODE_PREFILL = 3   # decode, then prefill with what is left
 def fastertransformer(ci, si, sf, ei, e, e_steps_ptr, e_steps, mp_route):
     """Static batching: decode the batch to its end; only then admit a new batch (whole
     prompts)."""
-    if ei[e, S.E_NDEC] > 0:
+    if ei[e * S.N_EI + S.E_NDEC] > 0:
         return PLAN_DECODE, False
     return PLAN_PREFILL, False
 
@@ -652,13 +652,13 @@ def fastertransformer(ci, si, sf, ei, e, e_steps_ptr, e_steps, mp_route):
 def vllm(ci, si, sf, ei, e, e_steps_ptr, e_steps, mp_route):
     """Vanilla vLLM: a prefill-only iteration (whole prompts) whenever the next prompt fits
     the budget and memory, else a decode-only iteration."""
-    if ei[e, S.E_NRUN] < ei[e, S.E_MAXRUN]:
+    if ei[e * S.N_EI + S.E_NRUN] < ei[e * S.N_EI + S.E_MAXRUN]:
         s = pick_step(ci, si, sf, ei, e, e_steps_ptr, e_steps, mp_route)
         if s >= 0:
-            need = ci[si[s, S.S_HEAD], S.C_PREF_NEED]
-            if need <= ei[e, S.E_BUDGET] and \
-                    ei[e, S.E_KV_USED] + round_blocks(need, ei[e, S.E_BLOCK]) + ei[e, S.E_NDEC] \
-                    <= ei[e, S.E_KV_CAP] - ei[e, S.E_WATERMARK]:
+            need = ci[(si[s * S.N_SI + S.S_HEAD]) * S.N_CI + S.C_PREF_NEED]
+            if need <= ei[e * S.N_EI + S.E_BUDGET] and \
+                    ei[e * S.N_EI + S.E_KV_USED] + round_blocks(need, ei[e * S.N_EI + S.E_BLOCK]) + ei[e * S.N_EI + S.E_NDEC] \
+                    <= ei[e * S.N_EI + S.E_KV_CAP] - ei[e * S.N_EI + S.E_WATERMARK]:
                 return PLAN_PREFILL, False
     return PLAN_DECODE, False
 
@@ -681,14 +681,14 @@ def form_batch(ci, cf, si, sf, ei, ef, gi, e, t, dec_call, dec_tgt, batch_c, bat
     """Fill engine e's batch for the iteration starting at t; returns the iteration's
     (prefill tokens, decode tokens, context tokens of the decoding requests; the context
     only for the affine batch time, the one model that uses it)."""
-    ei[e, S.E_BATCH_N] = 0
-    ei[e, S.E_NPE] = 0
-    ei[e, S.E_DEC_K] = 0
-    ei[e, S.E_DEC_POS] = 0
-    ei[e, S.E_BATCH_TOK] = 0
-    ei[e, S.E_BATCH_PREF] = 0
-    ei[e, S.E_PF_PAIRS] = 0
-    code = ei[e, S.E_SCHED]
+    ei[e * S.N_EI + S.E_BATCH_N] = 0
+    ei[e * S.N_EI + S.E_NPE] = 0
+    ei[e * S.N_EI + S.E_DEC_K] = 0
+    ei[e * S.N_EI + S.E_DEC_POS] = 0
+    ei[e * S.N_EI + S.E_BATCH_TOK] = 0
+    ei[e * S.N_EI + S.E_BATCH_PREF] = 0
+    ei[e * S.N_EI + S.E_PF_PAIRS] = 0
+    code = ei[e * S.N_EI + S.E_SCHED]
     if code == 0:
         plan, chunked = fastertransformer(ci, si, sf, ei, e, e_steps_ptr, e_steps, mp_route)
     elif code == 1:
@@ -706,8 +706,8 @@ def form_batch(ci, cf, si, sf, ei, ef, gi, e, t, dec_call, dec_tgt, batch_c, bat
                               mp_route, chunked)
         elif plan != PLAN_PREFILL:
             decode_phase(ci, si, ei, gi, e, dec_call, dec_tgt, batch_c, batch_t)
-    n_dec = ei[e, S.E_DEC_K]
+    n_dec = ei[e * S.N_EI + S.E_DEC_K]
     ctx = 0
-    if n_dec > 0 and (ei[e, S.E_BT_MODEL] == S.BT_AFFINE or ei[e, S.E_BT_ATTN] == 1):
+    if n_dec > 0 and (ei[e * S.N_EI + S.E_BT_MODEL] == S.BT_AFFINE or ei[e * S.N_EI + S.E_BT_ATTN] == 1):
         ctx = _decode_context(ci, ei, e, dec_call, dec_tgt)
-    return ei[e, S.E_BATCH_PREF], n_dec, ctx
+    return ei[e * S.N_EI + S.E_BATCH_PREF], n_dec, ctx

@@ -568,8 +568,8 @@ class Simulation:
             ws = min(total, mine, float(self.wk[0] + max(1, lim.slice_work)))
             ws = int(min(ws, 2.0**62))
             st = kernel(
-                stop, ws, self.wk, self.gi, self.gf, self.ci, self.cf, self.ei, self.ef, self.si, self.sf,
-                self.ji, self.jf, self.jjoin, self.dec_call, self.dec_tgt, self.fin, self.batch_c,
+                stop, ws, self.wk, self.gi, self.gf, S.flat(self.ci), S.flat(self.cf), S.flat(self.ei),
+                S.flat(self.ef), S.flat(self.si), S.flat(self.sf), S.flat(self.ji), S.flat(self.jf), self.jjoin, self.dec_call, self.dec_tgt, self.fin, self.batch_c,
                 self.batch_t, self.e_steps_ptr, self.e_steps, self.opt_ptr, self.opt_cum,
                 self.child_ptr, self.child_step, self.class_root_ptr, self.class_root, self.route_u,
                 self.pool_p, self.pool_d, self.delay_pool, self.mp_route, self.heap_t, self.heap_c,

@@ -1,6 +1,12 @@
 """Column names of the kernel's struct-of-arrays state (plain integer constants, so
 Numba folds them). Each group is one 2-D array: rows are calls, engines, steps,
 workflows; columns are these fields. Units: tokens for token counts, seconds for times.
+
+The kernel sees each group as one flat row-major array (``flat``) and indexes it
+``row * N_X + column`` (``ci[c * S.N_CI + S.C_STEP]``): the row width is then a constant
+Numba folds, where a 2-D index multiplies by the array's width read at run time. With some
+thirty arrays alive in the kernel, those widths did not stay in registers: W1 runs 3% fewer
+instructions and 5-7% faster flat (bench/README.md, "Round 15").
 """
 
 # call states
@@ -185,3 +191,14 @@ GF_NEXT_SAMPLE = 2
 GF_SAMPLE_DT = 3
 GF_AREA_JOBS = 4
 N_GF = 5
+
+# the state arrays the kernel takes flat (by these parameter names, everywhere in the kernel)
+FLAT = ("ci", "cf", "ei", "ef", "si", "sf", "ji", "jf")
+
+
+def flat(a):
+    """The 1-D view of a C-contiguous state array that the kernel takes (never a copy: the
+    kernel's writes must land in ``a``; numpy refuses the shape change rather than copy)."""
+    v = a.view()
+    v.shape = (a.size,)
+    return v

@@ -1,0 +1,123 @@
+"""Instructions the kernel executes per request, counted by valgrind: the same count on every
+run of the same tree, whatever else the machine is doing (timings here move by 10-20%).
+
+    python bench/instr_kernel.py                       # this tree, sarathi, 100,000 requests
+    python bench/instr_kernel.py --case orca --n 50000
+    python bench/instr_kernel.py --tree /tmp/A --tree .   # two trees side by side
+
+For each tree, two runs of ``Simulation.advance()`` under ``valgrind --tool=callgrind
+--dump-instr=yes`` (N and 3N requests of a bench_engine.py case, or a scenario file): the
+instructions counted in the compiled kernel's code (``core.run_kernel`` with what it inlines),
+their difference divided by 2N (so setup, compilation and interpreter costs cancel out), and
+how they split by how often each instruction runs per request: an instruction run once per
+simulated instant (an arrival or an iteration's end) counts ~2.7 times per W1 request, once
+per iteration ~1.7 times, once per call 1.0 times.
+
+Under valgrind the kernel is compiled for the CPU valgrind presents (AVX2, no AVX-512), into a
+cache of its own (NUMBA_CACHE_DIR under the system's temporary directory), so the counts are
+not those of the native code, but two trees compare exactly. A tree's first run compiles under
+valgrind: a few minutes.
+"""
+import argparse, collections, hashlib, os, re, subprocess, sys, tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CHILD = r"""
+import sys, tomllib
+sys.path.insert(0, {bench!r})
+import bench_engine as B, llmsim, llmsim.core as core
+case, n = {case!r}, {n}
+if case.endswith('.toml'):
+    d = tomllib.load(open(case, 'rb'))
+    for key in ('workload', 'run'):
+        for k in ('num_requests', 'num_workflows'):
+            if key in d and k in d[key]: d[key][k] = n
+    sc = llmsim.scenario_from_table(d)
+else:
+    sc = B.scenario(case, n)
+sim = llmsim.Simulation(sc)
+sim.advance()
+cres = core.run_kernel.overloads[core.run_kernel.signatures[0]]
+print('KERNEL', hex(cres.library.get_pointer_to_function(cres.fndesc.mangled_name)), flush=True)
+"""
+KERNEL_SPAN = 0x40000  # bytes of code from the kernel's entry counted as the kernel (it is ~40 KB)
+
+
+def _pos(tok, cur):
+    if tok.startswith('0x'):
+        return int(tok, 16)
+    if tok[0] in '+-':
+        return cur + int(tok)
+    return cur  # '*': the same position
+
+
+def kernel_costs(path, entry):
+    """Instructions executed at each address in [entry, entry + KERNEL_SPAN), from a callgrind
+    file written with --dump-instr=yes (positions: address, line; the first event: Ir)."""
+    cost = collections.Counter()
+    addr, skip = 0, False
+    with open(path) as f:
+        for line in f:
+            c = line[:1]
+            if c not in '0+-*':
+                skip = skip or line.startswith('calls=')
+                continue
+            parts = line.split()
+            addr = _pos(parts[0], addr)
+            if skip:  # the line after calls= is the call's inclusive cost: not this code's own
+                skip = False
+                continue
+            if len(parts) >= 3 and entry <= addr < entry + KERNEL_SPAN:
+                cost[addr] += int(parts[2])
+    return cost
+
+
+def measure(tree, case, n):
+    cache = os.path.join(tempfile.gettempdir(), 'llmsim-valgrind-cache',
+                         hashlib.sha1(os.path.abspath(tree).encode()).hexdigest()[:12])
+    env = dict(os.environ, PYTHONPATH=os.path.abspath(tree), NUMBA_CACHE_DIR=cache)
+    out = {}
+    for m in (0, n, 3 * n):  # 0: a warm-up of 200 requests, which compiles on a new cache
+        with tempfile.NamedTemporaryFile(suffix='.cg') as tmp:
+            code = CHILD.format(bench=os.path.join(ROOT, 'bench'), case=case, n=max(m, 200))
+            tool = ['--tool=none'] if m == 0 else [  # the warm-up needs no counting: faster
+                '--tool=callgrind', '--dump-instr=yes', f'--callgrind-out-file={tmp.name}']
+            r = subprocess.run(['valgrind', *tool, sys.executable, '-c', code],
+                               env=env, cwd=tree, capture_output=True, text=True)
+            if r.returncode != 0:
+                sys.exit(f'{tree}: the run under valgrind failed:\n{r.stderr[-2000:]}')
+            if m == 0:
+                continue
+            entry = int(re.search(r'KERNEL (0x[0-9a-f]+)', r.stdout).group(1), 16)
+            out[m] = {a - entry: c for a, c in kernel_costs(tmp.name, entry).items()}
+    small, big = out[n], out[3 * n]
+    per_addr = {a: (big.get(a, 0) - small.get(a, 0)) / (2 * n) for a in set(small) | set(big)}
+    return per_addr
+
+
+def report(tree, per_addr):
+    total = sum(per_addr.values())
+    groups = collections.Counter()
+    for a, x in per_addr.items():
+        if x > 0:
+            groups[round(x, 2)] += x
+    print(f'{tree}: {total:,.0f} kernel instructions per request')
+    print('  runs per request   instructions per request   share')
+    for f, x in sorted(groups.items(), key=lambda g: -g[1])[:8]:
+        print(f'  {f:16.2f}   {x:24.1f}   {100 * x / total:5.1f}%')
+    return total
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    ap.add_argument('--tree', action='append', help='source tree (default: this one); twice to compare')
+    ap.add_argument('--case', default='sarathi', help='sarathi, orca, vllm-mem or a scenario file')
+    ap.add_argument('--n', type=int, default=100_000, help='requests (or workflows) of the smaller run')
+    a = ap.parse_args()
+    trees = a.tree or [ROOT]
+    totals = [report(t, measure(t, a.case, a.n)) for t in trees]
+    if len(totals) == 2:
+        print(f'ratio second / first: {totals[1] / totals[0]:.4f}')
+
+
+if __name__ == '__main__':
+    main()
