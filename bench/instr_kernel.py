@@ -37,7 +37,17 @@ else:
 sim = llmsim.Simulation(sc)
 sim.advance()
 cres = core.run_kernel.overloads[core.run_kernel.signatures[0]]
-print('KERNEL', hex(cres.library.get_pointer_to_function(cres.fndesc.mangled_name)), flush=True)
+entry = cres.library.get_pointer_to_function(cres.fndesc.mangled_name)
+if {code_file!r}:
+    import os
+    fd, code = os.open('/proc/self/mem', os.O_RDONLY), b''
+    while len(code) < {span}:  # page by page, up to the end of the kernel's mapping
+        try:
+            code += os.pread(fd, 4096 - (entry + len(code)) % 4096, entry + len(code))
+        except OSError:
+            break
+    open({code_file!r}, 'wb').write(code)
+print('KERNEL', hex(entry), flush=True)
 """
 KERNEL_SPAN = 0x40000  # bytes of code from the kernel's entry counted as the kernel (it is ~40 KB)
 
@@ -71,14 +81,15 @@ def kernel_costs(path, entry):
     return cost
 
 
-def measure(tree, case, n):
+def measure(tree, case, n, code_file=''):
     cache = os.path.join(tempfile.gettempdir(), 'llmsim-valgrind-cache',
                          hashlib.sha1(os.path.abspath(tree).encode()).hexdigest()[:12])
     env = dict(os.environ, PYTHONPATH=os.path.abspath(tree), NUMBA_CACHE_DIR=cache)
     out = {}
     for m in (0, n, 3 * n):  # 0: a warm-up of 200 requests, which compiles on a new cache
         with tempfile.NamedTemporaryFile(suffix='.cg') as tmp:
-            code = CHILD.format(bench=os.path.join(ROOT, 'bench'), case=case, n=max(m, 200))
+            code = CHILD.format(bench=os.path.join(ROOT, 'bench'), case=case, n=max(m, 200),
+                                code_file=code_file if m == 3 * n else '', span=KERNEL_SPAN)
             tool = ['--tool=none'] if m == 0 else [  # the warm-up needs no counting: faster
                 '--tool=callgrind', '--dump-instr=yes', f'--callgrind-out-file={tmp.name}']
             r = subprocess.run(['valgrind', *tool, sys.executable, '-c', code],
@@ -92,6 +103,18 @@ def measure(tree, case, n):
     small, big = out[n], out[3 * n]
     per_addr = {a: (big.get(a, 0) - small.get(a, 0)) / (2 * n) for a in set(small) | set(big)}
     return per_addr
+
+
+def annotate(per_addr, code_file, out):
+    """Write the kernel's disassembly (objdump) with each instruction's runs per request."""
+    asm = subprocess.run(['objdump', '-D', '-b', 'binary', '-m', 'i386:x86-64', code_file],
+                         capture_output=True, text=True, check=True).stdout
+    with open(out, 'w') as f:
+        for line in asm.splitlines():
+            m = re.match(r'\s*([0-9a-f]+):\t', line)
+            if m:
+                a = int(m.group(1), 16)
+                f.write(f'{per_addr.get(a, 0):8.2f} {a:6x} {line.split(chr(9))[-1]}\n')
 
 
 def report(tree, per_addr):
@@ -112,9 +135,17 @@ def main():
     ap.add_argument('--tree', action='append', help='source tree (default: this one); twice to compare')
     ap.add_argument('--case', default='sarathi', help='sarathi, orca, vllm-mem or a scenario file')
     ap.add_argument('--n', type=int, default=100_000, help='requests (or workflows) of the smaller run')
+    ap.add_argument('--annotate', metavar='FILE', help='write the (last) tree\'s kernel disassembly '
+                    'with each instruction\'s runs per request to FILE (needs objdump)')
     a = ap.parse_args()
     trees = a.tree or [ROOT]
-    totals = [report(t, measure(t, a.case, a.n)) for t in trees]
+    totals = []
+    for t in trees:
+        with tempfile.NamedTemporaryFile(suffix='.bin') as code:
+            per_addr = measure(t, a.case, a.n, code.name if a.annotate else '')
+            if a.annotate:
+                annotate(per_addr, code.name, a.annotate)
+        totals.append(report(t, per_addr))
     if len(totals) == 2:
         print(f'ratio second / first: {totals[1] / totals[0]:.4f}')
 
