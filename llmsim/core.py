@@ -316,6 +316,8 @@ def _apply_batch(ci, cf, si, sf, ei, ef, gi, ji, jf, jjoin, e, t, dec_call, dec_
                 cf[c * S.N_CF + S.F_FIRST] = t
             pf_unlink(ci, ei, e, c)
             dq_push(ci, ei, e, dec_call, dec_tgt, c)
+            if 2 * (ei[e * S.N_EI + S.E_NDEC] + gi[S.G_MARGIN]) > ei[e * S.N_EI + S.E_RUN_CAP]:
+                gi[S.G_DQ_LOW] = 1  # _low_room: the region is grown before the next instant
     ei[e * S.N_EI + S.E_BATCH_N] = 0
     ei[e * S.N_EI + S.E_BUSY] = 0
     ei[e * S.N_EI + S.E_ITERS] += 1
@@ -414,17 +416,16 @@ def _low_room(gi, ci, si, ei, route_u, logi):
         return True
     if gi[S.G_LOG_CAP] > 0 and gi[S.G_LOG_N] + gi[S.G_LOG_MARGIN] > logi.shape[0]:
         return True
-    for s in range(si.shape[0] // S.N_SI):
-        if si[s * S.N_SI + S.S_POOL_FINAL] == 0:
-            if si[s * S.N_SI + S.S_POOL_POS] + margin > si[s * S.N_SI + S.S_POOL_END]:
-                return True
-            if si[s * S.N_SI + S.S_DELAY_KIND] == 2 and si[s * S.N_SI + S.S_DPOOL_POS] + margin > si[s * S.N_SI + S.S_DPOOL_END]:
-                return True
-    for e in range(ei.shape[0] // S.N_EI):
-        # the decode queue's region stays at least twice the queue (see dq_push)
-        if 2 * (ei[e * S.N_EI + S.E_NDEC] + margin) > ei[e * S.N_EI + S.E_RUN_CAP]:
-            return True
-    return False
+    if gi[S.G_POOLS_OPEN] > 0:
+        for s in range(si.shape[0] // S.N_SI):
+            if si[s * S.N_SI + S.S_POOL_FINAL] == 0:
+                if si[s * S.N_SI + S.S_POOL_POS] + margin > si[s * S.N_SI + S.S_POOL_END]:
+                    return True
+                if si[s * S.N_SI + S.S_DELAY_KIND] == 2 and si[s * S.N_SI + S.S_DPOOL_POS] + margin > si[s * S.N_SI + S.S_DPOOL_END]:
+                    return True
+    # each decode queue's region stays at least twice the queue plus the margin: _apply_batch
+    # flags the push that breaks that (only dq_push grows a queue); _grow grows the region
+    return gi[S.G_DQ_LOW] == 1
 
 
 @njit(cache=True, _nrt=False, error_model='numpy', nogil=True)

@@ -381,6 +381,7 @@ class Simulation:
         self.gi = np.zeros(S.N_GI, dtype=np.int64)
         self.gf = np.zeros(S.N_GF)
         self.gi[S.G_MARGIN] = self._margin
+        self.gi[S.G_POOLS_OPEN] = int(np.count_nonzero(self.si[:, S.S_POOL_FINAL] == 0))
         self.gi[S.G_ROUTE_FINAL] = 0 if needs_routing else 1
         n_pts = sc.timeseries_points
         self.rec = np.zeros((n_pts, 2 + 4 * n_e + 2 * n_s))
@@ -466,6 +467,7 @@ class Simulation:
         if np.any(2 * (ei[:, S.E_NDEC] + m) > ei[:, S.E_RUN_CAP]):  # see core._low_room
             self._size_run([int(max(cap, 4 * (n + m)))
                             for cap, n in zip(ei[:, S.E_RUN_CAP], ei[:, S.E_NDEC])])
+        gi[S.G_DQ_LOW] = 0  # every region has room again (a queue may have shrunk since its flag)
         if gi[S.G_ROUTE_FINAL] == 0 and gi[S.G_ROUTE_POS] + m > len(self.route_u):
             self.route_u = np.concatenate([self.route_u, self._route_rng.random(len(self.route_u))])
         if gi[S.G_LOG_CAP] > 0 and gi[S.G_LOG_N] + gi[S.G_LOG_MARGIN] > len(self.logi):

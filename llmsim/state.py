@@ -182,7 +182,9 @@ G_TOK_RECOMPUTE = 13
 G_JOBS_IN = 14      # workflows in the system
 G_JOBS_DONE = 15
 G_CALLS_DONE = 16
-N_GI = 17
+G_POOLS_OPEN = 17     # steps whose pools may still grow (S_POOL_FINAL 0): the room check scans steps only then
+G_DQ_LOW = 18         # 1 once a push left a decode queue's region short of room (core._apply_batch); 0 when grown
+N_GI = 19
 
 # global float scalars (gf)
 GF_NOW = 0

@@ -6,6 +6,7 @@ arrivals, then the batches are formed)."""
 
 from pathlib import Path
 
+import numba
 import numpy as np
 import pytest
 
@@ -125,3 +126,43 @@ def test_decode_rounds_rebase(scheduler):
     if scheduler == "vllm":
         assert int(plain.ei[0, S.E_PREEMPTS]) > 50
     _assert_same_run(plain, high)
+
+
+class TightQueueSimulation(Simulation):
+    """Starts each decode queue's region at the least the kernel's room check allows
+    (twice the margin, plus two) and grows it by as little as the kernel asks."""
+
+    def __init__(self, sc):
+        super().__init__(sc)
+        self._size_run([2 * self._margin + 2] * len(self.ei))
+        self.grows = 0
+
+    def _grow(self):
+        ei, m = self.ei, self._margin
+        short = 2 * (ei[:, S.E_NDEC] + m) > ei[:, S.E_RUN_CAP]
+        if short.any():
+            self.grows += 1
+            self._size_run([int(2 * (n + m) + 2) if s else int(c)
+                            for s, n, c in zip(short, ei[:, S.E_NDEC], ei[:, S.E_RUN_CAP])])
+        super()._grow()  # the other capacities, as usual (and the queues' flag cleared)
+
+
+@pytest.mark.parametrize("python_kernel", [
+    True,
+    # compiled without bounds checks an overrun writes past the array (a crash, not a failure):
+    # .ci/run's bounds-checked pass runs this file with NUMBA_BOUNDSCHECK=1
+    pytest.param(False, marks=pytest.mark.skipif(not numba.config.BOUNDSCHECK,
+                                                 reason="needs NUMBA_BOUNDSCHECK=1"))])
+def test_decode_queues_grow_before_they_overflow(python_kernel):
+    """A decode queue outgrows its region many times (orca on W1 at 30 requests/s: its
+    queue grows past max_batch_size). The kernel asks for room before an instant whose
+    pushes could overrun a region (_low_room, flagged by _apply_batch); a missed request
+    overruns the region: an IndexError in the Python tier or the bounds-checked kernel."""
+    sc = _w1_small("orca")
+    whole = Simulation(sc).advance()
+    tight = TightQueueSimulation(sc)
+    tight.python_kernel = python_kernel
+    tight.advance()
+    assert tight.grows > 50  # the case is really exercised
+    assert int(tight.ei[0, S.E_NDEC]) > 2 * tight._margin + 2  # it outgrew its first region
+    _assert_same_run(whole, tight)
