@@ -407,8 +407,8 @@ def _accumulate(gf, gi, ei, ef, t):
 
 
 @njit(cache=True, _nrt=False, error_model='numpy', inline='always')
-def _low_room(gi, ci, si, ei, route_u, logi):
-    """True when one more instant might overrun a capacity (calls, pools, log, running)."""
+def _low_room(gi, ci, si, route_u, logi):
+    """True when one more instant might overrun a capacity (calls, pools, log, decode queues)."""
     margin = gi[S.G_MARGIN]
     if gi[S.G_NCALLS] + margin > ci.shape[0] // S.N_CI:
         return True
@@ -453,7 +453,7 @@ def run_kernel(t_stop, work_stop, wk, gi, gf, ci, cf, ei, ef, si, sf, ji, jf, jj
         # and finished before any other stop, as a run in one go would
         if wk[0] >= work_stop and wk[1] == 0:
             return WORK_LIMIT
-        if _low_room(gi, ci, si, ei, route_u, logi):
+        if _low_room(gi, ci, si, route_u, logi):
             return NEED_ROOM
         # --- next instant ---------------------------------------------------------------
         t = INF
@@ -505,7 +505,7 @@ def run_kernel(t_stop, work_stop, wk, gi, gf, ci, cf, ei, ef, si, sf, ji, jf, jj
             # and step 4 forms the batches. Returning after the instant's last arrival would
             # lose step 4: an idle engine would start its batch only at the next event
             nj = gi[S.G_NEXT_JOB]
-            if nj < n_jobs and jf[nj * S.N_JF + S.JF_ARRIVAL] == t and _low_room(gi, ci, si, ei, route_u, logi):
+            if nj < n_jobs and jf[nj * S.N_JF + S.JF_ARRIVAL] == t and _low_room(gi, ci, si, route_u, logi):
                 wk[0] += units + gi[S.G_NCALLS] - calls0
                 wk[1] = 1
                 return NEED_ROOM

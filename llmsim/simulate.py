@@ -464,7 +464,7 @@ class Simulation:
             self.heap_t = np.concatenate([self.heap_t, np.zeros(new - cap)])
             self.heap_c = np.concatenate([self.heap_c, np.zeros(new - cap, dtype=np.int64)])
         ei = self.ei
-        if np.any(2 * (ei[:, S.E_NDEC] + m) > ei[:, S.E_RUN_CAP]):  # see core._low_room
+        if np.any(2 * (ei[:, S.E_NDEC] + m) > ei[:, S.E_RUN_CAP]):  # the room core._apply_batch checks
             self._size_run([int(max(cap, 4 * (n + m)))
                             for cap, n in zip(ei[:, S.E_RUN_CAP], ei[:, S.E_NDEC])])
         gi[S.G_DQ_LOW] = 0  # every region has room again (a queue may have shrunk since its flag)
@@ -567,11 +567,11 @@ class Simulation:
             self._prefault = prefault(n, self.ci, self.cf, self.ji, *scratch)
             self._scratch = scratch[0] if scratch and self._prefault is not None else None
         while True:
+            flat_state = [S.flat(getattr(self, name)) for name in S.FLAT]  # ci ... jf, as the kernel takes them
             ws = min(total, mine, float(self.wk[0] + max(1, lim.slice_work)))
             ws = int(min(ws, 2.0**62))
             st = kernel(
-                stop, ws, self.wk, self.gi, self.gf, S.flat(self.ci), S.flat(self.cf), S.flat(self.ei),
-                S.flat(self.ef), S.flat(self.si), S.flat(self.sf), S.flat(self.ji), S.flat(self.jf), self.jjoin, self.dec_call, self.dec_tgt, self.fin, self.batch_c,
+                stop, ws, self.wk, self.gi, self.gf, *flat_state, self.jjoin, self.dec_call, self.dec_tgt, self.fin, self.batch_c,
                 self.batch_t, self.e_steps_ptr, self.e_steps, self.opt_ptr, self.opt_cum,
                 self.child_ptr, self.child_step, self.class_root_ptr, self.class_root, self.route_u,
                 self.pool_p, self.pool_d, self.delay_pool, self.mp_route, self.heap_t, self.heap_c,

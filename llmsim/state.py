@@ -194,7 +194,8 @@ GF_SAMPLE_DT = 3
 GF_AREA_JOBS = 4
 N_GF = 5
 
-# the state arrays the kernel takes flat (by these parameter names, everywhere in the kernel)
+# the state arrays the kernel takes flat, in run_kernel's order (and by these parameter names
+# everywhere in the kernel)
 FLAT = ("ci", "cf", "ei", "ef", "si", "sf", "ji", "jf")
 
 
