@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from llmsim.config import Scenario, expected_visits, step_index
-from llmsim.workload import Constant, Geometric, Poisson, TraceLengths
+from llmsim.workload import Constant, Geometric, Poisson, TraceLengths, poisson_cdf, poisson_pmf
 
 
 @dataclass(frozen=True)
@@ -286,8 +286,7 @@ def vllm_capacity(engine, prompt, output, slots: int | None = None) -> float:
     def supply(lam):
         # Markov chain on the prompts waiting at an iteration start (capped at q_max):
         # from q, serve served[q] and add Poisson(lam * tau_q) arrivals
-        from scipy.stats import poisson
-        pa = poisson.pmf(j[None, :], lam * tau_q[:, None])
+        pa = poisson_pmf(j[None, :], lam * tau_q[:, None])
         pi = _stationary(m, rows[inside], cols[inside], pa[inside])
         return c * pi[0] / float(pi @ tau_q)
 
@@ -566,7 +565,6 @@ def orca_capacity(engine, prompt, output, context: float, slots: int | None = No
     mean length. Between the time-sharing bound (prefill-only or decode-only batches) and
     the stability region: orca mixes only with the prompts that are left."""
     from scipy.optimize import brentq
-    from scipy.stats import poisson
     b, k = engine.token_budget, engine.slots if slots is None else slots
     bt = engine.batch_time
     p_mean = max(1.0, prompt.mean)
@@ -605,9 +603,9 @@ def orca_capacity(engine, prompt, output, context: float, slots: int | None = No
     def supply(lam):
         if coarse:
             mu = lam * t[:, None]
-            a = poisson.cdf(hi_n[None, :], mu) - poisson.cdf(lo_n[None, :], mu)
+            a = poisson_cdf(hi_n[None, :], mu) - poisson_cdf(lo_n[None, :], mu)
         else:
-            a = poisson.pmf(arr[None, :], lam * t[:, None])  # prompts arriving during the iteration
+            a = poisson_pmf(arr[None, :], lam * t[:, None])  # prompts arriving during the iteration
         pi = _stationary(n, rows[ok], cols[ok], a[ok])
         return float(pi @ y) / float(pi @ t), float(pi[-1])
 

@@ -7,6 +7,7 @@ import dataclasses
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import llmsim
@@ -78,6 +79,26 @@ def test_student_t_quantile_is_scipy_stats_bit_for_bit():
     for df in list(range(1, 5001)) + [10_000, 123_457, 10**6, 10**9]:
         assert stability._t975(df) == float(student_t.ppf(0.975, df)), df
     assert stability._t975(0) == float("inf")
+
+
+def test_poisson_laws_are_scipy_stats_bit_for_bit():
+    """vLLM's and orca's theory and Poisson lengths take their Poisson probabilities from
+    scipy.special (scipy.stats is slow to import): the same numbers as scipy.stats.poisson's
+    pmf, cdf and ppf, on the arguments the theory's Markov chains use (counts from 0, means
+    from tiny to large, cdf below 0) and beyond."""
+    from scipy.stats import poisson
+    from llmsim.workload import poisson_cdf, poisson_pmf, poisson_ppf
+    mu = np.array([0.0, 1e-9, 0.01, 0.5, 1.0, 3.7, 32.0, 100.25, 512.0, 4096.0, 1e5])[:, None]
+    k = np.arange(0, 3000)[None, :]
+    assert np.array_equal(poisson_pmf(k, mu), poisson.pmf(k, mu))
+    kf = np.arange(-5.0, 3000.0)[None, :]  # the coarse chain's cells: float counts, some below 0
+    assert np.array_equal(poisson_cdf(kf, mu), poisson.cdf(kf, mu))
+    assert np.array_equal(poisson_cdf(kf + 0.5, mu), poisson.cdf(kf + 0.5, mu))
+    for m in [1e-6, 0.3, 1.0, 32.0, 512.0, 12345.6]:
+        for q in [1e-9, 0.025, 0.5, 0.975, 1 - 1e-12, 1 - 1e-15]:
+            assert poisson_ppf(q, m) == float(poisson.ppf(q, m)), (q, m)
+    with pytest.raises(ValueError, match="q must lie in"):
+        poisson_ppf(1.0, 3.0)
 
 
 def test_no_import_cycle_between_simulate_and_stability():
