@@ -1,6 +1,6 @@
 """A/B of the dashboard's start: two source trees, their servers started in turn (interleaved
 rounds, a warm Numba cache each), the single-engine page opened in Debian's chromium, seconds
-to the first trajectory drawn.
+to the first trajectory drawn and to the run's end (every verdict shown).
 
     python bench/ab_ui.py TREE_A TREE_B [ROUNDS] [VISIT_AFTER_S]
 
@@ -24,7 +24,7 @@ import bench_ui as B  # noqa: E402
 
 WARM = ("import llmsim; from llmsim import _kernel_cache; "
         "llmsim.simulate(llmsim.loads_scenario(_kernel_cache.TINY_SCENARIO))")
-STAGES = ("app.py script starts", "chart axes sent", "first chunk drawn")
+STAGES = ("app.py script starts", "chart axes sent", "first chunk drawn", "run finished after 30 chunks")
 
 
 def main(argv: list[str]) -> int:
@@ -35,6 +35,7 @@ def main(argv: list[str]) -> int:
     rounds = int(argv[2]) if len(argv) > 2 else 3
     delay = float(argv[3]) if len(argv) > 3 else 0.0
     out: dict = {t: [] for t in trees}
+    done: dict = {t: [] for t in trees}
     logs = Path(B.ROOT) / "test-artifacts"
     logs.mkdir(exist_ok=True)
     for t in trees:  # each tree's own Numba cache, filled before the first start
@@ -52,11 +53,14 @@ def main(argv: list[str]) -> int:
                     m = B.measure_start(url, t0, b)
                 stages = B.server_stages(log, opened)
                 out[t].append(m["first_trajectory_s"])
-                print(f"{t} round {r}: first trajectory {m['first_trajectory_s']:.2f} s; server: "
+                done[t].append(m["run_finished_s"])
+                print(f"{t} round {r}: first trajectory {m['first_trajectory_s']:.2f} s, run finished "
+                      f"{m['run_finished_s']:.2f} s; server: "
                       + ", ".join(f"{k} {stages[k]:.2f}" for k in STAGES if k in stages)
                       + (f"; PROBLEMS {m['problems']}" if m["problems"] else ""), flush=True)
     for t, v in out.items():
-        print(f"{t}: median {statistics.median(v):.2f} s of {v}")
+        print(f"{t}: first trajectory median {statistics.median(v):.2f} s of {v}; run finished median "
+              f"{statistics.median(done[t]):.2f} s of {done[t]}")
     return 0
 
 

@@ -202,6 +202,9 @@ def kernel_ready() -> bool:
 
 
 _T0 = time.perf_counter()
+# set when a live run has drawn its first frame (any session): the server's start then imports
+# what a run's end needs (llmsim_ui/server_start.py), where it cannot delay a first trajectory
+first_frame_drawn = threading.Event()
 
 
 def timing(msg: str) -> None:
@@ -846,6 +849,7 @@ def _play(run: LiveRun, draw, progress_slot, label: str, pace: bool) -> None:
         run.frames += 1
         if run.frames == 1:
             timing("first chunk drawn")
+            first_frame_drawn.set()
             if run.last_python and run.simulating:
                 time.sleep(FIRST_PYTHON_PAUSE_S)
         pause = (MIN_FRAME_PYTHON_S if run.last_python else MIN_FRAME_S) - (time.perf_counter() - t0)

@@ -114,3 +114,40 @@ def test_memory_freed_by_finished_runs_goes_back_to_the_system():
         pytest.skip(f"this C library gave the memory back by itself ({untuned} MiB held)")
     tuned = _held_after_frees("tuned")
     assert tuned < 20, (untuned, tuned)
+
+
+_ALTAIR = textwrap.dedent("""
+    import sys, threading
+    sys.path.insert(0, {root!r})
+    from llmsim import _kernel_cache
+    _kernel_cache.precompile = lambda: True  # as on a cold cache: no kernel to load here
+    from llmsim_ui import runs, server_start as S
+    S.ALTAIR_AFTER_FRAME_S = 0.0
+    reached = threading.Event()
+
+    class FirstFrame(threading.Event):
+        def wait(self, timeout=None):
+            reached.set()
+            return super().wait(timeout)
+
+    runs.first_frame_drawn = FirstFrame()
+    th = threading.Thread(target=S.preload, daemon=True)
+    th.start()
+    assert reached.wait(120), "the preload never waited for a first frame"
+    before = "altair" in sys.modules
+    runs.first_frame_drawn.set()
+    th.join(120)
+    print(before, "altair" in sys.modules, th.is_alive())
+""")
+
+
+def test_the_server_start_imports_altair_after_a_first_frame():
+    """The charts a run's end draws are built with Altair, whose import (0.3-0.45 s) the first
+    run of each server waited for; the server's start now imports it in the background, but
+    only once a first frame has been drawn: holding the GIL that long earlier delayed the
+    first trajectory (bench/README.md, Round 16). Until then Altair is not loaded: neither the
+    preload's other imports nor Streamlit bring it along."""
+    out = subprocess.run([sys.executable, "-c", _ALTAIR.format(root=str(ROOT))], capture_output=True,
+                         text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "True", "False"], out.stdout + out.stderr
