@@ -60,9 +60,11 @@ def _pos(tok, cur):
     return cur  # '*': the same position
 
 
-def kernel_costs(path, entry):
+def kernel_costs(path, entry, event=0):
     """Instructions executed at each address in [entry, entry + KERNEL_SPAN), from a callgrind
-    file written with --dump-instr=yes (positions: address, line; the first event: Ir)."""
+    file written with --dump-instr=yes (positions: address, line; then the events: Ir, and
+    with --branch-sim=yes Bc Bcm Bi Bim; trailing zeros are left out). `event` picks one: 0 is
+    Ir, 2 the mispredicted conditional branches (Bcm)."""
     cost = collections.Counter()
     addr, skip = 0, False
     with open(path) as f:
@@ -76,12 +78,14 @@ def kernel_costs(path, entry):
             if skip:  # the line after calls= is the call's inclusive cost: not this code's own
                 skip = False
                 continue
-            if len(parts) >= 3 and entry <= addr < entry + KERNEL_SPAN:
-                cost[addr] += int(parts[2])
+            if len(parts) >= 3 + event and entry <= addr < entry + KERNEL_SPAN:
+                cost[addr] += int(parts[2 + event])
     return cost
 
 
-def measure(tree, case, n, code_file=''):
+def measure(tree, case, n, code_file='', branches=False):
+    """Per kernel address, instructions per request (and with `branches`, also mispredicted
+    conditional branches per request, by callgrind's simple predictor model)."""
     cache = os.path.join(tempfile.gettempdir(), 'llmsim-valgrind-cache',
                          hashlib.sha1(os.path.abspath(tree).encode()).hexdigest()[:12])
     env = dict(os.environ, PYTHONPATH=os.path.abspath(tree), NUMBA_CACHE_DIR=cache)
@@ -91,7 +95,8 @@ def measure(tree, case, n, code_file=''):
             code = CHILD.format(bench=os.path.join(ROOT, 'bench'), case=case, n=max(m, 200),
                                 code_file=code_file if m == 3 * n else '', span=KERNEL_SPAN)
             tool = ['--tool=none'] if m == 0 else [  # the warm-up needs no counting: faster
-                '--tool=callgrind', '--dump-instr=yes', f'--callgrind-out-file={tmp.name}']
+                '--tool=callgrind', '--dump-instr=yes', f'--callgrind-out-file={tmp.name}',
+                *(['--branch-sim=yes'] if branches else [])]
             r = subprocess.run(['valgrind', *tool, sys.executable, '-c', code],
                                env=env, cwd=tree, capture_output=True, text=True)
             if r.returncode != 0:
@@ -100,13 +105,19 @@ def measure(tree, case, n, code_file=''):
                 continue
             entry = int(re.search(r'KERNEL (0x[0-9a-f]+)', r.stdout).group(1), 16)
             out[m] = {a - entry: c for a, c in kernel_costs(tmp.name, entry).items()}
-    small, big = out[n], out[3 * n]
-    per_addr = {a: (big.get(a, 0) - small.get(a, 0)) / (2 * n) for a in set(small) | set(big)}
-    return per_addr
+            if branches:
+                out[-m] = {a - entry: c for a, c in kernel_costs(tmp.name, entry, 2).items()}
+
+    def per_request(small, big):
+        return {a: (big.get(a, 0) - small.get(a, 0)) / (2 * n) for a in set(small) | set(big)}
+    if branches:
+        return per_request(out[n], out[3 * n]), per_request(out[-n], out[-3 * n])
+    return per_request(out[n], out[3 * n])
 
 
-def annotate(per_addr, code_file, out):
-    """Write the kernel's disassembly (objdump) with each instruction's runs per request."""
+def annotate(per_addr, code_file, out, missed=None):
+    """Write the kernel's disassembly (objdump) with each instruction's runs per request (and,
+    given `missed`, its mispredictions per request in a second column)."""
     asm = subprocess.run(['objdump', '-D', '-b', 'binary', '-m', 'i386:x86-64', code_file],
                          capture_output=True, text=True, check=True).stdout
     with open(out, 'w') as f:
@@ -114,7 +125,8 @@ def annotate(per_addr, code_file, out):
             m = re.match(r'\s*([0-9a-f]+):\t', line)
             if m:
                 a = int(m.group(1), 16)
-                f.write(f'{per_addr.get(a, 0):8.2f} {a:6x} {line.split(chr(9))[-1]}\n')
+                miss = f' {missed.get(a, 0):6.3f}' if missed is not None else ''
+                f.write(f'{per_addr.get(a, 0):8.2f}{miss} {a:6x} {line.split(chr(9))[-1]}\n')
 
 
 def report(tree, per_addr):
@@ -135,6 +147,9 @@ def main():
     ap.add_argument('--tree', action='append', help='source tree (default: this one); twice to compare')
     ap.add_argument('--case', default='sarathi', help='sarathi, orca, vllm-mem or a scenario file')
     ap.add_argument('--n', type=int, default=100_000, help='requests (or workflows) of the smaller run')
+    ap.add_argument('--branches', action='store_true', help='simulate the branch predictor too '
+                    '(callgrind --branch-sim=yes): mispredicted conditional branches per request, '
+                    'the costliest branches, and a second column in --annotate')
     ap.add_argument('--annotate', metavar='FILE', help='write the (last) tree\'s kernel disassembly '
                     'with each instruction\'s runs per request to FILE (needs objdump)')
     a = ap.parse_args()
@@ -142,10 +157,18 @@ def main():
     totals = []
     for t in trees:
         with tempfile.NamedTemporaryFile(suffix='.bin') as code:
-            per_addr = measure(t, a.case, a.n, code.name if a.annotate else '')
+            per_addr = measure(t, a.case, a.n, code.name if a.annotate else '', a.branches)
+            missed = None
+            if a.branches:
+                per_addr, missed = per_addr
             if a.annotate:
-                annotate(per_addr, code.name, a.annotate)
+                annotate(per_addr, code.name, a.annotate, missed)
         totals.append(report(t, per_addr))
+        if missed is not None:
+            top = sorted(missed.items(), key=lambda m: -m[1])
+            print(f'  mispredicted conditional branches per request: {sum(missed.values()):.2f}; '
+                  'the costliest (kernel offset: per request): '
+                  + ', '.join(f'{a:x}: {x:.2f}' for a, x in top[:8]))
     if len(totals) == 2:
         print(f'ratio second / first: {totals[1] / totals[0]:.4f}')
 
