@@ -1,10 +1,12 @@
 """The dashboard's Altair charts: hover tooltips everywhere, click a legend entry to
 highlight that series (shift-click for several), colours from ``palette``.
 
-Altair (~0.2 s to import, and ~0.1 s to build and validate a first chart) is imported by
-the functions that build charts with it, not with this module: the live trajectories'
-panels, the first chart a page sends, are written out as Vega-Lite (``_live_panel_spec``),
-so the browser gets its empty axes and starts loading its chart code that much sooner.
+Altair (~0.2-0.45 s to import, and ~55 ms to build and validate a chart) is imported by
+the functions that build charts with it, not with this module. The trajectories' panels, the
+first chart a page sends and the one it redraws several times a second, are written out as
+Vega-Lite (``_written_panel_spec``; tests/test_app_dashboard.py checks it against the spec
+Altair builds), so the browser gets its empty axes and starts loading its chart code that much
+sooner, and a run's end draws its hover layers without Altair.
 """
 
 from __future__ import annotations
@@ -77,87 +79,56 @@ def log_ticks(log: bool, value_format: str) -> dict:
             if log else {})
 
 
-def _y_scale(log: bool) -> alt.Scale:
-    import altair as alt
-    # symlog: like log for large values, linear near 0, so empty queues still show
-    return alt.Scale(type="symlog", constant=1) if log else alt.Scale(type="linear", zero=True)
-
-
-def _line_panel(data, series: str, cscale: alt.Scale, legend_sel, title: str, x_max: float,
-                log: bool, height: int, show_legend: bool, value_format: str, x_title: str,
-                name: str, y_title: str | None = None, chart_title: str | None = None,
-                interactive: bool = True) -> alt.LayerChart:
-    import altair as alt
-    hover = alt.selection_point(name=f"hover_{name}", on="pointerover", nearest=True, fields=["time_s"],
-                                empty=False, clear="pointerout")
-    legend = alt.Legend(orient="right", title=None, symbolStrokeWidth=4, labelFontSize=12,
-                        labelLimit=220) if show_legend else None
-    base = alt.Chart(data).transform_filter(alt.datum.metric == title).encode(
-        x=alt.X("time_s:Q", title=x_title, scale=alt.Scale(domain=[0, max(x_max, 1e-9)], nice=False)),
-        y=alt.Y("value:Q", title=y_title or title, scale=_y_scale(log),
-                axis=alt.Axis(format=value_format, minExtent=Y_AXIS_PX, maxExtent=Y_AXIS_PX, titleLimit=400,
-                              tickMinStep=1, labelLimit=Y_AXIS_PX - 16, **log_ticks(log, value_format))),
-        color=alt.Color(f"{series}:N", scale=cscale, legend=legend),
-    )
-    lines = base.mark_line(strokeWidth=2, interpolate="linear").encode(
-        opacity=alt.condition(legend_sel, alt.value(1.0), alt.value(0.12)))
-    points = base.mark_circle(size=50).encode(
-        opacity=alt.condition(hover, alt.value(1.0), alt.value(0.0)),
-        tooltip=[alt.Tooltip(f"{series}:N"), alt.Tooltip("time_s:Q", title=x_title, format=",.4~g"),
-                 alt.Tooltip("value:Q", title=y_title or title, format=",.4~g")],
-    ).add_params(hover)
-    rule = base.mark_rule(color="#888888", strokeDash=[3, 3]).encode(
-        y=alt.value(0), y2=alt.value(height), color=alt.value("#888888")).transform_filter(hover)
-    # while a run plays, frames carry the lines only: the hover layer's nearest-point
-    # search (a Voronoi diagram per redraw) is what makes a browser fall behind
-    chart = (alt.layer(lines, points, rule) if interactive else alt.layer(lines)).properties(height=height)
-    if chart_title:
-        chart = chart.properties(title=alt.TitleParams(chart_title, anchor="start", fontSize=14))
-    return chart
-
-
 DATASET = "trajectories"
 
 
-def _altair_panel_spec(series: str, domain: tuple, colours: tuple, metric: str, log: bool, height: int,
-                       value_format: str, x_title: str, y_title: str | None, chart_title: str | None,
-                       interactive: bool) -> dict:
-    import altair as alt
-    legend_sel = alt.selection_point(name="pick", fields=[series], bind="legend")
-    cscale = alt.Scale(domain=list(domain), range=list(colours))
-    p = _line_panel(alt.NamedData(name=DATASET), series, cscale, legend_sel, metric, 1.0, log, height, True,
-                    value_format, x_title, "0", y_title, chart_title, interactive)
-    return p.add_params(legend_sel).to_dict()
-
-
-def _live_panel_spec(series: str, domain: tuple, colours: tuple, metric: str, log: bool, height: int,
-                     value_format: str, x_title: str, y_title: str | None, chart_title: str | None) -> dict:
-    """What ``_altair_panel_spec(..., interactive=False)`` builds (the lines of a live frame),
-    written out: the same Vega-Lite but for the view's name and the schema URL (tested)."""
-    view = "view_live_0"
-    layer = {
-        "mark": {"type": "line", "interpolate": "linear", "strokeWidth": 2},
-        "encoding": {
-            "color": {"field": series, "type": "nominal",
-                      "scale": {"domain": list(domain), "range": list(colours)},
-                      "legend": {"labelFontSize": 12, "labelLimit": 220, "orient": "right", "symbolStrokeWidth": 4,
-                                 "title": None}},
-            "opacity": {"condition": {"param": "pick", "value": 1.0}, "value": 0.12},
-            "x": {"field": "time_s", "type": "quantitative", "title": x_title,
-                  "scale": {"domain": [0, 1.0], "nice": False}},
-            "y": {"field": "value", "type": "quantitative", "title": y_title or metric,
-                  "scale": {"type": "symlog", "constant": 1} if log else {"type": "linear", "zero": True},
-                  "axis": {"format": value_format, "labelLimit": Y_AXIS_PX - 16, "maxExtent": Y_AXIS_PX,
-                           "minExtent": Y_AXIS_PX, "tickMinStep": 1, "titleLimit": 400} | log_ticks(log, value_format)},
-        },
-        "name": view,
-        # Altair writes a string into an expression with Python's repr
-        "transform": [{"filter": f"(datum.metric === {metric!r})"}],
+def _written_panel_spec(series: str, domain: tuple, colours: tuple, metric: str, log: bool, height: int,
+                        value_format: str, x_title: str, y_title: str | None, chart_title: str | None,
+                        interactive: bool) -> dict:
+    """What ``_altair_panel_spec`` builds, written out: the same Vega-Lite but for the views'
+    names and the schema URL (tested, interactive or not). Building and validating it with
+    Altair took ~55 ms a panel (a run's end drew three for each new layout), and Altair's import
+    0.2-0.45 s."""
+    line_view, point_view = "view_panel_0", "view_panel_1"
+    x = {"field": "time_s", "type": "quantitative", "title": x_title, "scale": {"domain": [0, 1.0], "nice": False}}
+    y_label = y_title or metric
+    base = {
+        "color": {"field": series, "type": "nominal",
+                  "scale": {"domain": list(domain), "range": list(colours)},
+                  "legend": {"labelFontSize": 12, "labelLimit": 220, "orient": "right", "symbolStrokeWidth": 4,
+                             "title": None}},
+        "x": x,
+        "y": {"field": "value", "type": "quantitative", "title": y_label,
+              "scale": {"type": "symlog", "constant": 1} if log else {"type": "linear", "zero": True},
+              "axis": {"format": value_format, "labelLimit": Y_AXIS_PX - 16, "maxExtent": Y_AXIS_PX,
+                       "minExtent": Y_AXIS_PX, "tickMinStep": 1, "titleLimit": 400} | log_ticks(log, value_format)},
     }
-    spec = {"config": {"view": {"continuousWidth": 300, "continuousHeight": 300}}, "layer": [layer],
-            "data": {"name": DATASET}, "height": height,
-            "params": [{"name": "pick", "select": {"type": "point", "fields": [series]}, "bind": "legend",
-                        "views": [view]}]}
+    # Altair writes a string into an expression with Python's repr
+    only_metric = {"filter": f"(datum.metric === {metric!r})"}
+    layers = [{"mark": {"type": "line", "interpolate": "linear", "strokeWidth": 2},
+               "encoding": base | {"opacity": {"condition": {"param": "pick", "value": 1.0}, "value": 0.12}},
+               "name": line_view, "transform": [only_metric]}]
+    params = [{"name": "pick", "select": {"type": "point", "fields": [series]}, "bind": "legend",
+               "views": [line_view]}]
+    if interactive:
+        hover = "hover_0"
+        layers.append({
+            "mark": {"type": "circle", "size": 50},
+            "encoding": base | {
+                "opacity": {"condition": {"param": hover, "value": 1.0, "empty": False}, "value": 0.0},
+                "tooltip": [{"field": series, "type": "nominal"},
+                            {"field": "time_s", "format": ",.4~g", "title": x_title, "type": "quantitative"},
+                            {"field": "value", "format": ",.4~g", "title": y_label, "type": "quantitative"}]},
+            "name": point_view, "transform": [only_metric]})
+        layers.append({
+            "mark": {"type": "rule", "color": "#888888", "strokeDash": [3, 3]},
+            "encoding": {"color": {"value": "#888888"}, "x": x, "y": {"value": 0}, "y2": {"value": height}},
+            "transform": [only_metric, {"filter": {"param": hover, "empty": False}}]})
+        params.insert(0, {"name": hover, "select": {"type": "point", "clear": "pointerout", "fields": ["time_s"],
+                                                    "nearest": True, "on": "pointerover"},
+                          "views": [point_view]})
+    spec = {"config": {"view": {"continuousWidth": 300, "continuousHeight": 300}}, "layer": layers,
+            "data": {"name": DATASET}, "height": height, "params": params}
     if chart_title:
         spec["title"] = {"text": chart_title, "anchor": "start", "fontSize": 14}
     return spec
@@ -168,10 +139,10 @@ def _panel_spec(series: str, domain: tuple, colours: tuple, metric: str, log: bo
                 height: int, value_format: str, x_title: str, y_title: str | None, chart_title: str | None,
                 interactive: bool) -> str:
     """One panel's spec with a placeholder time axis (``_set_x_max`` fills it in), so a
-    layout is built once whatever the run's horizon. interactive: with the hover layers,
-    built with Altair; else the live frame's lines, without Altair."""
-    args = (series, domain, colours, metric, log, height, value_format, x_title, y_title, chart_title)
-    return json.dumps(_altair_panel_spec(*args, interactive) if interactive else _live_panel_spec(*args))
+    layout is built once whatever the run's horizon. interactive: with the hover layers;
+    else the live frame's lines."""
+    return json.dumps(_written_panel_spec(series, domain, colours, metric, log, height, value_format, x_title,
+                                          y_title, chart_title, interactive))
 
 
 def _set_x_max(spec: dict, x_max: float) -> None:

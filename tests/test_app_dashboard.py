@@ -160,21 +160,59 @@ def _named_views_as(spec: dict, names: dict) -> dict:
     return json.loads(text)
 
 
+def _altair_panel_spec(series: str, domain: tuple, colours: tuple, metric: str, log: bool, height: int,
+                       value_format: str, x_title: str, y_title: str | None, chart_title: str | None,
+                       interactive: bool) -> dict:
+    """The trajectory panel built with Altair, as the dashboard built it before it was written
+    out: the reference charts._written_panel_spec must equal."""
+    import altair as alt
+    from llmsim_ui.charts import DATASET, Y_AXIS_PX, log_ticks
+    legend_sel = alt.selection_point(name="pick", fields=[series], bind="legend")
+    hover = alt.selection_point(name="hover_0", on="pointerover", nearest=True, fields=["time_s"],
+                                empty=False, clear="pointerout")
+    y_scale = alt.Scale(type="symlog", constant=1) if log else alt.Scale(type="linear", zero=True)
+    base = alt.Chart(alt.NamedData(name=DATASET)).transform_filter(alt.datum.metric == metric).encode(
+        x=alt.X("time_s:Q", title=x_title, scale=alt.Scale(domain=[0, 1.0], nice=False)),
+        y=alt.Y("value:Q", title=y_title or metric, scale=y_scale,
+                axis=alt.Axis(format=value_format, minExtent=Y_AXIS_PX, maxExtent=Y_AXIS_PX, titleLimit=400,
+                              tickMinStep=1, labelLimit=Y_AXIS_PX - 16, **log_ticks(log, value_format))),
+        color=alt.Color(f"{series}:N", scale=alt.Scale(domain=list(domain), range=list(colours)),
+                        legend=alt.Legend(orient="right", title=None, symbolStrokeWidth=4, labelFontSize=12,
+                                          labelLimit=220)),
+    )
+    lines = base.mark_line(strokeWidth=2, interpolate="linear").encode(
+        opacity=alt.condition(legend_sel, alt.value(1.0), alt.value(0.12)))
+    points = base.mark_circle(size=50).encode(
+        opacity=alt.condition(hover, alt.value(1.0), alt.value(0.0)),
+        tooltip=[alt.Tooltip(f"{series}:N"), alt.Tooltip("time_s:Q", title=x_title, format=",.4~g"),
+                 alt.Tooltip("value:Q", title=y_title or metric, format=",.4~g")],
+    ).add_params(hover)
+    rule = base.mark_rule(color="#888888", strokeDash=[3, 3]).encode(
+        y=alt.value(0), y2=alt.value(height), color=alt.value("#888888")).transform_filter(hover)
+    chart = (alt.layer(lines, points, rule) if interactive else alt.layer(lines)).properties(height=height)
+    if chart_title:
+        chart = chart.properties(title=alt.TitleParams(chart_title, anchor="start", fontSize=14))
+    return chart.add_params(legend_sel).to_dict()
+
+
 @pytest.mark.parametrize("log", [False, True])
 @pytest.mark.parametrize("metric, y_title, chart_title, series", [
     ("Waiting requests", None, None, "scheduler"),
     ("KV cache in use (%)", "per cent", "KV cache", "buffer"),
     ("it's \"quoted\"", None, "t", "scheduler"),
 ])
-def test_live_panel_is_altairs_spec_written_out(log, metric, y_title, chart_title, series):
-    """The live frames' panel is written out as Vega-Lite (no Altair import before a page's
-    first chart): the very spec Altair builds for it, view names and schema URL aside."""
+@pytest.mark.parametrize("interactive", [False, True])
+def test_trajectory_panel_is_altairs_spec_written_out(log, metric, y_title, chart_title, series, interactive):
+    """The trajectory panels (the live frames' lines, and the hover layers drawn when a run
+    ends) are written out as Vega-Lite, without Altair (its import and its validation, ~55 ms a
+    panel): the very spec Altair builds for them, view names and schema URL aside."""
     from llmsim_ui import charts
     args = (series, ("sarathi", "orca", "x"), ("#111111", "#222222", "#333333"), metric, log, 210, "~s",
             "simulated time (s)", y_title, chart_title)
-    assert (_named_views_as(charts._live_panel_spec(*args), {})
-            == _named_views_as(charts._altair_panel_spec(*args, False), {}))
-    assert charts._live_panel_spec(*args) != charts._live_panel_spec(*args[:4], not log, *args[5:])
+    assert (_named_views_as(charts._written_panel_spec(*args, interactive), {})
+            == _named_views_as(_altair_panel_spec(*args, interactive), {}))
+    assert (charts._written_panel_spec(*args, interactive)
+            != charts._written_panel_spec(*args[:4], not log, *args[5:], interactive))
 
 
 def test_log_view_has_a_tick_per_power_of_ten_and_keeps_shares_linear():
