@@ -60,12 +60,12 @@ def _pos(tok, cur):
     return cur  # '*': the same position
 
 
-def kernel_costs(path, entry, event=0):
-    """Instructions executed at each address in [entry, entry + KERNEL_SPAN), from a callgrind
+def kernel_costs(path, entry, events=(0,)):
+    """Per event, the count at each address in [entry, entry + KERNEL_SPAN), from a callgrind
     file written with --dump-instr=yes (positions: address, line; then the events: Ir, and
-    with --branch-sim=yes Bc Bcm Bi Bim; trailing zeros are left out). `event` picks one: 0 is
-    Ir, 2 the mispredicted conditional branches (Bcm)."""
-    cost = collections.Counter()
+    with --branch-sim=yes Bc Bcm Bi Bim; trailing zeros are left out). Event 0 is Ir, the
+    instructions executed; 2 is Bcm, the mispredicted conditional branches. One pass."""
+    costs = [collections.Counter() for _ in events]
     addr, skip = 0, False
     with open(path) as f:
         for line in f:
@@ -78,14 +78,16 @@ def kernel_costs(path, entry, event=0):
             if skip:  # the line after calls= is the call's inclusive cost: not this code's own
                 skip = False
                 continue
-            if len(parts) >= 3 + event and entry <= addr < entry + KERNEL_SPAN:
-                cost[addr] += int(parts[2 + event])
-    return cost
+            if entry <= addr < entry + KERNEL_SPAN:
+                for cost, e in zip(costs, events):
+                    if len(parts) > 2 + e:
+                        cost[addr] += int(parts[2 + e])
+    return costs
 
 
 def measure(tree, case, n, code_file='', branches=False):
-    """Per kernel address, instructions per request (and with `branches`, also mispredicted
-    conditional branches per request, by callgrind's simple predictor model)."""
+    """Per kernel address, instructions per request, and with `branches` mispredicted
+    conditional branches per request by callgrind's simple predictor model (else None)."""
     cache = os.path.join(tempfile.gettempdir(), 'llmsim-valgrind-cache',
                          hashlib.sha1(os.path.abspath(tree).encode()).hexdigest()[:12])
     env = dict(os.environ, PYTHONPATH=os.path.abspath(tree), NUMBA_CACHE_DIR=cache)
@@ -104,15 +106,13 @@ def measure(tree, case, n, code_file='', branches=False):
             if m == 0:
                 continue
             entry = int(re.search(r'KERNEL (0x[0-9a-f]+)', r.stdout).group(1), 16)
-            out[m] = {a - entry: c for a, c in kernel_costs(tmp.name, entry).items()}
-            if branches:
-                out[-m] = {a - entry: c for a, c in kernel_costs(tmp.name, entry, 2).items()}
+            out[m] = [{a - entry: c for a, c in cost.items()}
+                      for cost in kernel_costs(tmp.name, entry, (0, 2) if branches else (0,))]
 
     def per_request(small, big):
         return {a: (big.get(a, 0) - small.get(a, 0)) / (2 * n) for a in set(small) | set(big)}
-    if branches:
-        return per_request(out[n], out[3 * n]), per_request(out[-n], out[-3 * n])
-    return per_request(out[n], out[3 * n])
+    per_event = [per_request(small, big) for small, big in zip(out[n], out[3 * n])]
+    return per_event[0], (per_event[1] if branches else None)
 
 
 def annotate(per_addr, code_file, out, missed=None):
@@ -157,10 +157,7 @@ def main():
     totals = []
     for t in trees:
         with tempfile.NamedTemporaryFile(suffix='.bin') as code:
-            per_addr = measure(t, a.case, a.n, code.name if a.annotate else '', a.branches)
-            missed = None
-            if a.branches:
-                per_addr, missed = per_addr
+            per_addr, missed = measure(t, a.case, a.n, code.name if a.annotate else '', a.branches)
             if a.annotate:
                 annotate(per_addr, code.name, a.annotate, missed)
         totals.append(report(t, per_addr))

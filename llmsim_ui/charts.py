@@ -85,10 +85,11 @@ DATASET = "trajectories"
 def _written_panel_spec(series: str, domain: tuple, colours: tuple, metric: str, log: bool, height: int,
                         value_format: str, x_title: str, y_title: str | None, chart_title: str | None,
                         interactive: bool) -> dict:
-    """What ``_altair_panel_spec`` builds, written out: the same Vega-Lite but for the views'
-    names and the schema URL (tested, interactive or not). Building and validating it with
-    Altair took ~55 ms a panel (a run's end drew three for each new layout), and Altair's import
-    0.2-0.45 s."""
+    """A trajectory panel as Altair builds it, written out: the same Vega-Lite but for the
+    views' names and the schema URL (tests/test_app_dashboard.py builds it with Altair and
+    compares, interactive or not). Built with Altair it took ~55 ms a panel (a run's end drew
+    three for each new layout), after Altair's import, 0.2-0.45 s. interactive: with the hover
+    layers (nearest point, tooltip, rule) drawn when a run ends; else a live frame's lines."""
     line_view, point_view = "view_panel_0", "view_panel_1"
     x = {"field": "time_s", "type": "quantitative", "title": x_title, "scale": {"domain": [0, 1.0], "nice": False}}
     y_label = y_title or metric
@@ -183,10 +184,10 @@ def trajectories(df: pd.DataFrame, series: str, cscale: alt.Scale | palette.Colo
     highlight a series. df from ``long_trajectories``; cscale: the colours (an ``alt.Scale``
     or a ``palette.Colours``: its domain and range).
 
-    The live view redraws these several times a second: each Altair chart is built once
-    per layout (cached) and a frame only swaps in the new data, which keeps a frame at a
-    few milliseconds instead of the ~150 ms Altair needs to build and validate it. live:
-    frames without the hover layer (drawn again, interactive, when the run ends).
+    The live view redraws these several times a second: each panel's spec is built once
+    per layout (cached, written out without Altair) and a frame only swaps in the new data,
+    which keeps a frame at a few milliseconds. live: frames without the hover layer (drawn
+    again, interactive, when the run ends).
     (One chart per metric rather than a vconcat: Vega-Lite drops a concatenated chart
     that has both a legend-bound and a hover selection.)"""
     formats = formats or {}

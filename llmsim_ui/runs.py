@@ -202,8 +202,8 @@ def kernel_ready() -> bool:
 
 
 _T0 = time.perf_counter()
-# set when a live run has drawn its first frame (any session): the server's start then imports
-# what a run's end needs (llmsim_ui/server_start.py), where it cannot delay a first trajectory
+# set when a live run has sent its first frame to the browser (any session): the server's start
+# then imports what a run's end needs (llmsim_ui/server_start.py), once that frame is drawn
 first_frame_drawn = threading.Event()
 
 
