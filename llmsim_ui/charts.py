@@ -89,7 +89,11 @@ def _written_panel_spec(series: str, domain: tuple, colours: tuple, metric: str,
     views' names and the schema URL (tests/test_app_dashboard.py builds it with Altair and
     compares, interactive or not). Built with Altair it took ~55 ms a panel (a run's end drew
     three for each new layout), after Altair's import, 0.2-0.45 s. interactive: with the hover
-    layers (nearest point, tooltip, rule) drawn when a run ends; else a live frame's lines."""
+    layers (nearest point, tooltip, rule) and the legend that highlights a series, drawn when a
+    run ends; else a live frame's lines alone. A live frame without the legend's selection is
+    cheaper for the browser to build (its signals and a per-point test, which Streamlit's Vega
+    interprets): the first trajectory of a visit is drawn ~0.5 s sooner (bench/README.md,
+    Round 17)."""
     line_view, point_view = "view_panel_0", "view_panel_1"
     x = {"field": "time_s", "type": "quantitative", "title": x_title, "scale": {"domain": [0, 1.0], "nice": False}}
     y_label = y_title or metric
@@ -107,11 +111,13 @@ def _written_panel_spec(series: str, domain: tuple, colours: tuple, metric: str,
     # Altair writes a string into an expression with Python's repr
     only_metric = {"filter": f"(datum.metric === {metric!r})"}
     layers = [{"mark": {"type": "line", "interpolate": "linear", "strokeWidth": 2},
-               "encoding": base | {"opacity": {"condition": {"param": "pick", "value": 1.0}, "value": 0.12}},
-               "name": line_view, "transform": [only_metric]}]
-    params = [{"name": "pick", "select": {"type": "point", "fields": [series]}, "bind": "legend",
-               "views": [line_view]}]
+               "encoding": base, "transform": [only_metric]}]
+    params = []
     if interactive:
+        layers[0]["encoding"] = base | {"opacity": {"condition": {"param": "pick", "value": 1.0}, "value": 0.12}}
+        layers[0]["name"] = line_view
+        params.append({"name": "pick", "select": {"type": "point", "fields": [series]}, "bind": "legend",
+                       "views": [line_view]})
         hover = "hover_0"
         layers.append({
             "mark": {"type": "circle", "size": 50},
@@ -129,7 +135,9 @@ def _written_panel_spec(series: str, domain: tuple, colours: tuple, metric: str,
                                                     "nearest": True, "on": "pointerover"},
                           "views": [point_view]})
     spec = {"config": {"view": {"continuousWidth": 300, "continuousHeight": 300}}, "layer": layers,
-            "data": {"name": DATASET}, "height": height, "params": params}
+            "data": {"name": DATASET}, "height": height}
+    if params:
+        spec["params"] = params
     if chart_title:
         spec["title"] = {"text": chart_title, "anchor": "start", "fontSize": 14}
     return spec

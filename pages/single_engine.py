@@ -152,8 +152,8 @@ st.caption(
     "started), **backlog** (prompt and output tokens not yet processed) and **KV cache in use** "
     "(GPU memory). A line that keeps climbing is a queue that never drains; the backlog is the one to "
     "watch: with a large KV cache requests are started at once, and an engine that falls behind piles "
-    "up work in its backlog while few requests wait. Hover for values; click a legend entry to highlight "
-    "one scheduler (shift-click for several).")
+    "up work in its backlog while few requests wait. Once the run has ended, hover for values and click a "
+    "legend entry to highlight one scheduler (shift-click for several).")
 ctl1, ctl2 = st.columns([2, 5])
 ctl1.radio("Vertical scale", ["linear", "log"], **ps.w("scale", ["linear", "log"]), horizontal=True,
                        help="Log scale shows a growing queue and a small bounded one on the same chart (the KV cache share stays linear).")

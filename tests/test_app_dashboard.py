@@ -180,8 +180,9 @@ def _altair_panel_spec(series: str, domain: tuple, colours: tuple, metric: str, 
                         legend=alt.Legend(orient="right", title=None, symbolStrokeWidth=4, labelFontSize=12,
                                           labelLimit=220)),
     )
-    lines = base.mark_line(strokeWidth=2, interpolate="linear").encode(
-        opacity=alt.condition(legend_sel, alt.value(1.0), alt.value(0.12)))
+    lines = base.mark_line(strokeWidth=2, interpolate="linear")
+    if interactive:
+        lines = lines.encode(opacity=alt.condition(legend_sel, alt.value(1.0), alt.value(0.12)))
     points = base.mark_circle(size=50).encode(
         opacity=alt.condition(hover, alt.value(1.0), alt.value(0.0)),
         tooltip=[alt.Tooltip(f"{series}:N"), alt.Tooltip("time_s:Q", title=x_title, format=",.4~g"),
@@ -192,7 +193,7 @@ def _altair_panel_spec(series: str, domain: tuple, colours: tuple, metric: str, 
     chart = (alt.layer(lines, points, rule) if interactive else alt.layer(lines)).properties(height=height)
     if chart_title:
         chart = chart.properties(title=alt.TitleParams(chart_title, anchor="start", fontSize=14))
-    return chart.add_params(legend_sel).to_dict()
+    return (chart.add_params(legend_sel) if interactive else chart).to_dict()
 
 
 @pytest.mark.parametrize("log", [False, True])
@@ -203,8 +204,8 @@ def _altair_panel_spec(series: str, domain: tuple, colours: tuple, metric: str, 
 ])
 @pytest.mark.parametrize("interactive", [False, True])
 def test_trajectory_panel_is_altairs_spec_written_out(log, metric, y_title, chart_title, series, interactive):
-    """The trajectory panels (the live frames' lines, and the hover layers drawn when a run
-    ends) are written out as Vega-Lite, without Altair (its import and its validation, ~55 ms a
+    """The trajectory panels (the live frames' lines, and the hover layers and the legend's
+    highlight drawn when a run ends) are written out as Vega-Lite, without Altair (its import and its validation, ~55 ms a
     panel): the very spec Altair builds for them, view names and schema URL aside."""
     from llmsim_ui import charts
     args = (series, ("sarathi", "orca", "x"), ("#111111", "#222222", "#333333"), metric, log, 210, "~s",
