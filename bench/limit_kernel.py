@@ -11,9 +11,13 @@ vectorized passes and its removal of finished calls from the nearer end -- but w
 everything a general network needs taken out: its state lives in local variables, not in
 rows of state arrays; no loops over engines and steps, no linked lists of waiting calls
 (one FCFS buffer is a range of request ids), no router, join, heap or workflow routing, no
-room checks (its arrays are sized for the whole run), no work units, no iteration log. It
-writes what the real kernel writes per request (created, ready, admitted, first token,
-finished; the workflow's finish) and per instant (the time integrals and the samples).
+room checks (its arrays are sized for the whole run), no work units, no iteration log, no
+pause and resume. Of what the real kernel writes, it writes the request times the results
+are built from (created, ready, admitted, first token, finished; the workflow's finish), the
+time integrals and the samples; not the rest of a call's row (its state, links, sequence
+numbers, KV and token counts), which the real kernel keeps so that a run can pause, resume,
+preempt and route. So it is a bound: a W1-only kernel that could replace the general one
+would have to write some of that too.
 
 It is checked against ``llmsim`` first: on a 20,000-request W1 run, every time it writes,
 every sample and every time integral must be bit-identical to the real kernel's, and the

@@ -3,7 +3,8 @@
 llmsim's general kernel on W1's draws -- every time written per request, the iteration count,
 the time integrals and the trajectory samples. It is the bound the kernel's speed is measured
 against (bench/README.md, Round 17), and a cross-check of the general kernel's single-engine
-path that shares none of its code."""
+path that imports none of its code: the same algorithms (event order, phases, the decode
+queue's passes), transcribed for one engine with its state in local variables."""
 
 import numpy as np
 import pytest
