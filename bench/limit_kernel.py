@@ -328,7 +328,6 @@ class W1Run:
 
     def __init__(self, sim):
         import llmsim.state as S
-        self.S = S
         self.n = n = len(sim.jf)
         self.arr = np.ascontiguousarray(sim.jf[:, S.JF_ARRIVAL])
         self.P = sim.pool_p[:n].copy()
