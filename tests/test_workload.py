@@ -31,6 +31,38 @@ def test_lognormal_clipping_changes_the_mean():
     assert d.max_value == 200
 
 
+def test_lognormal_moments_match_a_plain_python_sum():
+    """The vectorized table agrees with P(rint(X) = k) summed with math.erf, term by term
+    (1 and max absorb the clipped tails)."""
+    import math
+    d = Lognormal(40, 2.5, 3000)
+    mu, sigma = d._mu_sigma
+
+    def cdf(x):
+        return 0.0 if x <= 0 else 0.5 * (1 + math.erf((math.log(x) - mu) / (sigma * math.sqrt(2))))
+
+    p = [cdf(1.5)] + [cdf(k + 0.5) - cdf(k - 0.5) for k in range(2, 3000)]
+    p.append(1.0 - cdf(2999.5))
+    mean = sum(k * q for k, q in zip(range(1, 3001), p))
+    var = sum(k * k * q for k, q in zip(range(1, 3001), p)) - mean * mean
+    assert d.mean == pytest.approx(mean, rel=1e-12)
+    assert d.var == pytest.approx(var, rel=1e-10)
+
+
+def test_length_moments_are_computed_once_per_law():
+    """A million-value table is built once: an equal law (a new instance, as each rerun of a
+    page parses its scenario again) reads the cached moments."""
+    from llmsim.workload import _pmf_moments
+    Lognormal(10, 20.0, 1_000_000).mean
+    before = _pmf_moments.cache_info()
+    for _ in range(20):
+        d = Lognormal(10, 20.0, 1_000_000)
+        d.mean, d.var
+    after = _pmf_moments.cache_info()
+    assert after.misses == before.misses
+    assert after.hits == before.hits + 40
+
+
 @pytest.mark.parametrize("proc,cv", [(Poisson(5.0), 1.0), (Deterministic(5.0), 0.0),
                                      (GammaArrivals(5.0, 3.0), 3.0), (GammaArrivals(5.0, 0.5), 0.5)])
 def test_arrival_rate_and_cv(proc, cv):
