@@ -26,6 +26,10 @@ BATCH_TIME_MODELS = ("constant", "staircase", "piecewise", "affine")
 MAX_BUDGET = 1 << 20
 MAX_KV_TOKENS = 200_000_000
 MAX_REQUESTS = 20_000_000
+# the longest simulated time a run may reach (run.duration_seconds, a trace's last arrival): up
+# to it a double still resolves a microsecond-long iteration (at 1e17 s an iteration of 0.05 s
+# no longer moved the clock: every latency came out 0)
+MAX_SIM_SECONDS = 1e9
 
 
 # -------------------------------------------------------------------- batch time
@@ -501,7 +505,7 @@ def _run_bounds(table: dict, where: str) -> dict:
     if "num_requests" in table:
         kw["num_requests"] = _num(table, "num_requests", where, integer=True, maximum=MAX_REQUESTS)
     if "duration_seconds" in table:
-        kw["duration_seconds"] = _num(table, "duration_seconds", where, maximum=1e9)
+        kw["duration_seconds"] = _num(table, "duration_seconds", where, maximum=MAX_SIM_SECONDS)
         kw.setdefault("num_requests", None)
     if "drain" in table:
         if not isinstance(table["drain"], bool):
@@ -977,8 +981,8 @@ def _check_run(sc: Scenario, run: str):
         _check_int(sc.num_requests, f"{run}.num_requests", 1, MAX_REQUESTS)
     d = sc.duration_seconds
     if d is not None and (isinstance(d, bool) or not isinstance(d, (int, float))
-                          or not math.isfinite(d) or not 0 < d <= 1e9):
-        raise ConfigError(f"{run}.duration_seconds: {d!r} must be a number in (0, 1e9] seconds")
+                          or not math.isfinite(d) or not 0 < d <= MAX_SIM_SECONDS):
+        raise ConfigError(f"{run}.duration_seconds: {d!r} must be a number in (0, {MAX_SIM_SECONDS:g}] seconds")
     if not isinstance(sc.drain, bool):
         raise ConfigError(f"{run}.drain: {sc.drain!r} must be true or false")
     _check_int(sc.timeseries_points, f"{run}.timeseries_points", 10, 200_000)
@@ -1048,6 +1052,13 @@ def _check_arrival(a, where: str):
                 f"{where}.path: the trace {a.trace.path!r} spans {span_m:g} s for {rows}, an arrival rate of "
                 f"{(m - 1) / span_m * a.rate_scale if span_m > 0 else math.inf:g} per second; allowed: at most "
                 f"{MAX_RATE:g} per second (rows spread over a longer time, or a smaller speedup)")
+        last = a.last_time(a.replay) if a.replay else float(t[-1]) / a.rate_scale
+        if last > MAX_SIM_SECONDS:
+            what = f"the {a.replay:,} arrivals a run replays end" if a.replay else "its last arrival is"
+            raise ConfigError(
+                f"{where}.path: in the trace {a.trace.path!r} {what} at t = {last:g} s; allowed: at most "
+                f"{MAX_SIM_SECONDS:g} s of simulated time (arrival times from 0 to {MAX_SIM_SECONDS:g} s, fewer "
+                f"requests, or a larger speedup)")
         return
     r = getattr(a, "rate", None)
     if isinstance(r, bool) or not isinstance(r, (int, float)) or not math.isfinite(r) or not MIN_RATE <= r <= MAX_RATE:

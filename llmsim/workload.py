@@ -725,12 +725,22 @@ class TraceArrivals:
         gaps = np.diff(self.replayed_times)
         return float(gaps.std() / gaps.mean()) if len(gaps) > 1 and gaps.mean() > 0 else 0.0
 
+    def _period(self, base):
+        """How far apart the trace's copies lie when a run loops it: its span and one mean gap."""
+        return base[-1] + (base[-1] / max(len(base) - 1, 1))
+
+    def last_time(self, n: int) -> float:
+        """The n-th arrival's time (``times(rng, n)[-1]``) without building the n times."""
+        base = self.trace.times / self.rate_scale
+        reps, pos = divmod(n - 1, len(base))
+        return float(base[pos] + self._period(base) * reps) if reps else float(base[pos])
+
     def times(self, rng, n):
         base = self.trace.times / self.rate_scale
         if n <= len(base):
             return base[:n].copy()
         # loop the trace end to end, one mean gap apart, when more requests are asked for
-        period = base[-1] + (base[-1] / max(len(base) - 1, 1))
+        period = self._period(base)
         reps = -(-n // len(base))
         return (base[None, :] + period * np.arange(reps)[:, None]).ravel()[:n]
 

@@ -172,6 +172,27 @@ def test_long_loops_are_checked_in_near_linear_time():
     assert expected_visits(sc)[0] == pytest.approx(2.0)
 
 
+def test_million_value_length_tables_are_built_once_per_law():
+    """64 steps with heavy lognormal and Zipf lengths (max 1e6, the largest the format
+    allows; a 591-character shared link of the agents page): each law's table and its
+    theory's sample were built again on every read (minutes of a server core on every
+    rerun). Now once per law: this network has two laws and one budget."""
+    from llmsim.theory import _mean_ceil
+    from llmsim.workload import _pmf_moments
+    logn = {"dist": "lognormal", "mean": 10.123, "cv": 20, "max": 1_000_000}
+    zipf = {"dist": "zipf", "s": 0.0123, "max": 1_000_000}
+    steps = [step(f"s{i}", [f"s{i + 1}"] if i < 63 else [], prompt_tokens=logn, output_tokens=zipf)
+             for i in range(64)]
+    m0, c0 = _pmf_moments.cache_info().misses, _mean_ceil.cache_info().misses
+    table = network(steps)
+    table["engines"][0]["kv_cache_tokens"] = 2_000_000
+    sc = scenario_from_table(table)
+    validate(sc)
+    llmsim.analyze(sc)
+    assert _pmf_moments.cache_info().misses - m0 == 2
+    assert _mean_ceil.cache_info().misses - c0 == 1  # the prompts' law at budget 64
+
+
 # ------------------------------------------------------- 7. API holes, traces
 
 
@@ -191,6 +212,9 @@ def test_validate_refuses_lengths_below_one(dist):
     ("0,10,5\n", "1 request row"),
     ("5,10,5\n5,10,5\n5,10,5\n", "spans 0 s"),
     ("0,10,5\n" + "".join(f"{i * 1e-9:.12f},10,5\n" for i in range(1, 100)), "at most 1e+06 per second"),
+    # past 1e9 s a double cannot resolve an iteration: every latency came out 0 ms
+    ("0,10,5\n1e17,10,5\n", "end at t = 4.9e+18 s; allowed: at most 1e+09 s"),
+    ("0,10,5\n1e8,10,5\n", "the 50 arrivals a run replays end at t = 4.9e+09 s"),  # the trace looped
 ])
 def test_degenerate_traces_are_refused(rows, needle):
     tr = parse_trace(HEADER + rows, "t.csv")
@@ -203,6 +227,14 @@ def test_degenerate_traces_are_refused(rows, needle):
     assert needle in str(e.value)
     with pytest.raises(ConfigError, match=re.escape(needle)):
         loads_scenario(trace_single("t.csv"), traces={"t.csv": HEADER + rows})
+
+
+def test_a_looped_traces_last_arrival_is_that_of_its_times():
+    tr = parse_trace(HEADER + "0.5,10,5\n2,10,5\n7,10,5\n", "t.csv")
+    for speedup in (1.0, 3.0):
+        a = TraceArrivals(tr, speedup)
+        for n in (1, 2, 3, 4, 7, 50):
+            assert a.last_time(n) == a.times(None, n)[-1]
 
 
 def test_tiny_rates_are_refused():
