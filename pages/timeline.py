@@ -62,9 +62,17 @@ except ConfigError as exc:
     inputs.raise_budget_button(ps, str(exc), key=f"{PAGE}.raise_b")
     st.stop()
 # the iteration log has a row per decode token and prefill chunk, and the charts draw every
-# row: 300 requests of 16,384 output tokens were a 227 MB message and 3.9 GB of server memory
-step = sc.workflow.steps[0]
-log_rows = int(sc.num_requests * (step.output_tokens.mean + step.prompt_tokens.mean / sc.engine.token_budget + 1))
+# row: 300 requests of 16,384 output tokens were a 227 MB message and 3.9 GB of server memory.
+# Counted from the run's own draws (a Simulation draws them without running: ~1 ms for 300
+# requests), not from the laws' means: a heavy-tailed law's draws for a chosen seed overran an
+# estimate from the mean three times over.
+try:
+    _draws = llmsim.Simulation(sc)
+except ConfigError as exc:
+    st.error(f"Cannot run this scenario — {plain(exc)}", icon=":material/block:")
+    st.stop()
+log_rows = int((_draws.pool_d + -(-_draws.pool_p // sc.engine.token_budget) + 1).sum())
+del _draws
 if log_rows > L.MAX_TIMELINE_ROWS:
     st.error(f"Requests in the run × output tokens: about {log_rows:,} batch entries to draw, above this demo's "
              f"limit of {L.MAX_TIMELINE_ROWS:,}; allowed: fewer requests or shorter outputs (about "

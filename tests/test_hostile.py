@@ -687,6 +687,21 @@ def test_a_timeline_too_long_to_draw_is_refused_before_it_runs():
     assert time.perf_counter() - start < 30 and not at.get("vega_lite_chart")
 
 
+def test_a_timeline_is_sized_by_its_own_draws_not_by_the_means():
+    # heavy-tailed outputs (lognormal, cv 20) and a seed found by searching: the mean says
+    # ~59,000 log rows, this seed's draws make ~181,000 (the run overran the limit three times)
+    at = page("pages/timeline.py", hw="custom", bt="constant", bt_ms=1, budget=65536, kv=50_000_000, wl="custom",
+              p_dist="constant", p_value=1, o_dist="lognormal", o_mean=200, o_cv=20, o_max=65536, seed=81,
+              rate=5, sched="sarathi", n=300, arr="poisson")
+    msg = shown(at)
+    assert f"above this demo's limit of {L.MAX_TIMELINE_ROWS:,}" in msg, msg
+    assert not at.get("vega_lite_chart")
+    ok = page("pages/timeline.py", hw="custom", bt="constant", bt_ms=1, budget=65536, kv=50_000_000, wl="custom",
+              p_dist="constant", p_value=1, o_dist="lognormal", o_mean=200, o_cv=20, o_max=65536, seed=81,
+              rate=5, sched="sarathi", n=60, arr="poisson")
+    assert "limit of" not in shown(ok)
+
+
 def test_parsed_traces_are_shared_and_bounded_by_bytes(monkeypatch):
     """Parsed uploaded traces were cached 8 at a time, a copy per session: 8 different 5 MB
     traces held ~160 MB beside the server's memory cap. They are now one shared copy each,
