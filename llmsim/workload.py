@@ -725,22 +725,25 @@ class TraceArrivals:
         gaps = np.diff(self.replayed_times)
         return float(gaps.std() / gaps.mean()) if len(gaps) > 1 and gaps.mean() > 0 else 0.0
 
-    def _period(self, base):
-        """How far apart the trace's copies lie when a run loops it: its span and one mean gap."""
-        return base[-1] + (base[-1] / max(len(base) - 1, 1))
+    @staticmethod
+    def _period(last: float, rows: int) -> float:
+        """How far apart the trace's copies lie when a run loops it (last: its last arrival,
+        sped up): its span and one mean gap."""
+        return last + last / max(rows - 1, 1)
 
     def last_time(self, n: int) -> float:
-        """The n-th arrival's time (``times(rng, n)[-1]``) without building the n times."""
-        base = self.trace.times / self.rate_scale
-        reps, pos = divmod(n - 1, len(base))
-        return float(base[pos] + self._period(base) * reps) if reps else float(base[pos])
+        """The n-th arrival's time (``times(rng, n)[-1]``, the same operations on the two rows
+        it needs) without building the n times."""
+        t = self.trace.times
+        reps, pos = divmod(n - 1, len(t))
+        return float(t[pos] / self.rate_scale + self._period(t[-1] / self.rate_scale, len(t)) * reps)
 
     def times(self, rng, n):
         base = self.trace.times / self.rate_scale
         if n <= len(base):
             return base[:n].copy()
         # loop the trace end to end, one mean gap apart, when more requests are asked for
-        period = self._period(base)
+        period = self._period(base[-1], len(base))
         reps = -(-n // len(base))
         return (base[None, :] + period * np.arange(reps)[:, None]).ravel()[:n]
 
