@@ -88,11 +88,38 @@ def scenario_from_text(text: str, traces: dict | None = None, name: str | None =
         from llmsim.config import parse_toml
         table = parse_toml(text[1:] if text.startswith("\ufeff") else text, "scenario")
         _check_editable(table)  # before validating (and drawing) hundreds of engines
+        _check_tabulated_lengths(table)  # before their tables are built
         return llmsim.scenario_from_table(table, traces=traces, trace_policy=TRACE_POLICY)
     except ConfigError as exc:
         if name:
             raise ConfigError(f"{name}: {exc}") from None
         raise
+
+
+# length laws whose exact moments come from a table over 1..max (llmsim.workload), and the
+# field that sets max: a link may carry 128 of them, each a different table
+_TABULATED = {"lognormal": "max", "zipf": "max", "bounded_pareto": "high"}
+
+
+def _check_tabulated_lengths(table: dict) -> None:
+    """The dashboard's length bound (L.MAX_LENGTH, that of its own inputs) on the laws that
+    build a table over 1..max: a million-value table takes ~40 ms, so a link of 128 different
+    ones held a server core for 5 s; at 65,536 they take 0.3 s in all."""
+    wl = table.get("workload")
+    places = [("workload", wl)] if isinstance(wl, dict) else []
+    workflows = table.get("workflows")
+    for i, w in enumerate(workflows if isinstance(workflows, list) else []):
+        steps = w.get("steps") if isinstance(w, dict) else None
+        for j, step in enumerate(steps if isinstance(steps, list) else []):
+            places.append((f"workflows[{i}].steps[{j}]", step))
+    for where, d in places:
+        for key in ("prompt_tokens", "output_tokens"):
+            law = d.get(key) if isinstance(d, dict) else None
+            field = _TABULATED.get(law.get("dist")) if isinstance(law, dict) else None
+            v = law.get(field) if field else None
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and v > L.MAX_LENGTH:
+                raise ConfigError(f"{where}.{key}.{field}: {v:,} is above this demo's limit of {L.MAX_LENGTH:,} "
+                                  f"tokens ({L.CLI_HINT})")
 
 
 def _check_editable(table: dict) -> None:

@@ -338,6 +338,26 @@ def test_agents_link_cannot_read_server_files(path):
     assert "root:" not in msg and "PATH=" not in msg and "HOME=" not in msg
 
 
+def test_links_and_uploads_keep_table_lengths_to_the_dashboards_bound():
+    """A lognormal, Zipf or bounded Pareto law builds a table over 1..max; a link carrying
+    128 different ones of a million values held a server core for 5 s. The dashboard keeps
+    them to its inputs' bound; the library and the command line take up to MAX_TOKENS."""
+    heavy = NET.replace('prompt_tokens = { dist = "uniform", low = 200, high = 600 }',
+                        'prompt_tokens = { dist = "lognormal", mean = 10, cv = 20, max = 1000000 }', 1)
+    assert heavy != NET
+    at = page("pages/agents.py", preset="uploaded", live=0, toml=uploads.encode_link_toml(heavy))
+    msg = shown(at)
+    assert "prompt_tokens.max: 1,000,000 is above this demo's limit of 65,536 tokens" in msg, msg
+    for law in ('{ dist = "zipf", s = 1.1, max = 65537 }', '{ dist = "bounded_pareto", alpha = 1.5, low = 1, high = 70000 }'):
+        with pytest.raises(ConfigError, match="above this demo's limit of 65,536 tokens"):
+            uploads.scenario_from_text(NET.replace('prompt_tokens = { dist = "uniform", low = 200, high = 600 }', f"prompt_tokens = {law}", 1))
+    ok = NET.replace('prompt_tokens = { dist = "uniform", low = 200, high = 600 }',
+                     'prompt_tokens = { dist = "lognormal", mean = 10, cv = 20, max = 65536 }', 1)
+    uploads.scenario_from_text(ok)
+    with pytest.raises(ConfigError, match="can never fit"):  # the library: its own bounds, not the demo's
+        llmsim.loads_scenario(heavy)
+
+
 @pytest.mark.parametrize("page_file,key", [("pages/single_engine.py", "single.toml_file"),
                                            ("pages/capacity.py", "cap.toml_file"),
                                            ("pages/agents.py", "agents.toml_file")])
