@@ -546,15 +546,21 @@ def test_names_are_plain_words(name):
 def _dictionary_bomb(n: int, text: str, schedulers=None) -> bytes:
     """A sweep result whose text column repeats one string n times, dictionary-encoded: a few
     kB on disk, n * len(text) bytes decoded, and (the footer's sizes count the dictionary
-    once) small by the footer's own figures."""
+    once) small by the footer's own figures. The repeated columns are built as Arrow
+    dictionaries (n zero indices into one string), so this process never holds the decoded
+    text either: a plain list of n strings became 4.5 GB of Arrow memory for the largest bomb."""
     import io
 
     import pyarrow as pa
     import pyarrow.parquet as pq
+
+    def repeated(value):
+        return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int32)), pa.array([value]))
+
     t = pa.table({"point": np.arange(n), "replications": np.ones(n, dtype=np.int64),
                   "load": np.linspace(0.5, 1.5, n), "engine.token_budget": np.full(n, 512),
-                  "scheduler": schedulers if schedulers is not None else ["sarathi"] * n,
-                  "verdict": ["stable"] * n, "error": [text] * n, "arrival_rate_rps": np.ones(n),
+                  "scheduler": schedulers if schedulers is not None else repeated("sarathi"),
+                  "verdict": repeated("stable"), "error": repeated(text), "arrival_rate_rps": np.ones(n),
                   "theory_capacity_rps": np.ones(n)})
     buf = io.BytesIO()
     pq.write_table(t, buf, use_dictionary=True, store_schema=False, dictionary_pagesize_limit=20_000_000,
