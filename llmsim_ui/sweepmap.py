@@ -185,12 +185,17 @@ def check_table(df: pd.DataFrame) -> str | None:
         return "column scheduler: scheduler names are letters, digits, '_' and '-'"
     if set(texts["verdict"]) - set(VERDICTS) - {""}:
         return f"column verdict: expected {', '.join(VERDICTS)}"
+    for c in METRICS:  # a latency's colour scale is taken from its values: an infinity broke the spec
+        if c in df and c not in ("verdict", "growth") and np.isinf(df[c].to_numpy(dtype=float, na_value=np.nan)).any():
+            return f"column {c}: infinite values (a sweep writes a finite figure, or none where nothing was measured)"
     num = numeric_axes(df)
     for a in num:
         v = df[a].to_numpy(dtype=float, na_value=np.nan)
         if np.isinf(v).any():
             return f"axis {a}: infinite values cannot be placed on a map"
         k = df[a].nunique()
+        if k == 0:
+            return f"axis {a}: no values (every row's {a} is empty), nothing to place on a map"
         if k > MAX_AXIS_VALUES:
             return (f"axis {a}: {k:,} distinct values; this demo draws at most {MAX_AXIS_VALUES} per axis "
                     "(plot bigger sweeps from the Parquet file with pandas)")
@@ -338,7 +343,7 @@ def charts(d: pd.DataFrame, x: str, y: str, metric: str, schedulers: list) -> li
     Vega-Lite concat has a fixed width: at 1,024 px the second map was cut off)."""
     dom = alt.Undefined  # verdict and growth have fixed domains; a latency spans every map's cells
     if metric not in ("verdict", "growth") and metric in d:
-        v = d[metric][d[metric] > 0]
+        v = d[metric][(d[metric] > 0) & np.isfinite(d[metric])]
         dom = [float(v.min()), float(v.max())] if len(v) else alt.Undefined
     return [chart(d, x, y, metric, s, dom) for s in schedulers]
 

@@ -414,6 +414,20 @@ def test_parquet_uploads_are_checked_before_inflating(monkeypatch):
     assert "bomb.parquet: 16,000,000 bytes once decompressed" in upload_map("bomb.parquet", data)
 
 
+def test_a_sweep_result_with_an_empty_axis_or_infinite_latencies_is_refused_on_the_page():
+    """As uploaded by a hostile visitor: an all-empty load column raised an IndexError on the
+    page; an infinite p99 latency put "domain": [Infinity, ...] in the map's spec, and the
+    browser showed a JavaScript stack trace. Each is now a message; the colour scale of a
+    latency is taken from finite values only."""
+    from llmsim_ui import sweepmap as M
+    assert "axis load: no values" in upload_map("nan.parquet", _parquet(_sweep_table(load=[np.nan] * 6)))
+    inf = _sweep_table(e2e_p99_s=[1.0, np.inf] * 3)
+    assert "column e2e_p99_s: infinite values" in upload_map("inf.parquet", _parquet(inf))
+    d = M.cells(inf, "engine.token_budget", "load")
+    spec = M.charts(d, "engine.token_budget", "load", "e2e_p99_s", ["orca", "sarathi"])[0].to_dict()
+    assert spec["layer"][0]["encoding"]["color"]["scale"]["domain"] == [1.0, 1.0]
+
+
 def upload_map(name: str, data: bytes) -> str:
     """The stability-map page's messages after uploading `data` as a sweep result."""
     at = page("pages/sweep.py", src="file")
@@ -681,6 +695,10 @@ def test_uploaded_sweep_tables_hold_only_what_a_sweep_writes():
         (_sweep_table(verdict=["maybe"] * 6), "column verdict: expected stable"),
         (_sweep_table(load=[float("inf")] * 6), "axis load: infinite values"),
         (_sweep_table(n=600, **{"engine.token_budget": range(600)}), "600 distinct values"),
+        # each showed a crash on the page: an IndexError, and a colour scale's spec with Infinity
+        (_sweep_table(load=[np.nan] * 6), "axis load: no values"),
+        (_sweep_table(e2e_p99_s=[1.0, np.inf] * 3), "column e2e_p99_s: infinite values"),
+        (_sweep_table(ttft_p99_s=[-np.inf, 1.0] * 3), "column ttft_p99_s: infinite values"),
     ]
     for df, needle in cases:
         msg = M.check_table(M.read_parquet(_parquet(df), "t.parquet"))
