@@ -216,6 +216,44 @@ def test_fastertransformer_cycle_of_long_outputs_tabulated_matches_the_step_sum(
     assert tab == pytest.approx(exact, rel=1e-4)
 
 
+def test_fastertransformer_cycle_equals_a_plain_sum_over_steps_and_batch_sizes():
+    """fastertransformer's decode: sum over decode steps j of E[t(A_j) 1{A_j >= 1}], A_j ~
+    Binomial(n, P(D >= j)). Summed here in plain Python over every step and every batch size,
+    against the library's runs of equal P(D >= j) and its window around the binomial's mean
+    (n = 2,000 here: the window leaves out most batch sizes of every step)."""
+    import bisect
+    import math
+
+    from llmsim import theory
+    sc = _orca_engine_scenario(1, 2000, 2000)
+    e = sc.engines[0]
+    p = sc.workflows[0].steps[0].prompt_tokens
+    from llmsim.workload import Lognormal
+    out = Lognormal(40.0, 1.5, 400)
+    x = sorted(out.sample(np.random.default_rng(12345), 400_000).tolist())  # the library's survival sample
+    c, a_s, b0 = 0.01128, 0.03547, 128
+
+    def t(a):  # the staircase batch time of a decode batch of a calls
+        return c + a_s * math.ceil(a / b0)
+
+    n = 2000
+    dec = 0.0
+    for j in range(1, out.max_value + 1):
+        s = (len(x) - bisect.bisect_left(x, j)) / len(x)
+        if s <= 0:
+            break
+        for a in range(1, n + 1):
+            if s >= 1:
+                dec += t(n) if a == n else 0.0
+                continue
+            lp = (math.lgamma(n + 1) - math.lgamma(a + 1) - math.lgamma(n - a + 1) + a * math.log(s)
+                  + (n - a) * math.log1p(-s))
+            dec += math.exp(lp) * t(a)
+    want = n / (e.batch_time.seconds(n * p.mean, 0, 0, n * p.mean) + dec)
+    got, exact = theory.fastertransformer_capacity(e, p, out)
+    assert not exact and got == pytest.approx(want, rel=1e-12)
+
+
 def _burst_trace(burst_rate: float, gap_s: float, n: int = 1000) -> str:
     """n - 1 requests at burst_rate, then one more gap_s seconds later."""
     rows = ["arrival_time_s,prompt_tokens,output_tokens"]
