@@ -556,8 +556,11 @@ class Simulation:
         t0 = time.perf_counter()
         stop = self.end_time if until_s is None else min(until_s, self.end_time)
         lim = self.limits
-        total = math.inf if lim.max_work is None else float(lim.max_work)
-        mine = math.inf if max_work is None else self.wk[0] + float(max_work)
+        # whole units: the kernel stops at a whole work_stop, and a fractional bound (a map's
+        # points share MAP_WORK / points) was never reached when a slice ended exactly on its
+        # floor: each call returned at once, for ever
+        total = math.inf if lim.max_work is None else float(math.ceil(lim.max_work))
+        mine = math.inf if max_work is None else self.wk[0] + float(max(1, math.ceil(max_work)))
         kernel = _python_tier.python_version(core.run_kernel) if self.python_kernel else core.run_kernel
         if self._prefault is False:
             # started here, not at allocation: during the setup both cores are busy already.

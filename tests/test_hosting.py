@@ -225,6 +225,30 @@ def test_work_slices_resume_exactly(path):
             assert sa[k] == sb[k], k
 
 
+def _returns_within(fn, seconds=60.0) -> bool:
+    """fn() finished within `seconds` (run in a thread: the kernel releases the GIL)."""
+    import threading
+    t = threading.Thread(target=fn, daemon=True)
+    t.start()
+    t.join(seconds)
+    return not t.is_alive()
+
+
+def test_fractional_work_bounds_are_reached():
+    """The kernel stops at a whole work count. A run's budget of 20,000.5 units (a stability
+    map gives each point MAP_WORK / points) whose slice ended exactly on 20,000 was never
+    stopped: each call of the kernel returned at once, for ever (a map's worker spun at 100%
+    for 10 minutes and more); so did advance(max_work=0.5). Both are now whole units, rounded up."""
+    sc = dataclasses.replace(llmsim.load_scenario(ROOT / "scenarios/quickstart.toml"), num_requests=3000)
+    assert Simulation(sc, limits=Limits(max_work=20_000, slice_work=1000)).advance().work_units == 20_000
+    sim = Simulation(sc, limits=Limits(max_work=20_000.5, slice_work=1000))
+    assert _returns_within(sim.advance)
+    assert sim.stopped and sim.work_units >= 20_001
+    step = Simulation(sc)
+    assert _returns_within(lambda: step.advance(max_work=0.5))
+    assert step.work_units >= 1 and not step.done
+
+
 FREEZER = single(n=200_000, rate=0.001, token_budget=1, prompt=65_536, output=65_536)
 
 
