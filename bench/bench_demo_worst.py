@@ -27,6 +27,8 @@ WORK = {"n": "200000", "rate": "0.001", "hw": "custom", "bt": "constant", "bt_ms
         "budget": "1", "kmax": "0", "wl": "custom", "p_dist": "constant", "p_value": "750",
         "o_dist": "constant", "o_value": "750"}
 ALL = "fastertransformer,vllm,orca,sarathi"
+MAP_AXES = {"x": "engine.kv_cache_tokens", "x_lo": "1000000", "x_hi": "50000000", "x_n": "30",
+            "y": "load", "y_lo": "0.5", "y_hi": "1.5", "y_n": "20", "bt_ms": "0.001"}
 
 CASES = {
     "baseline: single, 1 scheduler, 1,000 requests": ("pages/single_engine.py", {"sched": "sarathi", "n": "1000"}),
@@ -45,6 +47,14 @@ CASES = {
     "capacity: orca + sarathi, work-bound at the probe budget's edge (120 + 120 tokens)": (
         "pages/capacity.py", WORK | {"sched": "orca,sarathi", "probes": "16", "points": "16",
                                      "p_value": "120", "o_value": "120"}),
+    # the stability map: 600 points (its limit), their work shared (runs.MAP_WORK = 16 runs' worth)
+    "map: 4 schedulers, 600 points x 10,000 requests (default workload)": (
+        "pages/sweep.py", {"sched": ALL, "x_n": "15", "y_n": "10", "n": "10000"}),
+    "map: 600 work-bound points (token budget 1, 20,000 + 20,000 tokens; refused up front)": (
+        "pages/sweep.py", MAP_AXES | WORK | {"sched": "sarathi", "n": "10000", "p_value": "20000", "o_value": "20000"}),
+    # just inside a point's up-front refusal (1e7 iterations against 2 x its share): each spends its share
+    "map: 600 work-bound points at the edge of a point's share (1,000 requests of 5,000 + 5,000 tokens)": (
+        "pages/sweep.py", MAP_AXES | WORK | {"sched": "sarathi", "n": "1000", "p_value": "5000", "o_value": "5000"}),
 }
 
 CHILD = r"""

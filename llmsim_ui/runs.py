@@ -55,6 +55,20 @@ from llmsim_ui import jobs
 LIMITS = Limits.from_env()          # every dashboard run (see docs/ui.md, "Demo mode")
 # the capacity page makes up to 2 x 16 runs per scheduler: each gets 1/8 of a run's work
 PROBE_LIMITS = dataclasses.replace(LIMITS, max_work=None if LIMITS.max_work is None else LIMITS.max_work / 8)
+# a stability map's work, shared equally by its points: the same total as the capacity page's
+# largest search (4 schedulers x 32 runs x max_work / 8). Each point had a whole run's
+# max_work, so a 600-point map of work-bound points held a worker core for 30 minutes and more.
+MAP_WORK = None if LIMITS.max_work is None else 16 * LIMITS.max_work
+
+
+def map_limits(points: int) -> Limits:
+    """The limits of each point of a stability map of `points` points: MAP_WORK / points
+    kernel work units (never more than a single run's max_work). A point sure to need more is
+    refused up front (a grey cell saying so); one that reaches it stops inconclusive."""
+    if MAP_WORK is None:
+        return LIMITS
+    return dataclasses.replace(LIMITS, max_work=min(LIMITS.max_work, MAP_WORK / max(1, points)))
+
 
 def _server_memory_bytes(var: str = "LLMSIM_SERVER_MEMORY_MIB", default_mib: int = 1024) -> int:
     """The estimated bytes of run arrays all sessions together may hold (see MemoryLedger)."""

@@ -118,7 +118,11 @@ else:
         if "load" not in (x, y) and "workload.arrival.rate" not in (x, y):
             inputs._num(ps, "rho", "Load ρ (fixed: neither axis sets the rate)", 0.05, fmt="%.2f")
         inputs._num(ps, "n", "Requests per point", 1_000,
-                    help="Arrivals simulated in each cell; more gives sharper verdicts near the boundary.")
+                    help="Arrivals simulated in each cell; more gives sharper verdicts near the boundary."
+                    + ("" if runs.MAP_WORK is None else
+                       f" This demo's map may spend {runs.MAP_WORK:,.0f} kernel work units, shared equally by "
+                       "its points: a point sure to need more is not run, one that reaches its share stops "
+                       "with an inconclusive verdict."))
     upload = inputs.panel(ps, with_rate=False)
     own = ["src", "sched", "x", "x_lo", "x_hi", "x_n", "y", "y_lo", "y_hi", "y_n", "n", "metric"]
     if "load" not in (x, y) and "workload.arrival.rate" not in (x, y):
@@ -195,7 +199,7 @@ else:
 
         try:
             # its points run one at a time, in one of the server's worker processes
-            with runs.long_job(runs.LIMITS, st.empty()) as ex, runs.hold(runs.sweep_bytes(sweep)):
+            with runs.long_job(runs.map_limits(sweep.size), st.empty()) as ex, runs.hold(runs.sweep_bytes(sweep)):
                 # the same map may have been computed while this one waited (a class opening one link)
                 df = runs.recall("sweep", key)
                 if df is None:
@@ -229,8 +233,8 @@ st.caption(
      if kind == "line" else
      "Crosses: cells where theory predicts growth (the arrival rate exceeds the scheduler's capacity). ")
     + "Grey cells could not run (hover for the reason, e.g. a prompt longer than the budget of a scheduler "
-    "that never chunks). Near the boundary a single run is often *inconclusive*: the backlog's trend cannot "
-    "be told apart from noise. "
+    "that never chunks, or a point needing more than its share of the map's work budget). Near the boundary "
+    "a single run is often *inconclusive*: the backlog's trend cannot be told apart from noise. "
     + (f"Simulation and theory agree on the decided cells: {notes}." if notes else ""))
 
 n_err = int((df["error"].fillna("") != "").sum())

@@ -617,6 +617,47 @@ def test_parquet_text_is_counted_as_decoded_before_it_is_decoded():
     assert "bomb.parquet: column 'error' holds text of 1,000,000 characters" in upload_map("bomb.parquet", long_cell)
 
 
+WORK_BOUND_MAP = dict(x="engine.kv_cache_tokens", x_lo=1_000_000, x_hi=50_000_000, x_n=30, y="load", y_lo=0.5,
+                      y_hi=1.5, y_n=20, n=10_000, hw="custom", bt="constant", bt_ms=0.001, budget=1, kv=50_000_000,
+                      p_dist="constant", p_value=20_000, o_dist="constant", o_value=20_000, sched="sarathi")
+
+
+def test_a_stability_maps_points_share_one_work_budget(monkeypatch):
+    """A map link of 600 work-bound points (600 x 10,000 requests, both at the page's limits)
+    gave each point a whole run's work budget: 3.2 s of a worker core per point, 30 minutes and
+    more per link, holding one of the server's two batch slots. Its points now share
+    runs.MAP_WORK (16 runs' worth, the capacity page's largest search), so these are refused up
+    front naming the token budget, and a map spends at most that."""
+    from llmsim import budget
+    from llmsim.sweep import run_point, sweep_from_table
+    from llmsim_ui import runs
+    assert runs.map_limits(600).max_work == pytest.approx(16 * runs.LIMITS.max_work / 600)
+    assert runs.map_limits(4).max_work == runs.LIMITS.max_work  # never more than a single run's
+    seen = []
+
+    def long_job(limits, box=None):
+        seen.append(limits)
+        raise ConfigError("the limits were seen")
+
+    monkeypatch.setattr(runs, "long_job", long_job)
+    at = page("pages/sweep.py", **WORK_BOUND_MAP)
+    assert "the limits were seen" in shown(at)
+    assert [lim.max_work for lim in seen] == [runs.map_limits(600).max_work]
+    # what such a point does under them, here in-process: refused before it runs
+    table = {"engine": {"scheduler": "sarathi", "token_budget": 1, "kv_cache_tokens": 50_000_000,
+                        "batch_time": {"model": "constant", "seconds": 0.001}},
+             "workload": {"num_requests": 10_000, "arrival": {"process": "poisson", "rate": 1.0},
+                          "prompt_tokens": {"dist": "constant", "value": 20_000},
+                          "output_tokens": {"dist": "constant", "value": 20_000}},
+             "sweep": {"seed": 1, "axes": {"load": [1.5]}}}
+    start = time.perf_counter()
+    with budget.use(runs.map_limits(600)):
+        row = run_point(sweep_from_table(table, "."), 0, {"load": 1.5})
+    assert row["error"].startswith("engine.token_budget: at 1 tokens per iteration a run would take at least ") \
+        and "work budget (10,666,667 units" in row["error"], row["error"]
+    assert time.perf_counter() - start < 30
+
+
 def test_a_sweep_result_with_thousands_of_schedulers_is_refused_before_drawing():
     # one map per scheduler (~60 ms of server CPU each): 20,000 names in a 100 kB file
     from llmsim_ui import sweepmap as M
