@@ -1,0 +1,75 @@
+"""The theory's slowest inputs a dashboard visitor can send: CPU seconds and memory of
+llmsim.analyze on each (a fresh process per case, so its peak RSS is its own).
+
+    python bench/bench_theory_worst.py          # this tree
+    python bench/bench_theory_worst.py /tmp/A   # another tree (a git worktree)
+
+Each case was found by a hostile visitor's pass (bench/README.md, Round 19): the theory runs
+in the server's own process on the compare, single-engine and capacity pages, and once per
+point of a stability map in a worker.
+"""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TREE = Path(sys.argv[1]).resolve() if len(sys.argv) > 1 else ROOT
+
+STAIRCASE = {"model": "staircase", "c_seconds": 0.01128, "a_seconds": 0.03547, "b0": 128}
+CASES = {
+    # a compare-page link: 1-token prompts, the largest budget, lognormal outputs up to 20,000
+    "fastertransformer, b = 65,536, lognormal outputs (cv 20, max 20,000)": {
+        "seed": 1, "engine": {"scheduler": "fastertransformer", "token_budget": 65_536, "kv_cache_tokens": 50_000_000,
+                              "batch_time": STAIRCASE},
+        "workload": {"num_requests": 1000, "arrival": {"process": "poisson", "rate": 1.0},
+                     "prompt_tokens": {"dist": "constant", "value": 1},
+                     "output_tokens": {"dist": "lognormal", "mean": 101, "cv": 20, "max": 20_000}}},
+    # an uploaded trace: 2,000 rows, one of them with 10,000,000 output tokens
+    "fastertransformer, b = 65,536, a trace with one 10,000,000-token output": "trace",
+}
+
+CHILD = r"""
+import json, resource, sys, time
+sys.path.insert(0, sys.argv[1])
+import llmsim
+case = json.loads(sys.argv[2])
+if case == "trace":
+    rows = ["arrival_time_s,prompt_tokens,output_tokens"] + [f"{i * 0.1},1,{10_000_000 if i == 0 else 1}" for i in range(2000)]
+    case = {"seed": 1, "engine": {"scheduler": "fastertransformer", "token_budget": 65_536,
+                                  "kv_cache_tokens": 50_000_000,
+                                  "batch_time": {"model": "staircase", "c_seconds": 0.01128, "a_seconds": 0.03547, "b0": 128}},
+            "workload": {"arrival": {"process": "trace", "path": "t.csv"}}}
+    sc = llmsim.scenario_from_table(case, traces={"t.csv": "\n".join(rows) + "\n"})
+else:
+    sc = llmsim.scenario_from_table(case)
+llmsim.validate(sc)
+r0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+t0 = time.process_time()
+th = llmsim.analyze(sc)
+print(json.dumps({"cpu_s": time.process_time() - t0, "grew_mib": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - r0) / 1024,
+                  "capacity_rps": th.capacity_rps}))
+"""
+
+PREVIOUS = {  # bench/README.md, Round 19: before -> after, this VM
+    "fastertransformer, b = 65,536, lognormal outputs (cv 20, max 20,000)": "23.1 s -> 0.7 s",
+    "fastertransformer, b = 65,536, a trace with one 10,000,000-token output": "1.9 s, +285 MiB -> 0.7 s, +56 MiB",
+}
+
+
+def main() -> int:
+    print(f"llmsim from {TREE}")
+    for name, case in CASES.items():
+        out = subprocess.run([sys.executable, "-c", CHILD, str(TREE), json.dumps(case)], capture_output=True,
+                             text=True, timeout=3600)
+        if out.returncode != 0:
+            print(f"{name}: FAILED\n{out.stderr[-600:]}")
+            continue
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        print(f"{name}: analyze {r['cpu_s']:.2f} s CPU, peak RSS +{r['grew_mib']:.0f} MiB, "
+              f"capacity {r['capacity_rps']:.6g} req/s  [recorded: {PREVIOUS[name]}]")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
