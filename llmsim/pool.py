@@ -213,11 +213,14 @@ def engine_theory(sc, e_idx, visits, lam_steps, single_theory):
     whole traffic, combined by the router."""
     from llmsim.theory import EngineTheory
     pool = sc.engines[e_idx]
-    per = []
+    per, seen = [], {}
     for r in pool.replicas:
-        engines = list(sc.engines)
-        engines[e_idx] = replace(r, name=pool.name)
-        per.append(single_theory(replace(sc, engines=tuple(engines)), e_idx, visits, lam_steps))
+        alone = replace(r, name=pool.name)
+        if alone not in seen:  # identical replicas share one analysis (a pool of 64 is one)
+            engines = list(sc.engines)
+            engines[e_idx] = alone
+            seen[alone] = single_theory(replace(sc, engines=tuple(engines)), e_idx, visits, lam_steps)
+        per.append(seen[alone])
     pt = pool_theory(per, pool.router)
     ref = per[0]
     ref_cap = pt.replica_capacity[0]

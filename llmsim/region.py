@@ -216,19 +216,33 @@ class Region:
         chunks per unit (a request, or one unit of a step mix)."""
         if not (prefill >= 0 and decode >= 0 and prefill + decode > 0):
             raise ValueError(f"demand: prefill {prefill} and decode {decode} tokens must be >= 0, not both 0")
-        # the 2-D hull's vertices carry the optimum unless the chunk row binds there
+        # column generation: the 2-D hull's vertices carry the optimum unless the chunk row
+        # binds; the LP's prices then name the batches that would raise lambda, which join
+        # the candidates until none would (LP duality: the optimum over every batch)
         idx = np.array(self._hull, dtype=np.int64)
-        lam, s = self._lp(idx, prefill, decode, chunks)
-        if chunks > 0:
-            lam2, _ = self._lp(idx, prefill, decode, 0.0)
-            if lam < lam2 * (1 - 1e-9):
-                idx = np.arange(len(self._x))
-                lam, s = self._lp(idx, prefill, decode, chunks)
+        for _ in range(self.PRICING_ROUNDS):
+            lam, s, u = self._lp(idx, prefill, decode, chunks)
+            gain = self._rates @ u[:3] - u[3]
+            gain[idx] = -np.inf
+            scale = max(u[3], float(np.max(np.abs(self._rates @ u[:3]))), 1e-300)
+            better = np.nonzero(gain > 1e-9 * scale)[0]
+            if len(better) == 0:
+                break
+            best = better[np.argsort(-gain[better])[:self.PRICED_PER_ROUND]]
+            idx = np.concatenate([idx, best])
+        else:  # not expected; the whole LP is exact at any size
+            idx = np.arange(len(self._x))
+            lam, s, _ = self._lp(idx, prefill, decode, chunks)
         on = np.nonzero(s > 1e-9)[0]
         mix = tuple((self.batch(int(idx[j])), float(s[j])) for j in on)
         return RegionCapacity(lam, mix, (float(prefill), float(decode), float(chunks)))
 
+    PRICING_ROUNDS = 60      # column-generation rounds before the whole LP is solved
+    PRICED_PER_ROUND = 64    # candidate batches joining per round (the most promising)
+
     def _lp(self, idx, prefill, decode, chunks):
+        """The LP over the batches ``idx``: (lambda, their time shares, the prices
+        (prefill, decode, chunk, time) of its rows, >= 0)."""
         from scipy.optimize import linprog
         R = self._rates[idx]
         nb = len(idx)
@@ -243,7 +257,7 @@ class Region:
                       bounds=[(0, None)] * (nb + 1), method="highs")
         if res.status != 0:
             raise RuntimeError(f"stability-region LP failed: {res.message}")
-        return float(res.x[-1]), res.x[:nb]
+        return float(res.x[-1]), res.x[:nb], -np.asarray(res.ineqlin.marginals, dtype=float)
 
     # -------------------------------------------------------------- the picture
     def vertices(self) -> list:

@@ -306,7 +306,15 @@ def vllm_capacity(engine, prompt, output, slots: int | None = None) -> float:
     gap = lambda lam: supply(lam) - lam * output.mean
     if gap(hi) >= 0:
         return hi
-    return brentq(gap, hi * 1e-9, hi, xtol=hi * 1e-12, rtol=1e-12)
+    # the bracket's low end: where supply still meets demand. Prefills far longer than a
+    # decode iteration (1 s per prompt token against 1 us per decode) put it many decades
+    # below the decode bound; step down until it holds
+    lo = hi * 1e-9
+    while gap(lo) < 0:
+        if lo < hi * 1e-290:
+            return 0.0
+        lo *= 1e-6
+    return brentq(gap, lo, hi, xtol=lo * 1e-6, rtol=1e-12)
 
 
 def _mean_g(prompt, output, chunk: int) -> float:

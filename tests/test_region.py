@@ -168,3 +168,39 @@ def test_lp_matches_brute_force_random(b, kfrac, pcfrac, model, c, a, b0, p, d, 
         p = 1.0
     got = Region(bt, b, k, pc).capacity(p, d, q).rate
     assert got == pytest.approx(brute_force(bt, b, k, pc, p, d, q), rel=1e-6)
+
+
+def _whole_lp(r, p, d, q):
+    """The LP over every candidate batch at once (what capacity() solved before pricing)."""
+    return r._lp(np.arange(len(r._x)), p, d, q)[0]
+
+
+@pytest.mark.parametrize("bt", [BatchTime("affine", (1e-6, 1.0, 0.0, 0.0)), BatchTime("affine", (0.01, 1e-4, 2e-5, 0.0)),
+                                STAIR, BatchTime("piecewise", (0.02, 1e-4, 256.0))])
+@pytest.mark.parametrize("b,k,pc", [(4096, 1, 4096), (4096, 3, 700), (2048, 16, 100), (3000, 2999, 17)])
+@pytest.mark.parametrize("p,d,q", [(2048.5, 1.0, 1.0), (300.0, 40.0, 1.0), (40.0, 300.0, 1.0), (2048.5, 1.0, 0.0)])
+def test_priced_candidates_reach_the_whole_lps_optimum(bt, b, k, pc, p, d, q):
+    """Column generation (the hull's vertices, then the batches the LP's prices name) gives
+    the LP over every candidate batch, where the chunk row binds (k small, prompts long)
+    and where it does not."""
+    r = Region(bt, b, k, pc)
+    assert r.capacity(p, d, q).rate == pytest.approx(_whole_lp(r, p, d, q), rel=1e-6)
+
+
+def test_a_wide_budget_whose_chunk_row_binds_solves_small_lps(monkeypatch):
+    """The visitor's link (b = 65,536, k = 1, prompts uniform 1..65,536, 1 s per prefill
+    token) made the LP over all 131,000 candidate batches, three times: 26-28 s per
+    analysis, twice per page view. Priced columns keep each LP to a few hundred."""
+    bt = BatchTime("affine", (1e-6, 1.0, 0.0, 0.0))
+    r = Region(bt, 65536, 1, 65536)
+    sizes = []
+    lp = Region._lp
+
+    def counted(self, idx, *a):
+        sizes.append(len(idx))
+        return lp(self, idx, *a)
+    monkeypatch.setattr(Region, "_lp", counted)
+    cap = r.capacity(32768.5, 1.0, 1.0)
+    assert len(r._x) > 100_000 and max(sizes) < 1000 and len(sizes) <= 10, sizes
+    # one prefill batch of b tokens per request's worth of chunks: lambda = 1 / (seconds per request)
+    assert cap.rate == pytest.approx(1 / (32768.5 * 1.0 + 2 * 1e-6), rel=1e-6)
