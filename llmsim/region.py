@@ -12,8 +12,11 @@ a chunk never exceeds the budget) has capacity
     lambda* = max lambda  s.t.  sum_j s_j x_j/t_j >= lambda p,  sum_j s_j y_j/t_j >= lambda d,
                                 sum_j s_j c_j/t_j >= lambda q,  sum_j s_j <= 1,  s >= 0,
 
-solved with ``scipy.optimize.linprog`` (HiGHS). The binding batch mix is the LP's
-solution; its time-weighted batch is what an optimal engine runs at capacity.
+solved with ``scipy.optimize.linprog`` (HiGHS) by column generation (``capacity``): over
+the 2-D hull's vertices first, then adding the candidates the LP's dual prices name until
+none would raise lambda (the optimum over every candidate, by LP duality; a budget of
+65,536 has 131,000 candidates, and one LP over all of them took 9 s). The binding batch mix
+is the LP's solution; its time-weighted batch is what an optimal engine runs at capacity.
 
 Candidates. A chunk holds at most ``max_chunk = min(b, largest prompt)`` tokens, so ``x``
 prefill tokens need ``c = ceil(x / max_chunk)`` chunks; a batch may split its prefill into
@@ -95,7 +98,8 @@ class RegionCapacity:
         return "time-sharing " + "; ".join(f"{100 * s:.0f}% batches of {b.describe()}" for b, s in mix)
 
 
-BATCH_SETS = ("all", "decode_first", "prefill_first")
+BATCH_SETS = ("all", "decode_first", "prefill_first", "unmixed")
+MEAN_CHUNK_SETS = ("decode_first", "prefill_first")  # a saturated scheduler's batches, at the mean chunk
 
 
 class Region:
@@ -105,7 +109,12 @@ class Region:
     capacity); "decode_first" — the batches a decode-first mixed scheduler (sarathi) runs
     when prompts wait: y decode tokens, then prefill filling the budget in the k - y
     remaining slots; "prefill_first" — those of a prefill-first scheduler (orca): a
-    prefill batch filling the budget, or a decode-only batch of up to k tokens."""
+    prefill batch filling the budget, or a decode-only batch of up to k tokens. Both
+    describe a saturated engine whose chunks hold ``max_chunk`` tokens each (the theory
+    passes the workload's mean chunk: an estimate, not a bound); "unmixed" — every batch
+    that never mixes prefill and decode (prefill-only batches of any size up to the budget
+    and k chunks, decode-only batches of up to k tokens): a true bound on the schedulers
+    that never mix (vllm, fastertransformer)."""
 
     def __init__(self, batch_time, budget: int, max_batch_size: int | None = None,
                  max_chunk: int | None = None, context: float = 0.0, batches: str = "all",
@@ -114,14 +123,17 @@ class Region:
             raise ValueError(f"batches: {batches!r}; allowed: {', '.join(BATCH_SETS)}")
         b = int(budget)
         k = b if max_batch_size is None else int(min(max_batch_size, b))
-        pc = b if max_chunk is None else int(max(1, min(max_chunk, b)))
+        if batches in MEAN_CHUNK_SETS:  # a mean chunk: any size of at least one token
+            pc = float(b) if max_chunk is None else float(max(1.0, min(max_chunk, b)))
+        else:
+            pc = b if max_chunk is None else int(max(1, min(max_chunk, b)))
         self.batch_time, self.budget, self.max_batch_size, self.max_chunk = batch_time, b, k, pc
         self.context = float(context)
         self.pairs = float(pairs)  # mean attention pairs per prefill token (context-aware times)
         self.kind = batches
         self.approximate = batch_time.context_aware and (batch_time.model != "affine" or any(batch_time.params[3:]))
         x, y = self._candidates()
-        c = np.ceil(x / pc)
+        c = np.ceil(x / pc - 1e-9)
         t = self._seconds(x.astype(float), y.astype(float))
         keep = (t > 0) & (x + y > 0)
         self._x, self._y, self._c, self._t = x[keep], y[keep], c[keep].astype(np.int64), t[keep]
@@ -131,7 +143,7 @@ class Region:
         self._hull = self._hull_indices()
 
     def batch(self, i: int) -> Batch:
-        return Batch(int(self._x[i]), int(self._c[i]), int(self._y[i]), float(self._t[i]))
+        return Batch(int(round(self._x[i])), int(self._c[i]), int(self._y[i]), float(self._t[i]))
 
     @property
     def batches(self) -> list:
@@ -160,10 +172,13 @@ class Region:
         i64 = np.int64
         if self.kind == "decode_first":
             y = np.arange(0, k + 1, dtype=i64)
-            x = np.minimum(b - y, (k - y) * pc).astype(i64)
-            return x, y
+            return np.minimum(b - y, (k - y) * pc).astype(float), y
         if self.kind == "prefill_first":
-            return np.array([min(b, k * pc), 0], dtype=i64), np.array([0, k], dtype=i64)
+            return np.array([min(b, k * pc), 0.0]), np.array([0, k], dtype=i64)
+        if self.kind == "unmixed":
+            x = np.arange(1, min(b, k * pc) + 1, dtype=i64)
+            y = np.arange(1, k + 1, dtype=i64)
+            return np.concatenate([x, np.zeros(len(y), dtype=i64)]), np.concatenate([np.zeros(len(x), dtype=i64), y])
         n = np.arange(1, b + 1, dtype=i64)
         xs, ys = [], []
         # decode-only batches: n decode tokens, one slot each
@@ -269,11 +284,17 @@ class Region:
 
 def engine_region(engine, max_prompt: float, context: float = 0.0, batches: str = "all",
                   pairs: float = 0.0) -> Region:
-    """The region of an EngineConfig: chunks hold at most min(b, largest prompt) tokens;
+    """The region of an EngineConfig: chunks hold at most min(b, largest prompt) tokens
+    (for the MEAN_CHUNK_SETS, `max_prompt` is the workload's mean chunk, tokens);
     `context` is the mean decode context and `pairs` the mean prefill attention pairs per
     prefill token (context-aware batch times only)."""
     b = engine.token_budget
-    pc = b if not math.isfinite(max_prompt) else int(max(1, min(math.ceil(max_prompt), b)))
+    if not math.isfinite(max_prompt):
+        pc = b
+    elif batches in MEAN_CHUNK_SETS:
+        pc = round(float(max(1.0, min(max_prompt, b))), 9)
+    else:
+        pc = int(max(1, min(math.ceil(max_prompt), b)))
     aware = engine.batch_time.context_aware
     ctx = round(float(context), 6) if aware else 0.0
     prs = round(float(pairs), 6) if aware else 0.0

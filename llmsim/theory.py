@@ -342,6 +342,9 @@ def _memo(fn, *args):
     return _MEMO[key]
 
 
+UNMIXED = ("vllm", "fastertransformer")  # never a batch of prefill and decode together (SPEC.md §4)
+
+
 def _scheduler_batches(name: str) -> str:
     """Which of the region's batch sets a scheduler runs when it is saturated."""
     if name == "sarathi":
@@ -418,18 +421,28 @@ def _engine_theory(sc: Scenario, e_idx: int, visits, lam_steps) -> EngineTheory:
         kind = "token capacity b/t(b) (the stability region: exact for work-conserving schedulers)"
     optimal_kind = kind
     # the scheduler's own capacity: the region of the batches it runs, or its own formula
+    # saturated, a scheduler's chunks hold what the waiting prompts give: the workload's mean
+    # chunk (dp / dq tokens), not the largest prompt (which priced a k-limited batch at a
+    # full budget of prefill its slots never hold: sarathi at k = 1, prompts uniform in
+    # 1..65,536, got half its capacity)
     sched_set = _scheduler_batches(eng.scheduler)
-    own = engine_region(eng, p_max, mean_ctx, sched_set, pairs).capacity(dp, dd, dq) if sched_set != "all" else opt
+    mean_chunk = dp / dq if dq > 0 else p_max
+    own = (engine_region(eng, mean_chunk, mean_ctx, sched_set, pairs).capacity(dp, dd, dq)
+           if sched_set != "all" else opt)
     cap_rps = min(own.rate, mem_rps)
-    # what provably bounds this scheduler: the region of every batch and of its own batches
-    # (LPs: exact unless the batch time is context-aware, which prices a mean context)
-    proven_rps = math.inf if eng.batch_time.context_aware else min(region_rps, own.rate)
+    # what provably bounds this scheduler: the region of every batch, and for a scheduler that
+    # never mixes prefill and decode, the region of every unmixed batch (LPs: exact unless
+    # the batch time is context-aware, which prices a mean context). The mean-chunk batches
+    # above are an estimate, not a bound
+    bound = (engine_region(eng, p_max, mean_ctx, "unmixed", pairs).capacity(dp, dd, dq).rate
+             if eng.scheduler in UNMIXED else region_rps)
+    proven_rps = math.inf if eng.batch_time.context_aware else min(region_rps, bound)
     proven_kind = ("" if eng.batch_time.context_aware else
-                   "the stability region of every batch the engine can run" if own.rate >= region_rps * (1 - 1e-9)
-                   else f"the stability region of {eng.scheduler}'s own batches")
+                   "the stability region of every batch the engine can run" if bound >= region_rps * (1 - 1e-9)
+                   else f"the stability region of batches that never mix prefill and decode ({eng.scheduler} never mixes)")
     if own.rate < wc_rps * (1 - 1e-9):
-        kind = (f"{eng.scheduler}'s batches ({'decode first, prefill filling the budget' if sched_set == 'decode_first' else 'prefill-only batches filling the budget or k-limited decode-only batches'}; "
-                f"LP): {own.describe()}")
+        kind = (f"{eng.scheduler}'s batches ({'decode first, prefill in the free slots up to the budget' if sched_set == 'decode_first' else 'prefill-only batches up to the budget or k-limited decode-only batches'}, "
+                f"chunks of the workload's mean {mean_chunk:,.0f} tokens; LP): {own.describe()}")
     kv_fill = None
     if len(steps) == 1:
         k, wi, s = steps[0]
