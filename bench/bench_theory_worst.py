@@ -17,6 +17,8 @@ ROOT = Path(__file__).resolve().parent.parent
 TREE = Path(sys.argv[1]).resolve() if len(sys.argv) > 1 else ROOT
 
 STAIRCASE = {"model": "staircase", "c_seconds": 0.01128, "a_seconds": 0.03547, "b0": 128}
+SLOW_PREFILL = {"model": "affine", "c0_seconds": 1e-6, "prefill_seconds_per_token": 1.0,
+                "decode_seconds_per_token": 0.0, "context_seconds_per_token": 0.0}
 CASES = {
     # a compare-page link: 1-token prompts, the largest budget, lognormal outputs up to 20,000
     "fastertransformer, b = 65,536, lognormal outputs (cv 20, max 20,000)": {
@@ -27,7 +29,27 @@ CASES = {
                      "output_tokens": {"dist": "lognormal", "mean": 101, "cv": 20, "max": 20_000}}},
     # an uploaded trace: 2,000 rows, one of them with 10,000,000 output tokens
     "fastertransformer, b = 65,536, a trace with one 10,000,000-token output": "trace",
+    # a single-engine link: 1 s per prompt token, k = 1, prompts uniform in 1..65,536 (the chunk
+    # row binds: the region's LP over its 131,000 candidate batches)
+    "sarathi, b = 65,536, k = 1, 1 s per prompt token": {
+        "seed": 1, "engine": {"scheduler": "sarathi", "token_budget": 65_536, "max_batch_size": 1,
+                              "kv_cache_tokens": 200_000_000, "batch_time": SLOW_PREFILL},
+        "workload": {"num_requests": 1000, "arrival": {"process": "poisson", "rate": 1.0},
+                     "prompt_tokens": {"dist": "uniform", "low": 1, "high": 65_536},
+                     "output_tokens": {"dist": "constant", "value": 1}}},
+    # the same behind a 64-replica pool
+    "sarathi, the same as a pool of 64 replicas": "pool",
+    # a compare-page link whose vllm chain's capacity lies far below its decode bound
+    "vllm, b = 65,536, 1 s per prompt token, geometric outputs of mean 1": {
+        "seed": 1, "engine": {"scheduler": "vllm", "token_budget": 65_536, "kv_cache_tokens": 200_000_000,
+                              "batch_time": SLOW_PREFILL},
+        "workload": {"num_requests": 1000, "arrival": {"process": "poisson", "rate": 1.0},
+                     "prompt_tokens": {"dist": "uniform", "low": 1, "high": 65_536},
+                     "output_tokens": {"dist": "geometric", "mean": 1.0}}},
 }
+CASES["sarathi, the same as a pool of 64 replicas"] = json.loads(json.dumps(
+    CASES["sarathi, b = 65,536, k = 1, 1 s per prompt token"]))
+CASES["sarathi, the same as a pool of 64 replicas"]["engine"].update(replicas=64, router="jsq_tokens")
 
 CHILD = r"""
 import json, resource, sys, time
@@ -54,16 +76,23 @@ print(json.dumps({"cpu_s": time.process_time() - t0, "grew_mib": (resource.getru
 PREVIOUS = {  # bench/README.md, Round 19: before -> after, this VM
     "fastertransformer, b = 65,536, lognormal outputs (cv 20, max 20,000)": "23.1 s -> 0.7 s",
     "fastertransformer, b = 65,536, a trace with one 10,000,000-token output": "1.9 s, +285 MiB -> 0.7 s, +56 MiB",
+    "sarathi, b = 65,536, k = 1, 1 s per prompt token": "27.3 s -> 0.55 s",
+    "sarathi, the same as a pool of 64 replicas": "over 600 s (64 x 27 s) -> 0.64 s",
+    "vllm, b = 65,536, 1 s per prompt token, geometric outputs of mean 1": "ValueError (scipy's bracket) -> 0.63 s",
 }
 
 
 def main() -> int:
     print(f"llmsim from {TREE}")
     for name, case in CASES.items():
-        out = subprocess.run([sys.executable, "-c", CHILD, str(TREE), json.dumps(case)], capture_output=True,
-                             text=True, timeout=3600)
+        try:
+            out = subprocess.run([sys.executable, "-c", CHILD, str(TREE), json.dumps(case)], capture_output=True,
+                                 text=True, timeout=600)
+        except subprocess.TimeoutExpired:
+            print(f"{name}: over 600 s (stopped)  [recorded: {PREVIOUS[name]}]")
+            continue
         if out.returncode != 0:
-            print(f"{name}: FAILED\n{out.stderr[-600:]}")
+            print(f"{name}: FAILED: {out.stderr.strip().splitlines()[-1][:300]}  [recorded: {PREVIOUS[name]}]")
             continue
         r = json.loads(out.stdout.strip().splitlines()[-1])
         print(f"{name}: analyze {r['cpu_s']:.2f} s CPU, peak RSS +{r['grew_mib']:.0f} MiB, "
