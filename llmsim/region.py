@@ -32,8 +32,9 @@ decode token is charged the workload's mean context (an approximation, stated).
 from __future__ import annotations
 
 import math
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 
@@ -141,6 +142,12 @@ class Region:
         c_max = np.where(self._x > 0, np.minimum(self._x, k - self._y), 0)
         self._rates = np.column_stack([self._x / self._t, self._y / self._t, c_max / self._t])
         self._hull = self._hull_indices()
+        self._start_idx = None
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of its candidate arrays (what a cache of regions holds)."""
+        return sum(a.nbytes for a in (self._x, self._y, self._c, self._t, self._rates))
 
     def batch(self, i: int) -> Batch:
         return Batch(int(round(self._x[i])), int(self._c[i]), int(self._y[i]), float(self._t[i]))
@@ -210,6 +217,21 @@ class Region:
         the region's upper boundary, from the prefill axis to the decode axis."""
         R = self._rates[:, :2]
         order = np.lexsort((-R[:, 1], -R[:, 0]))  # prefill rate descending, then decode
+        # dominated points (no more decode than one before them, which has more prefill) are
+        # never vertices: dropped at once, so the loop below sees the Pareto front only
+        d = R[order, 1]
+        before = np.concatenate([[-np.inf], np.maximum.accumulate(d)[:-1]])
+        order = order[d > before * (1 + 1e-12)]
+        if len(order) > 256:
+            # only the convex hull's vertices can be the upper boundary's (Qhull, in C; the
+            # loop below then sees a few hundred points, not 131,000 on a concave front)
+            try:
+                from scipy.spatial import ConvexHull
+                scale = np.where(R.max(axis=0) > 0, R.max(axis=0), 1.0)
+                v = ConvexHull(np.vstack([R[order] / scale, np.zeros(2)])).vertices
+                order = order[np.sort(v[v < len(order)])]
+            except Exception:  # QhullError (collinear points): the loop sees them all
+                pass
         hull = []
         for i in order:
             p = R[i]
@@ -234,7 +256,8 @@ class Region:
         # column generation: the 2-D hull's vertices carry the optimum unless the chunk row
         # binds; the LP's prices then name the batches that would raise lambda, which join
         # the candidates until none would (LP duality: the optimum over every batch)
-        idx = np.array(self._hull, dtype=np.int64)
+        idx = self._start()
+        lam_before = -math.inf
         for _ in range(self.PRICING_ROUNDS):
             lam, s, u = self._lp(idx, prefill, decode, chunks)
             gain = self._rates @ u[:3] - u[3]
@@ -243,6 +266,13 @@ class Region:
             better = np.nonzero(gain > 1e-9 * scale)[0]
             if len(better) == 0:
                 break
+            # u3 + max gain bounds the LP over every candidate (a dual-feasible point): when
+            # that is within STALL_GAP of lambda and the last round did not raise lambda, the
+            # gains are the solver's tolerance (degenerate regions: a batch time linear in
+            # the token load puts every candidate on one plane), not better batches
+            if lam <= lam_before * (1 + 1e-12) and float(gain.max()) <= self.STALL_GAP * u[3]:
+                break
+            lam_before = lam
             best = better[np.argsort(-gain[better])[:self.PRICED_PER_ROUND]]
             idx = np.concatenate([idx, best])
         else:  # not expected; the whole LP is exact at any size
@@ -252,7 +282,27 @@ class Region:
         mix = tuple((self.batch(int(idx[j])), float(s[j])) for j in on)
         return RegionCapacity(lam, mix, (float(prefill), float(decode), float(chunks)))
 
+    def _start(self) -> np.ndarray:
+        """The first columns: the vertices of the 3-D hull of the rate vectors and the origin
+        (the LP's optimum is a mix of them; Qhull, on columns scaled to 1), with the 2-D
+        hull's. Pricing then checks (and repairs) optimality, so a hull Qhull cannot build
+        (flat or degenerate points) only costs rounds."""
+        if self._start_idx is None:
+            idx = np.array(self._hull, dtype=np.int64)
+            R = self._rates
+            if len(R) > 64:
+                try:
+                    from scipy.spatial import ConvexHull
+                    scale = np.where(R.max(axis=0) > 0, R.max(axis=0), 1.0)
+                    h = ConvexHull(np.vstack([R / scale, np.zeros(3)]))
+                    idx = np.union1d(idx, h.vertices[h.vertices < len(R)]).astype(np.int64)
+                except Exception:  # QhullError on flat input: the 2-D hull's vertices
+                    pass
+            self._start_idx = idx
+        return self._start_idx
+
     PRICING_ROUNDS = 60      # column-generation rounds before the whole LP is solved
+    STALL_GAP = 1e-5         # relative gap to the certified bound at which a stalled pricing stops
     PRICED_PER_ROUND = 64    # candidate batches joining per round (the most promising)
 
     def _lp(self, idx, prefill, decode, chunks):
@@ -301,9 +351,26 @@ def engine_region(engine, max_prompt: float, context: float = 0.0, batches: str 
     return _cached_region(engine.batch_time, b, engine.max_batch_size, pc, ctx, batches, prs)
 
 
-@lru_cache(maxsize=128)
+REGION_CACHE_BYTES = 96 << 20  # a region of b = 65,536 holds ~7 MiB of candidate arrays
+_REGIONS: OrderedDict = OrderedDict()
+_REGIONS_LOCK = threading.Lock()
+
+
 def _cached_region(bt, b, k, pc, ctx, batches, pairs=0.0) -> Region:
-    return Region(bt, b, k, pc, ctx, batches, pairs)
+    """Regions recently used, least recent dropped first, bounded by their arrays' bytes (a
+    count bound let 128 regions of b = 65,536 hold 906 MiB of a server's memory for good)."""
+    key = (bt, b, k, pc, ctx, batches, pairs)
+    with _REGIONS_LOCK:
+        r = _REGIONS.get(key)
+        if r is not None:
+            _REGIONS.move_to_end(key)
+            return r
+    r = Region(bt, b, k, pc, ctx, batches, pairs)
+    with _REGIONS_LOCK:
+        _REGIONS[key] = r
+        while len(_REGIONS) > 1 and sum(x.nbytes for x in _REGIONS.values()) > REGION_CACHE_BYTES:
+            _REGIONS.popitem(last=False)
+    return r
 
 
 def picture(region: Region, prefill: float, decode: float, chunks: float = 0.0, rate: float | None = None) -> dict:

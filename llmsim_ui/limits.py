@@ -29,6 +29,9 @@ MAX_PRIORITY = 1000
 MAX_UI_ENGINES = 16
 MAX_UI_WORKFLOWS = 16
 MAX_UI_STEPS = 64
+# the theory analyses each different replica of a pool (identical ones once): up to ~0.2 s
+# each at the largest budget, so 3 pools of 64 different replicas held a core for 36 s a view
+MAX_UI_DISTINCT_REPLICAS = 16   # different engine configurations in all (a plain engine counts 1), as MAX_UI_ENGINES
 MAX_TOML_BYTES = 200_000        # a scenario file, uploaded or inflated from a link
 MAX_LINK_CHARS = 16_000         # a link's compressed `toml` parameter (the page writes at most 4,000)
 MAX_TRACE_UPLOAD_BYTES = 5 * 1024 * 1024  # a trace CSV (server.maxUploadSize is 5 MB too)

@@ -134,4 +134,20 @@ def _check_editable(table: dict) -> None:
     if steps > L.MAX_UI_STEPS:
         raise ConfigError(f"workflows: {steps:,} steps in all is above this demo's limit of {L.MAX_UI_STEPS} "
                           f"({L.CLI_HINT})")
+    tables = engines if isinstance(engines, list) else [table.get("engine")]
+    distinct = sum(_distinct_replicas(e) for e in tables if isinstance(e, dict))
+    if distinct > L.MAX_UI_DISTINCT_REPLICAS:
+        where = "engines" if isinstance(engines, list) else "engine"
+        raise ConfigError(f"{where}: {distinct:,} different replica configurations in all is above this demo's "
+                          f"limit of {L.MAX_UI_DISTINCT_REPLICAS} (identical replicas count once; {L.CLI_HINT})")
+
+
+def _distinct_replicas(engine: dict) -> int:
+    """Engine configurations the theory analyses for one engine table: its different replica
+    tables (a list), else 1."""
+    reps = engine.get("replicas")
+    if not isinstance(reps, list):
+        return 1
+    return max(1, len({repr(sorted(t.items(), key=lambda kv: str(kv[0]))) if isinstance(t, dict) else repr(t)
+                       for t in reps}))
 

@@ -906,3 +906,49 @@ def test_long_jobs_wait_for_one_of_the_servers_batch_slots(monkeypatch):
     assert led.held == 0
     at = page("pages/sweep.py", n=1000, x_n=2, y_n=2, sched="sarathi", seed=99)  # a slot free: it runs
     assert shown(at) == "" and any(m.label == "Points" for m in at.metric)
+
+
+def _pools(n_engines, replicas):
+    """A network of orca pools at the largest budget (a visitor's agents-page link)."""
+    eng = "\n".join(f'''
+[[engines]]
+name = "e{i}"
+scheduler = "orca"
+token_budget = 65536
+kv_cache_tokens = 50000000
+batch_time = {{ model = "staircase", c_seconds = 0.01128, a_seconds = {0.03547 + i * 1e-5:.5f}, b0 = 1 }}
+router = "jsq_tokens"
+replicas = [{", ".join(replicas)}]''' for i in range(n_engines))
+    steps = "\n".join(f'''[[workflows.steps]]
+name = "s{i}"
+engine = "e{i}"
+prompt_tokens = {{ dist = "constant", value = 65536 }}
+output_tokens = {{ dist = "constant", value = 100 }}
+routes = [{{ p = 1.0, to = [{f'"s{i + 1}"' if i + 1 < n_engines else ''}] }}]''' for i in range(n_engines))
+    return f'''seed = 1
+[run]
+num_requests = 1000
+{eng}
+
+[[workflows]]
+name = "w"
+arrival = {{ process = "poisson", rate = 0.01 }}
+start = ["s0"]
+{steps}
+'''
+
+
+def test_pools_of_different_replicas_are_kept_to_what_the_theory_analyses_quickly():
+    """Three pools of 64 different replicas (max_batch_size 32, 33, ...) in a 700-character
+    agents-page link: the theory analysed 192 engines, 36 s of a server core per view
+    (1,075 s with the page's four policy runs) and +1.2 GiB. The dashboard counts different
+    replica configurations (identical ones once) and refuses the file naming the limit."""
+    different = [f"{{ max_batch_size = {32 + j} }}" for j in range(64)]
+    with pytest.raises(ConfigError, match=r"engines: 192 different replica configurations in all is above this "
+                                          r"demo's limit of 16"):
+        uploads.scenario_from_text(_pools(3, different))
+    sc = uploads.scenario_from_text(_pools(3, ["{ max_batch_size = 32 }"] * 64))  # identical: 3 analyses
+    assert [len(e.replicas) for e in sc.engines] == [64, 64, 64]
+    assert len(uploads.scenario_from_text(_pools(1, different[:16])).engines[0].replicas) == 16
+    at = page("pages/agents.py", preset="uploaded", live=0, toml=uploads.encode_link_toml(_pools(3, different)))
+    assert "192 different replica configurations" in shown(at)

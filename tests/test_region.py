@@ -204,3 +204,57 @@ def test_a_wide_budget_whose_chunk_row_binds_solves_small_lps(monkeypatch):
     assert len(r._x) > 100_000 and max(sizes) < 1000 and len(sizes) <= 10, sizes
     # one prefill batch of b tokens per request's worth of chunks: lambda = 1 / (seconds per request)
     assert cap.rate == pytest.approx(1 / (32768.5 * 1.0 + 2 * 1e-6), rel=1e-6)
+
+
+@pytest.mark.parametrize("b", [8192, 65536])
+def test_a_region_on_one_plane_stops_pricing_within_its_certified_gap(monkeypatch, b):
+    """A staircase of 1-token steps is linear in the token load: every candidate batch lies on
+    one plane and the LP's prices name tens of thousands of 'better' batches whose gains are
+    the solver's tolerance (a visitor's 16-engine network priced 31 rounds per region: 29 s).
+    Pricing stops once a round does not raise lambda and the dual bound is within
+    Region.STALL_GAP; the figure stays within that gap of the LP over every candidate."""
+    r = Region(BatchTime("staircase", (0.01128, 0.03547, 1.0)), b, 32, b)
+    sizes = []
+    lp = Region._lp
+    monkeypatch.setattr(Region, "_lp", lambda self, idx, *a: sizes.append(len(idx)) or lp(self, idx, *a))
+    got = r.capacity(b, 100, 1).rate
+    assert len(sizes) <= 3 and max(sizes) < 200, sizes
+    assert got == pytest.approx(_whole_lp(r, b, 100, 1), rel=Region.STALL_GAP)
+
+
+@pytest.mark.parametrize("bt", [BatchTime("staircase", (0.01128, 0.03547, 1.0)), STAIR,
+                                BatchTime("affine", (0.01, 1e-4, 2e-5, 0.0)), BatchTime("constant", (0.02,))])
+def test_the_boundary_from_qhulls_vertices_is_the_loops_over_every_point(bt):
+    """The region's upper boundary is found among Qhull's vertices (the Python loop then sees a
+    few hundred points, not 131,000): the same vertices as the loop over every candidate."""
+    r = Region(bt, 4096, 300, 1000)
+    R = r._rates[:, :2]
+    order = np.lexsort((-R[:, 1], -R[:, 0]))
+    hull = []
+    for i in order:  # the plain monotone chain over every point
+        p = R[i]
+        if hull and p[1] <= R[hull[-1]][1] * (1 + 1e-12):
+            continue
+        while len(hull) >= 2:
+            a, q = R[hull[-2]], R[hull[-1]]
+            cross = (q[0] - a[0]) * (p[1] - a[1]) - (q[1] - a[1]) * (p[0] - a[0])
+            if cross <= 1e-12 * (abs(a[0]) + abs(a[1]) + abs(p[0]) + abs(p[1])) ** 2:
+                hull.pop()
+            else:
+                break
+        hull.append(int(i))
+    assert [tuple(R[i]) for i in r._hull] == [tuple(R[i]) for i in hull]
+
+
+def test_the_region_cache_is_bounded_by_bytes():
+    """128 regions of b = 65,536 (each ~7 MiB) held 906 MiB of a server's memory for good
+    under a count-bounded cache; the cache now drops the least recent past its byte bound."""
+    from llmsim import region
+    from llmsim.config import EngineConfig
+    region._REGIONS.clear()
+    for i in range(30):
+        e = EngineConfig(token_budget=65_536, batch_time=BatchTime("staircase", (0.01128, 0.03547 + i * 1e-6, 128.0)))
+        region.engine_region(e, 65_536)
+    held = sum(r.nbytes for r in region._REGIONS.values())
+    assert 1 < len(region._REGIONS) < 30 and held <= region.REGION_CACHE_BYTES
+    assert held > region.REGION_CACHE_BYTES / 2  # it still keeps what fits
