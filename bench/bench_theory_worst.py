@@ -47,6 +47,30 @@ CASES = {
                      "prompt_tokens": {"dist": "uniform", "low": 1, "high": 65_536},
                      "output_tokens": {"dist": "geometric", "mean": 1.0}}},
 }
+
+
+def _orca_network(n_engines, replicas=None):
+    """The agents-page visitor's network: orca engines (or pools of `replicas`, TOML inline
+    tables) at b = 65,536 with a staircase of 1-token steps, one step each, 65,536-token prompts."""
+    lines = ["seed = 1", "[run]", "num_requests = 1000"]
+    for i in range(n_engines):
+        lines += ["[[engines]]", f'name = "e{i}"', 'scheduler = "orca"', "token_budget = 65536",
+                  "kv_cache_tokens = 50000000",
+                  f'batch_time = {{ model = "staircase", c_seconds = 0.01128, a_seconds = {0.03547 + i * 1e-5:.5f}, b0 = 1 }}']
+        lines += [f"replicas = [{', '.join(replicas)}]"] if replicas else ["max_batch_size = 32"]
+    lines += ["[[workflows]]", 'name = "w"', 'arrival = { process = "poisson", rate = 0.01 }', 'start = ["s0"]']
+    for i in range(n_engines):
+        nxt = f'"s{i + 1}"' if i + 1 < n_engines else ""
+        lines += ["[[workflows.steps]]", f'name = "s{i}"', f'engine = "e{i}"',
+                  'prompt_tokens = { dist = "constant", value = 65536 }',
+                  'output_tokens = { dist = "constant", value = 100 }', f"routes = [{{ p = 1.0, to = [{nxt}] }}]"]
+    return {"toml": "\n".join(lines) + "\n"}
+
+
+DIFFERENT = [f"{{ max_batch_size = {32 + j} }}" for j in range(64)]
+CASES["agents page: 16 orca engines, b = 65,536, 1-token staircase steps, k = 32"] = _orca_network(16)
+CASES["agents page: 3 pools x 64 different replicas (refused by the dashboard)"] = _orca_network(3, DIFFERENT)
+CASES["agents page: 1 pool x 16 different replicas (the most the dashboard takes)"] = _orca_network(1, DIFFERENT[:16])
 CASES["sarathi, the same as a pool of 64 replicas"] = json.loads(json.dumps(
     CASES["sarathi, b = 65,536, k = 1, 1 s per prompt token"]))
 CASES["sarathi, the same as a pool of 64 replicas"]["engine"].update(replicas=64, router="jsq_tokens")
@@ -63,6 +87,8 @@ if case == "trace":
                                   "batch_time": {"model": "staircase", "c_seconds": 0.01128, "a_seconds": 0.03547, "b0": 128}},
             "workload": {"arrival": {"process": "trace", "path": "t.csv"}}}
     sc = llmsim.scenario_from_table(case, traces={"t.csv": "\n".join(rows) + "\n"})
+elif "toml" in case:
+    sc = llmsim.loads_scenario(case["toml"])
 else:
     sc = llmsim.scenario_from_table(case)
 llmsim.validate(sc)
@@ -79,6 +105,9 @@ PREVIOUS = {  # bench/README.md, Round 19: before -> after, this VM
     "sarathi, b = 65,536, k = 1, 1 s per prompt token": "27.3 s -> 0.55 s",
     "sarathi, the same as a pool of 64 replicas": "over 600 s (64 x 27 s) -> 0.64 s",
     "vllm, b = 65,536, 1 s per prompt token, geometric outputs of mean 1": "ValueError (scipy's bracket) -> 0.63 s",
+    "agents page: 16 orca engines, b = 65,536, 1-token staircase steps, k = 32": "26.4 s, +315 MiB -> 2.7 s, +134 MiB",
+    "agents page: 3 pools x 64 different replicas (refused by the dashboard)": "314.6 s -> 35.5 s",
+    "agents page: 1 pool x 16 different replicas (the most the dashboard takes)": "3.2 s",
 }
 
 
