@@ -13,9 +13,9 @@ a chunk never exceeds the budget) has capacity
                                 sum_j s_j c_j/t_j >= lambda q,  sum_j s_j <= 1,  s >= 0,
 
 solved with ``scipy.optimize.linprog`` (HiGHS) by column generation (``capacity``): over
-the 2-D hull's vertices first, then adding the candidates the LP's dual prices name until
-none would raise lambda (the optimum over every candidate, by LP duality; a budget of
-65,536 has 131,000 candidates, and one LP over all of them took 9 s). The binding batch mix
+the vertices of the rate vectors' hull first, then adding the candidates the LP's dual
+prices name until none would raise lambda (the optimum over every candidate, by LP
+duality; a budget of 65,536 has 131,000 candidates, and one LP over all of them took 9 s). The binding batch mix
 is the LP's solution; its time-weighted batch is what an optimal engine runs at capacity.
 
 Candidates. A chunk holds at most ``max_chunk = min(b, largest prompt)`` tokens, so ``x``
@@ -223,15 +223,11 @@ class Region:
         before = np.concatenate([[-np.inf], np.maximum.accumulate(d)[:-1]])
         order = order[d > before * (1 + 1e-12)]
         if len(order) > 256:
-            # only the convex hull's vertices can be the upper boundary's (Qhull, in C; the
-            # loop below then sees a few hundred points, not 131,000 on a concave front)
-            try:
-                from scipy.spatial import ConvexHull
-                scale = np.where(R.max(axis=0) > 0, R.max(axis=0), 1.0)
-                v = ConvexHull(np.vstack([R[order] / scale, np.zeros(2)])).vertices
-                order = order[np.sort(v[v < len(order)])]
-            except Exception:  # QhullError (collinear points): the loop sees them all
-                pass
+            # only the convex hull's vertices can be the upper boundary's (the loop below then
+            # sees a few hundred points, not 131,000 on a concave front)
+            v = _hull_vertices(R[order])
+            if v is not None:
+                order = order[v]
         hull = []
         for i in order:
             p = R[i]
@@ -253,16 +249,17 @@ class Region:
         chunks per unit (a request, or one unit of a step mix)."""
         if not (prefill >= 0 and decode >= 0 and prefill + decode > 0):
             raise ValueError(f"demand: prefill {prefill} and decode {decode} tokens must be >= 0, not both 0")
-        # column generation: the 2-D hull's vertices carry the optimum unless the chunk row
-        # binds; the LP's prices then name the batches that would raise lambda, which join
-        # the candidates until none would (LP duality: the optimum over every batch)
+        # column generation: the hull's vertices (``_start``) carry the optimum; the LP's
+        # prices name any batches that would raise lambda, which join the candidates until
+        # none would (LP duality: the optimum over every batch)
         idx = self._start()
         lam_before = -math.inf
         for _ in range(self.PRICING_ROUNDS):
             lam, s, u = self._lp(idx, prefill, decode, chunks)
-            gain = self._rates @ u[:3] - u[3]
+            priced = self._rates @ u[:3]
+            gain = priced - u[3]
             gain[idx] = -np.inf
-            scale = max(u[3], float(np.max(np.abs(self._rates @ u[:3]))), 1e-300)
+            scale = max(u[3], float(np.max(np.abs(priced))), 1e-300)
             better = np.nonzero(gain > 1e-9 * scale)[0]
             if len(better) == 0:
                 break
@@ -289,16 +286,8 @@ class Region:
         (flat or degenerate points) only costs rounds."""
         if self._start_idx is None:
             idx = np.array(self._hull, dtype=np.int64)
-            R = self._rates
-            if len(R) > 64:
-                try:
-                    from scipy.spatial import ConvexHull
-                    scale = np.where(R.max(axis=0) > 0, R.max(axis=0), 1.0)
-                    h = ConvexHull(np.vstack([R / scale, np.zeros(3)]))
-                    idx = np.union1d(idx, h.vertices[h.vertices < len(R)]).astype(np.int64)
-                except Exception:  # QhullError on flat input: the 2-D hull's vertices
-                    pass
-            self._start_idx = idx
+            v = _hull_vertices(self._rates) if len(self._rates) > 64 else None
+            self._start_idx = idx if v is None else np.union1d(idx, v).astype(np.int64)
         return self._start_idx
 
     PRICING_ROUNDS = 60      # column-generation rounds before the whole LP is solved
@@ -330,6 +319,19 @@ class Region:
         axis to the decode axis (the region is their convex hull with the origin, made
         down-closed)."""
         return [self.batch(i) for i in self._hull]
+
+
+def _hull_vertices(points: np.ndarray) -> np.ndarray | None:
+    """Sorted indices of the points that are vertices of the convex hull of them and the
+    origin (Qhull, on coordinates scaled to 1); None when Qhull cannot build it (flat or
+    degenerate input), and the caller keeps every point."""
+    from scipy.spatial import ConvexHull
+    top = points.max(axis=0)
+    try:
+        v = ConvexHull(np.vstack([points / np.where(top > 0, top, 1.0), np.zeros(points.shape[1])])).vertices
+    except Exception:  # scipy.spatial.QhullError
+        return None
+    return np.sort(v[v < len(points)])
 
 
 def engine_region(engine, max_prompt: float, context: float = 0.0, batches: str = "all",

@@ -420,10 +420,10 @@ def _engine_theory(sc: Scenario, e_idx: int, visits, lam_steps) -> EngineTheory:
     else:
         kind = "token capacity b/t(b) (the stability region: exact for work-conserving schedulers)"
     optimal_kind = kind
-    # the scheduler's own capacity: the region of the batches it runs, or its own formula
-    # saturated, a scheduler's chunks hold what the waiting prompts give: the workload's mean
-    # chunk (dp / dq tokens), not the largest prompt (which priced a k-limited batch at a
-    # full budget of prefill its slots never hold: sarathi at k = 1, prompts uniform in
+    # the scheduler's own capacity: the region of the batches it runs, or its own formula.
+    # Saturated, its chunks hold what the waiting prompts give: the workload's mean chunk
+    # (dp / dq tokens), not the largest prompt (which priced a k-limited batch at a full
+    # budget of prefill its slots never hold: sarathi at k = 1, prompts uniform in
     # 1..65,536, got half its capacity)
     sched_set = _scheduler_batches(eng.scheduler)
     mean_chunk = dp / dq if dq > 0 else p_max
