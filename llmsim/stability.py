@@ -159,14 +159,23 @@ def _kv_fill(theory, window) -> tuple[str, float]:
     return ("after" if fill > end else "before" if fill <= start else "inside"), fill
 
 
+def fmt_load(x: float) -> str:
+    """A load with two decimals, or three where two would read 1.00 for a load that is not 1
+    (0.996 or 1.003: the side of 1 is what the verdict turns on)."""
+    two = f"{x:.2f}"
+    return f"{x:.3f}" if two == "1.00" and f"{x:.3f}" != "1.000" else two
+
+
 def loads_differ(load: float, scheduler_load: float) -> bool:
     """True when a scheduler's own load is worth giving beside the load (over the best capacity)."""
     return abs(scheduler_load - load) > 0.005 * max(load, 1e-12)
 
 
 def _explain(v: str, theory, growth: float, drift_share: float, parts=(), network=False,
-             part_growth=None, recompute_share=0.0, preemptions=0.0, window=None, proven=0.0):
+             part_growth=None, recompute_share=0.0, preemptions=0.0, window=None, proven=0.0,
+             interval=(-math.inf, math.inf)):
     """The verdict's sentence, and which of theory's assumptions broke (or "").
+    `interval` is the 95% interval of `growth` (shares of the arriving work).
 
     vllm above its chain capacity piles up running requests until they fill the KV cache;
     from then on memory gates its prefills and the chain's capacity no longer holds. The
@@ -176,8 +185,8 @@ def _explain(v: str, theory, growth: float, drift_share: float, parts=(), networ
     where = f" (growing: {', '.join(parts)})" if parts else ""
     sched = " and ".join(dict.fromkeys(e.scheduler for e in theory.engines))
     # the scheduler's own load first when the two differ: theory's drift and the verdict follow it
-    loads = (f"load {load:.2f}" if not loads_differ(load, sload)
-             else f"{sched}'s own load {sload:.2f} (arrival rate over its own capacity; load {load:.2f} over "
+    loads = (f"load {fmt_load(load)}" if not loads_differ(load, sload)
+             else f"{sched}'s own load {fmt_load(sload)} (arrival rate over its own capacity; load {fmt_load(load)} over "
                   "the best scheduler's capacity)")
     mem = ""
     if preemptions > 0 and recompute_share >= RECOMPUTE_NOTABLE:
@@ -222,16 +231,18 @@ def _explain(v: str, theory, growth: float, drift_share: float, parts=(), networ
         text = (f"Stable: at {loads}, the unfinished work went up and down but did not trend upward in the "
                 "second half of the run, so " + ("every engine of the network keeps up." if network
                                                   else "this engine keeps up.") + mem)
-        if sload > 1.02 and fill_at in ("before", "inside"):
+        if drift_share > 0 and fill_at in ("before", "inside"):
             broken = (f"KV cache not binding: theory's capacity for {sched} holds while the KV cache has room, but "
                       f"at this rate the running requests fill it after about {fill:,.0f} s; from then on memory "
                       "gates the prefills, vllm runs full decode batches between them, and the backlog levels off "
                       "near the cache's size")
             text += f" Theory's {sched} capacity predicts growth; the assumption that broke: {broken}."
-        elif sload > 1.02:
-            broken = ("horizon or capacity formula: theory predicts growth, but none showed over this run. "
-                      "Run longer; or theory's capacity is approximate here. Its formula: "
-                      f"{theory.engines[0].capacity_kind}")
+        elif drift_share > 0:
+            # stable only when the run's interval lies below the growth theory predicts (verdict_from_runs)
+            broken = (f"horizon or capacity formula: theory predicts about {100 * drift_share:.1f}% of the arriving "
+                      f"work piling up, and this run's 95% interval ({signed_pct(interval[0])} to "
+                      f"{signed_pct(interval[1])}) lies below that. Run longer; or theory's capacity is "
+                      f"approximate here. Its formula: {theory.engines[0].capacity_kind}")
             text += f" Theory disagrees — {broken}."
         return text, broken
     regime = (f" vllm's KV cache fills after about {fill:,.0f} s at this rate; from then on memory gates its "
@@ -246,6 +257,14 @@ def _explain(v: str, theory, growth: float, drift_share: float, parts=(), networ
         return (f"Inconclusive: at {loads}, theory proves that {who} cannot keep up ({theory.proven_kind} bounds "
                 f"it, and the load over that bound is {proven:.3f}, at least 1). But {slow} (this run: "
                 f"{signed_pct(growth)} of arriving work). Run longer or add replications to see the backlog grow."
+                + regime + mem), ""
+    if drift_share > 0 and interval[1] >= drift_share:
+        # theory's estimate predicts growth and the run's interval reaches it (verdict_from_runs)
+        return (f"Inconclusive: at {loads}, theory's estimate ({theory.engines[0].capacity_kind}) puts "
+                f"{sched} above its capacity: about {100 * drift_share:.1f}% of the arriving work would pile up. "
+                f"This run's trend, {signed_pct(growth)} (95% interval {signed_pct(interval[0])} to "
+                f"{signed_pct(interval[1])}), cannot tell that growth from none, so it does not show that "
+                f"{'the network keeps' if network else 'this engine keeps'} up. Run longer or add replications."
                 + regime + mem), ""
     return (f"Inconclusive: at {loads}, the backlog's trend ({signed_pct(growth)} of arriving "
             "work) cannot be told apart from noise over this horizon; run longer or add replications." + regime
@@ -343,18 +362,22 @@ def verdict_from_runs(results, window: float = 0.5, threshold: float = 0.02, bat
     elif parts and v == "stable" and any(p["verdict"] == "inconclusive" for p in part_ev.values()):
         v = "inconclusive"
     proven = theory.proven_load
+    drift_share = theory.drift_tokens_per_s / offered if offered > 0 else 0.0
     if v == "stable" and proven >= 1:
         # no scheduler keeps up above a bound theory proves (the stability region is exact):
         # a finite run that shows no trend there is too short, not stable
         v = "inconclusive"
+    elif v == "stable" and drift_share > 0 and ghi >= drift_share:
+        # theory's estimate (above its capacity) predicts growth and the run's interval reaches
+        # it: the run cannot tell that growth from none, so it does not show the engine keeps up
+        v = "inconclusive"
     part_growth = max((part_ev[n]["growth"] for n in unstable), default=None)
-    drift_share = theory.drift_tokens_per_s / offered if offered > 0 else 0.0
     secs = [max(r.summary["simulated_seconds"], 1e-12) for r in results]
     preempt = float(np.mean([r.summary.get("preemptions", 0) for r in results]))
     recomputed = float(np.mean([r.summary.get("tokens_recomputed", 0) / s for r, s in zip(results, secs)]))
     share = recomputed / offered if offered > 0 else 0.0
     text, broken = _explain(v, theory, g, drift_share, tuple(unstable), not sc.single, part_growth, share, preempt,
-                            (start, end), proven)
+                            (start, end), proven, (glo, ghi))
     burst_load, burst = _burst(sc, theory.load)
     if v != "unstable":
         text += burst

@@ -9,6 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from llmsim_ui.palette import VERDICT_BADGE
+from llmsim.stability import fmt_load
 
 VERDICT_MEANING = (
     "**What the verdict means.** *Stable*: the unfinished work (backlog) went up and down but "
@@ -156,11 +157,11 @@ def evidence(v, extra: list[tuple[str, str]] | None = None, summary: dict | None
     from the run's summary, a note on them (e.g. zero_throughput), the rule that decided
     it, for a network the per-buffer tests, and a caveat near the boundary."""
     e = v.evidence()
-    rows = [("load ρ", f"{e['load']:.2f}")]
+    rows = [("load ρ", fmt_load(e['load']))]
     sload = e.get("scheduler_load") or 0.0
     from llmsim.stability import loads_differ
     if sload > 0 and math.isfinite(sload) and loads_differ(e["load"], sload):
-        rows.append(("own load", f"{sload:.2f} (arrival rate over this scheduler's theory capacity; load ρ is "
+        rows.append(("own load", f"{fmt_load(sload)} (arrival rate over this scheduler's theory capacity; load ρ is "
                                  "over the best any scheduler reaches)"))
     rows += [
         ("arrival rate", fmt(e["arrival_rate_rps"], unit=" /s")),
@@ -169,7 +170,8 @@ def evidence(v, extra: list[tuple[str, str]] | None = None, summary: dict | None
                             f"(95% CI {_pct(e['growth_lo'])} to {_pct(e['growth_hi'])})"),
         ("growth theory predicts", fmt(e["theory_drift_tokens_per_s"], unit=" tokens/s")
          + (f" ({100 * e['theory_drift_tokens_per_s'] / e['offered_tokens_per_s']:.1f}% of arriving work; "
-            "it would be 0 below this scheduler's theory capacity)" if e.get("offered_tokens_per_s") else "")),
+            + ("it would be 0 with every engine below its theory capacity)" if v.parts
+               else "it would be 0 below this scheduler's theory capacity)") if e.get("offered_tokens_per_s") else "")),
     ]
     if summary is not None:
         pre = summary.get("preemptions")

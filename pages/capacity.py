@@ -298,7 +298,9 @@ if found:
     st.caption("The capacity search keeps the highest rate judged stable and the lowest judged unstable and "
                "probes between them; where theory proves a bound (the stability region, an exact batch cycle), "
                "the lowest unstable rate starts there, probed or not, so the critical rate never lies above it. "
-               "Near the boundary single runs are noisy: more requests per probe give sharper brackets.")
+               "Where theory only estimates a capacity (its formula, listed under the table, says "
+               "\"approximate\"), the critical rate may lie above or below that estimate: the search is the "
+               "check. Near the boundary single runs are noisy: more requests per probe give sharper brackets.")
     rows = []
     for s, r in found.items():
         lo, hi = r.interval

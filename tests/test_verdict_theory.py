@@ -314,6 +314,37 @@ def test_never_stable_above_a_bound_theory_proves():
     assert analyze(sc.with_rate(16.5)).proven_load < 1 and under.verdict == "stable"
 
 
+def test_not_stable_while_the_run_cannot_tell_theorys_predicted_growth_from_none():
+    """vllm on the headline engine with b = 1,024 at 15.2 req/s: theory's (approximate) chain
+    puts it at its own load 1.003, about 0.3% of the arriving work piling up. The run's growth,
+    +0.4% with a 95% interval of -0.7% to +1.6%, passed the rules as stable while its backlog
+    chart climbed (found as a new user would). An interval that reaches the predicted growth
+    is inconclusive; one that lies below it (orca's chain, 4-8% low with two slots) stays
+    stable, and the sentence says theory disagrees and by how much."""
+    head = llmsim.load_scenario(ROOT / "scenarios/paper/headline.toml")
+    sc = head.with_engine(0, token_budget=1024).with_scheduler("vllm").with_rate(15.2)
+    v = simulate(sc).verdict
+    assert v.growth_hi < v.threshold and v.growth_lo < stability.NOISE  # the rules alone: stable
+    drift = v.theory_drift_tokens_per_s / v.offered_tokens_per_s
+    assert 0 < drift < v.growth_hi
+    assert analyze(sc).proven_load < 1  # not a proof: the chain is approximate
+    assert v.verdict == "inconclusive"
+    assert "own load 1.003" in v.explanation and "cannot tell that growth from none" in v.explanation
+    assert "+0.3% of the arriving work" not in v.explanation and "about 0.3% of the arriving work" in v.explanation
+    orca = scenario_from_table(
+        {"seed": 5, "engine": {"scheduler": "orca", "token_budget": 2048, "max_batch_size": 2,
+                               "kv_cache_tokens": 10_000_000,
+                               "batch_time": {"model": "staircase", "c_seconds": 0.01128, "a_seconds": 0.03547,
+                                              "b0": 128}},
+         "workload": {"num_requests": 20000, "arrival": {"process": "poisson", "rate": 1.4},
+                      "prompt_tokens": {"dist": "uniform", "low": 1, "high": 2048},
+                      "output_tokens": {"dist": "geometric", "mean": 20}}})
+    w = simulate(orca).verdict
+    assert w.scheduler_load > 1.05 and w.growth_hi < w.theory_drift_tokens_per_s / w.offered_tokens_per_s
+    assert w.verdict == "stable"
+    assert "Theory disagrees" in w.explanation and "lies below that" in w.explanation
+
+
 def test_what_theory_proves_and_what_it_only_estimates():
     """proven_load is over a bound theory proves: the region (every batch, or every unmixed
     batch for vllm and fastertransformer), fastertransformer's cycle only where exact; never the approximate chains, the memory
