@@ -215,15 +215,22 @@ def panel(ps: PageState, with_rate: bool = True, container=None):
             vis.append("bt_ms")
         elif bt == "staircase":
             a, b, d = c.columns(3)
-            _num(ps, "st_c", "c (ms)", 1.0, container=a, fmt="%.2f")
-            _num(ps, "st_a", "a (ms)", 1.0, container=b, fmt="%.2f")
-            _num(ps, "st_b0", "b0", 1, container=d)
+            _num(ps, "st_c", "c (ms)", 1.0, container=a, fmt="%.2f",
+                 help="Fixed time of every iteration, in milliseconds (t(n) = c + a·⌈n/b0⌉).")
+            _num(ps, "st_a", "a (ms)", 1.0, container=b, fmt="%.2f",
+                 help="Time added per step of b0 tokens, in milliseconds.")
+            _num(ps, "st_b0", "b0", 1, container=d,
+                 help="Tokens per step: an iteration of n tokens takes ⌈n/b0⌉ steps of a ms "
+                      "(the GPU's tile of work; 128 in the paper's CodeLlama-34B fit).")
             vis += ["st_c", "st_a", "st_b0"]
         elif bt == "piecewise":
             a, b, d = c.columns(3)
-            _num(ps, "pw_c", "c (ms)", 1.0, container=a, fmt="%.2f")
-            _num(ps, "pw_a", "a (µs/tok)", 1.0, container=b, fmt="%.2f")
-            _num(ps, "pw_b0", "b0", 1, container=d)
+            _num(ps, "pw_c", "c (ms)", 1.0, container=a, fmt="%.2f",
+                 help="Time of an iteration of up to b0 tokens, in milliseconds (t(n) = c + a·max(0, n − b0)).")
+            _num(ps, "pw_a", "a (µs/tok)", 1.0, container=b, fmt="%.2f",
+                 help="Time added per token beyond b0, in microseconds.")
+            _num(ps, "pw_b0", "b0", 1, container=d,
+                 help="Tokens an iteration holds at the fixed time c (below it the GPU is memory-bound).")
             vis += ["pw_c", "pw_a", "pw_b0"]
         else:
             a, b, d = c.columns(3)

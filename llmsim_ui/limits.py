@@ -41,7 +41,7 @@ UPLOAD_FILES_PER_SESSION = 12
 UPLOAD_SESSION_BYTES = 25 * 1024 * 1024        # five files at server.maxUploadSize
 UPLOAD_TOTAL_BYTES = 128 * 1024 * 1024         # all sessions together: 25 files at server.maxUploadSize
 
-CLI_HINT = "for bigger runs use the command line (python -m llmsim run scenario.toml)"
+CLI_HINT = "for bigger runs use the command line: python -m llmsim run scenario.toml"
 
 
 def check(label: str, value, lo, hi, unit: str = "", why: str = "") -> str | None:

@@ -73,6 +73,19 @@ def axis_values(lo: float, hi: float, num: int, log: bool, integer: bool) -> lis
     return [float(f"{x:.6g}") for x in xs]
 
 
+def tick_format(values) -> str:
+    """A d3 format with the fewest significant digits (3 to 6) that still tells every tick
+    apart: 8 loads from 0.5 to 1.5 read 0.643, 0.786, ... rather than 0.642857."""
+    for digits in range(3, 7):
+        if len({f"{v:.{digits}g}" for v in values}) == len(values):
+            return f",.{digits}~g"
+    return ",.6~g"
+
+
+def _ticks(values) -> alt.Axis:
+    return alt.Axis(values=values, format=tick_format(values))
+
+
 def sweep_axes(df: pd.DataFrame) -> list[str]:
     """The axis columns of a result table (they sit between `replications` and `scheduler`)."""
     cols = list(df.columns)
@@ -311,8 +324,7 @@ def chart(d: pd.DataFrame, x: str, y: str, metric: str, scheduler: str, log_doma
     if "error" in sub:
         tips.append(alt.Tooltip("error:N"))
     # a tick at each swept value, the centre of its cell (Vega's round ticks fell between cells)
-    xa, ya = (alt.Axis(values=sorted(float(v) for v in d[c].dropna().unique()), format=",.6~g")
-              for c in ("x", "y"))
+    xa, ya = (_ticks(sorted(float(v) for v in d[c].dropna().unique())) for c in ("x", "y"))
     base = alt.Chart(sub).mark_rect(stroke="white", strokeWidth=0.5).encode(
         x=alt.X("x0:Q", scale=xs, title=xt, axis=xa), x2="x1:Q",
         y=alt.Y("y0:Q", scale=ys, title=yt, axis=ya), y2="y1:Q",

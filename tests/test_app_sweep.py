@@ -82,6 +82,17 @@ def test_the_ticks_sit_on_the_cell_centres():
             assert (math.sqrt(lo * hi) if log else (lo + hi) / 2) == pytest.approx(v)
 
 
+def test_tick_labels_are_as_short_as_tells_the_values_apart():
+    """8 loads from 0.5 to 1.5 were labelled 0.642857, 0.785714, ... (found as a new user would
+    on the map page); three digits tell them apart, and a close pair gets the digits it needs."""
+    from llmsim_ui.sweepmap import axis_values, tick_format
+    loads = axis_values(0.5, 1.5, 8, False, False)
+    assert tick_format(loads) == ",.3~g"
+    assert len({f"{v:.3g}" for v in loads}) == 8
+    assert tick_format([1000, 1001, 2048]) == ",.4~g"
+    assert tick_format([0.9, 0.90001]) == ",.5~g"
+
+
 def test_neither_axis_a_rate_gives_a_fixed_load_and_theory_cells():
     at = open_page(**{**SMALL, "x": "engine.token_budget", "x_lo": 256, "x_hi": 1024,
                       "y": "engine.kv_cache_tokens", "y_lo": 20000, "y_hi": 400000, "rho": 1.2, "sched": "orca"})
