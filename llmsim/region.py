@@ -310,7 +310,12 @@ class Region:
         res = linprog(cost, A_ub=A, b_ub=np.array([0.0, 0.0, 0.0, 1.0]),
                       bounds=[(0, None)] * (nb + 1), method="highs")
         if res.status != 0:
-            raise RuntimeError(f"stability-region LP failed: {res.message}")
+            # finite rates make the LP bounded and feasible; a batch time whose costs differ by
+            # many decades can still defeat the solver's tolerances: say which input, not a crash
+            from llmsim.workload import ConfigError
+            raise ConfigError(
+                f"engine.batch_time: theory's stability region cannot be solved for these costs "
+                f"({res.message}); allowed: costs fewer decades apart (e.g. a per-token cost nearer the fixed time)")
         return float(res.x[-1]), res.x[:nb], -np.asarray(res.ineqlin.marginals, dtype=float)
 
     # -------------------------------------------------------------- the picture

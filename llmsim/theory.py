@@ -42,13 +42,16 @@
 from __future__ import annotations
 
 import math
+import threading
+from collections import OrderedDict
 from functools import lru_cache
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from llmsim.config import Scenario, expected_visits, step_index
-from llmsim.workload import Constant, Geometric, Poisson, TraceLengths, poisson_cdf, poisson_pmf
+from llmsim.workload import (Constant, Empirical, Geometric, Poisson, TraceArrivals, TraceLengths, poisson_cdf,
+                             poisson_pmf)
 
 
 @dataclass(frozen=True)
@@ -127,8 +130,41 @@ class Theory:
                 "engines": [e.__dict__ for e in self.engines], "notes": list(self.notes)}
 
 
-@lru_cache(maxsize=1024)
+# Memos keyed on laws that hold a trace's arrays (an uploaded CSV: megabytes each) keep only
+# the few most recent: the general memos' hundreds of entries, each keeping its key alive,
+# let a visitor's 23 different uploads hold +383 MiB of a server for good (a hostile pass)
+HEAVY_VALUES = 10_000    # an empirical law with more values than this counts as a trace
+HEAVY_MEMO = 4           # entries per memo for such keys
+
+
+def _heavy(x) -> bool:
+    """True for a law or arrival process holding a trace's arrays."""
+    if isinstance(x, (TraceLengths, TraceArrivals)):
+        return True
+    return isinstance(x, Empirical) and len(x.values) > HEAVY_VALUES
+
+
+def _holds_trace(sc: Scenario) -> bool:
+    return any(_heavy(w.arrival) or any(_heavy(s.prompt_tokens) or _heavy(s.output_tokens) for s in w.steps)
+               for w in sc.workflows)
+
+
 def _mean_ceil(dist, b: int) -> float:
+    """E[ceil(P / b)] for a length distribution, memoized (few entries for a trace's law)."""
+    return (_mean_ceil_heavy if _heavy(dist) else _mean_ceil_light)(dist, b)
+
+
+@lru_cache(maxsize=HEAVY_MEMO)
+def _mean_ceil_heavy(dist, b: int) -> float:
+    return _mean_ceil_of(dist, b)
+
+
+@lru_cache(maxsize=1024)
+def _mean_ceil_light(dist, b: int) -> float:
+    return _mean_ceil_of(dist, b)
+
+
+def _mean_ceil_of(dist, b: int) -> float:
     """E[ceil(P / b)] for a length distribution (estimated from a fixed-seed sample of 200,000:
     ~0.1 s for a million-value table, so once per law and budget)."""
     if isinstance(dist, Constant):
@@ -325,6 +361,8 @@ def _mean_g(prompt, output, chunk: int) -> float:
 
 
 _MEMO: dict = {}
+_MEMO_LOCK = threading.Lock()
+_MEMO_HEAVY: OrderedDict = OrderedDict()  # keys holding a trace's law: the HEAVY_MEMO most recent
 
 
 def _memo(fn, *args):
@@ -335,6 +373,17 @@ def _memo(fn, *args):
         hash(key)
     except TypeError:
         return fn(*args)
+    if any(_heavy(a) for a in args):
+        with _MEMO_LOCK:
+            if key in _MEMO_HEAVY:
+                _MEMO_HEAVY.move_to_end(key)
+                return _MEMO_HEAVY[key]
+        value = fn(*args)
+        with _MEMO_LOCK:
+            _MEMO_HEAVY[key] = value
+            while len(_MEMO_HEAVY) > HEAVY_MEMO:
+                _MEMO_HEAVY.popitem(last=False)
+        return value
     if key not in _MEMO:
         if len(_MEMO) > 512:
             _MEMO.clear()
@@ -469,12 +518,20 @@ def _engine_theory(sc: Scenario, e_idx: int, visits, lam_steps) -> EngineTheory:
                         "(a Markov chain of waiting prefill tokens, each iteration priced at its own batch; "
                         "approximate: Poisson arrivals, mean prompt length)")
         elif eng.scheduler == "vllm":
-            vl = _memo(vllm_capacity, eng, s.prompt_tokens, s.output_tokens)
+            try:
+                vl = _memo(vllm_capacity, eng, s.prompt_tokens, s.output_tokens)
+            except np.linalg.LinAlgError:
+                # a chain whose transition probabilities underflow (prefills ~1 s per token
+                # against ~1 us per decode) has no unique stationary law: the region's bound stays
+                vl = math.inf
             if mem_rps < vl and k_dec < eng.slots:
                 # memory caps vllm before its chain does, and a full KV cache holds fewer
                 # decoders than a decode iteration's slots: the chain with those decoders.
                 # Conservative: memory also gates the prefills, which helps vllm (docs/model.md)
-                vm = _memo(vllm_capacity, eng, s.prompt_tokens, s.output_tokens, k_dec)
+                try:
+                    vm = _memo(vllm_capacity, eng, s.prompt_tokens, s.output_tokens, k_dec)
+                except np.linalg.LinAlgError:
+                    vm = math.inf
                 if vm < cap_rps:
                     cap_rps = vm
                     kind = (f"vllm with a binding KV cache: its prefill-first chain with decode iterations of the "
@@ -509,13 +566,18 @@ def _steps(sc):
 def analyze(sc: Scenario) -> Theory:
     """Load, capacities and fluid drift of a scenario (memoized: scenarios are frozen)."""
     try:
-        return _analyze_cached(sc)
+        return (_analyze_heavy if _holds_trace(sc) else _analyze_cached)(sc)
     except TypeError:  # an unhashable field (should not happen): compute afresh
         return _analyze(sc)
 
 
 @lru_cache(maxsize=256)
 def _analyze_cached(sc: Scenario) -> Theory:
+    return _analyze(sc)
+
+
+@lru_cache(maxsize=HEAVY_MEMO)
+def _analyze_heavy(sc: Scenario) -> Theory:
     return _analyze(sc)
 
 
@@ -646,8 +708,13 @@ def orca_capacity(engine, prompt, output, context: float, slots: int | None = No
         return s - lam * output.mean if tail < 1e-3 else -lam * output.mean
     hi = k / (t[0] * output.mean) if t[0] > 0 else 1e6
     hi = min(hi, b / bt.seconds(b, 0, 0, b * ppt) / p_mean)
-    if gap(hi) >= 0:
-        return hi
-    if gap(hi * 1e-6) < 0:  # no crossing (a degenerate chain): the caller keeps the LP over orca's batches
+    try:
+        if gap(hi) >= 0:
+            return hi
+        if gap(hi * 1e-6) < 0:  # no crossing (a degenerate chain): the caller keeps the LP over orca's batches
+            return None
+        return brentq(gap, hi * 1e-6, hi, xtol=hi * 1e-9)
+    except np.linalg.LinAlgError:
+        # transition probabilities that underflow (prefills ~1 s per token against ~1 us per
+        # decode) leave no unique stationary law: the caller keeps the LP over orca's batches
         return None
-    return brentq(gap, hi * 1e-6, hi, xtol=hi * 1e-9)

@@ -263,7 +263,11 @@ for v in chosen:
 jobs = [runs.job(v, s) for v, s in variants.items()]
 
 # -------------------------------------------------------------- the network
-th = runs.theory(runs.job("configured", sc))
+try:
+    th = runs.theory(runs.job("configured", sc))
+except ConfigError as exc:  # theory's LP defeated by costs many decades apart: say which input
+    st.error(f"Cannot analyse this workflow — {plain(exc)}", icon=":material/block:")
+    st.stop()
 loads = {e.name: e.load for e in th.engines}
 # the diagram gets the page's full width: in a column its text shrank to ~7 px at 1400 px
 a, b = st.container(), st.container()

@@ -170,11 +170,15 @@ if not scen:
 
 # ----------------------------------------------------------------------- theory
 first = runs.job("theory", next(iter(scen.values())), extra)
-th = runs.theory(first)
+try:
+    th = runs.theory(first)
+    theory_caps = {s: runs.theory(runs.job(s, sc, extra)).capacity_rps for s, sc in scen.items()}
+except ConfigError as exc:  # theory's LP defeated by costs many decades apart: say which input
+    st.error(plain(str(exc)), icon=":material/error:")
+    st.stop()
 e0 = th.engines[0]
 mean_work = e0.offered_tokens_per_s / base.total_rate
 token_rps = e0.token_capacity / mean_work
-theory_caps = {s: runs.theory(runs.job(s, sc, extra)).capacity_rps for s, sc in scen.items()}
 c1, c2, c3 = st.columns(3)
 c1.metric("Token capacity b/t(b) (tok/s)", f"{e0.token_capacity:,.0f}",
           help=f"b = {e0.token_budget} tokens per iteration, "
