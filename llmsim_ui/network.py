@@ -37,6 +37,25 @@ def ranks(sc: Scenario) -> dict:
     return out
 
 
+MAX_ROUTES_DRAWN = 32  # a step with more routes gets one edge per target (5,000 froze a tab ~25 s)
+
+
+def _merged_routes(s, steps, ids, wi, done, col) -> list[str]:
+    """One edge per target of a step with many routes: the probability that a call of it is
+    made (summed over the routes naming it) and how many routes name it."""
+    prob, n = Counter(), Counter()
+    for r in s.routes:
+        for child in (dict.fromkeys(r.to) if r.to else [None]):
+            prob[child] += r.prob
+            n[child] += 1
+    out = []
+    for child in prob:
+        label = _q(f"p = {min(prob[child], 1.0):.3g} ({n[child]:,} routes)")
+        dst = done if child is None else ids[(wi, child)]
+        out.append(f"  {ids[(wi, s.name)]} -> {dst} [color={_q(col)}, label={label}];")
+    return out
+
+
 def dot(sc: Scenario, loads: dict | None = None) -> str:
     """DOT text of the network; loads: engine name -> nominal load (shown in its box)."""
     colours = palette.categorical([w.name for w in sc.workflows])
@@ -86,6 +105,9 @@ def dot(sc: Scenario, loads: dict | None = None) -> str:
             lines.append(f"  {src} -> {ids[(wi, st)]} [color={_q(col)}];")
         steps = {s.name: s for s in w.steps}
         for s in w.steps:
+            if len(s.routes) > MAX_ROUTES_DRAWN:
+                lines += _merged_routes(s, steps, ids, wi, done, col)
+                continue
             for r in s.routes:
                 p = f"p = {r.prob:g}" if r.prob < 1 else ""
                 if not r.to:

@@ -1010,3 +1010,31 @@ def test_theory_of_costs_many_decades_apart_is_an_estimate_or_a_named_error():
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert any("engine.batch_time" in e.value.replace("\\", "") for e in at.error)
+
+
+def test_a_step_of_thousands_of_routes_is_drawn_with_one_edge_per_target():
+    """A network link whose step has 5,000 routes (p = 1/5,000 each, over 63 steps) made the
+    agents page's Graphviz draw 5,064 edges: the visitor's tab froze ~25 s (found as a hostile
+    visitor would). Past network.MAX_ROUTES_DRAWN routes a step gets one edge per target, its
+    probability the sum over the routes naming it; a few routes are drawn as before."""
+    from llmsim_ui import network as N
+
+    def net(n_routes):
+        steps = [{"name": "root", "engine": "llm", "prompt_tokens": {"dist": "constant", "value": 4},
+                  "output_tokens": {"dist": "constant", "value": 1},
+                  "routes": [{"p": 1 / n_routes, "to": [f"s{i % 63}"]} for i in range(n_routes)]}]
+        steps += [{"name": f"s{i}", "engine": "llm", "prompt_tokens": {"dist": "constant", "value": 4},
+                   "output_tokens": {"dist": "constant", "value": 1}} for i in range(63)]
+        return scenario_from_table({"seed": 1, "run": {"num_requests": 100},
+                                    "engines": [{"name": "llm", "scheduler": "sarathi", "token_budget": 256,
+                                                 "kv_cache_tokens": 1_000_000,
+                                                 "batch_time": {"model": "constant", "seconds": 0.01}}],
+                                    "workflows": [{"name": "w", "arrival": {"process": "poisson", "rate": 1.0},
+                                                   "steps": steps}]})
+    wide = N.dot(net(5000))
+    root_edges = [ln for ln in wide.splitlines() if ln.strip().startswith("s0_0 ->")]
+    assert len(root_edges) == 63 and wide.count("->") < 200
+    assert 'label="p = 0.016 (80 routes)"' in root_edges[0]
+    few = N.dot(net(N.MAX_ROUTES_DRAWN))
+    assert "routes)" not in few  # drawn route by route
+    assert sum(ln.strip().startswith("s0_0 ->") for ln in few.splitlines()) == N.MAX_ROUTES_DRAWN
