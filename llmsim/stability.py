@@ -159,6 +159,12 @@ def _kv_fill(theory, window) -> tuple[str, float]:
     return ("after" if fill > end else "before" if fill <= start else "inside"), fill
 
 
+def _within_reach(drift_share: float, growth_hi: float) -> bool:
+    """Theory's estimate predicts growth (drift_share > 0) and the run's 95% interval reaches it:
+    the run cannot tell that growth from none."""
+    return drift_share > 0 and growth_hi >= drift_share
+
+
 def fmt_load(x: float) -> str:
     """A load with two decimals, or three where two would read 1.00 for a load that is not 1
     (0.996 or 1.003: the side of 1 is what the verdict turns on)."""
@@ -258,8 +264,7 @@ def _explain(v: str, theory, growth: float, drift_share: float, parts=(), networ
                 f"it, and the load over that bound is {proven:.3f}, at least 1). But {slow} (this run: "
                 f"{signed_pct(growth)} of arriving work). Run longer or add replications to see the backlog grow."
                 + regime + mem), ""
-    if drift_share > 0 and interval[1] >= drift_share:
-        # theory's estimate predicts growth and the run's interval reaches it (verdict_from_runs)
+    if _within_reach(drift_share, interval[1]):
         return (f"Inconclusive: at {loads}, theory's estimate ({theory.engines[0].capacity_kind}) puts "
                 f"{sched} above its capacity: about {100 * drift_share:.1f}% of the arriving work would pile up. "
                 f"This run's trend, {signed_pct(growth)} (95% interval {signed_pct(interval[0])} to "
@@ -367,9 +372,8 @@ def verdict_from_runs(results, window: float = 0.5, threshold: float = 0.02, bat
         # no scheduler keeps up above a bound theory proves (the stability region is exact):
         # a finite run that shows no trend there is too short, not stable
         v = "inconclusive"
-    elif v == "stable" and drift_share > 0 and ghi >= drift_share:
-        # theory's estimate (above its capacity) predicts growth and the run's interval reaches
-        # it: the run cannot tell that growth from none, so it does not show the engine keeps up
+    elif v == "stable" and _within_reach(drift_share, ghi):
+        # so it does not show the engine keeps up
         v = "inconclusive"
     part_growth = max((part_ev[n]["growth"] for n in unstable), default=None)
     secs = [max(r.summary["simulated_seconds"], 1e-12) for r in results]

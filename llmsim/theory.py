@@ -42,8 +42,6 @@
 from __future__ import annotations
 
 import math
-import threading
-from collections import OrderedDict
 from functools import lru_cache
 from dataclasses import dataclass, field
 
@@ -340,17 +338,22 @@ def vllm_capacity(engine, prompt, output, slots: int | None = None) -> float:
     from scipy.optimize import brentq
     hi = c / (tau_d * output.mean)
     gap = lambda lam: supply(lam) - lam * output.mean
-    if gap(hi) >= 0:
-        return hi
-    # the bracket's low end: where supply still meets demand. Prefills far longer than a
-    # decode iteration (1 s per prompt token against 1 us per decode) put it many decades
-    # below the decode bound; step down until it holds
-    lo = hi * 1e-9
-    while gap(lo) < 0:
-        if lo < hi * 1e-290:
-            return 0.0
-        lo *= 1e-6
-    return brentq(gap, lo, hi, xtol=lo * 1e-6, rtol=1e-12)
+    try:
+        if gap(hi) >= 0:
+            return hi
+        # the bracket's low end: where supply still meets demand. Prefills far longer than a
+        # decode iteration (1 s per prompt token against 1 us per decode) put it many decades
+        # below the decode bound; step down until it holds
+        lo = hi * 1e-9
+        while gap(lo) < 0:
+            if lo < hi * 1e-290:
+                return 0.0
+            lo *= 1e-6
+        return brentq(gap, lo, hi, xtol=lo * 1e-6, rtol=1e-12)
+    except np.linalg.LinAlgError:
+        # transition probabilities that underflow leave no unique stationary law: no bound
+        # from the chain (the caller keeps the region's)
+        return math.inf
 
 
 def _mean_g(prompt, output, chunk: int) -> float:
@@ -361,8 +364,12 @@ def _mean_g(prompt, output, chunk: int) -> float:
 
 
 _MEMO: dict = {}
-_MEMO_LOCK = threading.Lock()
-_MEMO_HEAVY: OrderedDict = OrderedDict()  # keys holding a trace's law: the HEAVY_MEMO most recent
+
+
+@lru_cache(maxsize=HEAVY_MEMO)
+def _memo_heavy(fn, *args):
+    """fn(*args) for arguments holding a trace's law: the HEAVY_MEMO most recent kept."""
+    return fn(*args)
 
 
 def _memo(fn, *args):
@@ -374,16 +381,7 @@ def _memo(fn, *args):
     except TypeError:
         return fn(*args)
     if any(_heavy(a) for a in args):
-        with _MEMO_LOCK:
-            if key in _MEMO_HEAVY:
-                _MEMO_HEAVY.move_to_end(key)
-                return _MEMO_HEAVY[key]
-        value = fn(*args)
-        with _MEMO_LOCK:
-            _MEMO_HEAVY[key] = value
-            while len(_MEMO_HEAVY) > HEAVY_MEMO:
-                _MEMO_HEAVY.popitem(last=False)
-        return value
+        return _memo_heavy(fn, *args)
     if key not in _MEMO:
         if len(_MEMO) > 512:
             _MEMO.clear()
@@ -518,20 +516,12 @@ def _engine_theory(sc: Scenario, e_idx: int, visits, lam_steps) -> EngineTheory:
                         "(a Markov chain of waiting prefill tokens, each iteration priced at its own batch; "
                         "approximate: Poisson arrivals, mean prompt length)")
         elif eng.scheduler == "vllm":
-            try:
-                vl = _memo(vllm_capacity, eng, s.prompt_tokens, s.output_tokens)
-            except np.linalg.LinAlgError:
-                # a chain whose transition probabilities underflow (prefills ~1 s per token
-                # against ~1 us per decode) has no unique stationary law: the region's bound stays
-                vl = math.inf
+            vl = _memo(vllm_capacity, eng, s.prompt_tokens, s.output_tokens)
             if mem_rps < vl and k_dec < eng.slots:
                 # memory caps vllm before its chain does, and a full KV cache holds fewer
                 # decoders than a decode iteration's slots: the chain with those decoders.
                 # Conservative: memory also gates the prefills, which helps vllm (docs/model.md)
-                try:
-                    vm = _memo(vllm_capacity, eng, s.prompt_tokens, s.output_tokens, k_dec)
-                except np.linalg.LinAlgError:
-                    vm = math.inf
+                vm = _memo(vllm_capacity, eng, s.prompt_tokens, s.output_tokens, k_dec)
                 if vm < cap_rps:
                     cap_rps = vm
                     kind = (f"vllm with a binding KV cache: its prefill-first chain with decode iterations of the "
