@@ -150,12 +150,17 @@ def wait_precompile(timeout_s: float = 300.0) -> None:
 
 def _compile_into_cache() -> None:
     """The child of precompile(): run the kernel once, which compiles it and writes Numba's
-    cache, compile the summary's pass over the calls, and stop there. The result, the verdict
-    and the theory behind them (scipy's imports, about 0.5 s) are left to the server, which
-    waits for this process to end."""
+    cache, compile the summary's pass over the calls and its selection of a long run's
+    percentiles, and stop there. The result, the verdict and the theory behind them
+    (scipy's imports, about 0.5 s) are left to the server, which waits for this process
+    to end."""
+    import numpy as np
+
     import llmsim
+    from llmsim._order import order_stats
     sim = llmsim.Simulation(llmsim.loads_scenario(TINY_SCENARIO)).advance()
     sim._finished_delays()  # the summary's pass over the calls (compiled on its own)
+    order_stats(np.arange(8.0), np.arange(2), np.empty(2))  # its percentiles of a long run
 
 
 # The functions run_kernel calls that Numba compiles on their own (each cached on its own;

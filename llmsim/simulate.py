@@ -16,6 +16,7 @@ import numpy as np
 from llmsim import _python_tier, budget, core
 from llmsim._calls import (Background, finished_delays, finished_delays_split, in_parallel, prefault,
                            two_threads)
+from llmsim._order import order_stats
 from llmsim import state as S
 from llmsim.config import (POLICIES, Scenario, expected_visits, join_needs, longest_request,
                            routing_matrix, stochastic_steps, step_index, validate)
@@ -890,9 +891,10 @@ def _p50_p99(x: np.ndarray, scratch: bool = False) -> np.ndarray:
 
 
 def _order_stats(x: np.ndarray, ks, scratch: bool = False) -> dict:
-    """{k: sorted(x)[k]} for the ranks ks, x (1-D, no NaN) left as it is unless scratch. A partition
+    """{k: sorted(x)[k]} for the ranks ks, x (1-D, no NaN) left as it is unless scratch. A selection
     slows down badly on a long run of equal values (a summary's tbt is often one value for
-    most calls: one token per iteration), so values that fill 1/16 of a sample of x are
+    most calls: one token per iteration; the radix selection of ``_select`` would pass over
+    the run once per 16 bits of its values), so values that fill 1/16 of a sample of x are
     counted instead: ranks inside such a run are that value; the others are selected among
     the values strictly between two such values."""
     n = len(x)
@@ -905,7 +907,7 @@ def _order_stats(x: np.ndarray, ks, scratch: bool = False) -> dict:
     u, c = np.unique(smp, return_counts=True)
     ties = u[c * 16 >= len(smp)]
     if len(ties) == 0:
-        return dict(zip(ks, _select(x if scratch else x.copy(), ks)))
+        return dict(zip(ks, _select(x, ks)))
     # rank bounds of the segments: below ties[0], ties[0], between ties[0] and ties[1], ...
     out = {}
     start, lo = 0, None
@@ -930,21 +932,12 @@ def _order_stats(x: np.ndarray, ks, scratch: bool = False) -> dict:
 
 
 def _select(a: np.ndarray, ks: list) -> list:
-    """sorted(a)[k] for ascending distinct ranks ks; a is scratch (reordered in place). One
-    partition per rank on the part above the last one; a rank right after the last one is
-    the minimum of that part (moved to its front)."""
-    out, off = [], 0  # a[off:] holds the values of rank >= off
-    for k in ks:
-        rest = a[off:]
-        j = k - off
-        if j == 0:
-            i = int(rest.argmin())
-            rest[0], rest[i] = rest[i], rest[0]
-        else:
-            rest.partition(j)
-        out.append(rest[j])
-        off = k + 1
-    return out
+    """sorted(a)[k] for ascending distinct ranks ks, a left as it is: radix selection on the
+    values' bits (llmsim/_order.py, about 2.5 ms at 1e6 values where two numpy partitions
+    took about 15 ms)."""
+    out = order_stats(np.ascontiguousarray(a, dtype=np.float64), np.asarray(ks, dtype=np.int64),
+                      np.empty(len(ks)))
+    return list(out)
 
 
 def simulate(scenario: Scenario, record_iterations: bool = False,
