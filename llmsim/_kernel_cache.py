@@ -21,11 +21,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import select
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
+
+from llmsim import _order
 
 _HERE = Path(__file__).parent
 _SOURCES = ("core.py", "schedulers.py", "state.py")
@@ -88,36 +91,42 @@ batch_time = { model = "constant", seconds = 0.02 }
 
 _lock = threading.Lock()
 _child: list = []  # the compile process of this process, once started
+_extra: list = []  # a process compiling only the summary's selection (nobody waits for it)
+KERNEL_READY = b"kernel in the cache\n"  # the compile process's line once the kernel is written
+_kernel_written: list = []  # [True] once wait_precompile has read that line (or the process ended)
 
 
 def precompile() -> bool:
     """If Numba's cache lacks the kernel, start a process that compiles it into the cache
-    and return at once (True); False when the cache already has it. Once per process."""
+    and return at once (True); False when the cache already has it. Once per process. The
+    process compiles the summary's selection (llmsim/_order.py) after the kernel; with the
+    kernel on disk but not the selection, a process compiles only that, and nobody waits."""
     with _lock:
         if _child:
             return _child[0] is not None
         # no child (or it cannot start): the caller compiles in its own process, as before
         proc = None if kernel_on_disk() else _start_child()
         _child.append(proc)
+        if proc is None and not _order.on_disk():
+            _extra.append(_start_child("order"))
         return proc is not None
 
 
 def stop_precompile(timeout_s: float = 5.0) -> bool:
-    """Stop the compile process if it still runs (the server is shutting down: a compile
+    """Stop the compile processes that still run (the server is shutting down: a compile
     left running would burn a core for seconds after the server is gone). Numba writes
     its cache files whole (a temporary file, then a rename), so a stopped compile leaves
     none half-written. True if a process was stopped."""
     with _lock:
-        proc = _child[0] if _child else None
-    if proc is None or proc.poll() is not None:
-        return False
-    proc.terminate()
-    try:
-        proc.wait(timeout_s)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    return True
+        procs = [p for p in _child[:1] + _extra if p is not None and p.poll() is None]
+    for proc in procs:
+        proc.terminate()
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return bool(procs)
 
 
 def _start_child(*args):
@@ -127,20 +136,28 @@ def _start_child(*args):
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     try:
         return subprocess.Popen([sys.executable, "-m", "llmsim._kernel_cache", *args], env=env,
-                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+                                stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL if args else subprocess.PIPE)
     except OSError:
         return None
 
 
 def wait_precompile(timeout_s: float = 300.0) -> None:
-    """Wait for the compile process started by ``precompile()`` (if any). Whatever it
-    did, the caller's next run is right: it loads the kernel from the cache, or compiles
-    it itself when the child could not write the cache."""
+    """Wait until the compile process started by ``precompile()`` (if any) has written the
+    kernel to the cache (its line ``KERNEL_READY``), or has ended. Whatever it did, the
+    caller's next run is right: it loads the kernel from the cache, or compiles it itself
+    when the child could not write the cache. The summary's selection, which the process
+    compiles next, is not waited for (``_order.ready()``)."""
     with _lock:
         proc = _child[0] if _child else None
-    if proc is None:
+    if proc is None or _kernel_written:
         return
+    if proc.stdout is not None:
+        if select.select([proc.stdout], [], [], timeout_s)[0]:
+            proc.stdout.readline()  # the line, or nothing: the process ended
+            _kernel_written.append(True)
+            return
+        timeout_s = 0  # no line in time: stopped below
     try:
         proc.wait(timeout_s)
     except subprocess.TimeoutExpired:
@@ -149,18 +166,19 @@ def wait_precompile(timeout_s: float = 300.0) -> None:
 
 
 def _compile_into_cache() -> None:
-    """The child of precompile(): run the kernel once, which compiles it and writes Numba's
-    cache, compile the summary's pass over the calls and its selection of a long run's
-    percentiles, and stop there. The result, the verdict and the theory behind them
-    (scipy's imports, about 0.5 s) are left to the server, which waits for this process
-    to end."""
-    import numpy as np
-
+    """Run the kernel once, which compiles it and writes Numba's cache, and compile the
+    summary's pass over the calls. The result, the verdict and the theory behind them
+    (scipy's imports, about 0.5 s) are left to the caller (the server waits for the compile
+    process's line that this is done)."""
     import llmsim
-    from llmsim._order import order_stats
     sim = llmsim.Simulation(llmsim.loads_scenario(TINY_SCENARIO)).advance()
     sim._finished_delays()  # the summary's pass over the calls (compiled on its own)
-    order_stats(np.arange(8.0), np.arange(2), np.empty(2))  # its percentiles of a long run
+
+
+def _compile_order() -> None:
+    """Compile the summary's selection of a long run's percentiles into the cache."""
+    import numpy as np
+    _order.order_stats(np.arange(8.0), np.arange(2), np.empty(2))
 
 
 # The functions run_kernel calls that Numba compiles on their own (each cached on its own;
@@ -231,5 +249,10 @@ def compile_here() -> None:
 if __name__ == "__main__":
     if sys.argv[1:] == ["callees"]:
         _compile_callees()
+    elif sys.argv[1:] == ["order"]:
+        _compile_order()
     else:
         _compile_into_cache()
+        sys.stdout.buffer.write(KERNEL_READY)
+        sys.stdout.flush()
+        _compile_order()

@@ -11,6 +11,12 @@ which is small: about 2.5 ms per array at 1e6 values, and the array is only read
 A bin holding most of the array (a run of nearly equal values: tbt is often one value for
 most calls) takes a pass over most of the array per 16 bits; ``simulate._order_stats``
 finds such runs first, by sampling, and selects only between them.
+
+Compiling it costs about 2 s of CPU, holding the GIL. The library and the command line
+compile it on first use (``compile_here``); the dashboard's server must not freeze its
+sessions for that, so it turns ``compile_here`` off: its compile process writes the
+selection to Numba's cache after the kernel, and until it is there (``ready()``) the summary
+selects with numpy's partitions.
 """
 
 from __future__ import annotations
@@ -21,6 +27,9 @@ from numba import njit
 _SIGN = np.uint64(1 << 63)
 _BINS = 1 << 16
 _SORT_BELOW = 1024  # values left in a bin: sorted instead of counted again
+
+# whether order_stats may be compiled in this process when Numba's cache lacks it
+compile_here = True
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -94,9 +103,16 @@ def _gather(bits, shift, b, size):
 
 @njit(cache=True, nogil=True)
 def _pick(bits, r):
-    """sorted(floats of bits)[r] for a short bits."""
+    """sorted(floats of bits)[r] for a short bits (at most _SORT_BELOW values): an insertion
+    sort, which compiles in a fraction of numpy's sort's time."""
     v = bits.view(np.float64).copy()
-    v.sort()
+    for i in range(1, v.shape[0]):
+        x = v[i]
+        j = i - 1
+        while j >= 0 and v[j] > x:
+            v[j + 1] = v[j]
+            j -= 1
+        v[j + 1] = x
     return v[r]
 
 
@@ -126,17 +142,18 @@ def order_stats(x, ks, out):
     """out[j] = sorted(x)[ks[j]] for the ascending ranks ks (int64); x: 1-D contiguous
     float64 without NaN, left as it is. Returns out (float64, as long as ks)."""
     bits = x.view(np.uint64)
-    h1 = _histogram(bits, 48)
+    top = np.int64(48)  # not a literal 48: one compiled copy of each callee, not one per constant
+    h1 = _histogram(bits, top)
     cur = -1  # the first-level bin whose values are in cand
     cand, h2, alike, base = bits[:0], h1, False, 0
     for j in range(ks.shape[0]):
         k = ks[j]
         b, below = _bin_of(h1, k)
         if h1[b] == bits.shape[0]:
-            out[j] = _narrow(bits, h1, k, 48)
+            out[j] = _narrow(bits, h1, k, top)
             continue
         if b != cur:  # ranks in the same first-level bin share its values
-            cand, h2, alike = _gather(bits, 48, b, h1[b])
+            cand, h2, alike = _gather(bits, top, b, h1[b])
             cur, base = b, below
         r = k - base
         if alike:
@@ -144,5 +161,19 @@ def order_stats(x, ks, out):
         elif cand.shape[0] <= _SORT_BELOW:
             out[j] = _pick(cand, r)
         else:
-            out[j] = _narrow(cand, h2, r, 32)
+            out[j] = _narrow(cand, h2, r, top - 16)
     return out
+
+
+def on_disk() -> bool:
+    """Whether Numba's cache holds order_stats (loading it takes about 0.1 s). Reads Numba's
+    cache index (internals: any surprise counts as "no", so a server never compiles it)."""
+    try:
+        return len(order_stats._cache._cache_file._load_index()) > 0
+    except Exception:  # noqa: BLE001 - another Numba version: numpy's partitions, as before
+        return False
+
+
+def ready() -> bool:
+    """Whether a call of order_stats runs without compiling it here, or may compile it."""
+    return bool(order_stats.signatures) or compile_here or on_disk()

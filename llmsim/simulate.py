@@ -13,10 +13,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from llmsim import _python_tier, budget, core
+from llmsim import _order, _python_tier, budget, core
 from llmsim._calls import (Background, finished_delays, finished_delays_split, in_parallel, prefault,
                            two_threads)
-from llmsim._order import order_stats
 from llmsim import state as S
 from llmsim.config import (POLICIES, Scenario, expected_visits, join_needs, longest_request,
                            routing_matrix, stochastic_steps, step_index, validate)
@@ -933,11 +932,31 @@ def _order_stats(x: np.ndarray, ks, scratch: bool = False) -> dict:
 
 def _select(a: np.ndarray, ks: list) -> list:
     """sorted(a)[k] for ascending distinct ranks ks, a left as it is: radix selection on the
-    values' bits (llmsim/_order.py, about 2.5 ms at 1e6 values where two numpy partitions
-    took about 15 ms)."""
-    out = order_stats(np.ascontiguousarray(a, dtype=np.float64), np.asarray(ks, dtype=np.int64),
-                      np.empty(len(ks)))
+    values' bits (llmsim/_order.py, about 2.5 ms at 1e6 values where numpy's partitions take
+    about 15 ms), or those partitions where it may not be compiled here yet."""
+    if not _order.ready():
+        return _select_partitions(a.copy(), ks)
+    out = _order.order_stats(np.ascontiguousarray(a, dtype=np.float64), np.asarray(ks, dtype=np.int64),
+                             np.empty(len(ks)))
     return list(out)
+
+
+def _select_partitions(a: np.ndarray, ks: list) -> list:
+    """_select with numpy's partitions; a is scratch (reordered in place). One partition per
+    rank on the part above the last one; a rank right after the last one is the minimum of
+    that part (moved to its front)."""
+    out, off = [], 0  # a[off:] holds the values of rank >= off
+    for k in ks:
+        rest = a[off:]
+        j = k - off
+        if j == 0:
+            i = int(rest.argmin())
+            rest[0], rest[i] = rest[i], rest[0]
+        else:
+            rest.partition(j)
+        out.append(rest[j])
+        off = k + 1
+    return out
 
 
 def simulate(scenario: Scenario, record_iterations: bool = False,

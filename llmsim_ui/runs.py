@@ -46,13 +46,16 @@ import pandas as pd
 import streamlit as st
 
 import llmsim
-from llmsim import ConfigError, Scenario, Simulation, _kernel_cache, budget
+from llmsim import ConfigError, Scenario, Simulation, _kernel_cache, _order, budget
 from llmsim.budget import MiB, Limits
 from llmsim.simulate import partial_verdict, result_with_verdict
 
 from llmsim_ui import jobs
 
 LIMITS = Limits.from_env()          # every dashboard run (see docs/ui.md, "Demo mode")
+# the summary's selection is never compiled in the server (about 2 s holding the GIL: every
+# session would stall); its compile process writes it to the cache, numpy selects until then
+_order.compile_here = False
 # the capacity page makes up to 2 x 16 runs per scheduler: each gets 1/8 of a run's work
 PROBE_LIMITS = dataclasses.replace(LIMITS, max_work=None if LIMITS.max_work is None else LIMITS.max_work / 8)
 # a stability map's work, shared equally by its points: the same total as the capacity page's

@@ -5,7 +5,18 @@ included."""
 import numpy as np
 import pytest
 
+from llmsim import _order
 from llmsim.simulate import _p50_p99
+
+
+@pytest.fixture(params=["radix", "partitions"], autouse=True)
+def selection(request, monkeypatch):
+    """Every test twice: with the compiled radix selection, and with numpy's partitions (what
+    the dashboard's server uses until its compile process has written the radix one)."""
+    if request.param == "partitions":
+        monkeypatch.setattr(_order, "ready", lambda: False)
+        monkeypatch.setattr(_order, "order_stats", None)  # never called then
+    return request.param
 
 
 def _same(x):
@@ -48,51 +59,3 @@ def test_infinities_and_nan():
         with np.errstate(invalid="ignore"):
             assert np.isnan(_p50_p99(y)).all() and np.isnan(np.percentile(y, [50, 99])).all()
 
-
-# ---- the radix selection behind the percentiles of a long run (llmsim/_order.py), on its own:
-# each case reaches one of its paths; the ranks are every order statistic the summary asks for
-# and the ends
-
-from llmsim._order import order_stats  # noqa: E402
-
-
-def _ranks(n):
-    k50, k99 = (int(k) for k in np.floor((n - 1) * np.array([0.5, 0.99])))
-    return np.array(sorted({min(k, n - 1) for k in (0, k50, k50 + 1, k99, k99 + 1, n - 1)}), dtype=np.int64)
-
-
-def _same_order(x):
-    ks = _ranks(len(x))
-    xc = x.copy()
-    got = order_stats(x, ks, np.empty(len(ks)))
-    assert np.array_equal(x, xc), "x was modified"
-    want = np.sort(x)[ks]
-    assert [v.hex() for v in map(float, got)] == [v.hex() for v in map(float, want)], (got, want)
-
-
-N = 200_003
-_rng = np.random.default_rng(12)
-ULP = np.spacing(0.02)
-
-
-@pytest.mark.parametrize("x", [
-    _rng.random(N),                                            # few per first-level bin: narrowed, then sorted
-    _rng.exponential(size=N) * 1e-3,                           # many binades
-    _rng.normal(size=N),                                       # negative and positive
-    _rng.integers(0, 3, N) * 0.5,                              # a third per bin, each one value
-    0.02 + _rng.integers(0, 3, N) * ULP,                       # one first-level bin: every digit down to the last
-    0.02 + _rng.integers(0, 40_000, N) * ULP,                  # one first-level bin, the last digits differ
-    np.full(N, 2.5),                                           # every bit alike
-    np.where(_rng.random(N) < 0.9, 0.02, _rng.random(N)),      # most in one bin, the p99 elsewhere
-    np.concatenate([[-np.inf, np.inf, -0.0, 0.0], _rng.normal(size=N)]),
-    np.concatenate([np.full(N // 2, -1.0), _rng.random(N // 2) * 1e300]),
-], ids=["uniform", "exponential", "normal", "three-values", "ulps", "ulps-wide", "constant",
-        "tbt-like", "infinities", "huge"])
-def test_radix_selection_is_the_sorted_arrays_order_statistics(x):
-    _same_order(x)
-
-
-def test_radix_selection_of_short_and_single_value_arrays():
-    for n in (1, 2, 3, 7, 1025):
-        _same_order(np.random.default_rng(n).random(n))
-    _same_order(np.array([5.0]))
