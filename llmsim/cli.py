@@ -85,11 +85,33 @@ def _load(args):
 
 
 def _fmt(v, unit="", digits=4):
+    """v for a reader: 4 significant digits, or a whole number with thousands separators
+    from 10,000 on (30,180 tokens/s, not 3.018e+04)."""
     if v is None:
         return "-"
+    if isinstance(v, float) and math.isfinite(v) and abs(v) >= 1e4:
+        return f"{v:,.0f}{unit}"
     if isinstance(v, float):
         return f"{v:.{digits}g}{unit}"
+    if isinstance(v, int):
+        return f"{v:,}{unit}"
     return f"{v}{unit}"
+
+
+def _load_line(sc, s) -> str:
+    """Arrivals and load: a single engine's load rho is over the best any scheduler reaches;
+    its scheduler's own capacity (and own load) follow when they differ."""
+    from llmsim.theory import analyze
+    th = analyze(sc)
+    if not sc.single:
+        return (f"arrivals      {_fmt(s['arrival_rate_rps'], ' workflows/s')}   load rho {_fmt(s['load'])} "
+                f"(the busiest engine)   theory capacity {_fmt(s['capacity_rps'], ' workflows/s')}")
+    line = f"arrivals      {_fmt(s['arrival_rate_rps'], ' req/s')}   load rho {_fmt(s['load'])}"
+    if th.optimal_capacity_rps and th.capacity_rps and abs(th.scheduler_load - th.load) > 5e-4:
+        return (f"{line} (over the best scheduler's capacity {_fmt(th.optimal_capacity_rps, ' req/s')})\n"
+                f"              {s['scheduler']}'s own capacity {_fmt(th.capacity_rps, ' req/s')}, "
+                f"own load {_fmt(th.scheduler_load)}")
+    return f"{line}   theory capacity {_fmt(s['capacity_rps'], ' req/s')}"
 
 
 def cmd_run(args):
@@ -107,16 +129,18 @@ def cmd_run(args):
         res.summary["replications"] = args.replications
     s = res.summary
     print(f"scenario      {s['scenario'] or args.scenario}   scheduler {s['scheduler']}   seed {s['seed']}")
-    print(f"arrivals      {_fmt(s['arrival_rate_rps'], '/s')}   load rho {_fmt(s['load'])}   "
-          f"theory capacity {_fmt(s['capacity_rps'], ' req/s')}")
-    print(f"completed     {s['completed']} of {s['arrived']} in {_fmt(s['simulated_seconds'], ' s')} simulated")
-    print(f"throughput    {_fmt(s['throughput_rps'], ' req/s')}   {_fmt(s['token_throughput'], ' tokens/s')}")
+    calls = "requests" if sc.single else "LLM calls"
+    print(_load_line(sc, s))
+    print(f"completed     {_fmt(s['completed'])} of {_fmt(s['arrived'])} {calls} in "
+          f"{_fmt(s['simulated_seconds'], ' s')} simulated")
+    print(f"throughput    {_fmt(s['throughput_rps'], ' req/s' if sc.single else ' calls/s')}   "
+          f"{_fmt(s['token_throughput'], ' tokens/s')}")
     print(f"TTFT          p50 {_fmt(s['ttft_p50_s'], ' s')}   p99 {_fmt(s['ttft_p99_s'], ' s')}")
     print(f"TBT           p50 {_fmt(s['tbt_p50_s'], ' s')}   p99 {_fmt(s['tbt_p99_s'], ' s')}")
     print(f"end-to-end    p50 {_fmt(s['e2e_p50_s'], ' s')}   p99 {_fmt(s['e2e_p99_s'], ' s')}")
-    print(f"preemptions   {s['preemptions']}   final backlog {s['final_backlog_tokens']} tokens")
+    print(f"preemptions   {_fmt(s['preemptions'])}   final backlog {_fmt(s['final_backlog_tokens'], ' tokens')}")
     if not sc.single:
-        print(f"workflows     {s['workflows_completed']} of {s['workflows_arrived']} done; e2e p50 "
+        print(f"workflows     {_fmt(s['workflows_completed'])} of {_fmt(s['workflows_arrived'])} done; e2e p50 "
               f"{_fmt(s['workflow_e2e_p50_s'], ' s')}, p99 {_fmt(s['workflow_e2e_p99_s'], ' s')}")
         for name, load in s["engine_load"].items():
             print(f"  engine {name:12s} load {load:.3f}")
@@ -234,8 +258,26 @@ def cmd_theory(args):
     from llmsim.theory import analyze
     sc = _load(args)
     t = analyze(sc)
-    d = t.as_dict()
-    _write_json(args.json or "-", d)
+    if args.json:
+        _write_json(args.json, t.as_dict())
+        if args.json == "-":
+            return 0
+    unit = "req/s" if sc.single else "workflows/s"
+    print(f"scenario      {sc.name or args.scenario}   arrivals {_fmt(sc.total_rate, ' ' + unit)}")
+    print(f"load rho      {_fmt(t.load)} (over the best any scheduler reaches: "
+          f"{_fmt(t.optimal_capacity_rps, ' ' + unit)})")
+    print(f"own load      {_fmt(t.scheduler_load)} (over the scenario's schedulers' capacity: "
+          f"{_fmt(t.capacity_rps, ' ' + unit)})")
+    print(f"growth        {_fmt(t.drift_tokens_per_s, ' tokens/s')} predicted "
+          f"({_fmt(t.drift_rps, ' req/s')} in the system)")
+    for e in t.engines:
+        print(f"  engine {e.name:12s} {e.scheduler:17s} b {_fmt(e.token_budget)}  t(b) "
+              f"{_fmt(e.t_b_seconds, ' s')}  load {_fmt(e.load)}  own load {_fmt(e.scheduler_load)}  "
+              f"capacity {_fmt(e.capacity_rps, ' calls/s')}")
+        print(f"         {'':12s} {e.capacity_kind}")
+    for n in t.notes:
+        print(f"note          {n}")
+    print("(every figure: --json OUT, '-' for stdout)")
     return 0
 
 
@@ -276,7 +318,7 @@ def build_parser():
     w.add_argument("--csv", action="store_true", help="also write DIR/results.csv")
     w.add_argument("--quiet", action="store_true", help="no progress bar")
     w.set_defaults(fn=cmd_sweep)
-    t = sub.add_parser("theory", help="print load, capacities and drift as JSON")
+    t = sub.add_parser("theory", help="print load, capacities and predicted growth (--json OUT: every figure)")
     t.add_argument("scenario")
     t.add_argument("--scheduler")
     t.add_argument("--rate", type=float)

@@ -74,12 +74,16 @@ def axis_values(lo: float, hi: float, num: int, log: bool, integer: bool) -> lis
 
 
 def tick_format(values) -> str:
-    """A d3 format with the fewest significant digits (3 to 6) that still tells every tick
-    apart: 8 loads from 0.5 to 1.5 read 0.643, 0.786, ... rather than 0.642857."""
+    """A d3 format for the ticks: whole numbers as they are, with thousands separators
+    (token budgets 1,024 and 2,048, KV caches 42,295 and 89,443, not 1.02e+3 and 4.23e+4);
+    others in decimal notation with the fewest significant digits (3 to 6) that still tell
+    every tick apart: 8 loads from 0.5 to 1.5 read 0.643, 0.786, ... rather than 0.642857."""
+    if all(float(v).is_integer() for v in values):
+        return ",d"
     for digits in range(3, 7):
         if len({f"{v:.{digits}g}" for v in values}) == len(values):
-            return f",.{digits}~g"
-    return ",.6~g"
+            return f",.{digits}~r"
+    return ",.6~r"
 
 
 def _ticks(values) -> alt.Axis:

@@ -84,13 +84,17 @@ def test_the_ticks_sit_on_the_cell_centres():
 
 def test_tick_labels_are_as_short_as_tells_the_values_apart():
     """8 loads from 0.5 to 1.5 were labelled 0.642857, 0.785714, ... (found as a new user would
-    on the map page); three digits tell them apart, and a close pair gets the digits it needs."""
+    on the map page); three digits tell them apart, and a close pair gets the digits it needs.
+    Token budgets read 1.02e+3 and 2.05e+3, and log-spaced KV caches 4.23e+4 (tried as a new
+    user would): whole numbers are shown whole, the others in decimal notation."""
     from llmsim_ui.sweepmap import axis_values, tick_format
     loads = axis_values(0.5, 1.5, 8, False, False)
-    assert tick_format(loads) == ",.3~g"
+    assert tick_format(loads) == ",.3~r"
     assert len({f"{v:.3g}" for v in loads}) == 8
-    assert tick_format([1000, 1001, 2048]) == ",.4~g"
-    assert tick_format([0.9, 0.90001]) == ",.5~g"
+    assert tick_format([1000.5, 1001.5, 2048.25]) == ",.4~r"
+    assert tick_format([0.9, 0.90001]) == ",.5~r"
+    assert tick_format([128, 256, 512, 1024, 2048]) == ",d"
+    assert tick_format(axis_values(20_000, 400_000, 5, True, True)) == ",d"
 
 
 def test_neither_axis_a_rate_gives_a_fixed_load_and_theory_cells():

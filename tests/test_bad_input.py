@@ -146,6 +146,28 @@ def test_cli_run_json(tmp_path):
     assert "verdict" in r.stdout.lower()
 
 
+def test_cli_run_reads_as_the_dashboard_does():
+    """Tried as a new user would: `run quickstart --scheduler vllm --rate 5` printed "load rho
+    0.5026   theory capacity 6.667 req/s" (5 / 6.667 is 0.75: the load was over the best
+    scheduler's capacity, the capacity vllm's own), "3.018e+04 tokens/s", and a network's
+    workflows per second beside its LLM calls per second, both called requests."""
+    r = run_cli("run", "scenarios/quickstart.toml", "--scheduler", "vllm", "--rate", "5")
+    assert r.returncode == 0, r.stderr
+    assert "load rho 0.5026 (over the best scheduler's capacity 9.948 req/s)" in r.stdout
+    assert "vllm's own capacity 6.667 req/s, own load 0.75" in r.stdout
+    assert "completed     19,914 of 20,000 requests" in r.stdout
+    r = run_cli("run", "scenarios/agents/cyclic.toml", "--num-requests", "20000")
+    assert r.returncode == 0, r.stderr
+    assert "arrivals      7.68 workflows/s" in r.stdout and " calls/s " in r.stdout and "LLM calls" in r.stdout
+    assert "tokens/s" in r.stdout and "e+0" not in r.stdout, r.stdout
+    r = run_cli("theory", "scenarios/quickstart.toml", "--scheduler", "vllm")  # it printed raw JSON
+    assert r.returncode == 0, r.stderr
+    assert "load rho      0.3016 (over the best any scheduler reaches: 9.948 req/s)" in r.stdout
+    assert "own load      0.45" in r.stdout and "{" not in r.stdout, r.stdout
+    r = run_cli("theory", "scenarios/quickstart.toml", "--json", "-")
+    assert r.returncode == 0 and __import__("json").loads(r.stdout)["load"] == pytest.approx(0.3016, abs=1e-4)
+
+
 def test_every_shipped_scenario_loads():
     root = Path(__file__).parents[1] / "scenarios"
     # sweep files (a [sweep] table over a base scenario) load through llmsim.sweep: tests/test_sweep.py
