@@ -458,7 +458,19 @@ def build(ps: PageState, num_requests: int, rate: float | None, upload=None, sch
     arrival = TraceArrivals(trace, float(speed or 1.0))
     sc = replace(sc, workflows=(replace(wf, arrival=arrival, steps=(step,)),))
     llmsim.validate(sc)
+    st.sidebar.caption(trace_note(upload.name, len(trace.times), float(trace.times[-1]), int(num_requests)))
     return sc, hashlib.sha256(data).hexdigest()[:16]
+
+
+def trace_note(name: str, rows: int, span_s: float, num_requests: int) -> str:
+    """What a run makes of an uploaded trace: its first rows, or the trace looped end to end
+    (a new user saw a 1,289-row trace become 20,000 requests without a word)."""
+    held = f"{name}: {rows:,} requests over {span_s:,.0f} s."
+    if num_requests <= rows:
+        return f"{held} Each run replays its first {num_requests:,}."
+    return (f"{held} Each run replays it {num_requests / rows:.1f} times end to end (the next copy one "
+            f"mean gap after the last) to reach {num_requests:,} requests; set the requests to "
+            f"{rows:,} to replay it once.")
 
 
 # --------------------------------------------------------------- files in and out

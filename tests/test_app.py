@@ -231,6 +231,12 @@ def test_single_trace_upload():
                 ("arrival_time_s,prompt_tokens,output_tokens\n" + rows + "\n").encode(), "text/csv")
     ok(at)
     assert badges(at) == ["stable"]
+    # what the run makes of the trace is said (a 1,289-row trace became 20,000 requests unsaid)
+    notes = [c.value for c in at.sidebar.caption if c.value.startswith("mytrace.csv")]
+    assert notes == ["mytrace.csv: 3,000 requests over 600 s. Each run replays its first 2,000."], notes
+    at.number_input(key="single.n").set_value(7500).run()
+    notes = [c.value for c in at.sidebar.caption if c.value.startswith("mytrace.csv")]
+    assert notes and "replays it 2.5 times end to end" in notes[0] and "to 3,000 to replay it once" in notes[0]
     at = upload(at, "single.trace_file", "bad.csv", b"time,prompt,output\n1,2,3\n", "text/csv")
     assert "expected arrival_time_s,prompt_tokens,output_tokens" in errors(at)
     at = upload(at, "single.trace_file", "bad2.csv", b"arrival_time_s,prompt_tokens,output_tokens\n0,5,5\n1,x,5\n")
