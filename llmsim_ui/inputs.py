@@ -507,7 +507,7 @@ def values_from_scenario(sc) -> dict:
     the panel cannot show (the message names the field and the way out)."""
     if not sc.single:
         raise ConfigError("scenario: this file describes a network of engines ([[engines]], [[workflows]]); "
-                          "open it on the 'Agent workflows' page")
+                          "open it on the 'Agents' page")
     t = sc.to_table()
     eng, wl = t["engine"], t["workload"]
     v = {"budget": eng["token_budget"], "kmax": eng.get("max_batch_size", 0), "kv": eng["kv_cache_tokens"],

@@ -18,7 +18,7 @@ PAGES = [
     ("pages/compare.py", "Compare", ":material/compare_arrows:", "compare"),
     ("pages/capacity.py", "Capacity", ":material/speed:", "capacity"),
     ("pages/timeline.py", "Timeline", ":material/view_timeline:", "timeline"),
-    ("pages/agents.py", "Agent workflows", ":material/account_tree:", "agents"),
+    ("pages/agents.py", "Agents", ":material/account_tree:", "agents"),
     ("pages/sweep.py", "Stability map", ":material/grid_on:", "sweep"),
     ("pages/model.py", "The model", ":material/school:", "model"),
 ]

@@ -154,7 +154,7 @@ st.latex(r"\rho_k = \frac{\sum_c \lambda_c\,\mathbb{E}[\text{tokens of class } c
 st.markdown(
     "and $\\rho_k < 1$ for every engine is **necessary**. For workflows without loops between engines, "
     "work-conserving FCFS-type scheduling is also sufficient. With loops it is not: in the **Rybko–Stolyar** "
-    "network (page *Agent workflows*, preset *cyclic*), class A makes a short call at engine 1 then a long one at "
+    "network (page *Agents*, preset *cyclic*), class A makes a short call at engine 1 then a long one at "
     "engine 2, class B the mirror image. If each engine gives priority to the long call of the class that "
     "*leaves* through it, the two long calls are never served at the same time — together they behave like one "
     "station with load $2 \\times 0.6 = 1.2 > 1$ (each engine's load 0.7 is 0.1 from its short calls and 0.6 "

@@ -192,7 +192,7 @@ def test_single_toml_upload_restores_and_bad_files_are_refused():
     assert "200,000" in errors(at)
     net = (ROOT / "scenarios" / "agents" / "tandem.toml").read_bytes()
     at = upload(at, "single.toml_file", "tandem.toml", net)
-    assert "Agent workflows" in errors(at)
+    assert "'Agents' page" in errors(at)
     at = upload(at, "single.toml_file", "binary.toml", b"\xff\xfe\x00garbage")
     assert "not a text" in errors(at)
 
