@@ -200,6 +200,16 @@ def simulate_small(sc: Scenario, record_iterations: bool = False) -> llmsim.Resu
     return result_with_verdict(sim)
 
 
+def running_note() -> str:
+    """A running run's card: what it waits for, and on a cold start why it is slow (the cards
+    are above the fold; the progress line that says so sits below the charts)."""
+    if compiling() and not kernel_ready():
+        return ("Simulating, slower at first: the simulator compiles once per server start (10 to "
+                "30 s) and runs uncompiled meanwhile. The verdict and its evidence appear when the "
+                "run ends.")
+    return "Simulating; the verdict and its evidence appear when the run ends."
+
+
 def compiling() -> bool:
     """Whether this server process started with a cold Numba cache (a compile process was
     started for it): then the kernel takes 10 to 30 s to be ready instead of a fraction of

@@ -162,6 +162,8 @@ def _draw_cards(run: runs.LiveRun | None) -> None:
                                  note=widgets.zero_throughput(o.summary, o.verdict))
             else:
                 widgets.badge("stopped" if run is not None and run.stopped else "running")
+                if run is None or not run.stopped:
+                    st.caption(runs.running_note())
 
 
 _draw_cards(run)

@@ -127,7 +127,7 @@ def _draw_cards(run: runs.LiveRun | None) -> None:
         with cards[s].container():
             if run is None:
                 widgets.badge("running")
-                st.caption("Simulating; the verdict and its evidence appear when the run ends.")
+                st.caption(runs.running_note())
             elif s in run.errors:
                 widgets.badge("error")
                 st.caption(plain(run.errors[s]))
@@ -141,7 +141,7 @@ def _draw_cards(run: runs.LiveRun | None) -> None:
                                  summary=o.summary, note=widgets.zero_throughput(o.summary, o.verdict))
             else:
                 widgets.badge("stopped" if run.stopped else "running")
-                st.caption("Simulating; the verdict and its evidence appear when the run ends.")
+                st.caption(runs.running_note())
 
 
 _draw_cards(run)

@@ -511,3 +511,17 @@ def test_capacity_explains_the_best_capacity_by_its_own_bound():
     best = next(m for m in at.metric if m.label == "Best possible capacity (req/s)")
     assert best.value == "15.2"
     assert "Binding here: Memory capacity" in best.help and "orca" not in best.help.split("Binding here:")[1]
+
+
+def test_a_running_card_says_why_a_cold_start_is_slow(monkeypatch):
+    """On a cold start every card read "Simulating; the verdict ... appear when the run ends"
+    for 20 s and more, and nothing above the fold said the simulator was compiling (tried as a
+    new user would): the cards say so until the compiled kernel is loaded."""
+    from llmsim_ui import runs
+    monkeypatch.setattr(runs, "compiling", lambda: True)
+    monkeypatch.setattr(runs, "kernel_ready", lambda: False)
+    assert "compiles once per server start" in runs.running_note()
+    monkeypatch.setattr(runs, "kernel_ready", lambda: True)
+    assert runs.running_note() == "Simulating; the verdict and its evidence appear when the run ends."
+    monkeypatch.setattr(runs, "compiling", lambda: False)
+    assert "compiles" not in runs.running_note()
