@@ -222,8 +222,9 @@ if run.outcomes:
     st.dataframe(table, width="stretch")
     for label, o in run.outcomes.items():
         if widgets.zero_throughput(o.summary, o.verdict):
-            st.caption(f"**{label}**: no request finished before the run ended, so its throughput is 0; "
-                       "why is under its verdict above.")
+            st.caption(f"**{label}**: {'few requests' if o.summary.get('completed') else 'no request'} "
+                       f"finished before the run ended, so its throughput is "
+                       f"{'near ' if o.summary.get('completed') else ''}0; why is under its verdict above.")
     st.download_button("Download both scenarios (TOML)",
                        "\n".join(f"# ---- configuration {j.label}\n{inputs.toml_text(j.scenario)}" for j in jobs),
                        file_name="llmsim-compare.toml", mime="application/toml", icon=":material/download:")

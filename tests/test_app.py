@@ -525,3 +525,21 @@ def test_a_running_card_says_why_a_cold_start_is_slow(monkeypatch):
     assert runs.running_note() == "Simulating; the verdict and its evidence appear when the run ends."
     monkeypatch.setattr(runs, "compiling", lambda: False)
     assert "compiles" not in runs.running_note()
+
+
+def test_a_throughput_next_to_zero_says_why():
+    """An uploaded trace at load 1.84: orca's card read "throughput: 0.0102 req/s" beside
+    sarathi's 2.58 with the same growth sentence and no word why (tried as a new user would).
+    A prefill-first scheduler above its capacity that finishes under 1 request in 20 says so."""
+    from types import SimpleNamespace
+
+    from llmsim_ui import widgets
+    v = SimpleNamespace(capacity_rps=2.6, arrival_rate_rps=4.77)
+    s = {"arrived": 20_000, "completed": 42, "scheduler": "orca", "simulated_seconds": 4200.0,
+         "horizon_seconds": 4200.0, "tokens_done": 9_000_000, "final_waiting": 100}
+    note = widgets.zero_throughput(s, v)
+    assert note.startswith("Only 42 of 20,000 requests finished before the run ended at the last arrival")
+    assert "orca runs prefill first" in note and "few requests got all their output tokens" in note
+    assert widgets.zero_throughput({**s, "completed": 1000}, v) is None            # 1 in 20: not few
+    assert widgets.zero_throughput({**s, "scheduler": "sarathi"}, v) is None       # decodes first
+    assert "no request got all its output tokens" in widgets.zero_throughput({**s, "completed": 0}, v)
