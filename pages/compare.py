@@ -23,7 +23,9 @@ SAME = "same as A"
 METRICS = {"waiting": "Waiting requests", "backlog_tokens": "Backlog (tokens)",
            "kv_tokens": "KV cache in use (%)"}
 FORMATS = {"Backlog (tokens)": "~s"}
-COLOURS = {"A": "#0072B2", "B": "#D55E00"}
+# A and B: colours no scheduler has (B in orange read as vllm's or fastertransformer's on the
+# other pages, tried as a new user would); two different schedulers keep their own
+SAME_SCHEDULER_COLOURS = {"A": "#CC79A7", "B": "#56B4E9"}
 
 ps = PageState(PAGE, inputs.fields(with_rate=True) + [
     Field("sched", "sarathi", "str", choices=tuple(SCHEDULERS), label="scheduler of A"),
@@ -97,6 +99,8 @@ def _describe(sc) -> str:
 
 
 configs = {"A": sc_a, "B": sc_b}
+COLOURS = ({k: palette.SCHEDULER_COLORS[sc.engine.scheduler] for k, sc in configs.items()}
+           if sc_a.engine.scheduler != sc_b.engine.scheduler else SAME_SCHEDULER_COLOURS)
 jobs, refused, theories = [], {}, {}
 for label, sc in configs.items():
     try:

@@ -331,6 +331,26 @@ def test_compare_page_two_kv_sizes_same_arrivals():
     assert list(table["A"]) == list(table["B"])  # identical configurations, identical arrivals: identical results
 
 
+def _swatches(at):
+    return {m.value.split("**")[1]: m.value.split("color:")[1].split(";")[0]
+            for m in at.markdown if "■" in m.value}
+
+
+def test_compare_colours_are_the_schedulers_or_none_of_theirs():
+    """B was drawn orange (fastertransformer's and vllm's colour on the other pages) whatever its
+    scheduler (tried as a new user would): two schedulers keep their own colours, one scheduler
+    twice gets two that no scheduler has."""
+    from llmsim_ui.palette import SCHEDULER_COLORS
+    at = open_page("pages/compare.py", n=2000, live=0)  # sarathi in both, different KV caches
+    ok(at)
+    sw = _swatches(at)
+    assert sw["A"] != sw["B"] and not {sw["A"], sw["B"]} & set(SCHEDULER_COLORS.values()), sw
+    at = open_page("pages/compare.py", n=2000, live=0, b_sched="vllm")
+    ok(at)
+    sw = _swatches(at)
+    assert (sw["A"], sw["B"]) == (SCHEDULER_COLORS["sarathi"], SCHEDULER_COLORS["vllm"]), sw
+
+
 def test_compare_says_why_a_throughput_is_zero():
     # A: vllm far above its capacity finishes no request within the run; B: sarathi does
     at = open_page("pages/compare.py", n=2000, live=0, sched="vllm", rate=100)
