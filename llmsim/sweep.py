@@ -411,6 +411,12 @@ def sweep_from_table(data: dict, base_dir: Path, default_name: str = "sweep") ->
     if not isinstance(axes_t, dict) or not axes_t:
         raise ConfigError("sweep.axes: missing or empty; e.g. [sweep.axes] load = [0.5, 0.9, 1.1]")
     axes = tuple(_axis(k, v, design) for k, v in axes_t.items())
+    rates = [k for k in axes_t if k == LOAD or k.endswith("arrival.rate")]
+    if LOAD in rates and len(rates) > 1:
+        # the load sets every arrival rate (rho x the rate at load 1): a rate axis beside it
+        # would be overwritten at every point, its values drawn but without effect
+        raise ConfigError(f"sweep.axes: load and {', '.join(r for r in rates if r != LOAD)} both set the "
+                          "arrival rate (the load is the rate over the capacity); allowed: one of them")
 
     def whole(key, lo, hi, default):
         v = sw.get(key, default)

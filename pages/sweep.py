@@ -136,6 +136,10 @@ else:
         errors.append("Schedulers: choose at least one.")
     if x == y:
         errors.append(f"Axes: x and y are both {M.AXES[x][0]}; choose two different parameters.")
+    elif {x, y} == set(M.RATE_AXES):
+        errors.append("Axes: load ρ and arrival rate λ both set the arrival rate (ρ is λ over the capacity), "
+                      "so one would overwrite the other at every point; choose one of them and another "
+                      "parameter.")
     for name in ("n", "x_n", "y_n", "rho"):
         f = ps.by_name[name]
         m = L.check(f.label[:1].upper() + f.label[1:], ps.get(name), f.lo, f.hi)

@@ -97,6 +97,14 @@ def test_tick_labels_are_as_short_as_tells_the_values_apart():
     assert tick_format(axis_values(20_000, 400_000, 5, True, True)) == ",d"
 
 
+def test_axis_values_that_round_alike_are_one_point():
+    """A load from 1 to 1.0000001 in 30 points ran 30 simulations stacked in one cell (a hostile
+    pass): values that round to the same one are one point."""
+    from llmsim_ui.sweepmap import axis_values
+    assert axis_values(1.0, 1.0000001, 30, False, False) == [1.0]
+    assert len(axis_values(0.5, 1.5, 8, False, False)) == 8
+
+
 def test_neither_axis_a_rate_gives_a_fixed_load_and_theory_cells():
     at = open_page(**{**SMALL, "x": "engine.token_budget", "x_lo": 256, "x_hi": 1024,
                       "y": "engine.kv_cache_tokens", "y_lo": 20000, "y_hi": 400000, "rho": 1.2, "sched": "orca"})
@@ -107,6 +115,8 @@ def test_neither_axis_a_rate_gives_a_fixed_load_and_theory_cells():
 
 @pytest.mark.parametrize("params,message", [
     ({"x": "load", "y": "load"}, "Axes: x and y are both"),
+    # a hostile pass: the load overwrote the rate at every point, the rate axis drawn without effect
+    ({"x": "load", "y": "workload.arrival.rate", "y_lo": 1, "y_hi": 20}, "both set the arrival rate"),
     ({"x_n": 30, "y_n": 30, "sched": "vllm,orca,sarathi"}, "above this demo's limit of 600"),
     ({"x_lo": 2000, "x_hi": 100, "y_hi": 10_000_000}, "must not exceed"),
     ({"n": 50_000, "x_n": 10, "y_n": 10}, "simulated requests per map"),

@@ -273,6 +273,9 @@ BAD = [
     ("[sweep]\n[sweep.axes]\nseed = [1, 2]\n", "sweep.axes.seed: 'seed' cannot be swept"),
     ("[sweep]\nrecord = [\"p99\"]\n[sweep.axes]\nload = [1]\n", "sweep.record: unknown summary field(s) ['p99']"),
     ("[sweep]\nscenario = \"nope.toml\"\n[sweep.axes]\nload = [1]\n", "sweep.scenario: 'nope.toml' not found"),
+    # the load overwrote the rate at every point (a hostile pass on the stability map)
+    ("[sweep]\n[sweep.axes]\nload = [1]\n\"workload.arrival.rate\" = [1, 20]\n",
+     "sweep.axes: load and workload.arrival.rate both set the arrival rate"),
 ]
 
 
