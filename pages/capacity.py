@@ -109,6 +109,21 @@ def near_boundary_notes(found: dict, tol: float) -> list[str]:
             "formula says it is approximate (listed under the table), its figure can be a few per cent off."]
 
 
+def undecided_notes(found: dict) -> list[str]:
+    """Why a search found no critical rate: no probe was judged stable or unstable. A token
+    budget of 1 and 200,000 requests per probe made every probe spend the demo's work budget
+    and stop, 46 s of worker CPU, and the table showed None for all four schedulers without
+    a word (a hostile pass)."""
+    none = [s for s, r in found.items()
+            if r.critical_rate_rps is None and r.probes and all(v == "inconclusive" for _, v, _ in r.probes)]
+    if not none:
+        return []
+    return [f"No critical rate for {', '.join(none)}: every probe was inconclusive, so the search had nothing "
+            "to bracket. A probe that spends this demo's work budget (one unit per iteration and per request) "
+            "stops early and cannot be judged: use fewer requests per probe or a larger token budget (fewer, "
+            "fuller iterations), or `python -m llmsim capacity` without the demo's limits."]
+
+
 ps.restore()
 
 st.title("Capacity — where does each scheduler break?")
@@ -321,7 +336,7 @@ if found:
     # the formulas run to a few lines each: in a table cell they were cut to their first words
     st.caption("Theory capacity, by scheduler (the formula, exact or approximate as noted):\n"
                + "\n".join(f"- **{s}**: {r.theory_kind}." for s, r in found.items()))
-    for msg in near_boundary_notes(found, float(ps.get("tol"))):
+    for msg in near_boundary_notes(found, float(ps.get("tol"))) + undecided_notes(found):
         st.warning(msg, icon=":material/warning:")
 
 st.subheader("Share and save")

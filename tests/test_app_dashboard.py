@@ -405,6 +405,12 @@ def test_capacity_caveat_when_stable_above_the_ceiling():
     msg = notes({"sarathi": r(16.8, 17.6, 16.7), "orca": r(15.9, 17.6, 16.7)}, 0.05)
     assert len(msg) == 1 and "sarathi (stable at 16.8" in msg[0] and "orca" not in msg[0]
     assert notes({"orca": r(15.9, 17.6, 16.7)}, 0.05) == []
+    # a search whose every probe was inconclusive (stopped at the demo's work budget) says so
+    undecided = ns["undecided_notes"]
+    q = lambda crit, verdicts: SimpleNamespace(critical_rate_rps=crit, probes=[(1.0, v, 0.0) for v in verdicts])  # noqa: E731
+    msg = undecided({"vllm": q(None, ["inconclusive"] * 16), "sarathi": q(2.0, ["stable", "unstable"])})
+    assert len(msg) == 1 and msg[0].startswith("No critical rate for vllm:") and "work budget" in msg[0]
+    assert undecided({"vllm": q(None, ["inconclusive", "unstable"])}) == []
 
 
 def test_kv_percentage_of_a_pool_is_of_all_its_replicas():
