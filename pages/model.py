@@ -8,8 +8,21 @@ import streamlit as st
 from llmsim import SCHEDULERS
 from llmsim.config import batch_time
 from llmsim.presets import HARDWARE_PRESETS
+from llmsim.stability import fmt_load
 from llmsim_ui import entry
 from llmsim_ui.state import Field, PageState
+
+
+def load_caption(rho: float) -> str:
+    """What the load says (ρ = 1 exactly: no drift, yet no scheduler settles; it read "grows
+    without bound" beside a drift of 0, a hostile pass)."""
+    if rho < 1:
+        return "Stable for a work-conserving scheduler."
+    if rho == 1:
+        return ("Critically loaded (ρ = 1): the fluid drift is 0, yet no scheduler settles: the backlog "
+                "wanders ever further, like a random walk, and its mean grows without bound.")
+    return "Unstable for every scheduler: the backlog grows without bound."
+
 
 entry.require_app()
 
@@ -92,10 +105,9 @@ with st.container(border=True):
         drift = max(0.0, lam * (mp + md) - mu)
         m = st.columns(3)
         m[0].metric("capacity b/t(b)", f"{mu:,.0f} tok/s = {mu / (mp + md):.3g} req/s")
-        m[1].metric("load ρ", f"{rho:.2f}")
+        m[1].metric("load ρ", fmt_load(rho))
         m[2].metric("fluid drift", f"{drift:,.0f} tok/s", help="How fast the backlog grows when ρ > 1.")
-        st.caption("Stable for a work-conserving scheduler" if rho < 1 else
-                   "Unstable for every scheduler: the backlog grows without bound.")
+        st.caption(load_caption(rho))
 
 st.header("3. Four schedulers")
 st.markdown("They differ in how they fill an iteration. Two are work-conserving and reach $b/t(b)$; two "

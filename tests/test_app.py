@@ -472,6 +472,19 @@ def test_model_page_url_and_bad_input():
     assert "Link parameter b" in errors(at)
 
 
+def test_model_page_at_load_one_and_just_below():
+    """At ρ = 1 exactly the page said "the backlog grows without bound" beside a drift of 0, and
+    at λ = 19.95 (ρ = 0.9975) showed ρ 1.00 beside "Stable" (a hostile pass)."""
+    at = open_page("pages/model.py", b=200, tb=100, tb_auto=0, mp=50, md=50, lam=20)
+    ok(at)
+    assert next(m for m in at.metric if m.label == "load ρ").value == "1.00"
+    assert any(c.value.startswith("Critically loaded (ρ = 1): the fluid drift is 0") for c in at.caption)
+    at = open_page("pages/model.py", b=200, tb=100, tb_auto=0, mp=50, md=50, lam=19.95)
+    ok(at)
+    assert next(m for m in at.metric if m.label == "load ρ").value == "0.998"
+    assert any(c.value == "Stable for a work-conserving scheduler." for c in at.caption)
+
+
 def test_agents_run_length_comes_from_the_file_and_is_bounded():
     at = open_page("pages/agents.py", preset="tandem", live=0)
     ok(at)
