@@ -202,8 +202,9 @@ def simulate_small(sc: Scenario, record_iterations: bool = False) -> llmsim.Resu
 
 def running_note() -> str:
     """A running run's card: what it waits for, and on a cold start why it is slow (the cards
-    are above the fold; the progress line that says so sits below the charts)."""
-    if compiling() and not kernel_ready():
+    are above the fold; the progress line that says so sits below the charts). Reads the
+    warm-up thread itself: a failed warm-up is kernel_ready's to raise, where the run meets it."""
+    if compiling() and _warm_up_thread()[0].is_alive():
         return ("Simulating, slower at first: the simulator compiles once per server start (10 to "
                 "30 s) and runs uncompiled meanwhile. The verdict and its evidence appear when the "
                 "run ends.")

@@ -530,11 +530,14 @@ def test_a_running_card_says_why_a_cold_start_is_slow(monkeypatch):
     """On a cold start every card read "Simulating; the verdict ... appear when the run ends"
     for 20 s and more, and nothing above the fold said the simulator was compiling (tried as a
     new user would): the cards say so until the compiled kernel is loaded."""
+    from types import SimpleNamespace
+
     from llmsim_ui import runs
+    warming = SimpleNamespace(is_alive=lambda: True)
     monkeypatch.setattr(runs, "compiling", lambda: True)
-    monkeypatch.setattr(runs, "kernel_ready", lambda: False)
+    monkeypatch.setattr(runs, "_warm_up_thread", lambda: (warming, {}))
     assert "compiles once per server start" in runs.running_note()
-    monkeypatch.setattr(runs, "kernel_ready", lambda: True)
+    warming.is_alive = lambda: False
     assert runs.running_note() == "Simulating; the verdict and its evidence appear when the run ends."
     monkeypatch.setattr(runs, "compiling", lambda: False)
     assert "compiles" not in runs.running_note()
