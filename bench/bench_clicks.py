@@ -21,6 +21,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_ui import CHROMIUM, ROOT, server  # noqa: E402
 
 QUERY = "/?n=200000&seed=777&live=1&rate=16.5"  # a large live run restarts on each rerun
+# the i-th click: the (i // 2)-th stepper of the page, its "+" on even i and its "-" on odd i
+# (the value comes back, the rerun happens each time); 1 if a stepper was clicked
+CLICK_JS = """(i) => {
+  const ups = document.querySelectorAll('button[data-testid=stNumberInputStepUp]');
+  const downs = document.querySelectorAll('button[data-testid=stNumberInputStepDown]');
+  if (!ups.length) return 0;
+  const k = Math.floor(i / 2) % ups.length;
+  const b = (i % 2 === 0 ? ups : downs)[k];
+  if (!b || b.disabled) return 0;
+  b.click();
+  return 1;
+}"""
 
 
 def _cpu_seconds(pgid: int) -> float:
@@ -50,44 +62,39 @@ def poll_health(url: str, stop: threading.Event, out: list) -> None:
         time.sleep(0.2)
 
 
-def measure(root: Path, seconds: float) -> dict:
+def measure(root: Path, seconds: float, rate: float = 20.0) -> dict:
     """A server of the tree at root and a browser of their own: ``clicks_against``."""
     from playwright.sync_api import sync_playwright
     with server(root=root) as (url, _):
         with sync_playwright() as p:
             b = p.chromium.launch(executable_path=CHROMIUM)
             try:
-                return clicks_against(url, b, seconds)
+                return clicks_against(url, b, seconds, rate)
             finally:
                 b.close()
 
 
-def clicks_against(url: str, b, seconds: float) -> dict:
-    """One tab of browser b on the single-engine page of the server at url clicks every
-    number stepper in turn for the given seconds while another client polls the health
-    endpoint; then waits until the server is idle. Figures as a dict."""
+def clicks_against(url: str, b, seconds: float, rate: float = 20.0) -> dict:
+    """One tab of browser b on the single-engine page of the server at url clicks its number
+    steppers in turn, rate clicks a second, for the given seconds while another client polls
+    the health endpoint; then waits until the server is idle. Figures as a dict."""
     pgid = server_pgid(url)
     page = b.new_page(viewport={"width": 1400, "height": 1000})
     try:
         page.goto(url + QUERY)
         page.wait_for_selector("[data-testid=stNumberInput]", timeout=60_000)
         page.wait_for_timeout(3000)
-        ups = page.locator("button[data-testid=stNumberInputStepUp]")
-        downs = page.locator("button[data-testid=stNumberInputStepDown]")
         lat: list = []
         stop = threading.Event()
         th = threading.Thread(target=poll_health, args=(url, stop, lat), daemon=True)
         cpu0 = _cpu_seconds(pgid)
         th.start()
+        # clicks from the page's own script, one stepper every 1/rate s in turn (up, then down):
+        # an autoclicker's pace, whatever the page is drawing (Playwright's clicks wait for it)
         t0, clicks = time.perf_counter(), 0
         while time.perf_counter() - t0 < seconds:
-            for loc in (ups, downs):
-                for i in range(loc.count()):
-                    try:
-                        loc.nth(i).click(timeout=200, no_wait_after=True)
-                        clicks += 1
-                    except Exception:  # noqa: BLE001 - a stepper redrawn under the click
-                        pass
+            clicks += page.evaluate(CLICK_JS, clicks)
+            time.sleep(1.0 / rate)
         click_s = time.perf_counter() - t0
         # until the server is idle: its CPU grows by under 0.1 s in a second
         last, idle_at = _cpu_seconds(pgid), None
@@ -126,11 +133,12 @@ def server_pgid(url: str) -> int:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=10.0, help="how long to click")
+    ap.add_argument("--rate", type=float, default=20.0, help="clicks per second")
     ap.add_argument("--old", type=Path, help="another source tree, measured first")
     args = ap.parse_args()
     trees = ([("old", args.old)] if args.old else []) + [("new", ROOT)]
     for label, root in trees:
-        print(label, measure(root, args.seconds), flush=True)
+        print(label, measure(root, args.seconds, args.rate), flush=True)
     return 0
 
 

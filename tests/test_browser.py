@@ -342,13 +342,14 @@ def test_long_jobs_run_in_worker_processes_that_end_with_the_server(app, tmp_pat
 
 
 def test_a_tab_clicking_a_stepper_fast_does_not_stall_the_server(app):
-    """A hostile pass: one tab clicking number steppers as fast as a script can (about 9 clicks
-    a second here) made the server's health endpoint, polled by another client, take 6 to 48 s
-    to answer: Streamlit's fastReruns started a new script thread per click while the old ones
+    """A hostile pass: one tab clicking number steppers as fast as a script can (8 to 19 clicks
+    a second) made the server's health endpoint, polled by another client, take 6 to 48 s to
+    answer: Streamlit's fastReruns started a new script thread per click while the old ones
     ran on. With fastReruns off (.streamlit/config.toml) a tab's clicks go to its one running
-    script, which reruns once with the latest inputs."""
+    script, which reruns once with the latest inputs. The clicks come from the page's own
+    script (Playwright's wait for the page to settle: 1.7 clicks a second on a busy CI run)."""
     from bench import bench_clicks
     url, _, browser = app
     r = bench_clicks.clicks_against(url, browser, seconds=8)
-    assert r["clicks"] >= 30, r                # the stepper was clicked, and often
-    assert r["worst_health_s"] < 2.5, r        # it was 4.8 s after 6 s of clicks, 6-7 s after 10
+    assert r["clicks"] >= 60, r                # the steppers were clicked, and often (20 a second asked)
+    assert r["worst_health_s"] < 2.5, r        # 10 s at 15.5 clicks a second: 10.0 s before the fix
