@@ -52,15 +52,22 @@ def ensure_fresh_cache() -> None:
         pass  # a read-only install: Numba then compiles in memory or uses its own dir
 
 
+def in_cache(dispatcher, surprise: bool) -> bool:
+    """Whether Numba's on-disk cache holds a compiled version of dispatcher (a cache=True
+    function). Reads Numba's cache index: internals, so any surprise (another Numba version)
+    answers ``surprise``."""
+    try:
+        return len(dispatcher._cache._cache_file._load_index()) > 0
+    except Exception:  # noqa: BLE001 - another Numba version: the caller's safe answer
+        return surprise
+
+
 def kernel_on_disk() -> bool:
     """Whether Numba's cache holds a compiled kernel for the current sources (then the
-    first run loads it, about 0.3 s, instead of compiling it, about 10 s). Reads Numba's
-    cache index (internals: any surprise counts as "yes", so callers compile as before)."""
+    first run loads it, about 0.3 s, instead of compiling it, about 10 s). A surprise counts
+    as "yes", so callers compile as before."""
     from llmsim import core
-    try:
-        return len(core.run_kernel._cache._cache_file._load_index()) > 0
-    except Exception:  # noqa: BLE001 - another Numba version: behave as without this check
-        return True
+    return in_cache(core.run_kernel, True)
 
 
 def compile_kernel() -> float:

@@ -166,12 +166,10 @@ def order_stats(x, ks, out):
 
 
 def on_disk() -> bool:
-    """Whether Numba's cache holds order_stats (loading it takes about 0.1 s). Reads Numba's
-    cache index (internals: any surprise counts as "no", so a server never compiles it)."""
-    try:
-        return len(order_stats._cache._cache_file._load_index()) > 0
-    except Exception:  # noqa: BLE001 - another Numba version: numpy's partitions, as before
-        return False
+    """Whether Numba's cache holds order_stats (loading it takes about 0.1 s). A surprise
+    counts as "no", so a server never compiles it (numpy's partitions, as before)."""
+    from llmsim._kernel_cache import in_cache
+    return in_cache(order_stats, False)
 
 
 def ready() -> bool:

@@ -101,13 +101,14 @@ def _fmt(v, unit="", digits=4):
 def _load_line(sc, s) -> str:
     """Arrivals and load: a single engine's load rho is over the best any scheduler reaches;
     its scheduler's own capacity (and own load) follow when they differ."""
+    from llmsim.stability import loads_differ
     from llmsim.theory import analyze
     th = analyze(sc)
     if not sc.single:
         return (f"arrivals      {_fmt(s['arrival_rate_rps'], ' workflows/s')}   load rho {_fmt(s['load'])} "
                 f"(the busiest engine)   theory capacity {_fmt(s['capacity_rps'], ' workflows/s')}")
     line = f"arrivals      {_fmt(s['arrival_rate_rps'], ' req/s')}   load rho {_fmt(s['load'])}"
-    if th.optimal_capacity_rps and th.capacity_rps and abs(th.scheduler_load - th.load) > 5e-4:
+    if th.optimal_capacity_rps and th.capacity_rps and loads_differ(th.load, th.scheduler_load):
         return (f"{line} (over the best scheduler's capacity {_fmt(th.optimal_capacity_rps, ' req/s')})\n"
                 f"              {s['scheduler']}'s own capacity {_fmt(th.capacity_rps, ' req/s')}, "
                 f"own load {_fmt(th.scheduler_load)}")
