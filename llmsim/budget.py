@@ -270,9 +270,11 @@ def _where_engine(sc) -> str:
             f"engines ({len(sc.engines)})")
 
 
-def check(sc, limits: Limits | None = None) -> dict:
+def check(sc, limits: Limits | None = None, min_requests: int = 1) -> dict:
     """Refuse scenario sc (ConfigError naming the field to change) if a run of it would
-    exceed limits (default: ``current()``); else return ``estimate(sc)``."""
+    exceed limits (default: ``current()``); else return ``estimate(sc)``. A refusal for
+    memory suggests a num_requests that fits when one of at least `min_requests` (the
+    smallest the caller accepts) does."""
     lim = current() if limits is None else limits
     n_s = sum(len(w.steps) for w in sc.workflows)
     if n_s > lim.max_steps:
@@ -317,8 +319,11 @@ def check(sc, limits: Limits | None = None) -> dict:
         if big in ("arrivals", "calls", "workflows") and sc.num_requests is not None:
             grows = parts["arrivals"] + parts["calls"] + parts["workflows"]
             fits = sc.num_requests * (lim.memory_bytes - (est["bytes"] - grows)) / grows
-            if fits >= 1:
+            if int(fits * 0.9) >= max(min_requests, 1):
                 hint = f" (about num_requests = {int(fits * 0.9):,} fits)"
+            elif min_requests > 1:
+                hint = (f" (not even num_requests = {min_requests:,}, the fewest allowed here, fits: fewer "
+                        "workflow classes, steps or forked copies, or a run on the command line)")
         raise ConfigError(f"{field}: a run would need about {_fmt_bytes(est['bytes'])} of memory "
                           f"({detail}); allowed: at most {_fmt_bytes(lim.memory_bytes)} per run here{hint}")
     return est

@@ -30,13 +30,12 @@ def _restore_upload(ps: PageState, keep_n: bool, all_schedulers: bool) -> None:
         values["sched"] = values["sched"][0]
     if not keep_n:
         values.pop("n", None)  # a file's run length is not, e.g., a probe size
-    st.session_state.pop(ps.key("_target_rho"), None)  # the file's rate wins
-    errs = inputs.apply_values(ps, values)
-    if not errs:  # the file's name and description go with what the page downloads (inputs.scenario_table)
+    errs = inputs.apply_values(ps, values)  # all or nothing
+    if not errs:
+        st.session_state.pop(ps.key("_target_rho"), None)  # the file's rate wins
+        # the file's name and description go with what the page downloads (inputs.scenario_table)
         st.session_state[ps.key(inputs.RESTORED_META)] = {"name": sc.name or inputs.name_from_file(f.name),
                                                           "description": sc.description}
-    else:  # part of it applied: neither this file's nor the last one's name describes the page
-        st.session_state.pop(ps.key(inputs.RESTORED_META), None)
     st.session_state[ps.key("upload_msgs")] = ("error", errs) if errs else ("ok", [f"Restored {f.name}."])
 
 

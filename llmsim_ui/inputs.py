@@ -580,18 +580,22 @@ def values_from_scenario(sc) -> dict:
 
 
 def apply_values(ps: PageState, values: dict) -> list[str]:
-    """Set the fields the page has; returns messages for values beyond its limits
-    (those fields keep their previous value)."""
-    errs = []
+    """Set the fields the page has, all or none: returns messages for values beyond the
+    page's limits, and then sets nothing (a half-restored file runs a scenario that is
+    neither the file's nor the page's previous one)."""
+    errs, checked = [], {}
     for name, val in values.items():
         f = ps.by_name.get(name)
         if f is None:
             continue
         try:
-            ps.set(name, f.check(val))
+            checked[name] = f.check(val)
         except ValueError as exc:
-            errs.append(f"{f.label or name} = {val!r} from the file: {exc}; kept {f.encode(ps.get(name))}. "
-                        f"({L.CLI_HINT})")
+            errs.append(f"{f.label or name} = {val!r} from the file: {exc}. Nothing from the file was applied; "
+                        f"the page keeps its inputs. ({L.CLI_HINT})")
+    if not errs:
+        for name, val in checked.items():
+            ps.set(name, val)
     return errs
 
 

@@ -188,8 +188,13 @@ def test_single_toml_upload_restores_and_bad_files_are_refused():
     assert "malformed TOML" in errors(at)
     at = upload(at, "single.toml_file", "bad.toml", text.replace("token_budget = 512", "token_budget = -3").encode())
     assert "engine.token_budget" in errors(at)
-    at = upload(at, "single.toml_file", "big.toml", text.replace("num_requests = 3000", "num_requests = 900000").encode())
-    assert "200,000" in errors(at)
+    # one value beyond the page's limits refuses the whole file: none of its other values is applied
+    big = text.replace("num_requests = 3000", "num_requests = 900000").replace("seed = 7", "seed = 8")
+    assert big.count("seed = 8") == 1
+    at = upload(at, "single.toml_file", "big.toml", big.encode())
+    assert "200,000" in errors(at) and "Nothing from the file was applied" in errors(at)
+    assert widget(at, "number_input", "single.seed").value == 7
+    assert widget(at, "number_input", "single.n").value == 3000
     net = (ROOT / "scenarios" / "agents" / "tandem.toml").read_bytes()
     at = upload(at, "single.toml_file", "tandem.toml", net)
     assert "'Agents' page" in errors(at)

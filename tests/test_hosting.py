@@ -9,6 +9,7 @@ change named; on the old code each one allocated gigabytes (or ran for minutes).
 from __future__ import annotations
 
 import dataclasses
+import re
 import resource
 import time
 from pathlib import Path
@@ -684,3 +685,18 @@ def test_a_wait_ends_when_the_page_is_closed(monkeypatch):
     runs.play(run, lambda r: None, _Slot(), pace=False)
     assert run.done and not run.outcomes and time.perf_counter() - t0 < 5
     assert not led._queue
+
+
+def test_a_memory_refusal_suggests_a_length_the_caller_accepts():
+    """The agents page suggested "about num_requests = 622 fits" below its own minimum of
+    1,000 workflows; a caller's minimum now turns the suggestion into what to change instead."""
+    sc = llmsim.loads_scenario(classes())
+    with pytest.raises(ConfigError) as exc:
+        budget.check(sc, Limits())
+    fits = int(re.search(r"about num_requests = ([\d,]+) fits", str(exc.value)).group(1).replace(",", ""))
+    assert 1 < fits < sc.num_requests
+    with pytest.raises(ConfigError, match=rf"about num_requests = {fits:,} fits"):
+        budget.check(sc, Limits(), min_requests=fits)
+    with pytest.raises(ConfigError, match=rf"not even num_requests = {fits + 1:,}, the fewest allowed here, fits: "
+                                          "fewer workflow classes"):
+        budget.check(sc, Limits(), min_requests=fits + 1)
