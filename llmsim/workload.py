@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import functools
 import math
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -450,6 +451,9 @@ MAX_TRACE_ROWS = 20_000_000
 TRACE_POLICIES = ("any", "shipped+uploaded")
 
 
+_WHOLE = re.compile(r"\s*[+-]?[0-9]+\s*")  # a token count as a CSV writes it (ASCII digits)
+
+
 def parse_trace(text: str, name: str = "trace", quote: bool = True) -> Trace:
     """Parse trace CSV text with header arrival_time_s,prompt_tokens,output_tokens.
     Malformed rows raise ConfigError naming the line. quote=False keeps the file's
@@ -484,6 +488,11 @@ def parse_trace(text: str, name: str = "trace", quote: bool = True) -> Trace:
         if len(row) != 3:
             raise ConfigError(f"{name} line {i}: expected 3 fields, got {len(row)}{shown}")
         try:
+            # Python's int() and float() also read "1_000", Arabic-Indic or full-width digits:
+            # a CSV's numbers are ASCII digits (and, for the time, a decimal point and exponent)
+            if not (row[0].isascii() and "_" not in row[0] and _WHOLE.fullmatch(row[1])
+                    and _WHOLE.fullmatch(row[2])):
+                raise ValueError
             t = float(row[0])
             p = int(row[1])
             o = int(row[2])

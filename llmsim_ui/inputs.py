@@ -13,6 +13,7 @@ import hashlib
 import re
 from dataclasses import replace
 
+import numpy as np
 import streamlit as st
 
 import llmsim
@@ -444,6 +445,12 @@ def build(ps: PageState, num_requests: int, rate: float | None, upload=None, sch
     from llmsim_ui import uploads
     data = uploads.read_trace_upload(upload)
     trace = _parse_trace(data, upload.name)
+    for col, lengths in (("prompt_tokens", trace.prompt), ("output_tokens", trace.output)):
+        i = int(np.argmax(lengths > L.MAX_LENGTH))
+        if lengths[i] > L.MAX_LENGTH:  # the bound of the page's own length inputs
+            raise ConfigError(f"{upload.name}: {col} {int(lengths[i]):,} on request row {i + 1:,} is above this "
+                              f"demo's limit of {L.MAX_LENGTH:,} tokens; allowed: 1 to {L.MAX_LENGTH:,} "
+                              f"({L.CLI_HINT})")
     if len(trace.times) < 2:
         raise ConfigError(f"{upload.name}: a trace needs at least 2 requests to have an arrival rate")
     # the placeholder workload is replaced by the trace; validate() checks the result

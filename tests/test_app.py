@@ -246,6 +246,10 @@ def test_single_trace_upload():
     assert "expected arrival_time_s,prompt_tokens,output_tokens" in errors(at)
     at = upload(at, "single.trace_file", "bad2.csv", b"arrival_time_s,prompt_tokens,output_tokens\n0,5,5\n1,x,5\n")
     assert "line 3" in errors(at)
+    # the bound of the page's own length inputs (the library takes up to 10,000,000 tokens)
+    at = upload(at, "single.trace_file", "long.csv",
+                b"arrival_time_s,prompt_tokens,output_tokens\n0,5,5\n1,5,65536\n2,70000,5\n")
+    assert "long.csv: prompt_tokens 70,000 on request row 3 is above this demo's limit of 65,536" in errors(at)
 
 
 def test_saved_toml_round_trips_through_the_panel():

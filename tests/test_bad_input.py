@@ -76,6 +76,12 @@ def test_api_errors_name_field_and_allowed(text, field, allowed):
     ("arrival_time_s,prompt_tokens,output_tokens\n0,1\n", "line 2: expected 3 fields"),
     ("arrival_time_s,prompt_tokens,output_tokens\n0,1,x\n", "line 2: not numbers"),
     ("arrival_time_s,prompt_tokens,output_tokens\n0,0,5\n", "line 2: token counts"),
+    # Python's int() and float() read these; a CSV's numbers are ASCII digits without separators
+    ("arrival_time_s,prompt_tokens,output_tokens\n0,1_000,5\n", "line 2: not numbers"),
+    ("arrival_time_s,prompt_tokens,output_tokens\n0,\u0661\u0662,5\n", "line 2: not numbers"),
+    ("arrival_time_s,prompt_tokens,output_tokens\n0,12,\uff15\n", "line 2: not numbers"),
+    ("arrival_time_s,prompt_tokens,output_tokens\n1_0,12,5\n", "line 2: not numbers"),
+    ("arrival_time_s,prompt_tokens,output_tokens\n0,7.0,5\n", "line 2: not numbers"),
     ("arrival_time_s,prompt_tokens,output_tokens\n5,1,5\n2,1,5\n", "line 3: arrival_time_s 2.0 is before"),
     ("arrival_time_s,prompt_tokens,output_tokens\n", "no request rows"),
     ("", "empty file"),
