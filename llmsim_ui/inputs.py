@@ -150,6 +150,14 @@ def sync_load(ps: PageState) -> float | None:
     ps.load_error = None
     if cap is None:
         return None
+    if "rho" in ps.from_url:  # a link's load: the rate follows it, unless the link sets the rate too
+        rate, rho = float(ps.get("rate")), float(ps.get("rho"))
+        if "rate" not in ps.from_url:
+            st.session_state[ps.key("_target_rho")] = rho
+        elif abs(rate / cap - rho) > 0.005 * rho:
+            ps.url_errors.append(f"Link parameters rate={rate:g} and rho={rho:g} disagree (at {rate:g} req/s this "
+                                 f"engine's load ρ is {rate / cap:.3g}); using the rate. Leave out rate= to set "
+                                 "the load by ρ.")
     target = st.session_state.get(ps.key("_target_rho"))
     if target is not None and not (isinstance(target, (int, float)) and L.MIN_LOAD <= target <= L.MAX_LOAD):
         # kept as typed, the rate unchanged: check() names the allowed range until it is changed

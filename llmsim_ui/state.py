@@ -92,6 +92,7 @@ class PageState:
     page: str
     fields: list[Field]
     url_errors: list[str] = field(default_factory=list)
+    from_url: set[str] = field(default_factory=set)  # the fields this run's restore read from the URL
 
     def __post_init__(self):
         self.by_name = {f.name: f for f in self.fields}
@@ -115,6 +116,7 @@ class PageState:
             if f.name in qp:
                 try:
                     st.session_state[k] = f.parse(qp[f.name])
+                    self.from_url.add(f.name)
                     continue
                 except ValueError as exc:
                     what = f.label or f.name

@@ -568,3 +568,19 @@ def test_a_throughput_next_to_zero_says_why():
     assert widgets.zero_throughput({**s, "completed": 1000}, v) is None            # 1 in 20: not few
     assert widgets.zero_throughput({**s, "scheduler": "sarathi"}, v) is None       # decodes first
     assert "no request got all its output tokens" in widgets.zero_throughput({**s, "completed": 0}, v)
+
+
+def test_a_links_load_sets_the_rate_and_a_disagreeing_pair_is_said():
+    """A link with rho=0.5 opened at the default rate (load 0.93): its load was read, then
+    overwritten by the rate's."""
+    at = open_page(n=2000, live=0, sched="sarathi", rho=0.5)
+    ok(at)
+    assert widget(at, "number_input", "single.rho").value == 0.5
+    cap = widget(at, "number_input", "single.rate").value / 0.5
+    at = open_page(n=2000, live=0, sched="sarathi", rho=0.25)
+    assert widget(at, "number_input", "single.rate").value == pytest.approx(0.25 * cap, rel=1e-3)
+    at = open_page(n=2000, live=0, sched="sarathi", rho=0.5, rate=3)
+    assert widget(at, "number_input", "single.rate").value == 3.0
+    assert "Link parameters rate=3 and rho=0.5 disagree" in errors(at) and "using the rate" in errors(at)
+    at = open_page(n=2000, live=0, sched="sarathi", rho=f"{3 / cap:.3g}", rate=3)  # as the page itself shows them
+    ok(at)
