@@ -76,6 +76,14 @@ class BatchTime:
         """Whether the time depends on the prefill/decode split and the contexts."""
         return self.model == "affine" or (self.model == "piecewise" and len(self.params) > 3)
 
+    @property
+    def prices_means(self) -> bool:
+        """Whether theory prices this time with the workload's mean context or mean attention
+        pairs (an approximation: the time of a batch depends on which requests it holds).
+        An affine time without context and pairs terms is linear in the batch's prefill and
+        decode tokens: its stability region, and the bound it proves, are exact."""
+        return self.context_aware and (self.model != "affine" or any(self.params[3:]))
+
     def full_budget_seconds(self, budget: int, prefill_share: float = 1.0,
                             mean_context: float = 0.0, pairs_per_prefill_token: float = 0.0) -> float:
         """t(b): the time of an iteration holding a full budget of tokens. For the affine

@@ -132,7 +132,7 @@ class Region:
         self.context = float(context)
         self.pairs = float(pairs)  # mean attention pairs per prefill token (context-aware times)
         self.kind = batches
-        self.approximate = batch_time.context_aware and (batch_time.model != "affine" or any(batch_time.params[3:]))
+        self.approximate = batch_time.prices_means
         x, y = self._candidates()
         c = np.ceil(x / pc - 1e-9)
         t = self._seconds(x.astype(float), y.astype(float))

@@ -428,7 +428,7 @@ def _engine_theory(sc: Scenario, e_idx: int, visits, lam_steps) -> EngineTheory:
     if rate <= 0 or offered <= 0:
         return EngineTheory(eng.name, eng.scheduler, b, t_b, cap_tok, 0.0, 0.0, None,
                             "no calls reach this engine", None, None, (), 0.0)
-    if eng.batch_time.context_aware:
+    if eng.batch_time.prices_means:
         notes.append(f"{eng.name}: the context-aware batch time charges every decode token the mean context "
                      f"({mean_ctx:.0f} tokens) and every prefill token the mean attention pairs ({pairs:.0f}); "
                      f"t(b) uses the workload's prefill share ({share:.2f}): approximate")
@@ -479,12 +479,12 @@ def _engine_theory(sc: Scenario, e_idx: int, visits, lam_steps) -> EngineTheory:
     cap_rps = min(own.rate, mem_rps)
     # what provably bounds this scheduler: the region of every batch, and for a scheduler that
     # never mixes prefill and decode, the region of every unmixed batch (LPs: exact unless
-    # the batch time is context-aware, which prices a mean context). The mean-chunk batches
+    # the batch time prices a mean context or mean attention pairs). The mean-chunk batches
     # above are an estimate, not a bound
     bound = (engine_region(eng, p_max, mean_ctx, "unmixed", pairs).capacity(dp, dd, dq).rate
              if eng.scheduler in UNMIXED else region_rps)
-    proven_rps = math.inf if eng.batch_time.context_aware else min(region_rps, bound)
-    proven_kind = ("" if eng.batch_time.context_aware else
+    proven_rps = math.inf if eng.batch_time.prices_means else min(region_rps, bound)
+    proven_kind = ("" if eng.batch_time.prices_means else
                    "the stability region of every batch the engine can run" if bound >= region_rps * (1 - 1e-9)
                    else f"the stability region of batches that never mix prefill and decode ({eng.scheduler} never mixes)")
     if own.rate < wc_rps * (1 - 1e-9):
@@ -495,7 +495,7 @@ def _engine_theory(sc: Scenario, e_idx: int, visits, lam_steps) -> EngineTheory:
         k, wi, s = steps[0]
         if eng.scheduler == "fastertransformer":
             ft, exact = _memo(fastertransformer_capacity, eng, s.prompt_tokens, s.output_tokens)
-            if exact and not eng.batch_time.context_aware and ft < proven_rps:
+            if exact and not eng.batch_time.prices_means and ft < proven_rps:
                 proven_rps = ft
                 proven_kind = "fastertransformer's batch cycle (exact: constant prompts)"
             if ft < cap_rps:

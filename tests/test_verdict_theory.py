@@ -363,6 +363,9 @@ def test_what_theory_proves_and_what_it_only_estimates():
     from llmsim.config import BatchTime
     ctx = w1.with_engine(0, batch_time=BatchTime("affine", (0.01, 1e-5, 1e-5, 1e-8, 0.0)))
     assert ctx.engine.batch_time.context_aware and analyze(ctx).proven_load == 0.0
+    # without context and pairs terms an affine time is linear in the batch's tokens: a proof
+    lin = w1.with_engine(0, batch_time=BatchTime("affine", (0.01, 1e-5, 1e-5, 0.0, 0.0)))
+    assert analyze(lin).proven_load > 0 and analyze(lin).proven_load == pytest.approx(analyze(lin).load)
     assert sar.proven_load == pytest.approx(sar.load)
     het = llmsim.load_scenario(ROOT / "scenarios/deploy/heterogeneous.toml")  # 16.71 + 33.43 req/s
     assert analyze(het).proven_load == pytest.approx(40 / (16.7145 + 33.4291), rel=1e-4)  # state-aware: the sum
@@ -408,3 +411,20 @@ def test_a_schedulers_few_slots_hold_the_mean_chunk_not_the_largest_prompt(sched
     assert th.proven_load == pytest.approx(th.load)  # the region of every batch: the only proof
     v = simulate(_few_slots(scheduler, 0.95 * opt)).verdict
     assert v.verdict == "stable", v.explanation
+
+
+def test_a_linear_preset_batch_time_bounds_the_capacity_search():
+    """Llama-3-8B on an H100 (BLIS's affine time: no context term) with Azure's conversation
+    lengths: theory's b/t(b) is 25.09 req/s, a bound (the batch time is linear in the tokens),
+    but it was treated as an approximation; the search called 25.4 req/s stable (load 1.012,
+    growth hidden in the noise) and put sarathi's critical rate at 25.6 (found as a new user
+    would). At a proven load above 1 no run is stable, and the bracket ends at the bound."""
+    sc = scenario_from_table({"seed": 1, "engine": {"scheduler": "sarathi", "preset": "llama3-8b/h100-80gb",
+                                                    "kv_cache_tokens": 467_291},
+                              "workload": {"preset": "azure-conv-2023", "num_requests": 20_000,
+                                           "arrival": {"process": "poisson", "rate": 25.4}}})
+    t = analyze(sc)
+    assert not sc.engine.batch_time.prices_means and sc.engine.batch_time.context_aware
+    assert t.proven_load == pytest.approx(25.4 / 25.09, rel=1e-3)
+    assert not any("approximate" in n for n in t.notes)
+    assert simulate(sc).verdict.verdict != "stable"
