@@ -140,6 +140,29 @@ def zero_throughput(summary: dict, v) -> str | None:
     return text + (why or " Requests still in the engine when the run ends are not counted.")
 
 
+def throughput_note(summary: dict, v) -> str | None:
+    """A card's note on its throughput: ``zero_throughput``'s, or why a prefill-first
+    scheduler above its capacity finishes clearly fewer requests per second than that
+    capacity while the engine still processes tokens near it (the headline engine at load
+    1.2: orca 12.9 req/s beside sarathi's 16.5, the same capacity, unexplained; found as a
+    new user would); None when neither applies."""
+    zero = zero_throughput(summary, v)
+    if zero:
+        return zero
+    sched, cap = summary.get("scheduler"), v.capacity_rps
+    thr, t = summary.get("throughput_rps") or 0.0, summary.get("simulated_seconds") or 0.0
+    if (sched not in PREFILL_FIRST or not cap or v.arrival_rate_rps <= cap or thr >= 0.9 * cap or t <= 0
+            or not v.offered_tokens_per_s):
+        return None
+    tok = summary.get("tokens_done", 0) / t
+    need = cap * v.offered_tokens_per_s / v.arrival_rate_rps  # tokens/s that capacity takes
+    return (f"Throughput counts finished requests only: {sched} finished {thr:.3g} req/s, below its capacity "
+            f"of {cap:.3g} req/s, while the engine processed {tok:,.0f} tokens/s ({tok / need:.0%} of what "
+            f"{cap:.3g} req/s takes). Above its capacity {sched} runs prefill first "
+            f"({PREFILL_FIRST[sched]}): a new prompt is almost always waiting, so the iterations go to new "
+            "requests, their decodes lag, and more requests are in progress and fewer finish within the run.")
+
+
 def parts_table(v) -> pd.DataFrame | None:
     """Per buffer of a network: its own test (growth of calls waiting, as a share of the
     calls arriving there), the evidence that decides a network's verdict."""

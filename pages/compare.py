@@ -163,7 +163,7 @@ def _draw_cards(run: runs.LiveRun | None) -> None:
                     st.warning(o.summary["stopped"], icon=":material/timer_off:")
                 widgets.evidence(o.verdict, [("throughput", widgets.fmt(o.summary["throughput_rps"],
                                                                         unit=" req/s"))], summary=o.summary,
-                                 note=widgets.zero_throughput(o.summary, o.verdict))
+                                 note=widgets.throughput_note(o.summary, o.verdict))
             else:
                 widgets.badge("stopped" if run is not None and run.stopped else "running")
                 if run is None or not run.stopped:

@@ -138,7 +138,7 @@ def _draw_cards(run: runs.LiveRun | None) -> None:
                 if o.summary.get("stopped"):  # spent the demo's work budget: partial results
                     st.warning(o.summary["stopped"], icon=":material/timer_off:")
                 widgets.evidence(o.verdict, [("throughput", widgets.fmt(o.summary["throughput_rps"], unit=" req/s"))],
-                                 summary=o.summary, note=widgets.zero_throughput(o.summary, o.verdict))
+                                 summary=o.summary, note=widgets.throughput_note(o.summary, o.verdict))
             else:
                 widgets.badge("stopped" if run.stopped else "running")
                 st.caption(runs.running_note())

@@ -559,13 +559,23 @@ def test_a_throughput_next_to_zero_says_why():
     from types import SimpleNamespace
 
     from llmsim_ui import widgets
-    v = SimpleNamespace(capacity_rps=2.6, arrival_rate_rps=4.77)
+    v = SimpleNamespace(capacity_rps=2.6, arrival_rate_rps=4.77, offered_tokens_per_s=4.77 * 800)
     s = {"arrived": 20_000, "completed": 42, "scheduler": "orca", "simulated_seconds": 4200.0,
-         "horizon_seconds": 4200.0, "tokens_done": 9_000_000, "final_waiting": 100}
+         "horizon_seconds": 4200.0, "tokens_done": 8_000_000, "final_waiting": 100, "throughput_rps": 0.01}
     note = widgets.zero_throughput(s, v)
     assert note.startswith("Only 42 of 20,000 requests finished before the run ended at the last arrival")
     assert "orca runs prefill first" in note and "few requests got all their output tokens" in note
+    # 1 in 20: not few, but clearly below capacity (the headline engine at load 1.2: orca 12.9
+    # req/s beside sarathi's 16.5, the same capacity): why, with the tokens it processed
     assert widgets.zero_throughput({**s, "completed": 1000}, v) is None            # 1 in 20: not few
+    assert widgets.throughput_note(s, v) == note
+    lag = widgets.throughput_note({**s, "completed": 1000, "throughput_rps": 0.238}, v)
+    assert lag.startswith("Throughput counts finished requests only: orca finished 0.238 req/s, below its "
+                          "capacity of 2.6 req/s, while the engine processed 1,905 tokens/s (92% of what 2.6")
+    assert "orca runs prefill first" in lag and "fewer finish within the run" in lag
+    assert widgets.throughput_note({**s, "completed": 10_000, "throughput_rps": 2.4}, v) is None  # near capacity
+    assert widgets.throughput_note({**s, "completed": 1000, "throughput_rps": 0.238, "scheduler": "sarathi"},
+                                   v) is None
     assert widgets.zero_throughput({**s, "scheduler": "sarathi"}, v) is None       # decodes first
     assert "no request got all its output tokens" in widgets.zero_throughput({**s, "completed": 0}, v)
 
@@ -584,3 +594,11 @@ def test_a_links_load_sets_the_rate_and_a_disagreeing_pair_is_said():
     assert "Link parameters rate=3 and rho=0.5 disagree" in errors(at) and "using the rate" in errors(at)
     at = open_page(n=2000, live=0, sched="sarathi", rho=f"{3 / cap:.3g}", rate=3)  # as the page itself shows them
     ok(at)
+
+
+def test_a_prefill_first_card_above_capacity_says_why_it_finishes_fewer():
+    at = open_page(n=20000, live=0, rho=1.2, sched="orca,sarathi")
+    ok(at)
+    notes = [c.value for c in at.caption if c.value.startswith("Throughput counts finished requests only")]
+    assert len(notes) == 1 and notes[0].startswith("Throughput counts finished requests only: orca finished ")
+    assert "(100% of what" in notes[0] or "(99% of what" in notes[0]
