@@ -232,7 +232,9 @@ notes = "; ".join(f"**{s}** {a} of {n}" for s, (a, n) in agree.items())
 kind = M.boundary(d, x, y)[1]
 st.caption(
     ("Dashed line: where theory puts each scheduler's capacity (above it the queue grows without bound). "
-     "Where the token budget binds it is exact for orca and sarathi (b/t(b)); where the KV cache binds it is "
+     "Where the token budget binds it is exact for orca and sarathi (b/t(b)); where max_batch_size binds "
+     "first, orca's prefill-first batches leave its decodes at most that many slots and its line lies lower "
+     "(hover a cell for each scheduler's capacity); where the KV cache binds it is "
      "the memory capacity, an approximation the simulation may beat or miss by some percent. "
      if kind == "line" else
      "Crosses: cells where theory predicts growth (the arrival rate exceeds the scheduler's capacity). ")
