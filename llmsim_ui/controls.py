@@ -54,6 +54,7 @@ def engine_inputs(ps: PageState, with_rate: bool = True, sched_label: str = "Sch
             st.multiselect(sched_label, list(SCHEDULERS), **ps.w("sched"), help=SCHEDULER_HELP)
         else:
             st.selectbox(sched_label, list(SCHEDULERS), **ps.w("sched", list(SCHEDULERS)), help=SCHEDULER_HELP)
+    inputs.link_presets(ps)
     if with_rate:
         inputs.sync_load(ps)
     return inputs.panel(ps, with_rate=with_rate)

@@ -108,6 +108,17 @@ def _wl_changed(ps: PageState) -> None:
         st.session_state[ps.key("_target_rho")] = L.PRESET_LOAD
 
 
+def link_presets(ps: PageState) -> None:
+    """A link's presets bring what choosing them on the page brings (``_hw_changed``,
+    ``_wl_changed``) unless the link sets that too: a GPU preset its KV cache, a workload
+    preset its starting load (a link with hw=llama3-8b/h100-80gb kept 20,000,000 KV tokens
+    where the same choice on the page sets 467,291; found as a new user would)."""
+    if "hw" in ps.from_url and "kv" not in ps.from_url and "kv" in ps.by_name:
+        _hw_changed(ps)
+    if "wl" in ps.from_url and not {"rate", "rho"} & ps.from_url:
+        _wl_changed(ps)
+
+
 def _rate_changed(ps: PageState) -> None:
     st.session_state.pop(ps.key("_target_rho"), None)
 

@@ -123,6 +123,7 @@ else:
                        f" This demo's map may spend {runs.MAP_WORK:,.0f} kernel work units, shared equally by "
                        "its points: a point sure to need more is not run, one that reaches its share stops "
                        "with an inconclusive verdict."))
+    inputs.link_presets(ps)
     upload = inputs.panel(ps, with_rate=False)
     own = ["src", "sched", "x", "x_lo", "x_hi", "x_n", "y", "y_lo", "y_hi", "y_n", "n", "metric"]
     if "load" not in (x, y) and "workload.arrival.rate" not in (x, y):

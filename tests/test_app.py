@@ -602,3 +602,20 @@ def test_a_prefill_first_card_above_capacity_says_why_it_finishes_fewer():
     notes = [c.value for c in at.caption if c.value.startswith("Throughput counts finished requests only")]
     assert len(notes) == 1 and notes[0].startswith("Throughput counts finished requests only: orca finished ")
     assert "(100% of what" in notes[0] or "(99% of what" in notes[0]
+
+
+def test_a_links_presets_bring_what_choosing_them_brings():
+    """hw=<preset> in a link kept the page's 20,000,000 KV tokens where choosing the preset sets
+    its own 467,291 (found as a new user would); a link that sets kv, rate or rho keeps them."""
+    from llmsim.presets import HARDWARE_PRESETS
+    kv = HARDWARE_PRESETS["llama3-8b/h100-80gb"].kv_cache_tokens
+    at = open_page(n=2000, live=0, sched="sarathi", hw="llama3-8b/h100-80gb")
+    assert widget(at, "number_input", "single.kv").value == kv
+    at = open_page(n=2000, live=0, sched="sarathi", hw="llama3-8b/h100-80gb", kv=30000)
+    assert widget(at, "number_input", "single.kv").value == 30000
+    at = open_page("pages/capacity.py", hw="llama3-8b/h100-80gb")
+    assert widget(at, "number_input", "cap.kv").value == kv
+    at = open_page(n=2000, live=0, sched="sarathi", wl="azure-conv-2023")
+    assert widget(at, "number_input", "single.rho").value == 0.8  # L.PRESET_LOAD, as choosing it sets
+    at = open_page(n=2000, live=0, sched="sarathi", wl="azure-conv-2023", rate=2)
+    assert widget(at, "number_input", "single.rate").value == 2.0
