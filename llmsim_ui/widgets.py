@@ -43,6 +43,28 @@ def capacity_help(kind: str | None, work_conserving_note: bool = True) -> str:
                "the verdicts come from the simulation." if kind and kind.startswith("memory capacity") else ""))
 
 
+def capacity_gap_note(best_rps: float, e0, mean_work: float, max_batch_size: int | None) -> str | None:
+    """Why the best possible capacity lies clearly below the token capacity b/t(b) over the
+    mean request (quickstart.toml: 10,240 tok/s and 768 tokens a request, 13.3 req/s, beside a
+    best capacity of 9.95 req/s, with nothing visible saying that max_batch_size binds; found
+    as a new user would); None when they agree."""
+    if not (mean_work and math.isfinite(mean_work) and best_rps and e0.token_capacity):
+        return None
+    token_rps = e0.token_capacity / mean_work
+    if best_rps >= 0.99 * token_rps:
+        return None
+    if e0.memory_binds:
+        why = ("the KV cache binds: it holds too few requests at once for full batches of b tokens "
+               "(the memory capacity)")
+    elif max_batch_size and max_batch_size < e0.token_budget:
+        why = (f"max_batch_size = {max_batch_size:,} binds: a batch holds at most {max_batch_size:,} requests, "
+               "so batches of decode tokens (one per request) stay below b tokens")
+    else:
+        why = "not every batch can be full (the stability region's linear program)"
+    return (f"Best possible capacity {best_rps:.3g} req/s is below b/t(b) over the mean request "
+            f"({e0.token_capacity:,.0f} tok/s ÷ {mean_work:,.0f} tokens = {token_rps:.3g} req/s): {why}.")
+
+
 def fmt(x, digits: int = 3, unit: str = "") -> str:
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "—"

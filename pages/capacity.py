@@ -202,6 +202,9 @@ c2.metric("… in requests (req/s)", f"{token_rps:.3g}",
           help=f"Divided by {mean_work:,.0f} tokens per request (prompt + output).")
 c3.metric("Best possible capacity (req/s)", f"{th.optimal_capacity_rps:.3g}",
           help=widgets.capacity_help(e0.optimal_kind, work_conserving_note=False))
+gap = widgets.capacity_gap_note(th.optimal_capacity_rps, e0, mean_work, base.engine.max_batch_size)
+if gap:
+    st.caption(gap)
 
 # ------------------------------------------------------------------------ work
 key = (tuple(sorted(scen)), base.to_toml(), extra, n, ps.get("tol"), ps.get("probes"), ps.get("points"))

@@ -96,6 +96,9 @@ def _draw_theory() -> None:
                    f"{e0.token_capacity / mean_work:.3g} requests/s.")
     c4.metric("Best possible capacity (req/s)", f"{th.optimal_capacity_rps:.3g}",
               help=widgets.capacity_help(e0.optimal_kind))
+    gap = widgets.capacity_gap_note(th.optimal_capacity_rps, e0, mean_work, base.engine.max_batch_size)
+    if gap:
+        st.caption(gap)
 
 
 # -------------------------------------------------------------------- the run

@@ -619,3 +619,13 @@ def test_a_links_presets_bring_what_choosing_them_brings():
     assert widget(at, "number_input", "single.rho").value == 0.8  # L.PRESET_LOAD, as choosing it sets
     at = open_page(n=2000, live=0, sched="sarathi", wl="azure-conv-2023", rate=2)
     assert widget(at, "number_input", "single.rate").value == 2.0
+
+
+def test_a_best_capacity_below_the_token_capacity_says_what_binds():
+    at = open_page(n=2000, live=0, sched="sarathi")
+    assert not [c for c in at.caption if c.value.startswith("Best possible capacity")]  # they agree
+    at = upload(at, "single.toml_file", "quickstart.toml", (ROOT / "scenarios" / "quickstart.toml").read_bytes())
+    ok(at)
+    gap = [c.value for c in at.caption if c.value.startswith("Best possible capacity")]
+    assert len(gap) == 1 and "max_batch_size = 128 binds" in gap[0], gap
+    assert "10,240 tok/s" in gap[0]
