@@ -74,9 +74,12 @@ LOG_TICKS = [0] + [10 ** k for k in range(1, 16)]
 
 def log_ticks(log: bool, value_format: str) -> dict:
     """Axis properties of the y scale: explicit ticks on the log view, each label formatted
-    on its own (Vega's axis format takes one SI prefix for the whole axis: "0M" for 10)."""
-    return ({"values": LOG_TICKS, "labelExpr": f"format(datum.value, {value_format!r})", "labelOverlap": "greedy"}
-            if log else {})
+    on its own (Vega's axis format takes one SI prefix for the whole axis: "0M" for 10, and
+    on a linear view "0M" for 0 beside "0.2M")."""
+    own = {"labelExpr": f"format(datum.value, {value_format!r})"}
+    if log:
+        return {"values": LOG_TICKS} | own | {"labelOverlap": "greedy"}
+    return own if "s" in value_format else {}
 
 
 DATASET = "trajectories"
