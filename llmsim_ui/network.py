@@ -37,6 +37,10 @@ def ranks(sc: Scenario) -> dict:
     return out
 
 
+def _ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
+
+
 MAX_ROUTES_DRAWN = 32  # a step with more routes gets one edge per target (5,000 froze a tab ~25 s)
 
 
@@ -84,8 +88,9 @@ def dot(sc: Scenario, loads: dict | None = None) -> str:
                     continue
                 name = f"{w.name}.{s.name}"
                 extra = []
-                if e.policy == "priority":
-                    extra.append(f"priority {rank.get(name, '?')}")
+                if e.policy in ("priority", "strict-priority"):  # the rank, said as an order ("priority 0" read both ways)
+                    r = rank.get(name)
+                    extra.append(f"served {_ordinal(r + 1)}" if r is not None else "priority ?")
                 if s.join:
                     extra.append("join")
                 label = f"{name}\nprompt ≈ {_mean(s.prompt_tokens)} · output ≈ {_mean(s.output_tokens)}"

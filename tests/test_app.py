@@ -641,3 +641,15 @@ def test_compares_b_says_that_theorys_growth_leaves_out_the_recomputed_work():
     assert len(b) == 1 and "theory predicts 9%" in b[0], b
     assert re.search(r"preemptions made the engine redo 1\d\.\d% of the offered work, work that theory's 9% "
                      r"leaves out\.", b[0]), b[0]
+
+
+def test_the_network_drawing_says_which_step_an_engine_serves_first():
+    """'priority 0' / 'priority 1' left open which wins (seen as a new user would)."""
+    from llmsim_ui import network
+    assert [network._ordinal(i) for i in (1, 2, 3, 4, 11, 12, 13, 21, 102, 111)] == \
+        ["1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "102nd", "111th"]
+    sc = llmsim.load_scenario(ROOT / "scenarios" / "agents" / "cyclic.toml")  # B.long before A.short at engine1
+    text = network.dot(sc)
+    assert 'label="B.long\\nprompt ≈ 3,900 · output ≈ 101\\nserved 1st"' in text
+    assert 'label="A.short\\nprompt ≈ 640 · output ≈ 27\\nserved 2nd"' in text
+    assert "priority" not in text.split("digraph", 1)[1].replace("· priority", "")  # the policy name only
