@@ -153,7 +153,7 @@ def cmd_run(args):
     print(f"verdict       {s['verdict_explanation']}")
     print(f"              backlog growth {_fmt(s['backlog_growth_tokens_per_s'], ' tokens/s')} "
           f"(theory {_fmt(s['theory_drift_tokens_per_s'], ' tokens/s')})")
-    print(f"wall          {_fmt(s['wall_seconds'], ' s')}")
+    print(f"wall          {_fmt(s['wall_seconds'], ' s', digits=2)}")
     if args.json:
         _write_json(args.json, s)
     return 0

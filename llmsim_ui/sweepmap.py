@@ -50,6 +50,13 @@ AXES = {
     "workload.arrival.rate": ("Arrival rate λ (requests per second)", False, False, (1.0, 20.0)),
 }
 RATE_AXES = ("load", "workload.arrival.rate")
+
+
+def short_label(axis: str) -> str:
+    """An axis's name for a sidebar select: its label without the parenthesis ("Token budget b";
+    the whole label was cut to "Token budget b (tokens per iterat"), or a sweep file's own column
+    name for an axis the page does not know."""
+    return AXES[axis][0].split(" (")[0] if axis in AXES else axis
 METRICS = {
     "verdict": "Verdict (simulation)",
     "growth": "Backlog growth (share of arriving work)",

@@ -86,12 +86,12 @@ if src == "file":
         st.stop()
     axes = M.numeric_axes(df)
     with st.sidebar:
-        x = st.selectbox("x axis", axes, index=0, key=ps.key("fx"))
-        y = st.selectbox("y axis", [a for a in axes if a != x], index=0, key=ps.key("fy"))
+        x = st.selectbox("x axis", axes, index=0, key=ps.key("fx"), format_func=M.short_label)
+        y = st.selectbox("y axis", [a for a in axes if a != x], index=0, key=ps.key("fy"), format_func=M.short_label)
         for a in axes:
             if a not in (x, y) and df[a].nunique() > 1:
                 vals = sorted(df[a].dropna().unique())
-                v = st.selectbox(f"{a} (fixed)", vals, key=ps.key(f"fix.{a}"))
+                v = st.selectbox(f"{M.short_label(a)} (fixed)", vals, key=ps.key(f"fix.{a}"))
                 df = df[df[a] == v]
     if len(df) > M.MAX_MAP_CELLS:
         st.error(f"{plain(up.name)}: {len(df):,} cells to draw with these axes; this demo draws at most "
@@ -109,7 +109,7 @@ else:
         st.subheader("Axes", divider="gray")
         for which in ("x", "y"):
             st.selectbox(f"{which} axis", AXIS_NAMES, **ps.w(which, AXIS_NAMES),
-                         format_func=lambda f: M.AXES[f][0], on_change=_axis_changed, args=(which,))
+                         format_func=M.short_label, on_change=_axis_changed, args=(which,))
             c1, c2, c3 = st.columns([2, 2, 1.3])
             inputs._num(ps, f"{which}_lo", "from", 1.0, container=c1, fmt="%g")
             inputs._num(ps, f"{which}_hi", "to", 1.0, container=c2, fmt="%g")

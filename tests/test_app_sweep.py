@@ -48,6 +48,8 @@ def test_a_small_map_runs_and_shows_theory_and_verdicts():
     assert int(metric(at, "Stable")) > 0 and int(metric(at, "Unstable")) > 0
     assert len(charts(at)) == 2  # one map per scheduler, each filling its column
     assert [json.loads(c.proto.spec)["title"] for c in charts(at)] == ["vllm", "sarathi"]
+    # the axis selects show short names (the whole label was cut to "Token budget b (tokens per iterat")
+    assert at.sidebar.selectbox(key="map.x").options[:2] == ["Load ρ", "Token budget b"]
     # long axis titles in lines: at 1,024 px a one-line x title was clipped at the map's edge
     enc = json.loads(charts(at)[0].proto.spec)["layer"][0]["encoding"]
     assert enc["x"]["title"] == ["Token budget b", "(tokens per iteration)"]
