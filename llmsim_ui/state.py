@@ -93,6 +93,7 @@ class PageState:
     fields: list[Field]
     url_errors: list[str] = field(default_factory=list)
     from_url: set[str] = field(default_factory=set)  # the fields this run's restore read from the URL
+    url_refused: dict = field(default_factory=dict)  # field name -> index in url_errors of its message
 
     def __post_init__(self):
         self.by_name = {f.name: f for f in self.fields}
@@ -120,6 +121,7 @@ class PageState:
                     continue
                 except ValueError as exc:
                     what = f.label or f.name
+                    self.url_refused[f.name] = len(self.url_errors)
                     self.url_errors.append(
                         f"Link parameter {f.name}={_shown(qp[f.name])} ({what}): {exc}. "
                         f"Using {f.encode(saved.get(f.name, f.default))} instead.")

@@ -39,7 +39,8 @@ st.markdown(
     "idles decodes while it prefills, how fastertransformer makes new prompts wait, and how orca and sarathi "
     "mix both into full batches. A prefill after decoding has started is a **preemption**'s recomputation.")
 
-upload = controls.engine_inputs(ps, with_rate=True, sched_label="Scheduler", multi=False)
+upload = controls.engine_inputs(ps, with_rate=True, sched_label="Scheduler", multi=False,
+                                keep_n=False)  # a file's run length is not a timeline's (2 to 300 requests)
 with st.sidebar:
     inputs._num(ps, "n", f"Requests in the run ({L.MIN_TIMELINE} to {L.MAX_TIMELINE})", 10,
                 help="A timeline is for looking at: a few dozen requests show every pattern.")

@@ -595,6 +595,24 @@ def test_a_links_load_sets_the_rate_and_a_disagreeing_pair_is_said():
     assert "Link parameters rate=3 and rho=0.5 disagree" in errors(at) and "using the rate" in errors(at)
     at = open_page(n=2000, live=0, sched="sarathi", rho=f"{3 / cap:.3g}", rate=3)  # as the page itself shows them
     ok(at)
+    # a bad rate beside a good load: the message names the rate the load gives, not the default
+    at = open_page(n=2000, live=0, sched="sarathi", rho=0.5, rate="abc")
+    assert widget(at, "number_input", "single.rate").value == pytest.approx(0.5 * cap, rel=1e-3)
+    assert "Link parameter rate='abc'" in errors(at) and "Using the link's load rho=0.5 instead (a rate of" in errors(at)
+
+
+def test_the_timeline_restores_a_file_from_the_other_pages():
+    """Files the other pages write hold 1,000 or more requests, beyond the timeline's 300: the
+    all-or-nothing restore refused every one (found as a hostile visitor would). The timeline
+    keeps its own run length, as the capacity page keeps its probe size."""
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.switch_page("pages/timeline.py")
+    at.run()
+    n = widget(at, "number_input", "tl.n").value
+    at = upload(at, "tl.toml_file", "headline.toml", (ROOT / "scenarios" / "paper" / "headline.toml").read_bytes())
+    ok(at)
+    assert widget(at, "number_input", "tl.n").value == n
+    assert any("Restored headline.toml" in x.value.replace("\\", "") for x in at.success)
 
 
 def test_a_prefill_first_card_above_capacity_says_why_it_finishes_fewer():
