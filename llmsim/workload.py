@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import io
 import math
 import re
 from dataclasses import dataclass, field, replace
@@ -461,7 +462,9 @@ def parse_trace(text: str, name: str = "trace", quote: bool = True) -> Trace:
     the line and the column are named, never the text."""
     if text.startswith("\ufeff"):  # a byte-order mark, as spreadsheet programs write
         text = text[1:]
-    rows = csv.reader(text.splitlines())
+    # lines end at \n, \r\n or \r only (str.splitlines() also broke a row at \x1c-\x1e, \x85,
+    # \x0b, \x0c, \u2028, \u2029 and cut a quoted field's line break out, gluing "1\n0" into 10)
+    rows = csv.reader(io.StringIO(text, newline=""))
     try:
         header = next(rows, None)
     except csv.Error:
@@ -473,18 +476,18 @@ def parse_trace(text: str, name: str = "trace", quote: bool = True) -> Trace:
         got = f"header is {','.join(header)!r}" if quote else "the first line is not the header"
         raise ConfigError(f"{name}: {got}; expected {','.join(TRACE_COLUMNS)}")
     times, prompt, output = [], [], []
-    i = 1
     while True:
-        i += 1
+        i = rows.line_num + 1  # the row's first line (a quoted field may span several)
         try:
             row = next(rows, None)
         except csv.Error:
-            raise ConfigError(f"{name} line {i}: not a CSV row") from None
+            raise ConfigError(f"{name} line {rows.line_num}: not a CSV row") from None
         if row is None:
             break
         if not row or all(not x.strip() for x in row):
             continue
-        shown = f": {','.join(row)!r}" if quote else ""
+        text_row = ",".join(row)
+        shown = (f": {text_row if len(text_row) <= 120 else text_row[:120] + ' …'!r}" if quote else "")
         if len(row) != 3:
             raise ConfigError(f"{name} line {i}: expected 3 fields, got {len(row)}{shown}")
         try:

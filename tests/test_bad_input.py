@@ -82,6 +82,13 @@ def test_api_errors_name_field_and_allowed(text, field, allowed):
     ("arrival_time_s,prompt_tokens,output_tokens\n0,12,\uff15\n", "line 2: not numbers"),
     ("arrival_time_s,prompt_tokens,output_tokens\n1_0,12,5\n", "line 2: not numbers"),
     ("arrival_time_s,prompt_tokens,output_tokens\n0,7.0,5\n", "line 2: not numbers"),
+    # rows end at a line break only (str.splitlines() made two requests of '1,7,5\x1c3,8,5') and
+    # a quoted field's line break is kept in it (its digits were glued: "1\n0" read as 10)
+    ("arrival_time_s,prompt_tokens,output_tokens\n1,7,5\x1c3,8,5\n", "line 2: expected 3 fields, got 5"),
+    ("arrival_time_s,prompt_tokens,output_tokens\n1,7,5\u20283,8,5\n", "line 2: expected 3 fields, got 5"),
+    ("arrival_time_s,prompt_tokens,output_tokens\n0,\"1\n0\",5\n", "line 2: not numbers"),
+    ("arrival_time_s,prompt_tokens,output_tokens\n0,1,1\n\"1\n2\",7,5\n", "line 3: not numbers"),
+    ("arrival_time_s,prompt_tokens,output_tokens\r\n0,1,1\r\n1,2,x\r\n", "line 3: not numbers"),
     ("arrival_time_s,prompt_tokens,output_tokens\n5,1,5\n2,1,5\n", "line 3: arrival_time_s 2.0 is before"),
     ("arrival_time_s,prompt_tokens,output_tokens\n", "no request rows"),
     ("", "empty file"),
@@ -90,6 +97,18 @@ def test_malformed_trace(csv, needle):
     with pytest.raises(ConfigError) as e:
         parse_trace(csv, "t.csv")
     assert needle in str(e.value)
+
+
+def test_a_trace_error_quotes_a_long_row_cut():
+    """A 130 KB field was quoted back whole (found as a hostile visitor would)."""
+    with pytest.raises(ConfigError) as e:
+        parse_trace("arrival_time_s,prompt_tokens,output_tokens\n0," + "9" * 130_000 + ",x\n", "t.csv")
+    assert "line 2: not numbers: '0,999" in str(e.value) and len(str(e.value)) < 300
+
+
+def test_trace_line_endings():
+    text = "arrival_time_s,prompt_tokens,output_tokens\r\n0,1,2\r\n0.5,3,4\r1,5,6\n"
+    assert list(parse_trace(text, "t.csv").prompt) == [1, 3, 5]
 
 
 def test_shipped_trace_replays():
