@@ -39,6 +39,8 @@ class Field:
         raw = str(raw).strip()
         if self.kind in ("float", "int"):
             try:
+                if not raw.isascii() or "_" in raw:  # float() also reads "1_000" and non-ASCII digits
+                    raise ValueError
                 v = float(raw)
             except ValueError:
                 raise ValueError(f"{_shown(raw)} is not a number") from None

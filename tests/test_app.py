@@ -141,6 +141,9 @@ def test_single_bad_inputs_show_errors_not_tracebacks():
     assert "10,000" in errors(at) and "Link parameter rate" in errors(at)  # out of range in the link
     at = open_page(n=2000, live=0, rate="abc")
     assert "not a number" in errors(at)
+    for odd in ("1_0", "\u0661\u0660", "\uff11\uff10"):  # float() reads these as 10
+        at = open_page(n=2000, live=0, rate=odd)
+        assert f"Link parameter rate={odd!r}" in errors(at) and "is not a number" in errors(at), errors(at)
     at = open_page(n=2000, live=0, sched="orca")
     widget(at, "number_input", "single.n").set_value(500_000)
     at.run()
