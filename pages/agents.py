@@ -76,9 +76,13 @@ def _preset_cb() -> None:
 
 
 ps.restore()
+link_file = False  # a file first read from this visit's link: its seed applies, as an upload's does
 if "toml" in st.query_params and f"{PAGE}.uploaded" not in st.session_state:
     try:
         st.session_state[f"{PAGE}.uploaded"] = _decode(st.query_params["toml"])
+        link_file = True
+        if "preset" not in st.query_params:  # a link with a file and no preset= showed the default preset
+            st.session_state[ps.key("preset")] = UPLOADED
     except ConfigError as exc:
         ps.url_errors.append(str(exc))
 
@@ -119,8 +123,25 @@ except ConfigError as exc:
     st.error(f"Cannot load this workflow — {plain(exc)}", icon=":material/block:")
     st.stop()
 
+if preset == UPLOADED and link_file and "seed" not in st.query_params and 0 <= file_sc.seed <= L.MAX_SEED:
+    st.session_state[ps.key("seed")] = int(file_sc.seed)
+file_notes = []  # what of the file this page does not run as written (it ran silently otherwise)
+if preset == UPLOADED:
+    if file_sc.duration_seconds:
+        file_notes.append(f"The file's duration_seconds = {file_sc.duration_seconds:,g} is not used here: this page "
+                          f"runs a number of workflows (below); the command line runs a file as written: "
+                          "python -m llmsim run scenario.toml")
+    if not 0 <= file_sc.seed <= L.MAX_SEED:
+        file_notes.append(f"The file's seed = {file_sc.seed:,} is outside this page's 0 to {L.MAX_SEED:,}: the "
+                          "sidebar's seed is used.")
+    if file_sc.num_requests and not L.MIN_REQUESTS <= file_sc.num_requests <= L.MAX_REQUESTS:
+        file_notes.append(f"The file's num_requests = {file_sc.num_requests:,} is outside this page's "
+                          f"{L.MIN_REQUESTS:,} to {L.MAX_REQUESTS:,} workflows per run: the nearest is used; the "
+                          "command line runs a file as written: python -m llmsim run scenario.toml")
 desc = file_sc.description or ""
 desc_slot = st.empty()  # filled once the sidebar's values are known (a changed rate outdates the description)
+for m in file_notes:
+    st.info(plain(m), icon=":material/info:")
 
 # per-file fields: the workflow's own arrival rates, engines and step priorities
 rank = network.ranks(file_sc)
