@@ -167,7 +167,10 @@ class Simulation:
     ``summary()["stopped"]``) saying so, and keeps its partial results."""
 
     def __init__(self, scenario: Scenario, record_iterations: bool = False,
-                 limits: budget.Limits | None = None):
+                 limits: budget.Limits | None = None, max_log_rows: int | None = None):
+        """max_log_rows: with ``record_iterations``, the most rows (batch entries) the
+        iteration log may reach; a run that would pass it raises ConfigError (a caller's
+        estimate from the draws cannot count a preemption's recomputed chunks)."""
         validate(scenario)
         self.limits = lim = budget.current() if limits is None else limits
         budget.check(scenario, lim)
@@ -387,6 +390,7 @@ class Simulation:
         self.rec = np.zeros((n_pts, 2 + 4 * n_e + 2 * n_s))
         self.gf[S.GF_SAMPLE_DT] = max(self.horizon, 1e-9) / (n_pts - 1)
         self.record_iterations = record_iterations
+        self.max_log_rows = max_log_rows
         if record_iterations:
             self.gi[S.G_LOG_CAP] = 1
             self.gi[S.G_LOG_MARGIN] = int(sum(e.slots for e in engines)) + 1
@@ -471,8 +475,17 @@ class Simulation:
         if gi[S.G_ROUTE_FINAL] == 0 and gi[S.G_ROUTE_POS] + m > len(self.route_u):
             self.route_u = np.concatenate([self.route_u, self._route_rng.random(len(self.route_u))])
         if gi[S.G_LOG_CAP] > 0 and gi[S.G_LOG_N] + gi[S.G_LOG_MARGIN] > len(self.logi):
-            self.logi = np.concatenate([self.logi, np.zeros_like(self.logi)])
-            self.logf = np.concatenate([self.logf, np.zeros_like(self.logf)])
+            add = len(self.logi)
+            if self.max_log_rows is not None:
+                if gi[S.G_LOG_N] > self.max_log_rows:
+                    raise ConfigError(
+                        f"record_iterations: the iteration log passed {self.max_log_rows:,} rows (batch entries) "
+                        f"at {self.gf[S.GF_NOW]:,.4g} s simulated; allowed: at most {self.max_log_rows:,} here "
+                        "(preemptions add rows for the chunks they recompute) — fewer requests, shorter outputs, "
+                        "a larger KV cache or a larger token budget")
+                add = min(add, self.max_log_rows + gi[S.G_LOG_MARGIN] + 1 - len(self.logi))
+            self.logi = np.concatenate([self.logi, np.zeros((add, self.logi.shape[1]), dtype=self.logi.dtype)])
+            self.logf = np.concatenate([self.logf, np.zeros((add, self.logf.shape[1]))])
         si = self.si
         for k in range(len(si)):
             if si[k, S.S_POOL_FINAL]:

@@ -181,13 +181,13 @@ def warm_up(wait: bool = True) -> float | None:
     return result["seconds"]
 
 
-def simulate_small(sc: Scenario, record_iterations: bool = False) -> llmsim.Result:
+def simulate_small(sc: Scenario, record_iterations: bool = False, max_log_rows: int | None = None) -> llmsim.Result:
     """``llmsim.simulate`` under LIMITS, for a page's one small run (the timeline's, at most
     300 requests). On a cold start it does not wait for the compile: it runs in the Python
     tier for up to PY_RUN_WORK work units and PY_RUN_S seconds, which finishes most such runs; a
     longer one waits for the compiled kernel (with its spinner) and finishes with it. Same result
     either way."""
-    sim = Simulation(sc, record_iterations=record_iterations, limits=LIMITS)
+    sim = Simulation(sc, record_iterations=record_iterations, limits=LIMITS, max_log_rows=max_log_rows)
     t_end = time.perf_counter() + PY_RUN_S
     while not sim.done and sim.work_units < PY_RUN_WORK and time.perf_counter() < t_end \
             and not kernel_ready():

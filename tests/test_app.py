@@ -704,3 +704,9 @@ def test_an_agents_link_file_is_run_as_written_or_says_what_differs():
     assert "duration_seconds = 100,000 is not used here" in infos(at)
     at = link(base.replace("seed = 1\n", "seed = 99999999999\n"))
     assert "seed = 99,999,999,999 is outside" in infos(at)
+
+
+def test_the_timeline_refuses_a_log_that_preemptions_push_past_its_bound():
+    at = open_page("pages/timeline.py", sched="orca", budget=1, kv=1500, p_value=213, o_value=444, n=91, rate=1000)
+    assert not at.exception
+    assert "the iteration log passed 60,000 rows" in errors(at) and "preemptions add rows" in errors(at)

@@ -700,3 +700,26 @@ def test_a_memory_refusal_suggests_a_length_the_caller_accepts():
     with pytest.raises(ConfigError, match=rf"not even num_requests = {fits + 1:,}, the fewest allowed here, fits: "
                                           "fewer workflow classes"):
         budget.check(sc, Limits(), min_requests=fits + 1)
+
+
+def test_an_iteration_log_stops_at_its_bound():
+    """The timeline's estimate of its log (from the draws) cannot count what preemptions
+    recompute: orca with b = 1 and a small KV cache drew 114,741 rows past a 60,000-row bound
+    (found as a hostile visitor would). max_log_rows refuses the run once the log passes it;
+    below it nothing changes."""
+    sc = llmsim.scenario_from_table(
+        {"seed": 1, "engine": {"scheduler": "orca", "token_budget": 1, "kv_cache_tokens": 1500,
+                               "batch_time": {"model": "constant", "seconds": 0.01}},
+         "workload": {"num_requests": 91, "drain": True, "arrival": {"process": "poisson", "rate": 1000.0},
+                      "prompt_tokens": {"dist": "constant", "value": 213},
+                      "output_tokens": {"dist": "constant", "value": 444}}})
+    full = Simulation(sc, record_iterations=True)
+    full.advance()
+    rows = len(full.result().iterations)
+    drawn = int((full.pool_d + full.pool_p + 1).sum())  # the timeline's estimate at b = 1
+    assert rows > 1.5 * drawn and full.result().summary["preemptions"] > 0
+    with pytest.raises(ConfigError, match=rf"the iteration log passed {drawn:,} rows .* allowed: at most {drawn:,}"):
+        Simulation(sc, record_iterations=True, max_log_rows=drawn).advance()
+    ok = Simulation(sc, record_iterations=True, max_log_rows=rows)
+    ok.advance()
+    assert ok.result().iterations.equals(full.result().iterations)
