@@ -214,6 +214,25 @@ def _length_panel(ps: PageState, p: str, what: str, container) -> None:
         _num(ps, f"{p}_mean", "mean", 1.0, container=a, fmt="%.0f")
         _num(ps, f"{p}_cv", "cv", 0.1, container=b, fmt="%.2f")
         _num(ps, f"{p}_max", "max", 1, container=c)
+        note = capped_mean_note(ps, p, what)
+        if note:
+            container.caption(note)
+
+
+def capped_mean_note(ps: PageState, p: str, what: str) -> str | None:
+    """The lognormal's mean is that of the law before rounding and the cap at max: with a
+    large cv the lengths' own mean is far lower (mean 5,000, cv 20, max 8,192: 1,397), and the
+    panel showed 5,000 without a word (found as a hostile visitor would)."""
+    try:
+        m, cv, top = (ps.by_name[f"{p}_{k}"].check(ps.get(f"{p}_{k}")) for k in ("mean", "cv", "max"))
+        from llmsim.workload import Lognormal
+        real = Lognormal(float(m), float(cv), int(top)).mean
+    except (ValueError, TypeError, KeyError, OverflowError, ZeroDivisionError):
+        return None  # the field's own message names the bad value
+    if abs(real - m) <= 0.02 * m:
+        return None
+    return (f"{what} lengths average {real:,.0f} tokens: the mean above ({m:,.0f}) is the lognormal's before "
+            f"rounding and the cap at 1 to {int(top):,}.")
 
 
 def panel(ps: PageState, with_rate: bool = True, container=None):

@@ -710,3 +710,12 @@ def test_the_timeline_refuses_a_log_that_preemptions_push_past_its_bound():
     at = open_page("pages/timeline.py", sched="orca", budget=1, kv=1500, p_value=213, o_value=444, n=91, rate=1000)
     assert not at.exception
     assert "the iteration log passed 60,000 rows" in errors(at) and "preemptions add rows" in errors(at)
+
+
+def test_a_capped_lognormal_says_what_its_lengths_average():
+    at = open_page(n=2000, live=0, sched="sarathi", p_dist="lognormal", p_mean=5000, p_cv=20, p_max=8192)
+    assert [c.value for c in at.sidebar.caption if "average" in c.value] == [
+        "Prompt lengths average 1,397 tokens: the mean above (5,000) is the lognormal's before rounding and the "
+        "cap at 1 to 8,192."]
+    at = open_page(n=2000, live=0, sched="sarathi", p_dist="lognormal", p_mean=500, p_cv=0.5, p_max=8192)
+    assert not [c.value for c in at.sidebar.caption if "average" in c.value]  # within 2%: nothing to say
