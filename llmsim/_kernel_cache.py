@@ -142,11 +142,15 @@ def _start_child(*args):
     root = str(_HERE.parent)
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     try:
-        return subprocess.Popen([sys.executable, "-m", "llmsim._kernel_cache", *args], env=env,
+        proc = subprocess.Popen([sys.executable, "-m", "llmsim._kernel_cache", *args], env=env,
                                 stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 stdout=subprocess.DEVNULL if args else subprocess.PIPE)
     except OSError:
         return None
+    # reaped when it ends: nobody else waits for it once the kernel's line is read, and it stayed
+    # a zombie (<defunct>) for the server's life (found as a hostile visitor would)
+    threading.Thread(target=proc.wait, name="llmsim-compile-reaper", daemon=True).start()
+    return proc
 
 
 def wait_precompile(timeout_s: float = 300.0) -> None:

@@ -104,3 +104,19 @@ def test_stopping_the_server_stops_a_compile_that_still_runs(monkeypatch):
     assert not _kernel_cache.stop_precompile()          # nothing left to stop
     monkeypatch.setattr(_kernel_cache, "_child", [None])  # no child was started (a warm cache)
     assert not _kernel_cache.stop_precompile()
+
+
+def test_a_finished_compile_process_is_reaped(monkeypatch):
+    """Once its line was read nobody waited for the compile process: it stayed a zombie
+    (<defunct>) for the server's life (found as a hostile visitor would)."""
+    import subprocess
+
+    from llmsim import _kernel_cache
+    real = subprocess.Popen
+    monkeypatch.setattr(_kernel_cache.subprocess, "Popen",
+                        lambda args, **kw: real([sys.executable, "-c", "pass"], **kw))
+    proc = _kernel_cache._start_child("order")
+    t0 = time.perf_counter()
+    while proc.returncode is None and time.perf_counter() - t0 < 20:  # set by the reaper's wait, not ours
+        time.sleep(0.05)
+    assert proc.returncode == 0
