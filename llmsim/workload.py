@@ -465,6 +465,10 @@ def parse_trace(text: str, name: str = "trace", quote: bool = True) -> Trace:
     # lines end at \n, \r\n or \r only (str.splitlines() also broke a row at \x1c-\x1e, \x85,
     # \x0b, \x0c, \u2028, \u2029 and cut a quoted field's line break out, gluing "1\n0" into 10)
     rows = csv.reader(io.StringIO(text, newline=""))
+    # Python's int() and float() also read "1_000", Arabic-Indic or full-width digits: a CSV's
+    # numbers are ASCII digits (and, for the time, a sign, a decimal point and an exponent).
+    # Checked row by row only when the text holds such characters at all
+    odd = not text.isascii() or "_" in text
     try:
         header = next(rows, None)
     except csv.Error:
@@ -491,10 +495,8 @@ def parse_trace(text: str, name: str = "trace", quote: bool = True) -> Trace:
         if len(row) != 3:
             raise ConfigError(f"{name} line {i}: expected 3 fields, got {len(row)}{shown}")
         try:
-            # Python's int() and float() also read "1_000", Arabic-Indic or full-width digits:
-            # a CSV's numbers are ASCII digits (and, for the time, a decimal point and exponent)
-            if not (row[0].isascii() and "_" not in row[0] and _WHOLE.fullmatch(row[1])
-                    and _WHOLE.fullmatch(row[2])):
+            if odd and not (row[0].isascii() and "_" not in row[0] and _WHOLE.fullmatch(row[1])
+                            and _WHOLE.fullmatch(row[2])):
                 raise ValueError
             t = float(row[0])
             p = int(row[1])
