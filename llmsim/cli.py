@@ -6,6 +6,7 @@ Bad input exits with code 2 and a one-line message naming the field; no tracebac
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -129,31 +130,37 @@ def cmd_run(args):
         res.summary.update(v.summary_fields())
         res.summary["replications"] = args.replications
     s = res.summary
-    print(f"scenario      {s['scenario'] or args.scenario}   scheduler {s['scheduler']}   seed {s['seed']}")
+    # with --json - the JSON alone goes to stdout (it was printed after this text: unparseable)
+    out = sys.stderr if args.json == "-" else sys.stdout
+    say = functools.partial(print, file=out)
+    say(f"scenario      {s['scenario'] or args.scenario}   scheduler {s['scheduler']}   seed {s['seed']}")
     calls = "requests" if sc.single else "LLM calls"
-    print(_load_line(sc, s))
-    print(f"completed     {_fmt(s['completed'])} of {_fmt(s['arrived'])} {calls} in "
-          f"{_fmt(s['simulated_seconds'], ' s')} simulated")
-    print(f"throughput    {_fmt(s['throughput_rps'], ' req/s' if sc.single else ' calls/s')}   "
-          f"{_fmt(s['token_throughput'], ' tokens/s')}")
-    print(f"TTFT          p50 {_fmt(s['ttft_p50_s'], ' s')}   p99 {_fmt(s['ttft_p99_s'], ' s')}")
-    print(f"TBT           p50 {_fmt(s['tbt_p50_s'], ' s')}   p99 {_fmt(s['tbt_p99_s'], ' s')}")
-    print(f"end-to-end    p50 {_fmt(s['e2e_p50_s'], ' s')}   p99 {_fmt(s['e2e_p99_s'], ' s')}")
-    print(f"preemptions   {_fmt(s['preemptions'])}   final backlog {_fmt(s['final_backlog_tokens'], ' tokens')}")
+    say(_load_line(sc, s))
+    say(f"completed     {_fmt(s['completed'])} of {_fmt(s['arrived'])} {calls} in "
+        f"{_fmt(s['simulated_seconds'], ' s')} simulated")
+    say(f"throughput    {_fmt(s['throughput_rps'], ' req/s' if sc.single else ' calls/s')}   "
+        f"{_fmt(s['token_throughput'], ' tokens/s')}")
+    say(f"TTFT          p50 {_fmt(s['ttft_p50_s'], ' s')}   p99 {_fmt(s['ttft_p99_s'], ' s')}")
+    say(f"TBT           p50 {_fmt(s['tbt_p50_s'], ' s')}   p99 {_fmt(s['tbt_p99_s'], ' s')}")
+    say(f"end-to-end    p50 {_fmt(s['e2e_p50_s'], ' s')}   p99 {_fmt(s['e2e_p99_s'], ' s')}")
+    say(f"preemptions   {_fmt(s['preemptions'])}   final backlog {_fmt(s['final_backlog_tokens'], ' tokens')}")
     if not sc.single:
-        print(f"workflows     {_fmt(s['workflows_completed'])} of {_fmt(s['workflows_arrived'])} done; e2e p50 "
-              f"{_fmt(s['workflow_e2e_p50_s'], ' s')}, p99 {_fmt(s['workflow_e2e_p99_s'], ' s')}")
+        say(f"workflows     {_fmt(s['workflows_completed'])} of {_fmt(s['workflows_arrived'])} done; e2e p50 "
+            f"{_fmt(s['workflow_e2e_p50_s'], ' s')}, p99 {_fmt(s['workflow_e2e_p99_s'], ' s')}")
         for name, load in s["engine_load"].items():
-            print(f"  engine {name:12s} load {load:.3f}")
+            say(f"  engine {name:12s} load {load:.3f}")
     parts = getattr(res.verdict, "parts", {}) or {}
     for name, r in (s.get("replicas") or {}).items():
         v = parts.get(name, {}).get("verdict", "")
-        print(f"  replica {name:12s} routed {r['routed']}  completed {r['completed']}  "
-              f"{_fmt(r['throughput_rps'], ' req/s')}  busy {100 * r['busy_share']:.0f}%  {v}")
-    print(f"verdict       {s['verdict_explanation']}")
-    print(f"              backlog growth {_fmt(s['backlog_growth_tokens_per_s'], ' tokens/s')} "
-          f"(theory {_fmt(s['theory_drift_tokens_per_s'], ' tokens/s')})")
-    print(f"wall          {_fmt(s['wall_seconds'], ' s', digits=2)}")
+        say(f"  replica {name:12s} routed {r['routed']}  completed {r['completed']}  "
+            f"{_fmt(r['throughput_rps'], ' req/s')}  busy {100 * r['busy_share']:.0f}%  {v}")
+    if args.replications > 1:
+        say(f"replications  {args.replications} seeds ({s['seed']} to {s['seed'] + args.replications - 1}): the verdict "
+            f"and the growth pool them; the figures above are seed {s['seed']}'s")
+    say(f"verdict       {s['verdict_explanation']}")
+    say(f"              backlog growth {_fmt(s['backlog_growth_tokens_per_s'], ' tokens/s')} "
+        f"(theory {_fmt(s['theory_drift_tokens_per_s'], ' tokens/s')})")
+    say(f"wall          {_fmt(s['wall_seconds'], ' s', digits=2)}")
     if args.json:
         _write_json(args.json, s)
     return 0
@@ -189,11 +196,12 @@ def cmd_capacity(args):
     finally:
         if executor is not None:
             executor.close()
-    print(f"{'scheduler':18s} {'critical rate':>14s} {'interval':>22s} {'theory':>12s}")
+    say = functools.partial(print, file=sys.stderr if args.json == "-" else sys.stdout)  # JSON alone on stdout
+    say(f"{'scheduler':18s} {'critical rate':>14s} {'interval':>22s} {'theory':>12s}")
     for r in out:
         lo, hi = r.interval
         iv = f"[{_fmt(lo)}, {_fmt(hi)}]"
-        print(f"{r.scheduler:18s} {_fmt(r.critical_rate_rps, '/s'):>14s} {iv:>22s} {_fmt(r.theory_capacity_rps, '/s'):>12s}")
+        say(f"{r.scheduler:18s} {_fmt(r.critical_rate_rps, '/s'):>14s} {iv:>22s} {_fmt(r.theory_capacity_rps, '/s'):>12s}")
     if args.json:
         _write_json(args.json, {"scenario": sc.name, "results": [r.as_dict() for r in out]})
     return 0
@@ -335,6 +343,9 @@ def main(argv=None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `... | head`: the reader left; no traceback, no error line
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

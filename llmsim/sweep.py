@@ -557,7 +557,7 @@ def warm_up() -> float:
 class InProcess:
     """Runs tasks one after another in this process (tests, small sweeps, the dashboard)."""
     workers = 1
-    description = "in-process"
+    description = "in-process executor (no Dask)"
 
     def map(self, fn, args: list) -> list:
         return [fn(*a) for a in args]

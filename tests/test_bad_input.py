@@ -193,6 +193,26 @@ def test_cli_run_reads_as_the_dashboard_does():
     assert r.returncode == 0 and __import__("json").loads(r.stdout)["load"] == pytest.approx(0.3016, abs=1e-4)
 
 
+def test_cli_json_on_stdout_is_json_alone_and_replications_are_said():
+    """`run ... --json -` and `capacity ... --json -` printed their text before the JSON, so
+    a pipe to a JSON reader failed; `--replications 3` printed what one seed prints; `| head`
+    ended in "error: [Errno 32] Broken pipe" (tried as a new user would)."""
+    import json
+    r = run_cli("run", "scenarios/quickstart.toml", "--json", "-")
+    assert r.returncode == 0 and json.loads(r.stdout)["scheduler"] == "sarathi"
+    assert r.stderr.startswith("scenario      quickstart")  # the text, on stderr
+    r = run_cli("capacity", "scenarios/quickstart.toml", "--schedulers", "sarathi", "--num-requests-per-probe", "2000",
+                "--json", "-")
+    assert r.returncode == 0 and json.loads(r.stdout)["results"][0]["scheduler"] == "sarathi"
+    r = run_cli("run", "scenarios/quickstart.toml", "--replications", "3", "--num-requests", "2000")
+    assert r.returncode == 0
+    assert "replications  3 seeds (7 to 9): the verdict and the growth pool them; the figures above are seed 7's" \
+        in r.stdout
+    r = subprocess.run(f"{sys.executable} -m llmsim run scenarios/quickstart.toml | head -1", shell=True,
+                       capture_output=True, text=True, cwd=Path(__file__).parents[1])
+    assert r.stdout.startswith("scenario") and "Broken pipe" not in r.stderr and "Traceback" not in r.stderr
+
+
 def test_every_shipped_scenario_loads():
     root = Path(__file__).parents[1] / "scenarios"
     # sweep files (a [sweep] table over a base scenario) load through llmsim.sweep: tests/test_sweep.py
