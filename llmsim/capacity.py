@@ -23,6 +23,9 @@ from llmsim.schedulers import SCHEDULERS
 from llmsim.workload import ConfigError
 
 
+MIN_PROBE_REQUESTS, MAX_PROBE_REQUESTS = 1000, 5_000_000  # arrivals per probe
+
+
 @dataclass
 class CapacityResult:
     scheduler: str
@@ -61,6 +64,10 @@ def capacity_search(scenario: Scenario, schedulers=None, num_requests: int = 100
     schedulers: names (default: the scenario's own); num_requests: arrivals per probe;
     progress: optional callable(done_probes, total_probes_estimate, message); executor:
     None (a local process pool of ``workers``) or an llmsim.sweep executor (e.g. Dask)."""
+    from llmsim.config import as_scenario
+    scenario = as_scenario(scenario)
+    if isinstance(schedulers, str):  # one name ("orca" was read as the schedulers 'o', 'r', 'c', 'a')
+        schedulers = [schedulers]
     if not scenario.single:
         return capacity_search_network(scenario, num_requests, rel_tol, max_probes, workers, progress,
                                        executor)
@@ -95,8 +102,13 @@ def capacity_search_scenarios(scenarios: dict, num_requests: int = 100_000, rel_
 
 
 def _search(scenarios: dict, num_requests, rel_tol, max_probes, workers, progress, executor=None):
-    if not (isinstance(num_requests, int) and 1000 <= num_requests <= 5_000_000):
-        raise ConfigError(f"num_requests: {num_requests!r} must be a whole number in [1000, 5000000]")
+    if not (isinstance(num_requests, int) and MIN_PROBE_REQUESTS <= num_requests <= MAX_PROBE_REQUESTS):
+        raise ConfigError(f"num_requests: {num_requests!r} must be a whole number in "
+                          f"[{MIN_PROBE_REQUESTS}, {MAX_PROBE_REQUESTS}]")
+    if isinstance(max_probes, bool) or not (isinstance(max_probes, int) and 1 <= max_probes <= 100):
+        raise ConfigError(f"max_probes: {max_probes!r} must be a whole number in [1, 100]")
+    if workers is not None and (isinstance(workers, bool) or not (isinstance(workers, int) and 1 <= workers <= 256)):
+        raise ConfigError(f"workers: {workers!r} must be a whole number in [1, 256] (or None: one per core)")
     workers = workers or min(len(os.sched_getaffinity(0)), 8)
     states = {}
     for s, base in scenarios.items():

@@ -62,6 +62,7 @@ def _flag(args, attr: str, flag: str, lo, hi, unit: str = ""):
 
 
 def _load(args):
+    from llmsim.capacity import MAX_PROBE_REQUESTS, MIN_PROBE_REQUESTS
     from llmsim.config import MAX_REQUESTS, load_scenario, validate
     from llmsim.workload import MAX_RATE, MIN_RATE
     # every override is checked before the file is read, with the flag's name
@@ -69,7 +70,7 @@ def _load(args):
     _flag(args, "num_requests", "--num-requests", 1, MAX_REQUESTS)
     _flag(args, "rate", "--rate", MIN_RATE, MAX_RATE, " requests per second")
     _flag(args, "replications", "--replications", 1, 100)
-    _flag(args, "num_requests_per_probe", "--num-requests-per-probe", 100, MAX_REQUESTS)
+    _flag(args, "num_requests_per_probe", "--num-requests-per-probe", MIN_PROBE_REQUESTS, MAX_PROBE_REQUESTS)
     _flag(args, "rel_tol", "--rel-tol", 0.001, 0.5)
     _flag(args, "workers", "--workers", 1, 256)
     sc = load_scenario(args.scenario)

@@ -7,6 +7,7 @@ docs/scenario-format.md for every key.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import tomllib
@@ -436,9 +437,13 @@ class Scenario:
         wfs = self.workflows
         if priorities:
             known = {f"{w.name}.{s.name}" for w in wfs for s in w.steps}
-            for k in priorities:
+            for k, v in priorities.items():
                 if k not in known:
                     raise ConfigError(f"priorities: unknown step {k!r}; steps: {', '.join(sorted(known))}")
+                # as a step's priority in a file (a string was accepted here and failed in the run)
+                if not (isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 1000):
+                    raise ConfigError(f"priorities[{k!r}]: {v!r} must be a whole number in [0, 1000] "
+                                      "(smaller is served first)")
             wfs = tuple(replace(w, steps=tuple(
                 replace(s, priority=priorities.get(f"{w.name}.{s.name}", s.priority)) for s in w.steps))
                 for w in wfs)
@@ -450,6 +455,12 @@ class Scenario:
 
     def with_engine(self, index: int = 0, **changes) -> "Scenario":
         engines = list(self.engines)
+        if not (isinstance(index, int) and 0 <= index < len(engines)):
+            raise ConfigError(f"engine index: {index!r} must be a whole number in [0, {len(engines) - 1}]")
+        fields = {f.name for f in dataclasses.fields(engines[index])}
+        unknown = sorted(set(changes) - fields)
+        if unknown:
+            raise ConfigError(f"with_engine: unknown field {unknown[0]!r}; allowed: {', '.join(sorted(fields))}")
         engines[index] = replace(engines[index], **changes)
         sc = replace(self, engines=tuple(engines))
         validate(sc)
@@ -728,6 +739,18 @@ def _step(t, where, base_dir) -> Step:
 
 
 MAX_SCENARIO_BYTES = 64 * 1024 * 1024  # a scenario file read by path
+
+
+def as_scenario(x) -> "Scenario":
+    """x itself if it is a Scenario, the scenario of a TOML file if it is a path (a str or a
+    Path: ``llmsim.simulate("scenarios/quickstart.toml")`` raised AttributeError deep inside),
+    else ConfigError saying what is expected."""
+    if isinstance(x, Scenario):
+        return x
+    if isinstance(x, (str, Path)):
+        return load_scenario(x)
+    raise ConfigError(f"scenario: expected a Scenario (llmsim.load_scenario(path) or "
+                      f"llmsim.scenario_from_table(dict)) or the path of a scenario TOML; got {type(x).__name__}")
 
 
 def load_scenario(path, *, traces: dict | None = None, trace_policy: str = "any") -> Scenario:

@@ -17,7 +17,7 @@ from llmsim import _order, _python_tier, budget, core
 from llmsim._calls import (Background, finished_delays, finished_delays_split, in_parallel, prefault,
                            two_threads)
 from llmsim import state as S
-from llmsim.config import (POLICIES, Scenario, expected_visits, join_needs, longest_request,
+from llmsim.config import (POLICIES, Scenario, as_scenario, expected_visits, join_needs, longest_request,
                            routing_matrix, stochastic_steps, step_index, validate)
 from llmsim.pool import ROUTERS, has_pool, physical_engines
 from llmsim.schedulers import scheduler_info
@@ -171,6 +171,7 @@ class Simulation:
         """max_log_rows: with ``record_iterations``, the most rows (batch entries) the
         iteration log may reach; a run that would pass it raises ConfigError (a caller's
         estimate from the draws cannot count a preemption's recomputed chunks)."""
+        scenario = as_scenario(scenario)
         validate(scenario)
         self.limits = lim = budget.current() if limits is None else limits
         budget.check(scenario, lim)
@@ -1013,6 +1014,12 @@ def replicate(scenario: Scenario, seeds=5, record=False):
     pool their verdict; returns (Verdict, [Result, ...])."""
     from dataclasses import replace
     from llmsim.stability import verdict_from_runs
+    scenario = as_scenario(scenario)
+    if isinstance(seeds, bool) or not (isinstance(seeds, int) and 1 <= seeds <= 1000 or
+                                       not isinstance(seeds, int) and hasattr(seeds, "__iter__")):
+        raise ConfigError(f"seeds: {seeds!r} must be a number of replications in [1, 1000] or a list of seeds")
     seed_list = [scenario.seed + i for i in range(seeds)] if isinstance(seeds, int) else list(seeds)
+    if not seed_list or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seed_list):
+        raise ConfigError(f"seeds: {seeds!r} must hold at least one whole number >= 0")
     results = [simulate(replace(scenario, seed=s), record_iterations=record) for s in seed_list]
     return verdict_from_runs(results), results

@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from llmsim.config import Scenario, expected_visits, step_index
+from llmsim.config import Scenario, as_scenario, expected_visits, step_index
 from llmsim.workload import (Constant, Empirical, Geometric, Poisson, TraceArrivals, TraceLengths, poisson_cdf,
                              poisson_pmf)
 
@@ -555,6 +555,7 @@ def _steps(sc):
 
 def analyze(sc: Scenario) -> Theory:
     """Load, capacities and fluid drift of a scenario (memoized: scenarios are frozen)."""
+    sc = as_scenario(sc)
     try:
         return (_analyze_heavy if _holds_trace(sc) else _analyze_cached)(sc)
     except TypeError:  # an unhashable field (should not happen): compute afresh

@@ -3,6 +3,7 @@ allowed — through the API and the CLI (exit code 2, no traceback)."""
 
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -232,3 +233,39 @@ def test_run_table_in_a_single_engine_scenario_is_refused():
     with pytest.raises(ConfigError, match=r"^run: .*\[workload\]"):
         loads_scenario(text)
 
+
+
+def test_the_library_names_what_it_expects():
+    """Tried as a new user would: simulate("x.toml") raised AttributeError deep inside;
+    replicate(sc, 0) an IndexError; with_policy accepted a priority "high" that failed in the
+    run; capacity_search(sc, "orca") searched 'o', 'r', 'c', 'a'; max_probes=0 and workers=0
+    passed; with_engine(tokn_budget=5) raised a bare TypeError."""
+    import llmsim
+    from llmsim.capacity import capacity_search
+    path = Path(__file__).parents[1] / "scenarios" / "quickstart.toml"
+    sc = llmsim.load_scenario(path)
+    small = replace(sc, num_requests=500)
+    assert llmsim.analyze(str(path)).load == llmsim.analyze(sc).load  # a path is read
+    assert llmsim.Simulation(path).scenario == sc
+    for bad in (None, {"engine": {}}, 3):
+        with pytest.raises(ConfigError, match="scenario: expected a Scenario"):
+            llmsim.simulate(bad)
+    with pytest.raises(ConfigError, match=r"seeds: 0 must be a number of replications in \[1, 1000\]"):
+        llmsim.replicate(small, 0)
+    with pytest.raises(ConfigError, match="seeds"):
+        llmsim.replicate(small, [])
+    net = llmsim.load_scenario(Path(__file__).parents[1] / "scenarios" / "agents" / "cyclic.toml")
+    with pytest.raises(ConfigError, match=r"priorities\['A.short'\]: 'high' must be a whole number in \[0, 1000\]"):
+        net.with_policy("priority", {"A.short": "high"})
+    with pytest.raises(ConfigError, match="max_probes: 0 must be"):
+        capacity_search(sc, ["orca"], max_probes=0)
+    with pytest.raises(ConfigError, match="workers: 0 must be"):
+        capacity_search(sc, ["orca"], workers=0)
+    with pytest.raises(ConfigError, match="num_requests: 100 must be a whole number in \\[1000, 5000000\\]"):
+        capacity_search(sc, "orca", num_requests=100)
+    with pytest.raises(ConfigError, match="with_engine: unknown field 'tokn_budget'; allowed: .*token_budget"):
+        sc.with_engine(tokn_budget=5)
+    with pytest.raises(ConfigError, match=r"engine index: 3 must be a whole number in \[0, 0\]"):
+        sc.with_engine(3, token_budget=5)
+    r = run_cli("capacity", "scenarios/quickstart.toml", "--num-requests-per-probe", "100")
+    assert r.returncode == 2 and "--num-requests-per-probe: 100 must be a whole number in [1,000, 5,000,000]" in r.stderr
