@@ -235,7 +235,9 @@ def engine_theory(sc, e_idx, visits, lam_steps, single_theory):
                         memory_binds=any(t.memory_binds for t in per), calls_per_s=ref.calls_per_s,
                         optimal_kind=f"pool ({pool.router}) of: {ref.optimal_kind}" if ref.optimal_kind else "",
                         proven_load=_proven_pool_load(per, pool.router),
-                        proven_kind=f"pool ({pool.router}) of: {ref.proven_kind}" if ref.proven_kind else "")
+                        proven_kind=f"pool ({pool.router}) of: {ref.proven_kind}" if ref.proven_kind else "",
+                        even_split_capacities=(() if pool.router in STATE_AWARE or ref.capacity_rps is None
+                                               else tuple(pt.replica_capacity)))
 
 
 def _proven_pool_load(per, router: str) -> float:

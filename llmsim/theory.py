@@ -88,6 +88,17 @@ class EngineTheory:
     # batch time): at 1 or above no run of this scheduler keeps up. 0 when none is known
     proven_load: float = 0.0
     proven_kind: str = ""           # which bound proven_load is over
+    # a pool behind a router that splits its traffic evenly (round robin, random): each
+    # replica's capacity in calls/s of the pool's mix; only the replicas the split overloads grow
+    even_split_capacities: tuple = ()
+
+    def excess_calls_per_s(self, rate: float) -> float:
+        """Calls per second that pile up at this engine at `rate`: each replica's excess over
+        its capacity under an even split, else the excess over the engine's capacity."""
+        if self.even_split_capacities:
+            k = len(self.even_split_capacities)
+            return float(sum(max(0.0, rate / k - c) for c in self.even_split_capacities))
+        return max(0.0, rate - self.capacity_rps) if self.capacity_rps is not None else 0.0
 
 
 @dataclass(frozen=True)
@@ -587,7 +598,9 @@ def _analyze(sc: Scenario) -> Theory:
         m = s.prompt_tokens.mean + s.output_tokens.mean
         wc = e.calls_per_s / e.load if e.load > 0 else None
         cap = e.capacity_rps
-        drift_rps = max(0.0, lam - cap) if cap is not None else 0.0
+        # round robin to unequal replicas: only the slow ones grow (the pool's lambda - K min c
+        # predicted twice the growth measured on scenarios/deploy/heterogeneous.toml)
+        drift_rps = e.excess_calls_per_s(lam)
         return Theory(load, cap, wc, drift_rps * m, drift_rps, engines, tuple(notes), sched_load)
     # network: every engine's region and memory bound over the mix of steps it serves; the
     # capacity is the total-rate scaling at which the busiest engine reaches load 1
