@@ -107,7 +107,7 @@ def _search(scenarios: dict, num_requests, rel_tol, max_probes, workers, progres
                           f"[{MIN_PROBE_REQUESTS}, {MAX_PROBE_REQUESTS}]")
     if isinstance(max_probes, bool) or not (isinstance(max_probes, int) and 1 <= max_probes <= 100):
         raise ConfigError(f"max_probes: {max_probes!r} must be a whole number in [1, 100]")
-    if workers is not None and (isinstance(workers, bool) or not (isinstance(workers, int) and 1 <= workers <= 256)):
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= 256):
         raise ConfigError(f"workers: {workers!r} must be a whole number in [1, 256] (or None: one per core)")
     workers = workers or min(len(os.sched_getaffinity(0)), 8)
     states = {}

@@ -156,8 +156,9 @@ def cmd_run(args):
         say(f"  replica {name:12s} routed {r['routed']}  completed {r['completed']}  "
             f"{_fmt(r['throughput_rps'], ' req/s')}  busy {100 * r['busy_share']:.0f}%  {v}")
     if args.replications > 1:
-        say(f"replications  {args.replications} seeds ({s['seed']} to {s['seed'] + args.replications - 1}): the verdict "
-            f"and the growth pool them; the figures above are seed {s['seed']}'s")
+        last = s["seed"] + args.replications - 1
+        say(f"replications  {args.replications} seeds ({s['seed']} to {last}): the verdict and the growth pool them; "
+            f"the figures above are seed {s['seed']}'s")
     say(f"verdict       {s['verdict_explanation']}")
     say(f"              backlog growth {_fmt(s['backlog_growth_tokens_per_s'], ' tokens/s')} "
         f"(theory {_fmt(s['theory_drift_tokens_per_s'], ' tokens/s')})")

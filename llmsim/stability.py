@@ -228,9 +228,18 @@ def _explain(v: str, theory, growth: float, drift_share: float, parts=(), networ
             if preemptions > 0 and recompute_share >= RECOMPUTE_NOTABLE:
                 broken = ("no recomputation: theory's capacity assumes preempted work is not redone, but the KV "
                           f"cache thrashed ({100 * recompute_share:.1f}% of the offered work recomputed)")
-            elif network:
+            elif preemptions > 0 and network:
+                # orca on one engine of a three-step network: the KV cache full for the whole run, 564
+                # preemptions, and the sentence blamed the policy of a one-engine FCFS network
+                broken = (f"memory: the KV cache ran full ({preemptions:,.0f} preemptions), and theory's capacity "
+                          f"for {sched} on several steps leaves out how a full cache slows it (its memory-bound "
+                          "formulas are for one step)")
+            elif network and len(theory.engines) > 1:
                 broken = ("policy: every engine's load is below 1, but the network's policy does not keep them "
                           "all busy (a load below 1 is necessary, not sufficient)")
+            elif network:
+                broken = (f"capacity formula: theory's figure for {sched} on this engine's mix of steps is "
+                          "approximate; the simulation finds less")
             else:
                 broken = (f"capacity formula: theory's figure for {sched} is approximate "
                           f"({theory.engines[0].capacity_kind}); the simulation finds less")

@@ -167,8 +167,8 @@ def sync_load(ps: PageState) -> float | None:
             st.session_state[ps.key("_target_rho")] = rho
             if "rate" in ps.url_refused:  # its message named the default rate; the load decides it
                 i = ps.url_refused["rate"]
-                ps.url_errors[i] = (ps.url_errors[i].rsplit(" Using ", 1)[0]
-                                    + f" Using the link's load rho={rho:g} instead (a rate of {rho * cap:.4g} req/s).")
+                used = f" Using the link's load rho={rho:g} instead (a rate of {rho * cap:.4g} req/s)."
+                ps.url_errors[i] = ps.url_errors[i].rsplit(" Using ", 1)[0] + used
         elif abs(rate / cap - rho) > 0.005 * rho:
             ps.url_errors.append(f"Link parameters rate={rate:g} and rho={rho:g} disagree (at {rate:g} req/s this "
                                  f"engine's load ρ is {rate / cap:.3g}); using the rate. Leave out rate= to set "

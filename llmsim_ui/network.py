@@ -88,7 +88,8 @@ def dot(sc: Scenario, loads: dict | None = None) -> str:
                     continue
                 name = f"{w.name}.{s.name}"
                 extra = []
-                if e.policy in ("priority", "strict-priority"):  # the rank, said as an order ("priority 0" read both ways)
+                # the rank, said as an order ("priority 0" read both ways)
+                if e.policy in ("priority", "strict-priority"):
                     r = rank.get(name)
                     extra.append(f"served {_ordinal(r + 1)}" if r is not None else "priority ?")
                 if s.join:

@@ -254,7 +254,8 @@ try:
                 for w in sc.workflows)
     sc = replace(sc, engines=engines, workflows=wfs)
     llmsim.validate(sc)
-    budget.check(sc, runs.LIMITS, min_requests=L.MIN_REQUESTS)  # before the theory and the drawing: a huge network costs there too
+    # before the theory and the drawing: a huge network costs there too
+    budget.check(sc, runs.LIMITS, min_requests=L.MIN_REQUESTS)
 except ConfigError as exc:
     st.error(f"Cannot run this workflow — {plain(exc)}", icon=":material/block:")
     st.stop()

@@ -428,3 +428,16 @@ def test_a_linear_preset_batch_time_bounds_the_capacity_search():
     assert t.proven_load == pytest.approx(25.4 / 25.09, rel=1e-3)
     assert not any("approximate" in n for n in t.notes)
     assert simulate(sc).verdict.verdict != "stable"
+
+
+def test_a_full_kv_cache_in_a_one_engine_network_is_not_blamed_on_its_policy():
+    """orca with b = 1,024 on react's single engine (FCFS) at load 0.95: the KV cache full for
+    the whole run, 564 preemptions, and the sentence said the network's policy did not keep
+    its engines busy (found as a new user would)."""
+    text = (ROOT / "scenarios/agents/react.toml").read_text()
+    text = (text.replace('scheduler = "sarathi"', 'scheduler = "orca"').replace("token_budget = 512", "token_budget = 1024")
+            .replace("rate = 4.5", "rate = 10.955"))
+    assert text.count("10.955") == 1
+    v = simulate(llmsim.loads_scenario(text)).verdict
+    assert v.verdict == "unstable" and v.load < 1
+    assert "memory: the KV cache ran full" in v.explanation and "policy" not in v.explanation
