@@ -96,6 +96,7 @@ def fields(with_rate: bool = True) -> list[Field]:
 
 
 def _hw_changed(ps: PageState) -> None:
+    st.session_state[ps.key("_hw_moved")] = True  # sync_load says where the kept rate now lies
     hw = ps.get("hw")
     if hw in HARDWARE_PRESETS:  # a preset brings its own memory; the user may still edit it
         ps.set("kv", int(min(max(HARDWARE_PRESETS[hw].kv_cache_tokens, L.MIN_KV), L.MAX_KV)))
@@ -182,8 +183,15 @@ def sync_load(ps: PageState) -> float | None:
     if target is not None:
         ps.set("rate", float(f"{target * cap:.4g}"))
     rate = ps.get("rate")
+    ps.load_note = None
     if isinstance(rate, (int, float)) and rate > 0:
         ps.set("rho", float(f"{float(rate) / cap:.3g}"))
+        # a new GPU keeps the arrival rate: say so when that moves the load far from where
+        # schedulers differ (an H100 preset at the default 15.5 req/s: load 0.07, unexplained)
+        if st.session_state.pop(ps.key("_hw_moved"), False) and not 0.5 <= rate / cap <= 1.5:
+            ps.load_note = (f"The arrival rate stays at {rate:g} req/s on this GPU: load ρ {rate / cap:.2g} "
+                            f"(its best possible capacity is {cap:.3g} req/s). Set the load ρ to compare the "
+                            "schedulers near it.")
     return cap
 
 
@@ -341,6 +349,8 @@ def panel(ps: PageState, with_rate: bool = True, container=None):
             _num(ps, "rho", "… or load ρ", 0.05, container=r2, fmt="%.3g", on_change=_rho_changed, args=(ps,),
                  help=f"Arriving work ÷ the best possible capacity ({cap:.3g} req/s for this engine and "
                       f"workload); the rate follows (ρ × {cap:.3g}). Below 1 a work-conserving scheduler keeps up.")
+        if getattr(ps, "load_note", None):
+            c.info(ps.load_note, icon=":material/speed:")
         vis.append("rate")
     _num(ps, "seed", "Random seed", 1, container=c, help="Same seed, same result — bit for bit.")
     vis.append("seed")

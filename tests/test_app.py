@@ -719,3 +719,14 @@ def test_a_capped_lognormal_says_what_its_lengths_average():
         "cap at 1 to 8,192."]
     at = open_page(n=2000, live=0, sched="sarathi", p_dist="lognormal", p_mean=500, p_cv=0.5, p_max=8192)
     assert not [c.value for c in at.sidebar.caption if "average" in c.value]  # within 2%: nothing to say
+
+
+def test_a_new_gpu_that_moves_the_load_far_says_the_rate_was_kept():
+    """Choosing an H100 preset kept 15.5 req/s: load 0.07, every scheduler stable, unexplained
+    (a workload preset sets load 0.8; found as a new user would)."""
+    at = open_page(n=2000, live=0, sched="sarathi")
+    at.selectbox(key="single.hw").set_value("llama3-8b/h100-80gb").run()
+    notes = [i.value for i in at.sidebar.info]
+    assert len(notes) == 1 and notes[0].startswith("The arrival rate stays at 15.5 req/s on this GPU: load ρ 0.071")
+    at.number_input(key="single.seed").set_value(3).run()  # said once, at the change
+    assert not [i.value for i in at.sidebar.info if "stays at" in i.value]
