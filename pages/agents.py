@@ -114,6 +114,9 @@ try:
             raise ConfigError("workflow: 'uploaded file' chosen but no file is loaded in this session; "
                               "upload a scenario TOML (sidebar) or choose a preset")
         file_sc = uploads.scenario_from_text(text)
+        if file_sc.single:  # a link's file too (an upload is refused in _upload_cb): the page drew nothing
+            raise ConfigError("this is a single-engine scenario ([workload] + [engine]); open it on the "
+                              "'Single engine' page. This page needs [[engines]] and [[workflows]]")
     else:
         text = (AGENTS_DIR / f"{preset}.toml").read_text()
         file_sc = llmsim.load_scenario(AGENTS_DIR / f"{preset}.toml")
@@ -123,8 +126,11 @@ except ConfigError as exc:
     st.error(f"Cannot load this workflow — {plain(exc)}", icon=":material/block:")
     st.stop()
 
-if preset == UPLOADED and link_file and "seed" not in st.query_params and 0 <= file_sc.seed <= L.MAX_SEED:
+if preset == UPLOADED and link_file and "seed" not in ps.from_url and 0 <= file_sc.seed <= L.MAX_SEED:
     st.session_state[ps.key("seed")] = int(file_sc.seed)
+    if "seed" in ps.url_refused:  # its message named the default seed; the file's is used
+        i = ps.url_refused["seed"]
+        ps.url_errors[i] = ps.url_errors[i].rsplit(" Using ", 1)[0] + f" Using the file's seed {file_sc.seed} instead."
 file_notes = []  # what of the file this page does not run as written (it ran silently otherwise)
 if preset == UPLOADED:
     if file_sc.duration_seconds:

@@ -601,7 +601,7 @@ def test_a_links_load_sets_the_rate_and_a_disagreeing_pair_is_said():
     # a bad rate beside a good load: the message names the rate the load gives, not the default
     at = open_page(n=2000, live=0, sched="sarathi", rho=0.5, rate="abc")
     assert widget(at, "number_input", "single.rate").value == pytest.approx(0.5 * cap, rel=1e-3)
-    assert "Link parameter rate='abc'" in errors(at) and "Using the link's load rho=0.5 instead (a rate of" in errors(at)
+    assert "Link parameter rate='abc'" in errors(at) and "Using the link's load rho=0.5 (a rate of" in errors(at)
 
 
 def test_the_timeline_restores_a_file_from_the_other_pages():
@@ -641,6 +641,13 @@ def test_a_links_presets_bring_what_choosing_them_brings():
     assert widget(at, "number_input", "single.rho").value == 0.8  # L.PRESET_LOAD, as choosing it sets
     at = open_page(n=2000, live=0, sched="sarathi", wl="azure-conv-2023", rate=2)
     assert widget(at, "number_input", "single.rate").value == 2.0
+    # a refused value beside a preset: the message names what the preset brings, not the default
+    at = open_page(n=2000, live=0, sched="sarathi", hw="llama3-8b/h100-80gb", kv=5)
+    assert widget(at, "number_input", "single.kv").value == kv
+    assert f"Link parameter kv='5'" in errors(at) and f"Using the preset's {kv:,} instead." in errors(at)
+    at = open_page(n=2000, live=0, sched="sarathi", wl="azure-conv-2023", rate="abc")
+    assert widget(at, "number_input", "single.rho").value == 0.8
+    assert "Using the preset's starting load ρ = 0.8 instead." in errors(at)
 
 
 def test_a_best_capacity_below_the_token_capacity_says_what_binds():
@@ -704,6 +711,12 @@ def test_an_agents_link_file_is_run_as_written_or_says_what_differs():
     assert "duration_seconds = 100,000 is not used here" in infos(at)
     at = link(base.replace("seed = 1\n", "seed = 99999999999\n"))
     assert "seed = 99,999,999,999 is outside" in infos(at)
+    at = link(text, seed="abc")  # a bad seed in the link: the file's is used, and said
+    assert widget(at, "number_input", "agents.seed").value == 7
+    assert "Link parameter seed='abc'" in errors(at) and "Using the file's seed 7 instead." in errors(at)
+    # a single-engine file in a link is refused as an upload is (the page crashed in pd.concat)
+    at = link((ROOT / "scenarios" / "quickstart.toml").read_text())
+    assert not at.exception and "this is a single-engine scenario" in errors(at)
 
 
 def test_the_timeline_refuses_a_log_that_preemptions_push_past_its_bound():
