@@ -129,6 +129,7 @@ class Verdict:
     assumption_broken: str = ""
     burst_load: float = 0.0   # a replayed trace: the load of its busiest stretch (0: not a trace)
     offered_tokens_per_s: float = 0.0  # the work arriving (growth's denominator)
+    proven_load: float = 0.0  # Theory.proven_load: at 1 or above no run is stable
 
     def summary_fields(self) -> dict:
         return {"verdict": self.verdict, "capacity_rps": self.capacity_rps,
@@ -403,7 +404,7 @@ def verdict_from_runs(results, window: float = 0.5, threshold: float = 0.02, bat
                    theory.drift_tokens_per_s, (start, end), threshold, len(results),
                    tuple(unstable), part_ev, theory.scheduler_load, kind, preempt, recomputed, share,
                    any(e.memory_binds for e in theory.engines), broken, burst_load=burst_load,
-                   offered_tokens_per_s=offered)
+                   offered_tokens_per_s=offered, proven_load=proven)
 
 
 def future_work(sc) -> np.ndarray:

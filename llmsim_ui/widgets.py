@@ -124,6 +124,10 @@ def near_boundary(v) -> str | None:
         ratio, what = v.load, "of the capacity (load ρ)"
     if ratio is None or abs(ratio - 1) >= NEAR_BOUNDARY:
         return None
+    if getattr(v, "proven_load", 0.0) >= 1:  # "either way" contradicted the proof beside it
+        return (f"Near the boundary, above a bound theory proves (load {v.proven_load:.3f} over it): no run here "
+                "can come out stable, but its growth may be too slow for one run to show; more requests or "
+                "replications (other seeds) show it.")
     return (f"Near the boundary: the arrival rate is {100 * ratio:.0f}% {what}. Here one run can land either "
             "way: try replications (other seeds) or a longer run (more requests).")
 

@@ -278,8 +278,15 @@ def test_near_boundary_caveat():
     at = open_page(n=2000, live=0, sched="vllm", rate=14)  # vllm's theory capacity ~14.3 req/s
     assert not at.exception
     assert any("Near the boundary" in w.value and "replications" in w.value for w in at.warning)
+    assert not any("above a bound theory proves" in w.value for w in at.warning)  # vllm's chain is no proof
     at = open_page(n=2000, live=0, sched="sarathi", rate=8)  # load 0.48: no caveat
     assert not any("Near the boundary" in w.value for w in at.warning)
+    # above a proven bound "one run can land either way" contradicted the proof (found as a
+    # hostile visitor would): the caveat says no run there can come out stable
+    at = open_page(n=2000, live=0, sched="sarathi", rho=1.03)
+    caveat = [w.value for w in at.warning if "Near the boundary" in w.value]
+    assert len(caveat) == 1 and "above a bound theory proves (load 1.030 over it): no run here can come out stable" \
+        in caveat[0] and "either way" not in caveat[0]
 
 
 # 8. values below an input's minimum get a message ----------------------------------
