@@ -180,7 +180,7 @@ def loads_differ(load: float, scheduler_load: float) -> bool:
 
 def _explain(v: str, theory, growth: float, drift_share: float, parts=(), network=False,
              part_growth=None, recompute_share=0.0, preemptions=0.0, window=None, proven=0.0,
-             interval=(-math.inf, math.inf)):
+             interval=(-math.inf, math.inf), threshold=0.02):
     """The verdict's sentence, and which of theory's assumptions broke (or "").
     `interval` is the 95% interval of `growth` (shares of the arriving work).
 
@@ -269,6 +269,17 @@ def _explain(v: str, theory, growth: float, drift_share: float, parts=(), networ
     if proven >= 1:
         # theory proves the queue unbounded (Theory.proven_load): a run that shows no trend is too short
         who = "the network" if network else f"{sched}"
+        if interval[0] > NOISE:
+            # a clear trend below the rule's threshold (orca with cheap prefills at proven load 1.10: its
+            # backlog grew +1.7%, interval +1.7% to +1.8%, and the sentence called that noise)
+            return (f"Inconclusive: at {loads}, theory proves that {who} cannot keep up ({theory.proven_kind} "
+                    f"bounds it, and the load over that bound is {proven:.3f}, at least 1). This run's backlog "
+                    f"does grow, {signed_pct(growth)} of arriving work (95% interval {signed_pct(interval[0])} to "
+                    f"{signed_pct(interval[1])}), but less than the {100 * drift_share:.1f}% theory predicts and "
+                    f"the {100 * threshold:.0f}% the rule needs: work can pile up more slowly for a while"
+                    + (f" ({sched} runs prefill first: it keeps prompts moving and holds the decode work back "
+                       "until its KV cache is full)" if sched in ("orca", "vllm") else "")
+                    + ". A longer run shows the full growth." + regime + mem), ""
         slow = ("at a load of exactly 1 the backlog wanders like a random walk, with no trend a run can measure"
                 if drift_share < 0.0005 else
                 f"the growth theory predicts, about {100 * drift_share:.1f}% of the arriving work, is too slow to "
@@ -394,7 +405,7 @@ def verdict_from_runs(results, window: float = 0.5, threshold: float = 0.02, bat
     recomputed = float(np.mean([r.summary.get("tokens_recomputed", 0) / s for r, s in zip(results, secs)]))
     share = recomputed / offered if offered > 0 else 0.0
     text, broken = _explain(v, theory, g, drift_share, tuple(unstable), not sc.single, part_growth, share, preempt,
-                            (start, end), proven, (glo, ghi))
+                            (start, end), proven, (glo, ghi), threshold)
     burst_load, burst = _burst(sc, theory.load)
     if v != "unstable":
         text += burst
