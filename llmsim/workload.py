@@ -490,8 +490,8 @@ def parse_trace(text: str, name: str = "trace", quote: bool = True) -> Trace:
             break
         if not row or all(not x.strip() for x in row):
             continue
-        text_row = ",".join(row)
-        shown = (f": {text_row if len(text_row) <= 120 else text_row[:120] + ' …'!r}" if quote else "")
+        text_row = repr(",".join(row))  # cut after repr: escapes (\u2028) made a cut row 6 times longer
+        shown = (f": {text_row if len(text_row) <= 120 else text_row[:120] + ' …'}" if quote else "")
         if len(row) != 3:
             raise ConfigError(f"{name} line {i}: expected 3 fields, got {len(row)}{shown}")
         try:

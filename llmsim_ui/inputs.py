@@ -245,9 +245,10 @@ def capped_mean_note(ps: PageState, p: str, what: str) -> str | None:
         real = Lognormal(float(m), float(cv), int(top)).mean
     except (ValueError, TypeError, KeyError, OverflowError, ZeroDivisionError):
         return None  # the field's own message names the bad value
-    if abs(real - m) <= 0.02 * m:
+    shown = (lambda x: f"{x:,.0f}" if x >= 100 else f"{x:.3g}")
+    if abs(real - m) <= 0.02 * m or shown(real) == shown(m):
         return None
-    return (f"{what} lengths average {real:,.0f} tokens: the mean above ({m:,.0f}) is the lognormal's before "
+    return (f"{what} lengths average {shown(real)} tokens: the mean above ({shown(m)}) is the lognormal's before "
             f"rounding and the cap at 1 to {int(top):,}.")
 
 
@@ -508,7 +509,8 @@ def build(ps: PageState, num_requests: int, rate: float | None, upload=None, sch
     for col, lengths in (("prompt_tokens", trace.prompt), ("output_tokens", trace.output)):
         i = int(np.argmax(lengths > L.MAX_LENGTH))
         if lengths[i] > L.MAX_LENGTH:  # the bound of the page's own length inputs
-            raise ConfigError(f"{upload.name}: {col} {int(lengths[i]):,} on request row {i + 1:,} is above this "
+            raise ConfigError(f"{upload.name}: {col} {int(lengths[i]):,} in request {i + 1:,} (the rows after the "
+                              f"header, blank lines left out) is above this "
                               f"demo's limit of {L.MAX_LENGTH:,} tokens; allowed: 1 to {L.MAX_LENGTH:,} "
                               f"({L.CLI_HINT})")
     if len(trace.times) < 2:

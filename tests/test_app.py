@@ -253,7 +253,8 @@ def test_single_trace_upload():
     # the bound of the page's own length inputs (the library takes up to 10,000,000 tokens)
     at = upload(at, "single.trace_file", "long.csv",
                 b"arrival_time_s,prompt_tokens,output_tokens\n0,5,5\n1,5,65536\n2,70000,5\n")
-    assert "long.csv: prompt_tokens 70,000 on request row 3 is above this demo's limit of 65,536" in errors(at)
+    assert ("long.csv: prompt_tokens 70,000 in request 3 (the rows after the header, blank lines left out) is "
+            "above this demo's limit of 65,536") in errors(at)
 
 
 def test_saved_toml_round_trips_through_the_panel():
@@ -732,6 +733,10 @@ def test_a_capped_lognormal_says_what_its_lengths_average():
         "cap at 1 to 8,192."]
     at = open_page(n=2000, live=0, sched="sarathi", p_dist="lognormal", p_mean=500, p_cv=0.5, p_max=8192)
     assert not [c.value for c in at.sidebar.caption if "average" in c.value]  # within 2%: nothing to say
+    # small means keep their digits ("average 1 tokens: the mean above (1)" read as a contradiction)
+    at = open_page(n=2000, live=0, sched="sarathi", p_dist="lognormal", p_mean=1.4, p_cv=20, p_max=2)
+    notes = [c.value for c in at.sidebar.caption if "average" in c.value]
+    assert len(notes) == 1 and "(1.4)" in notes[0] and not notes[0].startswith("Prompt lengths average 1 tokens")
 
 
 def test_a_new_gpu_that_moves_the_load_far_says_the_rate_was_kept():

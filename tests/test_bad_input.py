@@ -105,6 +105,9 @@ def test_a_trace_error_quotes_a_long_row_cut():
     with pytest.raises(ConfigError) as e:
         parse_trace("arrival_time_s,prompt_tokens,output_tokens\n0," + "9" * 130_000 + ",x\n", "t.csv")
     assert "line 2: not numbers: '0,999" in str(e.value) and len(str(e.value)) < 300
+    with pytest.raises(ConfigError) as e:  # cut after its escapes: a row of \u2028 came out ~720 characters
+        parse_trace("arrival_time_s,prompt_tokens,output_tokens\n0,1," + "\u2028" * 1000 + "\n", "t.csv")
+    assert len(str(e.value)) < 300
 
 
 def test_trace_line_endings():
