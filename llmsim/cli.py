@@ -279,8 +279,11 @@ def cmd_theory(args):
           f"{_fmt(t.optimal_capacity_rps, ' ' + unit)})")
     print(f"own load      {_fmt(t.scheduler_load)} (over the scenario's schedulers' capacity: "
           f"{_fmt(t.capacity_rps, ' ' + unit)})")
-    print(f"growth        {_fmt(t.drift_tokens_per_s, ' tokens/s')} predicted "
-          f"({_fmt(t.drift_rps, ' req/s')} in the system)")
+    if t.drift_tokens_per_s > 0:
+        print(f"growth        {_fmt(t.drift_tokens_per_s, ' tokens/s')} predicted "
+              f"({_fmt(t.drift_rps, ' ' + unit)} more in the system every second)")
+    else:
+        print("growth        none predicted (every engine below its scheduler's capacity)")
     for e in t.engines:
         print(f"  engine {e.name:12s} {e.scheduler:17s} b {_fmt(e.token_budget)}  t(b) "
               f"{_fmt(e.t_b_seconds, ' s')}  load {_fmt(e.load)}  own load {_fmt(e.scheduler_load)}  "

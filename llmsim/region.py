@@ -94,6 +94,8 @@ class RegionCapacity:
 
     def describe(self) -> str:
         mix = sorted(self.mix, key=lambda bs: -bs[1])
+        # a share that rounds to 0% is left out ("0% batches of 256 prefill tokens" read as noise)
+        mix = [bs for bs in mix if round(100 * bs[1]) > 0] or mix[:1]
         if len(mix) == 1:
             return f"batches of {mix[0][0].describe()}"
         return "time-sharing " + "; ".join(f"{100 * s:.0f}% batches of {b.describe()}" for b, s in mix)
