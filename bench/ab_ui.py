@@ -1,6 +1,7 @@
 """A/B of the dashboard's start: two source trees, their servers started in turn (interleaved
 rounds, a warm Numba cache each), the single-engine page opened in Debian's chromium, seconds
-to the first trajectory drawn and to the run's end (every verdict shown).
+to the first trajectory drawn, to the sidebar's inputs drawn and to the run's end (every
+verdict shown).
 
     python bench/ab_ui.py TREE_A TREE_B [ROUNDS] [VISIT_AFTER_S]
 
@@ -36,6 +37,7 @@ def main(argv: list[str]) -> int:
     delay = float(argv[3]) if len(argv) > 3 else 0.0
     out: dict = {t: [] for t in trees}
     done: dict = {t: [] for t in trees}
+    inputs: dict = {t: [] for t in trees}
     logs = Path(B.ROOT) / "test-artifacts"
     logs.mkdir(exist_ok=True)
     for t in trees:  # each tree's own Numba cache, filled before the first start
@@ -54,12 +56,15 @@ def main(argv: list[str]) -> int:
                 stages = B.server_stages(log, opened)
                 out[t].append(m["first_trajectory_s"])
                 done[t].append(m["run_finished_s"])
-                print(f"{t} round {r}: first trajectory {m['first_trajectory_s']:.2f} s, run finished "
+                inputs[t].append(m["inputs_drawn_s"] if m["inputs_drawn_s"] is not None else float("nan"))
+                print(f"{t} round {r}: first trajectory {m['first_trajectory_s']:.2f} s, inputs drawn "
+                      f"{inputs[t][-1]:.2f} s, run finished "
                       f"{m['run_finished_s']:.2f} s; server: "
                       + ", ".join(f"{k} {stages[k]:.2f}" for k in STAGES if k in stages)
                       + (f"; PROBLEMS {m['problems']}" if m["problems"] else ""), flush=True)
     for t, v in out.items():
-        print(f"{t}: first trajectory median {statistics.median(v):.2f} s of {v}; run finished median "
+        print(f"{t}: first trajectory median {statistics.median(v):.2f} s of {v}; inputs drawn median "
+              f"{statistics.median(inputs[t]):.2f} s of {inputs[t]}; run finished median "
               f"{statistics.median(done[t]):.2f} s of {done[t]}")
     return 0
 

@@ -4,7 +4,8 @@
 
 - fresh start: ``streamlit run app.py`` with an empty numba cache (NUMBA_CACHE_DIR set to
   a new temporary directory), a browser opening the single-engine page: seconds until the
-  first trajectory is drawn, and until the live run has finished (every verdict shown);
+  first trajectory is drawn, until the sidebar's inputs are drawn (grey placeholders before),
+  and until the live run has finished (every verdict shown);
 - restart: the same with the numba cache that run filled (a server restart);
 - visit: a restart again, the page opened VISIT_AFTER_S seconds after the server answers
   (a visitor arriving at a server that is up), timed from the moment the page is opened:
@@ -42,10 +43,15 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-sync", "--no-first-run"]
 VIEWPORT = {"width": 1400, "height": 1000}
 
-# counts the moments (>= 40 ms apart) at which a chart's DOM changed: one per redraw
+# counts the moments (>= 40 ms apart) at which a chart's DOM changed: one per redraw; and
+# when the sidebar's first number input was drawn (a grey placeholder until then)
 UPDATE_COUNTER_JS = """
 window.__chartUpdates = [];
+window.__inputsAt = null;
 const __obs = new MutationObserver((muts) => {
+  if (window.__inputsAt === null && document.querySelector('[data-testid="stSidebar"] [data-testid="stNumberInput"]')) {
+    window.__inputsAt = performance.now();
+  }
   for (const m of muts) {
     const el = m.target.nodeType === 1 ? m.target : m.target.parentElement;
     if (el && el.closest && el.closest('[data-testid="stVegaLiteChart"]')) {
@@ -167,6 +173,7 @@ def measure_start(url: str, t0: float, b, query: str = "") -> dict:
     """Open the single-engine page; seconds (from the server's start) to the first drawn
     trajectory and to the finished run; chart updates per second seen by the browser."""
     page = new_page(b)
+    t_nav = time.perf_counter() - t0
     page.goto(url + "/" + query)
     page.locator('[data-testid="stVegaLiteChart"] g.mark-line path').first.wait_for(state="attached", timeout=180_000)
     first = time.perf_counter() - t0
@@ -175,12 +182,14 @@ def measure_start(url: str, t0: float, b, query: str = "") -> dict:
     caption = page.get_by_text("Live view:").first.inner_text()
     m = LIVE_RE.search(caption)
     ts = page.evaluate("window.__chartUpdates")
+    inputs_at = page.evaluate("window.__inputsAt")
     # the browser's rate while the run played: from the typical gap between redraws (the
     # verdicts computed after the animation leave one long gap that must not count)
     gaps = sorted(b - a for a, b in zip(ts, ts[1:]))
     median_gap = gaps[len(gaps) // 2] / 1000 if gaps else 0.0
     res = {"server_ready_s": round(getattr(server, "ready_s", float("nan")), 2),
            "first_trajectory_s": round(first, 2), "run_finished_s": round(done, 2),
+           "inputs_drawn_s": round(t_nav + inputs_at / 1000, 2) if inputs_at is not None else None,
            "server_updates": int(m.group(1)) if m else None,
            "server_updates_per_s": float(m.group(3)) if m else None,
            "browser_updates": len(ts), "browser_updates_per_s": round(1 / median_gap, 2) if median_gap > 0 else None,
@@ -280,7 +289,7 @@ def main(argv=None) -> int:
     out = {}
     for label, rs in runs.items():
         med = {}
-        for k in ("server_ready_s", "first_trajectory_s", "run_finished_s", "browser_updates_per_s",
+        for k in ("server_ready_s", "first_trajectory_s", "inputs_drawn_s", "run_finished_s", "browser_updates_per_s",
                   "server_updates_per_s", "script_cpu_to_first_chunk_s"):
             vals = sorted(r[k] for r in rs if r.get(k) is not None)
             med[k] = vals[len(vals) // 2] if vals else None
@@ -291,12 +300,12 @@ def main(argv=None) -> int:
     out["runs"] = runs
     (ROOT / "bench" / "results-ui.json").write_text(json.dumps(out, indent=2))
     print(f"medians of {args.repeat}; load average {out['load_average'][0]:.1f}")
-    print(f"{'':10s} {'server up':>10s} {'first trajectory':>17s} {'run finished':>13s} "
+    print(f"{'':10s} {'server up':>10s} {'first trajectory':>17s} {'inputs drawn':>13s} {'run finished':>13s} "
           f"{'updates/s (browser, server)':>28s}")
     for k in ("fresh", "restart", "visit"):
         v = out[k]
         print(f"{k:10s} {v['server_ready_s']:>8.1f} s {v['first_trajectory_s']:>15.1f} s "
-              f"{v['run_finished_s']:>11.1f} s "
+              f"{v['inputs_drawn_s'] or float('nan'):>11.1f} s {v['run_finished_s']:>11.1f} s "
               f"{v['browser_updates_per_s'] or 0:>15.1f} {v['server_updates_per_s'] or 0:>10.1f}")
     print("server CPU seconds (all its threads) from app.py's start to the first chunk drawn: "
           + ", ".join(f"{k} {out[k]['script_cpu_to_first_chunk_s']}" for k in ("fresh", "restart", "visit")))

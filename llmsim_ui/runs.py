@@ -119,6 +119,14 @@ MIN_FRAME_PYTHON_S = 0.5
 # postponing (on a slow 2-core machine the sidebar's inputs and the theory figures stayed grey
 # placeholders for the whole 40 s the Python tier played, and appeared ~2 s into a pause)
 FIRST_PYTHON_PAUSE_S = 2.0
+# The compiled kernel's ten chart updates a second do the same on a page's first run in a
+# session: opened on a warm server, the single-engine page's sidebar inputs and theory figures
+# stayed grey placeholders for the whole live run (5.4-6.0 s after the page opened) while the
+# first trajectory was drawn at 2.3-2.6 s; with this pause after the first chart update they
+# are drawn at 1.8-2.1 s, the first trajectory at 2.1-2.3 s and the run ends ~0.9 s later
+# (a pause of 0.5 or 0.8 s was too short here). Once per page and session: later runs find
+# the widgets drawn.
+FIRST_PAINT_PAUSE_S = 1.5
 
 
 
@@ -878,8 +886,8 @@ def _play(run: LiveRun, draw, progress_slot, label: str, pace: bool) -> None:
         if run.frames == 1:
             timing("first chunk drawn")
             first_frame_drawn.set()
-            if run.last_python and run.simulating:
-                time.sleep(FIRST_PYTHON_PAUSE_S)
+            if run.simulating:
+                time.sleep(FIRST_PYTHON_PAUSE_S if run.last_python else _first_paint_pause())
         pause = (MIN_FRAME_PYTHON_S if run.last_python else MIN_FRAME_S) - (time.perf_counter() - t0)
         if (pace or run.last_python) and pause > 0 and run.simulating:
             time.sleep(pause)
@@ -887,6 +895,19 @@ def _play(run: LiveRun, draw, progress_slot, label: str, pace: bool) -> None:
     progress_slot.empty()
     if run.done:
         timing(f"run finished after {run.frames} chunks")
+
+
+def _first_paint_pause() -> float:
+    """FIRST_PAINT_PAUSE_S on the first live run of this page in this session, else 0."""
+    try:
+        painted = st.session_state.setdefault("llmsim.painted", set())
+        page = st.session_state.get(PAGE_KEY, "")
+    except Exception:  # no session (a bare call outside a page)
+        return 0.0
+    if page in painted:
+        return 0.0
+    painted.add(page)
+    return FIRST_PAINT_PAUSE_S
 
 
 def session_run(page: str) -> LiveRun | None:

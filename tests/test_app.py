@@ -92,6 +92,14 @@ def test_single_live_view_draws_while_it_runs():
     frames = int(live[0].split()[2])
     assert frames >= 5
     assert badges(at) == ["stable"]
+    # the page's first live run in a session pauses once after its first chart update, so the
+    # browser draws the sidebar's inputs (they stayed grey placeholders for the whole run);
+    # later runs do not (runs.FIRST_PAINT_PAUSE_S; its effect is measured by bench/ab_ui.py)
+    from llmsim_ui import runs
+    assert at.session_state["llmsim.painted"] == {at.session_state[runs.PAGE_KEY]}
+    at.number_input(key="single.seed").set_value(6).run()
+    assert badges(at) and "running" not in badges(at)
+    assert at.session_state["llmsim.painted"] == {at.session_state[runs.PAGE_KEY]}
 
 
 def test_single_changing_widgets_reruns():
