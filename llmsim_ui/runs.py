@@ -189,7 +189,8 @@ def warm_up(wait: bool = True) -> float | None:
     return result["seconds"]
 
 
-def simulate_small(sc: Scenario, record_iterations: bool = False, max_log_rows: int | None = None) -> llmsim.Result:
+def simulate_small(sc: Scenario, record_iterations: bool = False,
+                   max_log_rows: int | None = None) -> llmsim.Result:
     """``llmsim.simulate`` under LIMITS, for a page's one small run (the timeline's, at most
     300 requests). On a cold start it does not wait for the compile: it runs in the Python
     tier for up to PY_RUN_WORK work units and PY_RUN_S seconds, which finishes most such runs; a

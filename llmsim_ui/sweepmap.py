@@ -57,6 +57,8 @@ def short_label(axis: str) -> str:
     the whole label was cut to "Token budget b (tokens per iterat"), or a sweep file's own column
     name for an axis the page does not know."""
     return AXES[axis][0].split(" (")[0] if axis in AXES else axis
+
+
 METRICS = {
     "verdict": "Verdict (simulation)",
     "growth": "Backlog growth (share of arriving work)",
