@@ -888,7 +888,9 @@ def _play(run: LiveRun, draw, progress_slot, label: str, pace: bool) -> None:
             timing("first chunk drawn")
             first_frame_drawn.set()
             if run.simulating:
-                time.sleep(FIRST_PYTHON_PAUSE_S if run.last_python else _first_paint_pause())
+                held = FIRST_PYTHON_PAUSE_S if run.last_python else _first_paint_pause()
+                time.sleep(held)
+                t0 += held  # not animation: the live view's "updates per second" leaves it out
         pause = (MIN_FRAME_PYTHON_S if run.last_python else MIN_FRAME_S) - (time.perf_counter() - t0)
         if (pace or run.last_python) and pause > 0 and run.simulating:
             time.sleep(pause)
