@@ -83,14 +83,18 @@ def clicks_against(url: str, b, seconds: float, rate: float = 20.0) -> dict:
     try:
         page.goto(url + QUERY)
         page.wait_for_selector("[data-testid=stNumberInput]", timeout=60_000)
-        page.wait_for_timeout(3000)
+        # from the first run's end, as before the inputs were drawn during it (runs.FIRST_PAINT_PAUSE_S)
+        page.get_by_text("Live view:").first.wait_for(timeout=180_000)
+        page.wait_for_timeout(1000)
         lat: list = []
         stop = threading.Event()
         th = threading.Thread(target=poll_health, args=(url, stop, lat), daemon=True)
         cpu0 = _cpu_seconds(pgid)
         th.start()
         # clicks from the page's own script, one stepper every 1/rate s in turn (up, then down):
-        # an autoclicker's pace, whatever the page is drawing (Playwright's clicks wait for it)
+        # an autoclicker's pace, whatever the page is drawing (Playwright's clicks wait for it; each
+        # evaluate waits for the page's main thread: 6-12 clicks a second came on a busy VM, and a
+        # timer in the page, tried, came 2-3 a second)
         t0, clicks = time.perf_counter(), 0
         while time.perf_counter() - t0 < seconds:
             clicks += page.evaluate(CLICK_JS, clicks)
