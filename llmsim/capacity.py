@@ -18,7 +18,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 
 from llmsim import theory as th
-from llmsim.config import Scenario
+from llmsim.config import Scenario, as_scenario
 from llmsim.schedulers import SCHEDULERS
 from llmsim.workload import ConfigError
 
@@ -64,7 +64,6 @@ def capacity_search(scenario: Scenario, schedulers=None, num_requests: int = 100
     schedulers: names (default: the scenario's own); num_requests: arrivals per probe;
     progress: optional callable(done_probes, total_probes_estimate, message); executor:
     None (a local process pool of ``workers``) or an llmsim.sweep executor (e.g. Dask)."""
-    from llmsim.config import as_scenario
     scenario = as_scenario(scenario)
     if isinstance(schedulers, str):  # one name ("orca" was read as the schedulers 'o', 'r', 'c', 'a')
         schedulers = [schedulers]

@@ -117,18 +117,10 @@ def link_presets(ps: PageState) -> None:
     if "hw" in ps.from_url and "kv" not in ps.from_url and "kv" in ps.by_name:
         _hw_changed(ps)
         st.session_state.pop(ps.key("_hw_moved"), None)  # the link's own rate: nothing moved
-        _used_instead(ps, "kv", f"the preset's {ps.get('kv'):,}")
+        ps.used_instead("kv", f"the preset's {ps.get('kv'):,}")
     if "wl" in ps.from_url and not {"rate", "rho"} & ps.from_url and "rate" in ps.by_name:
         _wl_changed(ps)
-        _used_instead(ps, "rate", f"the preset's starting load ρ = {L.PRESET_LOAD:g}")
-
-
-def _used_instead(ps: PageState, name: str, what: str) -> None:
-    """A refused link parameter's message names the value the page uses instead (it named
-    the field's default where a preset or the link's load decides; found as a hostile visitor would)."""
-    if name in ps.url_refused:
-        i = ps.url_refused[name]
-        ps.url_errors[i] = ps.url_errors[i].rsplit(" Using ", 1)[0] + f" Using {what} instead."
+        ps.used_instead("rate", f"the preset's starting load ρ = {L.PRESET_LOAD:g}")
 
 
 def _rate_changed(ps: PageState) -> None:
@@ -177,7 +169,7 @@ def sync_load(ps: PageState) -> float | None:
         rate, rho = float(ps.get("rate")), float(ps.get("rho"))
         if "rate" not in ps.from_url:
             st.session_state[ps.key("_target_rho")] = rho
-            _used_instead(ps, "rate", f"the link's load rho={rho:g} (a rate of {rho * cap:.4g} req/s)")
+            ps.used_instead("rate", f"the link's load rho={rho:g} (a rate of {rho * cap:.4g} req/s)")
         elif abs(rate / cap - rho) > 0.005 * rho:
             ps.url_errors.append(f"Link parameters rate={rate:g} and rho={rho:g} disagree (at {rate:g} req/s this "
                                  f"engine's load ρ is {rate / cap:.3g}); using the rate. Leave out rate= to set "

@@ -130,6 +130,13 @@ class PageState:
             st.session_state[k] = saved.get(f.name, f.default)
         return self
 
+    def used_instead(self, name: str, what: str) -> None:
+        """Where a preset, the link's load or a file decides a refused link parameter's value,
+        its message names that value (it named the field's default)."""
+        if name in self.url_refused:
+            i = self.url_refused[name]
+            self.url_errors[i] = self.url_errors[i].rsplit(" Using ", 1)[0] + f" Using {what} instead."
+
     def get(self, name: str):
         return st.session_state.get(self.key(name), self.by_name[name].default)
 

@@ -128,9 +128,7 @@ except ConfigError as exc:
 
 if preset == UPLOADED and link_file and "seed" not in ps.from_url and 0 <= file_sc.seed <= L.MAX_SEED:
     st.session_state[ps.key("seed")] = int(file_sc.seed)
-    if "seed" in ps.url_refused:  # its message named the default seed; the file's is used
-        i = ps.url_refused["seed"]
-        ps.url_errors[i] = ps.url_errors[i].rsplit(" Using ", 1)[0] + f" Using the file's seed {file_sc.seed} instead."
+    ps.used_instead("seed", f"the file's seed {file_sc.seed}")
 file_notes = []  # what of the file this page does not run as written (it ran silently otherwise)
 if preset == UPLOADED:
     if file_sc.duration_seconds:
