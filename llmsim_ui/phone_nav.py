@@ -3,7 +3,8 @@
 Streamlit's top navigation (``st.navigation(position="top")``) has no room on a narrow
 screen and the page links end up out of sight; ``links()`` draws the same pages as a row
 of links at the top of each page, shown by CSS only below ``PHONE_PX`` of width. ``style()``
-also lets a metric's figure wrap instead of being cut ("16.7 r…") in a narrow column.
+also lets a metric's figure wrap instead of being cut ("16.7 r…") in a narrow column, and
+keeps a network drawing legible on a phone (it scrolls sideways, ``GRAPH_MIN_PX`` wide).
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ from __future__ import annotations
 import streamlit as st
 
 PHONE_PX = 640
+# a network drawing is never drawn narrower than this: scaled to a phone's width its text was
+# ~5 px tall (a 576 pt drawing in 358 px); the drawing scrolls sideways instead
+GRAPH_MIN_PX = 760
 
 # (file, title, icon, url_path): app.py builds st.navigation from this list
 PAGES = [
@@ -29,6 +33,10 @@ _CSS = f"""
 .st-key-phone-nav {{ gap: 0.1rem; }}
 [data-testid="stMetricValue"] > div {{ white-space: normal; overflow: visible; text-overflow: clip; }}
 [data-testid="stMetricLabel"] p {{ white-space: normal; }}
+@media (max-width: {PHONE_PX}px) {{
+  [data-testid="stGraphVizChart"] {{ overflow-x: auto; }}
+  [data-testid="stGraphVizChart"] > svg {{ min-width: {GRAPH_MIN_PX}px; height: auto; }}
+}}
 </style>
 """
 

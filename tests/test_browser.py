@@ -185,6 +185,15 @@ def test_every_page_at_three_widths(app):
     _shot(page, "single-engine-phone", 375, 800)
     nav.locator('a[href="compare"]').click()
     B.wait_text(page, "Compare — two configurations", 60)
+    # the agents page's network drawing keeps legible text (it scrolls sideways): scaled to
+    # the phone's width its labels were ~5 px tall
+    nav.locator('a[href="agents"]').click()
+    drawing = page.locator('[data-testid="stGraphVizChart"] svg').first
+    drawing.wait_for(state="attached", timeout=60_000)
+    label_px = page.evaluate("""() => Math.min(...Array.from(
+        document.querySelectorAll('[data-testid="stGraphVizChart"] svg text'),
+        t => t.getBoundingClientRect().height).filter(h => h > 0))""")
+    assert label_px >= 9, f"the network drawing's smallest label is {label_px:.1f} px tall on a phone"
     page.set_viewport_size(B.VIEWPORT)
     lap("phone")
 
