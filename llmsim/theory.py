@@ -21,7 +21,8 @@
     constant prompt P) then decode iterations until the longest output of the batch ends:
     ``n / E[t_prefill + sum_j t(A_j)]`` with A_j ~ Binomial(n, P(D >= j)) the requests
     still decoding at step j, each iteration priced at its own batch. Exact for constant
-    prompts; for random prompts n is the mean FCFS packing count (approximation, flagged);
+    prompts; for random prompts the cycle is averaged over the batch sizes of sampled FCFS
+    packings (approximation, flagged);
   - vllm: prefill-first without mixing; saturated, each decode iteration serves
     c = min(b, k) requests (priced at t of that batch), but an iteration is a prefill
     whenever a prompt waits. With Poisson arrivals the number waiting at iteration starts
@@ -230,65 +231,148 @@ def _binomial_window(n: int, s: float) -> tuple[int, int]:
 FT_EXACT_STEPS = 20_000  # decode steps summed one by one in fastertransformer's cycle; beyond, tabulated
 
 
+FT_BATCHES = 20_000  # FCFS packings of sampled prompts that give the batch sizes of random prompts
+FT_CELLS = 1 << 21  # binomial probabilities computed at once (rows of steps x batch sizes)
+FT_SIZE_BINS = 16  # batch sizes a cycle of random prompts is averaged over (neighbours grouped)
+# above this mean batch size a batch time other than constant takes the cycle at the mean size:
+# every size's binomial sums cost steps x size each, and the spread of sizes (relative to the
+# mean, ~1/sqrt(n)) matters less and less
+FT_SIZES_MAX_N = 64
+
+
+def _ft_batches(engine, prompt) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """fastertransformer's prefill batches of random prompts, saturated: sampled prompts
+    packed in FCFS order, as many whole prompts as fit the budget (at least one, at most k);
+    returns each batch's size, prompt tokens and attention pairs."""
+    b, k = engine.token_budget, engine.slots
+    x = prompt.sample(np.random.default_rng(54321), 400_000)
+    cs = np.cumsum(x)
+    cp = np.cumsum(x * (x + 1.0) / 2)
+    counts, tokens, pairs = [], [], []
+    start, base, base_p = 0, 0, 0.0
+    while start < len(x) - k - 1 and len(counts) < FT_BATCHES:
+        idx = np.searchsorted(cs, base + b, side="right")
+        c = max(1, min(k, idx - start))
+        counts.append(c)
+        tokens.append(cs[start + c - 1] - base)
+        pairs.append(cp[start + c - 1] - base_p)
+        base, base_p = cs[start + c - 1], cp[start + c - 1]
+        start += c
+    return np.array(counts), np.array(tokens, dtype=float), np.array(pairs)
+
+
+def _ft_sizes(counts: np.ndarray, spread: bool) -> dict:
+    """Batch size -> its share of the cycles: at most FT_SIZE_BINS sizes (neighbouring sizes
+    grouped at equal shares, each group at its mean size), or (spread False) the mean size."""
+    if not spread:
+        return {max(1, int(round(float(np.mean(counts))))): 1.0}
+    vals, freq = np.unique(counts, return_counts=True)
+    if len(vals) > FT_SIZE_BINS:
+        group = np.minimum((np.cumsum(freq) - freq) * FT_SIZE_BINS // len(counts), FT_SIZE_BINS - 1)
+        mass = np.bincount(group, weights=freq)
+        keep = mass > 0
+        vals = np.rint(np.bincount(group, weights=freq * vals)[keep] / mass[keep]).astype(int)
+        freq = mass[keep]
+    out: dict = {}
+    for c, m in zip(vals.tolist(), freq.tolist()):
+        out[int(c)] = out.get(int(c), 0.0) + m / len(counts)
+    return out
+
+
+def _binomial_mean_times(n: int, s: np.ndarray, t_dec: np.ndarray) -> np.ndarray:
+    """E[t(A) 1{A >= 1}] for A ~ Binomial(n, s) at every s (t_dec[a - 1] = t(a)), every
+    batch size summed (in blocks of at most FT_CELLS probabilities)."""
+    a = np.arange(1, n + 1)
+    logc = np.array([math.lgamma(n + 1) - math.lgamma(x + 1) - math.lgamma(n - x + 1) for x in a])
+    out = np.zeros(len(s))
+    inner = (s > 0) & (s < 1)
+    out[s >= 1] = t_dec[n - 1]
+    idx = np.flatnonzero(inner)
+    rows = max(1, FT_CELLS // n)
+    for i in range(0, len(idx), rows):
+        j = idx[i:i + rows]
+        lp = logc + np.log(s[j])[:, None] * a + np.log1p(-s[j])[:, None] * (n - a)
+        out[j] = np.exp(lp) @ t_dec[:n]
+    return out
+
+
 def fastertransformer_capacity(engine, prompt, output) -> tuple[float, bool]:
-    """Requests/s that fastertransformer sustains, and whether the formula is exact."""
+    """Requests/s that fastertransformer sustains, and whether the formula is exact.
+
+    A cycle is one prefill batch of n whole prompts, then decode iterations until the batch's
+    longest output ends: n / E[t_prefill + sum_j t(A_j)], A_j ~ Binomial(n, P(D >= j)) the
+    requests still decoding at step j. Constant prompts give one n, and the formula is exact
+    (constant or geometric outputs). Random prompts give a batch size that varies from cycle
+    to cycle: the cycle's time is averaged over the sizes (and prefill times) of sampled FCFS
+    packings -- E[n] over E[cycle], renewal-reward -- rather than taken at the mean size
+    (which put azure-conv's cycle ~6% too long: a decode of n outputs lasts as long as the
+    longest, a concave function of n)."""
     b = engine.token_budget
     k = engine.slots
     exact = isinstance(prompt, Constant)
+    bt = engine.batch_time
+    per_req = prompt.mean + output.mean  # memory: prompt + output reserved for each request
+    t_pre = None
     if exact:
         n = min(k, b // prompt.value)
+        sizes = {n: 1.0}
     else:
-        # mean number of iid prompts that fit b whole, in FCFS order
-        x = prompt.sample(np.random.default_rng(54321), 400_000)
-        cs = np.cumsum(x)
-        counts, start, base, total = [], 0, 0, 0
-        while start < len(x) - k - 1 and len(counts) < 20_000:
-            idx = np.searchsorted(cs, base + b, side="right")
-            c = max(1, min(k, idx - start))
-            counts.append(c)
-            base = cs[start + c - 1]
-            start += c
+        counts, tokens, pairs = _ft_batches(engine, prompt)
         n = float(np.mean(counts))
-    # memory: reserve prompt + output for each request of the batch
-    per_req = prompt.mean + output.mean
+        if n * per_req <= engine.kv_cache_tokens:
+            sizes = _ft_sizes(counts, bt.model == "constant" or n <= FT_SIZES_MAX_N)
+            t_pre = float(np.mean([bt.seconds(x, 0, 0, q) for x, q in zip(tokens, pairs)])) \
+                if bt.model != "constant" else bt.params[0]
     if n * per_req > engine.kv_cache_tokens:
         n = max(1.0, math.floor(engine.kv_cache_tokens / per_req))
+        sizes = {int(n): 1.0}
         exact = False
-    n_int = max(1, int(round(n)))
+        t_pre = None
+    if t_pre is None:  # one batch size: n prompts of the mean length
+        t_pre = bt.seconds(n * prompt.mean, 0, 0, n * prompt.mean * _pairs_per_token(prompt))
     d_max = output.max_value if output.max_value != math.inf else output.quantile(1 - 1e-12)
     d_max = int(min(d_max, 10_000_000))
     surv, runs = _survival(output, d_max)
-    bt = engine.batch_time
-    # E[sum_j t(A_j) 1{A_j >= 1}], A_j ~ Binomial(n, S_j); equal S_j summed once, times their count
-    a = np.arange(1, n_int + 1)
-    t_dec = np.array([bt.seconds(0, x, x * (prompt.mean + output.mean / 2)) for x in a])
+    dec = 0.0
+    for n_int, weight in sizes.items():
+        dec += weight * _ft_decode_seconds(bt, max(1, int(round(n_int))), surv, runs, prompt, output,
+                                           random_sizes=len(sizes) > 1)
+    return n / (t_pre + dec), exact and isinstance(output, (Constant, Geometric))
+
+
+def _ft_decode_seconds(bt, n_int: int, surv, runs, prompt, output, random_sizes: bool) -> float:
+    """E[sum_j t(A_j) 1{A_j >= 1}], A_j ~ Binomial(n_int, S_j); equal S_j summed once, times
+    their count (runs)."""
     if bt.model == "constant":
         p_any = 1 - (1 - surv) ** n_int
-        dec = float(bt.params[0] * (runs * p_any).sum())
-    else:
-        logc = np.array([math.lgamma(n_int + 1) - math.lgamma(x + 1) - math.lgamma(n_int - x + 1) for x in a])
-
-        def mean_time(s):  # E[t(A) 1{A >= 1}], A ~ Binomial(n_int, s), over the mass's window
-            if s <= 0:
-                return 0.0
-            if s >= 1:
-                return float(t_dec[-1])
-            lo, hi = _binomial_window(n_int, s)
-            w = slice(lo - 1, hi)
-            lp = logc[w] + a[w] * math.log(s) + (n_int - a[w]) * math.log1p(-s)
-            return float((np.exp(lp) * t_dec[w]).sum())
-
+        return float(bt.params[0] * (runs * p_any).sum())
+    a = np.arange(1, n_int + 1)
+    t_dec = np.array([bt.seconds(0, x, x * (prompt.mean + output.mean / 2)) for x in a])
+    if random_sizes:  # many sizes: every batch size of every step at once
         if len(surv) <= FT_EXACT_STEPS:
-            dec = sum(float(m) * mean_time(s) for s, m in zip(surv, runs))
-        else:
-            # very long outputs (a geometric mean of 60,000 tokens: ~1.7 M decode steps, a
-            # minute of CPU): E[t(A)] is a polynomial in s, tabulated on a fine grid and
-            # interpolated (error ~ 1e-5 of a step's time)
-            grid = np.linspace(0.0, 1.0, 4097)
-            f = np.array([mean_time(g) for g in grid])
-            dec = float((runs * np.interp(surv, grid, f)).sum())
-    t_pre = bt.seconds(n * prompt.mean, 0, 0, n * prompt.mean * _pairs_per_token(prompt))
-    return n / (t_pre + dec), exact and isinstance(output, (Constant, Geometric))
+            return float((runs * _binomial_mean_times(n_int, surv, t_dec)).sum())
+        grid = np.linspace(0.0, 1.0, 4097)
+        return float((runs * np.interp(surv, grid, _binomial_mean_times(n_int, grid, t_dec))).sum())
+    logc = np.array([math.lgamma(n_int + 1) - math.lgamma(x + 1) - math.lgamma(n_int - x + 1) for x in a])
+
+    def mean_time(s):  # E[t(A) 1{A >= 1}], A ~ Binomial(n_int, s), over the mass's window
+        if s <= 0:
+            return 0.0
+        if s >= 1:
+            return float(t_dec[-1])
+        lo, hi = _binomial_window(n_int, s)
+        w = slice(lo - 1, hi)
+        lp = logc[w] + a[w] * math.log(s) + (n_int - a[w]) * math.log1p(-s)
+        return float((np.exp(lp) * t_dec[w]).sum())
+
+    if len(surv) <= FT_EXACT_STEPS:
+        return sum(float(m) * mean_time(s) for s, m in zip(surv, runs))
+    # very long outputs (a geometric mean of 60,000 tokens: ~1.7 M decode steps, a minute of
+    # CPU): E[t(A)] is a polynomial in s, tabulated on a fine grid and interpolated (error
+    # ~ 1e-5 of a step's time)
+    grid = np.linspace(0.0, 1.0, 4097)
+    f = np.array([mean_time(g) for g in grid])
+    return float((runs * np.interp(surv, grid, f)).sum())
 
 
 def _stationary(n: int, rows, cols, probs) -> np.ndarray:
