@@ -778,12 +778,38 @@ def loads_scenario(text: str, base_dir: Path | None = None, *, traces: dict | No
     return scenario_from_table(parse_toml(text, "scenario"), base_dir, traces=traces, trace_policy=trace_policy)
 
 
+MAX_KEY_PARTS = 32  # parts of one dotted key (`a.b.c = 1` has 3); scenarios use at most 4
+
+# A key part as tomllib reads it (bare, "basic" with escapes, 'literal'), with possessive
+# quantifiers; a chain starts only where a key can (not after a key character, a quote, a
+# dot or a backslash), so each character is scanned from a bounded number of starts.
+_KEY_PART = r"""(?:[A-Za-z0-9_-]++|"(?:[^"\\\n]|\\.)*+"|'[^'\n]*+')"""
+_DEEP_KEY = re.compile(rf"""(?<![A-Za-z0-9_\-"'.\\])(?:{_KEY_PART}[ \t]*+\.[ \t]*+){{{MAX_KEY_PARTS}}}{_KEY_PART}""")
+
+
+def _check_key_depth(text: str, label: str) -> None:
+    """Refuse a dotted key of more than MAX_KEY_PARTS parts before tomllib sees it: tomllib
+    keeps a tuple for every prefix of a dotted key on the key side of `=`, so its time and
+    memory grow with the square of the key's length (32 kB of `x.x.x...x = 1` take 1 GB).
+    The scan is a regular expression with bounded look-ahead, linear in the text; it may
+    also refuse such a run inside a string value, which no scenario has."""
+    m = _DEEP_KEY.search(text)
+    if m is not None:
+        line = text.count("\n", 0, m.start()) + 1
+        raise ConfigError(f"{label}: line {line}: a dotted key may have at most {MAX_KEY_PARTS} parts "
+                          f"(allowed: 1 to {MAX_KEY_PARTS}); this one has more")
+
+
 def parse_toml(text: str, label: str) -> dict:
     """tomllib.loads with every way it fails on bad text as a ConfigError naming `label`:
     malformed TOML, nesting too deep, an integer beyond Python's 4,300-digit conversion
-    limit (a ValueError, not a TOMLDecodeError)."""
+    limit (a ValueError, not a TOMLDecodeError), a dotted key long enough to make the
+    parser quadratic (_check_key_depth) and, should memory still run out, MemoryError."""
+    _check_key_depth(text, label)
     try:
         return tomllib.loads(text)
+    except MemoryError:
+        raise ConfigError(f"{label}: the TOML text needs more memory to read than this server has") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{label}: malformed TOML: {exc}") from None
     except RecursionError:

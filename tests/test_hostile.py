@@ -461,6 +461,41 @@ def test_link_bombs_are_refused_before_inflating():
     assert f"{len(huge):,} characters is above" in shown(at)
 
 
+def test_long_dotted_keys_are_refused_before_tomllib(monkeypatch):
+    """tomllib keeps a tuple for every prefix of a dotted key: 32 kB of `x.x.x...x = 1` took
+    1 GB and 2.3 s, and a 300-character link of it (compressed) reached it on the agents
+    page. The key is refused by a linear scan before tomllib is called."""
+    from llmsim import config
+    from llmsim_ui import limits as L
+    deep = ".".join(["x"] * 16_000) + " = 1\n"
+    # a chain broken by long quoted parts, by spaces around the dots, in a header, in an
+    # inline table: all refused
+    quoted = ".".join(f'"{"q" * 300}"' if i % 30 == 0 else "x" for i in range(3_000)) + " = 1\n"
+    for text in ("seed = 1\n" + deep, quoted, " . ".join(["x"] * 40) + " = 1\n",
+                 "[" + ".".join(["x"] * 40) + "]\n", "a = {" + ".".join(["'x'"] * 40) + " = 1}\n"):
+        monkeypatch.setattr(config.tomllib, "loads", lambda t: pytest.fail("tomllib reached"))
+        with pytest.raises(ConfigError, match=r"line \d+: a dotted key may have at most 32 parts \(allowed: 1 to 32\)"):
+            config.parse_toml(text, "scenario")
+        monkeypatch.undo()
+    assert config.parse_toml(".".join(["x"] * 32) + " = 1\n", "s")["x"]["x"]  # 32 parts are read
+    # the scan is linear on texts built to make a regular expression backtrack
+    for text in ('"\\' * 100_000, '  "' * 66_000, ("." .join(["x"] * 31) + " ") * 3_000):
+        start = time.perf_counter()
+        config._check_key_depth(text, "s")
+        assert time.perf_counter() - start < 1.0
+    # the link and every upload on the dashboard
+    link = uploads.encode_link_toml(deep)
+    assert len(link) <= 400
+    msg = shown(page("pages/agents.py", preset="uploaded", live=0, toml=link))
+    assert "a dotted key may have at most 32 parts" in msg, msg
+    for page_file, key in [("pages/single_engine.py", "single.toml_file"), ("pages/agents.py", "agents.toml_file")]:
+        at = page(page_file, n=1000, live=0)
+        at.file_uploader(key=key).set_value(("deep.toml", deep.encode(), "application/octet-stream"))
+        msg = shown(at.run())
+        assert "a dotted key may have at most 32 parts" in msg, msg
+    assert len(deep) < L.MAX_TOML_BYTES
+
+
 def test_trace_uploads_are_capped():
     at = page("pages/single_engine.py", n=1000, live=0, wl="trace")
     big = (HEADER + "0,1,1\n" * (L.MAX_TRACE_UPLOAD_BYTES // 6 + 10)).encode()
