@@ -54,8 +54,10 @@ class Result:
     _TABLES = ("timeseries", "requests", "workflows", "iterations")
 
     def __init__(self, scenario: Scenario, summary: dict, timeseries, requests, workflows,
-                 iterations=None, verdict=None, timeseries_columns: dict | None = None):
+                 iterations=None, verdict=None, timeseries_columns: dict | None = None,
+                 arrival_times: np.ndarray | None = None):
         self.scenario = scenario
+        self._arrival_times = arrival_times
         self.summary = summary
         self.verdict = verdict
         self._ts_columns = timeseries_columns
@@ -82,6 +84,17 @@ class Result:
         if self._ts_columns is not None:
             return self._ts_columns[name]
         return self.timeseries[name].to_numpy()
+    def arrival_times(self) -> np.ndarray:
+        """Arrival times (s) of the run's requests (a single engine) or workflows (a network),
+        in time order, those still to come within the horizon included: the arrivals the run
+        drew. Without building a table when the Result was made with them."""
+        if self._arrival_times is not None:
+            return self._arrival_times
+        wf = self.workflows
+        if wf is not None and len(wf) and "arrival_s" in wf:
+            return np.sort(wf["arrival_s"].to_numpy(dtype=float))
+        t = self.requests["arrival_s"].to_numpy(dtype=float)
+        return np.sort(t[~np.isnan(t)])
     requests = property(lambda self: self._table("requests"))
     workflows = property(lambda self: self._table("workflows"))
     iterations = property(lambda self: self._table("iterations"))
@@ -848,7 +861,8 @@ class Simulation:
             return pd.DataFrame(cols)
 
         res = Result(self.scenario, self.summary(), timeseries, self.requests, self.workflows,
-                     self.iterations, timeseries_columns=cols)
+                     self.iterations, timeseries_columns=cols,
+                     arrival_times=self.jf[:, S.JF_ARRIVAL])  # drawn before the run; never changed
         self._pending.append(weakref.ref(res))
         return res
 

@@ -207,6 +207,19 @@ def parts_table(v) -> pd.DataFrame | None:
     return pd.DataFrame(rows).sort_values("verdict", key=lambda c: c.map(order), kind="stable")
 
 
+def _drawn(e: dict) -> str:
+    """The arrivals the run drew in the verdict's window, when they stray from the nominal rate
+    (bursty arrivals: a throughput above "the" arrival rate is then no puzzle)."""
+    from llmsim.stability import STRAY_SHARE
+    nominal, drawn = e["arrival_rate_rps"], e.get("window_arrival_rate_rps", math.nan)
+    if not (nominal and math.isfinite(nominal) and drawn is not None and math.isfinite(drawn)):
+        return ""
+    if abs(drawn / nominal - 1) < STRAY_SHARE:
+        return ""
+    a, b = e["window_s"]
+    return f" (this run drew {fmt(drawn, unit=' /s')} from t = {a:,.0f} s to {b:,.0f} s, the stretch the verdict measures)"
+
+
 def evidence(v, extra: list[tuple[str, str]] | None = None, summary: dict | None = None,
              parts: bool = True, note: str | None = None) -> None:
     """The numbers behind a verdict (Verdict.evidence()), preemptions and recomputed work
@@ -220,7 +233,7 @@ def evidence(v, extra: list[tuple[str, str]] | None = None, summary: dict | None
         rows.append(("own load", f"{fmt_load(sload)} (arrival rate over this scheduler's theory capacity; load ρ is "
                                  "over the best any scheduler reaches)"))
     rows += [
-        ("arrival rate", fmt(e["arrival_rate_rps"], unit=" /s")),
+        ("arrival rate", fmt(e["arrival_rate_rps"], unit=" /s") + _drawn(e)),
         ("theory capacity", fmt(e["capacity_rps"], unit=" /s")),
         ("measured growth", f"{_pct(e['growth'])} of arriving work "
                             f"(95% CI {_pct(e['growth_lo'])} to {_pct(e['growth_hi'])})"),
