@@ -505,3 +505,25 @@ def test_capacity_chart_keeps_to_its_curves_when_b_over_t_b_is_far_above():
                    for l in far["layer"])
     assert all(d == [0, 19.5] for d in y_domains(near))  # 16.7 x 1.1 < 19.5
     assert any(t == "theory b/t(b) = 16.7 req/s" for t in texts(near))
+
+
+def test_capacity_page_explains_bursty_arrivals():
+    """Tried as a new user would: azure-code-2023 (gamma arrivals, cv 13.2) put throughput
+    points ~12% above the diagonal and left most probes inconclusive without a word."""
+    from streamlit.testing.v1 import AppTest
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    at.query_params.update({"wl": "azure-code-2023", "sched": "sarathi", "n": "5000", "probes": "3",
+                            "points": "3", "live": "0"})
+    at.switch_page("pages/capacity.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    notes = [w.value for w in at.warning if w.value.startswith("Bursty arrivals")]
+    assert len(notes) == 1, [w.value for w in at.warning]
+    assert "cv 13.2" in notes[0] and "±19%" in notes[0] and "435,600 requests per probe" in notes[0]
+    assert "of 3 probes were inconclusive" in notes[0] or "probes were inconclusive" in notes[0]
+    # Poisson arrivals at the default 20,000 requests stray ±0.7%: no note
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    at.query_params.update({"sched": "sarathi", "n": "5000", "probes": "2", "points": "3", "live": "0"})
+    at.switch_page("pages/capacity.py")
+    at.run()
+    assert not at.exception and not [w for w in at.warning if w.value.startswith("Bursty")]
