@@ -527,3 +527,47 @@ def test_capacity_page_explains_bursty_arrivals():
     at.switch_page("pages/capacity.py")
     at.run()
     assert not at.exception and not [w for w in at.warning if w.value.startswith("Bursty")]
+
+
+def test_compare_downloads_one_readable_file_per_configuration(monkeypatch):
+    """Tried as a new user would: "Download both scenarios" wrote A and B in one file that
+    `python -m llmsim run` refused ("Cannot declare ('workload',) twice"); with B in error,
+    B was left out without a word."""
+    from streamlit.delta_generator import DeltaGenerator
+    saved = {}
+    real = DeltaGenerator.download_button
+
+    def spy(self, label, data, *a, **k):
+        saved[label] = data
+        return real(self, label, data, *a, **k)
+
+    monkeypatch.setattr(DeltaGenerator, "download_button", spy)
+    at = open_page("pages/compare.py", n=2000, live=0)
+    ok(at)
+    a = llmsim.loads_scenario(saved["Download configuration A (TOML)"])
+    b = llmsim.loads_scenario(saved["Download configuration B (TOML)"])
+    assert (a.engine.kv_cache_tokens, b.engine.kv_cache_tokens) == (20_000_000, 25_000)
+    assert a.num_requests == b.num_requests == 2000
+    saved.clear()
+    at = open_page("pages/compare.py", n=2000, live=0, b_sched="vllm", b_budget=64)  # 100-token prompts: refused
+    assert "Download configuration A (TOML)" in saved and "Download configuration B (TOML)" not in saved
+    assert any("Configuration B has an error" in c.value for c in at.caption), [c.value for c in at.caption]
+
+
+def test_compare_bs_gpu_brings_its_kv_cache():
+    """Tried as a new user would: choosing a GPU/model for B kept B's 25,000 KV tokens
+    (the single-engine page applies the preset's 121,750)."""
+    from llmsim.presets import HARDWARE_PRESETS
+    name = next(n for n, h in HARDWARE_PRESETS.items() if h.kv_cache_tokens != 25_000)
+    at = open_page("pages/compare.py", n=2000, live=0)
+    at.selectbox(key="cmp.b_hw").set_value(name)
+    at.run()
+    ok(at)
+    assert at.number_input(key="cmp.b_kv").value == HARDWARE_PRESETS[name].kv_cache_tokens
+    at.number_input(key="cmp.b_kv").set_value(30_000)  # still editable
+    at.run()
+    assert at.number_input(key="cmp.b_kv").value == 30_000
+    at = open_page("pages/compare.py", n=2000, live=0, b_hw=name)  # a link: as on the page
+    assert at.number_input(key="cmp.b_kv").value == HARDWARE_PRESETS[name].kv_cache_tokens
+    at = open_page("pages/compare.py", n=2000, live=0, b_hw=name, b_kv=40_000)
+    assert at.number_input(key="cmp.b_kv").value == 40_000
