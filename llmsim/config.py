@@ -1192,7 +1192,8 @@ def validate(sc: Scenario) -> None:
                 for ch in r.to:
                     if ch not in known:
                         raise ConfigError(f"{sw}: routes to unknown step {ch!r}; steps: {_names(snames, 20)}")
-            _check_fits(sc.engines[names.index(s.engine)], s, sw, "engine" if sc.single else f"engine {s.engine}")
+            _check_fits(sc.engines[names.index(s.engine)], s, sw, "engine" if sc.single else f"engine {s.engine}",
+                        lambda e=s.engine: _served_longest(sc, e))
         _check_joins(w, where)
     _check_cycles(sc)
 
@@ -1208,11 +1209,28 @@ def longest_request(s: Step) -> tuple:
     return p_max, d_max
 
 
-def _check_fits(e: EngineConfig, s: Step, where: str, ewhere: str):
+def _served_longest(sc, engine: str) -> tuple:
+    """(longest prompt, longest prompt + output) over every step engine `engine` serves:
+    what its token budget must allow, not just the first step found too long (the agents
+    page advised b >= 667 for an engine that also serves 3,900-token prompts)."""
+    p_all, pd_all = 0, 0
+    for w in sc.workflows:
+        for s in w.steps:
+            if s.engine == engine:
+                try:
+                    p, d = longest_request(s)
+                except (ConfigError, ValueError, TypeError):  # a step not validated yet
+                    continue
+                p_all, pd_all = max(p_all, p), max(pd_all, p + d)
+    return p_all, pd_all
+
+
+def _check_fits(e: EngineConfig, s: Step, where: str, ewhere: str, served=None):
+    """`served`: a function giving _served_longest of the step's engine (for the message)."""
     p_max, d_max = longest_request(s)
     if e.replicas:
         for i, r in enumerate(e.replicas):
-            _check_fits(r, s, where, f"{ewhere} replica {i}")
+            _check_fits(r, s, where, f"{ewhere} replica {i}", served)
         return
     info = e.info
     _check_kv_fits(e, p_max + d_max, where, ewhere)
@@ -1225,13 +1243,16 @@ def _check_fits(e: EngineConfig, s: Step, where: str, ewhere: str):
         # a recompute preemption prefills the prompt and the tokens generated in one go:
         # below prompt + output, a preempted request may never run again (vLLM itself requires
         # max_num_batched_tokens >= max_model_len without chunked prefill)
+        p_all, pd_all = served() if served is not None else (p_max, p_max + d_max)
+        p_all, pd_all = max(p_all, p_max), max(pd_all, p_max + d_max)
+        other = ("; the longest of any step this engine serves" if p_all > p_max else "")
         safe = "" if info.reserve_full else (
-            f" (>= {p_max + d_max}, the largest prompt + output, so that a preempted request's "
+            f" (>= {pd_all}, the largest prompt + output, so that a preempted request's "
             "recompute fits too)")
         raise ConfigError(
             f"{where}: prompts of up to {p_max} tokens can never run under {e.scheduler}, which never "
-            f"chunks a prompt: {ewhere}.token_budget = {e.token_budget}; allowed: token_budget >= {p_max}"
-            f"{safe}, or a chunking scheduler (orca, sarathi)")
+            f"chunks a prompt: {ewhere}.token_budget = {e.token_budget}; allowed: token_budget >= {p_all}"
+            f"{safe}{other}, or a chunking scheduler (orca, sarathi)")
 
 
 def _check_kv_fits(e: EngineConfig, tokens, where: str, ewhere: str):

@@ -262,6 +262,12 @@ try:
     budget.check(sc, runs.LIMITS, min_requests=L.MIN_REQUESTS)
 except ConfigError as exc:
     st.error(f"Cannot run this workflow — {plain(exc)}", icon=":material/block:")
+    # a scheduler that never chunks a prompt on an engine whose budget is below its longest
+    # prompt: the fix, as on the single-engine page (the page offered none)
+    for i, e in enumerate(file_sc.engines):
+        if f"engine {e.name}.token_budget" in str(exc) or f"engine {e.name} replica" in str(exc):
+            inputs.raise_budget_button(dps, str(exc), key=f"{PAGE}.raise_b.{i}", field=f"e{i}_budget")
+            break
     st.stop()
 
 # reversed priority: flip each engine's order

@@ -571,3 +571,20 @@ def test_compare_bs_gpu_brings_its_kv_cache():
     assert at.number_input(key="cmp.b_kv").value == HARDWARE_PRESETS[name].kv_cache_tokens
     at = open_page("pages/compare.py", n=2000, live=0, b_hw=name, b_kv=40_000)
     assert at.number_input(key="cmp.b_kv").value == 40_000
+
+
+def test_agents_non_chunking_engine_asks_for_its_longest_prompt_and_offers_the_fix():
+    """Tried as a new user would: engine1 of the cyclic preset switched to vllm advised
+    b >= 667 (its 640-token step) though it also serves 3,900-token prompts, and the page
+    offered no way out but typing."""
+    at = open_page("pages/agents.py", n=2000, live=0, pol="fcfs")
+    at.selectbox(key="agents.cyclic.e0_sched").set_value("vllm")
+    at.run()
+    msg = errors(at)
+    assert "token_budget >= 3900 (>= 4001, the largest prompt + output" in msg, msg
+    assert "the longest of any step this engine serves" in msg
+    button = next(b for b in at.button if b.label == "Raise b to 4,001")
+    button.click()
+    at.run()
+    ok(at)
+    assert at.number_input(key="agents.cyclic.e0_budget").value == 4001
