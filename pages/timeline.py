@@ -104,26 +104,36 @@ if summary.get("stopped"):
     st.warning(summary["stopped"], icon=":material/timer_off:")
 
 e = sc.engine
+# a pool's replicas each run their own iterations, numbered from 0 each: a batch is an
+# (engine, iteration) pair (grouped by iteration alone, three replicas' batches were summed
+# into bars three times the budget; tried as a new user would)
+n_reps = max(1, len(e.replicas))
 c1, c2, c3, c4 = st.columns(4)
-c1.metric("Iterations", f"{summary['iterations']:,}")
-c2.metric("Mean tokens per batch", f"{iters.groupby('iteration')['tokens'].sum().mean():.0f}",
+c1.metric("Iterations" if n_reps == 1 else f"Iterations ({n_reps} replicas)", f"{summary['iterations']:,}",
+          help=None if n_reps == 1 else "Summed over the replicas: each runs its own iterations, side by side.")
+c2.metric("Mean tokens per batch", f"{iters.groupby(['engine', 'iteration'])['tokens'].sum().mean():.0f}",
           help=f"The token budget is b = {e.token_budget}: a work-conserving scheduler fills it whenever "
-               "enough work waits.")
+               "enough work waits." + ("" if n_reps == 1 else " Per batch of one replica."))
 c3.metric("Preemptions", f"{summary['preemptions']:,}")
 c4.metric("Recomputed tokens", f"{summary['tokens_recomputed']:,}")
 
 # ------------------------------------------------------------------- batches
 st.subheader("What each batch holds")
+SHOWN_REPLICAS = 8  # one row of batches per replica, at most this many
 st.caption(f"Tokens per iteration, prefill and decode stacked, against the iteration's start time; the dashed "
-           f"line is the token budget b = {e.token_budget}. Hover for the iteration.")
-batch = (iters.groupby(["iteration", "phase"], as_index=False)
+           f"line is the token budget b = {e.token_budget}. Hover for the iteration."
+           + ("" if n_reps == 1 else f" One chart per replica, tokens on the vertical axis (each runs its own batches)"
+              + (f"; the first {SHOWN_REPLICAS} of {n_reps} are drawn." if n_reps > SHOWN_REPLICAS else ".")))
+batch = (iters.groupby(["engine", "iteration", "phase"], as_index=False)
          .agg(start_s=("start_s", "first"), end_s=("end_s", "first"), tokens=("tokens", "sum"),
               requests=("request_id", "nunique")))
+if n_reps > SHOWN_REPLICAS:
+    batch = batch[batch["engine"].isin([r.name for r in e.replicas[:SHOWN_REPLICAS]])]
 # stacked by hand (a bar spanning start..end on x takes its y as a position, not a height):
 # prefill from 0, decode on top of it
 batch["phase"] = pd.Categorical(batch["phase"], ["prefill", "decode"])
-batch = batch.sort_values(["iteration", "phase"], kind="stable")
-batch["y1"] = batch.groupby("iteration")["tokens"].cumsum()
+batch = batch.sort_values(["engine", "iteration", "phase"], kind="stable")
+batch["y1"] = batch.groupby(["engine", "iteration"])["tokens"].cumsum()
 batch["y0"] = batch["y1"] - batch["tokens"]
 batch["phase"] = batch["phase"].astype(str)
 x_max = float(max(iters["end_s"].max(), reqs["finish_s"].max())) if len(iters) else 1.0
@@ -132,12 +142,23 @@ colour = alt.Color("phase:N", scale=alt.Scale(domain=PHASES, range=PHASE_COLOURS
                    legend=alt.Legend(orient="top", title=None))
 batch_colour = alt.Color("phase:N", scale=alt.Scale(domain=PHASES[1:], range=PHASE_COLOURS[1:]),
                          legend=alt.Legend(orient="top", title=None))
-bars = alt.Chart(batch).mark_rect().encode(
-    x=x, x2="end_s:Q", y=alt.Y("y0:Q", title="tokens in the batch"), y2="y1:Q", color=batch_colour,
-    tooltip=[alt.Tooltip("iteration:Q"), alt.Tooltip("phase:N"), alt.Tooltip("tokens:Q"),
-             alt.Tooltip("requests:Q", title="requests"), alt.Tooltip("start_s:Q", title="start (s)", format=".3f")])
+tips = ([alt.Tooltip("engine:N", title="replica")] if n_reps > 1 else []) + [
+    alt.Tooltip("iteration:Q"), alt.Tooltip("phase:N"), alt.Tooltip("tokens:Q"),
+    alt.Tooltip("requests:Q", title="requests"), alt.Tooltip("start_s:Q", title="start (s)", format=".3f")]
 budget = alt.Chart(pd.DataFrame({"b": [e.token_budget]})).mark_rule(strokeDash=[6, 4], color="#555").encode(y="b:Q")
-st.altair_chart((bars + budget).properties(height=210), width="stretch")
+if n_reps == 1:
+    bars = alt.Chart(batch).mark_rect().encode(
+        x=x, x2="end_s:Q", y=alt.Y("y0:Q", title="tokens in the batch"), y2="y1:Q", color=batch_colour, tooltip=tips)
+    st.altair_chart((bars + budget).properties(height=210), width="stretch")
+else:  # one chart per replica, each the page's width (a faceted chart keeps a fixed width)
+    names = [r.name for r in e.replicas[:SHOWN_REPLICAS]]
+    for i, name in enumerate(names):
+        legend = batch_colour if i == 0 else alt.Color(
+            "phase:N", scale=alt.Scale(domain=PHASES[1:], range=PHASE_COLOURS[1:]), legend=None)
+        bars = alt.Chart(batch[batch["engine"] == name]).mark_rect().encode(
+            x=x, x2="end_s:Q", y=alt.Y("y0:Q", title=name), y2="y1:Q", color=legend, tooltip=tips)
+        # the height holds the axes (and the first chart's legend): ~90 px of plot each
+        st.altair_chart((bars + budget).properties(height=190 if i == 0 else 160), width="stretch")
 
 # -------------------------------------------------------------------- gantt
 st.subheader("Every request's life")

@@ -588,3 +588,26 @@ def test_agents_non_chunking_engine_asks_for_its_longest_prompt_and_offers_the_f
     at.run()
     ok(at)
     assert at.number_input(key="agents.cyclic.e0_budget").value == 4001
+
+
+def test_timeline_draws_each_replicas_batches_apart():
+    """Tried as a new user would: with 3 replicas the batch bars stacked the replicas'
+    iterations (each replica numbers its own from 0) up to three times the budget line."""
+    import pyarrow as pa
+    at = open_page("pages/timeline.py", reps=3, n=60, sched="sarathi")
+    ok(at)
+    def batch_charts(at):
+        out = []
+        for e in at.get("vega_lite_chart"):
+            for d in e.proto.datasets:
+                t = pa.ipc.open_stream(d.data.data).read_all().to_pandas()
+                if "y1" in t:
+                    out.append(t)
+        return out
+    charts = batch_charts(at)
+    assert [set(t["engine"]) for t in charts] == [{"engine[0]"}, {"engine[1]"}, {"engine[2]"}]
+    assert max(t["y1"].max() for t in charts) <= 512
+    assert [m.label for m in at.metric][0] == "Iterations (3 replicas)"
+    at = open_page("pages/timeline.py", n=60, sched="sarathi")  # one engine: one chart
+    ok(at)
+    assert [set(t["engine"]) for t in batch_charts(at)] == [{"engine"}]
