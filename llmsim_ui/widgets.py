@@ -207,6 +207,18 @@ def parts_table(v) -> pd.DataFrame | None:
     return pd.DataFrame(rows).sort_values("verdict", key=lambda c: c.map(order), kind="stable")
 
 
+def token_capacity_label(engine) -> tuple[str, str]:
+    """The token-capacity metric's label and the start of its help for `engine` (an
+    EngineConfig): a pool's figure is the sum over its replicas, and its label says so
+    (3 replicas showed 3 x b/t(b) under the label "b/t(b)"; tried as a new user would)."""
+    k = len(engine.replicas)
+    if k <= 1:
+        return "Token capacity b/t(b) (tok/s)", ""
+    same = len({(r.token_budget, r.batch_time) for r in engine.replicas}) == 1
+    label = f"Token capacity {k} × b/t(b) (tok/s)" if same else f"Token capacity Σ b/t(b), {k} replicas (tok/s)"
+    return label, f"The sum over the pool's {k} replicas. "
+
+
 def _drawn(e: dict) -> str:
     """The arrivals the run drew in the verdict's window, when they stray from the nominal rate
     (bursty arrivals: a throughput above "the" arrival rate is then no puzzle)."""

@@ -227,8 +227,9 @@ e0 = th.engines[0]
 mean_work = e0.offered_tokens_per_s / base.total_rate
 token_rps = e0.token_capacity / mean_work
 c1, c2, c3 = st.columns(3)
-c1.metric("Token capacity b/t(b) (tok/s)", f"{e0.token_capacity:,.0f}",
-          help=f"b = {e0.token_budget} tokens per iteration, "
+cap_label, cap_help = widgets.token_capacity_label(base.engine)
+c1.metric(cap_label, f"{e0.token_capacity:,.0f}",
+          help=f"{cap_help}b = {e0.token_budget} tokens per iteration, "
                f"t(b) = {e0.t_b_seconds * 1e3:.4g} ms per full iteration.")
 c2.metric("… in requests (req/s)", f"{token_rps:.3g}",
           help=f"Divided by {mean_work:,.0f} tokens per request (prompt + output).")

@@ -90,8 +90,9 @@ def _draw_theory() -> None:
                       "Here the KV cache binds: the capacity is the memory capacity, an approximation, so "
                       "near 1 the simulation decides (a scheduler may keep up a little above it)."))
     c2.metric("Arrival rate λ (req/s)", f"{base.total_rate:.3g}")
-    c3.metric("Token capacity b/t(b) (tok/s)", f"{e0.token_capacity:,.0f}",
-              help=f"A full iteration of b = {e0.token_budget} tokens takes t(b) = {e0.t_b_seconds * 1e3:.4g} ms. "
+    cap_label, cap_help = widgets.token_capacity_label(base.engine)
+    c3.metric(cap_label, f"{e0.token_capacity:,.0f}",
+              help=f"{cap_help}A full iteration of b = {e0.token_budget} tokens takes t(b) = {e0.t_b_seconds * 1e3:.4g} ms. "
                    f"With {mean_work:,.0f} tokens per request on average that is "
                    f"{e0.token_capacity / mean_work:.3g} requests/s.")
     c4.metric("Best possible capacity (req/s)", f"{th.optimal_capacity_rps:.3g}",

@@ -611,3 +611,15 @@ def test_timeline_draws_each_replicas_batches_apart():
     at = open_page("pages/timeline.py", n=60, sched="sarathi")  # one engine: one chart
     ok(at)
     assert [set(t["engine"]) for t in batch_charts(at)] == [{"engine"}]
+
+
+def test_a_pools_token_capacity_says_it_sums_the_replicas():
+    one = open_page(n=1000, live=0, sched="sarathi")
+    three = open_page(n=1000, live=0, sched="sarathi", reps=3)
+    ok(one), ok(three)
+    m1 = next(m for m in one.metric if m.label.startswith("Token capacity"))
+    m3 = next(m for m in three.metric if m.label.startswith("Token capacity"))
+    assert m1.label == "Token capacity b/t(b) (tok/s)" and m3.label == "Token capacity 3 × b/t(b) (tok/s)"
+    assert float(m3.value.replace(",", "")) == pytest.approx(3 * float(m1.value.replace(",", "")), rel=1e-3)
+    cap = open_page("pages/capacity.py", sched="sarathi", n=1000, probes=2, points=3, live=0, reps=3)
+    assert any(m.label == "Token capacity 3 × b/t(b) (tok/s)" for m in cap.metric)
