@@ -401,7 +401,8 @@ def picture(region: Region, prefill: float, decode: float, chunks: float = 0.0, 
     ray = [{"prefill_tps": 0.0, "decode_tps": 0.0}, {"prefill_tps": top * prefill, "decode_tps": top * decode}]
     out = {"boundary": boundary, "vertices": vertices, "ray": ray,
            "capacity": {"rate": cap.rate, "prefill_tps": cap.point[0], "decode_tps": cap.point[1],
-                        "mix": cap.describe()}}
+                        "mix": cap.describe(),
+                        "batch_types": sum(round(100 * s) > 0 for _, s in cap.mix) or 1}}
     if rate is not None:
         out["operating"] = {"rate": rate, "prefill_tps": rate * prefill, "decode_tps": rate * decode,
                             "load": rate / cap.rate if cap.rate > 0 else math.inf}

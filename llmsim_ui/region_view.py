@@ -92,8 +92,10 @@ def show(hw: str, b: int, k: int, p: int, d: int, rate: float) -> None:
     m[0].metric("region capacity λ*", f"{cap['rate']:.4g} req/s",
                 help="Where the workload's ray leaves the region: no scheduler sustains more.")
     m[1].metric("load λ/λ*", f"{pic['operating']['load']:.2f}")
-    m[2].metric("batches at capacity", f"{len(pic['vertices'])} vertices", help=cap["mix"])
-    st.caption(f"At capacity an optimal engine runs {cap['mix']}.")
+    # it showed the region's vertex count ("6 vertices") under "batches at capacity"
+    m[2].metric("batch types at capacity", f"{cap['batch_types']}", help=cap["mix"])
+    st.caption(f"At capacity an optimal engine runs {cap['mix']}. The region has {len(pic['vertices'])} "
+               "vertices, one per batch type that is best for some mix of prefill and decode.")
 
     measured = {}
     if st.toggle("Measure each scheduler's boundary point (capacity search, "

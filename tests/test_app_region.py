@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import re
 import pytest
 
 pytest.importorskip("streamlit")
@@ -32,6 +33,9 @@ def test_region_section_paper_vertex_c():
     assert metric(at, "region capacity λ*") == "2.139 req/s"
     assert metric(at, "load λ/λ*") == "0.75"
     assert any("29 prefill tokens + 99 decode tokens every 46.75 ms" in c.value for c in at.caption)
+    # one batch type at vertex C (the metric showed the region's vertex count, "6 vertices")
+    assert metric(at, "batch types at capacity") == "1"
+    assert any(re.search(r"The region has \d+ vertices", c.value) for c in at.caption), [c.value for c in at.caption]
     assert len(at.get("vega_lite_chart")) >= 1
     table = at.table[-1].value  # a static table: the bound's sentence wraps
     assert set(table.index) == {"orca", "sarathi"}  # 290-token prompts do not fit b = 128 whole
