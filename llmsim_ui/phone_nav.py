@@ -33,9 +33,12 @@ _CSS = f"""
 .st-key-phone-nav {{ gap: 0.1rem; }}
 [data-testid="stMetricValue"] > div {{ white-space: normal; overflow: visible; text-overflow: clip; }}
 [data-testid="stMetricLabel"] p {{ white-space: normal; }}
+@media (min-width: {PHONE_PX + 1}px) {{ .st-key-graph-hint {{ display: none; }} }}
 @media (max-width: {PHONE_PX}px) {{
   [data-testid="stGraphVizChart"] {{ overflow-x: auto; }}
   [data-testid="stGraphVizChart"] > svg {{ min-width: {GRAPH_MIN_PX}px; height: auto; }}
+  [data-testid="stGraphVizChart"]::-webkit-scrollbar {{ height: 8px; }}
+  [data-testid="stGraphVizChart"]::-webkit-scrollbar-thumb {{ background: #888; border-radius: 4px; }}
 }}
 </style>
 """
@@ -43,6 +46,14 @@ _CSS = f"""
 
 def style() -> None:
     st.html(_CSS)
+
+
+def graph_hint(what: str = "the drawing") -> None:
+    """A caption under a wide drawing, shown on a phone only: it scrolls sideways, and a
+    phone's scrollbars stay hidden until touched (only the first engine showed, and nothing
+    said there was more; tried as a new user would)."""
+    with st.container(key="graph-hint"):
+        st.caption(f"↔ Swipe {what} sideways to see all of it.")
 
 
 def links() -> None:

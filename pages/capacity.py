@@ -161,7 +161,9 @@ ps.restore()
 st.title("Capacity — where does each scheduler break?")
 st.markdown(
     "Raise the arrival rate and, at some point, a scheduler stops keeping up: its **throughput** (requests "
-    "completed per second) stops following the arrival rate and flattens out. That rate is its **capacity**. "
+    "completed per second) stops following the arrival rate: it flattens out, or falls for a scheduler that runs "
+    "prefill first (it keeps starting requests and finishes fewer; a note under the chart says why). That rate "
+    "is its **capacity**. "
     "Theory says no scheduler can beat the dashed line **b/t(b)** — a full batch of b tokens every t(b) "
     "seconds — and that work-conserving schedulers (orca, sarathi) reach it in tokens per second, as long as "
     "the KV cache and max_batch_size leave room (when they bind, the best capacity is lower, and orca's "

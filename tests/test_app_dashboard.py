@@ -623,3 +623,16 @@ def test_a_pools_token_capacity_says_it_sums_the_replicas():
     assert float(m3.value.replace(",", "")) == pytest.approx(3 * float(m1.value.replace(",", "")), rel=1e-3)
     cap = open_page("pages/capacity.py", sched="sarathi", n=1000, probes=2, points=3, live=0, reps=3)
     assert any(m.label == "Token capacity 3 × b/t(b) (tok/s)" for m in cap.metric)
+
+
+def test_agents_says_when_every_policy_ran_the_same():
+    """Tried as a new user would: two_class showed four identical cards and charts without
+    a word: its engines admit the waiting calls together, so the policies seldom decide
+    (mean calls in the system 161.94 to 161.96)."""
+    at = open_page("pages/agents.py", preset="two_class", n=4000, live=0)
+    ok(at)
+    notes = [i.value for i in at.info if i.value.startswith("All ")]
+    assert len(notes) == 1 and "policies ran alike" in notes[0], [i.value for i in at.info]
+    at = open_page("pages/agents.py", preset="cyclic", n=4000, live=0)  # the policies part here
+    ok(at)
+    assert not [i.value for i in at.info if "ran alike" in i.value]
