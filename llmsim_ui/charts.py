@@ -266,7 +266,9 @@ def throughput(points: pd.DataFrame, theory: float, critical: pd.DataFrame, csca
             x=x, y=y, color=alt.Color("scheduler:N", scale=cscale, legend=None),
             shape=alt.Shape("verdict:N", scale=alt.Scale(domain=["stable", "inconclusive", "unstable"],
                                                           range=["circle", "diamond", "triangle-up"]),
-                            legend=alt.Legend(orient="top", title="search probes")),
+                            # below the chart: beside the schedulers' at the top, 1024 px cut "unstable"
+                            legend=alt.Legend(orient="bottom", title="search probes", direction="horizontal",
+                                              labelLimit=0)),
             opacity=alt.condition(legend_sel, alt.value(0.9), alt.value(0.1)),
             tooltip=[alt.Tooltip("scheduler:N"), alt.Tooltip("rate:Q", title="probe rate (req/s)", format=".3g"),
                      alt.Tooltip("throughput:Q", title="throughput (req/s)", format=".3g"),
@@ -295,7 +297,8 @@ def latency(df: pd.DataFrame, series: str, cscale: alt.Scale) -> alt.Chart:
         x=alt.X("measure:N", title=None, sort=list(dict.fromkeys(df["measure"])), axis=alt.Axis(labelAngle=0)),
         xOffset=alt.XOffset(f"{series}:N", scale=alt.Scale(domain=list(cscale.domain))),
         y=alt.Y("seconds:Q", title="seconds (log scale)", scale=alt.Scale(type="log")),
-        color=alt.Color(f"{series}:N", scale=cscale, legend=alt.Legend(orient="top", title=None)),
+        # labels uncut (a phone's legend read "sara")
+        color=alt.Color(f"{series}:N", scale=cscale, legend=alt.Legend(orient="top", title=None, labelLimit=0)),
         opacity=alt.condition(legend_sel, alt.value(1.0), alt.value(0.15)),
         tooltip=[alt.Tooltip(f"{series}:N"), alt.Tooltip("measure:N"),
                  alt.Tooltip("seconds:Q", format=",.4~g")],
