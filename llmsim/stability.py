@@ -434,13 +434,28 @@ def verdict_from_runs(results, window: float = 0.5, threshold: float = 0.02, bat
 STRAY_SHARE = 0.05  # a run's window drew arrivals 5% or more away from the nominal rate: worth saying
 
 
+def _arrival_times(result) -> np.ndarray | None:
+    """A run's arrival times, sorted: from a Result without building a table, else from its
+    workflows (or requests) table; None when it has neither."""
+    if hasattr(result, "arrival_times"):
+        return result.arrival_times()
+    for name in ("workflows", "requests"):
+        t = getattr(result, name, None)
+        if t is not None and "arrival_s" in t:
+            a = t["arrival_s"].to_numpy(dtype=float)
+            return np.sort(a[~np.isnan(a)])
+    return None
+
+
 def _window_rate(results, start: float, end: float) -> float:
     """Arrivals per second the runs drew inside [start, end] (mean over the runs)."""
     if not end > start:
         return math.nan
     rates = []
     for r in results:
-        t = r.arrival_times()
+        t = _arrival_times(r)
+        if t is None:
+            return math.nan
         n = int(np.searchsorted(t, end, side="right")) - int(np.searchsorted(t, start, side="left"))
         rates.append(n / (end - start))
     return float(np.mean(rates))
@@ -471,8 +486,11 @@ def _reference_growth(results, theory, start: float, end: float, batches: int) -
     mu = sc.total_rate / sload
     slopes = []
     for r in results:
+        arrivals = _arrival_times(r)
+        if arrivals is None:
+            return math.nan
         t = _column_reader(r)("time_s")
-        f = trend(t, reference_backlog(r.arrival_times(), mu, t), start, end, batches)
+        f = trend(t, reference_backlog(arrivals, mu, t), start, end, batches)
         if f is not None:
             slopes.append(f.slope)
     return float(np.mean(slopes)) / sc.total_rate if slopes else math.nan

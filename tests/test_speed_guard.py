@@ -2,6 +2,7 @@
 summary and verdict come from numpy arrays, never from pandas (a million-row DataFrame
 costs more than the run); literal arguments do not make Numba compile a function twice."""
 
+import math
 import os
 import sys
 from dataclasses import replace
@@ -44,10 +45,12 @@ def test_verdict_is_the_same_from_columns_and_from_the_dataframe():
     sc = replace(load_scenario(ROOT / "scenarios/agents/fork_join.toml"), num_requests=3000)
     res = llmsim.simulate(sc)
 
-    class Frame:  # a result that only has the DataFrame (the older interface)
+    class Frame:  # a result that only has the DataFrames (the older interface)
         scenario, summary, timeseries = res.scenario, res.summary, res.timeseries
+        workflows, requests = res.workflows, res.requests
 
     assert llmsim.verdict(Frame()) == res.verdict
+    assert math.isfinite(res.verdict.window_arrival_rate_rps)
 
 
 def test_each_kernel_function_is_compiled_once():
