@@ -214,29 +214,20 @@ def test_single_toml_upload_restores_and_bad_files_are_refused():
     assert "not a text" in errors(at)
 
 
-def test_a_restored_scenario_keeps_its_name_and_description_in_the_download(monkeypatch):
+def test_a_restored_scenario_keeps_its_name_and_description_in_the_download(downloads):
     """The downloaded TOML used to say name = "dashboard" whatever file was restored."""
-    from streamlit.delta_generator import DeltaGenerator
-    saved = {}
-    real = DeltaGenerator.download_button
-
-    def spy(self, label, data, *a, **k):
-        saved[label] = data
-        return real(self, label, data, *a, **k)
-
-    monkeypatch.setattr(DeltaGenerator, "download_button", spy)
     at = open_page(n=2000, live=0, sched="sarathi")
-    assert 'name = "dashboard"' in saved["Download scenario (TOML)"]
+    assert 'name = "dashboard"' in downloads["Download scenario (TOML)"]
     text = ('name = "my-setup"\ndescription = "A100 at 3 req/s"\n'
             + (ROOT / "scenarios" / "quickstart.toml").read_text().replace("num_requests = 20000", "num_requests = 3000"))
     at = upload(at, "single.toml_file", "quickstart.toml", text.encode())
     ok(at)
-    sc = llmsim.loads_scenario(saved["Download scenario (TOML)"])
+    sc = llmsim.loads_scenario(downloads["Download scenario (TOML)"])
     assert (sc.name, sc.description, sc.seed, sc.num_requests) == ("my-setup", "A100 at 3 req/s", 7, 3000)
     # a file without a name is named after itself (as llmsim.load_scenario names it)
     at = upload(at, "single.toml_file", "my quick[start].toml", (ROOT / "scenarios" / "quickstart.toml").read_bytes())
     ok(at)
-    sc = llmsim.loads_scenario(saved["Download scenario (TOML)"])
+    sc = llmsim.loads_scenario(downloads["Download scenario (TOML)"])
     assert (sc.name, sc.description) == ("my quick-start-", "")
 
 

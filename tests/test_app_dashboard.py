@@ -529,28 +529,19 @@ def test_capacity_page_explains_bursty_arrivals():
     assert not at.exception and not [w for w in at.warning if w.value.startswith("Bursty")]
 
 
-def test_compare_downloads_one_readable_file_per_configuration(monkeypatch):
+def test_compare_downloads_one_readable_file_per_configuration(downloads):
     """Tried as a new user would: "Download both scenarios" wrote A and B in one file that
     `python -m llmsim run` refused ("Cannot declare ('workload',) twice"); with B in error,
     B was left out without a word."""
-    from streamlit.delta_generator import DeltaGenerator
-    saved = {}
-    real = DeltaGenerator.download_button
-
-    def spy(self, label, data, *a, **k):
-        saved[label] = data
-        return real(self, label, data, *a, **k)
-
-    monkeypatch.setattr(DeltaGenerator, "download_button", spy)
     at = open_page("pages/compare.py", n=2000, live=0)
     ok(at)
-    a = llmsim.loads_scenario(saved["Download configuration A (TOML)"])
-    b = llmsim.loads_scenario(saved["Download configuration B (TOML)"])
+    a = llmsim.loads_scenario(downloads["Download configuration A (TOML)"])
+    b = llmsim.loads_scenario(downloads["Download configuration B (TOML)"])
     assert (a.engine.kv_cache_tokens, b.engine.kv_cache_tokens) == (20_000_000, 25_000)
     assert a.num_requests == b.num_requests == 2000
-    saved.clear()
+    downloads.clear()
     at = open_page("pages/compare.py", n=2000, live=0, b_sched="vllm", b_budget=64)  # 100-token prompts: refused
-    assert "Download configuration A (TOML)" in saved and "Download configuration B (TOML)" not in saved
+    assert "Download configuration A (TOML)" in downloads and "Download configuration B (TOML)" not in downloads
     assert any("Configuration B has an error" in c.value for c in at.caption), [c.value for c in at.caption]
 
 
