@@ -90,11 +90,8 @@ class Result:
         drew. Without building a table when the Result was made with them."""
         if self._arrival_times is not None:
             return self._arrival_times
-        wf = self.workflows
-        if wf is not None and len(wf) and "arrival_s" in wf:
-            return np.sort(wf["arrival_s"].to_numpy(dtype=float))
-        t = self.requests["arrival_s"].to_numpy(dtype=float)
-        return np.sort(t[~np.isnan(t)])
+        from llmsim.stability import arrivals_from_tables
+        return arrivals_from_tables(self)
     requests = property(lambda self: self._table("requests"))
     workflows = property(lambda self: self._table("workflows"))
     iterations = property(lambda self: self._table("iterations"))

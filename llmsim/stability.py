@@ -434,17 +434,20 @@ def verdict_from_runs(results, window: float = 0.5, threshold: float = 0.02, bat
 STRAY_SHARE = 0.05  # a run's window drew arrivals 5% or more away from the nominal rate: worth saying
 
 
-def _arrival_times(result) -> np.ndarray | None:
-    """A run's arrival times, sorted: from a Result without building a table, else from its
-    workflows (or requests) table; None when it has neither."""
-    if hasattr(result, "arrival_times"):
-        return result.arrival_times()
+def arrivals_from_tables(result) -> np.ndarray | None:
+    """A run's arrival times, sorted, from its workflows (else requests) table; None when it
+    has neither."""
     for name in ("workflows", "requests"):
         t = getattr(result, name, None)
-        if t is not None and "arrival_s" in t:
+        if t is not None and len(t) and "arrival_s" in t:
             a = t["arrival_s"].to_numpy(dtype=float)
             return np.sort(a[~np.isnan(a)])
     return None
+
+
+def _arrival_times(result) -> np.ndarray | None:
+    """A run's arrival times: a Result's own (no table built), else from its tables."""
+    return result.arrival_times() if hasattr(result, "arrival_times") else arrivals_from_tables(result)
 
 
 def _window_rate(results, start: float, end: float) -> float:

@@ -95,11 +95,16 @@ def fields(with_rate: bool = True) -> list[Field]:
 # ---------------------------------------------------------------------- callbacks
 
 
+def preset_kv(hw: str) -> int:
+    """A GPU/model preset's KV cache, within the dashboard's KV field range."""
+    return int(min(max(HARDWARE_PRESETS[hw].kv_cache_tokens, L.MIN_KV), L.MAX_KV))
+
+
 def _hw_changed(ps: PageState) -> None:
     st.session_state[ps.key("_hw_moved")] = True  # sync_load says where the kept rate now lies
     hw = ps.get("hw")
     if hw in HARDWARE_PRESETS:  # a preset brings its own memory; the user may still edit it
-        ps.set("kv", int(min(max(HARDWARE_PRESETS[hw].kv_cache_tokens, L.MIN_KV), L.MAX_KV)))
+        ps.set("kv", preset_kv(hw))
 
 
 def _wl_changed(ps: PageState) -> None:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import math
-
 import hashlib
+import math
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -388,12 +388,12 @@ def _alike_runs(outcomes: dict) -> bool:
 def _draw_why(run: runs.LiveRun) -> None:
     if run.outcomes:
         box = why_slot.container()
-        shared = {s.engine for w in sc.workflows for s in w.steps}
-        shared = [e for e in shared if sum(s.engine == e for w in sc.workflows for s in w.steps) > 1]
-        if _alike_runs(run.outcomes) and not run.errors and not shared:
+        alike = _alike_runs(run.outcomes) and not run.errors
+        buffers_at = Counter(s.engine for w in sc.workflows for s in w.steps)
+        if alike and max(buffers_at.values()) == 1:
             box.info(f"All {len(run.outcomes)} policies ran alike: every engine here serves a single buffer, so "
                      "no policy has an order to decide.", icon=":material/info:")
-        elif _alike_runs(run.outcomes) and not run.errors:
+        elif alike:
             # two_class: four cards and charts alike to the eye, and nothing said why (tried as a new user would)
             box.info(f"All {len(run.outcomes)} policies ran alike (calls completed, mean calls in the system and "
                      f"the 99th-percentile call time within {100 * ALIKE:.0f}% of each other). A policy decides only "

@@ -48,7 +48,7 @@ def _b_hw_changed() -> None:
     a new user would); the KV field stays editable."""
     hw = ps.get("b_hw")
     if hw in HARDWARE_PRESETS:
-        ps.set("b_kv", int(min(max(HARDWARE_PRESETS[hw].kv_cache_tokens, L.MIN_KV), L.MAX_KV)))
+        ps.set("b_kv", inputs.preset_kv(hw))
 
 
 if "b_hw" in ps.from_url and "b_kv" not in ps.from_url:  # a link's preset: as on the page
