@@ -37,6 +37,14 @@ CASES = {
         "workload": {"num_requests": 1000, "arrival": {"process": "poisson", "rate": 1.0},
                      "prompt_tokens": {"dist": "uniform", "low": 1, "high": 65_536},
                      "output_tokens": {"dist": "constant", "value": 1}}},
+    # a later single-engine link: the same with c0 = 1.1e-5 s and geometric outputs (the LP's
+    # figures near 3e-5, under the solver's tolerance: 60 pricing rounds, then the whole LP)
+    "sarathi, b = 65,536, k = 1, 1 s per prompt token, c0 = 1.1e-5 s": {
+        "seed": 1, "engine": {"scheduler": "sarathi", "token_budget": 65_536, "max_batch_size": 1,
+                              "kv_cache_tokens": 200_000_000, "batch_time": dict(SLOW_PREFILL, c0_seconds=1.1e-5)},
+        "workload": {"num_requests": 1000, "arrival": {"process": "poisson", "rate": 1.0},
+                     "prompt_tokens": {"dist": "uniform", "low": 1, "high": 65_536},
+                     "output_tokens": {"dist": "geometric", "mean": 100}}},
     # the same behind a 64-replica pool
     "sarathi, the same as a pool of 64 replicas": "pool",
     # a compare-page link whose vllm chain's capacity lies far below its decode bound
@@ -67,7 +75,26 @@ def _orca_network(n_engines, replicas=None):
     return {"toml": "\n".join(lines) + "\n"}
 
 
+def _sarathi_network(n_engines):
+    """The agents-page visitor's network of the c0 = 1.1e-5 s case: one sarathi engine per step
+    (each a different c0, so no two share a cached region), k = 1, prompts uniform 1..65,536."""
+    lines = ["seed = 1", "[run]", "num_requests = 1000"]
+    for i in range(n_engines):
+        lines += ["[[engines]]", f'name = "e{i}"', 'scheduler = "sarathi"', "token_budget = 65536",
+                  "max_batch_size = 1", "kv_cache_tokens = 200000000",
+                  f'batch_time = {{ model = "affine", c0_seconds = {1.1e-5 + i * 1e-7:.7f}, prefill_seconds_per_token = 1.0, '
+                  'decode_seconds_per_token = 0.0 }']
+    lines += ["[[workflows]]", 'name = "w"', 'arrival = { process = "poisson", rate = 0.00001 }', 'start = ["s0"]']
+    for i in range(n_engines):
+        nxt = f'"s{i + 1}"' if i + 1 < n_engines else ""
+        lines += ["[[workflows.steps]]", f'name = "s{i}"', f'engine = "e{i}"',
+                  'prompt_tokens = { dist = "uniform", low = 1, high = 65536 }',
+                  'output_tokens = { dist = "geometric", mean = 100 }', f"routes = [{{ p = 1.0, to = [{nxt}] }}]"]
+    return {"toml": "\n".join(lines) + "\n"}
+
+
 DIFFERENT = [f"{{ max_batch_size = {32 + j} }}" for j in range(64)]
+CASES["agents page: 16 sarathi engines, k = 1, 1 s per prompt token, c0 near 1.1e-5 s"] = _sarathi_network(16)
 CASES["agents page: 16 orca engines, b = 65,536, 1-token staircase steps, k = 32"] = _orca_network(16)
 CASES["agents page: 3 pools x 64 different replicas (refused by the dashboard)"] = _orca_network(3, DIFFERENT)
 CASES["agents page: 1 pool x 16 different replicas (the most the dashboard takes)"] = _orca_network(1, DIFFERENT[:16])
@@ -104,6 +131,8 @@ PREVIOUS = {  # bench/README.md, Round 19: before -> after, this VM
     "fastertransformer, b = 65,536, a trace with one 10,000,000-token output": "1.9 s, +285 MiB -> 0.7 s, +56 MiB",
     "sarathi, b = 65,536, k = 1, 1 s per prompt token": "27.3 s -> 0.55 s",
     "sarathi, the same as a pool of 64 replicas": "over 600 s (64 x 27 s) -> 0.64 s",
+    "sarathi, b = 65,536, k = 1, 1 s per prompt token, c0 = 1.1e-5 s": "1.73 s, +203 MiB (60 rounds, then the whole LP) -> 0.31 s (Round 23)",
+    "agents page: 16 sarathi engines, k = 1, 1 s per prompt token, c0 near 1.1e-5 s": "21.9 s, +277 MiB -> 0.73 s, +133 MiB (Round 23)",
     "vllm, b = 65,536, 1 s per prompt token, geometric outputs of mean 1": "ValueError (scipy's bracket) -> 0.63 s",
     "agents page: 16 orca engines, b = 65,536, 1-token staircase steps, k = 32": "26.4 s, +315 MiB -> 2.7 s, +134 MiB",
     "agents page: 3 pools x 64 different replicas (refused by the dashboard)": "314.6 s -> 35.5 s",

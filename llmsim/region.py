@@ -298,19 +298,28 @@ class Region:
 
     def _lp(self, idx, prefill, decode, chunks):
         """The LP over the batches ``idx``: (lambda, their time shares, the prices
-        (prefill, decode, chunk, time) of its rows, >= 0)."""
+        (prefill, decode, chunk, time) of its rows, >= 0).
+
+        Solved scaled: each row by its largest rate, lambda by a bound on it (the rate one row
+        alone would allow), so the solver works on figures near 1. Unscaled, a region of
+        1 s per prefill token puts lambda and every price near 3e-5 and the solver's absolute
+        tolerance (1e-7) calls a basis 1e-5 short of the optimum optimal: pricing then named
+        the better batches round after round and the LP never took them."""
         from scipy.optimize import linprog
         R = self._rates[idx]
         nb = len(idx)
+        demand = np.array([prefill, decode, chunks], dtype=float)
+        top = R.max(axis=0) if nb else np.ones(3)
+        top = np.where(top > 0, top, 1.0)
+        need = demand > 0
+        scale = float(np.min(top[need] / demand[need]))  # lambda <= scale: mu = lambda / scale <= 1
         cost = np.zeros(nb + 1)
-        cost[-1] = -1.0  # maximize lambda
+        cost[-1] = -1.0  # maximize mu
         A = np.zeros((4, nb + 1))
-        A[0, :nb], A[0, -1] = -R[:, 0], prefill
-        A[1, :nb], A[1, -1] = -R[:, 1], decode
-        A[2, :nb], A[2, -1] = -R[:, 2], chunks
+        A[:3, :nb] = -(R / top).T
+        A[:3, -1] = demand * scale / top
         A[3, :nb] = 1.0
-        res = linprog(cost, A_ub=A, b_ub=np.array([0.0, 0.0, 0.0, 1.0]),
-                      bounds=[(0, None)] * (nb + 1), method="highs")
+        res = linprog(cost, A_ub=A, b_ub=np.array([0.0, 0.0, 0.0, 1.0]), bounds=(0, None), method="highs")
         if res.status != 0:
             # finite rates make the LP bounded and feasible; a batch time whose costs differ by
             # many decades can still defeat the solver's tolerances: say which input, not a crash
@@ -318,7 +327,8 @@ class Region:
             raise ConfigError(
                 f"engine.batch_time: theory's stability region cannot be solved for these costs "
                 f"({res.message}); allowed: costs fewer decades apart (e.g. a per-token cost nearer the fixed time)")
-        return float(res.x[-1]), res.x[:nb], -np.asarray(res.ineqlin.marginals, dtype=float)
+        v = -np.asarray(res.ineqlin.marginals, dtype=float)
+        return float(res.x[-1]) * scale, res.x[:nb], np.concatenate([v[:3] / top, v[3:]])
 
     # -------------------------------------------------------------- the picture
     def vertices(self) -> list:

@@ -187,11 +187,18 @@ def test_priced_candidates_reach_the_whole_lps_optimum(bt, b, k, pc, p, d, q):
     assert r.capacity(p, d, q).rate == pytest.approx(_whole_lp(r, p, d, q), rel=1e-6)
 
 
-def test_a_wide_budget_whose_chunk_row_binds_solves_small_lps(monkeypatch):
+@pytest.mark.parametrize("c0", [1e-6, 1.1e-5, 1e-4, 1e-3])
+@pytest.mark.parametrize("decode", [1.0, 100.0])
+def test_a_wide_budget_whose_chunk_row_binds_solves_small_lps(monkeypatch, c0, decode):
     """The visitor's link (b = 65,536, k = 1, prompts uniform 1..65,536, 1 s per prefill
     token) made the LP over all 131,000 candidate batches, three times: 26-28 s per
-    analysis, twice per page view. Priced columns keep each LP to a few hundred."""
-    bt = BatchTime("affine", (1e-6, 1.0, 0.0, 0.0))
+    analysis, twice per page view. Priced columns keep each LP to a few hundred.
+
+    At c0 = 1.1e-5 s (a later visitor's link) lambda and every price lay near 3e-5, under
+    the solver's absolute tolerance: it called a basis 1e-5 short of the optimum optimal,
+    pricing named the better batches for 60 rounds, and the whole LP ran after all (2 s
+    per engine). The LP is solved scaled: one round, the hull's three batches."""
+    bt = BatchTime("affine", (c0, 1.0, 0.0, 0.0))
     r = Region(bt, 65536, 1, 65536)
     sizes = []
     lp = Region._lp
@@ -200,10 +207,11 @@ def test_a_wide_budget_whose_chunk_row_binds_solves_small_lps(monkeypatch):
         sizes.append(len(idx))
         return lp(self, idx, *a)
     monkeypatch.setattr(Region, "_lp", counted)
-    cap = r.capacity(32768.5, 1.0, 1.0)
-    assert len(r._x) > 100_000 and max(sizes) < 1000 and len(sizes) <= 10, sizes
-    # one prefill batch of b tokens per request's worth of chunks: lambda = 1 / (seconds per request)
-    assert cap.rate == pytest.approx(1 / (32768.5 * 1.0 + 2 * 1e-6), rel=1e-6)
+    cap = r.capacity(32768.5, decode, 1.0)
+    assert len(r._x) > 100_000 and max(sizes) < 1000 and len(sizes) <= 3, sizes
+    # half a prefill batch of b tokens and half of one token carry a request's prompt in one
+    # chunk; each batch (those two halves and `decode` decode batches) costs c0 besides its tokens
+    assert cap.rate == pytest.approx(1 / (32768.5 * 1.0 + (decode + 1) * c0), rel=1e-9)
 
 
 @pytest.mark.parametrize("b", [8192, 65536])
