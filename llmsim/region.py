@@ -256,6 +256,7 @@ class Region:
         # none would (LP duality: the optimum over every batch)
         idx = self._start()
         lam_before = -math.inf
+        flat = 0  # rounds in a row that did not raise lambda
         for _ in range(self.PRICING_ROUNDS):
             lam, s, u = self._lp(idx, prefill, decode, chunks)
             priced = self._rates @ u[:3]
@@ -265,16 +266,24 @@ class Region:
             better = np.nonzero(gain > 1e-9 * scale)[0]
             if len(better) == 0:
                 break
-            # u3 + max gain bounds the LP over every candidate (a dual-feasible point): when
-            # that is within STALL_GAP of lambda and the last round did not raise lambda, the
-            # gains are the solver's tolerance (degenerate regions: a batch time linear in
-            # the token load puts every candidate on one plane), not better batches
-            if lam <= lam_before * (1 + 1e-12) and float(gain.max()) <= self.STALL_GAP * u[3]:
-                break
+            if lam <= lam_before * (1 + 1e-12):
+                # u3 + max gain bounds the LP over every candidate (a dual-feasible point): when
+                # that is within STALL_GAP of lambda, the gains are the solver's tolerance
+                # (degenerate regions: a batch time linear in the token load puts every
+                # candidate on one plane), not better batches
+                if float(gain.max()) <= self.STALL_GAP * u[3]:
+                    break
+                flat += 1
+                if flat >= self.FLAT_ROUNDS:
+                    break  # stalled: the whole LP below, at once (not a round per 64 batches)
+            else:
+                flat = 0
             lam_before = lam
             best = better[np.argsort(-gain[better])[:self.PRICED_PER_ROUND]]
             idx = np.concatenate([idx, best])
-        else:  # not expected; the whole LP is exact at any size
+        else:
+            flat = self.FLAT_ROUNDS
+        if flat >= self.FLAT_ROUNDS:  # not expected; the whole LP is exact at any size
             idx = np.arange(len(self._x))
             lam, s, _ = self._lp(idx, prefill, decode, chunks)
         on = np.nonzero(s > 1e-9)[0]
@@ -293,6 +302,7 @@ class Region:
         return self._start_idx
 
     PRICING_ROUNDS = 60      # column-generation rounds before the whole LP is solved
+    FLAT_ROUNDS = 3          # rounds in a row that do not raise lambda before the whole LP is solved
     STALL_GAP = 1e-5         # relative gap to the certified bound at which a stalled pricing stops
     PRICED_PER_ROUND = 64    # candidate batches joining per round (the most promising)
 
@@ -312,7 +322,10 @@ class Region:
         top = R.max(axis=0) if nb else np.ones(3)
         top = np.where(top > 0, top, 1.0)
         need = demand > 0
-        scale = float(np.min(top[need] / demand[need]))  # lambda <= scale: mu = lambda / scale <= 1
+        with np.errstate(over="ignore"):
+            scale = float(np.min(top[need] / demand[need]))  # lambda <= scale: mu = lambda / scale <= 1
+        if not 0 < scale < math.inf:
+            scale = 1.0  # a demand near 0 on every row (1e-310 tokens): unscaled
         cost = np.zeros(nb + 1)
         cost[-1] = -1.0  # maximize mu
         A = np.zeros((4, nb + 1))

@@ -60,7 +60,8 @@ def check(label: str, value, lo, hi, unit: str = "", why: str = "") -> str | Non
 
 def _fmt(x) -> str:
     if isinstance(x, int):
-        return f"{x:,}"
+        # a link's b=1e308 is a whole number of 309 digits: shown as 1e+308, not echoed whole
+        return f"{x:,}" if abs(x) < 10**15 else f"{float(x):.6g}"
     if isinstance(x, float):
         return f"{x:,.6g}"
     return str(x)

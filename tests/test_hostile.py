@@ -1073,3 +1073,12 @@ def test_a_step_of_thousands_of_routes_is_drawn_with_one_edge_per_target():
     few = N.dot(net(N.MAX_ROUTES_DRAWN))
     assert "routes)" not in few  # drawn route by route
     assert sum(ln.strip().startswith("s0_0 ->") for ln in few.splitlines()) == N.MAX_ROUTES_DRAWN
+
+
+def test_a_huge_link_number_is_not_echoed_digit_by_digit():
+    """/model?b=1e308 is a whole number of 309 digits: the error showed all of them (with
+    commas, 411 characters). It is shown as 1e+308 beside the allowed range."""
+    at = page("pages/model.py", b="1e308")
+    msg = shown(at)
+    assert "1e+308 is outside the allowed range 1 to 65,536" in msg, msg
+    assert "0" * 20 not in msg and len(msg) < 300, msg

@@ -214,6 +214,27 @@ def test_a_wide_budget_whose_chunk_row_binds_solves_small_lps(monkeypatch, c0, d
     assert cap.rate == pytest.approx(1 / (32768.5 * 1.0 + (decode + 1) * c0), rel=1e-9)
 
 
+def test_a_stalled_pricing_solves_the_whole_lp_after_a_few_rounds(monkeypatch):
+    """Should the solver stall again (lambda flat while its prices name better batches), the
+    work stays bounded: after Region.FLAT_ROUNDS flat rounds the whole LP is solved at once,
+    not 60 rounds of growing LPs first."""
+    r = Region(BatchTime("affine", (1.1e-5, 1.0, 0.0, 0.0)), 65536, 1, 65536)
+    lp = Region._lp
+    sizes = []
+
+    def stuck(self, idx, *a):  # a solver that never takes a better batch, until the whole LP
+        sizes.append(len(idx))
+        if len(idx) == len(self._x):
+            return lp(self, idx, *a)
+        s = np.zeros(len(idx))
+        s[0] = 1.0
+        return 1e-9, s, np.array([1.0, 0.0, 0.0, 1e-12])
+    monkeypatch.setattr(Region, "_lp", stuck)
+    cap = r.capacity(32768.5, 100.0, 1.0)
+    assert sizes[-1] == len(r._x) and len(sizes) == Region.FLAT_ROUNDS + 2, sizes
+    assert cap.rate == pytest.approx(1 / (32768.5 + 101 * 1.1e-5), rel=1e-9)
+
+
 @pytest.mark.parametrize("b", [8192, 65536])
 def test_a_region_on_one_plane_stops_pricing_within_its_certified_gap(monkeypatch, b):
     """A staircase of 1-token steps is linear in the token load: every candidate batch lies on
