@@ -194,7 +194,12 @@ def test_every_page_at_three_widths(app):
         document.querySelectorAll('[data-testid="stGraphVizChart"] svg text'),
         t => t.getBoundingClientRect().height).filter(h => h > 0))""")
     assert label_px >= 9, f"the network drawing's smallest label is {label_px:.1f} px tall on a phone"
+    # and says it scrolls (a phone hides scrollbars until touched); the hint is hidden when wide
+    hint = page.locator(".st-key-graph-hint")
+    assert hint.is_visible() and "sideways" in hint.inner_text()
     page.set_viewport_size(B.VIEWPORT)
+    page.wait_for_timeout(300)
+    assert not hint.is_visible()
     lap("phone")
 
     # ---- run another simulation: a new arrival rate, stopped midway and resumed
