@@ -60,10 +60,20 @@ def _merged_routes(s, steps, ids, wi, done, col) -> list[str]:
     return out
 
 
+def buffer_names(sc: Scenario) -> list[str]:
+    """Every buffer (workflow.step), in the order the agents page charts them."""
+    return [f"{w.name}.{s.name}" for w in sc.workflows for s in w.steps]
+
+
 def dot(sc: Scenario, loads: dict | None = None) -> str:
     """DOT text of the network; loads: engine name -> nominal load (shown in its box)."""
     colours = palette.categorical([w.name for w in sc.workflows])
     wcol = dict(zip(colours.domain, colours.range))
+    # a buffer takes its line's colour in the page's chart of buffers (the same palette, in the
+    # same order); arrows keep their workflow's: a diagram coloured by workflow beside lines
+    # coloured by buffer matched nothing (tried as a new user would)
+    fills = palette.categorical(buffer_names(sc))
+    bcol = dict(zip(fills.domain, fills.range))
     rank = ranks(sc)
     # size "...!" scales the drawing up to fill about a page column (Graphviz draws small)
     # one engine: its steps top to bottom, else the engines side by side
@@ -97,9 +107,9 @@ def dot(sc: Scenario, loads: dict | None = None) -> str:
                 label = f"{name}\nprompt ≈ {_mean(s.prompt_tokens)} · output ≈ {_mean(s.output_tokens)}"
                 if extra:
                     label += "\n" + " · ".join(extra)
-                col = wcol[w.name]
-                lines.append(f"    {ids[(wi, s.name)]} [label={_q(label)}, fillcolor={_q(col + '30')}, "
-                             f"color={_q(col)}{', peripheries=2' if s.join else ''}];")
+                col = bcol[name]
+                lines.append(f"    {ids[(wi, s.name)]} [label={_q(label)}, fillcolor={_q(col + '40')}, "
+                             f"color={_q(col)}, penwidth=2.4{', peripheries=2' if s.join else ''}];")
         lines.append("  }")
     for wi, w in enumerate(sc.workflows):
         col = wcol[w.name]

@@ -309,7 +309,8 @@ with a:
     st.subheader("The network")
     st.graphviz_chart(network.dot(sc, loads), width="stretch")
     phone_nav.graph_hint("the network")
-    st.caption("Boxes are engines; inside each, one buffer per workflow step served there (arrows: the order of "
+    st.caption("Boxes are engines; inside each, one buffer per workflow step served there, in the colour of its "
+               "line in the chart of waiting calls below (arrows, in their workflow's colour: the order of "
                "a workflow's calls; p: routing probability; ×k: k parallel calls; double border: a join that "
                "waits for all its parents).")
 with b:
@@ -430,7 +431,7 @@ grid = []
 for i in range(0, len(labels), 2):
     row = st.columns(2)
     grid += [row[0].empty(), row[1].empty()]
-buffers = [f"{w.name}.{s.name}" for w, s in steps]
+buffers = network.buffer_names(file_sc)  # the diagram's buffers take these lines' colours
 
 
 def _draw_chart(run: runs.LiveRun, live: bool = False) -> None:

@@ -748,3 +748,20 @@ def test_a_new_gpu_that_moves_the_load_far_says_the_rate_was_kept():
     assert len(notes) == 1 and notes[0].startswith("The arrival rate stays at 15.5 req/s on this GPU: load ρ 0.071")
     at.number_input(key="single.seed").set_value(3).run()  # said once, at the change
     assert not [i.value for i in at.sidebar.info if "stays at" in i.value]
+
+
+def test_the_network_drawing_colours_each_buffer_as_its_line_in_the_chart():
+    """The drawing coloured buffers by workflow, the chart below by buffer: a buffer's box and its
+    line did not match (tried as a new user would). Each box now takes its line's colour."""
+    from llmsim_ui import network, palette
+    sc = llmsim.load_scenario(ROOT / "scenarios" / "agents" / "react.toml")
+    names = network.buffer_names(sc)
+    assert len(names) >= 3 and len(set(names)) == len(names)
+    scale = palette.categorical(names)  # the chart's colours (pages/agents.py)
+    text = network.dot(sc)
+    for wi, w in enumerate(sc.workflows):
+        for si, s in enumerate(w.steps):
+            col = dict(zip(scale.domain, scale.range))[f"{w.name}.{s.name}"]
+            node = re.search(rf"^\s*s{wi}_{si} \[label=.*$", text, re.M).group(0)
+            assert f'color="{col}"' in node and f'fillcolor="{col}40"' in node, node
+    assert len({dict(zip(scale.domain, scale.range))[n] for n in names}) == len(names)  # told apart
