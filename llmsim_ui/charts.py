@@ -290,17 +290,24 @@ def throughput(points: pd.DataFrame, theory: float, critical: pd.DataFrame, csca
 
 def latency(df: pd.DataFrame, series: str, cscale: alt.Scale) -> alt.Chart:
     """One dot per scheduler for each latency measure, on a log scale (unstable runs
-    reach minutes while stable ones stay at milliseconds; a log axis cannot start bars at 0)."""
+    reach minutes while stable ones stay at milliseconds; a log axis cannot start bars at 0).
+
+    The measures are rows, their names horizontal beside them: as columns, a phone's width
+    (375 px) left room for every other name and Vega dropped the p99s (tried as a new user
+    would). The legend wraps in rows of two under the chart (one row cut "sarathi" short)."""
     import altair as alt
     legend_sel = alt.selection_point(name="pick", fields=[series], bind="legend")
     base = alt.Chart(df).encode(
-        x=alt.X("measure:N", title=None, sort=list(dict.fromkeys(df["measure"])), axis=alt.Axis(labelAngle=0)),
-        xOffset=alt.XOffset(f"{series}:N", scale=alt.Scale(domain=list(cscale.domain))),
-        y=alt.Y("seconds:Q", title="seconds (log scale)", scale=alt.Scale(type="log")),
+        y=alt.Y("measure:N", title=None, sort=list(dict.fromkeys(df["measure"])),
+                axis=alt.Axis(labelLimit=0, labelFontSize=12)),
+        yOffset=alt.YOffset(f"{series}:N", scale=alt.Scale(domain=list(cscale.domain))),
+        x=alt.X("seconds:Q", title="seconds (log scale)", scale=alt.Scale(type="log")),
         # labels uncut (a phone's legend read "sara")
-        color=alt.Color(f"{series}:N", scale=cscale, legend=alt.Legend(orient="top", title=None, labelLimit=0)),
+        color=alt.Color(f"{series}:N", scale=cscale,
+                        legend=alt.Legend(orient="bottom", title=None, labelLimit=0, columns=2)),
         opacity=alt.condition(legend_sel, alt.value(1.0), alt.value(0.15)),
         tooltip=[alt.Tooltip(f"{series}:N"), alt.Tooltip("measure:N"),
                  alt.Tooltip("seconds:Q", format=",.4~g")],
     )
-    return base.mark_circle(size=140).add_params(legend_sel).properties(height=260)
+    rows = df["measure"].nunique() * max(1, len(cscale.domain))
+    return base.mark_circle(size=110).add_params(legend_sel).properties(height=max(200, 13 * rows))

@@ -170,6 +170,15 @@ def test_every_page_at_three_widths(app):
     _clean(page)
     _nothing_cut(page)
     _shot(page, "single-engine-1024", 1024, 768)
+    # the verdict cards' titles on one line and their badges level ("fastertransformer" wrapped
+    # under its square and its badge sat a line below the others'; tried as a new user would)
+    cards = page.evaluate("""() => Array.from(document.querySelectorAll('.llmsim-swatch'),
+        e => [e.getBoundingClientRect().top, e.getBoundingClientRect().height, e.scrollWidth - e.clientWidth])""")
+    badges = page.evaluate("""() => Array.from(document.querySelectorAll('.stMarkdownBadge'),
+        e => e.getBoundingClientRect().top).slice(0, 4)""")
+    assert len(cards) == 4 and len({round(t) for t, _, _ in cards}) == 1 and len({round(h) for _, h, _ in cards}) == 1, cards
+    assert all(over <= 0 for _, _, over in cards), cards
+    assert len(badges) == 4 and max(badges) - min(badges) < 2, badges
     lap("projector")
 
     # ---- phone, 375 px: the page links are on screen (Streamlit's own top navigation is not)
@@ -183,6 +192,16 @@ def test_every_page_at_three_widths(app):
     assert links.count() == len(phone_nav.PAGES)
     _clean(page)
     _shot(page, "single-engine-phone", 375, 800)
+    # every latency measure named on a phone (as columns, Vega dropped the p99s for room) and
+    # every scheduler in the legend
+    B.wait_text(page, "Latency percentiles", 120)
+    page.wait_for_timeout(1000)
+    names = page.evaluate("""() => { const c = Array.from(document.querySelectorAll('[data-testid="stVegaLiteChart"]')).pop();
+        return [Array.from(c.querySelectorAll('.role-axis-label text'), t => t.textContent),
+                Array.from(c.querySelectorAll('.role-legend-label text'), t => t.textContent)]; }""")
+    for m in ("TTFT p50", "TTFT p99", "TBT p50", "TBT p99", "end-to-end p50", "end-to-end p99"):
+        assert m in names[0], names
+    assert names[1] == ["fastertransformer", "vllm", "orca", "sarathi"], names
     nav.locator('a[href="compare"]').click()
     B.wait_text(page, "Compare — two configurations", 60)
     # the agents page's network drawing keeps legible text (it scrolls sideways): scaled to
