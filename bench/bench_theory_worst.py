@@ -57,40 +57,37 @@ CASES = {
 }
 
 
+def _chain(engines, rate, prompt, output):
+    """A one-workflow network TOML: engine i (its TOML lines, after its name) serves step i,
+    step i calls step i + 1."""
+    lines = ["seed = 1", "[run]", "num_requests = 1000"]
+    for i, body in enumerate(engines):
+        lines += ["[[engines]]", f'name = "e{i}"'] + body
+    lines += ["[[workflows]]", 'name = "w"', f'arrival = {{ process = "poisson", rate = {rate} }}', 'start = ["s0"]']
+    for i in range(len(engines)):
+        nxt = f'"s{i + 1}"' if i + 1 < len(engines) else ""
+        lines += ["[[workflows.steps]]", f'name = "s{i}"', f'engine = "e{i}"', f"prompt_tokens = {prompt}",
+                  f"output_tokens = {output}", f"routes = [{{ p = 1.0, to = [{nxt}] }}]"]
+    return {"toml": "\n".join(lines) + "\n"}
+
+
 def _orca_network(n_engines, replicas=None):
     """The agents-page visitor's network: orca engines (or pools of `replicas`, TOML inline
     tables) at b = 65,536 with a staircase of 1-token steps, one step each, 65,536-token prompts."""
-    lines = ["seed = 1", "[run]", "num_requests = 1000"]
-    for i in range(n_engines):
-        lines += ["[[engines]]", f'name = "e{i}"', 'scheduler = "orca"', "token_budget = 65536",
-                  "kv_cache_tokens = 50000000",
-                  f'batch_time = {{ model = "staircase", c_seconds = 0.01128, a_seconds = {0.03547 + i * 1e-5:.5f}, b0 = 1 }}']
-        lines += [f"replicas = [{', '.join(replicas)}]"] if replicas else ["max_batch_size = 32"]
-    lines += ["[[workflows]]", 'name = "w"', 'arrival = { process = "poisson", rate = 0.01 }', 'start = ["s0"]']
-    for i in range(n_engines):
-        nxt = f'"s{i + 1}"' if i + 1 < n_engines else ""
-        lines += ["[[workflows.steps]]", f'name = "s{i}"', f'engine = "e{i}"',
-                  'prompt_tokens = { dist = "constant", value = 65536 }',
-                  'output_tokens = { dist = "constant", value = 100 }', f"routes = [{{ p = 1.0, to = [{nxt}] }}]"]
-    return {"toml": "\n".join(lines) + "\n"}
+    engines = [['scheduler = "orca"', "token_budget = 65536", "kv_cache_tokens = 50000000",
+                f'batch_time = {{ model = "staircase", c_seconds = 0.01128, a_seconds = {0.03547 + i * 1e-5:.5f}, b0 = 1 }}']
+               + ([f"replicas = [{', '.join(replicas)}]"] if replicas else ["max_batch_size = 32"])
+               for i in range(n_engines)]
+    return _chain(engines, "0.01", '{ dist = "constant", value = 65536 }', '{ dist = "constant", value = 100 }')
 
 
 def _sarathi_network(n_engines):
     """The agents-page visitor's network of the c0 = 1.1e-5 s case: one sarathi engine per step
     (each a different c0, so no two share a cached region), k = 1, prompts uniform 1..65,536."""
-    lines = ["seed = 1", "[run]", "num_requests = 1000"]
-    for i in range(n_engines):
-        lines += ["[[engines]]", f'name = "e{i}"', 'scheduler = "sarathi"', "token_budget = 65536",
-                  "max_batch_size = 1", "kv_cache_tokens = 200000000",
-                  f'batch_time = {{ model = "affine", c0_seconds = {1.1e-5 + i * 1e-7:.7f}, prefill_seconds_per_token = 1.0, '
-                  'decode_seconds_per_token = 0.0 }']
-    lines += ["[[workflows]]", 'name = "w"', 'arrival = { process = "poisson", rate = 0.00001 }', 'start = ["s0"]']
-    for i in range(n_engines):
-        nxt = f'"s{i + 1}"' if i + 1 < n_engines else ""
-        lines += ["[[workflows.steps]]", f'name = "s{i}"', f'engine = "e{i}"',
-                  'prompt_tokens = { dist = "uniform", low = 1, high = 65536 }',
-                  'output_tokens = { dist = "geometric", mean = 100 }', f"routes = [{{ p = 1.0, to = [{nxt}] }}]"]
-    return {"toml": "\n".join(lines) + "\n"}
+    engines = [['scheduler = "sarathi"', "token_budget = 65536", "max_batch_size = 1", "kv_cache_tokens = 200000000",
+                f'batch_time = {{ model = "affine", c0_seconds = {1.1e-5 + i * 1e-7:.7f}, prefill_seconds_per_token = 1.0, '
+                'decode_seconds_per_token = 0.0 }'] for i in range(n_engines)]
+    return _chain(engines, "0.00001", '{ dist = "uniform", low = 1, high = 65536 }', '{ dist = "geometric", mean = 100 }')
 
 
 DIFFERENT = [f"{{ max_batch_size = {32 + j} }}" for j in range(64)]
