@@ -339,8 +339,14 @@ def test_compare_page_two_kv_sizes_same_arrivals():
 
 
 def _swatches(at):
-    return {m.value.split("**")[1]: m.value.split("color:")[1].split(";")[0]
-            for m in at.markdown if "■" in m.value}
+    """Card title -> its square's colour (widgets.swatch)."""
+    import html
+    out = {}
+    for m in at.markdown:
+        found = re.search(r"<span style='color:(#[0-9A-Fa-f]+);[^']*'>■</span> <strong[^>]*>(.*?)</strong>", m.value)
+        if found:
+            out[html.unescape(found.group(2))] = found.group(1)
+    return out
 
 
 def test_compare_colours_are_the_schedulers_or_none_of_theirs():
