@@ -9,6 +9,7 @@ from scipy.optimize import linprog
 
 from llmsim import analyze, scenario_from_table
 from llmsim.config import BatchTime
+from llmsim.workload import ConfigError
 from llmsim.region import Region
 
 STAIR = BatchTime("staircase", (0.01128, 0.03547, 128.0))
@@ -233,6 +234,18 @@ def test_a_stalled_pricing_solves_the_whole_lp_after_a_few_rounds(monkeypatch):
     cap = r.capacity(32768.5, 100.0, 1.0)
     assert sizes[-1] == len(r._x) and len(sizes) == Region.FLAT_ROUNDS + 2, sizes
     assert cap.rate == pytest.approx(1 / (32768.5 + 101 * 1.1e-5), rel=1e-9)
+
+
+def test_an_lp_the_solver_cannot_finish_is_an_error_naming_the_batch_time(monkeypatch):
+    """A solver that gives up (HiGHS's status 4, numerical difficulties) is a ConfigError naming
+    engine.batch_time and what to change, not a traceback."""
+    import scipy.optimize
+
+    class GaveUp:
+        status, message = 4, "Numerical difficulties encountered"
+    monkeypatch.setattr(scipy.optimize, "linprog", lambda *a, **k: GaveUp())
+    with pytest.raises(ConfigError, match=r"engine\.batch_time: theory's stability region cannot be solved .*allowed:"):
+        Region(BatchTime("affine", (1e-3, 1.0, 1e-6, 0.0)), 4096, 2, 4096).capacity(2.0, 100.0, 1.0)
 
 
 @pytest.mark.parametrize("b", [8192, 65536])
