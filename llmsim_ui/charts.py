@@ -297,11 +297,19 @@ def latency(df: pd.DataFrame, series: str, cscale: alt.Scale) -> alt.Chart:
     would). The legend wraps in rows of two under the chart (one row cut "sarathi" short)."""
     import altair as alt
     legend_sel = alt.selection_point(name="pick", fields=[series], bind="legend")
+    # a rule between rows and a gap inside each (a row's dots spread over most of the space to
+    # the next one's, with nothing between: which row a dot was in was a guess); grid lines at
+    # powers of ten only (a log axis drew nine a decade)
+    sec = df["seconds"].to_numpy(dtype=float)
+    decades = [10.0 ** k for k in range(math.floor(math.log10(sec.min())), math.ceil(math.log10(sec.max())) + 1)]
     base = alt.Chart(df).encode(
         y=alt.Y("measure:N", title=None, sort=list(dict.fromkeys(df["measure"])),
-                axis=alt.Axis(labelLimit=0, labelFontSize=12)),
+                scale=alt.Scale(paddingInner=0.35, paddingOuter=0.2),
+                axis=alt.Axis(labelLimit=0, labelFontSize=12, grid=True, bandPosition=1, gridColor="#C8CCD4",
+                              ticks=False)),
         yOffset=alt.YOffset(f"{series}:N", scale=alt.Scale(domain=list(cscale.domain))),
-        x=alt.X("seconds:Q", title="seconds (log scale)", scale=alt.Scale(type="log")),
+        x=alt.X("seconds:Q", title="seconds (log scale)", scale=alt.Scale(type="log"),
+                axis=alt.Axis(values=decades, format="~g")),
         # labels uncut (a phone's legend read "sara")
         color=alt.Color(f"{series}:N", scale=cscale,
                         legend=alt.Legend(orient="bottom", title=None, labelLimit=0, columns=2)),

@@ -67,11 +67,11 @@ def buffer_names(sc: Scenario) -> list[str]:
 
 def dot(sc: Scenario, loads: dict | None = None) -> str:
     """DOT text of the network; loads: engine name -> nominal load (shown in its box)."""
-    colours = palette.categorical([w.name for w in sc.workflows])
-    wcol = dict(zip(colours.domain, colours.range))
     # a buffer takes its line's colour in the page's chart of buffers (the same palette, in the
-    # same order); arrows keep their workflow's: a diagram coloured by workflow beside lines
-    # coloured by buffer matched nothing (tried as a new user would)
+    # same order), and an arrow the colour of the buffer it leaves (an arrival's: the buffer it
+    # enters): a drawing coloured by workflow beside lines coloured by buffer matched nothing,
+    # and workflow-coloured arrows beside buffer-coloured boxes gave one colour two meanings
+    # (tried as a new user would)
     fills = palette.categorical(buffer_names(sc))
     bcol = dict(zip(fills.domain, fills.range))
     rank = ranks(sc)
@@ -112,15 +112,15 @@ def dot(sc: Scenario, loads: dict | None = None) -> str:
                              f"color={_q(col)}, penwidth=2.4{', peripheries=2' if s.join else ''}];")
         lines.append("  }")
     for wi, w in enumerate(sc.workflows):
-        col = wcol[w.name]
         src, done = f"in{wi}", f"out{wi}"
         arrive = _q(f"{w.name} arrives" + "\n" + f"{w.arrival.rate:.3g} per s")
-        lines.append(f'  {src} [label={arrive}, shape=plaintext, style="", fontcolor={_q(col)}];')
-        lines.append(f'  {done} [label={_q(w.name + " done")}, shape=plaintext, style="", fontcolor={_q(col)}];')
+        lines.append(f'  {src} [label={arrive}, shape=plaintext, style="", fontcolor="#333333"];')
+        lines.append(f'  {done} [label={_q(w.name + " done")}, shape=plaintext, style="", fontcolor="#333333"];')
         for st in w.start:
-            lines.append(f"  {src} -> {ids[(wi, st)]} [color={_q(col)}];")
+            lines.append(f"  {src} -> {ids[(wi, st)]} [color={_q(bcol[f'{w.name}.{st}'])}];")
         steps = {s.name: s for s in w.steps}
         for s in w.steps:
+            col = bcol[f"{w.name}.{s.name}"]
             if len(s.routes) > MAX_ROUTES_DRAWN:
                 lines += _merged_routes(s, steps, ids, wi, done, col)
                 continue

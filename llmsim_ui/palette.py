@@ -27,13 +27,7 @@ for _name, _colour in zip([s for s in SCHEDULERS if s not in SCHEDULER_COLORS],
                           ["#CC79A7", "#56B4E9", "#F0E442", "#000000"]):
     SCHEDULER_COLORS[_name] = _colour
 
-POLICY_COLORS: dict[str, str] = {
-    "fcfs": "#0072B2",
-    "priority": "#D55E00",
-    "reversed priority": "#009E73",
-    "max-pressure": "#CC79A7",
-    "as configured": "#666666",
-}
+NEUTRAL = "#5A6270"  # a card's square where colours mean something else on the page (agents: buffers)
 
 # st.badge colour names
 VERDICT_BADGE: dict[str, tuple[str, str]] = {
@@ -70,8 +64,12 @@ def scale(names, mapping: dict[str, str]) -> alt.Scale:
 
 
 def categorical(names) -> alt.Scale:
-    """Colours for names without a fixed mapping (workflow buffers), in order."""
+    """Colours for names without a fixed mapping (workflow buffers), in order: the first four
+    far apart in hue (Okabe-Ito's orange second, beside its vermilion fourth, read as one colour
+    in a busy chart of cyclic's four buffers; tried as a new user would), yellow last (faint on
+    white)."""
     import altair as alt
     names = list(dict.fromkeys(names))
-    pal = _OKABE_ITO + ["#999999", "#882255", "#44AA99", "#117733", "#332288", "#DDCC77"]
+    pal = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#56B4E9", "#E69F00", "#000000",
+           "#882255", "#44AA99", "#332288", "#999999", "#117733", "#DDCC77", "#F0E442"]
     return alt.Scale(domain=names, range=[pal[i % len(pal)] for i in range(len(names))])

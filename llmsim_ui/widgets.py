@@ -85,13 +85,16 @@ def seconds(x) -> str:
     return f"{x / 60:,.1f} min"
 
 
-def swatch(name: str, colour: str) -> None:
+def swatch(name: str, colour: str, row=()) -> None:
     """A card's title: its colour's square and its name on one line at any column width. On a
     projector (1024 px, four cards) "fastertransformer" wrapped under its square and its
     badge sat a line below the other cards' (tried as a new user would): the name's size
-    now shrinks to fit its card (a container query: cqw is 1% of the card's width)."""
+    now shrinks to fit its card (a container query: cqw is 1% of the card's width). `row`:
+    the names of every card in the row, which then share the size of the longest (one name
+    smaller than the rest read as another kind of heading)."""
     import html
-    fit = f"calc((100cqw - 1.4rem) / {0.54 * max(len(name), 1):.2f})"  # bold sans: about 0.54 em a character
+    chars = max([len(name), *map(len, row)], default=1)
+    fit = f"calc((100cqw - 1.4rem) / {0.54 * max(chars, 1):.2f})"  # bold sans: about 0.54 em a character
     st.markdown(f"<div class='llmsim-swatch' style='container-type:inline-size;white-space:nowrap'>"
                 f"<span style='color:{colour};font-size:1.3em'>■</span> "
                 f"<strong style='font-size:min(1em,{fit})'>{html.escape(name)}</strong></div>",

@@ -309,10 +309,11 @@ with a:
     st.subheader("The network")
     st.graphviz_chart(network.dot(sc, loads), width="stretch")
     phone_nav.graph_hint("the network")
-    st.caption("Boxes are engines; inside each, one buffer per workflow step served there, in the colour of its "
-               "line in the chart of waiting calls below (arrows, in their workflow's colour: the order of "
-               "a workflow's calls; p: routing probability; ×k: k parallel calls; double border: a join that "
-               "waits for all its parents).")
+    st.caption("Each grey panel is an engine. Inside it, each coloured box is a buffer: the calls of one workflow "
+               "step waiting at that engine, drawn in the colour of its line in the charts of waiting calls "
+               "below. Arrows give the order of a workflow's calls, each in the colour of the buffer it leaves "
+               "(p: routing probability; ×k: k parallel calls; double border: a join that waits for all its "
+               "parents).")
 with b:
     st.subheader("Load per engine")
     st.dataframe(pd.DataFrame([{"engine": e.name, "capacity b/t(b), tok/s": round(e.token_capacity),
@@ -341,7 +342,9 @@ cols = st.columns(max(1, len(labels)))
 cards = {}
 for col, v in zip(cols, labels):
     with col:
-        widgets.swatch(v, palette.POLICY_COLORS.get(v, "#888"))
+        # a neutral square: the page's colours are its buffers' (a policy's own colour matched a
+        # buffer's line below it; tried as a new user would)
+        widgets.swatch(v, palette.NEUTRAL, row=labels)
         cards[v] = st.empty()
 
 

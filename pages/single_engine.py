@@ -116,7 +116,7 @@ cols = st.columns(max(1, len(labels)))
 cards, fixes = {}, {}
 for col, s in zip(cols, labels):
     with col:
-        widgets.swatch(s, palette.SCHEDULER_COLORS.get(s, "#888"))
+        widgets.swatch(s, palette.SCHEDULER_COLORS.get(s, "#888"), row=labels)
         if s in refused:  # drawn once: it does not change while the others run
             widgets.badge("error")
             st.caption(plain(refused[s]))
