@@ -90,7 +90,18 @@ def _sarathi_network(n_engines):
     return _chain(engines, "0.00001", '{ dist = "uniform", low = 1, high = 65536 }', '{ dist = "geometric", mean = 100 }')
 
 
+def _ft_network(n_engines):
+    """A hostile pass's agents link: fastertransformer engines at b = 65,536 with 1-token prompts
+    (decode batches of every size up to 65,536), each a different piecewise time."""
+    engines = [['scheduler = "fastertransformer"', "token_budget = 65536", "kv_cache_tokens = 50000000",
+                f'batch_time = {{ model = "piecewise", c_seconds = 0.01, a_seconds = {1e-4 + i * 1e-7:.7f}, b0 = 128, '
+                'context_seconds_per_token = 1e-9 }'] for i in range(n_engines)]
+    return _chain(engines, "0.001", '{ dist = "constant", value = 1 }',
+                  '{ dist = "lognormal", mean = 101, cv = 20, max = 65536 }')
+
+
 DIFFERENT = [f"{{ max_batch_size = {32 + j} }}" for j in range(64)]
+CASES["agents page: 16 fastertransformer engines, b = 65,536, 1-token prompts, piecewise times"] = _ft_network(16)
 CASES["agents page: 16 sarathi engines, k = 1, 1 s per prompt token, c0 near 1.1e-5 s"] = _sarathi_network(16)
 CASES["agents page: 16 orca engines, b = 65,536, 1-token staircase steps, k = 32"] = _orca_network(16)
 CASES["agents page: 3 pools x 64 different replicas (refused by the dashboard)"] = _orca_network(3, DIFFERENT)
@@ -130,6 +141,7 @@ PREVIOUS = {  # bench/README.md, Round 19: before -> after, this VM
     "sarathi, the same as a pool of 64 replicas": "over 600 s (64 x 27 s) -> 0.64 s",
     "sarathi, b = 65,536, k = 1, 1 s per prompt token, c0 = 1.1e-5 s": "1.73 s, +203 MiB (60 rounds, then the whole LP) -> 0.31 s (Round 23)",
     "agents page: 16 sarathi engines, k = 1, 1 s per prompt token, c0 near 1.1e-5 s": "21.9 s, +277 MiB -> 0.73 s, +133 MiB (Round 23)",
+    "agents page: 16 fastertransformer engines, b = 65,536, 1-token prompts, piecewise times": "5.2 s -> 1.5 s (Round 23)",
     "vllm, b = 65,536, 1 s per prompt token, geometric outputs of mean 1": "ValueError (scipy's bracket) -> 0.63 s",
     "agents page: 16 orca engines, b = 65,536, 1-token staircase steps, k = 32": "26.4 s, +315 MiB -> 2.7 s, +134 MiB",
     "agents page: 3 pools x 64 different replicas (refused by the dashboard)": "314.6 s -> 35.5 s",

@@ -68,6 +68,27 @@ class BatchTime:
         pa = p[4] if len(p) > 4 else 0.0
         return p[0] + p[1] * n_prefill + p[2] * n_decode + p[3] * context + pa * pairs
 
+    def seconds_many(self, n_prefill, n_decode, context, pairs=0.0) -> np.ndarray:
+        """``seconds`` over arrays at once, the same arithmetic in the same order (bit for bit
+        the same figures): theory prices every batch size up to b, 65,536 calls of
+        ``seconds`` per engine (0.33 s; 16 engines of an agents link, 5.3 s)."""
+        x = np.asarray(n_prefill, dtype=float)
+        y = np.asarray(n_decode, dtype=float)
+        n = x + y
+        p = self.params
+        if self.model == "constant":
+            return np.full(n.shape, float(p[0]))
+        if self.model == "staircase":
+            return p[0] + p[1] * np.ceil(n / p[2])
+        if self.model == "piecewise":
+            if len(p) == 3:
+                return p[0] + p[1] * np.maximum(0.0, n - p[2])
+            return (p[0] + p[1] * np.maximum(0.0, n - p[2]) + p[6] * x + p[5] * y
+                    + p[3] * np.asarray(context, dtype=float) + p[4] * np.asarray(pairs, dtype=float))
+        pa = p[4] if len(p) > 4 else 0.0
+        return (p[0] + p[1] * x + p[2] * y + p[3] * np.asarray(context, dtype=float)
+                + pa * np.asarray(pairs, dtype=float))
+
     @property
     def attention_pair_seconds(self) -> float:
         return self.params[4] if self.model in ("affine", "piecewise") and len(self.params) > 4 else 0.0

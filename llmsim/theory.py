@@ -347,13 +347,14 @@ def _ft_decode_seconds(bt, n_int: int, surv, runs, prompt, output, random_sizes:
         p_any = 1 - (1 - surv) ** n_int
         return float(bt.params[0] * (runs * p_any).sum())
     a = np.arange(1, n_int + 1)
-    t_dec = np.array([bt.seconds(0, x, x * (prompt.mean + output.mean / 2)) for x in a])
+    t_dec = bt.seconds_many(0, a, a * (prompt.mean + output.mean / 2))
     if random_sizes:  # many sizes: every batch size of every step at once
         if len(surv) <= FT_EXACT_STEPS:
             return float((runs * _binomial_mean_times(n_int, surv, t_dec)).sum())
         grid = np.linspace(0.0, 1.0, 4097)
         return float((runs * np.interp(surv, grid, _binomial_mean_times(n_int, grid, t_dec))).sum())
-    logc = np.array([math.lgamma(n_int + 1) - math.lgamma(x + 1) - math.lgamma(n_int - x + 1) for x in a])
+    from scipy.special import gammaln
+    logc = gammaln(n_int + 1) - gammaln(a + 1.0) - gammaln(n_int - a + 1.0)  # log C(n_int, a)
 
     def mean_time(s):  # E[t(A) 1{A >= 1}], A ~ Binomial(n_int, s), over the mass's window
         if s <= 0:

@@ -1086,3 +1086,31 @@ def test_a_huge_link_number_is_not_echoed_digit_by_digit():
     msg = shown(at)
     assert "1e+308 is outside the allowed range 1 to 65,536" in msg, msg
     assert "0" * 20 not in msg and len(msg) < 300, msg
+
+
+def test_fastertransformers_decode_prices_every_batch_size_at_once(monkeypatch):
+    """An agents link of 16 fastertransformer engines at b = 65,536 with 1-token prompts cost
+    5.3 s of server CPU in theory alone (found as a hostile visitor would): each engine priced
+    its decode at every batch size 1..65,536 with one call of BatchTime.seconds each. They are
+    priced as one array (BatchTime.seconds_many: the same figures, bit for bit)."""
+    from llmsim.config import BatchTime
+    calls = []
+    one = BatchTime.seconds
+    monkeypatch.setattr(BatchTime, "seconds", lambda self, *a: calls.append(1) or one(self, *a))
+    sc = llmsim.scenario_from_table(
+        {"seed": 1, "engine": {"scheduler": "fastertransformer", "token_budget": 65536, "kv_cache_tokens": 50_000_000,
+                               "batch_time": {"model": "piecewise", "c_seconds": 0.01, "a_seconds": 1e-4, "b0": 128,
+                                              "context_seconds_per_token": 1e-9}},
+         "workload": {"num_requests": 1000, "arrival": {"process": "poisson", "rate": 1.0},
+                      "prompt_tokens": {"dist": "constant", "value": 1},
+                      "output_tokens": {"dist": "lognormal", "mean": 101, "cv": 20, "max": 65536}}})
+    cap = llmsim.analyze(sc).capacity_rps
+    assert len(calls) < 1000, len(calls)
+    assert math.isfinite(cap) and cap > 0
+    # the array prices match the one-by-one prices exactly, for every model
+    a = np.arange(1, 4097)
+    for bt in (BatchTime("constant", (0.02,)), BatchTime("staircase", (0.01128, 0.03547, 128.0)),
+               BatchTime("piecewise", (0.02, 1e-4, 256.0)), BatchTime("affine", (0.01, 1e-4, 2e-5, 1e-9, 1e-7)),
+               BatchTime("piecewise", (0.01, 1e-4, 128.0, 1e-9, 1e-10, 2e-6, 3e-6))):
+        assert np.array_equal(bt.seconds_many(a[::-1] - 1, a, a * 562.5, a * 3.25),
+                              np.array([one(bt, x - 1, y, y * 562.5, y * 3.25) for x, y in zip(a[::-1], a)]))

@@ -251,7 +251,7 @@ def test_fastertransformer_cycle_equals_a_plain_sum_over_steps_and_batch_sizes()
             dec += math.exp(lp) * t(a)
     want = n / (e.batch_time.seconds(n * p.mean, 0, 0, n * p.mean) + dec)
     got, exact = theory.fastertransformer_capacity(e, p, out)
-    assert not exact and got == pytest.approx(want, rel=1e-12)
+    assert not exact and got == pytest.approx(want, rel=1e-11)  # scipy's gammaln against math.lgamma: 2e-12 apart
 
 
 def _burst_trace(burst_rate: float, gap_s: float, n: int = 1000) -> str:
