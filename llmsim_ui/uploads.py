@@ -98,7 +98,9 @@ def scenario_from_text(text: str, traces: dict | None = None, name: str | None =
 
 # length laws whose exact moments come from a table over 1..max (llmsim.workload), and the
 # field that sets max: a link may carry 128 of them, each a different table
-_TABULATED = {"lognormal": "max", "zipf": "max", "bounded_pareto": "high"}
+# geometric and poisson: their mean, the bound of the page's own mean input (theory tabulates
+# their survival up to ~28 means: a link's geometric mean of 100,000 built 2.8 M entries per step)
+_TABULATED = {"lognormal": "max", "zipf": "max", "bounded_pareto": "high", "geometric": "mean", "poisson": "mean"}
 
 
 def _check_tabulated_lengths(table: dict) -> None:
