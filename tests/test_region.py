@@ -151,7 +151,7 @@ def test_capacity_search_confirms_issue_rows(row):
     assert res.critical_rate_rps == pytest.approx(res.theory_capacity_rps, rel=0.05), res.probes
 
 
-from hypothesis import given, settings, strategies as hs  # noqa: E402
+from hypothesis import example, given, settings, strategies as hs  # noqa: E402
 
 
 @settings(max_examples=40, deadline=None)
@@ -174,6 +174,36 @@ def test_lp_matches_brute_force_random(b, kfrac, pcfrac, model, c, a, b0, p, d, 
 def _whole_lp(r, p, d, q):
     """The LP over every candidate batch at once (what capacity() solved before pricing)."""
     return r._lp(np.arange(len(r._x)), p, d, q)[0]
+
+
+@settings(max_examples=60, deadline=None)
+@given(b=hs.sampled_from([64, 512, 4096]), k=hs.sampled_from([1, 2, 3, 32, 256, 4096]),
+       pc=hs.sampled_from([1, 17, 512, 4096]), model=hs.sampled_from(["constant", "staircase", "piecewise", "affine"]),
+       c=hs.floats(-9, 0), a=hs.floats(-9, 0), a2=hs.one_of(hs.just(None), hs.floats(-9, 0)),
+       kind=hs.sampled_from(["all", "unmixed", "decode_first"]),
+       p=hs.one_of(hs.just(0.0), hs.floats(0, 4.5)), d=hs.one_of(hs.just(0.0), hs.floats(0, 4)),
+       q=hs.floats(0, 3))
+@example(b=4096, k=1, pc=4096, model="affine", c=math.log10(1.1e-5), a=0.0, a2=None, kind="all",
+         p=math.log10(2048.5), d=2.0, q=1.0)  # the hostile link's shape at b = 4,096
+def test_priced_lp_matches_the_whole_lp_for_costs_decades_apart(b, k, pc, model, c, a, a2, kind, p, d, q):
+    """Costs from 1e-9 to 1 s, any mix (c, a and a2 are decades): column generation gives the LP
+    over every candidate within 1e-6, in at most 3 LP solves. Unscaled, figures near 3e-5 fell
+    under the solver's tolerance and pricing stalled (tests above)."""
+    c, a = 10.0 ** c, 10.0 ** a
+    a2 = 0.0 if a2 is None else 10.0 ** a2
+    bt = {"constant": BatchTime("constant", (c,)), "staircase": BatchTime("staircase", (c, a, 64.0)),
+          "piecewise": BatchTime("piecewise", (c, a, 64.0)), "affine": BatchTime("affine", (c, a, a2, 0.0))}[model]
+    p = 0.0 if p == 0 else 10.0 ** p
+    d = 0.0 if d == 0 else 10.0 ** d
+    if p + d == 0:
+        p = 1.0
+    r = Region(bt, b, min(k, b), min(pc, b), 0.0, kind)
+    solves = []
+    lp = r._lp
+    r._lp = lambda idx, *args: solves.append(len(idx)) or lp(idx, *args)
+    got = r.capacity(p, d, q).rate
+    assert got == pytest.approx(lp(np.arange(len(r._x)), p, d, q)[0], rel=1e-6)
+    assert len(solves) <= 3, solves
 
 
 @pytest.mark.parametrize("bt", [BatchTime("affine", (1e-6, 1.0, 0.0, 0.0)), BatchTime("affine", (0.01, 1e-4, 2e-5, 0.0)),
