@@ -15,6 +15,15 @@ PHONE_PX = 640
 # a network drawing is never drawn narrower than this: scaled to a phone's width its text was
 # ~5 px tall (a 576 pt drawing in 358 px); the drawing scrolls sideways instead
 GRAPH_MIN_PX = 760
+# a drawing of engines side by side (a network of two or more) is wide and short: scaled to a
+# projector's column (1024 px: ~560 px) its text was ~7 px tall; below this width it scrolls
+# sideways too, and its hint shows up to WIDE_HINT_PX of window (the column is narrower than
+# the drawing's minimum there, with the sidebar open)
+GRAPH_WIDE_MIN_PX = 880
+# one engine's steps top to bottom (react): stretched to a wide column it ran taller than a
+# screen (923 px at 1400 px, its text 22 px); it keeps at most this width
+GRAPH_TALL_MAX_PX = 640
+WIDE_HINT_PX = 1250
 
 # (file, title, icon, url_path): app.py builds st.navigation from this list
 PAGES = [
@@ -34,6 +43,12 @@ _CSS = f"""
 [data-testid="stMetricValue"] > div {{ white-space: normal; overflow: visible; text-overflow: clip; }}
 [data-testid="stMetricLabel"] p {{ white-space: normal; }}
 @media (min-width: {PHONE_PX + 1}px) {{ .st-key-graph-hint {{ display: none; }} }}
+@media (min-width: {WIDE_HINT_PX + 1}px) {{ .st-key-graph-hint-wide {{ display: none; }} }}
+.st-key-graph-wide [data-testid="stGraphVizChart"] {{ overflow-x: auto; }}
+.st-key-graph [data-testid="stGraphVizChart"] > svg {{ max-width: {GRAPH_TALL_MAX_PX}px; height: auto; }}
+.st-key-graph-wide [data-testid="stGraphVizChart"] > svg {{ min-width: {GRAPH_WIDE_MIN_PX}px; height: auto; }}
+.st-key-graph-wide [data-testid="stGraphVizChart"]::-webkit-scrollbar {{ height: 8px; }}
+.st-key-graph-wide [data-testid="stGraphVizChart"]::-webkit-scrollbar-thumb {{ background: #888; border-radius: 4px; }}
 @media (max-width: {PHONE_PX}px) {{
   [data-testid="stGraphVizChart"] {{ overflow-x: auto; }}
   [data-testid="stGraphVizChart"] > svg {{ min-width: {GRAPH_MIN_PX}px; height: auto; }}
@@ -48,12 +63,20 @@ def style() -> None:
     st.html(_CSS)
 
 
-def graph_hint(what: str = "the drawing") -> None:
-    """A caption under a wide drawing, shown on a phone only: it scrolls sideways, and a
-    phone's scrollbars stay hidden until touched (only the first engine showed, and nothing
-    said there was more; tried as a new user would)."""
-    with st.container(key="graph-hint"):
-        st.caption(f"↔ Swipe {what} sideways to see all of it.")
+def graph(dot: str, wide: bool) -> None:
+    """A network drawing: `wide` (engines side by side) keeps GRAPH_WIDE_MIN_PX of width and
+    scrolls sideways in a narrower column; any drawing keeps GRAPH_MIN_PX on a phone."""
+    with st.container(key="graph-wide" if wide else "graph"):
+        st.graphviz_chart(dot, width="stretch")
+
+
+def graph_hint(what: str = "the drawing", wide: bool = False) -> None:
+    """A caption under a wide drawing, shown on a phone (and, for a `wide` one, up to
+    WIDE_HINT_PX): it scrolls sideways, and a phone's scrollbars stay hidden until touched
+    (only the first engine showed, and nothing said there was more; tried as a new user would)."""
+    with st.container(key="graph-hint-wide" if wide else "graph-hint"):
+        st.caption(f"↔ Scroll {what} sideways (swipe it on a phone) to see all of it." if wide
+                   else f"↔ Swipe {what} sideways to see all of it.")
 
 
 def links() -> None:

@@ -307,8 +307,9 @@ loads = {e.name: e.load for e in th.engines}
 a, b = st.container(), st.container()
 with a:
     st.subheader("The network")
-    st.graphviz_chart(network.dot(sc, loads), width="stretch")
-    phone_nav.graph_hint("the network")
+    wide = len(sc.engines) > 1  # engines side by side (network.dot: rankdir LR)
+    phone_nav.graph(network.dot(sc, loads), wide)
+    phone_nav.graph_hint("the network", wide)
     st.caption("Each grey panel is an engine. Inside it, each coloured box is a buffer: the calls of one workflow "
                "step waiting at that engine, drawn in the colour of its line in the charts of waiting calls "
                "below. Arrows give the order of a workflow's calls, each in the colour of the buffer it leaves "
