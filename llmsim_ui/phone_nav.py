@@ -24,6 +24,10 @@ GRAPH_WIDE_MIN_PX = 880
 # screen (923 px at 1400 px, its text 22 px); it keeps at most this width
 GRAPH_TALL_MAX_PX = 640
 WIDE_HINT_PX = 1250
+# a row of verdict cards wraps two to a row below this window width (with the sidebar open, a
+# 1024 px projector gave four cards of ~130 px: one card ran two screens tall and
+# "fastertransformer" shrank to 11 px; tried as a new user would)
+CARDS_WRAP_PX = 1100
 
 # (file, title, icon, url_path): app.py builds st.navigation from this list
 PAGES = [
@@ -45,6 +49,11 @@ _CSS = f"""
 @media (min-width: {PHONE_PX + 1}px) {{ .st-key-graph-hint {{ display: none; }} }}
 @media (min-width: {WIDE_HINT_PX + 1}px) {{ .st-key-graph-hint-wide {{ display: none; }} }}
 .st-key-graph-wide [data-testid="stGraphVizChart"] {{ overflow-x: auto; }}
+@media (min-width: {PHONE_PX + 1}px) and (max-width: {CARDS_WRAP_PX}px) {{
+  .st-key-cards [data-testid="stHorizontalBlock"] {{ flex-wrap: wrap; row-gap: 1.5rem; }}
+  .st-key-cards [data-testid="stHorizontalBlock"] > [data-testid="stColumn"] {{
+    flex: 1 1 calc(50% - 1rem) !important; min-width: calc(50% - 1rem) !important; }}
+}}
 .st-key-graph [data-testid="stGraphVizChart"] > svg {{ max-width: {GRAPH_TALL_MAX_PX}px; height: auto; }}
 .st-key-graph-wide [data-testid="stGraphVizChart"] > svg {{ min-width: {GRAPH_WIDE_MIN_PX}px; height: auto; }}
 .st-key-graph-wide [data-testid="stGraphVizChart"]::-webkit-scrollbar {{ height: 8px; }}
@@ -61,6 +70,13 @@ _CSS = f"""
 
 def style() -> None:
     st.html(_CSS)
+
+
+def card_columns(n: int) -> list:
+    """The columns of a page's row of verdict cards (one row per page): side by side on a wide
+    screen, two to a row below CARDS_WRAP_PX, stacked on a phone."""
+    with st.container(key="cards"):
+        return st.columns(max(1, n))
 
 
 def graph(dot: str, wide: bool) -> None:

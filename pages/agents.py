@@ -339,7 +339,7 @@ st.caption("The same arrivals, run once per policy applied to every engine. *pri
            "engine. A policy is unstable when some "
            "buffer keeps growing — it is named.")
 labels = [j.label for j in jobs]
-cols = st.columns(max(1, len(labels)))
+cols = phone_nav.card_columns(len(labels))
 cards = {}
 for col, v in zip(cols, labels):
     with col:

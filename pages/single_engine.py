@@ -8,7 +8,7 @@ import streamlit as st
 import llmsim
 from llmsim import SCHEDULERS, ConfigError
 from llmsim_ui import entry
-from llmsim_ui import charts, controls, inputs, palette, runs, widgets
+from llmsim_ui import charts, controls, inputs, palette, phone_nav, runs, widgets
 from llmsim_ui import limits as L
 from llmsim_ui.state import Field, PageState
 from llmsim_ui.markdown import plain
@@ -112,7 +112,7 @@ button_slot, progress_slot = run_row[0].empty(), run_row[1].empty()
 
 st.subheader("Verdicts", help=widgets.VERDICT_MEANING)
 labels = list(schedulers)  # in the order chosen; refused ones show why
-cols = st.columns(max(1, len(labels)))
+cols = phone_nav.card_columns(len(labels))
 cards, fixes = {}, {}
 for col, s in zip(cols, labels):
     with col:

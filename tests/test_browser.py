@@ -170,15 +170,18 @@ def test_every_page_at_three_widths(app):
     _clean(page)
     _nothing_cut(page)
     _shot(page, "single-engine-1024", 1024, 768)
-    # the verdict cards' titles on one line and their badges level ("fastertransformer" wrapped
-    # under its square and its badge sat a line below the others'; tried as a new user would)
+    # the verdict cards two to a row (four ~130 px cards ran two screens tall), each title on
+    # one line and the badges of a row level ("fastertransformer" wrapped under its square and
+    # its badge sat a line below the others'; tried as a new user would)
     cards = page.evaluate("""() => Array.from(document.querySelectorAll('.llmsim-swatch'),
-        e => [e.getBoundingClientRect().top, e.getBoundingClientRect().height, e.scrollWidth - e.clientWidth])""")
+        e => [e.getBoundingClientRect().top, e.getBoundingClientRect().height, e.scrollWidth - e.clientWidth,
+              e.getBoundingClientRect().width])""")
     badges = page.evaluate("""() => Array.from(document.querySelectorAll('.stMarkdownBadge'),
         e => e.getBoundingClientRect().top).slice(0, 4)""")
-    assert len(cards) == 4 and len({round(t) for t, _, _ in cards}) == 1 and len({round(h) for _, h, _ in cards}) == 1, cards
-    assert all(over <= 0 for _, _, over in cards), cards
-    assert len(badges) == 4 and max(badges) - min(badges) < 2, badges
+    assert len(cards) == 4 and len({round(h) for _, h, _, _ in cards}) == 1, cards
+    assert all(over <= 0 for _, _, over, _ in cards) and min(w for *_, w in cards) > 250, cards
+    rows = [[b for (t, *_), b in zip(cards, badges) if round(t) == top] for top in sorted({round(t) for t, *_ in cards})]
+    assert [len(r) for r in rows] == [2, 2] and all(max(r) - min(r) < 2 for r in rows), (cards, badges)
     lap("projector")
 
     # ---- phone, 375 px: the page links are on screen (Streamlit's own top navigation is not)
