@@ -65,6 +65,17 @@ def buffer_names(sc: Scenario) -> list[str]:
     return [f"{w.name}.{s.name}" for w in sc.workflows for s in w.steps]
 
 
+def buffer_scale(sc: Scenario):
+    """The buffers' colours: the drawing's boxes and the page's lines of waiting calls."""
+    return palette.categorical(buffer_names(sc))
+
+
+def side_by_side(sc: Scenario) -> bool:
+    """Whether the drawing puts engines side by side (wide and short), not one engine's steps
+    top to bottom."""
+    return len(sc.engines) > 1
+
+
 def dot(sc: Scenario, loads: dict | None = None) -> str:
     """DOT text of the network; loads: engine name -> nominal load (shown in its box)."""
     # a buffer takes its line's colour in the page's chart of buffers (the same palette, in the
@@ -72,12 +83,12 @@ def dot(sc: Scenario, loads: dict | None = None) -> str:
     # enters): a drawing coloured by workflow beside lines coloured by buffer matched nothing,
     # and workflow-coloured arrows beside buffer-coloured boxes gave one colour two meanings
     # (tried as a new user would)
-    fills = palette.categorical(buffer_names(sc))
+    fills = buffer_scale(sc)
     bcol = dict(zip(fills.domain, fills.range))
     rank = ranks(sc)
     # size "...!" scales the drawing up to fill about a page column (Graphviz draws small)
     # one engine: its steps top to bottom, else the engines side by side
-    rankdir = "TB" if len(sc.engines) == 1 else "LR"
+    rankdir = "LR" if side_by_side(sc) else "TB"
     lines = ["digraph llmsim {", f'  rankdir={rankdir}; splines=true; nodesep=0.4; ranksep=0.7; size="8,4.5!";',
              '  node [fontname="Helvetica", fontsize=16, shape=box, style="rounded,filled", penwidth=1.4, '
              'margin="0.15,0.08"];',

@@ -27,6 +27,8 @@ for _name, _colour in zip([s for s in SCHEDULERS if s not in SCHEDULER_COLORS],
                           ["#CC79A7", "#56B4E9", "#F0E442", "#000000"]):
     SCHEDULER_COLORS[_name] = _colour
 
+_CATEGORICAL = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#56B4E9", "#E69F00", "#000000",
+                "#882255", "#44AA99", "#332288", "#999999", "#117733", "#DDCC77", "#F0E442"]  # see categorical()
 NEUTRAL = "#5A6270"  # a card's square where colours mean something else on the page (agents: buffers)
 
 # st.badge colour names
@@ -70,6 +72,5 @@ def categorical(names) -> alt.Scale:
     white)."""
     import altair as alt
     names = list(dict.fromkeys(names))
-    pal = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#56B4E9", "#E69F00", "#000000",
-           "#882255", "#44AA99", "#332288", "#999999", "#117733", "#DDCC77", "#F0E442"]
+    pal = _CATEGORICAL
     return alt.Scale(domain=names, range=[pal[i % len(pal)] for i in range(len(names))])

@@ -20,10 +20,10 @@ GRAPH_MIN_PX = 760
 # sideways too, and its hint shows up to WIDE_HINT_PX of window (the column is narrower than
 # the drawing's minimum there, with the sidebar open)
 GRAPH_WIDE_MIN_PX = 880
+WIDE_HINT_PX = 1250
 # one engine's steps top to bottom (react): stretched to a wide column it ran taller than a
 # screen (923 px at 1400 px, its text 22 px); it keeps at most this width
 GRAPH_TALL_MAX_PX = 640
-WIDE_HINT_PX = 1250
 # a row of verdict cards wraps two to a row below this window width (with the sidebar open, a
 # 1024 px projector gave four cards of ~130 px: one card ran two screens tall and
 # "fastertransformer" shrank to 11 px; tried as a new user would)

@@ -93,8 +93,8 @@ def swatch(name: str, colour: str, row=()) -> None:
     the names of every card in the row, which then share the size of the longest (one name
     smaller than the rest read as another kind of heading)."""
     import html
-    chars = max([len(name), *map(len, row)], default=1)
-    fit = f"calc((100cqw - 1.4rem) / {0.54 * max(chars, 1):.2f})"  # bold sans: about 0.54 em a character
+    chars = max(1, len(name), *map(len, row))
+    fit = f"calc((100cqw - 1.4rem) / {0.54 * chars:.2f})"  # bold sans: about 0.54 em a character
     st.markdown(f"<div class='llmsim-swatch' style='container-type:inline-size;white-space:nowrap'>"
                 f"<span style='color:{colour};font-size:1.3em'>■</span> "
                 f"<strong style='font-size:min(1em,{fit})'>{html.escape(name)}</strong></div>",

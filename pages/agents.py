@@ -307,7 +307,7 @@ loads = {e.name: e.load for e in th.engines}
 a, b = st.container(), st.container()
 with a:
     st.subheader("The network")
-    wide = len(sc.engines) > 1  # engines side by side (network.dot: rankdir LR)
+    wide = network.side_by_side(sc)
     phone_nav.graph(network.dot(sc, loads), wide)
     phone_nav.graph_hint("the network", wide)
     st.caption("Each grey panel is an engine. Inside it, each coloured box is a buffer: the calls of one workflow "
@@ -435,7 +435,8 @@ grid = []
 for i in range(0, len(labels), 2):
     row = st.columns(2)
     grid += [row[0].empty(), row[1].empty()]
-buffers = network.buffer_names(file_sc)  # the diagram's buffers take these lines' colours
+buffers = network.buffer_names(file_sc)
+buffer_colours = network.buffer_scale(file_sc)  # the drawing's boxes take these lines' colours
 
 
 def _draw_chart(run: runs.LiveRun, live: bool = False) -> None:
@@ -452,7 +453,7 @@ def _draw_chart(run: runs.LiveRun, live: bool = False) -> None:
                                            "value": ts[col].to_numpy()}))
     df = pd.concat(parts, ignore_index=True)
     x_max = max([run.end] + [o.summary["horizon_seconds"] for o in run.outcomes.values()])
-    specs = charts.trajectories(df, "buffer", palette.categorical(buffers), list(trajs), x_max,
+    specs = charts.trajectories(df, "buffer", buffer_colours, list(trajs), x_max,
                                 log=ps.get("scale") == "log", y_title="calls in buffer", titles=True,
                                 live=live)
     for slot, spec in zip(grid, specs):
