@@ -28,6 +28,10 @@ GRAPH_TALL_MAX_PX = 640
 # 1024 px projector gave four cards of ~130 px: one card ran two screens tall and
 # "fastertransformer" shrank to 11 px; tried as a new user would)
 CARDS_WRAP_PX = 1100
+# a phone's column (a 375 px window less the page's margins): a table drawn wider than this
+# scrolls sideways there, and a phone hides the scrollbar until touched (the latency table's
+# fourth scheduler was out of sight with nothing saying so; tried as a new user would)
+PHONE_COLUMN_PX = 343
 
 # (file, title, icon, url_path): app.py builds st.navigation from this list
 PAGES = [
@@ -48,6 +52,7 @@ _CSS = f"""
 [data-testid="stMetricLabel"] p {{ white-space: normal; }}
 @media (min-width: {PHONE_PX + 1}px) {{ .st-key-graph-hint {{ display: none; }} }}
 @media (min-width: {WIDE_HINT_PX + 1}px) {{ .st-key-graph-hint-wide {{ display: none; }} }}
+@media (min-width: {PHONE_PX + 1}px) {{ [class*="st-key-table-hint-"] {{ display: none; }} }}
 .st-key-graph-wide [data-testid="stGraphVizChart"] {{ overflow-x: auto; }}
 @media (min-width: {PHONE_PX + 1}px) and (max-width: {CARDS_WRAP_PX}px) {{
   .st-key-cards [data-testid="stHorizontalBlock"] {{ flex-wrap: wrap; row-gap: 1.5rem; }}
@@ -93,6 +98,29 @@ def graph_hint(what: str = "the drawing", wide: bool = False) -> None:
     with st.container(key="graph-hint-wide" if wide else "graph-hint"):
         st.caption(f"↔ Scroll {what} sideways (swipe it on a phone) to see all of it." if wide
                    else f"↔ Swipe {what} sideways to see all of it.")
+
+
+def table_px(df, index: bool) -> int:
+    """About how wide Streamlit's data grid draws `df` (and its index, if shown): each column as
+    wide as its header or its longest cell at ~7 px a character, plus 16 px, at least 50 px
+    (the grid's sizes at 375 px: "fastertransformer" 119 px, "164 ms" 57 px)."""
+    cols = [(df.index.name or "", df.index)] if index else []
+    cols += [(str(c), df[c]) for c in df.columns]
+    width = 0
+    for head, values in cols:
+        chars = max([len(head)] + [len(str(v)) for v in values])
+        width += max(50, 7 * chars + 16)
+    return width
+
+
+def table(df, key: str, *, hide_index: bool, **kwargs) -> None:
+    """A data table across the column; on a phone, a hint under it when it is wider than the
+    phone's column (it scrolls sideways, ``PHONE_COLUMN_PX``). `key` names the hint's container
+    (unique on the page)."""
+    st.dataframe(df, hide_index=hide_index, width="stretch", **kwargs)
+    if table_px(df, not hide_index) > PHONE_COLUMN_PX:
+        with st.container(key=f"table-hint-{key}"):
+            st.caption("↔ Swipe the table sideways to see all of it.")
 
 
 def links() -> None:

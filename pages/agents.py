@@ -317,12 +317,12 @@ with a:
                "parents).")
 with b:
     st.subheader("Load per engine")
-    st.dataframe(pd.DataFrame([{"engine": e.name, "capacity b/t(b), tok/s": round(e.token_capacity),
-                                "arriving, tok/s": round(e.offered_tokens_per_s), "load ρ": round(e.load, 3)}
-                               for e in th.engines]), hide_index=True, width="stretch",
-                 column_config={"capacity b/t(b), tok/s": st.column_config.NumberColumn(format="localized"),
-                                "arriving, tok/s": st.column_config.NumberColumn(format="localized"),
-                                "load ρ": st.column_config.NumberColumn(format="%.3f")})
+    phone_nav.table(pd.DataFrame([{"engine": e.name, "capacity b/t(b), tok/s": round(e.token_capacity),
+                                   "arriving, tok/s": round(e.offered_tokens_per_s), "load ρ": round(e.load, 3)}
+                                  for e in th.engines]), "engine-load", hide_index=True,
+                    column_config={"capacity b/t(b), tok/s": st.column_config.NumberColumn(format="localized"),
+                                   "arriving, tok/s": st.column_config.NumberColumn(format="localized"),
+                                   "load ρ": st.column_config.NumberColumn(format="%.3f")})
     st.caption("Load ρ = calls arriving per second at the engine ÷ the most calls per second it can serve of its "
                "mix of steps (its stability region, which prices every batch at its own time, and its memory bound). "
                "The table gives the same in tokens: without a batch-size cap or a binding memory, ρ is about "
@@ -419,7 +419,7 @@ def _draw_why(run: runs.LiveRun) -> None:
                 if t is not None:
                     tables.append(t.assign(policy=v)[["policy"] + list(t.columns)])
             if tables:
-                st.dataframe(pd.concat(tables, ignore_index=True), hide_index=True, width="stretch")
+                phone_nav.table(pd.concat(tables, ignore_index=True), "buffers", hide_index=True)
 
 
 st.subheader("Calls waiting in each buffer")

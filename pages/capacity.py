@@ -14,7 +14,7 @@ from llmsim import SCHEDULERS, ConfigError
 from llmsim import budget
 from llmsim.capacity import capacity_search
 from llmsim_ui import entry
-from llmsim_ui import charts, controls, inputs, jobs, palette, runs, widgets
+from llmsim_ui import charts, controls, inputs, jobs, palette, phone_nav, runs, widgets
 from llmsim_ui import limits as L
 from llmsim_ui.state import Field, PageState
 from llmsim_ui.markdown import plain
@@ -368,9 +368,9 @@ if found:
     helps = {"theory capacity (req/s)": "Its formula for each scheduler is listed under the table.",
              "lowest unstable (req/s)": "The lowest rate a probe found unstable, or the rate from which theory "
                                         "proves every run unstable, whichever is lower."}
-    st.dataframe(table, hide_index=True, width="stretch",
-                 column_config={c: st.column_config.NumberColumn(format="%.3g", help=helps.get(c))
-                                for c in table.columns if "req/s" in c})
+    phone_nav.table(table, "capacity", hide_index=True,
+                    column_config={c: st.column_config.NumberColumn(format="%.3g", help=helps.get(c))
+                                   for c in table.columns if "req/s" in c})
     # the formulas run to a few lines each: in a table cell they were cut to their first words
     st.caption("Theory capacity, by scheduler (the formula, exact or approximate as noted):\n"
                + "\n".join(f"- **{s}**: {r.theory_kind}." for s, r in found.items()))

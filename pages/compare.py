@@ -11,7 +11,7 @@ import llmsim
 from llmsim import SCHEDULERS, ConfigError
 from llmsim.presets import HARDWARE_PRESETS
 from llmsim_ui import entry
-from llmsim_ui import charts, controls, inputs, palette, runs, widgets
+from llmsim_ui import charts, controls, inputs, palette, phone_nav, runs, widgets
 from llmsim_ui import limits as L
 from llmsim_ui.state import Field, PageState
 from llmsim_ui.markdown import plain
@@ -238,7 +238,7 @@ if run.outcomes:
             ("recomputed tokens", lambda o: f"{o.summary.get('tokens_recomputed', 0):,}"),
             ("completed", lambda o: f"{o.summary.get('completed', 0):,} of {o.summary.get('arrived', 0):,}")]
     table = pd.DataFrame({label: {name: f(o) for name, f in rows} for label, o in run.outcomes.items()})
-    st.dataframe(table, width="stretch")
+    phone_nav.table(table, "side-by-side", hide_index=False)
     for label, o in run.outcomes.items():
         if widgets.zero_throughput(o.summary, o.verdict):
             st.caption(f"**{label}**: {'few requests' if o.summary.get('completed') else 'no request'} "

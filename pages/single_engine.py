@@ -244,7 +244,7 @@ if run.outcomes:
     if not pos.empty:
         st.altair_chart(charts.latency(pos, "scheduler", palette.scale(list(run.outcomes), palette.SCHEDULER_COLORS)),
                         width="stretch")
-    st.dataframe(table, width="stretch")
+    phone_nav.table(table, "latency", hide_index=False)
 
 # -------------------------------------------------------------------- sharing
 st.subheader("Share and save")

@@ -10,7 +10,7 @@ import streamlit as st
 
 from llmsim import SCHEDULERS, ConfigError
 from llmsim.sweep import run_sweep, sweep_from_table
-from llmsim_ui import entry, inputs, runs, uploads
+from llmsim_ui import entry, inputs, phone_nav, runs, uploads
 from llmsim_ui import limits as L
 from llmsim_ui import sweepmap as M
 from llmsim_ui.state import Field, PageState
@@ -253,7 +253,7 @@ c3.metric("Unstable", int(vc.get("unstable", 0)))
 c4.metric("Inconclusive / not run", f"{int(vc.get('inconclusive', 0))} / {n_err}")
 
 with st.expander("The data"):
-    st.dataframe(df, hide_index=True, width="stretch")
+    phone_nav.table(df, "map-data", hide_index=True)
 dl = st.container(horizontal=True)  # a row that wraps: in three columns a projector (1024 px) cut their texts
 dl.download_button("Download the map (CSV)", df.to_csv(index=False), file_name="llmsim-map.csv",
                    mime="text/csv", icon=":material/table:")

@@ -12,7 +12,7 @@ import streamlit as st
 import llmsim
 from llmsim import SCHEDULERS, ConfigError, budget
 from llmsim_ui import entry
-from llmsim_ui import controls, inputs, runs, widgets
+from llmsim_ui import controls, inputs, phone_nav, runs, widgets
 from llmsim_ui import limits as L
 from llmsim_ui.state import Field, PageState
 from llmsim_ui.markdown import plain
@@ -210,7 +210,7 @@ if req is not None:
     events.append(("finished", r["finish_s"], f"end-to-end {widgets.seconds(r['finish_s'] - r['arrival_s'])}"))
     table = pd.DataFrame([{"event": a, "time (s)": round(float(t), 4) if pd.notna(t) else None, "detail": d}
                           for a, t, d in events])
-    st.dataframe(table.sort_values("time (s)", kind="stable"), hide_index=True, width="stretch")
+    phone_nav.table(table.sort_values("time (s)", kind="stable"), "events", hide_index=True)
     if len(recompute):
         st.caption(f"{len(recompute)} prefill iteration(s) after decoding began: the KV cache ran out, the request "
                    "was preempted and recomputed its context.")

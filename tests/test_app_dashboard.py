@@ -633,3 +633,24 @@ def test_agents_says_when_every_policy_ran_the_same():
     at = open_page("pages/agents.py", preset="cyclic", n=4000, live=0)  # the policies part here
     ok(at)
     assert not [i.value for i in at.info if "ran alike" in i.value]
+
+
+def test_a_table_wider_than_a_phone_says_it_scrolls():
+    # the latency table of four schedulers is ~400 px wide: on a 375 px phone the fourth column
+    # was out of sight with nothing saying so (tried as a new user would); one scheduler fits
+    from llmsim_ui import phone_nav
+    import pandas as pd
+    four = pd.DataFrame({s: {"end-to-end p99": "164 ms"} for s in ("fastertransformer", "vllm", "orca", "sarathi")})
+    assert phone_nav.table_px(four, index=True) > phone_nav.PHONE_COLUMN_PX
+    assert phone_nav.table_px(four[["orca"]], index=True) < phone_nav.PHONE_COLUMN_PX
+    assert phone_nav.table_px(four[["orca"]], index=False) < phone_nav.table_px(four[["orca"]], index=True)
+
+    def hints(at):
+        return [c.value for c in at.caption if "Swipe the table" in c.value]
+
+    at = open_page(n=2000, live=0)
+    ok(at)
+    assert len(hints(at)) == 1
+    at = open_page(n=2000, live=0, sched="sarathi")
+    ok(at)
+    assert hints(at) == []
