@@ -669,6 +669,16 @@ def _analyze_heavy(sc: Scenario) -> Theory:
 
 
 def _analyze(sc: Scenario) -> Theory:
+    # one BLAS thread: the theory's dense algebra is small (chains of at most ORCA_CHAIN_STATES
+    # states, least squares), and OpenBLAS's worker threads spin: on 2 cores two of them made
+    # the theory of a pool of 16 orca replicas take 2.45 s of CPU instead of 1.1 (the dashboard's
+    # server runs one BLAS thread already; this holds for the library and the command line)
+    from threadpoolctl import threadpool_limits
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _analyze_one_thread(sc)
+
+
+def _analyze_one_thread(sc: Scenario) -> Theory:
     visits = expected_visits(sc)
     steps = _steps(sc)
     lam_steps = np.array([sc.workflows[wi].arrival.rate * visits[k] for k, (wi, _) in enumerate(steps)])

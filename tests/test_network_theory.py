@@ -82,3 +82,24 @@ def test_network_drift_is_the_work_held_back_behind_the_busiest_engine(preset, p
     assert v.growth_lo - 0.005 <= share <= v.growth_hi + 0.005, (share, v.growth_lo, v.growth_hi)
     # the sentence says what the share is of (1 - 1/load would be 20% at 1.25 where fork_join predicts 16%)
     assert f"theory predicts {100 * share:.0f}% of the network's arriving work" in v.explanation
+
+
+def test_the_theory_runs_on_one_blas_thread_and_gives_the_callers_back(monkeypatch):
+    # OpenBLAS's spinning worker threads doubled the CPU of a 16-replica orca pool's theory on 2
+    # cores (its chains' dense solves are at most 400 x 400); the caller's setting is restored
+    from threadpoolctl import threadpool_info, threadpool_limits
+    import llmsim.theory as T
+    seen = []
+    inner = T._analyze_one_thread
+
+    def spy(sc):
+        seen.extend(d["num_threads"] for d in threadpool_info() if d["user_api"] == "blas")
+        return inner(sc)
+
+    monkeypatch.setattr(T, "_analyze_one_thread", spy)
+    sc = load_scenario(AGENTS / "react.toml")
+    with threadpool_limits(limits=2, user_api="blas"):
+        T._analyze(sc)
+        after = [d["num_threads"] for d in threadpool_info() if d["user_api"] == "blas"]
+    assert seen and set(seen) == {1}
+    assert set(after) == {2}
