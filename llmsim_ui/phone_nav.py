@@ -15,12 +15,12 @@ PHONE_PX = 640
 # a network drawing is never drawn narrower than this: scaled to a phone's width its text was
 # ~5 px tall (a 576 pt drawing in 358 px); the drawing scrolls sideways instead
 GRAPH_MIN_PX = 760
-# a drawing of engines side by side (a network of two or more) is wide and short: scaled to a
-# projector's column (1024 px: ~560 px) its text was ~7 px tall; below this width it scrolls
-# sideways too, and its hint shows up to WIDE_HINT_PX of window (the column is narrower than
-# the drawing's minimum there, with the sidebar open)
-GRAPH_WIDE_MIN_PX = 880
-WIDE_HINT_PX = 1250
+# a drawing of engines side by side (a network of two or more) is drawn at its own size
+# (``network.dot``) and scrolls sideways in a narrower column: scaled to the column, its text was
+# ~7 px tall at 1024 px, and a chain of 8 engines had 5 px text at 1400 px. Its hint shows while
+# the column is narrower than HINT_MARGIN times the drawing's estimated width
+# (``network.drawing_px``, up to 15% under)
+HINT_MARGIN = 1.15
 # one engine's steps top to bottom (react): stretched to a wide column it ran taller than a
 # screen (923 px at 1400 px, its text 22 px); it keeps at most this width
 GRAPH_TALL_MAX_PX = 640
@@ -51,7 +51,8 @@ _CSS = f"""
 [data-testid="stMetricValue"] > div {{ white-space: normal; overflow: visible; text-overflow: clip; }}
 [data-testid="stMetricLabel"] p {{ white-space: normal; }}
 @media (min-width: {PHONE_PX + 1}px) {{ .st-key-graph-hint {{ display: none; }} }}
-@media (min-width: {WIDE_HINT_PX + 1}px) {{ .st-key-graph-hint-wide {{ display: none; }} }}
+.st-key-graph-wide {{ container-type: inline-size; }}
+.st-key-graph-hint-wide {{ display: none; }}
 @media (min-width: {PHONE_PX + 1}px) {{ [class*="st-key-table-hint-"] {{ display: none; }} }}
 .st-key-graph-wide [data-testid="stGraphVizChart"] {{ overflow-x: auto; }}
 @media (min-width: {PHONE_PX + 1}px) and (max-width: {CARDS_WRAP_PX}px) {{
@@ -60,14 +61,14 @@ _CSS = f"""
     flex: 1 1 calc(50% - 1rem) !important; min-width: calc(50% - 1rem) !important; }}
 }}
 .st-key-graph [data-testid="stGraphVizChart"] > svg {{ max-width: {GRAPH_TALL_MAX_PX}px; height: auto; }}
-.st-key-graph-wide [data-testid="stGraphVizChart"] > svg {{ min-width: {GRAPH_WIDE_MIN_PX}px; height: auto; }}
+.st-key-graph-wide [data-testid="stGraphVizChart"] > svg {{ max-width: none !important; height: auto; }}
 .st-key-graph-wide [data-testid="stGraphVizChart"]::-webkit-scrollbar {{ height: 8px; }}
 .st-key-graph-wide [data-testid="stGraphVizChart"]::-webkit-scrollbar-thumb {{ background: #888; border-radius: 4px; }}
 @media (max-width: {PHONE_PX}px) {{
-  [data-testid="stGraphVizChart"] {{ overflow-x: auto; }}
-  [data-testid="stGraphVizChart"] > svg {{ min-width: {GRAPH_MIN_PX}px; height: auto; }}
-  [data-testid="stGraphVizChart"]::-webkit-scrollbar {{ height: 8px; }}
-  [data-testid="stGraphVizChart"]::-webkit-scrollbar-thumb {{ background: #888; border-radius: 4px; }}
+  .st-key-graph [data-testid="stGraphVizChart"] {{ overflow-x: auto; }}
+  .st-key-graph [data-testid="stGraphVizChart"] > svg {{ min-width: {GRAPH_MIN_PX}px; height: auto; }}
+  .st-key-graph [data-testid="stGraphVizChart"]::-webkit-scrollbar {{ height: 8px; }}
+  .st-key-graph [data-testid="stGraphVizChart"]::-webkit-scrollbar-thumb {{ background: #888; border-radius: 4px; }}
 }}
 </style>
 """
@@ -84,20 +85,23 @@ def card_columns(n: int) -> list:
         return st.columns(max(1, n))
 
 
-def graph(dot: str, wide: bool) -> None:
-    """A network drawing: `wide` (engines side by side) keeps GRAPH_WIDE_MIN_PX of width and
-    scrolls sideways in a narrower column; any drawing keeps GRAPH_MIN_PX on a phone."""
+def graph(dot: str, wide: bool, width_px: int = 0, what: str = "the drawing") -> None:
+    """A network drawing and the hint under it that it scrolls sideways (a phone's scrollbars
+    stay hidden until touched: only the first engine showed, and nothing said there was more;
+    tried as a new user would). `wide` (engines side by side): drawn at its own size, about
+    `width_px` wide, scrolling in a narrower column, its hint shown while the column is narrower
+    (a container query: the column's width, sidebar open or not). Otherwise (one engine's steps)
+    at most GRAPH_TALL_MAX_PX wide, GRAPH_MIN_PX on a phone, its hint shown on a phone."""
     with st.container(key="graph-wide" if wide else "graph"):
-        st.graphviz_chart(dot, width="stretch")
-
-
-def graph_hint(what: str = "the drawing", wide: bool = False) -> None:
-    """A caption under a wide drawing, shown on a phone (and, for a `wide` one, up to
-    WIDE_HINT_PX): it scrolls sideways, and a phone's scrollbars stay hidden until touched
-    (only the first engine showed, and nothing said there was more; tried as a new user would)."""
-    with st.container(key="graph-hint-wide" if wide else "graph-hint"):
-        st.caption(f"↔ Scroll {what} sideways (swipe it on a phone) to see all of it." if wide
-                   else f"↔ Swipe {what} sideways to see all of it.")
+        st.graphviz_chart(dot, width="content" if wide else "stretch")
+        if wide:
+            st.html(f"<style>@container (max-width: {round(width_px * HINT_MARGIN)}px) "
+                    "{ .st-key-graph-hint-wide { display: flex; } }</style>")
+            with st.container(key="graph-hint-wide"):
+                st.caption(f"↔ Scroll {what} sideways (swipe it on a phone) to see all of it.")
+    if not wide:
+        with st.container(key="graph-hint"):
+            st.caption(f"↔ Swipe {what} sideways to see all of it.")
 
 
 def table_px(df, index: bool) -> int:

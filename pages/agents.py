@@ -308,8 +308,7 @@ a, b = st.container(), st.container()
 with a:
     st.subheader("The network")
     wide = network.side_by_side(sc)
-    phone_nav.graph(network.dot(sc, loads), wide)
-    phone_nav.graph_hint("the network", wide)
+    phone_nav.graph(network.dot(sc, loads), wide, network.drawing_px(sc, loads) if wide else 0, "the network")
     st.caption("Each grey panel is an engine. Inside it, each coloured box is a buffer: the calls of one workflow "
                "step waiting at that engine, drawn in the colour of its line in the charts of waiting calls "
                "below. Arrows give the order of a workflow's calls, each in the colour of the buffer it leaves "

@@ -9,6 +9,7 @@ once numba's cache is warm; the generous timeout covers a cold compile.
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -681,6 +682,33 @@ def test_the_network_drawing_says_which_step_an_engine_serves_first():
     assert 'label="B.long\\nprompt ≈ 3,900 · output ≈ 101\\nserved 1st"' in text
     assert 'label="A.short\\nprompt ≈ 640 · output ≈ 27\\nserved 2nd"' in text
     assert "priority" not in text.split("digraph", 1)[1].replace("· priority", "")  # the policy name only
+
+
+def test_a_network_of_engines_side_by_side_is_drawn_at_its_own_size():
+    """Scaled to the page's column, a chain of 4 engines had 9 px labels and one of 8 engines
+    5 px (tried as a new user would): engines side by side are drawn at their own size (no
+    "size" for Graphviz to scale to) and the page scrolls them; one engine's steps still fill
+    about a column. The drawing's estimated width grows by an engine's panel per engine."""
+    from llmsim_ui import network
+    sys.path.insert(0, str(ROOT / "bench"))
+    import bench_theory_worst as B
+
+    def chain(n):
+        eng = [['scheduler = "sarathi"', "token_budget = 512", "kv_cache_tokens = 500000",
+                'batch_time = { model = "constant", seconds = 0.02 }'] for _ in range(n)]
+        return llmsim.loads_scenario(B._chain(eng, "1.0", '{ dist = "constant", value = 100 }',
+                                              '{ dist = "constant", value = 20 }')["toml"])
+    wide = network.dot(chain(8))
+    assert "rankdir=LR" in wide and not re.search(r"\bsize=", wide) and "fontsize=12" in wide
+    tall = network.dot(llmsim.load_scenario(ROOT / "scenarios" / "agents" / "react.toml"))
+    assert "rankdir=TB" in tall and 'size="8,4.5!"' in tall and "fontsize=16" in tall
+    px = [network.drawing_px(chain(n)) for n in (2, 3, 4, 8)]
+    per_engine = (px[3] - px[0]) / 6
+    assert 250 < per_engine < 320 and all(abs((b - a) - per_engine) < 5 for a, b in zip(px, px[1:3])), px
+    # in Chromium the chain of 2 is 767 px wide and the presets 811-833 px (bench: the browser test)
+    assert 700 < px[0] < 800
+    for name in ("tandem", "fork_join", "cyclic", "two_class"):
+        assert 650 < network.drawing_px(llmsim.load_scenario(ROOT / "scenarios" / "agents" / f"{name}.toml")) < 900
 
 
 def test_an_agents_link_file_is_run_as_written_or_says_what_differs():

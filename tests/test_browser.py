@@ -44,8 +44,9 @@ def _missing() -> str | None:
 if _missing():
     pytest.skip(_missing(), allow_module_level=True)
 
+import llmsim  # noqa: E402
 from bench import bench_ui as B  # noqa: E402
-from llmsim_ui import phone_nav  # noqa: E402
+from llmsim_ui import network, phone_nav  # noqa: E402
 from test_jobs import _alive  # noqa: E402
 
 
@@ -222,7 +223,7 @@ def test_every_page_at_three_widths(app):
     label_px = page.evaluate("""() => Math.min(...Array.from(
         document.querySelectorAll('[data-testid="stGraphVizChart"] svg text'),
         t => t.getBoundingClientRect().height).filter(h => h > 0))""")
-    assert label_px >= 9, f"the network drawing's smallest label is {label_px:.1f} px tall on a phone"
+    assert label_px >= 14, f"the network drawing's smallest label is {label_px:.1f} px tall on a phone"
     # and says it scrolls (a phone hides scrollbars until touched); the hint is hidden when wide
     hint = page.locator('[class*="st-key-graph-hint"]').first
     assert hint.is_visible() and "sideways" in hint.inner_text()
@@ -233,11 +234,18 @@ def test_every_page_at_three_widths(app):
     label_px = page.evaluate("""() => Math.min(...Array.from(
         document.querySelectorAll('[data-testid="stGraphVizChart"] svg text'),
         t => t.getBoundingClientRect().height).filter(h => h > 0))""")
-    assert label_px >= 11, f"the network drawing's smallest label is {label_px:.1f} px tall at 1024 px"
+    assert label_px >= 14, f"the network drawing's smallest label is {label_px:.1f} px tall at 1024 px"
     assert page.locator(".st-key-graph-wide").count() == 1 and hint.is_visible()
+    drawn = page.evaluate("""() => { const c = document.querySelector('.st-key-graph-wide [data-testid="stGraphVizChart"]');
+        return [c.querySelector('svg').getBoundingClientRect().width, c.scrollWidth > c.clientWidth]; }""")
+    assert drawn[1], "the drawing scrolls in a narrower column"
+    # the page's estimate of the drawing's width (which decides the hint) against the drawn width
+    sc = llmsim.load_scenario(ROOT / "scenarios" / "agents" / "cyclic.toml")
+    est = network.drawing_px(sc, {e.name: e.load for e in llmsim.analyze(sc).engines})
+    assert abs(est - drawn[0]) < 0.15 * drawn[0], (est, drawn)
     page.set_viewport_size(B.VIEWPORT)
     page.wait_for_timeout(300)
-    assert not hint.is_visible()
+    assert not hint.is_visible()  # the whole drawing fits the column
     lap("phone")
 
     # ---- run another simulation: a new arrival rate, stopped midway and resumed
