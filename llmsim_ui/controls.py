@@ -12,6 +12,11 @@ from llmsim_ui.markdown import plain
 from llmsim_ui.state import PageState
 
 SCHEDULER_HELP = "\n".join(f"- **{k}**: {v.summary}" for k, v in SCHEDULERS.items())
+# said under the scheduler choice: the four names were the page's first words and explained
+# only on The model, the last page (tried as a new user would)
+SCHEDULER_LINE = ("**fastertransformer**: static batches · **vllm**: whole prompts first, never mixed · "
+                  "**orca**: prefill chunks first, decodes fill the rest · **sarathi**: decodes first, prefill "
+                  "chunks fill the rest. More on *The model* page.")
 
 
 def _restore_upload(ps: PageState, keep_n: bool, all_schedulers: bool) -> None:
@@ -54,6 +59,7 @@ def engine_inputs(ps: PageState, with_rate: bool = True, sched_label: str = "Sch
             st.multiselect(sched_label, list(SCHEDULERS), **ps.w("sched"), help=SCHEDULER_HELP)
         else:
             st.selectbox(sched_label, list(SCHEDULERS), **ps.w("sched", list(SCHEDULERS)), help=SCHEDULER_HELP)
+        st.caption(SCHEDULER_LINE)
     inputs.link_presets(ps)
     if with_rate:
         inputs.sync_load(ps)

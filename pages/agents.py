@@ -418,7 +418,8 @@ def _draw_why(run: runs.LiveRun) -> None:
                 if t is not None:
                     tables.append(t.assign(policy=v)[["policy"] + list(t.columns)])
             if tables:
-                phone_nav.table(pd.concat(tables, ignore_index=True), "buffers", hide_index=True)
+                # every row in sight: at ten rows the table scrolled and hid the last policies' buffers
+                phone_nav.table(pd.concat(tables, ignore_index=True), "buffers", hide_index=True, height="content")
 
 
 st.subheader("Calls waiting in each buffer")

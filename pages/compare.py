@@ -151,7 +151,7 @@ key = tuple((j.toml, j.extra_key) for j in jobs)
 run = None if controls.wants_new_run(PAGE, key) else runs.session_run(PAGE)
 
 st.subheader("Verdicts", help=widgets.VERDICT_MEANING)
-card_cols = st.columns(2)
+card_cols = phone_nav.card_columns(2)
 cards = {label: c.empty() for label, c in zip(configs, card_cols)}
 fixes = {label: c.empty() for label, c in zip(configs, card_cols)}  # drawn once: buttons need unique keys
 BUDGET_FIELD = {"A": "budget", "B": "b_budget"}

@@ -184,8 +184,8 @@ def test_every_page_at_three_widths(app):
     rows = [[b for (t, *_), b in zip(cards, badges) if round(t) == top] for top in sorted({round(t) for t, *_ in cards})]
     assert [len(r) for r in rows] == [2, 2] and all(max(r) - min(r) < 2 for r in rows), (cards, badges)
     # the phone's hint under the latency table is there, hidden: the table fits this width
-    assert page.locator(".st-key-table-hint-latency").count() == 1
-    assert not page.locator(".st-key-table-hint-latency").is_visible()
+    assert page.locator(".st-key-tbl-hint-latency").count() == 1
+    assert not page.locator(".st-key-tbl-hint-latency").is_visible()
     lap("projector")
 
     # ---- phone, 375 px: the page links are on screen (Streamlit's own top navigation is not)
@@ -211,7 +211,7 @@ def test_every_page_at_three_widths(app):
     assert names[1] == ["fastertransformer", "vllm", "orca", "sarathi"], names
     # the latency table of four schedulers is wider than a phone and scrolls: a hint under it
     # says so (the fourth scheduler was out of sight with nothing saying so; tried as a new user would)
-    table_hint = page.locator(".st-key-table-hint-latency")
+    table_hint = page.locator(".st-key-tbl-hint-latency")
     assert table_hint.is_visible() and "sideways" in table_hint.inner_text()
     nav.locator('a[href="compare"]').click()
     B.wait_text(page, "Compare — two configurations", 60)
