@@ -44,8 +44,11 @@ def _write_json(path, data):
     if path == "-":
         print(text)
     else:
-        with open(path, "w") as f:
-            f.write(text + "\n")
+        try:
+            with open(path, "w") as f:
+                f.write(text + "\n")
+        except OSError as exc:
+            raise ConfigError(f"--json: cannot write {path!r} ({exc.strerror or exc})") from None
 
 
 def _flag(args, attr: str, flag: str, lo, hi, unit: str = ""):
@@ -341,9 +344,21 @@ def build_parser():
     return p
 
 
+def _check_out(path) -> None:
+    """--json OUT is checked before the run (a missing directory was reported after it, without
+    naming the flag)."""
+    if not path or path == "-":
+        return
+    parent = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path) or not os.path.isdir(parent):
+        raise ConfigError(f"--json: {path!r} is not a file in an existing directory; allowed: a file path whose "
+                          "directory exists, or '-' for stdout")
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        _check_out(getattr(args, "json", None))
         return args.fn(args)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)

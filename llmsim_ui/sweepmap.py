@@ -29,15 +29,24 @@ MAX_MAP_REQUESTS = 6_000_000    # simulated arrivals over the whole map
 MAX_PARQUET_BYTES = 50_000_000
 MAX_PARQUET_ROWS = 500_000       # a 100,000-point sweep of up to five schedulers
 MAX_PARQUET_COLUMNS = 200
-MAX_PARQUET_MEMORY = 150_000_000  # bytes once decoded (Parquet compresses well: bound it before reading)
-MAX_PARQUET_TEXT = 10_000        # characters in one text cell (an error message is a few hundred)
+# bytes once decoded (Parquet compresses well: bound it before reading). A map this page can
+# draw (MAX_MAP_CELLS rows of ~40 columns) decodes to ~13 MB; 150 MB let a 148 kB file of
+# 40,000 rows, each with a 3,500-character error, take ~900 MB of the server's memory and
+# 5-6 s of its CPU per upload (found as a hostile visitor would)
+MAX_PARQUET_MEMORY = 48_000_000
+PARQUET_READ_BYTES = 6 * MAX_PARQUET_MEMORY  # the read's peak (Arrow, then pandas), held in the server's run memory
+MAX_PARQUET_TEXT = 2_000         # characters in one text cell (an error message is a few hundred)
+MAX_MAP_BYTES = 16_000_000       # the drawn table's memory (its chart data, the data table and downloads copy it)
 MAX_MAP_SCHEDULERS = 8           # maps drawn from one table: one per scheduler (each ~60 ms of server CPU)
 MAX_AXIS_VALUES = 200            # distinct values of one numeric axis (its cells and ticks)
 MAX_MAP_CELLS = 40_000           # cells drawn in all maps together (~1 s of server CPU, ~10 MB to the browser)
+MAX_AXIS_ABS = 1e15              # an axis value's size (±1e308 made the cells' edges infinite: a blank map)
 # what an uploaded table's names and values may be: the sweep writes field paths, scheduler
 # names and its own verdicts (anything else would end up in labels, tooltips and captions)
 _COLUMN = re.compile(r"[A-Za-z0-9_.\[\]-]{1,100}")
 _SCHEDULER = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# columns cells() adds for the chart: a file's own column of one of these names was overwritten
+_WORKING = ("x", "y", "x0", "x1", "y0", "y1", "theory_unstable")
 _NUMERIC = ("arrival_rate_rps", "theory_capacity_rps", "theory_optimal_capacity_rps", "load", "growth",
             "e2e_p99_s", "ttft_p99_s")
 
@@ -194,7 +203,13 @@ def check_table(df: pd.DataFrame) -> str | None:
     if bad:
         return (f"column name {str(bad[0])[:60]!r}: a sweep result's columns are field names (letters, digits, "
                 "'_', '.', '[', ']', '-')")
+    clash = [c for c in df.columns if c in _WORKING]
+    if clash:
+        return (f"column {clash[0]!r}: a name this page uses for its own working columns "
+                f"({', '.join(_WORKING)}); a sweep result never has one")
     need = {"point", "scheduler", "verdict", "error", "arrival_rate_rps", "theory_capacity_rps"}
+    if "load" in df.columns:  # the load axis's boundary is capacity over the best scheduler's
+        need.add("theory_optimal_capacity_rps")
     miss = sorted(need - set(df.columns))
     if miss:
         return (f"not an llmsim sweep result: column(s) {', '.join(miss)} missing "
@@ -221,6 +236,11 @@ def check_table(df: pd.DataFrame) -> str | None:
         v = df[a].to_numpy(dtype=float, na_value=np.nan)
         if np.isinf(v).any():
             return f"axis {a}: infinite values cannot be placed on a map"
+        if (np.abs(v[np.isfinite(v)]) > MAX_AXIS_ABS).any():
+            return (f"axis {a}: values beyond ±{MAX_AXIS_ABS:g} cannot be placed on a map (the cells' edges "
+                    "overflow); a sweep's axes are token counts, rates and loads")
+        if a in AXES and AXES[a][1] and (v[np.isfinite(v)] <= 0).any():
+            return f"axis {a}: values must be above 0 (it is drawn on a log scale)"
         k = df[a].nunique()
         if k == 0:
             return f"axis {a}: no values (every row's {a} is empty), nothing to place on a map"

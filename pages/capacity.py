@@ -247,6 +247,11 @@ st.session_state[f"{PAGE}.key"] = key
 stopped = st.session_state.get(f"{PAGE}.stopped") == key
 top = max([th.optimal_capacity_rps] + [c for c in theory_caps.values() if c])
 x_max = 1.3 * top
+if x_max > L.MAX_RATE:  # its rates would reach past what a run accepts (an uncaught ConfigError; found as a hostile visitor would)
+    st.error(f"Theory puts the capacity at {top:,.4g} req/s: the curve would run to {x_max:,.4g} req/s, above this "
+             f"demo's limit of {L.MAX_RATE:,.0f} requests per second. Make iterations slower (batch time) or requests "
+             "longer (prompt and output tokens).", icon=":material/block:")
+    st.stop()
 rates = [float(r) for r in np.linspace(x_max / ps.get("points"), x_max, int(ps.get("points")))]
 total = len(rates) * len(scen) + len(scen)
 

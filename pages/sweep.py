@@ -75,9 +75,11 @@ if src == "file":
         st.info("Choose a `results.parquet` written by `python -m llmsim sweep` (its directory also holds the "
                 "parts it was built from).", icon=":material/upload_file:")
         st.stop()
-    try:  # size, rows, columns and decoded size checked from the footer before any column is read
-        df = M.read_parquet(up.getvalue(), up.name)
-    except ValueError as exc:
+    try:  # size, rows, columns and decoded size checked from the footer before any column is read;
+        # the read's copies held in the server's run memory (tabs uploading at once take turns)
+        with runs.hold(M.PARQUET_READ_BYTES):
+            df = M.read_parquet(up.getvalue(), up.name)
+    except ValueError as exc:  # a ConfigError too: the server is busy
         st.error(plain(exc), icon=":material/block:")
         st.stop()
     bad = M.check_table(df)
@@ -96,6 +98,12 @@ if src == "file":
     if len(df) > M.MAX_MAP_CELLS:
         st.error(f"{plain(up.name)}: {len(df):,} cells to draw with these axes; this demo draws at most "
                  f"{M.MAX_MAP_CELLS:,} (fix more axes, or plot the Parquet file with pandas)", icon=":material/block:")
+        st.stop()
+    held = int(df.memory_usage(deep=True).sum())
+    if held > M.MAX_MAP_BYTES:
+        st.error(f"{plain(up.name)}: {held / 1e6:,.1f} MB of figures and text to draw with these axes; this demo "
+                 f"draws at most {M.MAX_MAP_BYTES / 1e6:,.0f} MB (fix more axes, or plot the Parquet file with "
+                 "pandas)", icon=":material/block:")
         st.stop()
     schedulers = [s for s in dict.fromkeys(df["scheduler"].dropna()) if isinstance(s, str)]
     if not schedulers:

@@ -173,6 +173,12 @@ def test_cli_run_json(tmp_path):
         assert k in d, k
     assert d["scheduler"] == "orca" and d["arrival_rate_rps"] == 2.0
     assert "verdict" in r.stdout.lower()
+    # an output that cannot be written is refused before the run, naming the flag (it was
+    # "[Errno 2] No such file or directory" after the run; found as a hostile visitor would)
+    for bad in (tmp_path / "no" / "such" / "x.json", tmp_path):
+        r = run_cli("run", str(good), "--json", str(bad))
+        assert r.returncode == 2 and r.stderr.startswith("error: --json:") and "existing directory" in r.stderr, r.stderr
+        assert "verdict" not in r.stdout.lower()
 
 
 def test_cli_run_reads_as_the_dashboard_does():

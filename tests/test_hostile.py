@@ -686,7 +686,7 @@ def _dictionary_bomb(n: int, text: str, schedulers=None) -> bytes:
                   "load": np.linspace(0.5, 1.5, n), "engine.token_budget": np.full(n, 512),
                   "scheduler": schedulers if schedulers is not None else repeated("sarathi"),
                   "verdict": repeated("stable"), "error": repeated(text), "arrival_rate_rps": np.ones(n),
-                  "theory_capacity_rps": np.ones(n)})
+                  "theory_capacity_rps": np.ones(n), "theory_optimal_capacity_rps": np.ones(n)})
     buf = io.BytesIO()
     pq.write_table(t, buf, use_dictionary=True, store_schema=False, dictionary_pagesize_limit=20_000_000,
                    compression="zstd")
@@ -699,7 +699,7 @@ def test_parquet_text_is_counted_as_decoded_before_it_is_decoded():
     assert len(long_cell) < 10_000
     with pytest.raises(ValueError, match="'error' holds text of 1,000,000 characters"):
         M.read_parquet(long_cell, "bomb.parquet")
-    many = _dictionary_bomb(M.MAX_PARQUET_ROWS, "y" * 9_000)  # 4.5 GB decoded, cells under the cap
+    many = _dictionary_bomb(M.MAX_PARQUET_ROWS, "y" * 1_900)  # 950 MB decoded, cells under the cap
     assert len(many) < 10_000_000
     with pytest.raises(ValueError, match="bytes once decoded is above"):
         M.read_parquet(many, "many.parquet")
@@ -846,7 +846,7 @@ def test_uploaded_sweep_tables_hold_only_what_a_sweep_writes():
         (_sweep_table(scheduler=[1, 2] * 3), "column scheduler: expected text"),
         (_sweep_table(verdict=["maybe"] * 6), "column verdict: expected stable"),
         (_sweep_table(load=[float("inf")] * 6), "axis load: infinite values"),
-        (_sweep_table(n=600, **{"engine.token_budget": range(600)}), "600 distinct values"),
+        (_sweep_table(n=600, **{"engine.token_budget": range(1, 601)}), "600 distinct values"),
         # each showed a crash on the page: an IndexError, and a colour scale's spec with Infinity
         (_sweep_table(load=[np.nan] * 6), "axis load: no values"),
         (_sweep_table(e2e_p99_s=[1.0, np.inf] * 3), "column e2e_p99_s: infinite values"),
@@ -858,7 +858,7 @@ def test_uploaded_sweep_tables_hold_only_what_a_sweep_writes():
         assert "](" not in msg.replace(repr(link[:60]), "")  # a refused name is quoted once at most
     # within every bound but too many cells in all: 8 schedulers on a 100 x 100 grid
     import pandas as pd
-    grid = pd.DataFrame([(b, x) for b in range(100) for x in range(100)], columns=["engine.token_budget", "load"])
+    grid = pd.DataFrame([(b, x) for b in range(1, 101) for x in range(100)], columns=["engine.token_budget", "load"])
     big = pd.concat([_sweep_table().iloc[[0] * len(grid)].reset_index(drop=True).assign(
         scheduler=f"s{i}", **{c: grid[c] for c in grid}) for i in range(8)], ignore_index=True)
     assert M.check_table(big) is None and len(big) > M.MAX_MAP_CELLS
@@ -1117,3 +1117,57 @@ def test_fastertransformers_decode_prices_every_batch_size_at_once(monkeypatch):
                BatchTime("piecewise", (0.01, 1e-4, 128.0, 1e-9, 1e-10, 2e-6, 3e-6))):
         assert np.array_equal(bt.seconds_many(a[::-1] - 1, a, a * 562.5, a * 3.25),
                               np.array([one(bt, x - 1, y, y * 562.5, y * 3.25) for x, y in zip(a[::-1], a)]))
+
+
+def test_a_sweep_result_of_long_error_texts_is_refused_before_it_fills_the_servers_memory():
+    """A 148 kB Parquet file (40,000 rows x 200 x 200 axes, each row's error a 3,500-character
+    text) decoded to 147 MB, under the old 150 MB bound: one upload took the server's memory
+    from 262 MiB to 1,152 MiB and 5-6 s of its CPU, four tabs 2.5 GiB, and the page showed
+    Streamlit's raw MessageSizeError (found as a hostile visitor would). Such a text is now
+    refused per cell, as many shorter ones by the decoded bound; and the page holds the read's
+    memory in the server's ledger, and refuses a drawn table above MAX_MAP_BYTES."""
+    import pandas as pd
+    from llmsim_ui import sweepmap as M
+    n = 200
+    big = pd.DataFrame({"point": np.arange(n * n), "replications": 1,
+                        "engine.token_budget": np.repeat(np.arange(1, n + 1) * 64, n),
+                        "load": np.tile(np.linspace(0.5, 1.5, n), n), "scheduler": "orca", "verdict": "stable",
+                        "error": "", "arrival_rate_rps": 1.0, "theory_capacity_rps": 2.0,
+                        "theory_optimal_capacity_rps": 2.0, "growth": 0.0})
+    long_err = big.assign(error="x" * 3_500)
+    data = _parquet(long_err)
+    assert len(data) < 1_000_000
+    assert "holds text of 3,500 characters; this demo reads at most 2,000 per cell" in upload_map("long.parquet", data)
+    many = big.assign(error=[f"{i:06d}" + "y" * 1_500 for i in range(len(big))])  # distinct: no dictionary
+    msg = upload_map("many.parquet", _parquet(many))
+    assert "many.parquet" in msg and "above this demo's limit of 48,000,000" in msg, msg
+    # what passes the read but is too much to draw: 40,000 rows of 300-character texts
+    mid = big.assign(error=[f"{i:06d}" + "z" * 300 for i in range(len(big))])
+    assert len(M.read_parquet(_parquet(mid), "mid.parquet")) == len(big)
+    msg = upload_map("mid.parquet", _parquet(mid))
+    assert "MB of figures and text to draw with these axes; this demo draws at most 16 MB" in msg, msg
+    assert M.PARQUET_READ_BYTES <= 400 * 2 ** 20  # held while reading: within the default 1 GiB ledger
+
+
+def test_a_sweep_result_whose_columns_the_page_cannot_draw_says_why():
+    """Each of these crashed the map page (a KeyError) or drew a blank map with the reason only
+    in the browser's console (found as a hostile visitor would)."""
+    from llmsim_ui import sweepmap as M
+    no_opt = _sweep_table().drop(columns=["theory_optimal_capacity_rps"])
+    assert "column(s) theory_optimal_capacity_rps missing" in upload_map("noopt.parquet", _parquet(no_opt))
+    clash = _sweep_table().rename(columns={"engine.token_budget": "x0"})
+    assert "column 'x0': a name this page uses for its own working columns" in upload_map("x0.parquet", _parquet(clash))
+    zero = _sweep_table(**{"engine.token_budget": [0, 512, 1024] * 2})
+    assert "axis engine.token_budget: values must be above 0 (it is drawn on a log scale)" in \
+        upload_map("zero.parquet", _parquet(zero))
+    huge = _sweep_table(load=[-1e308, 1e308] * 3)
+    assert "axis load: values beyond ±1e+15 cannot be placed on a map" in upload_map("huge.parquet", _parquet(huge))
+    assert M.check_table(_sweep_table()) is None
+
+
+def test_a_capacity_page_whose_curve_would_pass_the_rate_limit_says_so():
+    """A 1 us iteration of 65,536 tokens with 1 + 1-token requests: theory's capacity is ~3e9
+    req/s, and the curve's first run raised an uncaught ConfigError (rate above 1e6; found as a
+    hostile visitor would)."""
+    msg = shown(page("pages/capacity.py", bt="constant", bt_ms=0.001, budget=65536, p_value=1, o_value=1, n=1000))
+    assert "above this demo's limit of 10,000 requests per second" in msg, msg
