@@ -557,7 +557,8 @@ def _engine_theory(sc: Scenario, e_idx: int, visits, lam_steps) -> EngineTheory:
     slot_rps = region_rps if k_binds else None
     if memory_binds:
         kind = ("memory capacity M / (t E[g]) (binds before the stability region; t is the time of a batch "
-                f"of the {n_mem:.0f} tokens the KV cache holds at that rate)")
+                f"of the {n_mem:.0f} tokens the KV cache holds at that rate; approximate: the mean memory a "
+                "request holds over its life, leaving out preemptions' recomputed work)")
     elif k_binds:
         kind = f"stability region with max_batch_size {eng.max_batch_size} (LP): {opt.describe()}"
     else:
