@@ -670,24 +670,39 @@ def apply_values(ps: PageState, values: dict) -> list[str]:
 _NEEDS_B = re.compile(r"allowed: token_budget >= (\d+)(?: \(>= (\d+))?", re.IGNORECASE)
 
 
-def raise_budget_button(ps: PageState, message: str, key: str, container=None, field: str = "budget") -> bool:
+def budget_need(message: str) -> int | None:
+    """The token budget a 'prompts can never run' or 'froze' message asks for (the largest prompt
+    + output where preemption can happen, else the largest prompt), or None."""
+    m = _NEEDS_B.search(message)
+    return int(m.group(2) or m.group(1)) if m else None
+
+
+def raise_budget_button(ps: PageState, message: str, key: str, container=None, field: str = "budget",
+                        shared_by: int = 1, at_least: int = 0) -> bool:
     """Under a 'prompts can never run under <scheduler>' message (a scheduler that never
     chunks a prompt, with b below the longest prompt) or a vllm run that froze (a preempted
     request's recompute above b): a button that raises b (the page's field `field`) to the
-    largest prompt + output where preemption can happen, else to the largest prompt.
+    largest prompt + output where preemption can happen, else to the largest prompt, or to
+    `at_least` (what the page's other refused schedulers need: fastertransformer's button gave
+    8,192 and vllm then froze at 8,192, needing 16,384; tried as a new user would). `shared_by`:
+    the schedulers the page runs with this b (the button says it changes b for all of them).
     Returns whether it drew one."""
-    m = _NEEDS_B.search(message)
-    if not m or field not in ps.by_name:
+    own = budget_need(message)
+    if own is None or field not in ps.by_name:
         return False
-    need = int(m.group(2) or m.group(1))
+    need = max(own, at_least)
     if need > L.MAX_BUDGET:
         return False
-    what = "the largest prompt + output" if m.group(2) or "prompt + output" in message else "the largest prompt"
-    (container or st).button(f"Raise b to {need:,}", key=key, icon=":material/expand:",
+    whole = "(>= " in message or "prompt + output" in message or need > own
+    what = "the largest prompt + output" if whole else "the largest prompt"
+    label = f"Raise b to {need:,}" + (f" for all {shared_by} schedulers" if shared_by > 1 else "")
+    (container or st).button(label, key=key, icon=":material/expand:",
                              on_click=ps.set, args=(field, need),
                              help=f"b = {need:,} tokens, {what}, lets every prompt into one iteration"
                                   + (" and a preempted request recompute its prompt and output in one prefill"
                                      if what.endswith("output") else "")
                                   + ". A larger token budget also changes t(b) and every capacity, and so the "
-                                    "load at this arrival rate (the chunking schedulers need no change).")
+                                    "load at this arrival rate"
+                                  + (" of every scheduler on the page" if shared_by > 1 else "")
+                                  + " (the chunking schedulers need no change).")
     return True

@@ -249,12 +249,15 @@ def evidence(v, extra: list[tuple[str, str]] | None = None, summary: dict | None
     from the run's summary, a note on them (e.g. zero_throughput), the rule that decided
     it, for a network the per-buffer tests, and a caveat near the boundary."""
     e = v.evidence()
-    rows = [("load ρ", fmt_load(e['load']))]
     sload = e.get("scheduler_load") or 0.0
     from llmsim.stability import loads_differ
     if sload > 0 and math.isfinite(sload) and loads_differ(e["load"], sload):
-        rows.append(("own load", f"{fmt_load(sload)} (arrival rate over this scheduler's theory capacity; load ρ is "
-                                 "over the best any scheduler reaches)"))
+        # this scheduler's own load first: the page's "Offered load ρ 0.93" (over the best capacity)
+        # beside an Unstable badge read as a contradiction (tried as a new user would)
+        rows = [("load on this scheduler", f"{fmt_load(sload)} (arrival rate over its own theory capacity)"),
+                ("load ρ", f"{fmt_load(e['load'])} (over the best capacity any scheduler reaches)")]
+    else:
+        rows = [("load ρ", fmt_load(e['load']))]
     rows += [
         ("arrival rate", fmt(e["arrival_rate_rps"], unit=" /s") + _drawn(e)),
         ("theory capacity", fmt(e["capacity_rps"], unit=" /s")),

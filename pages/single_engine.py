@@ -120,7 +120,8 @@ for col, s in zip(cols, labels):
         if s in refused:  # drawn once: it does not change while the others run
             widgets.badge("error")
             st.caption(plain(refused[s]))
-            inputs.raise_budget_button(ps, refused[s], key=f"{PAGE}.raise_b.{s}")
+            inputs.raise_budget_button(ps, refused[s], key=f"{PAGE}.raise_b.{s}", shared_by=len(labels),
+                                       at_least=max(inputs.budget_need(m) or 0 for m in refused.values()))
         else:
             cards[s] = st.empty()
             fixes[s] = st.empty()  # a fix for a run that failed (drawn once, when the run has ended)
@@ -219,7 +220,7 @@ controls.play_controls(PAGE, run, button_slot, progress_slot, lambda r: _draw_ch
 _draw_chart(run)
 for s, msg in run.errors.items():  # e.g. vllm froze: a preempted request's recompute above b
     if s in fixes:
-        inputs.raise_budget_button(ps, msg, key=f"{PAGE}.raise_b_run.{s}", container=fixes[s])
+        inputs.raise_budget_button(ps, msg, key=f"{PAGE}.raise_b_run.{s}", container=fixes[s], shared_by=len(labels))
 
 if run.updates_per_second:
     st.caption(f"Live view: {run.frames} chart updates in {run.play_seconds:.1f} s "

@@ -518,7 +518,8 @@ def test_single_shows_why_orca_falls_short_under_a_binding_kv_cache():
                    kmax=256, kv=60000, p_dist="uniform", p_low=64, p_high=960, o_dist="geometric", o_mean=256)
     ok(at)
     text = "\n".join(m.value for m in at.markdown)
-    assert "own load: **0.85 (arrival rate over this scheduler's theory capacity; load ρ is over the best" in text
+    assert "load on this scheduler: **0.85 (arrival rate over its own theory capacity)**" in text
+    assert text.index("load on this scheduler:") < text.index("load ρ: **0.64 (over the best capacity any scheduler")
     # theory's growth beside the measured one, in the same unit (it read "theory drift: 0 tokens/s")
     assert "growth theory predicts: **0 tokens/s (0.0% of arriving work; it would be 0 below this scheduler's" in text
     assert "**Theory's capacity for this scheduler** (11.6 req/s): orca with a binding KV cache" in text

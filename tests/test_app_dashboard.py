@@ -110,11 +110,18 @@ def test_workload_preset_starts_at_a_sensible_load_and_b_can_be_raised():
     # vllm preempts by recompute (prompt + tokens generated in one prefill): b is raised to
     # the longest prompt + output (lognormals capped at 8,192 each), not just the prompt
     raise_b = next(b for b in at.button if b.label.startswith("Raise b to"))
-    assert raise_b.label == "Raise b to 16,384"
+    assert raise_b.label == "Raise b to 16,384 for all 2 schedulers"
     raise_b.click()
     at.run()
     assert at.number_input(key="single.budget").value == 16384
     assert badges(at)[0] != "error"
+    # fastertransformer needs only the longest prompt, but vllm beside it the prompt + output: its
+    # button raised b to 8,192 and vllm then froze (tried as a new user would); both offer 16,384
+    at = open_page(n=1000, live=0, sched="fastertransformer,vllm")
+    at.selectbox(key="single.wl").set_value("azure-conv-2023")
+    at.run()
+    assert [b.label for b in at.button if b.label.startswith("Raise b to")] == \
+        ["Raise b to 16,384 for all 2 schedulers"] * 2
 
 
 def test_a_vllm_run_that_froze_offers_the_budget_that_never_freezes():
@@ -128,7 +135,7 @@ def test_a_vllm_run_that_froze_offers_the_budget_that_never_freezes():
     froze = next(c.value for c in at.caption if "froze" in c.value).replace("\\", "")  # shown escaped
     assert froze.startswith("the engine (vllm) froze at t = ") and "token_budget >= 11000" in froze
     raise_b = next(b for b in at.button if b.label.startswith("Raise b to"))
-    assert raise_b.label == "Raise b to 11,000"
+    assert raise_b.label == "Raise b to 11,000"  # one scheduler on the page
     raise_b.click()
     at.run()
     assert at.number_input(key="single.budget").value == 11000
