@@ -37,7 +37,9 @@ st.markdown(
     "box one iteration it took part in — **prefill** (prompt tokens, possibly in chunks) or **decode** (one "
     "output token) — and grey while it **waits** to be admitted. Switch the scheduler to see how vllm "
     "idles decodes while it prefills, how fastertransformer makes new prompts wait, and how orca and sarathi "
-    "mix both into full batches. A prefill after decoding has started is a **preemption**'s recomputation.")
+    "mix both in one batch, up to the token budget when enough work waits (below capacity most batches are "
+    "not full: there is not that much work). A prefill after decoding has started is a **preemption**'s "
+    "recomputation.")
 
 upload = controls.engine_inputs(ps, with_rate=True, sched_label="Scheduler", multi=False,
                                 keep_n=False)  # a file's run length is not a timeline's (2 to 300 requests)
@@ -116,6 +118,14 @@ c2.metric("Mean tokens per batch", f"{iters.groupby(['engine', 'iteration'])['to
                "enough work waits." + ("" if n_reps == 1 else " Per batch of one replica."))
 c3.metric("Preemptions", f"{summary['preemptions']:,}")
 c4.metric("Recomputed tokens", f"{summary['tokens_recomputed']:,}")
+if summary["preemptions"]:  # which requests to follow (260 preemptions and no way to find one; tried as a new user would)
+    counts = reqs["preemptions"].to_numpy()
+    hit = sorted(np.flatnonzero(counts > 0), key=lambda i: (-counts[i], i))
+    SHOWN_PREEMPTED = 12
+    st.caption(f"Preempted: request{'s' if len(hit) > 1 else ''} "
+               + ", ".join(f"{i} (×{counts[i]})" for i in hit[:SHOWN_PREEMPTED])
+               + (f" and {len(hit) - SHOWN_PREEMPTED:,} more" if len(hit) > SHOWN_PREEMPTED else "")
+               + " — enter one as the *request to follow* (sidebar) to see its recomputation.")
 
 # ------------------------------------------------------------------- batches
 st.subheader("What each batch holds")

@@ -674,3 +674,18 @@ def test_a_table_wider_than_its_column_says_it_scrolls():
     at = open_page(n=2000, live=0, sched="sarathi")
     ok(at)
     assert len(widths(at)) == 1 and widths(at)[0] < phone_nav.PHONE_COLUMN_PX
+
+
+def test_timeline_names_the_preempted_requests_to_follow():
+    # "Preemptions 260" and no way to find a preempted request (tried as a new user would)
+    at = open_page("pages/timeline.py", n=300, sched="vllm", kv=1500)
+    ok(at)
+    pre = int(metric(at, "Preemptions").replace(",", ""))
+    assert pre > 0
+    note = next(c.value for c in at.caption if c.value.startswith("Preempted: request"))
+    first = int(re.match(r"Preempted: requests? (\d+) \(×(\d+)\)", note).group(1))
+    at.number_input(key="tl.req").set_value(first)
+    at.run()
+    ok(at)
+    head = next(m.value for m in at.markdown if m.value.startswith(f"**Request {first}**"))
+    assert "0 preemption(s)" not in head, head
