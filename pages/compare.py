@@ -59,13 +59,13 @@ if "b_hw" in ps.from_url and "b_kv" not in ps.from_url:  # a link's preset: as o
 st.title("Compare — two configurations, same arrivals")
 status_slot = st.empty()
 st.markdown(
-    "Configuration **A** is the engine in the sidebar; **B** changes what you choose (KV cache, token budget, "
-    "GPU/model, scheduler). Both get exactly the same requests at the same times (same workload, same seed), "
+    "Configuration **A** is the engine in the sidebar; **B** changes what you choose under *Configuration B*, "
+    "at the end of the sidebar (KV cache, token budget, GPU/model, scheduler). Both get exactly the same requests at the same times (same workload, same seed), "
     "so every difference below comes from the configuration.")
 
 upload = controls.engine_inputs(ps, with_rate=True, sched_label="Scheduler of A", multi=False)
 with st.sidebar:
-    st.subheader("Configuration B", divider="orange")
+    st.subheader("Configuration B", divider="gray")
     st.selectbox("Scheduler of B", list(SCHEDULERS), **ps.w("b_sched", list(SCHEDULERS)),
                  help=controls.SCHEDULER_HELP)
     b_hw_opts = list(ps.by_name["b_hw"].choices)
