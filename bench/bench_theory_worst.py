@@ -143,9 +143,9 @@ PREVIOUS = {  # bench/README.md, Round 19: before -> after, this VM
     "agents page: 16 sarathi engines, k = 1, 1 s per prompt token, c0 near 1.1e-5 s": "21.9 s, +277 MiB -> 0.73 s, +133 MiB (Round 23)",
     "agents page: 16 fastertransformer engines, b = 65,536, 1-token prompts, piecewise times": "5.2 s -> 1.5 s (Round 23)",
     "vllm, b = 65,536, 1 s per prompt token, geometric outputs of mean 1": "ValueError (scipy's bracket) -> 0.63 s",
-    "agents page: 16 orca engines, b = 65,536, 1-token staircase steps, k = 32": "26.4 s, +315 MiB -> 2.7 s, +134 MiB",
+    "agents page: 16 orca engines, b = 65,536, 1-token staircase steps, k = 32": "26.4 s, +315 MiB -> 2.7 s, +134 MiB; 0.87 s on one BLAS thread (Round 24)",
     "agents page: 3 pools x 64 different replicas (refused by the dashboard)": "314.6 s -> 35.5 s",
-    "agents page: 1 pool x 16 different replicas (the most the dashboard takes)": "3.2 s",
+    "agents page: 1 pool x 16 different replicas (the most the dashboard takes)": "3.2 s; 1.10 s on one BLAS thread (Round 24)",
 }
 
 
