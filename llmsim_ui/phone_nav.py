@@ -61,6 +61,7 @@ _CSS = f"""
 }}
 .st-key-graph [data-testid="stGraphVizChart"] > svg {{ max-width: {GRAPH_TALL_MAX_PX}px; height: auto; }}
 .st-key-cards [data-testid="stCaptionContainer"] {{ color: inherit; }}
+.katex-display {{ overflow-x: auto; overflow-y: hidden; }}
 .st-key-graph-wide [data-testid="stGraphVizChart"] > svg {{ max-width: none !important; height: auto; }}
 .st-key-graph-wide [data-testid="stGraphVizChart"]::-webkit-scrollbar {{ height: 8px; }}
 .st-key-graph-wide [data-testid="stGraphVizChart"]::-webkit-scrollbar-thumb {{ background: #888; border-radius: 4px; }}

@@ -135,7 +135,9 @@ st.table(pd.DataFrame({
     "fastertransformer (b=4)": ["A,B,C d", "A,B,C d", "B,C d", "B d", "D,E p", "D,E d"],
     "sarathi (b=4)": ["A,B,C d", "A,B,C d + D p", "B,C,D d + E p", "B,E d", "—", "—"],
 }, index=[f"iteration {i}" for i in range(1, 7)]))
-st.markdown("vllm idles decode slots while it prefills; fastertransformer makes D and E wait until every "
+st.markdown("orca is shown at $b = 5$, as in the paper's figure: its second iteration then holds both prompts "
+            "and all three decodes (the others at $b = 4$). "
+            "vllm idles decode slots while it prefills; fastertransformer makes D and E wait until every "
             "decode is done. Both waste capacity, which is why they break below $\\rho = 1$.")
 
 st.header("4. GPU memory (our extension)")

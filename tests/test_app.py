@@ -365,7 +365,7 @@ def test_agents_cyclic_exit_priority_diverges_others_bounded():
     # fcfs, priority (as in the file: exit calls first), reversed priority, max-pressure
     assert badges(at) == ["stable", "unstable", "stable", "stable"]
     assert any(c.value.startswith("Unstable (growing:") for c in at.caption)  # the growing buffers are named
-    assert any(c.value.startswith("**cyclic**: Rybko") and c.value.endswith("diverges") for c in at.caption)
+    assert any(c.value.startswith("**cyclic**: Rybko") and c.value.endswith("grow without bound") for c in at.caption)
 
 
 def test_agents_editing_engines_and_priorities():
