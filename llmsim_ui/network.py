@@ -108,16 +108,20 @@ def _levels(nodes, succ) -> dict:
     """Longest-path level of every node, from the sources (nodes in their given order start
     the depth-first search), the back edges that close a cycle left out."""
     order, seen = [], set()
-
-    def visit(n):
-        seen.add(n)
-        for m in succ.get(n, ()):
-            if m not in seen:
-                visit(m)
-        order.append(n)
-    for n in nodes:
-        if n not in seen:
-            visit(n)
+    for root in nodes:  # depth-first, post-order, without recursion (a chain of thousands of steps)
+        if root in seen:
+            continue
+        seen.add(root)
+        stack = [(root, iter(succ.get(root, ())))]
+        while stack:
+            n, it = stack[-1]
+            m = next((m for m in it if m not in seen), None)
+            if m is None:
+                stack.pop()
+                order.append(n)
+            else:
+                seen.add(m)
+                stack.append((m, iter(succ.get(m, ()))))
     pos = {n: i for i, n in enumerate(reversed(order))}
     level = dict.fromkeys(nodes, 0)
     for n in reversed(order):
@@ -149,11 +153,11 @@ def drawing_px(sc: Scenario, loads: dict | None = None) -> int:
             succ[(wi, s.name)] = [(wi, n) if n else done for r in s.routes for n in (r.to or (None,))]
             cluster[(wi, s.name)] = s.engine
     # each engine's panel: its buffers ranked by the calls between them
-    panel = {}
-    for name, e in engines.items():
-        inner = [n for n in width if cluster.get(n) == name]
-        if not inner:
-            continue
+    panel, members = {}, {}
+    for n, name in cluster.items():
+        members.setdefault(name, []).append(n)
+    for name, inner in members.items():
+        e = engines[name]
         lv = _levels(inner, {n: [m for m in succ[n] if cluster.get(m) == name] for n in inner})
         cols = {}
         for n, x in lv.items():

@@ -710,6 +710,8 @@ def test_a_network_of_engines_side_by_side_is_drawn_at_its_own_size():
     assert 700 < px[0] < 800
     for name in ("tandem", "fork_join", "cyclic", "two_class"):
         assert 650 < network.drawing_px(llmsim.load_scenario(ROOT / "scenarios" / "agents" / f"{name}.toml")) < 900
+    # a chain deeper than Python's recursion limit (the library takes 5,000 steps) is walked without recursion
+    assert network.drawing_px(chain(1200)) > 1200 * 250
 
 
 def test_an_agents_link_file_is_run_as_written_or_says_what_differs():
