@@ -107,10 +107,15 @@ def graph(dot: str, wide: bool, width_px: int = 0, what: str = "the drawing") ->
             st.caption(f"↔ Swipe {what} sideways to see all of it.")
 
 
+TABLE_ROWS_MEASURED = 500  # a table's first rows measured for its width (a map's data: 40,000 rows)
+
+
 def table_px(df, index: bool) -> int:
     """About how wide Streamlit's data grid draws `df` (and its index, if shown): each column as
-    wide as its header or its longest cell at ~7 px a character, plus 16 px, at least 50 px
-    (the grid's sizes at 375 px: "fastertransformer" 119 px, "164 ms" 57 px)."""
+    wide as its header or its longest cell (of the first TABLE_ROWS_MEASURED rows) at ~7 px a
+    character, plus 16 px, at least 50 px (the grid's sizes at 375 px: "fastertransformer"
+    119 px, "164 ms" 57 px)."""
+    df = df.head(TABLE_ROWS_MEASURED)
     cols = [(df.index.name or "", df.index)] if index else []
     cols += [(str(c), df[c]) for c in df.columns]
     width = 0
