@@ -56,7 +56,7 @@ def main() -> None:
     page = st.navigation(pages, position="top")
 
     phone_nav.style()
-    phone_nav.links()  # every page's links at its top on a phone (hidden on wider screens)
+    phone_nav.links(page.url_path)  # every page's links at its top on a phone (hidden on wider screens)
     entry.enter()
     runs.pause_other_pages(page.url_path)  # a run left behind by a page switch stops (and may give its memory up)
     try:

@@ -44,7 +44,7 @@ PAGES = [
 
 _CSS = f"""
 <style>
-@media (min-width: {PHONE_PX + 1}px) {{ .st-key-phone-nav {{ display: none; }} }}
+@media (min-width: {PHONE_PX + 1}px) {{ .st-key-phone-nav, .st-key-phone-nav-inputs {{ display: none; }} }}
 .st-key-phone-nav {{ gap: 0.1rem; }}
 [data-testid="stMetricValue"] > div {{ white-space: normal; overflow: visible; text-overflow: clip; }}
 [data-testid="stMetricLabel"] p {{ white-space: normal; }}
@@ -140,8 +140,16 @@ def table(df, key: str, *, hide_index: bool, **kwargs) -> None:
             st.caption("↔ Scroll the table sideways (swipe it on a phone) to see all of it.")
 
 
-def links() -> None:
-    """The page links for a phone (hidden on wider screens)."""
+NO_SIDEBAR = ("model",)  # pages (url paths) whose inputs are on the page itself
+
+
+def links(url_path: str = "") -> None:
+    """The page links for a phone (hidden on wider screens), and on a page with inputs in the
+    sidebar, a line saying where they are: a phone folds the sidebar away behind », and nothing
+    on the page said so (tried as a new user would)."""
     with st.container(key="phone-nav", horizontal=True):
         for path, title, icon, _ in PAGES:
             st.page_link(path, label=title, icon=icon)
+    if url_path not in NO_SIDEBAR:
+        with st.container(key="phone-nav-inputs"):
+            st.caption("This page's inputs are in the sidebar: open it with » at the top left.")

@@ -689,3 +689,15 @@ def test_timeline_names_the_preempted_requests_to_follow():
     ok(at)
     head = next(m.value for m in at.markdown if m.value.startswith(f"**Request {first}**"))
     assert "0 preemption(s)" not in head, head
+
+
+def test_a_phone_is_told_where_the_inputs_are():
+    # a phone folds the sidebar away behind », and nothing on the page said so (tried as a new
+    # user would); the model page has its inputs on the page
+    line = "This page's inputs are in the sidebar: open it with » at the top left."
+    at = open_page(n=1000, live=0, sched="sarathi")
+    ok(at)
+    assert line in [c.value for c in at.caption]
+    at = open_page("pages/model.py")
+    ok(at)
+    assert line not in [c.value for c in at.caption]

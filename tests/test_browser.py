@@ -183,6 +183,7 @@ def test_every_page_at_three_widths(app):
     assert all(over <= 0 for _, _, over, _ in cards) and min(w for *_, w in cards) > 250, cards
     rows = [[b for (t, *_), b in zip(cards, badges) if round(t) == top] for top in sorted({round(t) for t, *_ in cards})]
     assert [len(r) for r in rows] == [2, 2] and all(max(r) - min(r) < 2 for r in rows), (cards, badges)
+    assert not page.locator(".st-key-phone-nav-inputs").is_visible()
     # the phone's hint under the latency table is there, hidden: the table fits this width
     assert page.locator(".st-key-tbl-hint-latency").count() == 1
     assert not page.locator(".st-key-tbl-hint-latency").is_visible()
@@ -197,6 +198,8 @@ def test_every_page_at_three_widths(app):
     links = nav.locator('a[data-testid="stPageLink-NavLink"]')
     links.nth(5).wait_for(state="visible", timeout=30_000)  # every page, on screen
     assert links.count() == len(phone_nav.PAGES)
+    # and says where the inputs are (a phone folds the sidebar away; tried as a new user would)
+    assert "inputs are in the sidebar" in page.locator(".st-key-phone-nav-inputs").inner_text()
     _clean(page)
     _shot(page, "single-engine-phone", 375, 800)
     # every latency measure named on a phone (as columns, Vega dropped the p99s for room) and
