@@ -54,24 +54,13 @@ class BatchTime:
 
     def seconds(self, n_prefill: float, n_decode: float = 0.0, context: float = 0.0,
                 pairs: float = 0.0) -> float:
-        n = n_prefill + n_decode
-        p = self.params
-        if self.model == "constant":
-            return p[0]
-        if self.model == "staircase":
-            return p[0] + p[1] * math.ceil(n / p[2])
-        if self.model == "piecewise":
-            if len(p) == 3:
-                return p[0] + p[1] * max(0.0, n - p[2])
-            return (p[0] + p[1] * max(0.0, n - p[2]) + p[6] * n_prefill + p[5] * n_decode
-                    + p[3] * context + p[4] * pairs)
-        pa = p[4] if len(p) > 4 else 0.0
-        return p[0] + p[1] * n_prefill + p[2] * n_decode + p[3] * context + pa * pairs
+        """One iteration's seconds (``seconds_many`` of one batch: float64 arithmetic either way)."""
+        return float(self.seconds_many(n_prefill, n_decode, context, pairs))
 
-    def seconds_many(self, n_prefill, n_decode, context, pairs=0.0) -> np.ndarray:
-        """``seconds`` over arrays at once, the same arithmetic in the same order (bit for bit
-        the same figures): theory prices every batch size up to b, 65,536 calls of
-        ``seconds`` per engine (0.33 s; 16 engines of an agents link, 5.3 s)."""
+    def seconds_many(self, n_prefill, n_decode, context=0.0, pairs=0.0) -> np.ndarray:
+        """Seconds of many batches at once (arrays, or scalars: a 0-d array): theory prices
+        every batch size up to b, 65,536 per engine (one call at a time took 0.33 s; 16 engines
+        of an agents link, 5.3 s)."""
         x = np.asarray(n_prefill, dtype=float)
         y = np.asarray(n_decode, dtype=float)
         n = x + y

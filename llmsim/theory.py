@@ -321,7 +321,7 @@ def fastertransformer_capacity(engine, prompt, output) -> tuple[float, bool]:
         n = float(np.mean(counts))
         if n * per_req <= engine.kv_cache_tokens:
             sizes = _ft_sizes(counts, bt.model == "constant" or n <= FT_SIZES_MAX_N)
-            t_pre = float(np.mean([bt.seconds(x, 0, 0, q) for x, q in zip(tokens, pairs)])) \
+            t_pre = float(np.mean(bt.seconds_many(tokens, 0, 0, pairs))) \
                 if bt.model != "constant" else bt.params[0]
     if n * per_req > engine.kv_cache_tokens:
         n = max(1.0, math.floor(engine.kv_cache_tokens / per_req))
@@ -410,8 +410,8 @@ def vllm_capacity(engine, prompt, output, slots: int | None = None) -> float:
     ctx = p_mean + output.mean / 2
     tau_d = bt.seconds(0, c, c * ctx)
     ppt = _pairs_per_token(prompt)
-    taus = np.array([tau_d] + [bt.seconds(min(n * p_mean, b), 0, 0, min(n * p_mean, b) * ppt)
-                               for n in range(1, n_p + 1)])
+    x = np.minimum(np.arange(1, n_p + 1) * p_mean, b)  # prefill tokens of n whole prompts, n = 1..n_p
+    taus = np.concatenate([[tau_d], bt.seconds_many(x, 0, 0, x * ppt)])
 
     q_max = int(min(400, max(60, 20 * n_p)))
     served = np.minimum(np.arange(q_max + 1), n_p)
@@ -779,7 +779,7 @@ def orca_capacity(engine, prompt, output, context: float, slots: int | None = No
     c = np.ceil(x / min(p_mean, b))
     y = np.where(x > 0, np.maximum(0.0, np.minimum(k - c, b - x)), min(k, b))
     ppt = _pairs_per_token(prompt)
-    t = np.array([bt.seconds(xi, yi, yi * context, xi * ppt) for xi, yi in zip(x, y)])
+    t = bt.seconds_many(x, y, y * context, x * ppt)
     base = np.maximum(0, np.round((W - b) / u)).astype(int)
     j = np.arange(n)
 

@@ -98,10 +98,7 @@ def graph(dot: str, wide: bool, width_px: int = 0, what: str = "the drawing") ->
     with st.container(key="graph-wide" if wide else "graph"):
         st.graphviz_chart(dot, width="content" if wide else "stretch")
         if wide:
-            st.html(f"<style>@container (max-width: {round(width_px * HINT_MARGIN)}px) "
-                    "{ .st-key-graph-hint-wide { display: flex; } }</style>")
-            with st.container(key="graph-hint-wide"):
-                st.caption(f"↔ Scroll {what} sideways (swipe it on a phone) to see all of it.")
+            _scroll_hint("graph-hint-wide", round(width_px * HINT_MARGIN), what)
     if not wide:
         with st.container(key="graph-hint"):
             st.caption(f"↔ Swipe {what} sideways to see all of it.")
@@ -134,10 +131,15 @@ def table(df, key: str, *, hide_index: bool, **kwargs) -> None:
     would). `key` names the table's containers (unique on the page)."""
     with st.container(key=f"tbl-{key}"):
         st.dataframe(df, hide_index=hide_index, width="stretch", **kwargs)
-        st.html(f"<style>@container (max-width: {table_px(df, not hide_index)}px) "
-                f"{{ .st-key-tbl-hint-{key} {{ display: flex; }} }}</style>")
-        with st.container(key=f"tbl-hint-{key}"):
-            st.caption("↔ Scroll the table sideways (swipe it on a phone) to see all of it.")
+        _scroll_hint(f"tbl-hint-{key}", table_px(df, not hide_index), "the table")
+
+
+def _scroll_hint(key: str, width_px: int, what: str) -> None:
+    """A caption (container `key`, hidden by the page's CSS) that something `width_px` wide
+    scrolls sideways, shown while the enclosing container (a CSS size container) is narrower."""
+    st.html(f"<style>@container (max-width: {width_px}px) {{ .st-key-{key} {{ display: flex; }} }}</style>")
+    with st.container(key=key):
+        st.caption(f"↔ Scroll {what} sideways (swipe it on a phone) to see all of it.")
 
 
 NO_SIDEBAR = ("model",)  # pages (url paths) whose inputs are on the page itself

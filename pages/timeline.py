@@ -118,10 +118,10 @@ c2.metric("Mean tokens per batch", f"{iters.groupby(['engine', 'iteration'])['to
                "enough work waits." + ("" if n_reps == 1 else " Per batch of one replica."))
 c3.metric("Preemptions", f"{summary['preemptions']:,}")
 c4.metric("Recomputed tokens", f"{summary['tokens_recomputed']:,}")
+SHOWN_PREEMPTED = 12  # preempted requests named, most preempted first
 if summary["preemptions"]:  # which requests to follow (260 preemptions and no way to find one; tried as a new user would)
     counts = reqs["preemptions"].to_numpy()
     hit = sorted(np.flatnonzero(counts > 0), key=lambda i: (-counts[i], i))
-    SHOWN_PREEMPTED = 12
     st.caption(f"Preempted: request{'s' if len(hit) > 1 else ''} "
                + ", ".join(f"{i} (×{counts[i]})" for i in hit[:SHOWN_PREEMPTED])
                + (f" and {len(hit) - SHOWN_PREEMPTED:,} more" if len(hit) > SHOWN_PREEMPTED else "")
