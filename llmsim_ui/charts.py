@@ -83,6 +83,17 @@ def log_ticks(log: bool, value_format: str) -> dict:
 
 
 DATASET = "trajectories"
+# a panel's legend sits on top, in as many columns as its width holds at LEGEND_COLUMN_PX each (a
+# legend on the right took half of a phone's width: ~110 px of plot at 375 px), each label cut
+# to its column
+LEGEND_COLUMN_PX = 112
+
+
+def legend_layout(entries: int) -> dict:
+    """The top legend's columns and label limit, as Vega expressions of the plot's width: as
+    many columns as entries while each gets LEGEND_COLUMN_PX, each label cut to its column."""
+    columns = f"max(1, min({entries}, floor(width / {LEGEND_COLUMN_PX})))"
+    return {"columns": {"expr": columns}, "labelLimit": {"expr": f"min(220, width / {columns} - 26)"}}
 
 
 def _written_panel_spec(series: str, domain: tuple, colours: tuple, metric: str, log: bool, height: int,
@@ -103,8 +114,8 @@ def _written_panel_spec(series: str, domain: tuple, colours: tuple, metric: str,
     base = {
         "color": {"field": series, "type": "nominal",
                   "scale": {"domain": list(domain), "range": list(colours)},
-                  "legend": {"labelFontSize": 12, "labelLimit": 220, "orient": "right", "symbolStrokeWidth": 4,
-                             "title": None}},
+                  "legend": legend_layout(len(domain)) | {"labelFontSize": 12, "orient": "top",
+                                                          "symbolStrokeWidth": 4, "title": None}},
         "x": x,
         "y": {"field": "value", "type": "quantitative", "title": y_label,
               "scale": {"type": "symlog", "constant": 1} if log else {"type": "linear", "zero": True},
@@ -138,7 +149,9 @@ def _written_panel_spec(series: str, domain: tuple, colours: tuple, metric: str,
                                                     "nearest": True, "on": "pointerover"},
                           "views": [point_view]})
     spec = {"config": {"view": {"continuousWidth": 300, "continuousHeight": 300}}, "layer": layers,
-            "data": {"name": DATASET}, "height": height}
+            "data": {"name": DATASET}, "height": height,
+            # the width fits the column; the height is the plot's, the legend's rows on top of it
+            "autosize": {"type": "fit-x", "contains": "padding"}}
     if params:
         spec["params"] = params
     if chart_title:

@@ -184,8 +184,10 @@ def _altair_panel_spec(series: str, domain: tuple, colours: tuple, metric: str, 
                 axis=alt.Axis(format=value_format, minExtent=Y_AXIS_PX, maxExtent=Y_AXIS_PX, titleLimit=400,
                               tickMinStep=1, labelLimit=Y_AXIS_PX - 16, **log_ticks(log, value_format))),
         color=alt.Color(f"{series}:N", scale=alt.Scale(domain=list(domain), range=list(colours)),
-                        legend=alt.Legend(orient="right", title=None, symbolStrokeWidth=4, labelFontSize=12,
-                                          labelLimit=220)),
+                        legend=alt.Legend(orient="top", title=None, symbolStrokeWidth=4, labelFontSize=12,
+                                          columns=alt.ExprRef(f"max(1, min({len(domain)}, floor(width / 112)))"),
+                                          labelLimit=alt.ExprRef(f"min(220, width / max(1, min({len(domain)}, "
+                                                                 "floor(width / 112))) - 26)"))),
     )
     lines = base.mark_line(strokeWidth=2, interpolate="linear")
     if interactive:
@@ -197,7 +199,8 @@ def _altair_panel_spec(series: str, domain: tuple, colours: tuple, metric: str, 
     ).add_params(hover)
     rule = base.mark_rule(color="#888888", strokeDash=[3, 3]).encode(
         y=alt.value(0), y2=alt.value(height), color=alt.value("#888888")).transform_filter(hover)
-    chart = (alt.layer(lines, points, rule) if interactive else alt.layer(lines)).properties(height=height)
+    chart = (alt.layer(lines, points, rule) if interactive else alt.layer(lines)).properties(
+        height=height, autosize=alt.AutoSizeParams(type="fit-x", contains="padding"))
     if chart_title:
         chart = chart.properties(title=alt.TitleParams(chart_title, anchor="start", fontSize=14))
     return (chart.add_params(legend_sel) if interactive else chart).to_dict()

@@ -212,6 +212,14 @@ def test_every_page_at_three_widths(app):
     for m in ("TTFT p50", "TTFT p99", "TBT p50", "TBT p99", "end-to-end p50", "end-to-end p99"):
         assert m in names[0], names
     assert names[1] == ["fastertransformer", "vllm", "orca", "sarathi"], names
+    # the trajectory panels' legend sits on top, in two columns: on the right it took half the
+    # width, ~110 px of plot (tried as a new user would); every name whole
+    panel = page.evaluate("""() => { const c = document.querySelector('[data-testid="stVegaLiteChart"]');
+        return [c.getBoundingClientRect().width, c.querySelector('g.role-axis[aria-label^="X-axis"]').getBoundingClientRect().width,
+                Array.from(c.querySelectorAll('.role-legend-label text'), t => t.textContent),
+                new Set(Array.from(c.querySelectorAll('.role-legend-label text'), t => Math.round(t.getBoundingClientRect().top))).size]; }""")
+    assert panel[1] > 0.65 * panel[0], panel
+    assert panel[2] == ["fastertransformer", "vllm", "orca", "sarathi"] and panel[3] == 2, panel
     # the latency table of four schedulers is wider than a phone and scrolls: a hint under it
     # says so (the fourth scheduler was out of sight with nothing saying so; tried as a new user would)
     table_hint = page.locator(".st-key-tbl-hint-latency")
