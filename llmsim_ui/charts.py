@@ -66,6 +66,33 @@ def long_trajectories(trajs: dict, columns: dict, series: str, scale: dict | Non
     return pd.concat(parts, ignore_index=True)
 
 
+def coinciding(df: pd.DataFrame, series: str, within: float = 0.005) -> list[tuple[list, list]]:
+    """Series whose lines coincide on a panel, so that one hides another, from the long table
+    the panels draw: (the series, in series order; the metrics where they do), each group of two
+    or more. Two lines coincide when, at every drawn time of the first, the second
+    (interpolated) is within `within` of the panel's largest value: at ~210 px of plot, about a
+    pixel (work-conserving schedulers below capacity run the same queues; tried as a new user
+    would, orca's line could not be seen under sarathi's and nothing said so)."""
+    labels = list(dict.fromkeys(df[series]))
+    groups: dict = {}
+    for metric, panel in df.groupby("metric", sort=False):
+        tol = within * max(float(panel["value"].abs().max()), 1e-12)
+        lines = {k: (g["time_s"].to_numpy(), g["value"].to_numpy()) for k, g in panel.groupby(series, sort=False)}
+        first = {k: k for k in labels}  # each series' group, named by its first member
+        for i, a in enumerate(labels):
+            for b in labels[i + 1:]:
+                if (first[a] == a and first[b] == b and a in lines and b in lines and len(lines[a][0])
+                        and len(lines[b][0])):  # each within a pixel of its group's first line
+                    (ta, va), (tb, vb) = lines[a], lines[b]
+                    if ta[-1] == tb[-1] and np.all(np.abs(np.interp(ta, tb, vb) - va) <= tol):
+                        first[b] = first[a]
+        for root in dict.fromkeys(first.values()):
+            group = tuple(k for k in labels if first[k] == root)
+            if len(group) > 1:
+                groups.setdefault(group, []).append(metric)
+    return [(list(g), m) for g, m in groups.items()]
+
+
 # The log view's ticks: 0 and the powers of ten from 10 (1 would sit on 0; Vega drops those outside the axis). Vega's
 # symlog scale picks its ticks as a linear one would (vega/vega#2914): a backlog of 400k
 # tokens got two, "0k" and "400k", and a bounded queue could not be read off at all

@@ -65,6 +65,11 @@ def capacity_gap_note(best_rps: float, e0, mean_work: float, max_batch_size: int
             f"({e0.token_capacity:,.0f} tok/s ÷ {mean_work:,.0f} tokens = {token_rps:.3g} req/s): {why}.")
 
 
+def and_list(items: list[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
 def fmt(x, digits: int = 3, unit: str = "") -> str:
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "—"

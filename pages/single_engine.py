@@ -165,6 +165,7 @@ ctl1.radio("Vertical scale", ["linear", "log"], **ps.w("scale", ["linear", "log"
 ctl2.toggle("Play live", **ps.w("live"), help="Draw the trajectories while the simulation runs.")
 chart_slots = [st.empty() for _ in METRICS]
 scale_note = st.empty()
+overlap_note = st.empty()
 DWARFS = 5  # a backlog this many times the next one's leaves the others a fifth of a linear axis or less
 kv = {j.label: charts.kv_capacity(j.scenario.engine) for j in jobs}  # a pool's: all its replicas'
 
@@ -185,7 +186,20 @@ def _draw_chart(run: runs.LiveRun, live: bool = False) -> None:
                                 formats=FORMATS, live=live)
     for slot, spec in zip(chart_slots, specs):
         slot.vega_lite_chart(spec=spec, width="stretch")
-    if live or ps.get("scale") != "linear":
+    if live:
+        scale_note.empty()
+        overlap_note.empty()
+        return
+    same = charts.coinciding(df, "scheduler")
+    if same:
+        panels = len(METRICS)
+        overlap_note.caption(" ".join(
+            ("In every panel" if len(m) == len(METRICS) else "In " + widgets.and_list([f"*{x}*" for x in m]))
+            + ", the lines of " + widgets.and_list([f"**{x}**" for x in g]) + " coincide: one hides another."
+            for g, m in same) + " Click a legend entry to see one line alone.")
+    else:
+        overlap_note.empty()
+    if ps.get("scale") != "linear":
         scale_note.empty()
         return
     peak = df[df["metric"] == METRICS["backlog_tokens"]].groupby("scheduler")["value"].max().sort_values()

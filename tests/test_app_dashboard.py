@@ -704,3 +704,32 @@ def test_a_phone_is_told_where_the_inputs_are():
     at = open_page("pages/model.py")
     ok(at)
     assert line not in [c.value for c in at.caption]
+
+
+def test_coinciding_lines_are_grouped_per_panel():
+    """Lines within a pixel (0.5% of the panel's largest value) of each other at every drawn
+    time are reported, grouped, with the panels where they coincide; a line a pixel and a
+    half away, or one that stops earlier, is not."""
+    import numpy as np
+    import pandas as pd
+    from llmsim_ui import charts
+    t = np.linspace(0.0, 10.0, 50)
+    rows = []
+    for name, wait, back in [("a", 100 * t, t), ("b", 100 * t + 4.9, t), ("c", 100 * t + 7.6, 2 * t),
+                             ("d", 100 * t, t + 10.0)]:
+        rows.append(pd.DataFrame({"time_s": t, "s": name, "metric": "waiting", "value": wait}))
+        rows.append(pd.DataFrame({"time_s": t, "s": name, "metric": "backlog", "value": back}))
+    df = pd.concat(rows, ignore_index=True)
+    assert charts.coinciding(df, "s") == [(["a", "b", "d"], ["waiting"]), (["a", "b"], ["backlog"])]
+    short = df[(df["s"] != "b") | (df["time_s"] < 9.0)]  # b stops earlier: not hidden
+    assert charts.coinciding(short, "s") == [(["a", "d"], ["waiting"])]
+
+
+def test_single_engine_page_says_which_lines_hide_others():
+    """At the page's defaults vllm, orca and sarathi keep almost nothing waiting while
+    fastertransformer's queue climbs: on one axis their lines are one line, and the page says
+    so (tried as a new user would, orca's line was nowhere to be seen)."""
+    at = open_page(n=5000)
+    ok(at)
+    said = [c.value for c in at.caption if "coincide" in c.value]
+    assert said and "**vllm**, **orca** and **sarathi** coincide" in said[0] and "*Waiting requests*" in said[0], said
