@@ -410,8 +410,9 @@ def _draw_why(run: runs.LiveRun) -> None:
             st.markdown(widgets.rule_text(next(iter(run.outcomes.values())).verdict.threshold))
             st.markdown("A policy is **unstable as soon as one buffer's own test** says so (the growing buffers are "
                         "named on its card), whatever the network-wide growth on the card: a growing buffer can hide "
-                        "in the total while others drain. Growth here is in calls per second, as a share of the calls "
-                        "arriving at that buffer.")
+                        "in the total while others drain. Growth here is the trend of the calls waiting, in calls per "
+                        "second, as a share of the calls arriving at that buffer; below zero (*shrank*), the buffer "
+                        "happened to hold fewer calls at the end of the test's window than at its start.")
             tables = []
             for v, o in run.outcomes.items():
                 t = widgets.parts_table(o.verdict)

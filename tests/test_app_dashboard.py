@@ -280,6 +280,9 @@ def test_network_verdict_shows_the_rule_and_the_deciding_buffer():
     table = next(d.value for d in at.dataframe if "buffer" in d.value)
     assert table.iloc[0]["verdict"] == "unstable" and table.iloc[0]["buffer"] == "B.short"  # deciding first
     assert {"growth", "95% interval"} <= set(table.columns)
+    # a buffer whose calls waiting fell over the window says so ("-32%" beside "stable" read oddly)
+    for g, v in zip(table["growth"], table["verdict"]):
+        assert g.endswith(" (shrank)") == (g.startswith(("−", "-")) and v != "unstable"), (g, v)
 
 
 # 5. near the boundary: a caveat ------------------------------------------------------
