@@ -97,6 +97,12 @@ def test_tick_labels_are_as_short_as_tells_the_values_apart():
     assert tick_format([0.9, 0.90001]) == ",.5~r"
     assert tick_format([128, 256, 512, 1024, 2048]) == ",d"
     assert tick_format(axis_values(20_000, 400_000, 5, True, True)) == ",d"
+    # a geometric axis's inner values as a reader would write them (42,295 and 89,443 read as
+    # arbitrary; tried as a new user would); whole numbers stay, and no two values merge
+    assert axis_values(20_000, 400_000, 5, True, True) == [20_000, 42_000, 89_000, 190_000, 400_000]
+    assert axis_values(256, 4096, 5, True, True) == [256, 512, 1024, 2048, 4096]
+    assert axis_values(0.5, 2.0, 4, True, False) == [0.5, 0.79, 1.26, 2.0]
+    assert len(axis_values(1.0, 2.0, 200, True, False)) == 200
 
 
 def test_axis_values_that_round_alike_are_one_point():
