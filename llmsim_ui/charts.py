@@ -66,16 +66,19 @@ def long_trajectories(trajs: dict, columns: dict, series: str, scale: dict | Non
     return pd.concat(parts, ignore_index=True)
 
 
-def coinciding(df: pd.DataFrame, series: str, within: float = 0.005) -> list[tuple[list, list]]:
+def coinciding(df: pd.DataFrame, series: str, log: bool = False, within: float = 0.005) -> list[tuple[list, list]]:
     """Series whose lines coincide on a panel, so that one hides another, from the long table
     the panels draw: (the series, in series order; the metrics where they do), each group of two
     or more. Two lines coincide when, at every drawn time of the first, the second
     (interpolated) is within `within` of the panel's largest value: at ~210 px of plot, about a
     pixel (work-conserving schedulers below capacity run the same queues; tried as a new user
-    would, orca's line could not be seen under sarathi's and nothing said so)."""
+    would, orca's line could not be seen under sarathi's and nothing said so). log: compared as
+    the log view draws them (symlog, constant 1), a share (a metric in per cent) as drawn, linear."""
     labels = list(dict.fromkeys(df[series]))
     groups: dict = {}
     for metric, panel in df.groupby("metric", sort=False):
+        if log and not str(metric).endswith("(%)"):
+            panel = panel.assign(value=np.sign(panel["value"]) * np.log1p(np.abs(panel["value"])))
         tol = within * max(float(panel["value"].abs().max()), 1e-12)
         lines = {k: (g["time_s"].to_numpy(), g["value"].to_numpy()) for k, g in panel.groupby(series, sort=False)}
         first = {k: k for k in labels}  # each series' group, named by its first member
@@ -110,17 +113,23 @@ def log_ticks(log: bool, value_format: str) -> dict:
 
 
 DATASET = "trajectories"
-# a panel's legend sits on top, in as many columns as its width holds at LEGEND_COLUMN_PX each (a
-# legend on the right took half of a phone's width: ~110 px of plot at 375 px), each label cut
-# to its column
-LEGEND_COLUMN_PX = 112
+# a panel's legend sits on top, in as many columns as its width holds (a legend on the right took
+# half of a phone's width: ~110 px of plot at 375 px), each label cut to its column. A column is
+# as wide as the longest label at LEGEND_CHAR_PX a character ("fastertransformer" is 89 px at
+# 12 px) and LEGEND_ENTRY_PX for the symbol and the gap: short buffer names ("A.short") take two
+# columns in a plot of 180 px (two charts to a row at 1024 px), where a fixed 112 px took one
+LEGEND_CHAR_PX = 5.4
+LEGEND_ENTRY_PX = 26
 
 
-def legend_layout(entries: int) -> dict:
+def legend_layout(labels) -> dict:
     """The top legend's columns and label limit, as Vega expressions of the plot's width: as
-    many columns as entries while each gets LEGEND_COLUMN_PX, each label cut to its column."""
-    columns = f"max(1, min({entries}, floor(width / {LEGEND_COLUMN_PX})))"
-    return {"columns": {"expr": columns}, "labelLimit": {"expr": f"min(220, width / {columns} - 26)"}}
+    many columns as entries while each gets its longest label's width, each label cut to its
+    column."""
+    labels = [str(x) for x in labels] or [""]
+    col = max(48, math.ceil(LEGEND_CHAR_PX * max(len(x) for x in labels) + LEGEND_ENTRY_PX))
+    columns = f"max(1, min({len(labels)}, floor(width / {col})))"
+    return {"columns": {"expr": columns}, "labelLimit": {"expr": f"min(220, width / {columns} - {LEGEND_ENTRY_PX})"}}
 
 
 def _written_panel_spec(series: str, domain: tuple, colours: tuple, metric: str, log: bool, height: int,
@@ -141,7 +150,7 @@ def _written_panel_spec(series: str, domain: tuple, colours: tuple, metric: str,
     base = {
         "color": {"field": series, "type": "nominal",
                   "scale": {"domain": list(domain), "range": list(colours)},
-                  "legend": legend_layout(len(domain)) | {"labelFontSize": 12, "orient": "top",
+                  "legend": legend_layout(domain) | {"labelFontSize": 12, "orient": "top",
                                                           "symbolStrokeWidth": 4, "title": None}},
         "x": x,
         "y": {"field": "value", "type": "quantitative", "title": y_label,
@@ -276,8 +285,10 @@ def throughput(points: pd.DataFrame, theory: float, critical: pd.DataFrame, csca
     y_max = x_max if above else max(x_max, theory * 1.1 if shown else 0)
     y = alt.Y("throughput:Q", title="throughput (completed requests/s)",
               scale=alt.Scale(domain=[0, y_max], nice=False))
+    # in columns as the trajectory panels' legend: one row ran off a phone ("sa...")
+    layout = {k: alt.ExprRef(v["expr"]) for k, v in legend_layout(cscale.domain).items()}
     color = alt.Color("scheduler:N", scale=cscale,
-                      legend=alt.Legend(orient="top", title=None, symbolStrokeWidth=4))
+                      legend=alt.Legend(orient="top", title=None, symbolStrokeWidth=4, **layout))
     layers = []
     diag = pd.DataFrame({"rate": [0.0, x_max], "throughput": [0.0, x_max]})
     layers.append(alt.Chart(diag).mark_line(color="#bbbbbb", strokeDash=[2, 2]).encode(x=x, y=y))

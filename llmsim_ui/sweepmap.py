@@ -87,24 +87,27 @@ def axis_values(lo: float, hi: float, num: int, log: bool, integer: bool) -> lis
     elif log:
         # each value kept within a quarter of the step between two (and 2%): no two merge
         within = min(0.02, abs((hi / lo) ** (1.0 / (num - 1)) - 1.0) / 4)
-        xs = [lo] + [_round_geometric(x, within) for x in np.geomspace(lo, hi, num)[1:-1]] + [hi]
+        xs = [lo] + [_round_inner(x, within * abs(x)) for x in np.geomspace(lo, hi, num)[1:-1]] + [hi]
     else:
-        xs = list(np.linspace(lo, hi, num))
+        # within a tenth of the step: 1 to 20 in 4 points is 1, 7, 14, 20 (not 7.33 and 13.7)
+        step = abs(hi - lo) / (num - 1)
+        xs = [lo] + [_round_inner(x, step / 10) for x in np.linspace(lo, hi, num)[1:-1]] + [hi]
     if integer:
         return sorted(dict.fromkeys(int(round(x)) for x in xs))
     return list(dict.fromkeys(float(f"{x:.6g}") for x in xs))
 
 
-def _round_geometric(x: float, within: float) -> float:
-    """A geometric axis's inner value as a reader would write it: a whole number stays (256,
-    512, 1024 from 256 to 4096), others are cut to the fewest significant digits (2 to 6) that
-    stay `within` (a share) of it: KV caches from 20,000 to 400,000 in 5 steps are 42,000 and
-    89,000, not 42,295 and 89,443 (ticks that read as arbitrary; tried as a new user would)."""
+def _round_inner(x: float, within: float) -> float:
+    """An axis's inner value as a reader would write it: a whole number stays (256, 512, 1024
+    from 256 to 4096), others are cut to the fewest significant digits (1 to 6) that stay within
+    `within` of it: KV caches from 20,000 to 400,000 in 5 geometric steps are 42,000 and 89,000,
+    not 42,295 and 89,443; rates from 1 to 20 in 4 are 7 and 14, not 7.33 and 13.7 (ticks that
+    read as arbitrary; tried as a new user would)."""
     if abs(x - round(x)) <= 1e-9 * abs(x):
         return float(round(x))
-    for digits in range(2, 7):
+    for digits in range(1, 7):
         r = float(f"{x:.{digits - 1}e}")
-        if abs(r - x) <= within * abs(x):
+        if abs(r - x) <= within:
             return r
     return x
 

@@ -218,8 +218,9 @@ def parts_table(v) -> pd.DataFrame | None:
         share = (lambda x: x / rate if rate > 0 and x is not None and math.isfinite(x) else math.nan)
         # a fall of the calls waiting over the test's window: a buffer that shrank by chance
         # ("-32%" beside "stable" read as a contradiction; tried as a new user would)
-        shrank = " (shrank)" if math.isfinite(share(g)) and share(g) < 0 and p.get("verdict") != "unstable" else ""
-        rows.append({"buffer": name, "verdict": p.get("verdict"), "growth": _pct(share(g)) + shrank,
+        growth = _pct(share(g))
+        shrank = " (shrank)" if growth.startswith(("-", "−")) and p.get("verdict") != "unstable" else ""
+        rows.append({"buffer": name, "verdict": p.get("verdict"), "growth": growth + shrank,
                      "95% interval": f"{_pct(share(lo))} to {_pct(share(hi))}",
                      "calls/s arriving": round(rate, 3)})
     order = {"unstable": 0, "inconclusive": 1, "stable": 2}

@@ -426,7 +426,7 @@ def _draw_why(run: runs.LiveRun) -> None:
 st.subheader("Calls waiting in each buffer")
 st.caption("For each policy: how many calls of each workflow step are at their engine (waiting or running), "
            "over simulated time. A bounded network keeps every line flat; a diverging one has lines that climb. "
-           "Once the run has ended, hover for values and click a legend entry to highlight a buffer.")
+           "Once the run has ended, hover for values and click a legend entry to highlight a buffer in that chart.")
 c1, c2, c3 = st.columns([2, 2, 3])
 c1.radio("Vertical scale", ["linear", "log"], **ps.w("scale", ["linear", "log"]), horizontal=True)
 c2.toggle("Play live", **ps.w("live"))

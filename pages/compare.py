@@ -190,7 +190,7 @@ _draw_cards(run)
 st.subheader("Queue-length trajectories")
 st.caption("The same arrivals into A and B: waiting requests, backlog (tokens not yet processed) and the KV "
            "cache in use, over simulated time. Once the run has ended, hover for values and click a legend entry to "
-           "highlight one.")
+           "highlight one in that panel.")
 ctl1, ctl2 = st.columns([2, 5])
 ctl1.radio("Vertical scale", ["linear", "log"], **ps.w("scale", ["linear", "log"]), horizontal=True)
 ctl2.toggle("Play live", **ps.w("live"))

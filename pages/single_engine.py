@@ -158,7 +158,7 @@ st.caption(
     "(GPU memory). A line that keeps climbing is a queue that never drains; the backlog is the one to "
     "watch: with a large KV cache requests are started at once, and an engine that falls behind piles "
     "up work in its backlog while few requests wait. Once the run has ended, hover for values and click a "
-    "legend entry to highlight one scheduler (shift-click for several).")
+    "legend entry to highlight one scheduler in that panel (shift-click for several).")
 ctl1, ctl2 = st.columns([2, 5])
 ctl1.radio("Vertical scale", ["linear", "log"], **ps.w("scale", ["linear", "log"]), horizontal=True,
                        help="Log scale shows a growing queue and a small bounded one on the same chart (the KV cache share stays linear).")
@@ -190,13 +190,18 @@ def _draw_chart(run: runs.LiveRun, live: bool = False) -> None:
         scale_note.empty()
         overlap_note.empty()
         return
-    same = charts.coinciding(df, "scheduler")
+    log = ps.get("scale") != "linear"
+    same = charts.coinciding(df, "scheduler", log=log)
     if same:
-        panels = len(METRICS)
+        # on the linear scale, lines the log scale tells apart say so (a climbing line flattens
+        # the others: vllm, unstable, was drawn over stable orca's and sarathi's)
+        apart = {(tuple(g), x) for g, m in charts.coinciding(df, "scheduler", log=True) for x in m}
         overlap_note.caption(" ".join(
             ("In every panel" if len(m) == len(METRICS) else "In " + widgets.and_list([f"*{x}*" for x in m]))
-            + ", the lines of " + widgets.and_list([f"**{x}**" for x in g]) + " coincide: one hides another."
-            for g, m in same) + " Click a legend entry to see one line alone.")
+            + ", the lines of " + widgets.and_list([f"**{x}**" for x in g]) + " are drawn over one another: only "
+            + f"**{g[-1]}**'s shows"
+            + ("" if log or all((tuple(g), x) in apart for x in m) else " (the *log* scale tells them apart)") + "."
+            for g, m in same) + " Click a legend entry to fade the other schedulers in that panel.")
     else:
         overlap_note.empty()
     if ps.get("scale") != "linear":

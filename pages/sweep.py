@@ -250,7 +250,13 @@ st.caption(
     + "Grey cells could not run (hover for the reason, e.g. a prompt longer than the budget of a scheduler "
     "that never chunks, or a point needing more than its share of the map's work budget). Near the boundary "
     "a single run is often *inconclusive*: the backlog's trend cannot be told apart from noise. "
-    + (f"Simulation and theory agree on the decided cells: {notes}." if notes else ""))
+    + (f"Simulation and theory agree on the decided cells: {notes}. " if notes else "")
+    # a load axis beside one that moves the capacity: one ρ is a different rate in each column
+    # (a vllm map read stable at 20,000 KV tokens and ρ 0.9 but unstable at 42,000 and ρ 0.7:
+    # 10.1 against 11.7 req/s; tried as a new user would)
+    + (f"ρ is the arrival rate over each {'column' if y == 'load' else 'row'}'s own best capacity: one ρ is a "
+       f"different arrival rate in each {'column' if y == 'load' else 'row'} (hover a cell for its rate)."
+       if "load" in (x, y) and not {x, y} <= {"load", "workload.arrival.rate"} else ""))
 
 n_err = int((df["error"].fillna("") != "").sum())
 c1, c2, c3, c4 = st.columns(4)

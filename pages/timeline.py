@@ -208,7 +208,8 @@ if req is not None:
     first_dec = dec["start_s"].min() if len(dec) else np.inf
     recompute = pre[pre["start_s"] > first_dec]
     st.markdown(f"**Request {req}**: {int(r['prompt_tokens'])} prompt tokens, {int(r['output_tokens'])} output "
-                f"tokens, {int(r['preemptions'])} preemption(s).")
+                f"tokens, " + {0: "never preempted.", 1: "preempted once."}.get(
+                    int(r["preemptions"]), f"preempted {int(r['preemptions'])} times."))
     events = [("arrived", r["arrival_s"], "enters the queue"),
               ("admitted", r["admitted_s"], f"waited {widgets.seconds(r['admitted_s'] - r['arrival_s'])}")]
     for _, p in pre.iterrows():

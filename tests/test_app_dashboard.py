@@ -185,9 +185,10 @@ def _altair_panel_spec(series: str, domain: tuple, colours: tuple, metric: str, 
                               tickMinStep=1, labelLimit=Y_AXIS_PX - 16, **log_ticks(log, value_format))),
         color=alt.Color(f"{series}:N", scale=alt.Scale(domain=list(domain), range=list(colours)),
                         legend=alt.Legend(orient="top", title=None, symbolStrokeWidth=4, labelFontSize=12,
-                                          columns=alt.ExprRef(f"max(1, min({len(domain)}, floor(width / 112)))"),
+                                          # a column of 64 px: 7 characters ("sarathi") and the symbol
+                                          columns=alt.ExprRef(f"max(1, min({len(domain)}, floor(width / 64)))"),
                                           labelLimit=alt.ExprRef(f"min(220, width / max(1, min({len(domain)}, "
-                                                                 "floor(width / 112))) - 26)"))),
+                                                                 "floor(width / 64))) - 26)"))),
     )
     lines = base.mark_line(strokeWidth=2, interpolate="linear")
     if interactive:
@@ -694,7 +695,8 @@ def test_timeline_names_the_preempted_requests_to_follow():
     at.run()
     ok(at)
     head = next(m.value for m in at.markdown if m.value.startswith(f"**Request {first}**"))
-    assert "0 preemption(s)" not in head, head
+    times = int(re.search(r"\(×(\d+)\)", note).group(1))
+    assert ("preempted once." if times == 1 else f"preempted {times} times.") in head, (head, note)
 
 
 def test_a_phone_is_told_where_the_inputs_are():
@@ -726,6 +728,12 @@ def test_coinciding_lines_are_grouped_per_panel():
     assert charts.coinciding(df, "s") == [(["a", "b", "d"], ["waiting"]), (["a", "b"], ["backlog"])]
     short = df[(df["s"] != "b") | (df["time_s"] < 9.0)]  # b stops earlier: not hidden
     assert charts.coinciding(short, "s") == [(["a", "d"], ["waiting"])]
+    # the log view draws 0 and 3 apart beside 1,000 (a linear axis does not); a share stays linear
+    low = pd.concat([pd.DataFrame({"time_s": t, "s": name, "metric": m, "value": v})
+                     for m in ("queue", "KV (%)") for name, v in (("p", 0.0 * t), ("q", 0.0 * t + 3.0), ("r", 100 * t))],
+                    ignore_index=True)
+    assert charts.coinciding(low, "s") == [(["p", "q"], ["queue", "KV (%)"])]
+    assert charts.coinciding(low, "s", log=True) == [(["p", "q"], ["KV (%)"])]
 
 
 def test_single_engine_page_says_which_lines_hide_others():
@@ -734,5 +742,11 @@ def test_single_engine_page_says_which_lines_hide_others():
     so (tried as a new user would, orca's line was nowhere to be seen)."""
     at = open_page(n=5000)
     ok(at)
-    said = [c.value for c in at.caption if "coincide" in c.value]
-    assert said and "**vllm**, **orca** and **sarathi** coincide" in said[0] and "*Waiting requests*" in said[0], said
+    said = [c.value for c in at.caption if "drawn over one another" in c.value]
+    assert said and "In *Waiting requests*, the lines of **vllm**, **orca** and **sarathi** are drawn over one " \
+        "another: only **sarathi**'s shows (the *log* scale tells them apart)." in said[0], said
+    # on the log scale they are apart, and nothing says otherwise (the caption stayed, wrong)
+    at.radio(key="single.scale").set_value("log").run()
+    ok(at)
+    assert not any("**vllm**" in c.value and "drawn over one another" in c.value for c in at.caption), \
+        [c.value for c in at.caption]

@@ -55,6 +55,8 @@ def test_a_small_map_runs_and_shows_theory_and_verdicts():
     assert enc["x"]["title"] == ["Token budget b", "(tokens per iteration)"]
     assert enc["y"]["title"] == ["Load ρ", "(arrival rate ÷ best possible capacity)"]
     assert any("theory" in c.value for c in at.caption)
+    # a token budget moves the capacity: one ρ is a different rate in each column, and the page says so
+    assert any("ρ is the arrival rate over each column's own best capacity" in c.value for c in at.caption)
     # the address bar holds the map
     assert at.query_params["x"] == "engine.token_budget" and at.query_params["y"] == "load"
     # colour by latency: the same map, another layer, no rerun of the simulations
@@ -99,10 +101,11 @@ def test_tick_labels_are_as_short_as_tells_the_values_apart():
     assert tick_format(axis_values(20_000, 400_000, 5, True, True)) == ",d"
     # a geometric axis's inner values as a reader would write them (42,295 and 89,443 read as
     # arbitrary; tried as a new user would); whole numbers stay, and no two values merge
-    assert axis_values(20_000, 400_000, 5, True, True) == [20_000, 42_000, 89_000, 190_000, 400_000]
+    assert axis_values(20_000, 400_000, 5, True, True) == [20_000, 42_000, 90_000, 190_000, 400_000]
     assert axis_values(256, 4096, 5, True, True) == [256, 512, 1024, 2048, 4096]
-    assert axis_values(0.5, 2.0, 4, True, False) == [0.5, 0.79, 1.26, 2.0]
-    assert len(axis_values(1.0, 2.0, 200, True, False)) == 200
+    assert axis_values(0.5, 2.0, 4, True, False) == [0.5, 0.8, 1.26, 2.0]
+    assert axis_values(1.0, 20.0, 4, False, False) == [1.0, 7.0, 14.0, 20.0]  # not 7.33 and 13.7
+    assert len(axis_values(1.0, 2.0, 200, True, False)) == len(axis_values(1.0, 2.0, 200, False, False)) == 200
 
 
 def test_axis_values_that_round_alike_are_one_point():
@@ -119,6 +122,7 @@ def test_neither_axis_a_rate_gives_a_fixed_load_and_theory_cells():
     assert errors(at) == ""
     assert metric(at, "Points") == "4"
     assert any("Crosses" in c.value for c in at.caption)
+    assert not any("ρ is the arrival rate over each" in c.value for c in at.caption)  # no load axis
 
 
 @pytest.mark.parametrize("params,message", [
