@@ -30,6 +30,10 @@ GRAPH_TALL_MAX_PX = 640
 CARDS_WRAP_PX = 1100
 # a phone's column (a 375 px window less the page's margins)
 PHONE_COLUMN_PX = 343
+# a grid of charts two to a row (``.st-key-chart-grid``) wraps to one a row when two would be
+# narrower than this each: at 1024 px the agents page's charts were 274 px, plots of ~180 px
+# under a legend of four rows (tried as a new user would)
+CHART_MIN_PX = 420
 
 # (file, title, icon, url_path): app.py builds st.navigation from this list
 PAGES = [
@@ -59,6 +63,9 @@ _CSS = f"""
   .st-key-cards [data-testid="stHorizontalBlock"] > [data-testid="stColumn"] {{
     flex: 1 1 calc(50% - 1rem) !important; min-width: calc(50% - 1rem) !important; }}
 }}
+.st-key-chart-grid [data-testid="stHorizontalBlock"] {{ flex-wrap: wrap; }}
+.st-key-chart-grid [data-testid="stHorizontalBlock"] > [data-testid="stColumn"] {{
+  flex: 1 1 {CHART_MIN_PX}px !important; min-width: min({CHART_MIN_PX}px, 100%) !important; }}
 .st-key-graph [data-testid="stGraphVizChart"] > svg {{ max-width: {GRAPH_TALL_MAX_PX}px; height: auto; }}
 .st-key-cards [data-testid="stCaptionContainer"] {{ color: inherit; }}
 .katex-display {{ overflow-x: auto; overflow-y: hidden; }}

@@ -433,9 +433,10 @@ c2.toggle("Play live", **ps.w("live"))
 button_slot = c3.empty()
 progress_slot = st.empty()
 grid = []
-for i in range(0, len(labels), 2):
-    row = st.columns(2)
-    grid += [row[0].empty(), row[1].empty()]
+with st.container(key="chart-grid"):  # two to a row where each gets phone_nav.CHART_MIN_PX, else one
+    for i in range(0, len(labels), 2):
+        row = st.columns(2)
+        grid += [row[0].empty(), row[1].empty()]
 buffers = network.buffer_names(file_sc)
 buffer_colours = network.buffer_scale(file_sc)  # the drawing's boxes take these lines' colours
 

@@ -254,9 +254,16 @@ def test_every_page_at_three_widths(app):
     sc = llmsim.load_scenario(ROOT / "scenarios" / "agents" / "cyclic.toml")
     est = network.drawing_px(sc, {e.name: e.load for e in llmsim.analyze(sc).engines})
     assert abs(est - drawn[0]) < 0.15 * drawn[0], (est, drawn)
+    # its charts one to a row at 1024 px (two to a row they were 274 px wide: plots of ~180 px
+    # under a legend of four rows; tried as a new user would), two to a row at 1400 px
+    grid = '.st-key-chart-grid [data-testid="stVegaLiteChart"]'
+    page.locator(grid).nth(1).wait_for(state="attached", timeout=120_000)
+    lefts = f"() => Array.from(document.querySelectorAll('{grid}'), c => Math.round(c.getBoundingClientRect().left))"
+    assert len(set(page.evaluate(lefts))) == 1, page.evaluate(lefts)
     page.set_viewport_size(B.VIEWPORT)
     page.wait_for_timeout(300)
     assert not hint.is_visible()  # the whole drawing fits the column
+    assert len(set(page.evaluate(lefts))) == 2, page.evaluate(lefts)
     lap("phone")
 
     # ---- run another simulation: a new arrival rate, stopped midway and resumed
