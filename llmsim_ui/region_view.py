@@ -10,7 +10,7 @@ import streamlit as st
 
 import llmsim
 from llmsim.region import engine_region, picture
-from llmsim_ui import palette
+from llmsim_ui import charts, palette, widgets
 from llmsim_ui.markdown import plain
 
 PAPER = {"model": "staircase", "c_seconds": 0.01128, "a_seconds": 0.03547, "b0": 128}
@@ -133,19 +133,27 @@ def show(hw: str, b: int, k: int, p: int, d: int, rate: float) -> None:
     opm = alt.Chart(op).mark_point(size=160, filled=True, shape="diamond", color="black").encode(
         x=x, y=y, tooltip=[alt.Tooltip("rate:Q", format=".4g", title="operating point, req/s")])
     # the same shape for the same meaning whether or not the measured points are there
+    # the legends on top, in columns (on the right they left a phone ~80 px of plot)
+    names = list(dict.fromkeys(list(theory) + list(measured)))
+    layout = {k: alt.ExprRef(v["expr"]) for k, v in charts.legend_layout(names).items()}
     pt = alt.Chart(pts).mark_point(size=140, filled=True).encode(
-        x=x, y=y, shape=alt.Shape("what:N", title="", scale=alt.Scale(domain=["theory", "measured"],
-                                                                       range=["square", "circle"])),
-        color=alt.Color("scheduler:N", title="scheduler",
-                        scale=palette.scale(list(theory) + list(measured), palette.SCHEDULER_COLORS)),
+        x=x, y=y, shape=alt.Shape("what:N", title=None, scale=alt.Scale(domain=["theory", "measured"],
+                                                                         range=["square", "circle"]),
+                                  legend=alt.Legend(orient="top", direction="vertical")),
+        color=alt.Color("scheduler:N", title=None, legend=alt.Legend(orient="top", **layout),
+                        scale=palette.scale(names, palette.SCHEDULER_COLORS)),
         tooltip=["what", "scheduler", alt.Tooltip("rate:Q", format=".4g", title="req/s")])
     st.altair_chart(area + rl + vx + opm + pt, width="stretch")
-    rows = [{"scheduler": s, "theory capacity (req/s)": round(c, 4) if c else None,
-             **({"measured (req/s)": round(measured[s][0], 4) if measured.get(s, (None,))[0] else None}
+    # four significant digits ("0.0002" for a capacity of 0.000213)
+    rows = [{"scheduler": s, "theory capacity (req/s)": float(f"{c:.4g}") if c else None,
+             **({"measured (req/s)": float(f"{measured[s][0]:.4g}") if measured.get(s, (None,))[0] else None}
                 if measured else {}),
              "theory's bound": kind} for s, (c, kind) in theory.items()]
     # a static table: its cells wrap (a dataframe cut the bound's sentence at the column's edge)
-    st.table(pd.DataFrame(rows).set_index("scheduler"))
+    table = pd.DataFrame(rows).set_index("scheduler")
+    rates = [c for c in table.columns if c.endswith("(req/s)")]
+    # significant digits: a table shows 4 decimals, and a capacity of 0.000213 read "0.0002"
+    st.table(table.style.format(lambda v: "—" if v is None or v != v else widgets.fmt(v, 4), subset=rates))
     st.caption("Shaded: the region. Black dots: its vertices (hover for the batch). Black diamond: the workload at "
                "the chosen arrival rate. Dashed: the workload's ray λ·(P, D). Squares: each scheduler's capacity by "
                "theory; circles: measured (the switch above). Sarathi fills the budget decode-first, orca "

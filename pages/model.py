@@ -9,7 +9,7 @@ from llmsim import SCHEDULERS
 from llmsim.config import batch_time
 from llmsim.presets import HARDWARE_PRESETS
 from llmsim.stability import fmt_load
-from llmsim_ui import entry
+from llmsim_ui import entry, phone_nav, widgets
 from llmsim_ui.state import Field, PageState
 
 
@@ -45,6 +45,30 @@ ps = PageState(PAGE, [
     Field("r_d", 990, "int", 1, 65_536, label="region: output tokens"),
     Field("r_lam", 1.6, "float", 0.0, 1e6, label="region: arrival rate"),
 ]).restore()
+
+# the inputs' labels on this page: a value out of range is named as the reader sees it
+LABELS = {"b": "b (tokens)", "tb": "t(b) (ms)", "mp": "mean prompt m_p", "md": "mean output m_d",
+          "lam": "λ (requests/s)", "r_b": "b (tokens)", "r_k": "k (0: none)", "r_p": "prompt P",
+          "r_d": "output D", "r_lam": "λ (req/s)"}
+
+
+def out_of_range(names) -> list[str]:
+    """A message per input out of its field's range, in the page's words."""
+    out = []
+    for n in names:
+        f, v = ps.by_name[n], ps.get(n)
+        if f.lo is not None and not (f.lo <= v <= f.hi):
+            out.append(f"{LABELS[n]}: {widgets.fmt(v, 6)} is outside the allowed range {widgets.fmt(f.lo, 6)} to "
+                       f"{widgets.fmt(f.hi, 6)}")
+    return out
+
+
+def publish() -> None:
+    """The inputs in the address bar, but those out of range (a link holding b = -5 later
+    opened with "Link parameter b='-5'... Using 512 instead")."""
+    bad = {n for n in LABELS if out_of_range([n])}
+    ps.publish([f.name for f in ps.fields if f.name not in bad])
+
 
 st.title("The model")
 ps.show_url_errors()
@@ -82,20 +106,20 @@ with st.container(border=True):
     if auto and 1 <= ps.get("b") <= 65_536:  # t(b) follows b along the staircase
         ps.set("tb", round(STAIRCASE.seconds(ps.get("b")) * 1e3, 2))
     c = st.columns(5)
-    c[0].number_input("b (tokens)", step=64, **ps.w("b"))
-    c[1].number_input("t(b) (ms)", step=1.0, format="%.2f", disabled=auto, **ps.w("tb"),
+    c[0].number_input(LABELS["b"], step=64, **ps.w("b"))
+    c[1].number_input(LABELS["tb"], step=1.0, format="%.2f", disabled=auto, **ps.w("tb"),
                       help="From the staircase of section 1 while the switch below is on; switch it off "
                            "to enter another engine's t(b).")
-    c[2].number_input("mean prompt m_p", step=10.0, **ps.w("mp"))
-    c[3].number_input("mean output m_d", step=10.0, **ps.w("md"))
-    c[4].number_input("λ (requests/s)", step=1.0, **ps.w("lam"))
+    # "%g": a rate of 0.0001 read "0.00" beside a load of 2 (a hostile pass)
+    c[2].number_input(LABELS["mp"], step=10.0, format="%g", **ps.w("mp"))
+    c[3].number_input(LABELS["md"], step=10.0, format="%g", **ps.w("md"))
+    c[4].number_input(LABELS["lam"], step=1.0, format="%g", **ps.w("lam"))
     st.toggle("t(b) from the staircase of section 1", **ps.w("tb_auto"),
               help="On: t(b) = c + a⌈b/b0⌉ (11.28 + 35.47⌈b/128⌉ ms), so a larger b also takes longer. "
                    "Off: type t(b) for another engine.")
-    ps.publish()
+    publish()
     b, tb, mp, md, lam = (ps.get(k) for k in ("b", "tb", "mp", "md", "lam"))
-    errs = [f"{f.label}: {ps.get(f.name)} is outside {f.lo:g} to {f.hi:g}" for f in ps.fields
-            if f.name in ("b", "tb", "mp", "md", "lam") and not (f.lo <= ps.get(f.name) <= f.hi)]
+    errs = out_of_range(("b", "tb", "mp", "md", "lam"))
     if errs:
         for e in errs:
             st.error(e)
@@ -103,28 +127,33 @@ with st.container(border=True):
         mu = b / (tb / 1e3)
         rho = lam * (mp + md) / mu
         drift = max(0.0, lam * (mp + md) - mu)
-        m = st.columns(3)
-        m[0].metric("capacity b/t(b)", f"{mu:,.0f} tok/s = {mu / (mp + md):.3g} req/s")
-        m[1].metric("load ρ", fmt_load(rho))
-        m[2].metric("fluid drift", f"{drift:,.0f} tok/s", help="How fast the backlog grows when ρ > 1.")
+        # four figures, each with three significant digits: "3,343 tok/s = 16.7 req/s" in one ran into the
+        # load beside it at 1024 px, and a capacity of 5e-05 req/s read "0 tok/s" (a hostile pass)
+        m = st.columns(4)
+        m[0].metric("capacity b/t(b) (tok/s)", widgets.fmt(mu))
+        m[1].metric("the same in requests/s", widgets.fmt(mu / (mp + md)),
+                    help="b/t(b) over the mean tokens per request, m_p + m_d.")
+        m[2].metric("load ρ", fmt_load(rho))
+        m[3].metric("fluid drift (tok/s)", widgets.fmt(drift), help="How fast the backlog grows when ρ > 1.")
         st.caption(load_caption(rho))
 
 st.header("3. Four schedulers")
 st.markdown("They differ in how they fill an iteration. Two are work-conserving and reach $b/t(b)$; two "
             "are not, and break at lower loads.")
-st.dataframe(pd.DataFrame([
-    {"scheduler": "fastertransformer", "rule": "decode first; a batch of whole prompts only when nothing decodes",
-     "mixes prefill and decode": "no", "chunks prompts": "no", "work-conserving": "no"},
-    {"scheduler": "vllm", "rule": "prefill first: whole prompts whenever one fits; otherwise a decode iteration",
-     "mixes prefill and decode": "no", "chunks prompts": "no", "work-conserving": "no"},
-    {"scheduler": "orca", "rule": "prefill chunks fill the budget first, decodes take the rest",
-     "mixes prefill and decode": "yes", "chunks prompts": "yes", "work-conserving": "yes"},
-    {"scheduler": "sarathi", "rule": "one decode token per running request first, then prefill chunks",
-     "mixes prefill and decode": "yes", "chunks prompts": "yes", "work-conserving": "yes"},
-] + [{"scheduler": k, "rule": v.summary, "mixes prefill and decode": "?", "chunks prompts":
-      "yes" if v.chunked_prefill else "no", "work-conserving": "yes" if v.work_conserving else "no"}
+# the yes/no columns first and the rule last: at 1024 px the table was cut at "wo(rk-conserving)"
+phone_nav.table(pd.DataFrame([
+    {"scheduler": "fastertransformer", "work-conserving": "no", "mixes prefill and decode": "no",
+     "chunks prompts": "no", "rule": "decode first; a batch of whole prompts only when nothing decodes"},
+    {"scheduler": "vllm", "work-conserving": "no", "mixes prefill and decode": "no", "chunks prompts": "no",
+     "rule": "prefill first: whole prompts whenever one fits; otherwise a decode iteration"},
+    {"scheduler": "orca", "work-conserving": "yes", "mixes prefill and decode": "yes", "chunks prompts": "yes",
+     "rule": "prefill chunks fill the budget first, decodes take the rest"},
+    {"scheduler": "sarathi", "work-conserving": "yes", "mixes prefill and decode": "yes", "chunks prompts": "yes",
+     "rule": "one decode token per running request first, then prefill chunks"},
+] + [{"scheduler": k, "work-conserving": "yes" if v.work_conserving else "no", "mixes prefill and decode": "?",
+      "chunks prompts": "yes" if v.chunked_prefill else "no", "rule": v.summary}
      for k, v in SCHEDULERS.items() if k not in ("fastertransformer", "vllm", "orca", "sarathi")]),
-    hide_index=True, width="stretch")
+    "schedulers", hide_index=True)
 st.markdown(
     "**The paper's worked example (Fig. 8).** Requests A, B, C are decoding with 2, 4 and 3 output tokens "
     "left; D and E (1 prompt token and 1 output token each) arrive during iteration 1. What each scheduler puts "
@@ -199,21 +228,22 @@ st.markdown(
     "That hull, made down-closed, is the **stability region**: a workload needing "
     "$\\lambda\\,(\\mathbb{E}[P], \\mathbb{E}[D])$ tokens per second can be served only inside it. Its capacity "
     "$\\lambda^*$ is where its ray leaves the region — a linear program over the time shares:")
-st.latex(r"\lambda^* = \max \lambda \ \text{ s.t. } \sum_j s_j \frac{x_j}{t_j} \ge \lambda\,\mathbb{E}[P],\ "
-         r"\sum_j s_j \frac{y_j}{t_j} \ge \lambda\,\mathbb{E}[D],\ \sum_j s_j \frac{c_j}{t_j} \ge "
-         r"\lambda\,\mathbb{E}\lceil P/b \rceil,\ \sum_j s_j \le 1,\ s \ge 0.")
+# a constraint a line: on one line the program ran off a phone at "... >= λE[P], Σ s"
+st.latex(r"\begin{aligned} \lambda^* = \max\ & \lambda \quad \text{subject to} \\ "
+         r"& \textstyle\sum_j s_j \frac{x_j}{t_j} \ge \lambda\,\mathbb{E}[P],\quad "
+         r"\sum_j s_j \frac{y_j}{t_j} \ge \lambda\,\mathbb{E}[D], \\ "
+         r"& \textstyle\sum_j s_j \frac{c_j}{t_j} \ge \lambda\,\mathbb{E}\lceil P/b \rceil,\quad "
+         r"\sum_j s_j \le 1,\quad s \ge 0. \end{aligned}")
 with st.container(border=True):
     c = st.columns(6)
     c[0].selectbox("batch time", ps.by_name["r_hw"].choices, **ps.w("r_hw", ps.by_name["r_hw"].choices))
-    c[1].number_input("b (tokens)", step=64, **ps.w("r_b"))
-    c[2].number_input("k (0: none)", step=10, **ps.w("r_k"))
-    c[3].number_input("prompt P", step=10, **ps.w("r_p"))
-    c[4].number_input("output D", step=10, **ps.w("r_d"))
-    c[5].number_input("λ (req/s)", step=0.1, format="%.3f", **ps.w("r_lam"))
-    ps.publish()
-    names = ("r_hw", "r_b", "r_k", "r_p", "r_d", "r_lam")
-    errs = [f"{ps.by_name[n].label}: {ps.get(n)} is outside {ps.by_name[n].lo:g} to {ps.by_name[n].hi:g}"
-            for n in names if ps.by_name[n].lo is not None and not (ps.by_name[n].lo <= ps.get(n) <= ps.by_name[n].hi)]
+    c[1].number_input(LABELS["r_b"], step=64, **ps.w("r_b"))
+    c[2].number_input(LABELS["r_k"], step=10, **ps.w("r_k"))
+    c[3].number_input(LABELS["r_p"], step=10, **ps.w("r_p"))
+    c[4].number_input(LABELS["r_d"], step=10, **ps.w("r_d"))
+    c[5].number_input(LABELS["r_lam"], step=0.1, format="%g", **ps.w("r_lam"))
+    publish()
+    errs = out_of_range(("r_b", "r_k", "r_p", "r_d", "r_lam"))
     for e in errs:
         st.error(e)
     if not errs:

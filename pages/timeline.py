@@ -74,12 +74,19 @@ try:
 except ConfigError as exc:
     st.error(f"Cannot run this scenario — {plain(exc)}", icon=":material/block:")
     st.stop()
-log_rows = int((_draws.pool_d + -(-_draws.pool_p // sc.engine.token_budget) + 1).sum())
+rows_each = _draws.pool_d + -(-_draws.pool_p // sc.engine.token_budget) + 1  # per request, in draw order
+log_rows = int(rows_each.sum())
 del _draws
 if log_rows > L.MAX_TIMELINE_ROWS:
+    # the requests that fit: a shorter run of the same seed draws the same first requests (it said
+    # "about 4 requests fit" of a heavy-tailed law whose first 4 did not, and "about 2" where 2, the
+    # fewest, did not fit either; a hostile pass)
+    fit = int(np.searchsorted(np.cumsum(rows_each), L.MAX_TIMELINE_ROWS, side="right"))
+    advice = (f"about {fit:,} requests fit: the first {fit:,} of these draws" if fit >= L.MIN_TIMELINE else
+              f"even {L.MIN_TIMELINE} requests are too many at these lengths: outputs of at most about "
+              f"{L.MAX_TIMELINE_ROWS // L.MIN_TIMELINE:,} tokens each fit")
     st.error(f"Requests in the run × output tokens: about {log_rows:,} batch entries to draw, above this demo's "
-             f"limit of {L.MAX_TIMELINE_ROWS:,}; allowed: fewer requests or shorter outputs (about "
-             f"{max(L.MIN_TIMELINE, int(sc.num_requests * L.MAX_TIMELINE_ROWS / log_rows)):,} requests fit)",
+             f"limit of {L.MAX_TIMELINE_ROWS:,}; allowed: fewer requests or shorter outputs ({advice})",
              icon=":material/block:")
     st.stop()
 
@@ -125,7 +132,8 @@ if summary["preemptions"]:  # which requests to follow (260 preemptions and no w
     st.caption(f"Preempted: request{'s' if len(hit) > 1 else ''} "
                + ", ".join(f"{i} (×{counts[i]})" for i in hit[:SHOWN_PREEMPTED])
                + (f" and {len(hit) - SHOWN_PREEMPTED:,} more" if len(hit) > SHOWN_PREEMPTED else "")
-               + " — enter one as the *request to follow* (sidebar) to see its recomputation.")
+               + " — enter one as the *request to follow* (below, under *Every request's life*) to see its "
+               "recomputation.")
 
 # ------------------------------------------------------------------- batches
 st.subheader("What each batch holds")
@@ -176,9 +184,9 @@ n_req = len(reqs)
 st.number_input(f"Request to follow (0 to {n_req - 1})", step=1, **ps.w("req"),
                 help="Its row is highlighted below, and its events listed.")
 req = int(ps.get("req"))
-msg = L.check("Request to follow", req, 0, n_req - 1)
-if msg:
-    st.error(msg, icon=":material/block:")
+if not 0 <= req < n_req:  # the run's own last request, not a limit of the demo
+    st.error(f"Request to follow: {req:,} is not a request of this run; allowed: 0 to {n_req - 1:,}",
+             icon=":material/block:")
     req = None
 
 wait = reqs.assign(start_s=reqs["arrival_s"], end_s=reqs["admitted_s"].fillna(x_max), phase="waiting",
@@ -186,19 +194,22 @@ wait = reqs.assign(start_s=reqs["arrival_s"], end_s=reqs["admitted_s"].fillna(x_
 boxes = pd.concat([wait, iters[["request_id", "start_s", "end_s", "phase", "tokens"]]], ignore_index=True)
 boxes["followed"] = boxes["request_id"] == (req if req is not None else -1)
 height = int(min(900, max(210, 14 * n_req)))
+y = alt.Y("request_id:O", title="request", sort="ascending", axis=alt.Axis(labelOverlap=True),
+          scale=alt.Scale(domain=list(range(n_req))))
 gantt = alt.Chart(boxes).mark_bar(height=max(3, min(12, height // max(n_req, 1) - 2))).encode(
     x=alt.X("start_s:Q", title="simulated time (s)", scale=alt.Scale(domain=[0, x_max], nice=False)),
-    x2="end_s:Q",
-    y=alt.Y("request_id:O", title="request", sort="ascending",
-            axis=alt.Axis(labelOverlap=True)),
-    color=colour,
-    opacity=alt.condition(alt.datum.followed, alt.value(1.0), alt.value(0.55 if req is not None else 1.0)),
-    stroke=alt.condition(alt.datum.followed, alt.value("#000000"), alt.value(None)),
+    x2="end_s:Q", y=y, color=colour,
+    opacity=alt.condition(alt.datum.followed, alt.value(1.0), alt.value(0.4 if req is not None else 1.0)),
     tooltip=[alt.Tooltip("request_id:O", title="request"), alt.Tooltip("phase:N"), alt.Tooltip("tokens:Q"),
              alt.Tooltip("start_s:Q", title="from (s)", format=".3f"),
              alt.Tooltip("end_s:Q", title="to (s)", format=".3f")],
-).properties(height=height)
-st.altair_chart(gantt, width="stretch")
+)
+if req is not None:
+    # the followed row on a band behind it, its boxes in their own colours (a black outline on every
+    # box drew a short one all black, hiding the recomputation it was followed for; a hostile pass)
+    band = alt.Chart(pd.DataFrame({"request_id": [req]})).mark_rect(color="#FFE08A", opacity=0.6).encode(y=y)
+    gantt = band + gantt
+st.altair_chart(gantt.properties(height=height), width="stretch")
 
 if req is not None:
     r = reqs.iloc[req]
@@ -212,12 +223,18 @@ if req is not None:
                     int(r["preemptions"]), f"preempted {int(r['preemptions'])} times."))
     events = [("arrived", r["arrival_s"], "enters the queue"),
               ("admitted", r["admitted_s"], f"waited {widgets.seconds(r['admitted_s'] - r['arrival_s'])}")]
-    for _, p in pre.iterrows():
-        what = "recomputation after a preemption" if p["start_s"] > first_dec else "prefill chunk"
-        events.append((f"{what}", p["start_s"], f"{int(p['tokens'])} tokens in iteration {int(p['iteration'])}"))
+    # a prompt's chunks as one event, and each recomputation as one (a budget of 1 listed 19,000
+    # one-token chunks, a row each; a hostile pass): chunks between the same two decodes go together
+    dec_starts = np.sort(dec["start_s"].to_numpy())
+    for _, g in pre.groupby(np.searchsorted(dec_starts, pre["start_s"].to_numpy()), sort=True):
+        what = "recomputation after a preemption" if g["start_s"].iloc[0] > first_dec else "prefill"
+        tok, its = int(g["tokens"].sum()), g["iteration"].astype(int)
+        where = (f"iteration {its.iloc[0]:,}" if len(g) == 1 else
+                 f"{len(g):,} iterations ({its.min():,} to {its.max():,})")
+        events.append((what, g["start_s"].iloc[0], f"{tok:,} token{'' if tok == 1 else 's'} in {where}"))
     events.append(("first token", r["first_token_s"], f"TTFT {widgets.seconds(r['first_token_s'] - r['arrival_s'])}"))
     events.append(("decoding", first_dec if np.isfinite(first_dec) else np.nan,
-                   f"{len(dec)} decode iterations, one token each"))
+                   f"{len(dec):,} decode iteration{'' if len(dec) == 1 else 's'}, one token each"))
     events.append(("finished", r["finish_s"], f"end-to-end {widgets.seconds(r['finish_s'] - r['arrival_s'])}"))
     table = pd.DataFrame([{"event": a, "time (s)": round(float(t), 4) if pd.notna(t) else None, "detail": d}
                           for a, t, d in events])

@@ -403,7 +403,7 @@ def test_timeline_page_follows_a_request():
     assert any(m.value.startswith("**Request 7**") for m in at.markdown)
     at.number_input(key="tl.req").set_value(99)
     at.run()
-    assert "Request to follow: 99 is above" in errors(at)
+    assert "Request to follow: 99 is not a request of this run; allowed: 0 to 19" in errors(at)
     at = open_page("pages/timeline.py", n=5000)
     assert "requests in the run" in errors(at) and "2 to 300" in errors(at)
 
@@ -750,3 +750,56 @@ def test_single_engine_page_says_which_lines_hide_others():
     ok(at)
     assert not any("**vllm**" in c.value and "drawn over one another" in c.value for c in at.caption), \
         [c.value for c in at.caption]
+
+
+# a hostile pass over the model and timeline pages (2026-12-07) -------------------------
+
+def test_model_try_it_gives_every_figure_three_significant_digits():
+    """A capacity of 5e-05 req/s read "0 tok/s = 5e-05 req/s" beside a drift of "0 tok/s" and
+    "grows without bound"; and the two capacities in one figure ran into the load at 1024 px."""
+    at = open_page("pages/model.py", tb_auto=0, tb=100000, b=1, lam=0.0001)
+    ok(at)
+    assert metric(at, "capacity b/t(b) (tok/s)") == "0.01"
+    assert metric(at, "the same in requests/s") == "5e-05"
+    assert metric(at, "load ρ") == "2.00" and metric(at, "fluid drift (tok/s)") == "0.01"
+
+
+def test_model_names_an_input_out_of_range_as_the_page_does_and_keeps_it_out_of_the_link():
+    at = open_page("pages/model.py")
+    ok(at)
+    at.number_input(key="model.lam").set_value(-3.0).run()
+    assert not at.exception
+    assert [e.value for e in at.error] == ["λ (requests/s): -3 is outside the allowed range 0 to 1,000,000"]
+    assert "lam" not in at.query_params and at.query_params["b"] == "512"  # a link never holds it
+    # the scheduler table's yes/no columns first, its long rule last (at 1024 px it was cut at "wo")
+    table = next(d.value for d in at.dataframe if "rule" in d.value.columns)
+    assert table.columns.tolist() == ["scheduler", "work-conserving", "mixes prefill and decode", "chunks prompts",
+                                      "rule"]
+
+
+def test_timeline_advice_names_the_requests_that_fit():
+    """A heavy-tailed law said "about 4 requests fit" where 4 did not; 2 (the fewest) was
+    advised where 2 did not fit either."""
+    q = {"o_dist": "lognormal", "o_mean": 65536, "o_cv": 20, "o_max": 65536, "seed": 7}
+    at = open_page("pages/timeline.py", n=300, **q)
+    msg = errors(at)
+    k = int(re.search(r"about (\d+) requests fit: the first \d+ of these draws", msg).group(1))
+    assert "batch entries" not in errors(open_page("pages/timeline.py", n=k, **q))
+    assert "batch entries" in errors(open_page("pages/timeline.py", n=k + 1, **q))
+    assert "even 2 requests are too many at these lengths: outputs of at most about 30,000 tokens each fit" in \
+        errors(open_page("pages/timeline.py", n=2, o_value=65536))
+
+
+def test_timeline_follows_a_request_in_its_own_colours_and_groups_its_chunks():
+    at = open_page("pages/timeline.py", n=2, budget=1, p_value=500, o_value=10, req=1)
+    ok(at)
+    events = next(d.value for d in at.dataframe if "event" in d.value.columns)
+    prefill = events[events["event"] == "prefill"]["detail"].tolist()
+    assert prefill == ["500 tokens in 500 iterations (%s)" % prefill[0].split("(")[1].rstrip(")")], prefill
+    assert "10 decode iterations, one token each" in events["detail"].tolist()
+    gantt = next(s for s in specs(at) if "layer" in s and any(
+        isinstance(x.get("mark"), dict) and x["mark"].get("color") == "#FFE08A" for x in s["layer"]))
+    assert "stroke" not in json.dumps(gantt["layer"][1]["encoding"])  # no black outline over the colours
+    # a request past the run's end is named as such, not as a limit of the demo
+    at = open_page("pages/timeline.py", n=30, req=299)
+    assert "Request to follow: 299 is not a request of this run; allowed: 0 to 29" in errors(at)
