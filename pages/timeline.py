@@ -210,6 +210,10 @@ if req is not None:
     band = alt.Chart(pd.DataFrame({"request_id": [req]})).mark_rect(color="#FFE08A", opacity=0.6).encode(y=y)
     gantt = band + gantt
 st.altair_chart(gantt.properties(height=height), width="stretch")
+st.caption("Grey: waiting to be admitted the first time. A gap in a row is an iteration that left the request out: "
+           "it is admitted and holds its memory, but the batch went to others (vllm's prefill-only iterations, a "
+           "full budget) — or, before a prefill after decoding began, the wait from its preemption to its "
+           "readmission (the iteration log records batches, not that moment).")
 
 if req is not None:
     r = reqs.iloc[req]
