@@ -132,6 +132,12 @@ def legend_layout(labels) -> dict:
     return {"columns": {"expr": columns}, "labelLimit": {"expr": f"min(220, width / {columns} - {LEGEND_ENTRY_PX})"}}
 
 
+def altair_legend_layout(labels) -> dict:
+    """``legend_layout`` as keyword arguments of an ``alt.Legend``."""
+    import altair as alt
+    return {k: alt.ExprRef(v["expr"]) for k, v in legend_layout(labels).items()}
+
+
 def _written_panel_spec(series: str, domain: tuple, colours: tuple, metric: str, log: bool, height: int,
                         value_format: str, x_title: str, y_title: str | None, chart_title: str | None,
                         interactive: bool) -> dict:
@@ -286,9 +292,8 @@ def throughput(points: pd.DataFrame, theory: float, critical: pd.DataFrame, csca
     y = alt.Y("throughput:Q", title="throughput (completed requests/s)",
               scale=alt.Scale(domain=[0, y_max], nice=False))
     # in columns as the trajectory panels' legend: one row ran off a phone ("sa...")
-    layout = {k: alt.ExprRef(v["expr"]) for k, v in legend_layout(cscale.domain).items()}
-    color = alt.Color("scheduler:N", scale=cscale,
-                      legend=alt.Legend(orient="top", title=None, symbolStrokeWidth=4, **layout))
+    color = alt.Color("scheduler:N", scale=cscale, legend=alt.Legend(
+        orient="top", title=None, symbolStrokeWidth=4, **altair_legend_layout(cscale.domain)))
     layers = []
     diag = pd.DataFrame({"rate": [0.0, x_max], "throughput": [0.0, x_max]})
     layers.append(alt.Chart(diag).mark_line(color="#bbbbbb", strokeDash=[2, 2]).encode(x=x, y=y))

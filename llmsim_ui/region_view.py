@@ -135,12 +135,11 @@ def show(hw: str, b: int, k: int, p: int, d: int, rate: float) -> None:
     # the same shape for the same meaning whether or not the measured points are there
     # the legends on top, in columns (on the right they left a phone ~80 px of plot)
     names = list(dict.fromkeys(list(theory) + list(measured)))
-    layout = {k: alt.ExprRef(v["expr"]) for k, v in charts.legend_layout(names).items()}
     pt = alt.Chart(pts).mark_point(size=140, filled=True).encode(
         x=x, y=y, shape=alt.Shape("what:N", title=None, scale=alt.Scale(domain=["theory", "measured"],
                                                                          range=["square", "circle"]),
                                   legend=alt.Legend(orient="top", direction="vertical")),
-        color=alt.Color("scheduler:N", title=None, legend=alt.Legend(orient="top", **layout),
+        color=alt.Color("scheduler:N", title=None, legend=alt.Legend(orient="top", **charts.altair_legend_layout(names)),
                         scale=palette.scale(names, palette.SCHEDULER_COLORS)),
         tooltip=["what", "scheduler", alt.Tooltip("rate:Q", format=".4g", title="req/s")])
     st.altair_chart(area + rl + vx + opm + pt, width="stretch")

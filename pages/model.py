@@ -52,22 +52,22 @@ LABELS = {"b": "b (tokens)", "tb": "t(b) (ms)", "mp": "mean prompt m_p", "md": "
           "r_d": "output D", "r_lam": "λ (req/s)"}
 
 
+def in_range(name: str) -> bool:
+    f = ps.by_name[name]
+    return f.lo is None or f.lo <= ps.get(name) <= f.hi
+
+
 def out_of_range(names) -> list[str]:
     """A message per input out of its field's range, in the page's words."""
-    out = []
-    for n in names:
-        f, v = ps.by_name[n], ps.get(n)
-        if f.lo is not None and not (f.lo <= v <= f.hi):
-            out.append(f"{LABELS[n]}: {widgets.fmt(v, 6)} is outside the allowed range {widgets.fmt(f.lo, 6)} to "
-                       f"{widgets.fmt(f.hi, 6)}")
-    return out
+    return [f"{LABELS[n]}: {widgets.fmt(ps.get(n), 6)} is outside the allowed range "
+            f"{widgets.fmt(ps.by_name[n].lo, 6)} to {widgets.fmt(ps.by_name[n].hi, 6)}"
+            for n in names if not in_range(n)]
 
 
 def publish() -> None:
     """The inputs in the address bar, but those out of range (a link holding b = -5 later
     opened with "Link parameter b='-5'... Using 512 instead")."""
-    bad = {n for n in LABELS if out_of_range([n])}
-    ps.publish([f.name for f in ps.fields if f.name not in bad])
+    ps.publish([f.name for f in ps.fields if f.name not in LABELS or in_range(f.name)])
 
 
 st.title("The model")

@@ -195,7 +195,8 @@ def _draw_chart(run: runs.LiveRun, live: bool = False) -> None:
     if same:
         # on the linear scale, lines the log scale tells apart say so (a climbing line flattens
         # the others: vllm, unstable, was drawn over stable orca's and sarathi's)
-        apart = {(tuple(g), x) for g, m in charts.coinciding(df, "scheduler", log=True) for x in m}
+        together = same if log else charts.coinciding(df, "scheduler", log=True)
+        apart = {(tuple(g), x) for g, m in together for x in m}
         overlap_note.caption(" ".join(
             ("In every panel" if len(m) == len(METRICS) else "In " + widgets.and_list([f"*{x}*" for x in m]))
             + ", the lines of " + widgets.and_list([f"**{x}**" for x in g]) + " are drawn over one another: only "
