@@ -406,15 +406,28 @@ def _accumulate(gf, gi, ei, ef, t):
         gf[S.GF_T_LAST] = t
 
 
+@njit(cache=True, _nrt=False, error_model='numpy')
+def _log_low(gi, ei, logi):
+    """True when the iteration log might overrun in one more instant: its margin covers the
+    instant's batch entries (G_LOG_MARGIN), and each running request may be preempted, a row
+    each. (A call of its own: the sum inlined in _low_room slowed W1 by ~2%.)"""
+    n = gi[S.G_LOG_N] + gi[S.G_LOG_MARGIN]
+    for e in range(ei.shape[0] // S.N_EI):
+        n += ei[e * S.N_EI + S.E_NRUN]
+    return n > logi.shape[0]
+
+
 @njit(cache=True, _nrt=False, error_model='numpy', inline='always')
-def _low_room(gi, ci, si, route_u, logi):
-    """True when one more instant might overrun a capacity (calls, pools, log, decode queues)."""
+def _low_room(gi, ci, si, ei, route_u, logi):
+    """True when one more instant might overrun a capacity (calls, pools, log, decode queues).
+    The log's margin covers the batch entries of an instant (G_LOG_MARGIN); each running
+    request may be preempted as well, a row each."""
     margin = gi[S.G_MARGIN]
     if gi[S.G_NCALLS] + margin > ci.shape[0] // S.N_CI:
         return True
     if gi[S.G_ROUTE_FINAL] == 0 and gi[S.G_ROUTE_POS] + margin > route_u.shape[0]:
         return True
-    if gi[S.G_LOG_CAP] > 0 and gi[S.G_LOG_N] + gi[S.G_LOG_MARGIN] > logi.shape[0]:
+    if gi[S.G_LOG_CAP] > 0 and _log_low(gi, ei, logi):
         return True
     if gi[S.G_POOLS_OPEN] > 0:
         for s in range(si.shape[0] // S.N_SI):
@@ -453,7 +466,7 @@ def run_kernel(t_stop, work_stop, wk, gi, gf, ci, cf, ei, ef, si, sf, ji, jf, jj
         # and finished before any other stop, as a run in one go would
         if wk[0] >= work_stop and wk[1] == 0:
             return WORK_LIMIT
-        if _low_room(gi, ci, si, route_u, logi):
+        if _low_room(gi, ci, si, ei, route_u, logi):
             return NEED_ROOM
         # --- next instant ---------------------------------------------------------------
         t = INF
@@ -505,7 +518,7 @@ def run_kernel(t_stop, work_stop, wk, gi, gf, ci, cf, ei, ef, si, sf, ji, jf, jj
             # and step 4 forms the batches. Returning after the instant's last arrival would
             # lose step 4: an idle engine would start its batch only at the next event
             nj = gi[S.G_NEXT_JOB]
-            if nj < n_jobs and jf[nj * S.N_JF + S.JF_ARRIVAL] == t and _low_room(gi, ci, si, route_u, logi):
+            if nj < n_jobs and jf[nj * S.N_JF + S.JF_ARRIVAL] == t and _low_room(gi, ci, si, ei, route_u, logi):
                 wk[0] += units + gi[S.G_NCALLS] - calls0
                 wk[1] = 1
                 return NEED_ROOM
@@ -514,7 +527,7 @@ def run_kernel(t_stop, work_stop, wk, gi, gf, ci, cf, ei, ef, si, sf, ji, jf, jj
             if ei[e * S.N_EI + S.E_BUSY] == 0 and (ei[e * S.N_EI + S.E_NWAIT] > 0 or ei[e * S.N_EI + S.E_NRUN] > 0):
                 n_pref, n_dec, ctx = form_batch(ci, cf, si, sf, ei, ef, gi, e, t, dec_call,
                                                 dec_tgt, batch_c, batch_t, e_steps_ptr,
-                                                e_steps, mp_route)
+                                                e_steps, mp_route, logi, logf)
                 if n_pref + n_dec == 0:
                     return STALLED
                 ei[e * S.N_EI + S.E_BUSY] = 1

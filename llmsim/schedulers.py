@@ -464,12 +464,30 @@ def _admit(ci, cf, si, ei, e, s, t, mem):
     return c
 
 
+@njit(cache=True, _nrt=False, error_model='numpy')
+def _log_preempt(gi, ei, e, c, kv, t, logi, logf):
+    """The iteration log's row for a preemption (a call, not inlined: it runs only with a
+    log, and inlined it slowed W1's decode phase by ~3%). Room: core._low_room counts
+    every running request as a possible preemption."""
+    r = gi[S.G_LOG_N]
+    logi[r, 0] = ei[e * S.N_EI + S.E_ITERS]
+    logi[r, 1] = e
+    logi[r, 2] = c
+    logi[r, 3] = kv
+    logi[r, 4] = S.PH_PREEMPT
+    logf[r, 0] = t
+    logf[r, 1] = t
+    gi[S.G_LOG_N] = r + 1
+
+
 @njit(cache=True, _nrt=False, error_model='numpy', forceinline=True)
-def preempt_newest(ci, si, ei, gi, e, dec_call, dec_tgt, batch_c, batch_t):
+def preempt_newest(ci, si, ei, gi, e, t, dec_call, dec_tgt, batch_c, batch_t, logi, logf):
     """Recompute preemption: drop the most recently admitted request's KV cache and put
     it back at the front of its buffer; it must prefill its prompt plus the tokens it had
     generated again. A batch entry it already had this iteration is voided (only prefill
-    entries can exist: decode_phase preempts before it serves)."""
+    entries can exist: decode_phase preempts before it serves). With an iteration log, the
+    preemption is a row of its own (phase PH_PREEMPT, at t, the iteration being formed, the
+    KV tokens it drops)."""
     pf = ei[e * S.N_EI + S.E_PF_TAIL]
     if ei[e * S.N_EI + S.E_POLICY] == S.POL_STRICT:  # the prefilling request of the lowest class, newest
         x = ei[e * S.N_EI + S.E_PF_HEAD]
@@ -499,6 +517,8 @@ def preempt_newest(ci, si, ei, gi, e, dec_call, dec_tgt, batch_c, batch_t):
     ei[e * S.N_EI + S.E_NRUN] -= 1
     ei[e * S.N_EI + S.E_KV_USED] -= kv
     ci[c * S.N_CI + S.C_KV] = 0
+    if gi[S.G_LOG_CAP] > 0:
+        _log_preempt(gi, ei, e, c, kv, t, logi, logf)
     before = ci[c * S.N_CI + S.C_PREF_NEED] - ci[c * S.N_CI + S.C_PREF_DONE]
     ci[c * S.N_CI + S.C_PREF_NEED] = ci[c * S.N_CI + S.C_P] + ci[c * S.N_CI + S.C_DEC_DONE]
     ci[c * S.N_CI + S.C_PREF_DONE] = 0
@@ -542,7 +562,7 @@ def _decode_kv_need(ci, ei, e, dec_call, dec_tgt, want):
 
 
 @njit(cache=True, _nrt=False, error_model='numpy', forceinline=True)
-def decode_phase(ci, si, ei, gi, e, dec_call, dec_tgt, batch_c, batch_t):
+def decode_phase(ci, si, ei, gi, e, t, dec_call, dec_tgt, batch_c, batch_t, logi, logf):
     """One decode token for each decoding request, oldest admission first, within the
     budget and batch slots left: the first E_DEC_K decoders of the decode queue (their
     counts advance when the iteration ends: ``serve_decoders``)."""
@@ -558,7 +578,7 @@ def decode_phase(ci, si, ei, gi, e, dec_call, dec_tgt, batch_c, batch_t):
         if blocks:
             need = _decode_kv_need(ci, ei, e, dec_call, dec_tgt, want)
         while want > 0 and ei[e * S.N_EI + S.E_KV_USED] + need > ei[e * S.N_EI + S.E_KV_CAP]:
-            preempt_newest(ci, si, ei, gi, e, dec_call, dec_tgt, batch_c, batch_t)
+            preempt_newest(ci, si, ei, gi, e, t, dec_call, dec_tgt, batch_c, batch_t, logi, logf)
             want = min(ei[e * S.N_EI + S.E_NDEC], budget, slots)
             need = want
             if blocks:
@@ -677,7 +697,7 @@ def sarathi(ci, si, sf, ei, e, e_steps_ptr, e_steps, mp_route):
 
 @njit(cache=True, _nrt=False, error_model='numpy', inline='always')
 def form_batch(ci, cf, si, sf, ei, ef, gi, e, t, dec_call, dec_tgt, batch_c, batch_t,
-               e_steps_ptr, e_steps, mp_route):
+               e_steps_ptr, e_steps, mp_route, logi, logf):
     """Fill engine e's batch for the iteration starting at t; returns the iteration's
     (prefill tokens, decode tokens, context tokens of the decoding requests; the context
     only for the affine batch time, the one model that uses it)."""
@@ -705,7 +725,7 @@ def form_batch(ci, cf, si, sf, ei, ef, gi, e, t, dec_call, dec_tgt, batch_c, bat
                 prefill_phase(ci, cf, si, sf, ei, e, t, batch_c, batch_t, e_steps_ptr, e_steps,
                               mp_route, chunked)
         elif plan != PLAN_PREFILL:
-            decode_phase(ci, si, ei, gi, e, dec_call, dec_tgt, batch_c, batch_t)
+            decode_phase(ci, si, ei, gi, e, t, dec_call, dec_tgt, batch_c, batch_t, logi, logf)
     n_dec = ei[e * S.N_EI + S.E_DEC_K]
     ctx = 0
     if n_dec > 0 and (ei[e * S.N_EI + S.E_BT_MODEL] == S.BT_AFFINE or ei[e * S.N_EI + S.E_BT_ATTN] == 1):

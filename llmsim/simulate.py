@@ -45,7 +45,9 @@ class Result:
         workflow_id, workflow, step, engine.
     workflows: one row per workflow arrival: workflow_id, workflow, arrival_s, finish_s.
     iterations: with ``record_iterations``: one row per batch entry: iteration, engine,
-        start_s, end_s, request_id, tokens, phase ('prefill' | 'decode'); else None.
+        start_s, end_s, request_id, tokens, phase ('prefill' | 'decode'), and one row per
+        preemption, phase 'preempt': the iteration whose forming preempted the request,
+        start_s = end_s = that moment, tokens = the KV tokens it dropped; else None.
 
     The four tables are DataFrames built on first access (a million-row table costs more
     to build than the run that produced it); each table argument may be a DataFrame or a
@@ -178,7 +180,7 @@ class Simulation:
 
     def __init__(self, scenario: Scenario, record_iterations: bool = False,
                  limits: budget.Limits | None = None, max_log_rows: int | None = None):
-        """max_log_rows: with ``record_iterations``, the most rows (batch entries) the
+        """max_log_rows: with ``record_iterations``, the most rows (batch entries, preemptions) the
         iteration log may reach; a run that would pass it raises ConfigError (a caller's
         estimate from the draws cannot count a preemption's recomputed chunks)."""
         scenario = as_scenario(scenario)
@@ -404,7 +406,9 @@ class Simulation:
         self.max_log_rows = max_log_rows
         if record_iterations:
             self.gi[S.G_LOG_CAP] = 1
-            self.gi[S.G_LOG_MARGIN] = int(sum(e.slots for e in engines)) + 1
+            # an instant's batch entries and the admissions that may be preempted at once
+            # (core._low_room adds the running requests)
+            self.gi[S.G_LOG_MARGIN] = 2 * int(sum(e.slots for e in engines)) + 1
             self.logi = np.zeros((4096 + self.gi[S.G_LOG_MARGIN], 5), dtype=np.int64)
             self.logf = np.zeros((len(self.logi), 2))
         else:
@@ -485,16 +489,17 @@ class Simulation:
         gi[S.G_DQ_LOW] = 0  # every region has room again (a queue may have shrunk since its flag)
         if gi[S.G_ROUTE_FINAL] == 0 and gi[S.G_ROUTE_POS] + m > len(self.route_u):
             self.route_u = np.concatenate([self.route_u, self._route_rng.random(len(self.route_u))])
-        if gi[S.G_LOG_CAP] > 0 and gi[S.G_LOG_N] + gi[S.G_LOG_MARGIN] > len(self.logi):
-            add = len(self.logi)
+        log_need = int(gi[S.G_LOG_N] + gi[S.G_LOG_MARGIN] + self.ei[:, S.E_NRUN].sum())  # as core._low_room
+        if gi[S.G_LOG_CAP] > 0 and log_need > len(self.logi):
+            add = max(len(self.logi), log_need - len(self.logi))
             if self.max_log_rows is not None:
                 if gi[S.G_LOG_N] > self.max_log_rows:
                     raise ConfigError(
-                        f"record_iterations: the iteration log passed {self.max_log_rows:,} rows (batch entries) "
+                        f"record_iterations: the iteration log passed {self.max_log_rows:,} rows (batch entries, preemptions) "
                         f"at {self.gf[S.GF_NOW]:,.4g} s simulated; allowed: at most {self.max_log_rows:,} here "
-                        "(preemptions add rows for the chunks they recompute) — fewer requests, shorter outputs, "
+                        "(each preemption adds a row, and rows for the chunks it recomputes) — fewer requests, shorter outputs, "
                         "a larger KV cache or a larger token budget")
-                add = min(add, self.max_log_rows + gi[S.G_LOG_MARGIN] + 1 - len(self.logi))
+                add = min(add, max(log_need, self.max_log_rows + gi[S.G_LOG_MARGIN] + 1) - len(self.logi))
             self.logi = np.concatenate([self.logi, np.zeros((add, self.logi.shape[1]), dtype=self.logi.dtype)])
             self.logf = np.concatenate([self.logf, np.zeros((add, self.logf.shape[1]))])
         si = self.si
@@ -731,7 +736,7 @@ class Simulation:
         return pd.DataFrame({
             "iteration": li[:, 0], "engine": [self._peng[e].name for e in li[:, 1]],
             "start_s": lf[:, 0], "end_s": lf[:, 1], "request_id": li[:, 2], "tokens": li[:, 3],
-            "phase": np.where(li[:, 4] == S.PH_PREFILL, "prefill", "decode"),
+            "phase": np.array(["prefill", "decode", "preempt"])[li[:, 4]],
         })
 
     def summary(self) -> dict:

@@ -16,9 +16,10 @@ ST_PREFILL = 2   # admitted, prefill (re)computation unfinished
 ST_DECODE = 3    # admitted, prefill done, decoding
 ST_DONE = 4
 
-# batch entry phases
+# batch entry phases; PH_PREEMPT marks an iteration log row for a preemption (not a batch entry)
 PH_PREFILL = 0
 PH_DECODE = 1
+PH_PREEMPT = 2
 
 # batch-time model codes
 BT_CONSTANT = 0

@@ -38,8 +38,8 @@ st.markdown(
     "output token) — and grey while it **waits** to be admitted. Switch the scheduler to see how vllm "
     "idles decodes while it prefills, how fastertransformer makes new prompts wait, and how orca and sarathi "
     "mix both in one batch, up to the token budget when enough work waits (below capacity most batches are "
-    "not full: there is not that much work). A prefill after decoding has started is a **preemption**'s "
-    "recomputation.")
+    "not full: there is not that much work). A red tick is a **preemption**: the request's KV cache is dropped, it "
+    "waits again and recomputes its context in a later prefill.")
 
 upload = controls.engine_inputs(ps, with_rate=True, sched_label="Scheduler", multi=False,
                                 keep_n=False)  # a file's run length is not a timeline's (2 to 300 requests)
@@ -109,6 +109,9 @@ with status_slot.container():
             st.error(f"Cannot run this scenario — {plain(exc)}", icon=":material/block:")
             st.stop()
 status_slot.empty()
+log = iters  # the whole log for the download; the charts draw the batch entries
+preempts = iters[iters["phase"] == "preempt"]
+iters = iters[iters["phase"] != "preempt"]
 if summary.get("stopped"):
     st.warning(summary["stopped"], icon=":material/timer_off:")
 
@@ -191,12 +194,21 @@ if not 0 <= req < n_req:  # the run's own last request, not a limit of the demo
 
 wait = reqs.assign(start_s=reqs["arrival_s"], end_s=reqs["admitted_s"].fillna(x_max), phase="waiting",
                    tokens=0)[["request_id", "start_s", "end_s", "phase", "tokens"]]
-boxes = pd.concat([wait, iters[["request_id", "start_s", "end_s", "phase", "tokens"]]], ignore_index=True)
+# the wait after each preemption: to the request's next batch entry, its readmission (a run that
+# ends first: to the chart's end)
+rewait = pd.merge_asof(
+    preempts[["request_id", "start_s", "tokens"]].sort_values("start_s", kind="stable"),
+    iters[["request_id", "start_s"]].rename(columns={"start_s": "end_s"}).sort_values("end_s", kind="stable"),
+    left_on="start_s", right_on="end_s", by="request_id", direction="forward")
+rewait["end_s"] = rewait["end_s"].fillna(x_max)
+boxes = pd.concat([wait, rewait.assign(phase="waiting", tokens=0)[wait.columns],
+                   iters[["request_id", "start_s", "end_s", "phase", "tokens"]]], ignore_index=True)
 boxes["followed"] = boxes["request_id"] == (req if req is not None else -1)
 height = int(min(900, max(210, 14 * n_req)))
 y = alt.Y("request_id:O", title="request", sort="ascending", axis=alt.Axis(labelOverlap=True),
           scale=alt.Scale(domain=list(range(n_req))))
-gantt = alt.Chart(boxes).mark_bar(height=max(3, min(12, height // max(n_req, 1) - 2))).encode(
+bar_px = max(3, min(12, height // max(n_req, 1) - 2))
+gantt = alt.Chart(boxes).mark_bar(height=bar_px).encode(
     x=alt.X("start_s:Q", title="simulated time (s)", scale=alt.Scale(domain=[0, x_max], nice=False)),
     x2="end_s:Q", y=y, color=colour,
     opacity=alt.condition(alt.datum.followed, alt.value(1.0), alt.value(0.4 if req is not None else 1.0)),
@@ -204,16 +216,25 @@ gantt = alt.Chart(boxes).mark_bar(height=max(3, min(12, height // max(n_req, 1) 
              alt.Tooltip("start_s:Q", title="from (s)", format=".3f"),
              alt.Tooltip("end_s:Q", title="to (s)", format=".3f")],
 )
+if len(rewait):  # each preemption's moment, a tick across its row
+    ticks = alt.Chart(rewait.assign(followed=rewait["request_id"] == (req if req is not None else -1))).mark_tick(
+        color="#C00000", thickness=2, size=bar_px + 4).encode(
+        x="start_s:Q", y=y,
+        opacity=alt.condition(alt.datum.followed, alt.value(1.0), alt.value(0.4 if req is not None else 1.0)),
+        tooltip=[alt.Tooltip("request_id:O", title="request"), alt.Tooltip("start_s:Q", title="preempted at (s)",
+                                                                           format=".3f"),
+                 alt.Tooltip("tokens:Q", title="KV tokens dropped"),
+                 alt.Tooltip("end_s:Q", title="readmitted at (s)", format=".3f")])
 if req is not None:
     # the followed row on a band behind it, its boxes in their own colours (a black outline on every
     # box drew a short one all black, hiding the recomputation it was followed for; a hostile pass)
     band = alt.Chart(pd.DataFrame({"request_id": [req]})).mark_rect(color="#FFE08A", opacity=0.6).encode(y=y)
-    gantt = band + gantt
-st.altair_chart(gantt.properties(height=height), width="stretch")
-st.caption("Grey: waiting to be admitted the first time. A gap in a row is an iteration that left the request out: "
-           "it is admitted and holds its memory, but the batch went to others (vllm's prefill-only iterations, a "
-           "full budget) — or, before a prefill after decoding began, the wait from its preemption to its "
-           "readmission (the iteration log records batches, not that moment).")
+layers = ([band] if req is not None else []) + [gantt] + ([ticks] if len(rewait) else [])
+st.altair_chart(alt.layer(*layers).properties(height=height), width="stretch")
+st.caption("Grey: waiting to be admitted — the first time, or again after a **preemption** (a red tick: its KV "
+           "cache is dropped and it waits at the front of the queue). A gap in a row is an iteration that left the "
+           "request out: it is admitted and holds its memory, but the batch went to others (vllm's prefill-only "
+           "iterations, a full budget).")
 
 if req is not None:
     r = reqs.iloc[req]
@@ -221,17 +242,22 @@ if req is not None:
     pre = mine[mine["phase"] == "prefill"]
     dec = mine[mine["phase"] == "decode"]
     first_dec = dec["start_s"].min() if len(dec) else np.inf
-    recompute = pre[pre["start_s"] > first_dec]
+    hits = rewait[rewait["request_id"] == req]
     st.markdown(f"**Request {req}**: {int(r['prompt_tokens'])} prompt tokens, {int(r['output_tokens'])} output "
                 f"tokens, " + {0: "never preempted.", 1: "preempted once."}.get(
                     int(r["preemptions"]), f"preempted {int(r['preemptions'])} times."))
     events = [("arrived", r["arrival_s"], "enters the queue"),
               ("admitted", r["admitted_s"], f"waited {widgets.seconds(r['admitted_s'] - r['arrival_s'])}")]
+    for _, h in hits.iterrows():
+        events.append(("preempted", h["start_s"], f"drops its {int(h['tokens']):,} KV tokens; waits "
+                       f"{widgets.seconds(h['end_s'] - h['start_s'])}, first in line"))
     # a prompt's chunks as one event, and each recomputation as one (a budget of 1 listed 19,000
-    # one-token chunks, a row each; a hostile pass): chunks between the same two decodes go together
-    dec_starts = np.sort(dec["start_s"].to_numpy())
-    for _, g in pre.groupby(np.searchsorted(dec_starts, pre["start_s"].to_numpy()), sort=True):
-        what = "recomputation after a preemption" if g["start_s"].iloc[0] > first_dec else "prefill"
+    # one-token chunks, a row each; a hostile pass): chunks between the same two decodes or
+    # preemptions go together
+    marks = np.sort(np.concatenate([dec["start_s"].to_numpy(), hits["start_s"].to_numpy()]))
+    for _, g in pre.groupby(np.searchsorted(marks, pre["start_s"].to_numpy()), sort=True):
+        after = (hits["start_s"] <= g["start_s"].iloc[0]).any()
+        what = "recomputation after a preemption" if after else "prefill"
         tok, its = int(g["tokens"].sum()), g["iteration"].astype(int)
         where = (f"iteration {its.iloc[0]:,}" if len(g) == 1 else
                  f"{len(g):,} iterations ({its.min():,} to {its.max():,})")
@@ -243,9 +269,9 @@ if req is not None:
     table = pd.DataFrame([{"event": a, "time (s)": round(float(t), 4) if pd.notna(t) else None, "detail": d}
                           for a, t, d in events])
     phone_nav.table(table.sort_values("time (s)", kind="stable"), "events", hide_index=True)
-    if len(recompute):
-        st.caption(f"{len(recompute)} prefill iteration(s) after decoding began: the KV cache ran out, the request "
-                   "was preempted and recomputed its context.")
+    if len(hits):
+        st.caption("The KV cache ran out: the request was preempted (its cache dropped), waited again, and "
+                   "recomputed its context — its prompt and the tokens it had generated — before decoding on.")
 
-st.download_button("Download the iteration log (CSV)", iters.to_csv(index=False), file_name="llmsim-iterations.csv",
+st.download_button("Download the iteration log (CSV)", log.to_csv(index=False), file_name="llmsim-iterations.csv",
                    mime="text/csv", icon=":material/table:")

@@ -45,7 +45,8 @@ def run_reference(requests, scheduler, budget, kmax, kv_cap, bt, horizon=math.in
                   max_running=None, block=1, watermark_tokens=0, trace=None):
     """requests: list of (arrival_s, P, D) in arrival order; bt(n_prefill, n_decode, ctx,
     pairs) -> seconds. Returns (reqs, log) with log rows (iteration, start, end, rid, tokens,
-    phase). trace: an optional dict that gets "running", the running set's size at each
+    phase): a batch entry's row when its iteration ends; a preemption's row (the iteration
+    being formed, now, now, rid, the KV tokens it drops, "preempt") when it happens. trace: an optional dict that gets "running", the running set's size at each
     batch formation."""
     reqs = [Req(i, a, p, d, pref_need=p) for i, (a, p, d) in enumerate(requests)]
     waiting: list[Req] = []
@@ -70,11 +71,12 @@ def run_reference(requests, scheduler, budget, kmax, kv_cap, bt, horizon=math.in
     def kv_used():
         return sum(r.kv for r in running)
 
-    def preempt(batch):
+    def preempt(batch, now):
         v = running.pop()
         for e in batch:
             if e[0] is v:
                 e[1] = 0
+        log.append((it, now, now, v.rid, v.kv, "preempt"))
         v.kv = 0
         v.pref_need = v.P + v.dec_done
         v.pref_done = 0
@@ -85,7 +87,7 @@ def run_reference(requests, scheduler, budget, kmax, kv_cap, bt, horizon=math.in
     def used(batch):
         return sum(e[1] for e in batch)
 
-    def decode_phase(batch):
+    def decode_phase(batch, now):
         budget_left = budget - used(batch)
         slots = slots_max - len(batch)
         want = min(len(decoders()), budget_left, slots)
@@ -95,7 +97,7 @@ def run_reference(requests, scheduler, budget, kmax, kv_cap, bt, horizon=math.in
 
         if not reserve:
             while want > 0 and kv_used() + sum(step_kv(r) for r in decoders()[:want]) > kv_cap:
-                preempt(batch)
+                preempt(batch, now)
                 want = min(len(decoders()), budget_left, slots)
         for r in decoders()[:max(want, 0)]:
             batch.append([r, 1, "decode"])
@@ -143,7 +145,7 @@ def run_reference(requests, scheduler, budget, kmax, kv_cap, bt, horizon=math.in
         batch = []
         if scheduler == "fastertransformer":
             if decoders():
-                decode_phase(batch)
+                decode_phase(batch, now)
             else:
                 prefill_phase(batch, now)
         elif scheduler == "vllm":
@@ -151,12 +153,12 @@ def run_reference(requests, scheduler, budget, kmax, kv_cap, bt, horizon=math.in
                     kv_used() + blocks(waiting[0].pref_need) + len(decoders()) <= admit_cap:
                 prefill_phase(batch, now)
             else:
-                decode_phase(batch)
+                decode_phase(batch, now)
         elif scheduler == "orca":
             prefill_phase(batch, now)
-            decode_phase(batch)
+            decode_phase(batch, now)
         else:
-            decode_phase(batch)
+            decode_phase(batch, now)
             prefill_phase(batch, now)
         return batch
 

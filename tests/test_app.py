@@ -754,7 +754,7 @@ def test_an_agents_link_file_is_run_as_written_or_says_what_differs():
 def test_the_timeline_refuses_a_log_that_preemptions_push_past_its_bound():
     at = open_page("pages/timeline.py", sched="orca", budget=1, kv=1500, p_value=213, o_value=444, n=91, rate=1000)
     assert not at.exception
-    assert "the iteration log passed 60,000 rows" in errors(at) and "preemptions add rows" in errors(at)
+    assert "the iteration log passed 60,000 rows" in errors(at) and "each preemption adds a row" in errors(at)
 
 
 def test_a_capped_lognormal_says_what_its_lengths_average():

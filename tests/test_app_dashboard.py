@@ -697,6 +697,19 @@ def test_timeline_names_the_preempted_requests_to_follow():
     head = next(m.value for m in at.markdown if m.value.startswith(f"**Request {first}**"))
     times = int(re.search(r"\(×(\d+)\)", note).group(1))
     assert ("preempted once." if times == 1 else f"preempted {times} times.") in head, (head, note)
+    # each preemption is an event at its moment (from the iteration log's preemption rows), and the
+    # request's next prefill is its recomputation: the wait between them was an unexplained gap
+    events = next(d.value for d in at.dataframe if "event" in d.value.columns)["event"].tolist()
+    assert events.count("preempted") == times, events
+    after = [events[i + 1] for i, ev in enumerate(events) if ev == "preempted"]
+    assert after == ["recomputation after a preemption"] * times, events
+    detail = next(d.value for d in at.dataframe if "event" in d.value.columns)["detail"].tolist()
+    assert all(re.fullmatch(r"drops its [\d,]+ KV tokens; waits .+, first in line", x)
+               for x, ev in zip(detail, events) if ev == "preempted"), detail
+    gantt = next(s for s in specs(at) if "layer" in s and any(
+        isinstance(x.get("mark"), dict) and x["mark"].get("type") == "tick" for x in s["layer"]))
+    tick = next(x for x in gantt["layer"] if isinstance(x.get("mark"), dict) and x["mark"].get("type") == "tick")
+    assert tick["mark"]["color"] == "#C00000" and tick["encoding"]["x"]["field"] == "start_s"
 
 
 def test_a_phone_is_told_where_the_inputs_are():

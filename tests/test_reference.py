@@ -62,6 +62,26 @@ def test_memory_cases_do_preempt():
     assert total > 0
 
 
+@pytest.mark.parametrize("sched", ["vllm", "orca", "sarathi"])
+def test_the_iteration_log_has_a_row_per_preemption(sched):
+    """Each preemption is a row of the log at the moment the iteration that preempted it was
+    formed (it starts then), with the KV tokens it dropped; the request's next entry is a
+    prefill (its recomputation). Without these rows the wait after a preemption was a gap
+    the timeline could not explain."""
+    _, p, rate = [c for c in CASES if c[0] == sched][2]
+    res = simulate(scenario(sched, p, rate, 1), record_iterations=True)
+    it = res.iterations
+    pre = it[it["phase"] == "preempt"]
+    assert len(pre) == res.summary["preemptions"] == res.requests["preemptions"].sum() > 0
+    assert (pre["start_s"] == pre["end_s"]).all() and (pre["tokens"] > 0).all()
+    batches = it[it["phase"] != "preempt"]
+    starts = batches.groupby("iteration")["start_s"].first()
+    assert (starts.reindex(pre["iteration"]).to_numpy() == pre["start_s"].to_numpy()).all()
+    for _, row in pre.iterrows():
+        later = batches[(batches["request_id"] == row["request_id"]) & (batches["start_s"] >= row["start_s"])]
+        assert later["phase"].iloc[0] == "prefill"
+
+
 def _burst_trace() -> str:
     """Groups of equal requests arriving together, so that many decoders finish in the same
     iteration: some groups behind older decoders (removed from the queue's tail side), some
