@@ -135,11 +135,12 @@ for col, (label, sc) in zip(cols, configs.items()):
         th = theories.get(label)
         if th is not None:
             sched = sc.engine.scheduler
-            m1, m2, m3 = st.columns(3)
-            m1.metric("Load ρ", f"{th.load:.2f}",
+            # values on one line: labels of one, two and three lines had them at three heights (at 1024 px)
+            m1, m2, m3 = st.columns(3, vertical_alignment="bottom")
+            m1.metric("Load ρ", f"{th.load:.3g}",  # as the sidebar writes it (0.93 beside its 0.927)
                       help=f"Arriving work over the best possible capacity. The load over {sched}'s own "
                            f"capacity: {th.scheduler_load:.2f}.")
-            m2.metric("Best possible capacity (req/s)", f"{th.optimal_capacity_rps:.3g}",
+            m2.metric("Best capacity (req/s)", f"{th.optimal_capacity_rps:.3g}",
                       help=widgets.capacity_help(None))
             m3.metric(f"{sched}'s capacity (req/s)", f"{th.capacity_rps:.3g}" if th.capacity_rps else "—",
                       help=f"What {sched} itself sustains by theory: {widgets.sentence(th.engines[0].capacity_kind)}")
@@ -160,13 +161,25 @@ for label in refused:  # a scheduler that never chunks, below the longest prompt
                                field=BUDGET_FIELD[label])
 
 
+FIELD_NAMES = {"token_budget": "token budget", "kv_cache_tokens": "KV cache", "max_batch_size": "max batch size",
+               "scheduler": "scheduler"}
+
+
+def _on_card(label: str, message: str) -> str:
+    """A refusal in the card's words: "engine.token_budget = 16" on B's card read as A's engine,
+    or as the sidebar's (tried as a new user would): the configuration's own field names."""
+    for field, name in FIELD_NAMES.items():
+        message = message.replace(f"engine.{field}", f"{label}'s {name}").replace(field, name)
+    return message
+
+
 def _draw_cards(run: runs.LiveRun | None) -> None:
     for label in configs:
         with cards[label].container():
             widgets.swatch(label, COLOURS[label])
             if label in refused:
                 widgets.badge("error")
-                st.caption(plain(refused[label]))
+                st.caption(plain(_on_card(label, refused[label])))
             elif run is not None and label in run.errors:
                 widgets.badge("error")
                 st.caption(plain(run.errors[label]))

@@ -575,6 +575,24 @@ def test_compare_downloads_one_readable_file_per_configuration(downloads):
     assert any("Configuration B has an error" in c.value for c in at.caption), [c.value for c in at.caption]
 
 
+def test_compare_speaks_of_each_configuration_in_its_own_words():
+    """At 1024 px (tried as a new user would): B's refusal named "engine.token_budget", the
+    header's load read 0.93 beside the sidebar's 0.927, and the three figures of a
+    configuration sat at three heights under labels of one, two and three lines."""
+    at = open_page("pages/compare.py", n=2000, live=0, b_sched="vllm", b_budget=64)
+    refusal = next(c.value for c in at.caption if "never chunks" in c.value).replace("\\", "")
+    assert "B's token budget = 64; allowed: token budget >= 100" in refusal and "token_budget" not in refusal
+    at = open_page("pages/compare.py", n=2000, live=0, rate=14.4)
+    rho = at.sidebar.number_input(key="cmp.rho").value
+    assert metric(at, "Load ρ") == f"{rho:.3g}" and "." in metric(at, "Load ρ")
+    figures = [c for c in at.columns if [m.label for m in c.get("metric")] == ["Load ρ"]]
+    assert len(figures) == 2  # A's and B's, each in a column of one figure, bottom-aligned with its row
+    from streamlit.proto.Block_pb2 import Block
+    for c in at.columns:
+        if len(c.get("metric")) == 1:
+            assert c.proto.vertical_alignment == Block.Column.VerticalAlignment.BOTTOM
+
+
 def test_compare_bs_gpu_brings_its_kv_cache():
     """Tried as a new user would: choosing a GPU/model for B kept B's 25,000 KV tokens
     (the single-engine page applies the preset's 121,750)."""
