@@ -99,12 +99,16 @@ def wants_new_run(page: str, key) -> bool:
 
 
 def play_controls(page: str, run: runs.LiveRun, button_slot, progress_slot, draw, live: bool,
-                  on_end=None) -> None:
+                  on_end=None, near_slot=None) -> None:
     """Stop while a run plays, Resume once stopped, Replay live once done; plays the run
-    (drawing each chunk with draw(run) if live) and calls on_end(run) after playing."""
+    (drawing each chunk with draw(run) if live) and calls on_end(run) after playing.
+    near_slot: a second place for the same button, beside the charts it animates (a phone's
+    page has the verdict cards one under another between the first one and the charts)."""
+    slots = [(button_slot, "")] + ([(near_slot, "_near")] if near_slot is not None else [])
     if not run.done and not run.stopped:
-        button_slot.button("Stop", icon=":material/stop_circle:", key=f"{page}.stop", on_click=runs.stop_cb,
-                           args=(page,))
+        for slot, suffix in slots:
+            slot.button("Stop", icon=":material/stop_circle:", key=f"{page}.stop{suffix}", on_click=runs.stop_cb,
+                        args=(page,))
         if live:
             runs.play(run, draw, progress_slot)
         else:
@@ -113,9 +117,10 @@ def play_controls(page: str, run: runs.LiveRun, button_slot, progress_slot, draw
         if on_end is not None:
             on_end(run)
     if run.stopped and not run.done:
-        with button_slot.container():
-            st.button("Resume", icon=":material/play_circle:", key=f"{page}.resume", on_click=runs.resume_cb,
-                      args=(page,))
+        for slot, suffix in slots:
+            with slot.container():
+                st.button("Resume", icon=":material/play_circle:", key=f"{page}.resume{suffix}",
+                          on_click=runs.resume_cb, args=(page,))
         if run.pending and not run.evicted:
             progress_slot.info("Stopped while waiting for the server's memory. Resume asks for it again.",
                                icon=":material/pause_circle:")
@@ -126,6 +131,7 @@ def play_controls(page: str, run: runs.LiveRun, button_slot, progress_slot, draw
             progress_slot.info(f"Stopped at {run.progress:.0%} of the run. Verdicts need the whole run: press "
                                "Resume.", icon=":material/pause_circle:")
     else:
-        button_slot.button("Replay live", icon=":material/replay:", key=f"{page}.replay_btn",
-                           on_click=runs.replay_cb, args=(page,),
-                           help="Run the simulation again from the start and watch it play.")
+        for slot, suffix in slots:
+            slot.button("Replay live", icon=":material/replay:", key=f"{page}.replay_btn{suffix}",
+                        on_click=runs.replay_cb, args=(page,),
+                        help="Run the simulation again from the start and watch it play.")

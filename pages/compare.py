@@ -207,6 +207,7 @@ st.caption("The same arrivals into A and B: waiting requests, backlog (tokens no
 ctl1, ctl2 = st.columns([2, 5])
 ctl1.radio("Vertical scale", ["linear", "log"], **ps.w("scale", ["linear", "log"]), horizontal=True)
 ctl2.toggle("Play live", **ps.w("live"))
+near_slot = phone_nav.near_charts()  # the run's button again, on a phone only
 chart_slots = [st.empty() for _ in METRICS]
 kv = {j.label: charts.kv_capacity(j.scenario.engine) for j in jobs}  # a pool's: all its replicas'
 cscale = palette.scale(list(COLOURS), COLOURS)
@@ -233,7 +234,7 @@ if run is None:
     run = controls.start_run(PAGE, key, jobs, status_slot)
     _draw_cards(run)
 controls.play_controls(PAGE, run, button_slot, progress_slot, lambda r: _draw_chart(r, live=True),
-                       bool(ps.get("live")), on_end=_draw_cards)
+                       bool(ps.get("live")), on_end=_draw_cards, near_slot=near_slot)
 _draw_chart(run)
 for label, msg in run.errors.items():  # e.g. vllm froze: a preempted request's recompute above b
     inputs.raise_budget_button(ps, msg, key=f"{PAGE}.raise_b_run.{label}", container=fixes[label],

@@ -163,6 +163,7 @@ ctl1, ctl2 = st.columns([2, 5])
 ctl1.radio("Vertical scale", ["linear", "log"], **ps.w("scale", ["linear", "log"]), horizontal=True,
                        help="Log scale shows a growing queue and a small bounded one on the same chart (the KV cache share stays linear).")
 ctl2.toggle("Play live", **ps.w("live"), help="Draw the trajectories while the simulation runs.")
+near_slot = phone_nav.near_charts()  # the run's button again, on a phone only
 chart_slots = [st.empty() for _ in METRICS]
 scale_note = st.empty()
 overlap_note = st.empty()
@@ -236,7 +237,7 @@ if run is None:
     _draw_cards(run)
 
 controls.play_controls(PAGE, run, button_slot, progress_slot, lambda r: _draw_chart(r, live=True),
-                       bool(ps.get("live")), on_end=_draw_cards)
+                       bool(ps.get("live")), on_end=_draw_cards, near_slot=near_slot)
 _draw_chart(run)
 for s, msg in run.errors.items():  # e.g. vllm froze: a preempted request's recompute above b
     if s in fixes:

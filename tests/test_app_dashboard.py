@@ -834,3 +834,19 @@ def test_timeline_follows_a_request_in_its_own_colours_and_groups_its_chunks():
     # a request past the run's end is named as such, not as a limit of the demo
     at = open_page("pages/timeline.py", n=30, req=299)
     assert "Request to follow: 299 is not a request of this run; allowed: 0 to 29" in errors(at)
+
+
+def test_a_phone_gets_the_run_button_beside_the_charts():
+    """On a phone the verdict cards stand one under another and the run's button above them
+    was three screens from the charts it animates (tried as a new user would): the same button
+    sits again above the trajectories (shown by CSS on a phone only), and it works."""
+    for page, prefix in ((None, "single"), ("pages/compare.py", "cmp")):
+        at = open_page(page, n=1000, live=0)
+        ok(at)
+        assert [b.label for b in at.button if b.key in (f"{prefix}.replay_btn", f"{prefix}.replay_btn_near")] == \
+            ["Replay live", "Replay live"]
+    first = at.session_state["cmp.run"]
+    at.button(key="cmp.replay_btn_near").click().run()
+    ok(at)
+    again = at.session_state["cmp.run"]
+    assert again is not first and again.done and again.key == first.key  # the same run, played again

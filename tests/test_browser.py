@@ -187,6 +187,7 @@ def test_every_page_at_three_widths(app):
     # the phone's hint under the latency table is there, hidden: the table fits this width
     assert page.locator(".st-key-tbl-hint-latency").count() == 1
     assert not page.locator(".st-key-tbl-hint-latency").is_visible()
+    assert not page.locator(".st-key-phone-replay").is_visible()  # one run button is enough here
     lap("projector")
 
     # ---- phone, 375 px: the page links are on screen (Streamlit's own top navigation is not)
@@ -224,6 +225,13 @@ def test_every_page_at_three_widths(app):
     # says so (the fourth scheduler was out of sight with nothing saying so; tried as a new user would)
     table_hint = page.locator(".st-key-tbl-hint-latency")
     assert table_hint.is_visible() and "sideways" in table_hint.inner_text()
+    # the run's button again just above the trajectories: the one above the verdict cards is three
+    # screens up on a phone (tried as a new user would)
+    near = page.locator(".st-key-phone-replay")
+    assert near.is_visible() and "Replay live" in near.inner_text()
+    gap = page.evaluate("""() => document.querySelector('[data-testid="stVegaLiteChart"]').getBoundingClientRect().top
+        - document.querySelector('.st-key-phone-replay').getBoundingClientRect().bottom""")
+    assert 0 <= gap < 200, gap
     nav.locator('a[href="compare"]').click()
     B.wait_text(page, "Compare — two configurations", 60)
     # the agents page's network drawing keeps legible text (it scrolls sideways): scaled to
