@@ -166,3 +166,57 @@ def test_decode_queues_grow_before_they_overflow(python_kernel):
     assert tight.grows > 50  # the case is really exercised
     assert int(tight.ei[0, S.E_NDEC]) > 2 * tight._margin + 2  # it outgrew its first region
     _assert_same_run(whole, tight)
+
+
+class TightLogSimulation(Simulation):
+    """Starts its iteration log with one row and grows it by just what the kernel's room
+    check asks for (core._low_room: the instant's margin of batch entries, and a row for each
+    running request that may be preempted)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, record_iterations=True, **kwargs)
+        self.logi, self.logf = self.logi[:1].copy(), self.logf[:1].copy()
+        self.grows = 0
+
+    def _grow(self):
+        gi = self.gi
+        need = int(gi[S.G_LOG_N] + gi[S.G_LOG_MARGIN] + self.ei[:, S.E_NRUN].sum())
+        if need > len(self.logi):
+            self.grows += 1
+            add = need - len(self.logi)
+            self.logi = np.concatenate([self.logi, np.zeros((add, self.logi.shape[1]), dtype=self.logi.dtype)])
+            self.logf = np.concatenate([self.logf, np.zeros((add, self.logf.shape[1]))])
+        super()._grow()
+
+
+@pytest.mark.parametrize("scheduler", ["vllm", "orca"])
+@pytest.mark.parametrize("python_kernel", [
+    True,
+    pytest.param(False, marks=pytest.mark.skipif(not numba.config.BOUNDSCHECK,
+                                                 reason="needs NUMBA_BOUNDSCHECK=1"))])
+def test_the_iteration_log_grows_before_preemptions_overflow_it(scheduler, python_kernel):
+    """Preemptions write log rows while a batch forms, beyond the instant's batch entries: the
+    room check counts each running request as a possible preemption. A log grown by just that
+    much is never overrun (an IndexError in the Python tier or the bounds-checked kernel) and
+    logs exactly what a roomy one does."""
+    # one-token prompts in a 120-token cache: the newest requests hold a few tokens each, and
+    # a batch of 8 decode tokens preempts up to 6 of them at once, after a full batch's 8 rows
+    sc = llmsim.scenario_from_table({
+        "name": "preemption-bursts", "seed": 3,
+        "engine": {"scheduler": scheduler, "token_budget": 256, "max_batch_size": 8, "kv_cache_tokens": 120,
+                   "batch_time": {"model": "constant", "seconds": 0.02}},
+        "workload": {"num_requests": 400, "arrival": {"process": "poisson", "rate": 200.0},
+                     "prompt_tokens": {"dist": "uniform", "low": 1, "high": 2},
+                     "output_tokens": {"dist": "uniform", "low": 20, "high": 60}}})
+    whole = Simulation(sc, record_iterations=True).advance()
+    tight = TightLogSimulation(sc)
+    tight.python_kernel = python_kernel
+    tight.advance()
+    it = whole.result().iterations
+    bursts = it[it["phase"] == "preempt"].groupby("iteration").size()
+    assert tight.grows > 20 and bursts.max() >= 5  # the case is really exercised
+    _assert_same_run(whole, tight)
+    n = int(whole.gi[S.G_LOG_N])
+    assert int(tight.gi[S.G_LOG_N]) == n
+    np.testing.assert_array_equal(tight.logi[:n], whole.logi[:n])
+    np.testing.assert_array_equal(tight.logf[:n], whole.logf[:n])
