@@ -465,7 +465,7 @@ def _admit(ci, cf, si, ei, e, s, t, mem):
 
 
 @njit(cache=True, _nrt=False, error_model='numpy')
-def _log_preempt(gi, ei, e, c, kv, t, logi, logf):
+def _log_preempt(gi, ei, e, c, lost, t, logi, logf):
     """The iteration log's row for a preemption (a call, not inlined: it runs only with a
     log, and inlined it slowed W1's decode phase by ~3%). Room: core._low_room counts
     every running request as a possible preemption."""
@@ -473,7 +473,7 @@ def _log_preempt(gi, ei, e, c, kv, t, logi, logf):
     logi[r, 0] = ei[e * S.N_EI + S.E_ITERS]
     logi[r, 1] = e
     logi[r, 2] = c
-    logi[r, 3] = kv
+    logi[r, 3] = lost
     logi[r, 4] = S.PH_PREEMPT
     logf[r, 0] = t
     logf[r, 1] = t
@@ -487,7 +487,7 @@ def preempt_newest(ci, si, ei, gi, e, t, dec_call, dec_tgt, batch_c, batch_t, lo
     generated again. A batch entry it already had this iteration is voided (only prefill
     entries can exist: decode_phase preempts before it serves). With an iteration log, the
     preemption is a row of its own (phase PH_PREEMPT, at t, the iteration being formed, the
-    KV tokens it drops)."""
+    computed tokens it loses: what it must recompute beyond the work it had left)."""
     pf = ei[e * S.N_EI + S.E_PF_TAIL]
     if ei[e * S.N_EI + S.E_POLICY] == S.POL_STRICT:  # the prefilling request of the lowest class, newest
         x = ei[e * S.N_EI + S.E_PF_HEAD]
@@ -517,14 +517,14 @@ def preempt_newest(ci, si, ei, gi, e, t, dec_call, dec_tgt, batch_c, batch_t, lo
     ei[e * S.N_EI + S.E_NRUN] -= 1
     ei[e * S.N_EI + S.E_KV_USED] -= kv
     ci[c * S.N_CI + S.C_KV] = 0
-    if gi[S.G_LOG_CAP] > 0:
-        _log_preempt(gi, ei, e, c, kv, t, logi, logf)
     before = ci[c * S.N_CI + S.C_PREF_NEED] - ci[c * S.N_CI + S.C_PREF_DONE]
     ci[c * S.N_CI + S.C_PREF_NEED] = ci[c * S.N_CI + S.C_P] + ci[c * S.N_CI + S.C_DEC_DONE]
     ci[c * S.N_CI + S.C_PREF_DONE] = 0
     extra = ci[c * S.N_CI + S.C_PREF_NEED] - before
     ei[e * S.N_EI + S.E_BACKLOG] += extra
     gi[S.G_TOK_RECOMPUTE] += extra
+    if gi[S.G_LOG_CAP] > 0:
+        _log_preempt(gi, ei, e, c, extra, t, logi, logf)
     ci[c * S.N_CI + S.C_PREEMPT] += 1
     ei[e * S.N_EI + S.E_PREEMPTS] += 1
     ci[c * S.N_CI + S.C_STATE] = S.ST_WAITING

@@ -47,7 +47,9 @@ class Result:
     iterations: with ``record_iterations``: one row per batch entry: iteration, engine,
         start_s, end_s, request_id, tokens, phase ('prefill' | 'decode'), and one row per
         preemption, phase 'preempt': the iteration whose forming preempted the request,
-        start_s = end_s = that moment, tokens = the KV tokens it dropped; else None.
+        start_s = end_s = that moment, tokens = the computed tokens it lost (its prompt chunks
+        done, or its prompt and output so far: what it recomputes beyond the work it had
+        left; they sum to the summary's tokens_recomputed); else None.
 
     The four tables are DataFrames built on first access (a million-row table costs more
     to build than the run that produced it); each table argument may be a DataFrame or a

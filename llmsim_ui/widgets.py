@@ -70,14 +70,16 @@ def and_list(items: list[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
-def fmt(x, digits: int = 3, unit: str = "") -> str:
+def fmt(x, digits: int = 3, unit: str = "", zeros: bool = False) -> str:
+    """x to `digits` significant digits (whole numbers from 1,000 up, with commas); zeros:
+    keep trailing zeros ("14.0" beside "16.7", not "14")."""
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "—"
     if isinstance(x, int):
         return f"{x:,}{unit}"
-    if abs(x) >= 1000:
+    if abs(float(f"{x:.{digits}g}")) >= 1000:  # 999.96 too: "1e+03" read as an error
         return f"{x:,.0f}{unit}"
-    return f"{x:.{digits}g}{unit}"
+    return (f"{x:#.{digits}g}".rstrip(".") if zeros else f"{x:.{digits}g}") + unit
 
 
 def seconds(x) -> str:

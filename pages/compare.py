@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import pandas as pd
@@ -140,9 +141,9 @@ for col, (label, sc) in zip(cols, configs.items()):
             m1.metric("Load ρ", f"{th.load:.3g}",  # as the sidebar writes it (0.93 beside its 0.927)
                       help=f"Arriving work over the best possible capacity. The load over {sched}'s own "
                            f"capacity: {th.scheduler_load:.2f}.")
-            m2.metric("Best capacity (req/s)", f"{th.optimal_capacity_rps:.3g}",
+            m2.metric("Best capacity (req/s)", widgets.fmt(th.optimal_capacity_rps, zeros=True),
                       help=widgets.capacity_help(None))
-            m3.metric(f"{sched}'s capacity (req/s)", f"{th.capacity_rps:.3g}" if th.capacity_rps else "—",
+            m3.metric(f"{sched}'s capacity (req/s)", widgets.fmt(th.capacity_rps, zeros=True) if th.capacity_rps else "—",
                       help=f"What {sched} itself sustains by theory: {widgets.sentence(th.engines[0].capacity_kind)}")
 
 run_row = st.columns([2, 5], vertical_alignment="center")
@@ -167,10 +168,12 @@ FIELD_NAMES = {"token_budget": "token budget", "kv_cache_tokens": "KV cache", "m
 
 def _on_card(label: str, message: str) -> str:
     """A refusal in the card's words: "engine.token_budget = 16" on B's card read as A's engine,
-    or as the sidebar's (tried as a new user would): the configuration's own field names."""
+    or as the sidebar's (tried as a new user would): the configuration's own field names, for
+    one engine or a pool's replica ("engine replica 0.token_budget", "engine: kv_cache_tokens")."""
     for field, name in FIELD_NAMES.items():
-        message = message.replace(f"engine.{field}", f"{label}'s {name}").replace(field, name)
-    return message
+        message = re.sub(rf"engine(?: replica \d+)?(?:\.|: ){field}\b", f"{label}'s {name}", message)
+        message = re.sub(rf"\b{field}\b", name, message)
+    return message.replace(">=", "≥")
 
 
 def _draw_cards(run: runs.LiveRun | None) -> None:

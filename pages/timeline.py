@@ -217,13 +217,15 @@ gantt = alt.Chart(boxes).mark_bar(height=bar_px).encode(
              alt.Tooltip("end_s:Q", title="to (s)", format=".3f")],
 )
 if len(rewait):  # each preemption's moment, a tick across its row
+    # a little taller than its row's boxes, never into the next rows (300 rows of 3 px: slashes)
+    tick_px = max(bar_px, min(bar_px + 4, height // max(n_req, 1)))
     ticks = alt.Chart(rewait.assign(followed=rewait["request_id"] == (req if req is not None else -1))).mark_tick(
-        color="#C00000", thickness=2, size=bar_px + 4).encode(
+        color="#C00000", thickness=2, size=tick_px).encode(
         x="start_s:Q", y=y,
         opacity=alt.condition(alt.datum.followed, alt.value(1.0), alt.value(0.4 if req is not None else 1.0)),
         tooltip=[alt.Tooltip("request_id:O", title="request"), alt.Tooltip("start_s:Q", title="preempted at (s)",
                                                                            format=".3f"),
-                 alt.Tooltip("tokens:Q", title="KV tokens dropped"),
+                 alt.Tooltip("tokens:Q", title="computed tokens lost"),
                  alt.Tooltip("end_s:Q", title="readmitted at (s)", format=".3f")])
 if req is not None:
     # the followed row on a band behind it, its boxes in their own colours (a black outline on every
@@ -249,8 +251,9 @@ if req is not None:
     events = [("arrived", r["arrival_s"], "enters the queue"),
               ("admitted", r["admitted_s"], f"waited {widgets.seconds(r['admitted_s'] - r['arrival_s'])}")]
     for _, h in hits.iterrows():
-        events.append(("preempted", h["start_s"], f"drops its {int(h['tokens']):,} KV tokens; waits "
-                       f"{widgets.seconds(h['end_s'] - h['start_s'])}, first in line"))
+        lost = int(h["tokens"])
+        events.append(("preempted", h["start_s"], f"loses {lost:,} computed token{'' if lost == 1 else 's'} (its KV "
+                       f"cache); waits {widgets.seconds(h['end_s'] - h['start_s'])}, first in line"))
     # a prompt's chunks as one event, and each recomputation as one (a budget of 1 listed 19,000
     # one-token chunks, a row each; a hostile pass): chunks between the same two decodes or
     # preemptions go together

@@ -46,7 +46,7 @@ def run_reference(requests, scheduler, budget, kmax, kv_cap, bt, horizon=math.in
     """requests: list of (arrival_s, P, D) in arrival order; bt(n_prefill, n_decode, ctx,
     pairs) -> seconds. Returns (reqs, log) with log rows (iteration, start, end, rid, tokens,
     phase): a batch entry's row when its iteration ends; a preemption's row (the iteration
-    being formed, now, now, rid, the KV tokens it drops, "preempt") when it happens. trace: an optional dict that gets "running", the running set's size at each
+    being formed, now, now, rid, the computed tokens it loses, "preempt") when it happens. trace: an optional dict that gets "running", the running set's size at each
     batch formation."""
     reqs = [Req(i, a, p, d, pref_need=p) for i, (a, p, d) in enumerate(requests)]
     waiting: list[Req] = []
@@ -76,7 +76,8 @@ def run_reference(requests, scheduler, budget, kmax, kv_cap, bt, horizon=math.in
         for e in batch:
             if e[0] is v:
                 e[1] = 0
-        log.append((it, now, now, v.rid, v.kv, "preempt"))
+        lost = v.P + v.dec_done - (v.pref_need - v.pref_done)  # computed work it redoes
+        log.append((it, now, now, v.rid, lost, "preempt"))
         v.kv = 0
         v.pref_need = v.P + v.dec_done
         v.pref_done = 0

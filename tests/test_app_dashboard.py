@@ -581,7 +581,19 @@ def test_compare_speaks_of_each_configuration_in_its_own_words():
     configuration sat at three heights under labels of one, two and three lines."""
     at = open_page("pages/compare.py", n=2000, live=0, b_sched="vllm", b_budget=64)
     refusal = next(c.value for c in at.caption if "never chunks" in c.value).replace("\\", "")
-    assert "B's token budget = 64; allowed: token budget >= 100" in refusal and "token_budget" not in refusal
+    assert "B's token budget = 64; allowed: token budget ≥ 100 (≥ 200" in refusal and "token_budget" not in refusal
+    # a pool's replica, and the KV cache's message, in B's words too (a hostile pass)
+    at = open_page("pages/compare.py", n=2000, live=0, b_sched="vllm", b_budget=64, reps=3)
+    refusal = next(c.value for c in at.caption if "never chunks" in c.value).replace("\\", "")
+    assert "prompt: B's token budget = 64; allowed" in refusal and "replica" not in refusal
+    at = open_page("pages/compare.py", n=2000, live=0, b_kv=1000, p_value=2000, b_budget=4096)
+    refusal = next(c.value for c in at.caption if "can never fit" in c.value).replace("\\", "")
+    assert "can never fit B's KV cache = 1000" in refusal, refusal
+    # capacities keep their trailing zeros: "14" beside "16.7" read as rounder than it is
+    from llmsim_ui import widgets
+    assert [widgets.fmt(x, zeros=True) for x in (14.0, 16.7, 0.5, 100.0, 999.96, 1234.5)] == \
+        ["14.0", "16.7", "0.500", "100", "1,000", "1,234"]
+    assert metric(at, "Best capacity") == widgets.fmt(float(metric(at, "Best capacity").replace(",", "")), zeros=True)
     at = open_page("pages/compare.py", n=2000, live=0, rate=14.4)
     rho = at.sidebar.number_input(key="cmp.rho").value
     assert metric(at, "Load ρ") == f"{rho:.3g}" and "." in metric(at, "Load ρ")
@@ -722,7 +734,7 @@ def test_timeline_names_the_preempted_requests_to_follow():
     after = [events[i + 1] for i, ev in enumerate(events) if ev == "preempted"]
     assert after == ["recomputation after a preemption"] * times, events
     detail = next(d.value for d in at.dataframe if "event" in d.value.columns)["detail"].tolist()
-    assert all(re.fullmatch(r"drops its [\d,]+ KV tokens; waits .+, first in line", x)
+    assert all(re.fullmatch(r"loses [\d,]+ computed tokens? \(its KV cache\); waits .+, first in line", x)
                for x, ev in zip(detail, events) if ev == "preempted"), detail
     gantt = next(s for s in specs(at) if "layer" in s and any(
         isinstance(x.get("mark"), dict) and x["mark"].get("type") == "tick" for x in s["layer"]))
