@@ -410,7 +410,7 @@ def _accumulate(gf, gi, ei, ef, t):
 def _log_low(gi, ei, logi):
     """True when the iteration log might overrun in one more instant: its margin covers the
     instant's batch entries (G_LOG_MARGIN), and each running request may be preempted, a row
-    each. (A call of its own: the sum inlined in _low_room slowed W1 by ~2%.)"""
+    each. (A call of its own, made only with a log, as schedulers._log_preempt.)"""
     n = gi[S.G_LOG_N] + gi[S.G_LOG_MARGIN]
     for e in range(ei.shape[0] // S.N_EI):
         n += ei[e * S.N_EI + S.E_NRUN]

@@ -466,9 +466,9 @@ def _admit(ci, cf, si, ei, e, s, t, mem):
 
 @njit(cache=True, _nrt=False, error_model='numpy')
 def _log_preempt(gi, ei, e, c, lost, t, logi, logf):
-    """The iteration log's row for a preemption (a call, not inlined: it runs only with a
-    log, and inlined it slowed W1's decode phase by ~3%). Room: core._low_room counts
-    every running request as a possible preemption."""
+    """The iteration log's row for a preemption: a call, not inlined into the decode phase
+    (it runs only with a log; W1's instructions per request stay as they were, bench/README.md
+    round 26). Room: core._log_low counts every running request as a possible preemption."""
     r = gi[S.G_LOG_N]
     logi[r, 0] = ei[e * S.N_EI + S.E_ITERS]
     logi[r, 1] = e

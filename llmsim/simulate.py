@@ -182,8 +182,8 @@ class Simulation:
 
     def __init__(self, scenario: Scenario, record_iterations: bool = False,
                  limits: budget.Limits | None = None, max_log_rows: int | None = None):
-        """max_log_rows: with ``record_iterations``, the most rows (batch entries, preemptions) the
-        iteration log may reach; a run that would pass it raises ConfigError (a caller's
+        """max_log_rows: with ``record_iterations``, the most rows (batch entries and
+        preemptions) the iteration log may reach; a run that would pass it raises ConfigError (a caller's
         estimate from the draws cannot count a preemption's recomputed chunks)."""
         scenario = as_scenario(scenario)
         validate(scenario)
@@ -409,7 +409,7 @@ class Simulation:
         if record_iterations:
             self.gi[S.G_LOG_CAP] = 1
             # an instant's batch entries and the admissions that may be preempted at once
-            # (core._low_room adds the running requests)
+            # (core._log_low adds the running requests)
             self.gi[S.G_LOG_MARGIN] = 2 * int(sum(e.slots for e in engines)) + 1
             self.logi = np.zeros((4096 + self.gi[S.G_LOG_MARGIN], 5), dtype=np.int64)
             self.logf = np.zeros((len(self.logi), 2))
@@ -491,16 +491,16 @@ class Simulation:
         gi[S.G_DQ_LOW] = 0  # every region has room again (a queue may have shrunk since its flag)
         if gi[S.G_ROUTE_FINAL] == 0 and gi[S.G_ROUTE_POS] + m > len(self.route_u):
             self.route_u = np.concatenate([self.route_u, self._route_rng.random(len(self.route_u))])
-        log_need = int(gi[S.G_LOG_N] + gi[S.G_LOG_MARGIN] + self.ei[:, S.E_NRUN].sum())  # as core._low_room
+        log_need = int(gi[S.G_LOG_N] + gi[S.G_LOG_MARGIN] + self.ei[:, S.E_NRUN].sum())  # as core._log_low
         if gi[S.G_LOG_CAP] > 0 and log_need > len(self.logi):
             add = max(len(self.logi), log_need - len(self.logi))
             if self.max_log_rows is not None:
                 if gi[S.G_LOG_N] > self.max_log_rows:
                     raise ConfigError(
-                        f"record_iterations: the iteration log passed {self.max_log_rows:,} rows (batch entries, preemptions) "
-                        f"at {self.gf[S.GF_NOW]:,.4g} s simulated; allowed: at most {self.max_log_rows:,} here "
-                        "(each preemption adds a row, and rows for the chunks it recomputes) — fewer requests, shorter outputs, "
-                        "a larger KV cache or a larger token budget")
+                        f"record_iterations: the iteration log passed {self.max_log_rows:,} rows (batch entries, "
+                        f"preemptions) at {self.gf[S.GF_NOW]:,.4g} s simulated; allowed: at most "
+                        f"{self.max_log_rows:,} here (each preemption adds a row, and rows for the chunks it "
+                        "recomputes) — fewer requests, shorter outputs, a larger KV cache or a larger token budget")
                 add = min(add, max(log_need, self.max_log_rows + gi[S.G_LOG_MARGIN] + 1) - len(self.logi))
             self.logi = np.concatenate([self.logi, np.zeros((add, self.logi.shape[1]), dtype=self.logi.dtype)])
             self.logf = np.concatenate([self.logf, np.zeros((add, self.logf.shape[1]))])

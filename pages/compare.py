@@ -143,7 +143,8 @@ for col, (label, sc) in zip(cols, configs.items()):
                            f"capacity: {th.scheduler_load:.2f}.")
             m2.metric("Best capacity (req/s)", widgets.fmt(th.optimal_capacity_rps, zeros=True),
                       help=widgets.capacity_help(None))
-            m3.metric(f"{sched}'s capacity (req/s)", widgets.fmt(th.capacity_rps, zeros=True) if th.capacity_rps else "—",
+            m3.metric(f"{sched}'s capacity (req/s)",
+                      widgets.fmt(th.capacity_rps, zeros=True) if th.capacity_rps else "—",
                       help=f"What {sched} itself sustains by theory: {widgets.sentence(th.engines[0].capacity_kind)}")
 
 run_row = st.columns([2, 5], vertical_alignment="center")
