@@ -98,17 +98,38 @@ def wants_new_run(page: str, key) -> bool:
     return run is None or run.key != key or bool(st.session_state.get(f"{page}.replay"))
 
 
+class RunButton:
+    """A page's run button (Stop, Resume, Replay live) in one or more slots (the second one's
+    key ends in "_near"), keeping its key from one script run to the next
+    (``{page}.run_btn{n}``): a script run starting with a button of another key than the last
+    run ended with kept that one, faded, under the new one until the run ended (Streamlit
+    keeps a replaced element of another key as stale): a Replay live under the Stop of the
+    replay it started, 56 px that pushed the charts down while they played (a hostile pass). A
+    second button in one script run (Stop, then Replay live once the run ends) takes the next
+    key, and the next script run starts with that one."""
+
+    def __init__(self, page: str, slots: list):
+        self.page, self.slots, self.drawn = page, slots, 0
+
+    def __call__(self, label: str, icon: str, callback, args: tuple = (), help: str | None = None) -> None:
+        gen_key = f"{self.page}.run_btn_gen"
+        gen = st.session_state.get(gen_key, 0) + (1 if self.drawn else 0)
+        st.session_state[gen_key] = gen
+        self.drawn += 1
+        for i, slot in enumerate(self.slots):
+            slot.button(label, icon=icon, key=f"{self.page}.run_btn{gen}{'_near' if i else ''}", on_click=callback,
+                        args=args, help=help)
+
+
 def play_controls(page: str, run: runs.LiveRun, button_slot, progress_slot, draw, live: bool,
                   on_end=None, near_slot=None) -> None:
     """Stop while a run plays, Resume once stopped, Replay live once done; plays the run
     (drawing each chunk with draw(run) if live) and calls on_end(run) after playing.
     near_slot: a second place for the same button, beside the charts it animates (a phone's
     page has the verdict cards one under another between the first one and the charts)."""
-    slots = [(button_slot, "")] + ([(near_slot, "_near")] if near_slot is not None else [])
+    button = RunButton(page, [button_slot] + ([near_slot] if near_slot is not None else []))
     if not run.done and not run.stopped:
-        for slot, suffix in slots:
-            slot.button("Stop", icon=":material/stop_circle:", key=f"{page}.stop{suffix}", on_click=runs.stop_cb,
-                        args=(page,))
+        button("Stop", ":material/stop_circle:", runs.stop_cb, args=(page,))
         if live:
             runs.play(run, draw, progress_slot)
         else:
@@ -117,10 +138,7 @@ def play_controls(page: str, run: runs.LiveRun, button_slot, progress_slot, draw
         if on_end is not None:
             on_end(run)
     if run.stopped and not run.done:
-        for slot, suffix in slots:
-            with slot.container():
-                st.button("Resume", icon=":material/play_circle:", key=f"{page}.resume{suffix}",
-                          on_click=runs.resume_cb, args=(page,))
+        button("Resume", ":material/play_circle:", runs.resume_cb, args=(page,))
         if run.pending and not run.evicted:
             progress_slot.info("Stopped while waiting for the server's memory. Resume asks for it again.",
                                icon=":material/pause_circle:")
@@ -131,7 +149,5 @@ def play_controls(page: str, run: runs.LiveRun, button_slot, progress_slot, draw
             progress_slot.info(f"Stopped at {run.progress:.0%} of the run. Verdicts need the whole run: press "
                                "Resume.", icon=":material/pause_circle:")
     else:
-        for slot, suffix in slots:
-            slot.button("Replay live", icon=":material/replay:", key=f"{page}.replay_btn{suffix}",
-                        on_click=runs.replay_cb, args=(page,),
-                        help="Run the simulation again from the start and watch it play.")
+        button("Replay live", ":material/replay:", runs.replay_cb, args=(page,),
+               help="Run the simulation again from the start and watch it play.")

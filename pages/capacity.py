@@ -322,12 +322,13 @@ def _progress(done: int, what: str) -> None:
 with status_slot.container():
     runs.warm_up()
 status_slot.empty()
+run_button = controls.RunButton(PAGE, [button_slot])
 if stopped:
-    button_slot.button("Resume", icon=":material/play_circle:", key=f"{PAGE}.resume", on_click=_resume)
+    run_button("Resume", ":material/play_circle:", _resume)
     progress_slot.info("Stopped. What was computed so far is shown; press Resume to finish.",
                        icon=":material/pause_circle:")
 else:
-    button_slot.button("Stop", icon=":material/stop_circle:", key=f"{PAGE}.stop", on_click=_stop)
+    run_button("Stop", ":material/stop_circle:", _stop)
     have = {(p["scheduler"], p["rate"]) for p in points}
     done = len(have)
     too_big: set = set()  # schedulers whose runs the demo's limits refuse: warned once

@@ -98,6 +98,10 @@ def _nothing_cut(page) -> None:
     assert not cut, cut
 
 
+# the page's run button (Stop, Resume, Replay live), not its copy beside the charts on a phone
+RUN_BTN = '[class*="st-key-single-run_btn"]:not([class*="_near"])'
+
+
 def _stop_while_running(page, timeout_s: float = 120) -> None:
     """Click the page's Stop button (not the toolbar's) while the live run plays, until the
     page says it stopped. The run lasts a few seconds and a busy browser redraws the button
@@ -108,11 +112,11 @@ def _stop_while_running(page, timeout_s: float = 120) -> None:
         if page.get_by_text("Stopped at").count():
             return
         state = page.evaluate("""() => {
-            const stop = document.querySelector('.st-key-single-stop button');
-            if (stop) { stop.click(); return 'clicked'; }
-            const replay = document.querySelector('.st-key-single-replay_btn button');
-            if (replay && !document.querySelector('[data-testid="stStatusWidget"]')) { replay.click(); return 'replayed'; }
-            return 'waiting'; }""")
+            const btn = document.querySelector(RUN_BTN + ' button');
+            if (btn && btn.innerText.includes('Stop')) { btn.click(); return 'clicked'; }
+            if (btn && btn.innerText.includes('Replay live') && !document.querySelector('[data-testid="stStatusWidget"]')) {
+                btn.click(); return 'replayed'; }
+            return 'waiting'; }""".replace("RUN_BTN", repr(RUN_BTN)))
         time.sleep(0.3 if state != "waiting" else 0.05)
     raise AssertionError("could not stop a running simulation")
 
@@ -188,6 +192,12 @@ def test_every_page_at_three_widths(app):
     assert page.locator(".st-key-tbl-hint-latency").count() == 1
     assert not page.locator(".st-key-tbl-hint-latency").is_visible()
     assert not page.locator(".st-key-phone-replay").is_visible()  # one run button is enough here
+    # Replay live: its Stop takes the button's place (the faded Replay live stayed under it until
+    # the replay ended, pushing the page down 56 px; a hostile pass)
+    page.locator(RUN_BTN).get_by_role("button", name="Replay live").first.click()
+    page.locator(RUN_BTN).get_by_role("button", name="Stop").first.wait_for(state="visible", timeout=30_000)
+    assert page.locator(RUN_BTN).count() == 1, page.locator(RUN_BTN).all_inner_texts()
+    B.wait_text(page, "Latency percentiles", 120)
     lap("projector")
 
     # ---- phone, 375 px: the page links are on screen (Streamlit's own top navigation is not)
@@ -278,7 +288,7 @@ def test_every_page_at_three_widths(app):
     page.goto(url + "/?n=60000&rate=15&sched=sarathi")
     _stop_while_running(page)
     _clean(page)
-    page.locator(".st-key-single-resume button").click()
+    page.locator(RUN_BTN).get_by_role("button", name="Resume").first.click()
     B.wait_text(page, "Latency percentiles", 180)
     _clean(page)
     assert "15" in page.inner_text("body")
