@@ -505,3 +505,31 @@ def test_fastertransformer_decode_of_many_batch_sizes_sums_every_size():
         args = (e.batch_time, n, surv, runs, s.prompt_tokens, s.output_tokens)
         assert theory._ft_decode_seconds(*args, random_sizes=True) == pytest.approx(
             theory._ft_decode_seconds(*args, random_sizes=False), rel=1e-12)
+
+
+@pytest.mark.parametrize("model,params", [
+    ("constant", (0.02,)),
+    ("staircase", (0.01128, 0.03547, 128.0)),
+    ("piecewise", (0.01, 0.001, 24.0)),
+    ("piecewise", (0.005, 2e-4, 64.0, 3e-7, 1e-9, 1e-5, 2e-5)),
+    ("affine", (0.004, 1e-5, 3e-5, 2e-7, 0.0)),
+])
+@pytest.mark.parametrize("n", [1, 2, 7, 300, 5000])
+def test_fastertransformer_decode_times_in_closed_form_equal_the_windowed_sums(model, params, n, monkeypatch):
+    """E[t(A) 1{A >= 1}], A ~ Binomial(n, s), from t's kinks and two binomial tails per kink
+    equals the sum over every batch size near the mean (the binomial's window), for every
+    batch-time model at s from 0 to 1; a staircase of many steps keeps the windowed sum."""
+    from llmsim import theory
+    from llmsim.config import BatchTime
+    bt = BatchTime(model, params)
+    a = np.arange(1, n + 1)
+    t_dec = bt.seconds_many(0, a, a * 300.0)
+    s = np.array([0.0, 1e-9, 1e-4, 0.003, 0.1, 0.37, 0.5, 0.9, 0.999, 1 - 1e-9, 1.0])
+    closed = theory._binomial_mean_times_kinked(n, s, t_dec)
+    staircase_steps = model == "staircase" and 2 * n / params[2] > theory.FT_KINKS
+    assert (closed is None) == staircase_steps
+    monkeypatch.setattr(theory, "FT_KINKS", -1)  # the windowed sums
+    windowed = theory._binomial_mean_times(n, s, t_dec)
+    if closed is not None:
+        np.testing.assert_allclose(closed, windowed, rtol=1e-10, atol=1e-15)
+    assert closed is None or closed[0] == 0.0 and closed[-1] == pytest.approx(t_dec[-1], rel=1e-13)
