@@ -4,6 +4,8 @@ live around a ``runs.LiveRun``)."""
 
 from __future__ import annotations
 
+import time
+
 import streamlit as st
 
 from llmsim import SCHEDULERS, ConfigError
@@ -106,7 +108,14 @@ class RunButton:
     keeps a replaced element of another key as stale): a Replay live under the Stop of the
     replay it started, 56 px that pushed the charts down while they played (a hostile pass). A
     second button in one script run (Stop, then Replay live once the run ends) takes the next
-    key, and the next script run starts with that one."""
+    key, and the next script run starts with that one.
+
+    A button's identity is its key: a second click of a double-click, sent before the browser
+    had the new button, pressed the new one (Replay live, then Stop: the replay stopped at 0%;
+    a hostile pass). A click within DOUBLE_CLICK_S of the last one is taken as that second
+    click and ignored, as it was when it pressed the old button again."""
+
+    DOUBLE_CLICK_S = 0.5
 
     def __init__(self, page: str, slots: list):
         self.page, self.slots, self.drawn = page, slots, 0
@@ -117,8 +126,24 @@ class RunButton:
         st.session_state[gen_key] = gen
         self.drawn += 1
         for i, slot in enumerate(self.slots):
-            slot.button(label, icon=icon, key=f"{self.page}.run_btn{gen}{'_near' if i else ''}", on_click=callback,
-                        args=args, help=help)
+            slot.button(label, icon=icon, key=f"{self.page}.run_btn{gen}{'_near' if i else ''}",
+                        on_click=self.clicked, args=(self.page, callback, args), help=help)
+
+    @classmethod
+    def clicked(cls, page: str, callback, args: tuple) -> None:
+        now, key = time.monotonic(), f"{page}.run_btn_clicked"
+        last = st.session_state.get(key)
+        st.session_state[key] = now
+        if last is None or now - last >= cls.DOUBLE_CLICK_S:
+            callback(*args)
+
+
+def run_slot(column):
+    """The place of a page's run button in a column: an empty slot in a container that keeps a
+    button's height while the button is redrawn (the slot, emptied at the top of a script run,
+    took the page 40 px up and back down for up to 0.2 s; a hostile pass)."""
+    with column.container(key="run-slot"):
+        return st.empty()
 
 
 def play_controls(page: str, run: runs.LiveRun, button_slot, progress_slot, draw, live: bool,

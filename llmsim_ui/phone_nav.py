@@ -50,6 +50,7 @@ _CSS = f"""
 <style>
 @media (min-width: {PHONE_PX + 1}px) {{ .st-key-phone-nav, .st-key-phone-nav-inputs, .st-key-phone-replay {{ display: none; }} }}
 .st-key-phone-nav {{ gap: 0.1rem; }}
+.st-key-run-slot {{ min-height: 2.5rem; }}
 [data-testid="stMetricValue"] > div {{ white-space: normal; overflow: visible; text-overflow: clip; }}
 [data-testid="stMetricLabel"] p {{ white-space: normal; }}
 @media (min-width: {PHONE_PX + 1}px) {{ .st-key-graph-hint {{ display: none; }} }}

@@ -430,7 +430,7 @@ st.caption("For each policy: how many calls of each workflow step are at their e
 c1, c2, c3 = st.columns([2, 2, 3])
 c1.radio("Vertical scale", ["linear", "log"], **ps.w("scale", ["linear", "log"]), horizontal=True)
 c2.toggle("Play live", **ps.w("live"))
-button_slot = c3.empty()
+button_slot = controls.run_slot(c3)
 progress_slot = st.empty()
 grid = []
 with st.container(key="chart-grid"):  # two to a row where each gets phone_nav.CHART_MIN_PX, else one

@@ -289,7 +289,7 @@ st.caption(
     "their verdict (○ stable, ◇ inconclusive, △ unstable). Hover for "
     "values; click a legend entry to highlight a scheduler.")
 b1, b2 = st.columns([1, 4])
-button_slot = b1.empty()
+button_slot = controls.run_slot(b1)
 progress_slot = b2.empty()
 chart_slot = st.empty()
 

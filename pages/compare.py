@@ -148,7 +148,7 @@ for col, (label, sc) in zip(cols, configs.items()):
                       help=f"What {sched} itself sustains by theory: {widgets.sentence(th.engines[0].capacity_kind)}")
 
 run_row = st.columns([2, 5], vertical_alignment="center")
-button_slot, progress_slot = run_row[0].empty(), run_row[1].empty()
+button_slot, progress_slot = controls.run_slot(run_row[0]), run_row[1].empty()
 
 key = tuple((j.toml, j.extra_key) for j in jobs)
 run = None if controls.wants_new_run(PAGE, key) else runs.session_run(PAGE)

@@ -108,7 +108,7 @@ run = None if controls.wants_new_run(PAGE, key) else runs.session_run(PAGE)  # s
 
 # the run's progress and its Stop button under the headline figures, where the eye is
 run_row = st.columns([2, 5], vertical_alignment="center")
-button_slot, progress_slot = run_row[0].empty(), run_row[1].empty()
+button_slot, progress_slot = controls.run_slot(run_row[0]), run_row[1].empty()
 
 st.subheader("Verdicts", help=widgets.VERDICT_MEANING)
 labels = list(schedulers)  # in the order chosen; refused ones show why

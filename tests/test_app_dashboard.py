@@ -892,3 +892,24 @@ def test_the_run_button_keeps_its_key_from_one_script_run_to_the_next():
         DeltaGenerator.button = real
     ok(at)
     assert keys == [("Stop", f"single.run_btn{n}"), ("Replay live", f"single.run_btn{n + 1}")], keys
+
+
+def test_a_double_click_on_the_run_button_is_one_click(monkeypatch):
+    """The run button keeps its key across script runs, and a button's identity is its key: the
+    second click of a double-click on Replay live, sent before the browser had the new button,
+    pressed Stop and halted the replay at 0% (a hostile pass). A click within
+    DOUBLE_CLICK_S of the last one is ignored; a later one counts."""
+    import streamlit as st
+    from llmsim_ui import controls
+    clock = [100.0]
+    monkeypatch.setattr(controls.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(st, "session_state", {})
+    calls = []
+    press = lambda what: controls.RunButton.clicked("p", calls.append, (what,))  # noqa: E731
+    press("replay")
+    clock[0] += 0.06
+    press("stop")  # the double-click's second click, on the button the first one turned into Stop
+    assert calls == ["replay"]
+    clock[0] += controls.RunButton.DOUBLE_CLICK_S
+    press("stop")  # a deliberate click
+    assert calls == ["replay", "stop"]
