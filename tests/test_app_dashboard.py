@@ -897,8 +897,8 @@ def test_the_run_button_keeps_its_key_from_one_script_run_to_the_next():
 def test_a_double_click_on_the_run_button_is_one_click(monkeypatch):
     """The run button keeps its key across script runs, and a button's identity is its key: the
     second click of a double-click on Replay live, sent before the browser had the new button,
-    pressed Stop and halted the replay at 0% (a hostile pass). A click within
-    DOUBLE_CLICK_S of the last one is ignored; a later one counts."""
+    pressed Stop and halted the replay at 0% (a hostile pass). A click within TOO_SOON_S of
+    the last one taken is ignored (a triple-click too); a later one counts."""
     import streamlit as st
     from llmsim_ui import controls
     clock = [100.0]
@@ -907,9 +907,10 @@ def test_a_double_click_on_the_run_button_is_one_click(monkeypatch):
     calls = []
     press = lambda what: controls.RunButton.clicked("p", calls.append, (what,))  # noqa: E731
     press("replay")
-    clock[0] += 0.06
-    press("stop")  # the double-click's second click, on the button the first one turned into Stop
+    for _ in range(3):  # a double- or triple-click's further clicks, on the Stop the first one drew
+        clock[0] += 0.12
+        press("stop")
     assert calls == ["replay"]
-    clock[0] += controls.RunButton.DOUBLE_CLICK_S
-    press("stop")  # a deliberate click
+    clock[0] += controls.RunButton.TOO_SOON_S - 0.36
+    press("stop")  # a click on the Stop the visitor saw
     assert calls == ["replay", "stop"]

@@ -194,6 +194,7 @@ def test_every_page_at_three_widths(app):
     assert not page.locator(".st-key-phone-replay").is_visible()  # one run button is enough here
     # Replay live: its Stop takes the button's place (the faded Replay live stayed under it until
     # the replay ended, pushing the page down 56 px; a hostile pass)
+    page.wait_for_timeout(800)
     page.locator(RUN_BTN).get_by_role("button", name="Replay live").first.click()
     page.locator(RUN_BTN).get_by_role("button", name="Stop").first.wait_for(state="visible", timeout=30_000)
     assert page.locator(RUN_BTN).count() == 1, page.locator(RUN_BTN).all_inner_texts()
@@ -288,6 +289,7 @@ def test_every_page_at_three_widths(app):
     page.goto(url + "/?n=60000&rate=15&sched=sarathi")
     _stop_while_running(page)
     _clean(page)
+    page.wait_for_timeout(800)  # a click as soon after the last as a double-click's second is ignored
     page.locator(RUN_BTN).get_by_role("button", name="Resume").first.click()
     B.wait_text(page, "Latency percentiles", 180)
     _clean(page)
