@@ -491,8 +491,9 @@ class Simulation:
         gi[S.G_DQ_LOW] = 0  # every region has room again (a queue may have shrunk since its flag)
         if gi[S.G_ROUTE_FINAL] == 0 and gi[S.G_ROUTE_POS] + m > len(self.route_u):
             self.route_u = np.concatenate([self.route_u, self._route_rng.random(len(self.route_u))])
-        log_need = int(gi[S.G_LOG_N] + gi[S.G_LOG_MARGIN] + self.ei[:, S.E_NRUN].sum())  # as core._log_low
-        if gi[S.G_LOG_CAP] > 0 and log_need > len(self.logi):
+        log_need = (int(gi[S.G_LOG_N] + gi[S.G_LOG_MARGIN] + self.ei[:, S.E_NRUN].sum())  # as core._log_low
+                    if gi[S.G_LOG_CAP] > 0 else 0)
+        if log_need > len(self.logi):
             add = max(len(self.logi), log_need - len(self.logi))
             if self.max_log_rows is not None:
                 if gi[S.G_LOG_N] > self.max_log_rows:

@@ -307,12 +307,9 @@ def _binomial_mean_times_kinked(n: int, s: np.ndarray, t_dec: np.ndarray) -> np.
 
 
 def _binomial_mean_times(n: int, s: np.ndarray, t_dec: np.ndarray) -> np.ndarray:
-    """E[t(A) 1{A >= 1}] for A ~ Binomial(n, s) at every s (t_dec[a - 1] = t(a)): in closed
-    form for a t of few kinks, else every batch size summed (in blocks of at most FT_CELLS
-    probabilities)."""
-    kinked = _binomial_mean_times_kinked(n, s, t_dec)
-    if kinked is not None:
-        return kinked
+    """E[t(A) 1{A >= 1}] for A ~ Binomial(n, s) at every s (t_dec[a - 1] = t(a)), every
+    batch size summed (in blocks of at most FT_CELLS probabilities); _ft_decode_seconds
+    tries the closed form (_binomial_mean_times_kinked) first."""
     a = np.arange(1, n + 1)
     logc = np.array([math.lgamma(n + 1) - math.lgamma(x + 1) - math.lgamma(n - x + 1) for x in a])
     out = np.zeros(len(s))

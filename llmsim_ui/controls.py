@@ -141,11 +141,15 @@ class RunButton:
             callback(*args)
 
 
-def run_slot(column):
-    """The place of a page's run button in a column: an empty slot in a container that keeps a
-    button's height while the button is redrawn (the slot, emptied at the top of a script run,
-    took the page 40 px up and back down for up to 0.2 s; a hostile pass)."""
-    with column.container(key="run-slot"):
+def run_slot(where, key: str = "run-slot"):
+    """A place of a page's run button: an empty slot in a container of that key, in `where`
+    (a column, or ``st``). "run-slot", the button's own place, keeps a button's height while
+    the button is redrawn (the slot, emptied at the top of a script run, took the page 40 px up
+    and back down for up to 0.2 s; a hostile pass). "phone-replay", above the trajectories, is
+    shown below phone_nav.PHONE_PX only: there the verdict cards stand one under another, and
+    the button above them was three screens from the charts it animates (tried as a new user
+    would). Both by phone_nav's CSS."""
+    with where.container(key=key):
         return st.empty()
 
 

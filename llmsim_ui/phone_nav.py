@@ -163,11 +163,3 @@ def links(url_path: str = "") -> None:
     if url_path not in NO_SIDEBAR:
         with st.container(key="phone-nav-inputs"):
             st.caption("This page's inputs are in the sidebar: open it with » at the top left.")
-
-
-def near_charts():
-    """A slot above a page's trajectories for the run's Stop / Resume / Replay live button, shown
-    below PHONE_PX only: there the verdict cards stand one under another, and the button above
-    them was three screens from the charts it animates (tried as a new user would)."""
-    with st.container(key="phone-replay"):
-        return st.empty()

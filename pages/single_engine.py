@@ -163,7 +163,7 @@ ctl1, ctl2 = st.columns([2, 5])
 ctl1.radio("Vertical scale", ["linear", "log"], **ps.w("scale", ["linear", "log"]), horizontal=True,
                        help="Log scale shows a growing queue and a small bounded one on the same chart (the KV cache share stays linear).")
 ctl2.toggle("Play live", **ps.w("live"), help="Draw the trajectories while the simulation runs.")
-near_slot = phone_nav.near_charts()  # the run's button again, on a phone only
+near_slot = controls.run_slot(st, key="phone-replay")  # the run's button again, on a phone only
 chart_slots = [st.empty() for _ in METRICS]
 scale_note = st.empty()
 overlap_note = st.empty()

@@ -203,15 +203,16 @@ rewait = pd.merge_asof(
 rewait["end_s"] = rewait["end_s"].fillna(x_max)
 boxes = pd.concat([wait, rewait.assign(phase="waiting", tokens=0)[wait.columns],
                    iters[["request_id", "start_s", "end_s", "phase", "tokens"]]], ignore_index=True)
-boxes["followed"] = boxes["request_id"] == (req if req is not None else -1)
+followed = req if req is not None else -1
+fade = alt.condition(alt.datum.followed, alt.value(1.0), alt.value(0.4 if req is not None else 1.0))
+boxes["followed"] = boxes["request_id"] == followed
 height = int(min(900, max(210, 14 * n_req)))
 y = alt.Y("request_id:O", title="request", sort="ascending", axis=alt.Axis(labelOverlap=True),
           scale=alt.Scale(domain=list(range(n_req))))
 bar_px = max(3, min(12, height // max(n_req, 1) - 2))
 gantt = alt.Chart(boxes).mark_bar(height=bar_px).encode(
     x=alt.X("start_s:Q", title="simulated time (s)", scale=alt.Scale(domain=[0, x_max], nice=False)),
-    x2="end_s:Q", y=y, color=colour,
-    opacity=alt.condition(alt.datum.followed, alt.value(1.0), alt.value(0.4 if req is not None else 1.0)),
+    x2="end_s:Q", y=y, color=colour, opacity=fade,
     tooltip=[alt.Tooltip("request_id:O", title="request"), alt.Tooltip("phase:N"), alt.Tooltip("tokens:Q"),
              alt.Tooltip("start_s:Q", title="from (s)", format=".3f"),
              alt.Tooltip("end_s:Q", title="to (s)", format=".3f")],
@@ -219,10 +220,9 @@ gantt = alt.Chart(boxes).mark_bar(height=bar_px).encode(
 if len(rewait):  # each preemption's moment, a tick across its row
     # a little taller than its row's boxes, never into the next rows (300 rows of 3 px: slashes)
     tick_px = max(bar_px, min(bar_px + 4, height // max(n_req, 1)))
-    ticks = alt.Chart(rewait.assign(followed=rewait["request_id"] == (req if req is not None else -1))).mark_tick(
+    ticks = alt.Chart(rewait.assign(followed=rewait["request_id"] == followed)).mark_tick(
         color="#C00000", thickness=2, size=tick_px).encode(
-        x="start_s:Q", y=y,
-        opacity=alt.condition(alt.datum.followed, alt.value(1.0), alt.value(0.4 if req is not None else 1.0)),
+        x="start_s:Q", y=y, opacity=fade,
         tooltip=[alt.Tooltip("request_id:O", title="request"), alt.Tooltip("start_s:Q", title="preempted at (s)",
                                                                            format=".3f"),
                  alt.Tooltip("tokens:Q", title="computed tokens lost"),
