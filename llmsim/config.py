@@ -1246,8 +1246,8 @@ def _check_fits(e: EngineConfig, s: Step, where: str, ewhere: str, served=None):
     _check_kv_fits(e, p_max + d_max, where, ewhere)
     if p_max + d_max > e.kv_cache_tokens:
         raise ConfigError(
-            f"{where}: a request of up to {p_max} prompt + {d_max} output tokens can never fit "
-            f"{ewhere}.kv_cache_tokens = {e.kv_cache_tokens}; allowed: kv_cache_tokens >= {p_max + d_max} "
+            f"{where}: a request of up to {p_max:,} prompt + {d_max:,} output tokens can never fit "
+            f"{ewhere}.kv_cache_tokens = {e.kv_cache_tokens:,}; allowed: kv_cache_tokens >= {p_max + d_max:,} "
             "or shorter requests")
     if not info.chunked_prefill and p_max > e.token_budget:
         # a recompute preemption prefills the prompt and the tokens generated in one go:
@@ -1257,11 +1257,11 @@ def _check_fits(e: EngineConfig, s: Step, where: str, ewhere: str, served=None):
         p_all, pd_all = max(p_all, p_max), max(pd_all, p_max + d_max)
         other = ("; the longest of any step this engine serves" if p_all > p_max else "")
         safe = "" if info.reserve_full else (
-            f" (>= {pd_all}, the largest prompt + output, so that a preempted request's "
+            f" (>= {pd_all:,}, the largest prompt + output, so that a preempted request's "
             "recompute fits too)")
         raise ConfigError(
-            f"{where}: prompts of up to {p_max} tokens can never run under {e.scheduler}, which never "
-            f"chunks a prompt: {ewhere}.token_budget = {e.token_budget}; allowed: token_budget >= {p_all}"
+            f"{where}: prompts of up to {p_max:,} tokens can never run under {e.scheduler}, which never "
+            f"chunks a prompt: {ewhere}.token_budget = {e.token_budget:,}; allowed: token_budget >= {p_all:,}"
             f"{safe}{other}, or a chunking scheduler (orca, sarathi)")
 
 
@@ -1275,9 +1275,9 @@ def _check_kv_fits(e: EngineConfig, tokens, where: str, ewhere: str):
     usable = e.kv_blocks_tokens - e.watermark_tokens
     if need > usable:
         raise ConfigError(
-            f"{where}: a request of up to {int(tokens)} KV tokens ({need} in blocks of {b}) can never fit "
-            f"{ewhere}: kv_cache_tokens = {e.kv_cache_tokens} less the watermark ({e.watermark_tokens} "
-            f"tokens) leaves {usable}; allowed: kv_cache_tokens >= {need + e.watermark_tokens}, "
+            f"{where}: a request of up to {int(tokens):,} KV tokens ({need:,} in blocks of {b}) can never fit "
+            f"{ewhere}: kv_cache_tokens = {e.kv_cache_tokens:,} less the watermark ({e.watermark_tokens:,} "
+            f"tokens) leaves {usable:,}; allowed: kv_cache_tokens >= {need + e.watermark_tokens:,}, "
             "a smaller watermark, or shorter requests")
 
 

@@ -450,9 +450,9 @@ class Simulation:
             worst = int((self.pool_p[lo:hi] + self.pool_d[lo:hi]).max())
             if worst > e.kv_cache_tokens:
                 raise ConfigError(
-                    f"a drawn request needs {worst} KV-cache tokens (prompt + output) but "
-                    f"kv_cache_tokens of engine {e.name!r} is {e.kv_cache_tokens}; allowed: "
-                    f"kv_cache_tokens >= {worst} or shorter length distributions")
+                    f"a drawn request needs {worst:,} KV-cache tokens (prompt + output) but "
+                    f"kv_cache_tokens of engine {e.name!r} is {e.kv_cache_tokens:,}; allowed: "
+                    f"kv_cache_tokens >= {worst:,} or shorter length distributions")
 
     def _size_run(self, caps):
         """(Re)allocate the engines' decode-queue regions with capacities caps, keeping
@@ -643,10 +643,10 @@ class Simulation:
                     g = int(self.ci[c, S.C_DEC_DONE])
                     return ConfigError(
                         f"{who} ({eng.scheduler}) froze at t = {self.now:.3f} s: request {c} was "
-                        f"preempted after generating {g} token{'' if g == 1 else 's'} and must recompute "
-                        f"{self.ci[c, S.C_PREF_NEED]} tokens in one prefill, more than token_budget = "
-                        f"{eng.token_budget}; {eng.scheduler} never chunks (vLLM requires "
-                        f"max_num_batched_tokens >= max_model_len). Allowed: token_budget >= {need} (the "
+                        f"preempted after generating {g:,} token{'' if g == 1 else 's'} and must recompute "
+                        f"{int(self.ci[c, S.C_PREF_NEED]):,} tokens in one prefill, more than token_budget = "
+                        f"{eng.token_budget:,}; {eng.scheduler} never chunks (vLLM requires "
+                        f"max_num_batched_tokens >= max_model_len). Allowed: token_budget >= {need:,} (the "
                         "largest prompt + output), more kv_cache_tokens, or a chunking scheduler "
                         "(orca, sarathi)")
         return RuntimeError("an engine had work but could form no batch; please report this scenario")

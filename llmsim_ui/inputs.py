@@ -665,16 +665,16 @@ def apply_values(ps: PageState, values: dict) -> list[str]:
     return errs
 
 
-# "allowed: token_budget >= P (>= P + D, ...)" (config: a scheduler that never chunks) or
+# "allowed: token_budget >= P (>= P + D, ...)" (numbers with thousands commas) (config: a scheduler that never chunks) or
 # "Allowed: token_budget >= P + D (the largest prompt + output)" (a run that froze)
-_NEEDS_B = re.compile(r"allowed: token_budget >= (\d+)(?: \(>= (\d+))?", re.IGNORECASE)
+_NEEDS_B = re.compile(r"allowed: token_budget >= ([\d,]+)(?: \(>= ([\d,]+))?", re.IGNORECASE)
 
 
 def budget_need(message: str) -> int | None:
     """The token budget a 'prompts can never run' or 'froze' message asks for (the largest prompt
     + output where preemption can happen, else the largest prompt), or None."""
     m = _NEEDS_B.search(message)
-    return int(m.group(2) or m.group(1)) if m else None
+    return int((m.group(2) or m.group(1)).replace(",", "")) if m else None
 
 
 def raise_budget_button(ps: PageState, message: str, key: str, container=None, field: str = "budget",

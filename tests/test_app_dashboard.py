@@ -133,7 +133,7 @@ def test_a_vllm_run_that_froze_offers_the_budget_that_never_freezes():
     assert not at.exception
     assert badges(at) == ["error"]
     froze = next(c.value for c in at.caption if "froze" in c.value).replace("\\", "")  # shown escaped
-    assert froze.startswith("the engine (vllm) froze at t = ") and "token_budget >= 11000" in froze
+    assert froze.startswith("the engine (vllm) froze at t = ") and "token_budget >= 11,000" in froze
     raise_b = next(b for b in at.button if b.label.startswith("Raise b to"))
     assert raise_b.label == "Raise b to 11,000"  # one scheduler on the page
     raise_b.click()
@@ -588,7 +588,7 @@ def test_compare_speaks_of_each_configuration_in_its_own_words():
     assert "prompt: B's token budget = 64; allowed" in refusal and "replica" not in refusal
     at = open_page("pages/compare.py", n=2000, live=0, b_kv=1000, p_value=2000, b_budget=4096)
     refusal = next(c.value for c in at.caption if "can never fit" in c.value).replace("\\", "")
-    assert "can never fit B's KV cache = 1000" in refusal, refusal
+    assert "can never fit B's KV cache = 1,000" in refusal, refusal
     # capacities keep their trailing zeros: "14" beside "16.7" read as rounder than it is
     from llmsim_ui import widgets
     assert [widgets.fmt(x, zeros=True) for x in (14.0, 16.7, 0.5, 100.0, 999.96, 1234.5)] == \
@@ -632,7 +632,7 @@ def test_agents_non_chunking_engine_asks_for_its_longest_prompt_and_offers_the_f
     at.selectbox(key="agents.cyclic.e0_sched").set_value("vllm")
     at.run()
     msg = errors(at)
-    assert "token_budget >= 3900 (>= 4001, the largest prompt + output" in msg, msg
+    assert "token_budget >= 3,900 (>= 4,001, the largest prompt + output" in msg, msg
     assert "the longest of any step this engine serves" in msg
     button = next(b for b in at.button if b.label == "Raise b to 4,001")
     button.click()
