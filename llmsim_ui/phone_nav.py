@@ -51,6 +51,7 @@ _CSS = f"""
 @media (min-width: {PHONE_PX + 1}px) {{ .st-key-phone-nav, .st-key-phone-nav-inputs, .st-key-phone-replay {{ display: none; }} }}
 .st-key-phone-nav {{ gap: 0.1rem; }}
 .st-key-run-slot {{ min-height: 2.5rem; }}
+[data-testid="stVerticalBlock"]:has(> * > .st-key-anchor-charts) > *:not(:has([data-testid="stVegaLiteChart"])):has(~ * [data-testid="stVegaLiteChart"]) {{ overflow-anchor: none; }}
 [data-testid="stMetricValue"] > div {{ white-space: normal; overflow: visible; text-overflow: clip; }}
 [data-testid="stMetricLabel"] p {{ white-space: normal; }}
 @media (min-width: {PHONE_PX + 1}px) {{ .st-key-graph-hint {{ display: none; }} }}
@@ -94,6 +95,16 @@ def card_columns(n: int) -> list:
     sentence that explains the verdict washed out on a projector (tried as a new user would)."""
     with st.container(key="cards"):
         return st.columns(max(1, n))
+
+
+def charts_heading(text: str) -> None:
+    """The heading of a page's live charts. On such a page the browser keeps a chart in view
+    where it is while the content above it grows (CSS scroll anchoring: _CSS leaves only the
+    charts as anchors, the first one in view). The verdict cards grow by about 1,100 px when a
+    run ends, and took the charts being watched off the screen (tried as a new user would); a
+    page with no chart in view, or at its top, grows downward as before."""
+    with st.container(key="anchor-charts"):
+        st.subheader(text)
 
 
 def graph(dot: str, wide: bool, width_px: int = 0, what: str = "the drawing") -> None:

@@ -371,8 +371,6 @@ def _draw_cards(run: runs.LiveRun) -> None:
 
 _draw_cards(run)
 
-why_slot = st.empty()  # filled once the verdicts are in
-
 
 ALIKE = 0.01  # policies whose runs' figures lie within 1% of each other ran alike
 
@@ -423,7 +421,7 @@ def _draw_why(run: runs.LiveRun) -> None:
                 phone_nav.table(pd.concat(tables, ignore_index=True), "buffers", hide_index=True, height="content")
 
 
-st.subheader("Calls waiting in each buffer")
+phone_nav.charts_heading("Calls waiting in each buffer")
 st.caption("For each policy: how many calls of each workflow step are at their engine (waiting or running), "
            "over simulated time. A bounded network keeps every line flat; a diverging one has lines that climb. "
            "Once the run has ended, hover for values and click a legend entry to highlight a buffer in that chart.")
@@ -437,6 +435,9 @@ with st.container(key="chart-grid"):  # two to a row where each gets phone_nav.C
     for i in range(0, len(labels), 2):
         row = st.columns(2)
         grid += [row[0].empty(), row[1].empty()]
+# the verdicts' test of every buffer, once they are in: under the charts, which it took ~1,000 px
+# down when a run ended above them (tried as a new user would: the charts watched left the screen)
+why_slot = st.empty()
 buffers = network.buffer_names(file_sc)
 buffer_colours = network.buffer_scale(file_sc)  # the drawing's boxes take these lines' colours
 

@@ -204,7 +204,7 @@ def _draw_cards(run: runs.LiveRun | None) -> None:
 
 _draw_cards(run)
 
-st.subheader("Queue-length trajectories")
+phone_nav.charts_heading("Queue-length trajectories")
 st.caption("The same arrivals into A and B: waiting requests, backlog (tokens not yet processed) and the KV "
            "cache in use, over simulated time. Once the run has ended, hover for values and click a legend entry to "
            "highlight one in that panel.")

@@ -151,7 +151,7 @@ def _draw_cards(run: runs.LiveRun | None) -> None:
 
 _draw_cards(run)
 
-st.subheader("Queue-length trajectories")
+phone_nav.charts_heading("Queue-length trajectories")
 st.caption(
     "How much is waiting, over simulated time, for each scheduler: **waiting requests** (not yet "
     "started), **backlog** (prompt and output tokens not yet processed) and **KV cache in use** "

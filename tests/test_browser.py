@@ -296,6 +296,23 @@ def test_every_page_at_three_widths(app):
     assert "15" in page.inner_text("body")
     lap("stop_resume")
 
+    # ---- a chart being watched stays in view when the run ends: the verdict cards above it grow
+    # by ~1,100 px then, and took it off the screen (tried as a new user would)
+    page.goto(url + "/?n=21000")  # inputs no earlier run had: not served from the server's cache of results
+    page.locator('[data-testid="stVegaLiteChart"]').first.wait_for(state="attached", timeout=120_000)
+    watch = """() => { const m = document.querySelector('[data-testid="stMain"]');
+        const c = document.querySelector('[data-testid="stVegaLiteChart"]');
+        m.scrollTop += c.getBoundingClientRect().top - 300; return c.getBoundingClientRect().top; }"""
+    page.locator(RUN_BTN).get_by_role("button", name="Stop").first.wait_for(state="visible", timeout=60_000)
+    top = page.evaluate(watch)
+    assert not page.get_by_text("Latency percentiles").count(), "the run ended before the chart was watched"
+    B.wait_text(page, "Latency percentiles", 120)
+    page.wait_for_timeout(500)
+    moved = page.evaluate("""() => document.querySelector('[data-testid="stVegaLiteChart"]').getBoundingClientRect().top""")
+    assert abs(moved - top) < 5, (top, moved)
+    assert page.locator('[data-testid="stMain"]').evaluate("m => m.scrollTop") > 1000  # the cards grew above it
+    lap("watching")
+
     # ---- compare: two KV sizes on the same arrivals
     page.goto(url + "/compare?n=3000&live=0")
     B.wait_text(page, "Side by side", 120)
