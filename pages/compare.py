@@ -147,7 +147,7 @@ for col, (label, sc) in zip(cols, configs.items()):
                       widgets.fmt(th.capacity_rps, zeros=True) if th.capacity_rps else "—",
                       help=f"What {sched} itself sustains by theory: {widgets.sentence(th.engines[0].capacity_kind)}")
 
-run_row = st.columns([2, 5], vertical_alignment="center")
+run_row = st.columns([2, 5], vertical_alignment="top")
 button_slot, progress_slot = controls.run_slot(run_row[0]), run_row[1].empty()
 
 key = tuple((j.toml, j.extra_key) for j in jobs)

@@ -107,7 +107,7 @@ key = tuple((j.toml, j.extra_key) for j in jobs)
 run = None if controls.wants_new_run(PAGE, key) else runs.session_run(PAGE)  # started once the frame is drawn
 
 # the run's progress and its Stop button under the headline figures, where the eye is
-run_row = st.columns([2, 5], vertical_alignment="center")
+run_row = st.columns([2, 5], vertical_alignment="top")
 button_slot, progress_slot = controls.run_slot(run_row[0]), run_row[1].empty()
 
 st.subheader("Verdicts", help=widgets.VERDICT_MEANING)

@@ -290,7 +290,14 @@ def test_every_page_at_three_widths(app):
     _stop_while_running(page)
     _clean(page)
     page.wait_for_timeout(800)  # a click as soon after the last as a double-click's second is ignored
-    page.locator(RUN_BTN).get_by_role("button", name="Resume").first.click()
+    resume = page.locator(RUN_BTN).get_by_role("button", name="Resume").first
+    at_resume = resume.bounding_box()["y"]
+    resume.click()
+    # the button stays where it was: centred on the progress line, Resume sat 9 px lower than Stop,
+    # by the stopped run's taller note beside it (tried as a new user would)
+    stop = page.locator(RUN_BTN).get_by_role("button", name="Stop").first
+    stop.wait_for(state="visible", timeout=30_000)
+    assert abs(stop.bounding_box()["y"] - at_resume) < 1, (stop.bounding_box(), at_resume)
     B.wait_text(page, "Latency percentiles", 180)
     _clean(page)
     assert "15" in page.inner_text("body")
