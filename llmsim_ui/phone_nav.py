@@ -51,7 +51,7 @@ _CSS = f"""
 @media (min-width: {PHONE_PX + 1}px) {{ .st-key-phone-nav, .st-key-phone-nav-inputs, .st-key-phone-replay {{ display: none; }} }}
 .st-key-phone-nav {{ gap: 0.1rem; }}
 .st-key-run-slot {{ min-height: 2.5rem; }}
-[data-testid="stVerticalBlock"]:has(> * > .st-key-anchor-charts) > *:not(:has([data-testid="stVegaLiteChart"])):has(~ * [data-testid="stVegaLiteChart"]) {{ overflow-anchor: none; }}
+[data-testid="stLayoutWrapper"]:has(> .st-key-cards), .st-key-cards {{ overflow-anchor: none; }}
 [data-testid="stMetricValue"] > div {{ white-space: normal; overflow: visible; text-overflow: clip; }}
 [data-testid="stMetricLabel"] p {{ white-space: normal; }}
 @media (min-width: {PHONE_PX + 1}px) {{ .st-key-graph-hint {{ display: none; }} }}
@@ -69,7 +69,7 @@ _CSS = f"""
 .st-key-chart-grid [data-testid="stHorizontalBlock"] > [data-testid="stColumn"] {{
   flex: 1 1 {CHART_MIN_PX}px !important; min-width: min({CHART_MIN_PX}px, 100%) !important; }}
 .st-key-graph [data-testid="stGraphVizChart"] > svg {{ max-width: {GRAPH_TALL_MAX_PX}px; height: auto; }}
-.st-key-cards [data-testid="stCaptionContainer"] {{ color: inherit; }}
+.st-key-cards [data-testid="stColumn"] [data-testid="stCaptionContainer"] {{ color: inherit; }}
 .katex-display {{ overflow-x: auto; overflow-y: hidden; }}
 .st-key-graph-wide [data-testid="stGraphVizChart"] > svg {{ max-width: none !important; height: auto; }}
 .st-key-graph-wide [data-testid="stGraphVizChart"]::-webkit-scrollbar {{ height: 8px; }}
@@ -88,23 +88,24 @@ def style() -> None:
     st.html(_CSS)
 
 
-def card_columns(n: int) -> list:
-    """The columns of a page's row of verdict cards (one row per page): side by side on a wide
-    screen, two to a row below CARDS_WRAP_PX, stacked on a phone. Their captions (the verdict's
-    sentence) are in the body's colour: in a caption's grey, about 4.2:1 on white, the one
-    sentence that explains the verdict washed out on a projector (tried as a new user would)."""
+def card_columns(n: int, heading: str, help: str | None = None, caption: str | None = None) -> list:
+    """The columns of a page's row of verdict cards (one row per page), under their heading:
+    side by side on a wide screen, two to a row below CARDS_WRAP_PX, stacked on a phone. Their
+    captions (the verdict's sentence) are in the body's colour: in a caption's grey, about 4.2:1
+    on white, the one sentence that explains the verdict washed out on a projector (tried as a
+    new user would).
+
+    While a card waits for its verdict (widgets.badge marks it), the heading and the cards are
+    no scroll anchor for the browser: when a run ends they grow by up to ~1,900 px, and a
+    visitor scrolled to the charts under them, a strip of "running" cards at the top of the
+    window, saw the charts pushed off the screen (tried as a new user would). The browser then
+    keeps in place what follows them; with anything above them in view (the page's top), that
+    stays in place and the cards grow downward."""
     with st.container(key="cards"):
+        st.subheader(heading, help=help)
+        if caption:
+            st.caption(caption)
         return st.columns(max(1, n))
-
-
-def charts_heading(text: str) -> None:
-    """The heading of a page's live charts. On such a page the browser keeps a chart in view
-    where it is while the content above it grows (CSS scroll anchoring: _CSS leaves only the
-    charts as anchors, the first one in view). The verdict cards grow by about 1,100 px when a
-    run ends, and took the charts being watched off the screen (tried as a new user would); a
-    page with no chart in view, or at its top, grows downward as before."""
-    with st.container(key="anchor-charts"):
-        st.subheader(text)
 
 
 def graph(dot: str, wide: bool, width_px: int = 0, what: str = "the drawing") -> None:

@@ -332,13 +332,12 @@ with b:
 key = tuple((j.toml, j.extra_key) for j in jobs)
 run = controls.start_run(PAGE, key, jobs, status_slot)
 
-st.subheader("Verdict per policy", help=widgets.VERDICT_MEANING)
-st.caption("The same arrivals, run once per policy applied to every engine. *priority*: the step priorities "
-           "(sidebar; equal numbers go in the file's step order); *reversed priority*: the opposite order at every "
-           "engine. A policy is unstable when some "
-           "buffer keeps growing — it is named.")
 labels = [j.label for j in jobs]
-cols = phone_nav.card_columns(len(labels))
+cols = phone_nav.card_columns(
+    len(labels), "Verdict per policy", help=widgets.VERDICT_MEANING,
+    caption="The same arrivals, run once per policy applied to every engine. *priority*: the step priorities "
+            "(sidebar; equal numbers go in the file's step order); *reversed priority*: the opposite order at every "
+            "engine. A policy is unstable when some buffer keeps growing — it is named.")
 cards = {}
 for col, v in zip(cols, labels):
     with col:
@@ -421,7 +420,7 @@ def _draw_why(run: runs.LiveRun) -> None:
                 phone_nav.table(pd.concat(tables, ignore_index=True), "buffers", hide_index=True, height="content")
 
 
-phone_nav.charts_heading("Calls waiting in each buffer")
+st.subheader("Calls waiting in each buffer")
 st.caption("For each policy: how many calls of each workflow step are at their engine (waiting or running), "
            "over simulated time. A bounded network keeps every line flat; a diverging one has lines that climb. "
            "Once the run has ended, hover for values and click a legend entry to highlight a buffer in that chart.")

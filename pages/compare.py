@@ -153,8 +153,7 @@ button_slot, progress_slot = controls.run_slot(run_row[0]), run_row[1].empty()
 key = tuple((j.toml, j.extra_key) for j in jobs)
 run = None if controls.wants_new_run(PAGE, key) else runs.session_run(PAGE)
 
-st.subheader("Verdicts", help=widgets.VERDICT_MEANING)
-card_cols = phone_nav.card_columns(2)
+card_cols = phone_nav.card_columns(2, "Verdicts", help=widgets.VERDICT_MEANING)
 cards = {label: c.empty() for label, c in zip(configs, card_cols)}
 fixes = {label: c.empty() for label, c in zip(configs, card_cols)}  # drawn once: buttons need unique keys
 BUDGET_FIELD = {"A": "budget", "B": "b_budget"}
@@ -204,7 +203,7 @@ def _draw_cards(run: runs.LiveRun | None) -> None:
 
 _draw_cards(run)
 
-phone_nav.charts_heading("Queue-length trajectories")
+st.subheader("Queue-length trajectories")
 st.caption("The same arrivals into A and B: waiting requests, backlog (tokens not yet processed) and the KV "
            "cache in use, over simulated time. Once the run has ended, hover for values and click a legend entry to "
            "highlight one in that panel.")

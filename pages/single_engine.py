@@ -110,9 +110,8 @@ run = None if controls.wants_new_run(PAGE, key) else runs.session_run(PAGE)  # s
 run_row = st.columns([2, 5], vertical_alignment="top")
 button_slot, progress_slot = controls.run_slot(run_row[0]), run_row[1].empty()
 
-st.subheader("Verdicts", help=widgets.VERDICT_MEANING)
 labels = list(schedulers)  # in the order chosen; refused ones show why
-cols = phone_nav.card_columns(len(labels))
+cols = phone_nav.card_columns(len(labels), "Verdicts", help=widgets.VERDICT_MEANING)
 cards, fixes = {}, {}
 for col, s in zip(cols, labels):
     with col:
@@ -151,7 +150,7 @@ def _draw_cards(run: runs.LiveRun | None) -> None:
 
 _draw_cards(run)
 
-phone_nav.charts_heading("Queue-length trajectories")
+st.subheader("Queue-length trajectories")
 st.caption(
     "How much is waiting, over simulated time, for each scheduler: **waiting requests** (not yet "
     "started), **backlog** (prompt and output tokens not yet processed) and **KV cache in use** "
