@@ -1202,7 +1202,7 @@ def validate(sc: Scenario) -> None:
                 for ch in r.to:
                     if ch not in known:
                         raise ConfigError(f"{sw}: routes to unknown step {ch!r}; steps: {_names(snames, 20)}")
-            _check_fits(sc.engines[names.index(s.engine)], s, sw, "engine" if sc.single else f"engine {s.engine}",
+            _check_fits(sc.engines[names.index(s.engine)], s, sw, "engine" if sc.single else s.engine,
                         lambda e=s.engine: _served_longest(sc, e))
         _check_joins(w, where)
     _check_cycles(sc)
@@ -1255,14 +1255,15 @@ def _check_fits(e: EngineConfig, s: Step, where: str, ewhere: str, served=None):
         # max_num_batched_tokens >= max_model_len without chunked prefill)
         p_all, pd_all = served() if served is not None else (p_max, p_max + d_max)
         p_all, pd_all = max(p_all, p_max), max(pd_all, p_max + d_max)
-        other = ("; the longest of any step this engine serves" if p_all > p_max else "")
+        # the engine's other steps first: the bound named after "allowed" read as unexplained
+        other = f" (and up to {p_all:,} at other steps this engine serves)" if p_all > p_max else ""
         safe = "" if info.reserve_full else (
             f" (>= {pd_all:,}, the largest prompt + output, so that a preempted request's "
             "recompute fits too)")
         raise ConfigError(
-            f"{where}: prompts of up to {p_max:,} tokens can never run under {e.scheduler}, which never "
+            f"{where}: prompts of up to {p_max:,} tokens{other} can never run under {e.scheduler}, which never "
             f"chunks a prompt: {ewhere}.token_budget = {e.token_budget:,}; allowed: token_budget >= {p_all:,}"
-            f"{safe}{other}, or a chunking scheduler (orca, sarathi)")
+            f"{safe}, or a chunking scheduler (orca, sarathi)")
 
 
 def _check_kv_fits(e: EngineConfig, tokens, where: str, ewhere: str):
@@ -1274,11 +1275,18 @@ def _check_kv_fits(e: EngineConfig, tokens, where: str, ewhere: str):
     need = -(-int(tokens) // b) * b
     usable = e.kv_blocks_tokens - e.watermark_tokens
     if need > usable:
+        # blocks and watermark named only where they count (a page without either input said
+        # "(1,700 in blocks of 1)" and "less the watermark (0 tokens)": a new-user pass)
+        w = e.watermark_tokens
+        cap = f"kv_cache_tokens = {e.kv_cache_tokens:,}"
+        if e.kv_blocks_tokens != e.kv_cache_tokens:
+            cap += f" ({e.kv_blocks_tokens:,} in whole blocks)"
+        if w:
+            cap += f" less the watermark ({w:,} tokens) leaves {usable:,}"
         raise ConfigError(
-            f"{where}: a request of up to {int(tokens):,} KV tokens ({need:,} in blocks of {b}) can never fit "
-            f"{ewhere}: kv_cache_tokens = {e.kv_cache_tokens:,} less the watermark ({e.watermark_tokens:,} "
-            f"tokens) leaves {usable:,}; allowed: kv_cache_tokens >= {need + e.watermark_tokens:,}, "
-            "a smaller watermark, or shorter requests")
+            f"{where}: a request of up to {int(tokens):,} KV tokens"
+            f"{f' ({need:,} in blocks of {b})' if b > 1 else ''} can never fit {ewhere}: {cap}; allowed: "
+            f"kv_cache_tokens >= {need + w:,}{', a smaller watermark,' if w else ''} or shorter requests")
 
 
 def _check_joins(w: Workflow, where: str):

@@ -678,7 +678,7 @@ def budget_need(message: str) -> int | None:
 
 
 def raise_budget_button(ps: PageState, message: str, key: str, container=None, field: str = "budget",
-                        shared_by: int = 1, at_least: int = 0) -> bool:
+                        shared_by: int = 1, at_least: int = 0, owner: str = "") -> bool:
     """Under a 'prompts can never run under <scheduler>' message (a scheduler that never
     chunks a prompt, with b below the longest prompt) or a vllm run that froze (a preempted
     request's recompute above b): a button that raises b (the page's field `field`) to the
@@ -686,6 +686,7 @@ def raise_budget_button(ps: PageState, message: str, key: str, container=None, f
     `at_least` (what the page's other refused schedulers need: fastertransformer's button gave
     8,192 and vllm then froze at 8,192, needing 16,384; tried as a new user would). `shared_by`:
     the schedulers the page runs with this b (the button says it changes b for all of them).
+    `owner`: the engine whose b it raises, on a page of several (the button then names it).
     Returns whether it drew one."""
     own = budget_need(message)
     if own is None or field not in ps.by_name:
@@ -695,7 +696,8 @@ def raise_budget_button(ps: PageState, message: str, key: str, container=None, f
         return False
     whole = "(>= " in message or "prompt + output" in message or need > own
     what = "the largest prompt + output" if whole else "the largest prompt"
-    label = f"Raise b to {need:,}" + (f" for all {shared_by} schedulers" if shared_by > 1 else "")
+    label = f"Raise {owner}'s b to {need:,}" if owner else f"Raise b to {need:,}"  # owner: an engine of several
+    label += f" for all {shared_by} schedulers" if shared_by > 1 else ""
     (container or st).button(label, key=key, icon=":material/expand:",
                              on_click=ps.set, args=(field, need),
                              help=f"b = {need:,} tokens, {what}, lets every prompt into one iteration"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
@@ -266,9 +267,9 @@ except ConfigError as exc:
     st.error(f"Cannot run this workflow — {plain(exc)}", icon=":material/block:")
     # a scheduler that never chunks a prompt on an engine whose budget is below its longest
     # prompt: the fix, as on the single-engine page (the page offered none)
-    for i, e in enumerate(file_sc.engines):
-        if f"engine {e.name}.token_budget" in str(exc) or f"engine {e.name} replica" in str(exc):
-            inputs.raise_budget_button(dps, str(exc), key=f"{PAGE}.raise_b.{i}", field=f"e{i}_budget")
+    for i, e in enumerate(file_sc.engines):  # the library names a network's engine's field "engine1.token_budget"
+        if re.search(rf"(?<![\w.-]){re.escape(e.name)}(?: replica \d+)?\.token_budget\b", str(exc)):
+            inputs.raise_budget_button(dps, str(exc), key=f"{PAGE}.raise_b.{i}", field=f"e{i}_budget", owner=e.name)
             break
     st.stop()
 

@@ -111,7 +111,7 @@ def _describe(sc) -> str:
     e = sc.engine
     kmax = f", at most {e.max_batch_size} per batch" if e.max_batch_size else ""
     pool = f"{len(e.replicas)} replicas ({e.router}) of " if e.replicas else ""
-    return f"{pool}{e.scheduler}, b = {e.token_budget}, KV {e.kv_cache_tokens:,} tokens{kmax}; t(n) = {e.batch_time.describe()}"
+    return f"{pool}{e.scheduler}, b = {e.token_budget:,}, KV {e.kv_cache_tokens:,} tokens{kmax}; t(n) = {e.batch_time.describe()}"
 
 
 configs = {"A": sc_a, "B": sc_b}
@@ -202,6 +202,10 @@ def _draw_cards(run: runs.LiveRun | None) -> None:
 
 
 _draw_cards(run)
+if not jobs:  # the charts' heading and controls stood over nothing (a new-user pass)
+    progress_slot.info("Nothing ran: both configurations are refused for this workload. Each card says why and "
+                       "what is allowed.", icon=":material/block:")
+    st.stop()
 
 st.subheader("Queue-length trajectories")
 st.caption("The same arrivals into A and B: waiting requests, backlog (tokens not yet processed) and the KV "
@@ -231,8 +235,6 @@ def _draw_chart(run: runs.LiveRun, live: bool = False) -> None:
         slot.vega_lite_chart(spec=spec, width="stretch")
 
 
-if not jobs:
-    st.stop()
 if run is None:
     run = controls.start_run(PAGE, key, jobs, status_slot)
     _draw_cards(run)

@@ -145,10 +145,17 @@ def _draw_cards(run: runs.LiveRun | None) -> None:
                                  summary=o.summary, note=widgets.throughput_note(o.summary, o.verdict))
             else:
                 widgets.badge("stopped" if run.stopped else "running")
-                st.caption(runs.running_note())
+                if not run.stopped:  # stopped, it said "Simulating…" under its Stopped badge (a new-user pass)
+                    st.caption(runs.running_note())
 
 
 _draw_cards(run)
+if not jobs:  # it showed a Replay live that did nothing and empty chart controls (a new-user pass)
+    with theory_box:
+        _draw_theory()
+    progress_slot.info("Nothing ran: every scheduler chosen is refused for this workload. Each card says why and "
+                       "what is allowed.", icon=":material/block:")
+    st.stop()
 
 st.subheader("Queue-length trajectories")
 st.caption(

@@ -60,6 +60,24 @@ def text(at: AppTest) -> str:
 
 # 1. defaults: the paper's headline, consistent with theory --------------------------
 
+def test_every_scheduler_refused_says_nothing_ran_and_offers_no_run_button():
+    """Tried as a new user would (/?sched=vllm&budget=256&p_value=1000): a Replay live that did
+    nothing, and the charts' heading and controls over no chart."""
+    at = open_page(n=2000, sched="vllm", budget=256, p_value=1000)
+    assert not at.exception
+    assert badges(at) == ["error"]
+    assert any(i.value.startswith("Nothing ran: every scheduler chosen is refused") for i in at.info)
+    assert not [b.label for b in at.button if b.label in ("Stop", "Resume", "Replay live")]
+    assert "Raise b to 1,100" in [b.label for b in at.button]
+    assert "Queue-length trajectories" not in [h.value for h in at.subheader]
+    at = open_page("pages/compare.py", n=2000, live=0, sched="vllm", budget=256, p_value=1000, b_sched="vllm",
+                   b_budget=256)
+    assert badges(at) == ["error", "error"]
+    assert not at.exception
+    assert any(i.value.startswith("Nothing ran: both configurations are refused") for i in at.info)
+    assert "Queue-length trajectories" not in [h.value for h in at.subheader]
+
+
 def test_default_is_the_papers_headline_and_agrees_with_theory():
     at = open_page(n=2000, live=0, sched="orca,sarathi")
     ok(at)
@@ -633,8 +651,9 @@ def test_agents_non_chunking_engine_asks_for_its_longest_prompt_and_offers_the_f
     at.run()
     msg = errors(at)
     assert "token_budget >= 3,900 (>= 4,001, the largest prompt + output" in msg, msg
-    assert "the longest of any step this engine serves" in msg
-    button = next(b for b in at.button if b.label == "Raise b to 4,001")
+    assert "prompts of up to 640 tokens (and up to 3,900 at other steps this engine serves)" in msg
+    assert "engine1.token_budget = 512" in msg
+    button = next(b for b in at.button if b.label == "Raise engine1's b to 4,001")  # which engine (a new-user pass)
     button.click()
     at.run()
     ok(at)

@@ -1,9 +1,12 @@
 """Issue 10: vLLM's knobs (max_running_requests, block_size, watermark), the length laws
 the paper uses (poisson, zipf, bounded Pareto), and the context-aware batch time."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
+import llmsim
 from llmsim import loads_scenario
 from llmsim.errors import ConfigError
 from llmsim.workload import BoundedPareto, PoissonLength, Zipf, length_dist
@@ -186,6 +189,25 @@ def test_block_rounding_decides_what_fits():
     assert simulate(_one_request(16, kv=48)).summary["completed"] == 1
     with pytest.raises(ConfigError, match="block_size"):
         _one_request(0)
+
+
+def test_a_kv_refusal_names_blocks_and_watermark_only_where_they_count():
+    """33 KV tokens in a 30-token cache: per token and without a watermark, the message spoke of
+    "(33 in blocks of 1)" and "less the watermark (0 tokens)", inputs the dashboard's page lacks."""
+    with pytest.raises(ConfigError) as exc:
+        _one_request(1, kv=30)
+    assert str(exc.value) == ("workload: a request of up to 33 KV tokens can never fit engine: "
+                              "kv_cache_tokens = 30; allowed: kv_cache_tokens >= 33 or shorter requests")
+    with pytest.raises(ConfigError) as exc:
+        _one_request(16, kv=47)
+    assert "33 KV tokens (48 in blocks of 16) can never fit engine: kv_cache_tokens = 47 (32 in whole blocks);" \
+        in str(exc.value) and "watermark" not in str(exc.value)
+    sc = _one_request(1, kv=1000)
+    eng = replace(sc.engine, kv_cache_tokens=40, watermark=0.2)
+    with pytest.raises(ConfigError) as exc:
+        llmsim.validate(replace(sc, engines=(eng,)))
+    assert "kv_cache_tokens = 40 less the watermark (8 tokens) leaves 32; allowed: kv_cache_tokens >= 41, " \
+        "a smaller watermark, or shorter requests" in str(exc.value)
 
 
 @pytest.mark.parametrize("key,value,msg", [
