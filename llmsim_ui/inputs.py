@@ -665,7 +665,7 @@ def apply_values(ps: PageState, values: dict) -> list[str]:
     return errs
 
 
-# "allowed: token_budget >= P (>= P + D, ...)" (numbers with thousands commas) (config: a scheduler that never chunks) or
+# (numbers with thousands commas) "allowed: token_budget >= P (>= P + D, ...)" (config: a scheduler that never chunks) or
 # "Allowed: token_budget >= P + D (the largest prompt + output)" (a run that froze)
 _NEEDS_B = re.compile(r"allowed: token_budget >= ([\d,]+)(?: \(>= ([\d,]+))?", re.IGNORECASE)
 

@@ -95,12 +95,14 @@ def card_columns(n: int, heading: str, help: str | None = None, caption: str | N
     on white, the one sentence that explains the verdict washed out on a projector (tried as a
     new user would).
 
-    While a card waits for its verdict (widgets.badge marks it), the heading and the cards are
-    no scroll anchor for the browser: when a run ends they grow by up to ~1,900 px, and a
-    visitor scrolled to the charts under them, a strip of "running" cards at the top of the
-    window, saw the charts pushed off the screen (tried as a new user would). The browser then
-    keeps in place what follows them; with anything above them in view (the page's top), that
-    stays in place and the cards grow downward."""
+    The heading and the cards (their container and its wrapper) are no scroll anchor for the
+    browser (_CSS): when a run ends they grow by up to ~1,900 px, and a visitor scrolled to the
+    charts under them, a strip of "running" cards at the top of the window, saw the charts
+    pushed off the screen (tried as a new user would). The browser now keeps in place the first
+    thing in view after them (the charts); with anything above them in view (the run's button,
+    the page's top), that stays in place and the cards grow downward. (Excluded only while a
+    card waited for its verdict, the browser picked its anchor again as the last card filled
+    in, and the charts moved.)"""
     with st.container(key="cards"):
         st.subheader(heading, help=help)
         if caption:
