@@ -28,6 +28,7 @@ GRAPH_TALL_MAX_PX = 640
 # 1024 px projector gave four cards of ~130 px: one card ran two screens tall and
 # "fastertransformer" shrank to 11 px; tried as a new user would)
 CARDS_WRAP_PX = 1100
+CHART_SLOTS_MIN_PX = 1000  # three trajectory panels: 1,055 px drawn (1,145 on a phone); see chart_slots
 # a phone's column (a 375 px window less the page's margins)
 PHONE_COLUMN_PX = 343
 # a grid of charts two to a row (``.st-key-chart-grid``) wraps to one a row when two would be
@@ -51,6 +52,7 @@ _CSS = f"""
 @media (min-width: {PHONE_PX + 1}px) {{ .st-key-phone-nav, .st-key-phone-nav-inputs, .st-key-phone-replay {{ display: none; }} }}
 .st-key-phone-nav {{ gap: 0.1rem; }}
 .st-key-run-slot {{ min-height: 2.5rem; }}
+.st-key-chart-slots {{ min-height: {CHART_SLOTS_MIN_PX}px; }}
 [data-testid="stLayoutWrapper"]:has(> .st-key-cards), .st-key-cards {{ overflow-anchor: none; }}
 [data-testid="stMetricValue"] > div {{ white-space: normal; overflow: visible; text-overflow: clip; }}
 [data-testid="stMetricLabel"] p {{ white-space: normal; }}
@@ -108,6 +110,16 @@ def card_columns(n: int, heading: str, help: str | None = None, caption: str | N
         if caption:
             st.caption(caption)
         return st.columns(max(1, n))
+
+
+def chart_slots(n: int) -> list:
+    """The places of a page's trajectory panels, in a container that keeps about their height
+    while they are redrawn: a script run empties them at its start, and on a phone a Replay live
+    pressed beside the charts (scrolled to them) once left the page ~1,100 px shorter for a
+    moment, the browser moved the scroll position up, and the charts and the button ended off
+    the screen (a new-user pass, 1 of 5 tries)."""
+    with st.container(key="chart-slots"):
+        return [st.empty() for _ in range(n)]
 
 
 def graph(dot: str, wide: bool, width_px: int = 0, what: str = "the drawing") -> None:

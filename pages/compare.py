@@ -215,7 +215,7 @@ ctl1, ctl2 = st.columns([2, 5])
 ctl1.radio("Vertical scale", ["linear", "log"], **ps.w("scale", ["linear", "log"]), horizontal=True)
 ctl2.toggle("Play live", **ps.w("live"))
 near_slot = controls.run_slot(st, key="phone-replay")  # the run's button again, on a phone only
-chart_slots = [st.empty() for _ in METRICS]
+chart_slots = phone_nav.chart_slots(len(METRICS))
 kv = {j.label: charts.kv_capacity(j.scenario.engine) for j in jobs}  # a pool's: all its replicas'
 cscale = palette.scale(list(COLOURS), COLOURS)
 

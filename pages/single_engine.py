@@ -170,7 +170,7 @@ ctl1.radio("Vertical scale", ["linear", "log"], **ps.w("scale", ["linear", "log"
                        help="Log scale shows a growing queue and a small bounded one on the same chart (the KV cache share stays linear).")
 ctl2.toggle("Play live", **ps.w("live"), help="Draw the trajectories while the simulation runs.")
 near_slot = controls.run_slot(st, key="phone-replay")  # the run's button again, on a phone only
-chart_slots = [st.empty() for _ in METRICS]
+chart_slots = phone_nav.chart_slots(len(METRICS))
 scale_note = st.empty()
 overlap_note = st.empty()
 DWARFS = 5  # a backlog this many times the next one's leaves the others a fifth of a linear axis or less

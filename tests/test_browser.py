@@ -240,6 +240,11 @@ def test_every_page_at_three_widths(app):
     # screens up on a phone (tried as a new user would)
     near = page.locator(".st-key-phone-replay")
     assert near.is_visible() and "Replay live" in near.inner_text()
+    # the panels' places keep about their height while a Replay live pressed here redraws them (the
+    # page, ~1,100 px shorter for a moment, once left the charts and the button off the screen)
+    slots = page.locator(".st-key-chart-slots")
+    assert slots.locator('[data-testid="stVegaLiteChart"]').count() == 3
+    assert slots.evaluate("e => getComputedStyle(e).minHeight") == f"{phone_nav.CHART_SLOTS_MIN_PX}px"
     gap = page.evaluate("""() => document.querySelector('[data-testid="stVegaLiteChart"]').getBoundingClientRect().top
         - document.querySelector('.st-key-phone-replay').getBoundingClientRect().bottom""")
     assert 0 <= gap < 200, gap
