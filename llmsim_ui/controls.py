@@ -153,6 +153,14 @@ def run_slot(where, key: str = "run-slot"):
         return st.empty()
 
 
+def nothing_ran(progress_slot, refused: str) -> None:
+    """In the run's place when every job is refused (`refused`: "every scheduler chosen is"), then
+    the page ends: no run button, no chart heading over nothing (a new-user pass)."""
+    progress_slot.info(f"Nothing ran: {refused} refused for this workload. Each card says why and what is "
+                       "allowed.", icon=":material/block:")
+    st.stop()
+
+
 def play_controls(page: str, run: runs.LiveRun, button_slot, progress_slot, draw, live: bool,
                   on_end=None, near_slot=None) -> None:
     """Stop while a run plays, Resume once stopped, Replay live once done; plays the run

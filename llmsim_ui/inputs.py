@@ -665,8 +665,8 @@ def apply_values(ps: PageState, values: dict) -> list[str]:
     return errs
 
 
-# (numbers with thousands commas) "allowed: token_budget >= P (>= P + D, ...)" (config: a scheduler that never chunks) or
-# "Allowed: token_budget >= P + D (the largest prompt + output)" (a run that froze)
+# "allowed: token_budget >= P (>= P + D, ...)" (config: a scheduler that never chunks) or
+# "Allowed: token_budget >= P + D (the largest prompt + output)" (a run that froze); numbers with commas
 _NEEDS_B = re.compile(r"allowed: token_budget >= ([\d,]+)(?: \(>= ([\d,]+))?", re.IGNORECASE)
 
 

@@ -202,10 +202,8 @@ def _draw_cards(run: runs.LiveRun | None) -> None:
 
 
 _draw_cards(run)
-if not jobs:  # the charts' heading and controls stood over nothing (a new-user pass)
-    progress_slot.info("Nothing ran: both configurations are refused for this workload. Each card says why and "
-                       "what is allowed.", icon=":material/block:")
-    st.stop()
+if not jobs:
+    controls.nothing_ran(progress_slot, "both configurations are")
 
 st.subheader("Queue-length trajectories")
 st.caption("The same arrivals into A and B: waiting requests, backlog (tokens not yet processed) and the KV "

@@ -150,12 +150,10 @@ def _draw_cards(run: runs.LiveRun | None) -> None:
 
 
 _draw_cards(run)
-if not jobs:  # it showed a Replay live that did nothing and empty chart controls (a new-user pass)
+if not jobs:  # it showed a Replay live that did nothing and empty chart controls
     with theory_box:
         _draw_theory()
-    progress_slot.info("Nothing ran: every scheduler chosen is refused for this workload. Each card says why and "
-                       "what is allowed.", icon=":material/block:")
-    st.stop()
+    controls.nothing_ran(progress_slot, "every scheduler chosen is")
 
 st.subheader("Queue-length trajectories")
 st.caption(
