@@ -7,7 +7,8 @@ run of the same tree, whatever else the machine is doing (timings here move by 1
 
 For each tree, two runs of ``Simulation.advance()`` under ``valgrind --tool=callgrind
 --dump-instr=yes`` (N and 3N requests of a bench_engine.py case, or a scenario file): the
-instructions counted in the compiled kernel's code (``core.run_kernel`` with what it inlines),
+instructions counted in the compiled kernel's code (the kernel the run used, ``core.run_kernel``
+or ``_single.run_single``, with what it inlines),
 their difference divided by 2N (so setup, compilation and interpreter costs cancel out), and
 how they split by how often each instruction runs per request: an instruction run once per
 simulated instant (an arrival or an iteration's end) counts ~2.7 times per W1 request, once
@@ -36,7 +37,8 @@ else:
     sc = B.scenario(case, n)
 sim = llmsim.Simulation(sc)
 sim.advance()
-cres = core.run_kernel.overloads[core.run_kernel.signatures[0]]
+kern = sim._kernel()  # the kernel the run used: core.run_kernel, or _single.run_single where it applies
+cres = kern.overloads[kern.signatures[0]]
 entry = cres.library.get_pointer_to_function(cres.fndesc.mangled_name)
 if {code_file!r}:
     import os

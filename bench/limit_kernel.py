@@ -404,18 +404,24 @@ def differences(sim, w):
     return out
 
 
-def check(case, n):
-    """Run llmsim and w1_kernel on the same draws; raise if anything differs. Returns the
+def check(case, n, single=False):
+    """Run llmsim (its general kernel; with `single`, the single-engine kernel of
+    llmsim/_single.py) and w1_kernel on the same draws; raise if anything differs. Returns the
     iteration count."""
     import llmsim
     sim = llmsim.Simulation(w1_scenario(case, n))
+    sim.single_kernel = None if single else False
     w = W1Run(sim)
     sim.advance()
+    assert sim.single_kernel == single
     w.run()
     diff = differences(sim, w)
     if diff:
         raise AssertionError(f'{case}, {n:,} requests: ' + '; '.join(diff))
     return int(w.res[R_ITERS])
+
+
+KERNELS = {False: 'general', True: 'single-engine'}
 
 
 def main():
@@ -427,28 +433,35 @@ def main():
     import llmsim
     t = time.perf_counter()
     for case in CASES:
-        it = check(case, a.check_n)
-        print(f'{case}: w1_kernel matches llmsim bit for bit on {a.check_n:,} requests '
-              f'({it:,} iterations; every time written, sample and time integral)')
+        for single in (False, True):
+            it = check(case, a.check_n, single)
+            print(f'{case}: w1_kernel matches llmsim\'s {KERNELS[single]} kernel bit for bit on '
+                  f'{a.check_n:,} requests ({it:,} iterations; every time written, sample and time integral)')
     print(f'(compile and check {time.perf_counter() - t:.1f} s)')
     for case in CASES:
-        real, lim = [], []
+        real = {False: [], True: []}
+        lim = []
         for _ in range(a.rounds):
-            sim = llmsim.Simulation(w1_scenario(case, a.n))
-            w = W1Run(sim)
-            t = time.perf_counter()
-            sim.advance()
-            real.append(time.perf_counter() - t)
-            del sim
+            for single in (False, True):
+                sim = llmsim.Simulation(w1_scenario(case, a.n))
+                sim.single_kernel = single
+                t = time.perf_counter()
+                sim.advance()
+                real[single].append(time.perf_counter() - t)
+                del sim
+            w = W1Run(llmsim.Simulation(w1_scenario(case, a.n)))
             t = time.perf_counter()
             w.run()
             lim.append(time.perf_counter() - t)
             del w
-        br, bl = min(real), min(lim)
-        ratios = sorted(x / y for x, y in zip(real, lim))
-        print(f'{case:8s} {a.n:>10,}: llmsim kernel {a.n / br / 1e6:5.2f} M requests/s, '
-              f'w1_kernel {a.n / bl / 1e6:5.2f} M; time ratio llmsim / w1_kernel: best {br / bl:.2f}, '
-              f'median of {a.rounds} {ratios[len(ratios) // 2]:.2f}')
+        bl = min(lim)
+        parts = []
+        for single in (False, True):
+            br = min(real[single])
+            ratios = sorted(x / y for x, y in zip(real[single], lim))
+            parts.append(f'{KERNELS[single]} {a.n / br / 1e6:5.2f} M (x {br / bl:.2f} / {ratios[len(ratios) // 2]:.2f})')
+        print(f'{case:8s} {a.n:>10,}: w1_kernel {a.n / bl / 1e6:5.2f} M requests/s; llmsim: ' + ', '.join(parts)
+              + f'  (time / w1_kernel\'s: best / median of {a.rounds})')
 
 
 if __name__ == '__main__':

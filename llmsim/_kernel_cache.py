@@ -1,10 +1,10 @@
 """Keep Numba's on-disk cache honest, and fill it in another process on a cold start.
 
-Numba checks only the source file of the function it caches, but the kernel in core.py
-inlines code from schedulers.py and state.py: after those change (a `git pull`, an
-edit), a stale compiled kernel would be loaded silently. So a stamp of the three sources
-sits beside the cache; when it differs, llmsim's cached kernels are dropped before Numba
-looks at them.
+Numba checks only the source file of the function it caches, but the kernels (core.py's
+general one, _single.py's single-engine one) inline code from schedulers.py, state.py and
+core.py: after those change (a `git pull`, an edit), a stale compiled kernel would be loaded
+silently. So a stamp of the four sources sits beside the cache; when it differs, llmsim's
+cached kernels are dropped before Numba looks at them.
 
 A cold start (a fresh clone, a new Numba cache) compiles the kernel for about 10 s of
 pure-Python work that holds the GIL. ``precompile()`` does that in a child process, which
@@ -31,7 +31,7 @@ from pathlib import Path
 from llmsim import _order
 
 _HERE = Path(__file__).parent
-_SOURCES = ("core.py", "schedulers.py", "state.py")
+_SOURCES = ("core.py", "schedulers.py", "state.py", "_single.py")
 
 
 def ensure_fresh_cache() -> None:
@@ -63,21 +63,33 @@ def in_cache(dispatcher, surprise: bool) -> bool:
 
 
 def kernel_on_disk() -> bool:
-    """Whether Numba's cache holds a compiled kernel for the current sources (then the
-    first run loads it, about 0.3 s, instead of compiling it, about 10 s). A surprise counts
-    as "yes", so callers compile as before."""
-    from llmsim import core
-    return in_cache(core.run_kernel, True)
+    """Whether Numba's cache holds both compiled kernels for the current sources (then the
+    first run loads them, about 0.2 s each, instead of compiling them, about 10 s and 5 s).
+    A surprise counts as "yes", so callers compile as before."""
+    from llmsim import _single, core
+    return in_cache(core.run_kernel, True) and in_cache(_single.run_single, True)
 
 
 def compile_kernel() -> float:
-    """Compile (or load) the kernel by running a tiny scenario; returns the seconds spent.
-    One kernel serves every scheduler, policy and network."""
+    """Compile (or load) both kernels by running a tiny scenario with each; returns the
+    seconds spent. ``core.run_kernel`` serves every scheduler, policy and network,
+    ``_single.run_single`` the single engines it can run (``tiny_runs``)."""
     import llmsim
     t0 = time.perf_counter()
-    sc = llmsim.loads_scenario(TINY_SCENARIO)
-    llmsim.simulate(sc)
+    for sim in tiny_runs():
+        sim.advance()
+    llmsim.verdict(sim.result())
     return time.perf_counter() - t0
+
+
+def tiny_runs(limits=None) -> list:
+    """TINY_SCENARIO's Simulation twice, not yet run: by the general kernel, then by the
+    single-engine one (advancing each compiles or loads its kernel)."""
+    import llmsim
+    sc = llmsim.loads_scenario(TINY_SCENARIO)
+    sims = [llmsim.Simulation(sc, limits=limits) for _ in range(2)]
+    sims[0].single_kernel = False
+    return sims
 
 
 # the warm-up run of the library, the dashboard and sweep workers
@@ -177,12 +189,12 @@ def wait_precompile(timeout_s: float = 300.0) -> None:
 
 
 def _compile_into_cache() -> None:
-    """Run the kernel once, which compiles it and writes Numba's cache, and compile the
+    """Run both kernels once, which compiles them and writes Numba's cache, and compile the
     summary's pass over the calls. The result, the verdict and the theory behind them
     (scipy's imports, about 0.5 s) are left to the caller (the server waits for the compile
     process's line that this is done)."""
-    import llmsim
-    sim = llmsim.Simulation(llmsim.loads_scenario(TINY_SCENARIO)).advance()
+    for sim in tiny_runs():
+        sim.advance()
     sim._finished_delays()  # the summary's pass over the calls (compiled on its own)
 
 
@@ -242,12 +254,15 @@ def _compile_callees() -> None:
                 f.compile(tuple(numba.typeof(v) for v in values))
             except Exception:  # noqa: BLE001 - the first process compiles it as it needs it
                 pass
+    # then the single-engine kernel, while the first process still compiles the general one
+    tiny_runs()[1].advance()
 
 
 def compile_here() -> None:
-    """Make the kernel ready in this process (the command line's first run): on a cold
-    cache, compile it here while a child process compiles the functions it calls (about
-    11.5 s -> 9 s on two cores); with the kernel on disk, just load it."""
+    """Make the kernels ready in this process (the command line's first run): on a cold
+    cache, compile the general one here while a child process compiles the functions it
+    calls (about 11.5 s -> 9 s on two cores), then the single-engine one; with the kernels on
+    disk, just load them."""
     helper = None if kernel_on_disk() else _start_child("callees")
     try:
         _compile_into_cache()

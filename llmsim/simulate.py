@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from llmsim import _order, _python_tier, budget, core
+from llmsim import _order, _python_tier, _single, budget, core
 from llmsim._calls import (Background, finished_delays, finished_delays_split, in_parallel, prefault,
                            two_threads)
 from llmsim import state as S
@@ -195,6 +195,10 @@ class Simulation:
         # run the kernel as plain Python (llmsim._python_tier: same results, no compile, about
         # 1,000 times slower); the dashboard sets it for a live run's first chunks while Numba compiles
         self.python_kernel = False
+        # which compiled kernel runs: None picks llmsim._single's single-engine kernel when it
+        # can run this scenario, else core.run_kernel; False always core.run_kernel (the two
+        # compute the same, bit for bit: tests/test_single_kernel.py)
+        self.single_kernel: bool | None = None
         self.wk = np.zeros(2, dtype=np.int64)  # kernel work units so far; an instant part-done (core.run_kernel)
         t0 = time.perf_counter()
         arr_rngs, self._step_rngs, self._route_rng = _streams(sc)
@@ -593,7 +597,7 @@ class Simulation:
         # floor: each call returned at once, for ever
         total = math.inf if lim.max_work is None else float(math.ceil(lim.max_work))
         mine = math.inf if max_work is None else self.wk[0] + float(max(1, math.ceil(max_work)))
-        kernel = _python_tier.python_version(core.run_kernel) if self.python_kernel else core.run_kernel
+        kernel = self._kernel()
         if self._prefault is False:
             # started here, not at allocation: during the setup both cores are busy already.
             # A large run's summary scratch (three delays per call) is mapped meanwhile too
@@ -630,6 +634,15 @@ class Simulation:
             break
         self.wall += time.perf_counter() - t0
         return self
+
+    def _kernel(self):
+        """The kernel the next slice runs: the Python tier, the single-engine kernel or the
+        general one (the same results; see ``single_kernel``)."""
+        if self.python_kernel:
+            return _python_tier.python_version(core.run_kernel)
+        if self.single_kernel is None:
+            self.single_kernel = _single.eligible(self)
+        return _single.run_single if self.single_kernel else core.run_kernel
 
     def _stalled(self) -> Exception:
         """Explain an engine that has work but can form no batch."""

@@ -131,13 +131,13 @@ FIRST_PAINT_PAUSE_S = 1.5
 
 
 def _compile() -> float:
-    """Compile the kernel (one kernel serves every scheduler, policy and network) by
-    running a tiny scenario chunked, as the pages do. Returns the seconds it took."""
+    """Compile (or load) both kernels (the general one and the single-engine one) by running
+    a tiny scenario chunked with each, as the pages do. Returns the seconds it took."""
     t0 = time.perf_counter()
-    sim = Simulation(llmsim.loads_scenario(_kernel_cache.TINY_SCENARIO), limits=LIMITS)
-    sim.advance(1.0)
+    for sim in _kernel_cache.tiny_runs(LIMITS):
+        sim.advance(1.0)
+        sim.advance()
     timing("kernel loaded")
-    sim.advance()
     llmsim.verdict(sim.result())
     spent = time.perf_counter() - t0
     timing(f"numba warm-up {spent:.2f} s")

@@ -188,8 +188,9 @@ def preload() -> None:
         import scipy.sparse  # noqa: F401  (the configuration's routing checks)
         from llmsim_ui import charts, controls, inputs, palette, widgets  # noqa: F401
         runs.timing("preload: imported")
-        if not cold:  # a warm cache: load the kernel (a cold one is compiled by the child process)
-            llmsim.Simulation(llmsim.loads_scenario(_kernel_cache.TINY_SCENARIO)).advance()
+        if not cold:  # a warm cache: load the kernels (a cold one is compiled by the child process)
+            for sim in _kernel_cache.tiny_runs():
+                sim.advance()
             runs.timing("preload: kernel loaded")
         # Altair builds the charts drawn when a run ends (the trajectories with their hover
         # layer, the latencies): its import, 0.3-0.45 s, was the first run's end's to wait for.

@@ -13,11 +13,15 @@ from bench import limit_kernel as L
 import llmsim
 
 
+@pytest.mark.parametrize("single", [False, True])
 @pytest.mark.parametrize("case", sorted(L.CASES))
-def test_w1_kernel_agrees_with_llmsim_bit_for_bit(case):
+def test_w1_kernel_agrees_with_llmsim_bit_for_bit(case, single):
+    """Against llmsim's general kernel and its single-engine kernel (llmsim/_single.py)."""
     sim = llmsim.Simulation(L.w1_scenario(case, 3000))
+    sim.single_kernel = None if single else False
     w = L.W1Run(sim)
     sim.advance()
+    assert sim.single_kernel == single
     w.run()
     assert L.differences(sim, w) == []
     assert w.res[L.R_ITERS] > 4000  # the run is not trivially short: ~1.67 iterations per request
@@ -27,6 +31,7 @@ def test_w1_kernel_comparison_sees_a_one_ulp_change():
     """The comparison can fail: with a batch time one ulp longer, admissions, first tokens and
     finishes move (most later sums round back to the same floats)."""
     sim = llmsim.Simulation(L.w1_scenario("sarathi", 3000))
+    sim.single_kernel = False
     w = L.W1Run(sim)
     sim.advance()
     w.bt = float(np.nextafter(w.bt, 1.0))

@@ -1,0 +1,170 @@
+"""llmsim/_single.py: the single-engine kernel (sarathi or orca, one step, one call per request)
+that ``Simulation.advance`` runs where it applies, against ``core.run_kernel`` on the same draws.
+Both must leave the same state, bit for bit, at every return: every call's row, every engine,
+step and run counter, the samples, the time integrals and the work units. Then either kernel
+can go on with a run the other paused, and a run's results never depend on which one ran."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+import llmsim
+from llmsim import Simulation, budget
+from llmsim import state as S
+
+from test_resume import TightSimulation, _scenario_with_trace
+
+STATE = ("gi", "gf", "ei", "ef", "si", "ji", "jf", "wk", "dec_call", "dec_tgt")
+
+
+def _scenario(scheduler="sarathi", n=1500, rate=30.0, seed=5, **engine):
+    eng = {"scheduler": scheduler, "token_budget": 512, "max_batch_size": 256,
+           "kv_cache_tokens": 1_000_000, "batch_time": {"model": "constant", "seconds": 0.02}}
+    eng.update(engine)
+    return llmsim.scenario_from_table({
+        "seed": seed,
+        "engine": eng,
+        "workload": {"num_requests": n, "arrival": {"process": "poisson", "rate": rate},
+                     "prompt_tokens": {"dist": "uniform", "low": 64, "high": 960},
+                     "output_tokens": {"dist": "geometric", "mean": 256}}})
+
+
+def _run(sc, single, sim_class=Simulation, **kw):
+    sim = sim_class(sc, **kw)
+    sim.single_kernel = single
+    return sim
+
+
+def differences(a: Simulation, b: Simulation) -> list:
+    """The state arrays (and the summary) that differ between two runs; [] when none does.
+    Call rows only up to the calls created (the rest of those arrays is unused memory)."""
+    out = []
+    n = int(a.gi[S.G_NCALLS])
+    pairs = [("ci", a.ci[:n], b.ci[:n]), ("cf", a.cf[:n], b.cf[:n]),
+             ("rec", a.rec[:a.gi[S.G_REC_N]], b.rec[:b.gi[S.G_REC_N]])]
+    pairs += [(name, getattr(a, name), getattr(b, name)) for name in STATE]
+    for name, x, y in pairs:
+        if x.shape != y.shape or x.tobytes() != y.tobytes():
+            out.append(name)
+    sa, sb = a.summary(), b.summary()
+    sa.pop("wall_seconds", None)
+    sb.pop("wall_seconds", None)
+    if repr(sa) != repr(sb):
+        out.append("summary")
+    return out
+
+
+CASES = {
+    # W1's kind of run: no memory pressure
+    "w1": {},
+    # memory pressure: preemptions (of prefilling and of decoding requests)
+    "kv": {"kv_cache_tokens": 40_000},
+    "kv-small-batch": {"kv_cache_tokens": 20_000, "max_batch_size": 64},
+    "kv-small-budget": {"token_budget": 128, "kv_cache_tokens": 30_000},
+    # vLLM's knobs that apply to one engine of these schedulers
+    "watermark-maxrun": {"kv_cache_tokens": 30_000, "watermark": 0.05, "max_running_requests": 40},
+    # the batch times with no context terms
+    "staircase": {"batch_time": {"model": "staircase", "c_seconds": 0.012, "a_seconds": 0.004, "b0": 128},
+                  "kv_cache_tokens": 40_000},
+    "piecewise": {"batch_time": {"model": "piecewise", "c_seconds": 0.015, "a_seconds": 2e-5, "b0": 256}},
+}
+
+
+@pytest.mark.parametrize("scheduler", ["sarathi", "orca"])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_both_kernels_leave_the_same_state(scheduler, case):
+    sc = _scenario(scheduler, **CASES[case])
+    general, single = _run(sc, False), _run(sc, None)
+    general.advance()
+    single.advance()
+    assert single.single_kernel is True and general.single_kernel is False
+    assert differences(general, single) == []
+    assert general.summary()["completed"] > 150
+    if case.startswith("kv") or case == "staircase":
+        assert general.ei[0, S.E_PREEMPTS] > 20  # the preemption paths really run
+
+
+@pytest.mark.parametrize("scheduler", ["sarathi", "orca"])
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_run_sliced_between_the_kernels_is_the_same_run(scheduler, seed):
+    """Slices of simulated time and of work units, each run by one kernel or the other at
+    random: the hand-over is exact whichever kernel paused the run, wherever it paused."""
+    sc = _scenario(scheduler, kv_cache_tokens=30_000, seed=seed)
+    whole = _run(sc, False).advance()
+    sliced = _run(sc, False)
+    rng = np.random.default_rng(seed)
+    slices = 0
+    while not sliced.done:
+        sliced.single_kernel = bool(rng.random() < 0.5)
+        if rng.random() < 0.5:
+            sliced.advance(until_s=sliced.now + rng.exponential(0.5))
+        else:
+            sliced.advance(max_work=int(rng.integers(1, 800)))
+        slices += 1
+    assert slices > 50
+    assert differences(whole, sliced) == []
+
+
+@pytest.mark.parametrize("scheduler", ["sarathi", "orca"])
+@pytest.mark.parametrize("group,gap", [(3, 2.0), (40, 1.0)])
+def test_growing_between_the_arrivals_of_one_instant(scheduler, group, gap):
+    """Room runs out after nearly every call created, between two arrivals of one instant
+    too (tests/test_resume.py): the single kernel stops and resumes as the general one does."""
+    sc = _scenario_with_trace(scheduler, group, gap)
+    general, single = _run(sc, False, TightSimulation), _run(sc, None, TightSimulation)
+    general.advance()
+    single.advance()
+    assert single.single_kernel and single.grows > 100 and single.grows == general.grows
+    assert differences(general, single) == []
+
+
+@pytest.mark.parametrize("scheduler", ["sarathi", "orca"])
+def test_a_run_stopped_by_its_work_budget_stops_at_the_same_instant(scheduler):
+    sc = _scenario(scheduler, kv_cache_tokens=30_000)
+    lim = dataclasses.replace(budget.current(), max_work=5_000, slice_work=700)
+    general, single = _run(sc, False, limits=lim), _run(sc, None, limits=lim)
+    general.advance()
+    single.advance()
+    assert general.stopped is not None and single.stopped == general.stopped
+    assert differences(general, single) == []
+
+
+@pytest.mark.parametrize("scheduler", ["sarathi", "orca"])
+def test_decode_rounds_rebase_in_the_single_kernel(scheduler):
+    sc = _scenario(scheduler, kv_cache_tokens=30_000)
+    runs = []
+    for single in (False, None):
+        sim = _run(sc, single)
+        sim.ei[:, S.E_ROUND] = S.ROUND_REBASE - 100
+        sim.ei[:, S.E_DEC_LB] = S.NO_TARGET
+        runs.append(sim.advance())
+    assert int(runs[0].ei[0, S.E_ROUND]) < 10**6  # the rounds were rebased
+    assert differences(*runs) == []
+
+
+def test_the_comparison_sees_a_one_ulp_change():
+    """The comparison can fail: a batch time one ulp longer in one run moves its times."""
+    sc = _scenario("sarathi", n=400)
+    general, single = _run(sc, False), _run(sc, None)
+    single.ef[0, S.EF_BT0] = np.nextafter(single.ef[0, S.EF_BT0], 1.0)
+    general.advance()
+    single.advance()
+    assert "cf" in differences(general, single)
+
+
+@pytest.mark.parametrize("what,table", [
+    ("vllm", {"scheduler": "vllm", "token_budget": 8192}),
+    ("fastertransformer", {"scheduler": "fastertransformer", "token_budget": 8192}),
+    ("affine batch time", {"batch_time": {"model": "affine", "c0_seconds": 0.01,
+                                          "prefill_seconds_per_token": 1e-5,
+                                          "decode_seconds_per_token": 2e-5}}),
+    ("blocks of 16", {"block_size": 16}),
+])
+def test_the_single_kernel_runs_only_where_it_applies(what, table):
+    assert _run(_scenario(**table), None).advance(until_s=1.0).single_kernel is False, what
+    assert _run(_scenario(), None).advance(until_s=1.0).single_kernel is True
+    # an iteration log, a network: the general kernel
+    assert _run(_scenario(), None, record_iterations=True).advance(until_s=1.0).single_kernel is False
+    react = dataclasses.replace(llmsim.load_scenario("scenarios/agents/react.toml"), num_requests=50)
+    assert _run(react, None).advance(until_s=1.0).single_kernel is False
