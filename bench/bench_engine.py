@@ -37,7 +37,9 @@ CASES = {
                  "kv_cache_tokens": VLLM_MEM["kv_cache_tokens"], "rate": VLLM_MEM["rate"]},
 }
 
-# the child process of the compile-time measurement: time to the first result
+# the child process of the compile-time measurement: time to the first result (W1's run: the
+# single-engine kernel, llmsim/_single.py), then to the same run by the general kernel
+# (core.run_kernel, which every other run uses)
 CHILD = """
 import time
 t0 = time.perf_counter()
@@ -48,7 +50,11 @@ import dataclasses
 sc = dataclasses.replace(sc, num_requests=200)
 res = llmsim.Simulation(sc).advance().result()
 t2 = time.perf_counter()
-print(f"{{t1 - t0:.3f}} {{t2 - t0:.3f}}")
+sim = llmsim.Simulation(sc)
+sim.single_kernel = False
+sim.advance()
+t3 = time.perf_counter()
+print(f"{{t1 - t0:.3f}} {{t2 - t0:.3f}} {{t3 - t2:.3f}}")
 """
 
 
@@ -77,20 +83,23 @@ def compile_times():
             r = subprocess.run([sys.executable, "-c", CHILD.format(w1=str(W1))], env=env,
                                capture_output=True, text=True, check=True)
             wall = time.perf_counter() - t
-            t_import, t_first = map(float, r.stdout.split())
-            out.append((wall, t_import, t_first))
+            t_import, t_first, t_general = map(float, r.stdout.split())
+            out.append((wall, t_import, t_first, t_general))
     return out
 
 
-def run_once(case: str, n: int):
+def run_once(case: str, n: int, single=None):
     """One run, timed in its parts: (setup s, kernel s, result s, verdict s, summary).
     setup: Simulation(); kernel: advance(); result: result() (the numpy summary; tables are
     built on first access); verdict: llmsim.verdict on it. simulate() is their sum. The
-    Simulation is dropped before returning, so repeats reuse its memory."""
+    Simulation is dropped before returning, so repeats reuse its memory. single: the
+    Simulation's single_kernel (None: the single-engine kernel where it applies; False: the
+    general kernel)."""
     import llmsim
     sc = scenario(case, n)
     t0 = time.perf_counter()
     sim = llmsim.Simulation(sc)
+    sim.single_kernel = single
     t1 = time.perf_counter()
     sim.advance()
     t2 = time.perf_counter()
@@ -116,19 +125,22 @@ def main():
     print(f"numba {numba.__version__}; llmsim from {Path(llmsim.__file__).parent}")
     print()
     prev = previous("engine")
-    (cw, ci_, cf), (hw, hi_, hf) = compile_times()
-    print("compile (fresh process to first result of a 200-request run) [previous recorded figure]:")
+    (cw, ci_, cf, cg), (hw, hi_, hf, hg) = compile_times()
+    print("compile (fresh process to first result of a 200-request W1 run, by the single-engine kernel; "
+          "then the general kernel's compile or load) [previous recorded figure]:")
     print(f"  cold   (empty NUMBA_CACHE_DIR): {cw:6.2f} s [{_fmt(prev.get('compile cold s'), '.2f')}]  "
-          f"(import {ci_:.2f} s [{_fmt(prev.get('import s'), '.2f')}])")
+          f"(import {ci_:.2f} s [{_fmt(prev.get('import s'), '.2f')}]); general kernel {cg:6.2f} s "
+          f"[{_fmt(prev.get('compile cold general s'), '.2f')}]")
     print(f"  cached (second start)         : {hw:6.2f} s [{_fmt(prev.get('compile cached s'), '.2f')}]  "
-          f"(import {hi_:.2f} s)")
+          f"(import {hi_:.2f} s); general kernel {hg:6.2f} s [{_fmt(prev.get('compile cached general s'), '.2f')}]")
     print()
 
     # warm up this process: compile or load the kernel, touch the code paths
     for case in CASES:
         run_once(case, 2_000)
 
-    now = {"compile cold s": round(cw, 2), "compile cached s": round(hw, 2), "import s": round(hi_, 2)}
+    now = {"compile cold s": round(cw, 2), "compile cached s": round(hw, 2), "import s": round(hi_, 2),
+           "compile cold general s": round(cg, 2), "compile cached general s": round(hg, 2)}
     print(f"simulated requests per wall second, best of {reps[10_000]}/{reps[100_000]}/{reps[1_000_000]} "
           "repeats at 1e4/1e5/1e6: kernel (advance() alone) and end to end (Simulation() + advance() + "
           "result() + verdict(), what llmsim.simulate does); [previous recorded figure]")
@@ -154,6 +166,17 @@ def main():
               f"token_budget {e.token_budget}, kv_cache_tokens "
               f"{scenario(case, 10).engines[0].kv_cache_tokens:,}, "
               f"rate {scenario(case, 10).total_rate:g}/s")
+    # the general kernel on the cases the single-engine kernel runs (interleaved with it)
+    big = sizes[-1]
+    print(f"  the general kernel (core.run_kernel) where the single-engine one runs, {big:.0e}, best of 3, "
+          "interleaved [previous recorded figure]:")
+    for case in ("sarathi", "orca"):
+        pairs = [(run_once(case, big, False)[1], run_once(case, big)[1]) for _ in range(3)]
+        g, s1 = min(p[0] for p in pairs), min(p[1] for p in pairs)
+        kg = f"{case} {big:.0e} general kernel"
+        now[kg] = round(big / g)
+        print(f"  {case:9s} general {big / g:11,.0f} {_fmt(prev.get(kg)):>11s}   single-engine {big / s1:11,.0f}   "
+              f"time ratio {g / s1:.2f}")
     # the summary and the verdict come from numpy arrays: a run never builds a DataFrame
     assert "pandas" not in sys.modules, "the runs imported pandas (summary or verdict built a table)"
     print("  (pandas was never imported by these runs: summary and verdict are numpy only)")
