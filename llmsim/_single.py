@@ -56,14 +56,12 @@ def eligible(sim) -> bool:
         and np.all(sim.class_root == 0))
 
 
-@njit(cache=True, _nrt=False, error_model='numpy')
-def _at(i):
-    """i as an unsigned index: Numba indexes an array with it without the wraparound of a
-    negative index (three instructions and a load of the array's length per access; every
-    index here is a row's, never negative). Orca's W1 run: 2,250 -> 1,857 instructions per
-    request (bench/instr_kernel.py), about the same time (the kernel waits on memory more than
-    it computes: bench/README.md, Round 28)."""
-    return np.uint64(i)
+# Rows are indexed unsigned (``ci[_U(c * S.N_CI + S.C_STATE)]``): Numba then indexes without
+# the wraparound of a negative index (three instructions and a load of the array's length per
+# access; every index here is a row's, never negative). Orca's W1 run: 2,369 -> 1,958
+# instructions per request (bench/instr_kernel.py), about the same time: the kernel waits on
+# memory more than it computes (bench/README.md, Round 28).
+_U = np.uint64
 
 
 @njit(cache=True, _nrt=False, error_model='numpy', nogil=True)
@@ -156,8 +154,8 @@ def run_single(t_stop, work_stop, wk, gi, gf, ci, cf, ei, ef, si, sf, ji, jf, jj
         t = INF
         if busy == 1 and iter_end < t:
             t = iter_end
-        if next_job < n_jobs and jf[_at(next_job * S.N_JF + S.JF_ARRIVAL)] < t:
-            t = jf[_at(next_job * S.N_JF + S.JF_ARRIVAL)]
+        if next_job < n_jobs and jf[_U(next_job * S.N_JF + S.JF_ARRIVAL)] < t:
+            t = jf[_U(next_job * S.N_JF + S.JF_ARRIVAL)]
         if t == INF:
             status = DONE
             break
@@ -275,12 +273,12 @@ def run_single(t_stop, work_stop, wk, gi, gf, ci, cf, ei, ef, si, sf, ji, jf, jj
                     hi_f = lo + last
                     from_head = hi_f - lo <= lo + n - lo_f
                     if nf <= 2:
-                        fin[_at(0)] = lo_f
-                        fin[_at(nf - 1)] = hi_f
+                        fin[_U(0)] = lo_f
+                        fin[_U(nf - 1)] = hi_f
                         if from_head:
                             for j in range(nf - 1, -1, -1):
-                                p = fin[_at(j)] + nf - 1 - j
-                                fin[_at(j)] = dec_call[_at(p)]
+                                p = fin[_U(j)] + nf - 1 - j
+                                fin[_U(j)] = dec_call[_U(p)]
                                 ql = off + dec_head
                                 _shift(dec_call, ql, ql + 1, p - ql)
                                 _shift(dec_tgt, ql, ql + 1, p - ql)
@@ -288,8 +286,8 @@ def run_single(t_stop, work_stop, wk, gi, gf, ci, cf, ei, ef, si, sf, ji, jf, jj
                                 ndec -= 1
                         else:
                             for j in range(nf):
-                                p = fin[_at(j)] - j
-                                fin[_at(j)] = dec_call[_at(p)]
+                                p = fin[_U(j)] - j
+                                fin[_U(j)] = dec_call[_U(p)]
                                 ql = off + dec_head
                                 _shift(dec_call, p + 1, p, ql + ndec - p - 1)
                                 _shift(dec_tgt, p + 1, p, ql + ndec - p - 1)
@@ -299,12 +297,12 @@ def run_single(t_stop, work_stop, wk, gi, gf, ci, cf, ei, ef, si, sf, ji, jf, jj
                             w = hi_f
                             j = nf - 1
                             for i in range(hi_f, lo_f - 1, -1):
-                                if dec_tgt[_at(i)] == r:
-                                    fin[_at(j)] = dec_call[_at(i)]
+                                if dec_tgt[_U(i)] == r:
+                                    fin[_U(j)] = dec_call[_U(i)]
                                     j -= 1
                                 else:
-                                    dec_call[_at(w)] = dec_call[_at(i)]
-                                    dec_tgt[_at(w)] = dec_tgt[_at(i)]
+                                    dec_call[_U(w)] = dec_call[_U(i)]
+                                    dec_tgt[_U(w)] = dec_tgt[_U(i)]
                                     w -= 1
                             _shift(dec_call, lo, lo + nf, lo_f - lo)
                             _shift(dec_tgt, lo, lo + nf, lo_f - lo)
@@ -313,51 +311,51 @@ def run_single(t_stop, work_stop, wk, gi, gf, ci, cf, ei, ef, si, sf, ji, jf, jj
                             w = lo_f
                             j = 0
                             for i in range(lo_f, hi_f + 1):
-                                if dec_tgt[_at(i)] == r:
-                                    fin[_at(j)] = dec_call[_at(i)]
+                                if dec_tgt[_U(i)] == r:
+                                    fin[_U(j)] = dec_call[_U(i)]
                                     j += 1
                                 else:
-                                    dec_call[_at(w)] = dec_call[_at(i)]
-                                    dec_tgt[_at(w)] = dec_tgt[_at(i)]
+                                    dec_call[_U(w)] = dec_call[_U(i)]
+                                    dec_tgt[_U(w)] = dec_tgt[_U(i)]
                                     w += 1
                             _shift(dec_call, hi_f + 1, hi_f + 1 - nf, lo + n - hi_f - 1)
                             _shift(dec_tgt, hi_f + 1, hi_f + 1 - nf, lo + n - hi_f - 1)
                         ndec = n - nf
             for i in range(nf):
-                c = fin[_at(i)]
-                ci[_at(c * S.N_CI + S.C_STATE)] = S.ST_DONE
-                d = ci[_at(c * S.N_CI + S.C_D)]
-                ci[_at(c * S.N_CI + S.C_DEC_DONE)] = d
-                cf[_at(c * S.N_CF + S.F_FINISH)] = t
-                p_c = ci[_at(c * S.N_CI + S.C_P)]
+                c = fin[_U(i)]
+                ci[_U(c * S.N_CI + S.C_STATE)] = S.ST_DONE
+                d = ci[_U(c * S.N_CI + S.C_D)]
+                ci[_U(c * S.N_CI + S.C_DEC_DONE)] = d
+                cf[_U(c * S.N_CF + S.F_FINISH)] = t
+                p_c = ci[_U(c * S.N_CI + S.C_P)]
                 kv_used -= p_c + d  # schedulers.decoder_kv: prompt + tokens decoded, blocks of 1
-                ci[_at(c * S.N_CI + S.C_KV)] = 0
+                ci[_U(c * S.N_CI + S.C_KV)] = 0
                 ctx -= p_c + d
                 nrun -= 1
             for j in range(npe):
-                tok = batch_t[_at(bo + j)]
+                tok = batch_t[_U(bo + j)]
                 if tok == 0:
                     continue
-                c = batch_c[_at(bo + j)]
-                done = ci[_at(c * S.N_CI + S.C_PREF_DONE)] + tok
-                ci[_at(c * S.N_CI + S.C_PREF_DONE)] = done
-                if done == ci[_at(c * S.N_CI + S.C_PREF_NEED)]:
-                    ci[_at(c * S.N_CI + S.C_STATE)] = S.ST_DECODE
-                    if cf[_at(c * S.N_CF + S.F_FIRST)] < 0.0:
-                        cf[_at(c * S.N_CF + S.F_FIRST)] = t
+                c = batch_c[_U(bo + j)]
+                done = ci[_U(c * S.N_CI + S.C_PREF_DONE)] + tok
+                ci[_U(c * S.N_CI + S.C_PREF_DONE)] = done
+                if done == ci[_U(c * S.N_CI + S.C_PREF_NEED)]:
+                    ci[_U(c * S.N_CI + S.C_STATE)] = S.ST_DECODE
+                    if cf[_U(c * S.N_CF + S.F_FIRST)] < 0.0:
+                        cf[_U(c * S.N_CF + S.F_FIRST)] = t
                     # schedulers.pf_unlink
-                    pp = ci[_at(c * S.N_CI + S.C_PREV)]
-                    nn = ci[_at(c * S.N_CI + S.C_NEXT)]
+                    pp = ci[_U(c * S.N_CI + S.C_PREV)]
+                    nn = ci[_U(c * S.N_CI + S.C_NEXT)]
                     if pp >= 0:
-                        ci[_at(pp * S.N_CI + S.C_NEXT)] = nn
+                        ci[_U(pp * S.N_CI + S.C_NEXT)] = nn
                     else:
                         pf_head = nn
                     if nn >= 0:
-                        ci[_at(nn * S.N_CI + S.C_PREV)] = pp
+                        ci[_U(nn * S.N_CI + S.C_PREV)] = pp
                     else:
                         pf_tail = pp
-                    ci[_at(c * S.N_CI + S.C_NEXT)] = -1
-                    ci[_at(c * S.N_CI + S.C_PREV)] = -1
+                    ci[_U(c * S.N_CI + S.C_NEXT)] = -1
+                    ci[_U(c * S.N_CI + S.C_PREV)] = -1
                     # schedulers.dq_push
                     h = dec_head
                     n = ndec
@@ -368,17 +366,17 @@ def run_single(t_stop, work_stop, wk, gi, gf, ci, cf, ei, ef, si, sf, ji, jf, jj
                         dec_head = 0
                     lo = off + h
                     pos = lo + n
-                    aseq = ci[_at(c * S.N_CI + S.C_ASEQ)]
-                    while pos > lo and ci[_at((dec_call[_at(pos - 1)]) * S.N_CI + S.C_ASEQ)] > aseq:
-                        dec_call[_at(pos)] = dec_call[_at(pos - 1)]
-                        dec_tgt[_at(pos)] = dec_tgt[_at(pos - 1)]
+                    aseq = ci[_U(c * S.N_CI + S.C_ASEQ)]
+                    while pos > lo and ci[_U((dec_call[_U(pos - 1)]) * S.N_CI + S.C_ASEQ)] > aseq:
+                        dec_call[_U(pos)] = dec_call[_U(pos - 1)]
+                        dec_tgt[_U(pos)] = dec_tgt[_U(pos - 1)]
                         pos -= 1
-                    dd = ci[_at(c * S.N_CI + S.C_DEC_DONE)]
-                    tgt = rnd + ci[_at(c * S.N_CI + S.C_D)] - dd
-                    dec_call[_at(pos)] = c
-                    dec_tgt[_at(pos)] = tgt
+                    dd = ci[_U(c * S.N_CI + S.C_DEC_DONE)]
+                    tgt = rnd + ci[_U(c * S.N_CI + S.C_D)] - dd
+                    dec_call[_U(pos)] = c
+                    dec_tgt[_U(pos)] = tgt
                     ndec = n + 1
-                    ctx += ci[_at(c * S.N_CI + S.C_P)] + dd
+                    ctx += ci[_U(c * S.N_CI + S.C_P)] + dd
                     if tgt < dec_lb:
                         dec_lb = tgt
                     if 2 * (ndec + margin) > run_cap:
@@ -388,63 +386,63 @@ def run_single(t_stop, work_stop, wk, gi, gf, ci, cf, ei, ef, si, sf, ji, jf, jj
             iters += 1
             # core._finish_call: the workflow ends with its one call
             for i in range(nf):
-                c = fin[_at(i)]
+                c = fin[_U(i)]
                 s_ncount -= 1
                 calls_done += 1
-                j = ci[_at(c * S.N_CI + S.C_JOB)]
-                a = ji[_at(j * S.N_JI + S.J_ACTIVE)] - 1
-                ji[_at(j * S.N_JI + S.J_ACTIVE)] = a
+                j = ci[_U(c * S.N_CI + S.C_JOB)]
+                a = ji[_U(j * S.N_JI + S.J_ACTIVE)] - 1
+                ji[_U(j * S.N_JI + S.J_ACTIVE)] = a
                 if a == 0:
-                    jf[_at(j * S.N_JF + S.JF_FINISH)] = t
+                    jf[_U(j * S.N_JF + S.JF_FINISH)] = t
                     jobs_in -= 1
                     jobs_done += 1
         # 2. (no delayed calls)
         # 3. workflow arrivals (core._job_arrival, _spawn, _make_ready, _enqueue_back)
         room = False
-        while next_job < n_jobs and jf[_at(next_job * S.N_JF + S.JF_ARRIVAL)] == t:
+        while next_job < n_jobs and jf[_U(next_job * S.N_JF + S.JF_ARRIVAL)] == t:
             j = next_job
             next_job = j + 1
-            cl = ji[_at(j * S.N_JI + S.J_CLASS)]
+            cl = ji[_U(j * S.N_JI + S.J_CLASS)]
             jobs_in += 1
             for _ in range(class_root_ptr[cl], class_root_ptr[cl + 1]):
-                ji[_at(j * S.N_JI + S.J_ACTIVE)] += 1
+                ji[_U(j * S.N_JI + S.J_ACTIVE)] += 1
                 c = ncalls
                 ncalls = c + 1
                 k = pool_pos
                 pool_pos = k + 1
-                p_c = pool_p[_at(k)]
-                d = pool_d[_at(k)]
-                ci[_at(c * S.N_CI + S.C_JOB)] = j
-                ci[_at(c * S.N_CI + S.C_STEP)] = 0
-                ci[_at(c * S.N_CI + S.C_P)] = p_c
-                ci[_at(c * S.N_CI + S.C_D)] = d
-                ci[_at(c * S.N_CI + S.C_PREF_NEED)] = p_c
-                ci[_at(c * S.N_CI + S.C_PREF_DONE)] = 0
-                ci[_at(c * S.N_CI + S.C_DEC_DONE)] = 0
-                ci[_at(c * S.N_CI + S.C_KV)] = 0
-                ci[_at(c * S.N_CI + S.C_PREEMPT)] = 0
-                cf[_at(c * S.N_CF + S.F_ADMIT)] = -1.0
-                cf[_at(c * S.N_CF + S.F_FIRST)] = -1.0
-                cf[_at(c * S.N_CF + S.F_FINISH)] = -1.0
-                cf[_at(c * S.N_CF + S.F_CREATED)] = t
-                ci[_at(c * S.N_CI + S.C_STATE)] = S.ST_WAITING
-                cf[_at(c * S.N_CF + S.F_READY)] = t
-                ci[_at(c * S.N_CI + S.C_SEQ)] = seq
+                p_c = pool_p[_U(k)]
+                d = pool_d[_U(k)]
+                ci[_U(c * S.N_CI + S.C_JOB)] = j
+                ci[_U(c * S.N_CI + S.C_STEP)] = 0
+                ci[_U(c * S.N_CI + S.C_P)] = p_c
+                ci[_U(c * S.N_CI + S.C_D)] = d
+                ci[_U(c * S.N_CI + S.C_PREF_NEED)] = p_c
+                ci[_U(c * S.N_CI + S.C_PREF_DONE)] = 0
+                ci[_U(c * S.N_CI + S.C_DEC_DONE)] = 0
+                ci[_U(c * S.N_CI + S.C_KV)] = 0
+                ci[_U(c * S.N_CI + S.C_PREEMPT)] = 0
+                cf[_U(c * S.N_CF + S.F_ADMIT)] = -1.0
+                cf[_U(c * S.N_CF + S.F_FIRST)] = -1.0
+                cf[_U(c * S.N_CF + S.F_FINISH)] = -1.0
+                cf[_U(c * S.N_CF + S.F_CREATED)] = t
+                ci[_U(c * S.N_CI + S.C_STATE)] = S.ST_WAITING
+                cf[_U(c * S.N_CF + S.F_READY)] = t
+                ci[_U(c * S.N_CI + S.C_SEQ)] = seq
                 seq += 1
                 s_ncount += 1
                 work = p_c + d
                 backlog += work
                 tok_in += work
-                ci[_at(c * S.N_CI + S.C_NEXT)] = -1
-                ci[_at(c * S.N_CI + S.C_PREV)] = s_tail
+                ci[_U(c * S.N_CI + S.C_NEXT)] = -1
+                ci[_U(c * S.N_CI + S.C_PREV)] = s_tail
                 if s_tail >= 0:
-                    ci[_at(s_tail * S.N_CI + S.C_NEXT)] = c
+                    ci[_U(s_tail * S.N_CI + S.C_NEXT)] = c
                 else:
                     s_head = c
                 s_tail = c
                 s_nwait += 1
                 e_nwait += 1
-            if next_job < n_jobs and jf[_at(next_job * S.N_JF + S.JF_ARRIVAL)] == t and (
+            if next_job < n_jobs and jf[_U(next_job * S.N_JF + S.JF_ARRIVAL)] == t and (
                     ncalls + margin > n_rows or route_low or dq_low == 1
                     or (pools_open and pool_pos + margin > pool_end)):
                 wk0 += units + ncalls - calls0
@@ -475,53 +473,53 @@ def run_single(t_stop, work_stop, wk, gi, gf, ci, cf, ei, ef, si, sf, ji, jf, jj
                         pf = pf_tail
                         n = ndec
                         last_q = off + dec_head + n - 1
-                        if pf >= 0 and (n == 0 or ci[_at(pf * S.N_CI + S.C_ASEQ)] > ci[_at((dec_call[_at(last_q)]) * S.N_CI + S.C_ASEQ)]):
+                        if pf >= 0 and (n == 0 or ci[_U(pf * S.N_CI + S.C_ASEQ)] > ci[_U((dec_call[_U(last_q)]) * S.N_CI + S.C_ASEQ)]):
                             c = pf
-                            pp = ci[_at(c * S.N_CI + S.C_PREV)]
-                            nn = ci[_at(c * S.N_CI + S.C_NEXT)]
+                            pp = ci[_U(c * S.N_CI + S.C_PREV)]
+                            nn = ci[_U(c * S.N_CI + S.C_NEXT)]
                             if pp >= 0:
-                                ci[_at(pp * S.N_CI + S.C_NEXT)] = nn
+                                ci[_U(pp * S.N_CI + S.C_NEXT)] = nn
                             else:
                                 pf_head = nn
                             if nn >= 0:
-                                ci[_at(nn * S.N_CI + S.C_PREV)] = pp
+                                ci[_U(nn * S.N_CI + S.C_PREV)] = pp
                             else:
                                 pf_tail = pp
-                            ci[_at(c * S.N_CI + S.C_NEXT)] = -1
-                            ci[_at(c * S.N_CI + S.C_PREV)] = -1
+                            ci[_U(c * S.N_CI + S.C_NEXT)] = -1
+                            ci[_U(c * S.N_CI + S.C_PREV)] = -1
                             for q in range(npe):
-                                if batch_c[_at(bo + q)] == c:
-                                    kq = batch_t[_at(bo + q)]
-                                    done = ci[_at(c * S.N_CI + S.C_PREF_DONE)]
+                                if batch_c[_U(bo + q)] == c:
+                                    kq = batch_t[_U(bo + q)]
+                                    done = ci[_U(c * S.N_CI + S.C_PREF_DONE)]
                                     pf_pairs -= kq * done + kq * (kq + 1) // 2
                                     batch_tok -= kq
                                     batch_pref -= kq
-                                    batch_t[_at(bo + q)] = 0
-                            kv = ci[_at(c * S.N_CI + S.C_KV)]
+                                    batch_t[_U(bo + q)] = 0
+                            kv = ci[_U(c * S.N_CI + S.C_KV)]
                         else:
-                            c = dec_call[_at(last_q)]
+                            c = dec_call[_U(last_q)]
                             ndec = n - 1
-                            dd = ci[_at(c * S.N_CI + S.C_D)] - (dec_tgt[_at(last_q)] - rnd)
-                            ci[_at(c * S.N_CI + S.C_DEC_DONE)] = dd
-                            ctx -= ci[_at(c * S.N_CI + S.C_P)] + dd
-                            kv = ci[_at(c * S.N_CI + S.C_P)] + dd
+                            dd = ci[_U(c * S.N_CI + S.C_D)] - (dec_tgt[_U(last_q)] - rnd)
+                            ci[_U(c * S.N_CI + S.C_DEC_DONE)] = dd
+                            ctx -= ci[_U(c * S.N_CI + S.C_P)] + dd
+                            kv = ci[_U(c * S.N_CI + S.C_P)] + dd
                         nrun -= 1
                         kv_used -= kv
-                        ci[_at(c * S.N_CI + S.C_KV)] = 0
-                        before = ci[_at(c * S.N_CI + S.C_PREF_NEED)] - ci[_at(c * S.N_CI + S.C_PREF_DONE)]
-                        need = ci[_at(c * S.N_CI + S.C_P)] + ci[_at(c * S.N_CI + S.C_DEC_DONE)]
-                        ci[_at(c * S.N_CI + S.C_PREF_NEED)] = need
-                        ci[_at(c * S.N_CI + S.C_PREF_DONE)] = 0
+                        ci[_U(c * S.N_CI + S.C_KV)] = 0
+                        before = ci[_U(c * S.N_CI + S.C_PREF_NEED)] - ci[_U(c * S.N_CI + S.C_PREF_DONE)]
+                        need = ci[_U(c * S.N_CI + S.C_P)] + ci[_U(c * S.N_CI + S.C_DEC_DONE)]
+                        ci[_U(c * S.N_CI + S.C_PREF_NEED)] = need
+                        ci[_U(c * S.N_CI + S.C_PREF_DONE)] = 0
                         extra = need - before
                         backlog += extra
                         tok_recompute += extra
-                        ci[_at(c * S.N_CI + S.C_PREEMPT)] += 1
+                        ci[_U(c * S.N_CI + S.C_PREEMPT)] += 1
                         preempts += 1
-                        ci[_at(c * S.N_CI + S.C_STATE)] = S.ST_WAITING
-                        ci[_at(c * S.N_CI + S.C_PREV)] = -1
-                        ci[_at(c * S.N_CI + S.C_NEXT)] = s_head
+                        ci[_U(c * S.N_CI + S.C_STATE)] = S.ST_WAITING
+                        ci[_U(c * S.N_CI + S.C_PREV)] = -1
+                        ci[_U(c * S.N_CI + S.C_NEXT)] = s_head
                         if s_head >= 0:
-                            ci[_at(s_head * S.N_CI + S.C_PREV)] = c
+                            ci[_U(s_head * S.N_CI + S.C_PREV)] = c
                         else:
                             s_tail = c
                         s_head = c
@@ -544,56 +542,56 @@ def run_single(t_stop, work_stop, wk, gi, gf, ci, cf, ei, ef, si, sf, ji, jf, jj
                         if budget == 0 or slots == 0:
                             full = True
                             break
-                        k = min(ci[_at(c * S.N_CI + S.C_PREF_NEED)] - ci[_at(c * S.N_CI + S.C_PREF_DONE)], budget)
-                        done = ci[_at(c * S.N_CI + S.C_PREF_DONE)]
+                        k = min(ci[_U(c * S.N_CI + S.C_PREF_NEED)] - ci[_U(c * S.N_CI + S.C_PREF_DONE)], budget)
+                        done = ci[_U(c * S.N_CI + S.C_PREF_DONE)]
                         pf_pairs += k * done + k * (k + 1) // 2
-                        batch_c[_at(bo + npe)] = c
-                        batch_t[_at(bo + npe)] = k
+                        batch_c[_U(bo + npe)] = c
+                        batch_t[_U(bo + npe)] = k
                         npe += 1
                         batch_n += 1
                         batch_tok += k
                         batch_pref += k
                         budget -= k
                         slots -= 1
-                        c = ci[_at(c * S.N_CI + S.C_NEXT)]
+                        c = ci[_U(c * S.N_CI + S.C_NEXT)]
                     # then admissions, first come first served, while memory allows
                     while not full and budget > 0 and slots > 0:
                         if nrun >= maxrun or s_nwait == 0:
                             break
                         c = s_head
-                        need = ci[_at(c * S.N_CI + S.C_PREF_NEED)]
+                        need = ci[_U(c * S.N_CI + S.C_PREF_NEED)]
                         # admit only with one free token left per decoding request
                         if kv_used + need + ndec > kv_admit:
                             break
                         # schedulers._admit
-                        nn = ci[_at(c * S.N_CI + S.C_NEXT)]
+                        nn = ci[_U(c * S.N_CI + S.C_NEXT)]
                         s_head = nn
                         if nn >= 0:
-                            ci[_at(nn * S.N_CI + S.C_PREV)] = -1
+                            ci[_U(nn * S.N_CI + S.C_PREV)] = -1
                         else:
                             s_tail = -1
                         s_nwait -= 1
                         e_nwait -= 1
-                        ci[_at(c * S.N_CI + S.C_STATE)] = S.ST_PREFILL
-                        ci[_at(c * S.N_CI + S.C_KV)] += need
+                        ci[_U(c * S.N_CI + S.C_STATE)] = S.ST_PREFILL
+                        ci[_U(c * S.N_CI + S.C_KV)] += need
                         kv_used += need
-                        if cf[_at(c * S.N_CF + S.F_ADMIT)] < 0.0:
-                            cf[_at(c * S.N_CF + S.F_ADMIT)] = t
-                        ci[_at(c * S.N_CI + S.C_ASEQ)] = admits
+                        if cf[_U(c * S.N_CF + S.F_ADMIT)] < 0.0:
+                            cf[_U(c * S.N_CF + S.F_ADMIT)] = t
+                        ci[_U(c * S.N_CI + S.C_ASEQ)] = admits
                         admits += 1
-                        ci[_at(c * S.N_CI + S.C_PREV)] = pf_tail
-                        ci[_at(c * S.N_CI + S.C_NEXT)] = -1
+                        ci[_U(c * S.N_CI + S.C_PREV)] = pf_tail
+                        ci[_U(c * S.N_CI + S.C_NEXT)] = -1
                         if pf_tail >= 0:
-                            ci[_at(pf_tail * S.N_CI + S.C_NEXT)] = c
+                            ci[_U(pf_tail * S.N_CI + S.C_NEXT)] = c
                         else:
                             pf_head = c
                         pf_tail = c
                         nrun += 1
                         k = min(need, budget)
-                        done = ci[_at(c * S.N_CI + S.C_PREF_DONE)]
+                        done = ci[_U(c * S.N_CI + S.C_PREF_DONE)]
                         pf_pairs += k * done + k * (k + 1) // 2
-                        batch_c[_at(bo + npe)] = c
-                        batch_t[_at(bo + npe)] = k
+                        batch_c[_U(bo + npe)] = c
+                        batch_t[_U(bo + npe)] = k
                         npe += 1
                         batch_n += 1
                         batch_tok += k
