@@ -168,3 +168,68 @@ def test_the_single_kernel_runs_only_where_it_applies(what, table):
     assert _run(_scenario(), None, record_iterations=True).advance(until_s=1.0).single_kernel is False
     react = dataclasses.replace(llmsim.load_scenario("scenarios/agents/react.toml"), num_requests=50)
     assert _run(react, None).advance(until_s=1.0).single_kernel is False
+
+
+# ------------------------------------------------------------ random single-engine runs
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import HealthCheck, assume, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@st.composite
+def single_engine_tables(draw):
+    """A random scenario the single-engine kernel runs: sarathi or orca, any budget, batch
+    size, KV cache, watermark, running cap and context-free batch time; Poisson, gamma or
+    deterministic arrivals (ties at one instant), constant, uniform or geometric lengths."""
+    p_hi = draw(st.integers(1, 600))
+    lengths = st.sampled_from([
+        {"dist": "uniform", "low": 1, "high": p_hi},
+        {"dist": "constant", "value": p_hi},
+        {"dist": "geometric", "mean": float(max(1, p_hi // 3))}])
+    eng = {"scheduler": draw(st.sampled_from(["sarathi", "orca"])),
+           "token_budget": draw(st.integers(1, 2048)),
+           "max_batch_size": draw(st.integers(1, 300)),
+           "kv_cache_tokens": draw(st.integers(1_000, 200_000))}
+    if draw(st.booleans()):
+        eng["watermark"] = draw(st.sampled_from([0.01, 0.05, 0.2]))
+    if draw(st.booleans()):
+        eng["max_running_requests"] = draw(st.integers(1, 64))
+    bt = draw(st.sampled_from(["constant", "staircase", "piecewise"]))
+    eng["batch_time"] = {"constant": {"model": "constant", "seconds": 0.02},
+                         "staircase": {"model": "staircase", "c_seconds": 0.01, "a_seconds": 0.003, "b0": 64},
+                         "piecewise": {"model": "piecewise", "c_seconds": 0.012, "a_seconds": 3e-5, "b0": 128},
+                         }[bt]
+    rate = draw(st.floats(0.5, 80.0))
+    arrival = draw(st.sampled_from([{"process": "poisson", "rate": rate},
+                                    {"process": "deterministic", "rate": rate},
+                                    {"process": "gamma", "rate": rate, "cv": 3.0}]))
+    return {"seed": draw(st.integers(0, 2**31)),
+            "engine": eng,
+            "workload": {"num_requests": draw(st.integers(1, 400)), "drain": draw(st.booleans()),
+                         "arrival": arrival, "prompt_tokens": draw(lengths), "output_tokens": draw(lengths)}}
+
+
+@settings(max_examples=int(__import__("os").environ.get("LLMSIM_FUZZ_EXAMPLES", "40")), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(table=single_engine_tables(), slices_seed=st.integers(0, 1000))
+def test_random_single_engine_runs_agree_with_the_general_kernel(table, slices_seed):
+    try:
+        sc = llmsim.scenario_from_table(table)
+        general = _run(sc, False)
+    except llmsim.ConfigError:
+        assume(False)  # a configuration the library refuses (a prompt that can never fit, ...)
+    try:
+        general.advance()
+    except llmsim.ConfigError:
+        assume(False)
+    single = _run(sc, None).advance()
+    assert single.single_kernel
+    assert differences(general, single) == []
+    # and sliced at random between the two kernels
+    sliced = _run(sc, False)
+    rng = np.random.default_rng(slices_seed)
+    while not sliced.done:
+        sliced.single_kernel = bool(rng.random() < 0.5)
+        sliced.advance(max_work=int(rng.integers(1, 400)))
+    assert differences(general, sliced) == []
