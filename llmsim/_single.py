@@ -64,6 +64,25 @@ def eligible(sim) -> bool:
 _U = np.uint64
 
 
+@njit(cache=True, _nrt=False, error_model='numpy', forceinline=True)
+def _pf_unlink(ci, c, head, tail):
+    """schedulers.pf_unlink with the prefill list's ends in the caller's variables: returns
+    them (head, tail) after taking call c out."""
+    p = ci[_U(c * S.N_CI + S.C_PREV)]
+    n = ci[_U(c * S.N_CI + S.C_NEXT)]
+    if p >= 0:
+        ci[_U(p * S.N_CI + S.C_NEXT)] = n
+    else:
+        head = n
+    if n >= 0:
+        ci[_U(n * S.N_CI + S.C_PREV)] = p
+    else:
+        tail = p
+    ci[_U(c * S.N_CI + S.C_NEXT)] = -1
+    ci[_U(c * S.N_CI + S.C_PREV)] = -1
+    return head, tail
+
+
 @njit(cache=True, _nrt=False, error_model='numpy', nogil=True)
 def run_single(t_stop, work_stop, wk, gi, gf, ci, cf, ei, ef, si, sf, ji, jf, jjoin, dec_call, dec_tgt,
                fin, batch_c, batch_t, e_steps_ptr, e_steps, opt_ptr, opt_cum, child_ptr,
@@ -343,19 +362,7 @@ def run_single(t_stop, work_stop, wk, gi, gf, ci, cf, ei, ef, si, sf, ji, jf, jj
                     ci[_U(c * S.N_CI + S.C_STATE)] = S.ST_DECODE
                     if cf[_U(c * S.N_CF + S.F_FIRST)] < 0.0:
                         cf[_U(c * S.N_CF + S.F_FIRST)] = t
-                    # schedulers.pf_unlink
-                    pp = ci[_U(c * S.N_CI + S.C_PREV)]
-                    nn = ci[_U(c * S.N_CI + S.C_NEXT)]
-                    if pp >= 0:
-                        ci[_U(pp * S.N_CI + S.C_NEXT)] = nn
-                    else:
-                        pf_head = nn
-                    if nn >= 0:
-                        ci[_U(nn * S.N_CI + S.C_PREV)] = pp
-                    else:
-                        pf_tail = pp
-                    ci[_U(c * S.N_CI + S.C_NEXT)] = -1
-                    ci[_U(c * S.N_CI + S.C_PREV)] = -1
+                    pf_head, pf_tail = _pf_unlink(ci, c, pf_head, pf_tail)
                     # schedulers.dq_push
                     h = dec_head
                     n = ndec
@@ -475,18 +482,7 @@ def run_single(t_stop, work_stop, wk, gi, gf, ci, cf, ei, ef, si, sf, ji, jf, jj
                         last_q = off + dec_head + n - 1
                         if pf >= 0 and (n == 0 or ci[_U(pf * S.N_CI + S.C_ASEQ)] > ci[_U((dec_call[_U(last_q)]) * S.N_CI + S.C_ASEQ)]):
                             c = pf
-                            pp = ci[_U(c * S.N_CI + S.C_PREV)]
-                            nn = ci[_U(c * S.N_CI + S.C_NEXT)]
-                            if pp >= 0:
-                                ci[_U(pp * S.N_CI + S.C_NEXT)] = nn
-                            else:
-                                pf_head = nn
-                            if nn >= 0:
-                                ci[_U(nn * S.N_CI + S.C_PREV)] = pp
-                            else:
-                                pf_tail = pp
-                            ci[_U(c * S.N_CI + S.C_NEXT)] = -1
-                            ci[_U(c * S.N_CI + S.C_PREV)] = -1
+                            pf_head, pf_tail = _pf_unlink(ci, c, pf_head, pf_tail)
                             for q in range(npe):
                                 if batch_c[_U(bo + q)] == c:
                                     kq = batch_t[_U(bo + q)]
