@@ -530,6 +530,7 @@ def run_single(t_stop, work_stop, wk, gi, gf, ci, cf, ei, ef, si, sf, ji, jf, jj
                         kv_used += want
                 else:
                     # schedulers.prefill_phase, chunked: partly prefilled requests first
+                    batch_tok0 = batch_tok
                     budget = budget_e - batch_tok
                     slots = kmax - batch_n
                     full = False
@@ -538,15 +539,12 @@ def run_single(t_stop, work_stop, wk, gi, gf, ci, cf, ei, ef, si, sf, ji, jf, jj
                         if budget == 0 or slots == 0:
                             full = True
                             break
-                        k = min(ci[_U(c * S.N_CI + S.C_PREF_NEED)] - ci[_U(c * S.N_CI + S.C_PREF_DONE)], budget)
                         done = ci[_U(c * S.N_CI + S.C_PREF_DONE)]
+                        k = min(ci[_U(c * S.N_CI + S.C_PREF_NEED)] - done, budget)
                         pf_pairs += k * done + k * (k + 1) // 2
                         batch_c[_U(bo + npe)] = c
                         batch_t[_U(bo + npe)] = k
                         npe += 1
-                        batch_n += 1
-                        batch_tok += k
-                        batch_pref += k
                         budget -= k
                         slots -= 1
                         c = ci[_U(c * S.N_CI + S.C_NEXT)]
@@ -584,16 +582,16 @@ def run_single(t_stop, work_stop, wk, gi, gf, ci, cf, ei, ef, si, sf, ji, jf, jj
                         pf_tail = c
                         nrun += 1
                         k = min(need, budget)
-                        done = ci[_U(c * S.N_CI + S.C_PREF_DONE)]
-                        pf_pairs += k * done + k * (k + 1) // 2
+                        pf_pairs += k * (k + 1) // 2  # none of its prompt prefilled yet
                         batch_c[_U(bo + npe)] = c
                         batch_t[_U(bo + npe)] = k
                         npe += 1
-                        batch_n += 1
-                        batch_tok += k
-                        batch_pref += k
                         budget -= k
                         slots -= 1
+                    # the phase's chunks counted once: one slot and their tokens each
+                    batch_n = kmax - slots
+                    batch_tok = budget_e - budget
+                    batch_pref += budget_e - batch_tok0 - budget
             if batch_pref + dec_k == 0:
                 status = STALLED
                 break
