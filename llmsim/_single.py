@@ -530,8 +530,8 @@ def run_single(t_stop, work_stop, wk, gi, gf, ci, cf, ei, ef, si, sf, ji, jf, jj
                         kv_used += want
                 else:
                     # schedulers.prefill_phase, chunked: partly prefilled requests first
-                    batch_tok0 = batch_tok
-                    budget = budget_e - batch_tok
+                    budget0 = budget_e - batch_tok
+                    budget = budget0
                     slots = kmax - batch_n
                     full = False
                     c = pf_head
@@ -582,7 +582,9 @@ def run_single(t_stop, work_stop, wk, gi, gf, ci, cf, ei, ef, si, sf, ji, jf, jj
                         pf_tail = c
                         nrun += 1
                         k = min(need, budget)
-                        pf_pairs += k * (k + 1) // 2  # none of its prompt prefilled yet
+                        # none of its prompt is prefilled yet (an arrival and a preemption
+                        # both leave C_PREF_DONE at 0)
+                        pf_pairs += k * (k + 1) // 2
                         batch_c[_U(bo + npe)] = c
                         batch_t[_U(bo + npe)] = k
                         npe += 1
@@ -591,7 +593,7 @@ def run_single(t_stop, work_stop, wk, gi, gf, ci, cf, ei, ef, si, sf, ji, jf, jj
                     # the phase's chunks counted once: one slot and their tokens each
                     batch_n = kmax - slots
                     batch_tok = budget_e - budget
-                    batch_pref += budget_e - batch_tok0 - budget
+                    batch_pref += budget0 - budget
             if batch_pref + dec_k == 0:
                 status = STALLED
                 break
