@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from llmsim import _order, _python_tier, _single, budget, core
+from llmsim import _kernel_cache, _order, _python_tier, _single, budget, core
 from llmsim._calls import (Background, finished_delays, finished_delays_split, in_parallel, prefault,
                            two_threads)
 from llmsim import state as S
@@ -196,9 +196,12 @@ class Simulation:
         # 1,000 times slower); the dashboard sets it for a live run's first chunks while Numba compiles
         self.python_kernel = False
         # which compiled kernel runs: None picks llmsim._single's single-engine kernel when it
-        # can run this scenario, else core.run_kernel; False always core.run_kernel (the two
-        # compute the same, bit for bit: tests/test_single_kernel.py)
+        # can run this scenario (and is ready: _kernel_cache.single_ready), else core.run_kernel;
+        # False always core.run_kernel; True always the single-engine one (the two compute the
+        # same, bit for bit, and may take turns: tests/test_single_kernel.py). The first slice
+        # turns None into whether it can.
         self.single_kernel: bool | None = None
+        self._single_picked = False  # single_kernel was None at the first slice
         self.wk = np.zeros(2, dtype=np.int64)  # kernel work units so far; an instant part-done (core.run_kernel)
         t0 = time.perf_counter()
         arr_rngs, self._step_rngs, self._route_rng = _streams(sc)
@@ -642,7 +645,10 @@ class Simulation:
             return _python_tier.python_version(core.run_kernel)
         if self.single_kernel is None:
             self.single_kernel = _single.eligible(self)
-        return _single.run_single if self.single_kernel else core.run_kernel
+            self._single_picked = True
+        if self.single_kernel and (not self._single_picked or _kernel_cache.single_ready()):
+            return _single.run_single
+        return core.run_kernel
 
     def _stalled(self) -> Exception:
         """Explain an engine that has work but can form no batch."""

@@ -110,7 +110,7 @@ def test_the_server_waits_for_the_kernels_line_not_for_the_selection(monkeypatch
     extra = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     monkeypatch.setattr(_kernel_cache, "_child", [proc])
     monkeypatch.setattr(_kernel_cache, "_extra", [extra])
-    monkeypatch.setattr(_kernel_cache, "_kernel_written", [])
+    monkeypatch.setattr(_kernel_cache, "_lines_read", [])
     try:
         _kernel_cache.wait_precompile(timeout_s=40)  # waiting for the process's end: 40 s, then killed
         assert proc.poll() is None, "wait_precompile waited for the process to end"
@@ -120,3 +120,32 @@ def test_the_server_waits_for_the_kernels_line_not_for_the_selection(monkeypatch
     finally:
         proc.kill()
         extra.kill()
+
+
+def test_the_server_reads_the_general_kernels_line_then_the_single_engine_ones(monkeypatch):
+    """The compile process writes the general kernel, says so, then the single-engine one
+    and says so: wait_precompile() returns at the first line, wait_precompile(SINGLE_READY)
+    at the second, each while the process goes on; a process that ends without a line ends
+    the wait for it."""
+    from llmsim import _kernel_cache
+    talk = ("import sys, time; w = sys.stdout.buffer.write; w(%r); sys.stdout.flush(); time.sleep(2); "
+            "w(%r); sys.stdout.flush(); time.sleep(60)" % (_kernel_cache.KERNEL_READY, _kernel_cache.SINGLE_READY))
+    proc = subprocess.Popen([sys.executable, "-c", talk], stdout=subprocess.PIPE)
+    monkeypatch.setattr(_kernel_cache, "_child", [proc])
+    monkeypatch.setattr(_kernel_cache, "_extra", [])
+    monkeypatch.setattr(_kernel_cache, "_lines_read", [])
+    try:
+        _kernel_cache.wait_precompile(timeout_s=40)
+        assert _kernel_cache._lines_read == [_kernel_cache.KERNEL_READY] and proc.poll() is None
+        _kernel_cache.wait_precompile(_kernel_cache.SINGLE_READY, timeout_s=40)
+        assert _kernel_cache._lines_read[-1] == _kernel_cache.SINGLE_READY and proc.poll() is None
+        _kernel_cache.wait_precompile(_kernel_cache.SINGLE_READY, timeout_s=40)  # at once
+        assert _kernel_cache.stop_precompile()
+    finally:
+        proc.kill()
+    silent = subprocess.Popen([sys.executable, "-c", "pass"], stdout=subprocess.PIPE)
+    monkeypatch.setattr(_kernel_cache, "_child", [silent])
+    monkeypatch.setattr(_kernel_cache, "_lines_read", [])
+    _kernel_cache.wait_precompile(_kernel_cache.SINGLE_READY, timeout_s=40)
+    assert _kernel_cache._lines_read == [b""]  # its stdout closed: it ends
+    silent.wait(timeout=40)

@@ -170,6 +170,35 @@ def test_the_single_kernel_runs_only_where_it_applies(what, table):
     assert _run(react, None).advance(until_s=1.0).single_kernel is False
 
 
+def test_a_cold_server_runs_the_general_kernel_until_the_single_one_is_loaded(monkeypatch):
+    """While the compile process a cold server started has not written the single-engine
+    kernel (and the server loaded it), a run that may take it takes the general kernel rather
+    than compile it in the server; once loaded, the run's next slices take it. The run ends as
+    the general kernel alone ends it."""
+    import threading
+
+    from llmsim import _kernel_cache, _single, core
+    ran = []
+    for mod, name in ((_single, "run_single"), (core, "run_kernel")):
+        real = getattr(mod, name)
+        monkeypatch.setattr(mod, name, lambda *a, _real=real, _name=name: ran.append(_name) or _real(*a))
+    monkeypatch.setattr(_kernel_cache, "_child", [object()])  # a compile process, still compiling
+    monkeypatch.setattr(_kernel_cache, "_single_loaded", threading.Event())
+    assert not _kernel_cache.single_ready()
+    sim = _run(_scenario(n=600), None).advance(until_s=5.0)
+    assert sim.single_kernel is True and ran and set(ran) == {"run_kernel"}
+    forced = _run(_scenario(n=600), True).advance(until_s=5.0)  # the server's loading run
+    assert set(ran[-1:]) == {"run_single"} and differences(forced, sim) == []
+    _kernel_cache.single_loaded()
+    ran.clear()
+    sim.advance()
+    assert ran and set(ran) == {"run_single"}
+    assert differences(sim, _run(_scenario(n=600), False).advance()) == []
+    monkeypatch.setattr(_kernel_cache, "_single_loaded", threading.Event())
+    monkeypatch.setattr(_kernel_cache, "_child", [None])  # a warm cache: no compile process
+    assert _kernel_cache.single_ready()
+
+
 # ------------------------------------------------------------ random single-engine runs
 
 hypothesis = pytest.importorskip("hypothesis")
