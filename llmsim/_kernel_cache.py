@@ -14,8 +14,9 @@ caller's own first run loads the compiled kernel from the cache in a fraction of
 The process writes the general kernel first (it runs every scenario) and says so, then the
 single-engine one (~6 s more): until the caller has loaded that one too, runs that could take
 it take the general one (``single_ready``), so the dashboard runs compiled ~6 s sooner.
-The command line compiles in its own process instead (``compile_here()``), with a child that
-compiles the functions the kernel calls meanwhile. (The dashboard does not: there the server
+The command line compiles in its own process instead (``compile_here()``), only the kernel
+its run takes (``llmsim run``), the general one with a child that compiles the functions it
+calls meanwhile. (The dashboard does not: there the server
 and the browser already use the second core during a cold start, and measured, the first
 trajectory came no sooner with that child.)
 """
@@ -303,14 +304,22 @@ def _compile_callees() -> None:
     _compile_single()
 
 
-def compile_here() -> None:
-    """Make the kernels ready in this process (the command line's first run): on a cold
-    cache, compile the general one here while a child process compiles the functions it
-    calls (about 11.5 s -> 9 s on two cores), then the single-engine one; with the kernels on
-    disk, just load them."""
-    helper = None if kernel_on_disk() else _start_child("callees")
+def compile_here(general: bool = True, single: bool = True) -> None:
+    """Make the kernels a command needs ready in this process: ``general``, core.run_kernel
+    (it runs every scenario), and ``single``, _single.run_single (the runs _single.eligible
+    accepts). On a cold cache the general one is compiled here while a child process compiles
+    the functions it calls (about 11.5 s -> 9 s on two cores) and then the single-engine one;
+    a command that needs only the single-engine one compiles just that (about 6 s). With the
+    kernels on disk, it just loads them."""
+    from llmsim import core
+    helper = None
+    if general and not in_cache(core.run_kernel, True):
+        helper = _start_child("callees")
     try:
-        _compile_into_cache()
+        if general:
+            _compile_general()
+        if single:
+            _compile_single()
     finally:
         if helper is not None and helper.poll() is None:
             helper.kill()  # what it compiled is in the kernel now (Numba writes cache files atomically)

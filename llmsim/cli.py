@@ -121,12 +121,17 @@ def _load_line(sc, s) -> str:
 
 
 def cmd_run(args):
-    from llmsim.simulate import simulate
+    from llmsim import _single
+    from llmsim.simulate import Simulation, result_with_verdict
     sc = _load(args)
     if not 1 <= args.replications <= 100:
         raise ConfigError(f"--replications: {args.replications} must be in [1, 100]")
-    _kernel_cache.compile_here()  # a cold cache: compiled with a helper process
-    res = simulate(sc)
+    sim = Simulation(sc)
+    # a cold cache: only the kernel this run takes is compiled (the general one with a helper
+    # process); its replications take the same one
+    single = _single.eligible(sim)
+    _kernel_cache.compile_here(general=not single, single=single)
+    res = result_with_verdict(sim.advance())
     if args.replications > 1:
         from llmsim.simulate import replicate
         v, _ = replicate(sc, args.replications)

@@ -366,7 +366,7 @@ def test_cli_memory_error_exits_2(tmp_path, monkeypatch, capsys):
 
     def boom(*a, **k):
         raise MemoryError()
-    monkeypatch.setattr(sim_mod, "simulate", boom)
+    monkeypatch.setattr(sim_mod.Simulation, "advance", boom)  # the run, after its setup
     assert cli.main(["run", str(good)]) == 2
     assert "more memory" in capsys.readouterr().err
 
