@@ -2,7 +2,7 @@
 requests per wall second at 1e4, 1e5 and 1e6 requests for sarathi, orca and vllm under
 memory pressure. See bench/README.md for what is measured and the recorded figures.
 
-    PYTHONPATH=. python bench/bench_engine.py [--quick]     # --quick: stop at 1e5
+    PYTHONPATH=. python bench/bench_engine.py [--quick] [--cli]  # --quick: stop at 1e5; --cli: `llmsim run`, cold and warm
 """
 
 from __future__ import annotations
@@ -90,6 +90,28 @@ def compile_times():
     return out
 
 
+def cli_times(repeat: int = 3) -> dict:
+    """Seconds of whole ``python -m llmsim run`` processes on scenarios/quickstart.toml, as a
+    user waits for them: cold (a new empty NUMBA_CACHE_DIR each time: the command line compiles
+    the kernel its run takes) and warm (the cache that run filled); sarathi (the single-engine
+    kernel) and vllm (the general one). Medians of ``repeat``, cold and warm interleaved."""
+    out = {}
+    for sched in ("sarathi", "vllm"):
+        cmd = [sys.executable, "-m", "llmsim", "run", str(ROOT / "scenarios" / "quickstart.toml"),
+               "--scheduler", sched]
+        cold, warm = [], []
+        for _ in range(repeat):
+            with tempfile.TemporaryDirectory() as cache:
+                env = dict(os.environ, NUMBA_CACHE_DIR=cache, PYTHONPATH=str(ROOT))
+                for times in (cold, warm):
+                    t = time.perf_counter()
+                    subprocess.run(cmd, env=env, capture_output=True, check=True)
+                    times.append(time.perf_counter() - t)
+        out[f"cli cold {sched} s"] = round(statistics.median(cold), 2)
+        out[f"cli warm {sched} s"] = round(statistics.median(warm), 2)
+    return out
+
+
 def run_once(case: str, n: int, single=None):
     """One run, timed in its parts: (setup s, kernel s, result s, verdict s, summary).
     setup: Simulation(); kernel: advance(); result: result() (the numpy summary; tables are
@@ -115,6 +137,7 @@ def run_once(case: str, n: int, single=None):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="stop at 1e5 requests")
+    ap.add_argument("--cli", action="store_true", help="also time whole `llmsim run` processes, cold and warm (~90 s)")
     ap.add_argument("--record", action="store_true", help=f"save the figures as the previous ones ({RECORDED.name})")
     args = ap.parse_args()
     sizes = [10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000]
@@ -136,13 +159,22 @@ def main():
     print(f"  cached (second start)         : {hw:6.2f} s [{_fmt(prev.get('compile cached s'), '.2f')}]  "
           f"(import {hi_:.2f} s); general kernel {hg:6.2f} s [{_fmt(prev.get('compile cached general s'), '.2f')}]")
     print()
+    cli = cli_times() if args.cli else {}
+    if cli:
+        print("command line (`python -m llmsim run scenarios/quickstart.toml --scheduler S`, whole process, "
+              "median of 3) [previous recorded figure]:")
+        for sched in ("sarathi", "vllm"):
+            c, w = f"cli cold {sched} s", f"cli warm {sched} s"
+            print(f"  {sched:8s} cold {cli[c]:6.2f} s [{_fmt(prev.get(c), '.2f')}]   warm {cli[w]:5.2f} s "
+                  f"[{_fmt(prev.get(w), '.2f')}]")
+        print()
 
     # warm up this process: compile or load the kernel, touch the code paths
     for case in CASES:
         run_once(case, 2_000)
 
     now = {"compile cold s": round(cw, 2), "compile cached s": round(hw, 2), "import s": round(hi_, 2),
-           "compile cold general s": round(cg, 2), "compile cached general s": round(hg, 2)}
+           "compile cold general s": round(cg, 2), "compile cached general s": round(hg, 2), **cli}
     print(f"simulated requests per wall second, best of {reps[10_000]}/{reps[100_000]}/{reps[1_000_000]} "
           "repeats at 1e4/1e5/1e6: kernel (advance() alone) and end to end (Simulation() + advance() + "
           "result() + verdict(), what llmsim.simulate does); [previous recorded figure]")
