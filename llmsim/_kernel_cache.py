@@ -13,7 +13,8 @@ first page meanwhile, on the other core); ``wait_precompile()`` then waits for i
 caller's own first run loads the compiled kernel from the cache in a fraction of a second.
 The process writes the general kernel first (it runs every scenario) and says so, then the
 single-engine one (~6 s more): until the caller has loaded that one too, runs that could take
-it take the general one (``single_ready``), so the dashboard runs compiled ~6 s sooner.
+it take the general one (``single_ready``), so a cold dashboard's first run goes compiled
+~8 s sooner (bench/README.md, Round 30).
 The command line compiles in its own process instead (``compile_here()``), only the kernel
 its run takes (``llmsim run``), the general one with a child that compiles the functions it
 calls meanwhile. (The dashboard does not: there the server
@@ -209,7 +210,7 @@ def single_ready() -> bool:
     written it to the cache and had it loaded (``single_loaded``): such runs take the general
     kernel meanwhile (the same results, bit for bit), instead of compiling the single-engine
     one in this process (~6 s holding the GIL) or waiting for it. So a cold dashboard runs
-    compiled as soon as the general kernel is in the cache, ~6 s sooner."""
+    compiled as soon as the general kernel is in the cache."""
     if _single_loaded.is_set():
         return True
     with _lock:

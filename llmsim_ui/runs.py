@@ -177,7 +177,7 @@ def _load_single() -> None:
     """On a cold start, once the compile process has written the single-engine kernel (~6 s
     after the general one): load it, then let runs take it (``_kernel_cache.single_ready``).
     Until then they run on the general kernel, which computes the same: a fresh server's first
-    run went compiled at ~15 s instead of ~22 s (bench/README.md, Round 30). If it cannot be
+    run went compiled at 15-18 s instead of 25-26 s here (bench/README.md, Round 30). If it cannot be
     loaded, runs stay on the general kernel."""
     try:
         _kernel_cache.wait_precompile(_kernel_cache.SINGLE_READY)
