@@ -244,6 +244,10 @@ def cmd_sweep(args):
                 bar.update(done - bar.n)
 
     t0 = time.perf_counter()
+    if not args.in_process and not (args.dask or os.environ.get("LLMSIM_DASK_ADDRESS")):
+        # a cold cache: compiled once here (the general kernel with a helper process), and the
+        # embedded cluster's workers load it, rather than each compiling both kernels
+        _kernel_cache.compile_here()
     executor = make_executor(args.dask, args.workers, in_process=args.in_process)
     try:
         if not args.quiet:
