@@ -46,6 +46,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
+from llmsim import _kernel_cache
 from llmsim.errors import ConfigError
 from llmsim.sweep import InProcess
 
@@ -218,6 +219,10 @@ class Job(InProcess):
 def job(limits, gone=None):
     """``with job(limits, gone) as ex:`` an executor for one long job (see the module's text)."""
     global _pool, _busy, _last_used
+    # a cold server: its workers load both kernels from Numba's cache as they start; the compile
+    # process writes the single-engine one ~6 s after the general one, and a worker started before
+    # that would compile it itself (~6 s of a core each). At once on a warm server.
+    _kernel_cache.wait_precompile(_kernel_cache.SINGLE_READY)
     with _lock:
         if _pool is None:
             _pool = _start_pool()

@@ -37,6 +37,18 @@ def test_a_jobs_tasks_run_in_a_worker_below_the_servers_priority_under_its_limit
     assert jobs.running()
 
 
+def test_a_cold_servers_workers_start_once_the_single_engine_kernel_is_written(monkeypatch):
+    """On a cold server a job waits for the compile process's second line (the single-engine
+    kernel in the cache) before its workers start, so that they load both kernels rather than
+    each compile the second one."""
+    from llmsim import _kernel_cache
+    seen = []
+    monkeypatch.setattr(_kernel_cache, "wait_precompile", lambda line=None, **k: seen.append((line, jobs._pool)))
+    with jobs.job(LIMITS) as ex:
+        assert ex.call(os.getpid) != os.getpid()
+    assert seen == [(_kernel_cache.SINGLE_READY, None)]  # before the pool started
+
+
 def test_a_map_and_a_capacity_search_in_a_worker_equal_the_in_process_ones():
     sweep = loads_sweep(SWEEP, ".", name="t")
     here = run_sweep(sweep, executor=InProcess())
