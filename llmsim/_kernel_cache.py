@@ -222,12 +222,6 @@ def single_loaded() -> None:
     _single_loaded.set()
 
 
-def _compile_into_cache() -> None:
-    """Compile both kernels into Numba's cache (``_compile_general``, ``_compile_single``)."""
-    _compile_general()
-    _compile_single()
-
-
 def _compile_general() -> None:
     """Run the general kernel once, which compiles it and writes Numba's cache, and compile
     the summary's pass over the calls. The result, the verdict and the theory behind them
@@ -238,8 +232,9 @@ def _compile_general() -> None:
     sim._finished_delays()  # the summary's pass over the calls (compiled on its own)
 
 
-def _compile_single() -> None:
-    """Run the single-engine kernel once, which compiles it into Numba's cache."""
+def warm_single() -> None:
+    """Run the single-engine kernel once, which compiles it into Numba's cache, or loads it
+    from there (the server's ``runs._load_single``)."""
     sim = tiny_runs()[1]
     sim.single_kernel = True
     sim.advance()
@@ -302,7 +297,7 @@ def _compile_callees() -> None:
             except Exception:  # noqa: BLE001 - the first process compiles it as it needs it
                 pass
     # then the single-engine kernel, while the first process still compiles the general one
-    _compile_single()
+    warm_single()
 
 
 def compile_here(general: bool = True, single: bool = True) -> None:
@@ -320,7 +315,7 @@ def compile_here(general: bool = True, single: bool = True) -> None:
         if general:
             _compile_general()
         if single:
-            _compile_single()
+            warm_single()
     finally:
         if helper is not None and helper.poll() is None:
             helper.kill()  # what it compiled is in the kernel now (Numba writes cache files atomically)
@@ -338,7 +333,7 @@ if __name__ == "__main__":
         _compile_general()
         sys.stdout.buffer.write(KERNEL_READY)
         sys.stdout.flush()
-        _compile_single()
+        warm_single()
         sys.stdout.buffer.write(SINGLE_READY)
         sys.stdout.flush()
         _compile_order()

@@ -181,10 +181,7 @@ def _load_single() -> None:
     loaded, runs stay on the general kernel."""
     try:
         _kernel_cache.wait_precompile(_kernel_cache.SINGLE_READY)
-        sim = _kernel_cache.tiny_runs(LIMITS)[1]
-        sim.single_kernel = True
-        sim.advance(1.0)
-        sim.advance()
+        _kernel_cache.warm_single()
     except Exception as exc:  # noqa: BLE001 - the general kernel serves every run
         timing(f"single-engine kernel not loaded: {exc!r}")
         return

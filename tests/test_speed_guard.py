@@ -133,7 +133,8 @@ def test_the_callee_compile_types_what_the_kernel_calls(tmp_path):
         "from llmsim import _kernel_cache as K\n"
         "K._compile_callees()\n"
         "before = {n: [str(s) for s in f.signatures] for n, f in K.kernel_callees()}\n"
-        "K._compile_into_cache()\n"
+        "K._compile_general()\n"
+        "K.warm_single()\n"
         "after = {n: [str(s) for s in f.signatures] for n, f in K.kernel_callees()}\n"
         "print(len(before), [n for n in before\n"
         "                    if len(before[n]) != (2 if n == '_shift' else 1) or before[n] != after[n]])\n")
