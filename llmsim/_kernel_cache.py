@@ -39,12 +39,28 @@ _HERE = Path(__file__).parent
 _SOURCES = ("core.py", "schedulers.py", "state.py", "_single.py")
 
 
+def numba_cache_dir() -> Path:
+    """The directory where Numba keeps the cached functions of llmsim's modules: the one its
+    own locators pick (``NUMBA_CACHE_DIR``'s ``llmsim_<hash>`` subdirectory when that is set,
+    else ``llmsim/__pycache__`` when writable, else the user's cache directory). A guard
+    that looked only in ``__pycache__`` kept a stale kernel under ``NUMBA_CACHE_DIR`` after a
+    source change (found as a hostile visitor would). Internals of Numba: on any surprise,
+    ``__pycache__`` as before."""
+    try:
+        from numba.core.caching import FunctionCache  # what a cache=True dispatcher uses
+        return Path(FunctionCache(ensure_fresh_cache)._cache_path)
+    except Exception:  # noqa: BLE001 - another Numba version
+        return _HERE / "__pycache__"
+
+
 def ensure_fresh_cache() -> None:
+    """Drop llmsim's compiled functions from Numba's cache when the kernels' sources differ
+    from those they were compiled from (the module's text says why)."""
     digest = hashlib.sha256()
     for name in _SOURCES:
         digest.update((_HERE / name).read_bytes())
     stamp = digest.hexdigest()
-    cache = _HERE / "__pycache__"
+    cache = numba_cache_dir()
     mark = cache / "kernel-sources.sha256"
     try:
         if mark.is_file() and mark.read_text() == stamp:

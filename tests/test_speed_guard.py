@@ -273,3 +273,42 @@ def test_in_parallel_raises_a_threads_error():
     assert in_parallel(lambda: 1, lambda: 2, lambda: 3) == [1, 2, 3]
     with pytest.raises(ZeroDivisionError):
         in_parallel(lambda: 1, lambda: 1 / 0)
+
+
+@pytest.mark.parametrize("user_dir", [False, True])
+def test_a_source_change_drops_the_cached_kernels_wherever_numba_keeps_them(tmp_path, user_dir):
+    """The stale-kernel guard (``_kernel_cache.ensure_fresh_cache``, run when llmsim.core is
+    imported) looks where Numba's own locator puts llmsim's cache: ``llmsim/__pycache__``, or
+    a subdirectory of ``NUMBA_CACHE_DIR`` when that is set (there it looked in __pycache__
+    only, and a kernel compiled before an edit of schedulers.py stayed in use; found as a
+    hostile visitor would). A copy of the package; compiled files stood in by empty ones."""
+    import shutil, subprocess
+    pkg = tmp_path / "tree" / "llmsim"
+    shutil.copytree(ROOT / "llmsim", pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    env = dict(os.environ, PYTHONPATH=str(pkg.parent))
+    env.pop("NUMBA_CACHE_DIR", None)
+    if user_dir:
+        env["NUMBA_CACHE_DIR"] = str(tmp_path / "numba")
+
+    def import_core() -> Path:
+        out = subprocess.run([sys.executable, "-c", "import llmsim.core, llmsim._kernel_cache as k; "
+                              "print(k.numba_cache_dir())"], env=env, cwd=tmp_path,
+                             capture_output=True, text=True, check=True)
+        return Path(out.stdout.strip())
+
+    cache = import_core()
+    if user_dir:
+        assert cache.parent == tmp_path / "numba" and cache.name.startswith("llmsim_")
+    else:
+        assert cache == pkg / "__pycache__"
+    assert (cache / "kernel-sources.sha256").is_file()
+    kernels = [cache / "core.run_kernel-1.py311.nbi", cache / "core.run_kernel-1.py311.0.nbc",
+               cache / "_single.run_single-1.py311.nbi"]
+    for f in kernels:
+        f.write_bytes(b"")
+    import_core()  # the same sources: kept
+    assert all(f.exists() for f in kernels)
+    with open(pkg / "schedulers.py", "a") as f:
+        f.write("\n# an edit\n")
+    assert import_core() == cache
+    assert not any(f.exists() for f in kernels)  # an inlined source changed: dropped
