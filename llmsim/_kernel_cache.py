@@ -135,8 +135,10 @@ _extra: list = []  # a process compiling only the summary's selection (nobody wa
 # the compile process's lines: the general kernel is in the cache, then the single-engine one
 KERNEL_READY = b"kernel in the cache\n"
 SINGLE_READY = b"single-engine kernel in the cache\n"
-_read_lock = threading.Lock()  # one reader of the compile process's lines at a time
+_lines_cond = threading.Condition()  # guards the two lists below; notified at each line read
+_reading: list = []  # [True] while a thread reads the compile process's next line
 _lines_read: list = []  # its lines read so far (b"": it ended)
+_POLL_S = 0.25  # a reader reads for at most this long before it checks its caller is still there
 _single_loaded = threading.Event()  # see single_ready
 
 
@@ -190,34 +192,56 @@ def _start_child(*args):
     return proc
 
 
-def wait_precompile(line: bytes = KERNEL_READY, timeout_s: float = 300.0) -> None:
+def wait_precompile(line: bytes = KERNEL_READY, timeout_s: float = 300.0, gone=None) -> bool:
     """Wait until the compile process started by ``precompile()`` (if any) has written
     ``line`` (``KERNEL_READY``: the general kernel is in the cache; ``SINGLE_READY``: the
-    single-engine one too), or has ended. Whatever it did, the caller's next run is right:
-    it loads the kernel from the cache, or compiles it itself when the child could not write
-    the cache. The summary's selection, which the process compiles last, is not waited for
-    (``_order.ready()``)."""
+    single-engine one too), or has ended. True when it wrote the line (or there is no such
+    process: the cache had the kernels); False when it ended without it, was stopped after
+    ``timeout_s``, or ``gone()`` (checked every ``_POLL_S``) said the caller no longer waits.
+    Whatever it did, the caller's next run is right: it loads the kernel from the cache, or
+    compiles it itself when the child could not write the cache. The summary's selection,
+    which the process compiles last, is not waited for (``_order.ready()``).
+
+    Callers waiting for different lines do not wait for each other: one at a time reads a
+    line and all see it (a job waiting for the second line held the reading, so the page's
+    warm-up, waiting for the first, went on in the Python tier ~9 s after the general kernel
+    was written; found as a hostile visitor would)."""
     with _lock:
         proc = _child[0] if _child else None
     if proc is None:
-        return
-    with _read_lock:
-        if line in _lines_read or b"" in _lines_read:
-            return
-        if proc.stdout is not None:
-            end = time.monotonic() + timeout_s
-            while select.select([proc.stdout], [], [], max(0.0, end - time.monotonic()))[0]:
+        return True
+    end = time.monotonic() + timeout_s
+    while True:
+        with _lines_cond:
+            while True:
+                if line in _lines_read:
+                    return True
+                if b"" in _lines_read or (gone is not None and gone()):
+                    return False
+                if not _reading:
+                    _reading.append(True)  # this thread reads the next line
+                    break
+                _lines_cond.wait(_POLL_S)
+        got = None
+        try:
+            left = end - time.monotonic()
+            if proc.stdout is None:
+                proc.wait(max(0.0, left))
+                got = b""
+            elif left > 0 and select.select([proc.stdout], [], [], min(_POLL_S, left))[0]:
                 got = proc.stdout.readline()  # a line, or nothing: the process ended
-                _lines_read.append(got)
-                if got in (line, b""):
-                    return
-            timeout_s = 0  # no line in time: stopped below
-    try:
-        proc.wait(timeout_s)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    _lines_read.append(b"")
+            elif left <= 0:
+                raise subprocess.TimeoutExpired(proc.args, timeout_s)
+        except subprocess.TimeoutExpired:  # no line in time: stopped
+            proc.kill()
+            proc.wait()
+            got = b""
+        finally:
+            with _lines_cond:
+                _reading.clear()
+                if got is not None:
+                    _lines_read.append(got)
+                _lines_cond.notify_all()
 
 
 def single_ready() -> bool:

@@ -222,7 +222,10 @@ def job(limits, gone=None):
     # a cold server: its workers load both kernels from Numba's cache as they start; the compile
     # process writes the single-engine one ~6 s after the general one, and a worker started before
     # that would compile it itself (~6 s of a core each). At once on a warm server.
-    _kernel_cache.wait_precompile(_kernel_cache.SINGLE_READY)
+    # A page closed meanwhile stops waiting (it held a batch slot for the rest of the compile).
+    if not _kernel_cache.wait_precompile(_kernel_cache.SINGLE_READY, gone=gone) and gone is not None and gone():
+        raise ConfigError("the page was closed, or asked for a new run, while this job waited for the "
+                          "simulator to compile")
     with _lock:
         if _pool is None:
             _pool = _start_pool()

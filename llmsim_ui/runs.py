@@ -161,9 +161,11 @@ def _warm_up_thread():
             # a cold Numba cache: compile in a child process (app.py may have started it
             # already), which leaves this process's GIL to the page; then load from the cache
             if _kernel_cache.precompile():
-                _kernel_cache.wait_precompile()
-                timing("compile process: general kernel written")
-                threading.Thread(target=_load_single, name="llmsim-single-load", daemon=True).start()
+                if _kernel_cache.wait_precompile():
+                    timing("compile process: general kernel written")
+                    threading.Thread(target=_load_single, name="llmsim-single-load", daemon=True).start()
+                else:  # it died or was stopped: this process compiles the general kernel
+                    timing("compile process ended before it wrote the general kernel")
             result["seconds"] = _compile()
         except BaseException as exc:  # reported to the page that waits for it
             result["error"] = exc
@@ -177,10 +179,15 @@ def _load_single() -> None:
     """On a cold start, once the compile process has written the single-engine kernel (~6 s
     after the general one): load it, then let runs take it (``_kernel_cache.single_ready``).
     Until then they run on the general kernel, which computes the same: a fresh server's first
-    run went compiled at 15-18 s instead of 25-26 s here (bench/README.md, Round 30). If it cannot be
-    loaded, runs stay on the general kernel."""
+    run went compiled at 15-18 s instead of 25-26 s here (bench/README.md, Round 30). If the
+    process ends without writing it, or it cannot be loaded, runs stay on the general kernel
+    (compiling it here instead held Numba's compiler for ~9 s, and the page's warm-up, which
+    loads the general kernel, waited for it: found as a hostile visitor would); the next server
+    start compiles it."""
     try:
-        _kernel_cache.wait_precompile(_kernel_cache.SINGLE_READY)
+        if not _kernel_cache.wait_precompile(_kernel_cache.SINGLE_READY):
+            timing("compile process ended before it wrote the single-engine kernel; runs keep the general one")
+            return
         _kernel_cache.warm_single()
     except Exception as exc:  # noqa: BLE001 - the general kernel serves every run
         timing(f"single-engine kernel not loaded: {exc!r}")

@@ -134,3 +134,16 @@ def _alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def test_a_job_whose_page_closed_while_the_kernel_compiled_starts_no_workers(monkeypatch):
+    """A cold server: a job waits for the single-engine kernel's line inside its batch slot; a
+    page closed meanwhile stops waiting (it held the slot for the rest of the compile: a hostile
+    pass) and starts no worker."""
+    from llmsim import _kernel_cache
+    monkeypatch.setattr(jobs, "_pool", None)
+    monkeypatch.setattr(_kernel_cache, "wait_precompile", lambda line=None, gone=None, **k: not gone())
+    with pytest.raises(ConfigError, match="page was closed"):
+        with jobs.job(LIMITS, gone=lambda: True):
+            pass
+    assert jobs._pool is None

@@ -146,6 +146,35 @@ def test_the_server_reads_the_general_kernels_line_then_the_single_engine_ones(m
     silent = subprocess.Popen([sys.executable, "-c", "pass"], stdout=subprocess.PIPE)
     monkeypatch.setattr(_kernel_cache, "_child", [silent])
     monkeypatch.setattr(_kernel_cache, "_lines_read", [])
-    _kernel_cache.wait_precompile(_kernel_cache.SINGLE_READY, timeout_s=40)
+    assert not _kernel_cache.wait_precompile(_kernel_cache.SINGLE_READY, timeout_s=40)
     assert _kernel_cache._lines_read == [b""]  # its stdout closed: it ends
+    assert not _kernel_cache.wait_precompile(timeout_s=40)  # and wrote neither line
     silent.wait(timeout=40)
+
+
+def test_a_wait_for_the_second_line_does_not_hold_up_a_wait_for_the_first(monkeypatch):
+    """A job waits for the single-engine kernel's line, the page's warm-up for the general
+    kernel's: the warm-up returns at the first line while the job still waits (one reader held
+    the process's output until the second line, ~9 s later on a cold server; a hostile pass).
+    A caller that is gone stops waiting; the process goes on."""
+    import threading
+    from llmsim import _kernel_cache
+    talk = ("import sys, time; w = sys.stdout.buffer.write; time.sleep(1); w(%r); sys.stdout.flush(); "
+            "time.sleep(60); w(%r); sys.stdout.flush()" % (_kernel_cache.KERNEL_READY, _kernel_cache.SINGLE_READY))
+    proc = subprocess.Popen([sys.executable, "-c", talk], stdout=subprocess.PIPE)
+    monkeypatch.setattr(_kernel_cache, "_child", [proc])
+    monkeypatch.setattr(_kernel_cache, "_lines_read", [])
+    left = threading.Event()
+    job = threading.Thread(target=lambda: _kernel_cache.wait_precompile(
+        _kernel_cache.SINGLE_READY, timeout_s=120, gone=left.is_set))
+    try:
+        job.start()  # reads first
+        assert _kernel_cache.wait_precompile(timeout_s=40)
+        assert _kernel_cache._lines_read == [_kernel_cache.KERNEL_READY] and job.is_alive()
+        left.set()  # the job's page closed
+        job.join(10)
+        assert not job.is_alive() and proc.poll() is None
+        assert not _kernel_cache.wait_precompile(_kernel_cache.SINGLE_READY, gone=lambda: True)
+    finally:
+        proc.kill()
+        left.set()

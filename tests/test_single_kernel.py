@@ -199,6 +199,24 @@ def test_a_cold_server_runs_the_general_kernel_until_the_single_one_is_loaded(mo
     assert _kernel_cache.single_ready()
 
 
+def test_a_compile_process_that_ends_before_the_second_kernel_leaves_runs_on_the_first(monkeypatch):
+    """The server's loader of the single-engine kernel (llmsim_ui.runs._load_single) compiles
+    nothing when the compile process ended without writing that kernel: runs keep the general
+    kernel (compiling it in the server held Numba's compiler ~9 s, and the page's warm-up
+    waited behind it: a hostile pass). When the process wrote it, the loader loads it."""
+    runs = pytest.importorskip("llmsim_ui.runs")
+    from llmsim import _kernel_cache
+    loaded, warmed = [], []
+    monkeypatch.setattr(_kernel_cache, "single_loaded", lambda: loaded.append(1))
+    monkeypatch.setattr(_kernel_cache, "warm_single", lambda: warmed.append(1))
+    monkeypatch.setattr(_kernel_cache, "wait_precompile", lambda line=None, **k: False)
+    runs._load_single()
+    assert warmed == [] and loaded == []
+    monkeypatch.setattr(_kernel_cache, "wait_precompile", lambda line=None, **k: line == _kernel_cache.SINGLE_READY)
+    runs._load_single()
+    assert warmed == [1] and loaded == [1]
+
+
 # ------------------------------------------------------------ random single-engine runs
 
 hypothesis = pytest.importorskip("hypothesis")
