@@ -52,6 +52,7 @@ def engine_inputs(ps: PageState, with_rate: bool = True, sched_label: str = "Sch
     """The sidebar's scenario upload, scheduler choice and engine/workload panel; returns
     the uploaded trace (or None). ps needs the fields of ``inputs.fields`` and "sched"."""
     with st.sidebar:
+        inputs.setup_button(ps, st)
         st.file_uploader("Restore a scenario (TOML)", type=["toml"], key=ps.key("toml_file"),
                          on_change=_restore_upload, args=(ps, keep_n, not with_rate), help=upload_help)
         kind, msgs = st.session_state.pop(ps.key("upload_msgs"), ("", []))
@@ -185,9 +186,12 @@ def play_controls(page: str, run: runs.LiveRun, button_slot, progress_slot, draw
         elif run.evicted:
             progress_slot.info("Stopped, and set aside: another visitor needed the server's memory while it was "
                                "stopped. Resume starts it again from the beginning.", icon=":material/pause_circle:")
+        elif run.progress >= 1.0:  # simulated to the end; stopped while the verdicts were computed
+            progress_slot.info("Stopped at the end of the run, before its verdicts were computed: press Resume "
+                               "to compute them.", icon=":material/pause_circle:")
         else:
-            progress_slot.info(f"Stopped at {run.progress:.0%} of the run. Verdicts need the whole run: press "
-                               "Resume.", icon=":material/pause_circle:")
+            progress_slot.info(f"Stopped at {runs.percent(run.progress)} of the run. Verdicts need the whole run: "
+                               "press Resume.", icon=":material/pause_circle:")
     else:
         button("Replay live", ":material/replay:", runs.replay_cb, args=(page,),
                help="Run the simulation again from the start and watch it play.")

@@ -92,6 +92,61 @@ def fields(with_rate: bool = True) -> list[Field]:
     return f
 
 
+# ------------------------------------------------------------- one setup, several pages
+
+# the pages with this engine and workload panel, as their page lists name them
+SETUP_PAGES = {"single": "Single engine", "cmp": "Compare", "cap": "Capacity", "tl": "Timeline"}
+_VISITS = "llmsim.setup_visits"  # session key: those pages, the most recently drawn last
+
+
+def _setup_names(ps: PageState) -> list[str]:
+    """The engine and workload fields a page shares with the others (the load follows the rate)."""
+    return [f.name for f in fields(with_rate=True) if f.name in ps.by_name and f.name != "rho"]
+
+
+def setup_from(ps: PageState) -> tuple[str, dict] | None:
+    """The page drawn before this one (of SETUP_PAGES) and the engine and workload values it
+    shows, when they differ from this page's: (its title, {field: value}). Each page keeps its
+    own inputs; a new user set a GPU and a workload on one page, opened the capacity page and
+    searched the default engine's capacity without a word (found as a new user would). None
+    when there is no such page, nothing differs, or its workload is an uploaded trace (an
+    upload belongs to its page)."""
+    visits = st.session_state.setdefault(_VISITS, [])
+    if ps.page in visits:
+        visits.remove(ps.page)
+    visits.append(ps.page)
+    if len(visits) < 2:
+        return None
+    other = visits[-2]
+    saved = st.session_state.get(f"{other}._saved", {})
+    if saved.get("wl") == TRACE:
+        return None
+    values = {n: saved[n] for n in _setup_names(ps) if n in saved}
+    if not values or all(ps.get(n) == v for n, v in values.items()):
+        return None
+    return SETUP_PAGES.get(other, other), values
+
+
+def _take_setup(ps: PageState, values: dict) -> None:
+    for name, v in values.items():
+        ps.set(name, v)
+    st.session_state.pop(ps.key("_target_rho"), None)  # the rate taken decides the load
+
+
+def setup_button(ps: PageState, container) -> None:
+    """A button that takes the engine and workload of the page drawn before this one
+    (``setup_from``), when they differ from this page's."""
+    found = setup_from(ps)
+    if found is None:
+        return
+    title, values = found
+    container.button(f"Use the {title} page's engine and workload", key=ps.key("take_setup"),
+                     icon=":material/input:", on_click=_take_setup, args=(ps, values),
+                     help=f"Each page keeps its own inputs. This copies those set on the {title} page: GPU / "
+                          "model, batch time, KV cache, token budget, batch size, replicas, workload"
+                          + (" and arrival rate" if "rate" in values else "") + ".")
+
+
 # ---------------------------------------------------------------------- callbacks
 
 
@@ -123,7 +178,11 @@ def link_presets(ps: PageState) -> None:
         _hw_changed(ps)
         st.session_state.pop(ps.key("_hw_moved"), None)  # the link's own rate: nothing moved
         ps.used_instead("kv", f"the preset's {ps.get('kv'):,}")
-    if "wl" in ps.from_url and not {"rate", "rho"} & ps.from_url and "rate" in ps.by_name:
+    # (a link's wl=custom, as every shared link of a custom workload has, brings no starting load:
+    # a bad rate= beside it was said to give "the preset's starting load" while the page kept
+    # its rate; found as a new user would)
+    if "wl" in ps.from_url and ps.get("wl") in WORKLOAD_PRESETS and not {"rate", "rho"} & ps.from_url \
+            and "rate" in ps.by_name:
         _wl_changed(ps)
         ps.used_instead("rate", f"the preset's starting load ρ = {L.PRESET_LOAD:g}")
 
@@ -298,8 +357,13 @@ def panel(ps: PageState, with_rate: bool = True, container=None):
     else:
         hp = HARDWARE_PRESETS[hw]
         bt = llmsim.config.batch_time(hp.batch_time, hw)
+        kv = ps.get("kv") if "kv" in ps.by_name else None
+        # a KV cache edited, or set by a file, is the run's: the caption said only the preset's
+        # (49,954 beside a field of 1,000,000; found as a new user would)
+        own = (f" (the run uses the KV cache below, {kv:,} tokens)"
+               if isinstance(kv, int) and kv != preset_kv(hw) else "")
         c.caption(f"{hp.model} on {hp.tensor_parallel}× {hp.gpu}: t(n) = {bt.describe()}; "
-                  f"memory for {hp.kv_cache_tokens:,} KV-cache tokens.")
+                  f"memory for {hp.kv_cache_tokens:,} KV-cache tokens{own}.")
         with c.expander("Source of this preset"):
             st.caption(hp.source)
             if hp.notes:

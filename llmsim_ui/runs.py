@@ -246,6 +246,12 @@ def running_note() -> str:
     return "Simulating; the verdict and its evidence appear when the run ends."
 
 
+def percent(p: float) -> str:
+    """A share of a run, rounded down: a run stopped at 99.6% read "Stopped at 100% of the run.
+    Verdicts need the whole run" (found as a new user would)."""
+    return f"{int(max(0.0, min(p, 1.0)) * 100 + 1e-9)}%"  # (0.29 * 100 is 28.999...)
+
+
 def compiling() -> bool:
     """Whether this server process started with a cold Numba cache (a compile process was
     started for it): then the kernel takes 10 to 30 s to be ready instead of a fraction of
@@ -907,7 +913,7 @@ def _play(run: LiveRun, draw, progress_slot, label: str, pace: bool) -> None:
         pct = run.progress
         slow = " — uncompiled, slower, while the simulator compiles (once per server start)" \
             if run.last_python else ""
-        progress_slot.progress(pct, text=f"{label}: {pct:.0%} of simulated time "
+        progress_slot.progress(pct, text=f"{label}: {percent(pct)} of simulated time "
                                          f"(t = {run.t:,.0f} s of {run.end:,.0f} s){slow}")
         run.frames += 1
         if run.frames == 1:

@@ -150,7 +150,11 @@ class PageState:
         the minimum."""
         f = self.by_name[name]
         v = self.get(name)
-        kw = {"key": self.key(name)}
+        # persist_state="session": Streamlit keeps the widget's value while it is not drawn (another
+        # page, or a panel that hides it). Without it, Streamlit dropped the widget's value on a page
+        # switch and the value restore() had set before the widget first showed came back: a geometric
+        # mean typed as 256 was 100 again after a visit to another page (found as a new user would).
+        kw = {"key": self.key(name), "persist_state": "session"}
         if f.kind == "list":
             opts = list(options if options is not None else f.choices)
             kw["default"] = [x for x in v if x in opts]

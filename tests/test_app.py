@@ -650,6 +650,11 @@ def test_a_links_presets_bring_what_choosing_them_brings():
     at = open_page(n=2000, live=0, sched="sarathi", wl="azure-conv-2023", rate="abc")
     assert widget(at, "number_input", "single.rho").value == 0.8
     assert "Using the preset's starting load ρ = 0.8 instead." in errors(at)
+    # a custom workload (every shared link of one says wl=custom) brings no starting load: the
+    # message names the rate the page keeps (it named the preset's load, and the page ran at 15.5)
+    at = open_page(n=2000, live=0, sched="sarathi", wl="custom", rate="abc")
+    rate = widget(at, "number_input", "single.rate").value
+    assert "Using the preset's starting load" not in errors(at) and f"Using {rate:g} instead." in errors(at)
 
 
 def test_a_best_capacity_below_the_token_capacity_says_what_binds():
@@ -796,3 +801,76 @@ def test_the_network_drawing_colours_each_buffer_as_its_line_in_the_chart():
             node = re.search(rf"^\s*s{wi}_{si} \[label=.*$", text, re.M).group(0)
             assert f'color="{col}"' in node and f'fillcolor="{col}40"' in node, node
     assert len({dict(zip(scale.domain, scale.range))[n] for n in names}) == len(names)  # told apart
+
+
+def test_a_typed_value_survives_a_visit_to_another_page_and_a_panel_that_hid_it():
+    """A geometric mean typed as 256 was 100 again after a visit to another page: Streamlit
+    dropped the widget's value, and the one restore() had set before the field's widget first
+    showed came back (found as a new user would). Hiding the field (another law) and showing it
+    again kept the typed value too."""
+    at = open_page(n=2000, live=0, sched="sarathi")
+    at.selectbox(key="single.o_dist").set_value("geometric").run()
+    at.number_input(key="single.o_mean").set_value(256.0).run()
+    at.switch_page("pages/model.py")
+    at.run()
+    at.switch_page("pages/single_engine.py")
+    at.run()
+    ok(at)
+    assert widget(at, "number_input", "single.o_mean").value == 256.0
+    assert at.query_params["o_mean"] in ("256", ["256"])
+    at.selectbox(key="single.o_dist").set_value("uniform").run()
+    at.selectbox(key="single.o_dist").set_value("geometric").run()
+    assert widget(at, "number_input", "single.o_mean").value == 256.0
+
+
+def test_a_presets_caption_says_when_the_run_uses_another_kv_cache():
+    """The GPU preset's caption gave the preset's memory beside a KV cache field that held
+    another value (found as a new user would): it now says which one the run uses."""
+    from llmsim.presets import HARDWARE_PRESETS
+    hw = "llama3-8b/h100-80gb"
+    kv = HARDWARE_PRESETS[hw].kv_cache_tokens
+
+    def caption(at):
+        return next(c.value for c in at.caption if f"memory for {kv:,} KV-cache tokens" in c.value)
+
+    assert "the run uses" not in caption(open_page(n=2000, live=0, sched="sarathi", hw=hw))
+    assert "(the run uses the KV cache below, 30,000 tokens)" in caption(
+        open_page(n=2000, live=0, sched="sarathi", hw=hw, kv=30000))
+
+
+def test_a_stopped_runs_share_is_rounded_down():
+    """A run stopped at 99.6% said "Stopped at 100% of the run. Verdicts need the whole run"
+    (found as a new user would): shares of a run are rounded down."""
+    from llmsim_ui import runs
+    assert [runs.percent(p) for p in (0.0, 0.29, 0.53, 0.996, 1.0, 1.2)] == ["0%", "29%", "53%", "99%", "100%",
+                                                                          "100%"]
+
+
+def test_a_page_offers_the_engine_and_workload_of_the_page_before_it():
+    """Each page keeps its own inputs: a new user set a GPU and a workload on the single-engine
+    page, opened the capacity page and searched the default engine's capacity without a word.
+    The capacity page now offers the single-engine page's engine and workload (not its rate,
+    which it sweeps), and takes them with one click; then the button goes."""
+    at = open_page(n=2000, live=0, sched="sarathi")
+    at.selectbox(key="single.hw").set_value("llama2-7b/a100-80gb").run()
+    at.selectbox(key="single.o_dist").set_value("geometric").run()
+    at.number_input(key="single.o_mean").set_value(256.0).run()
+    ok(at)
+    kv = widget(at, "number_input", "single.kv").value
+    at.query_params.clear()  # as a browser's page link does (AppTest keeps them)
+    at.switch_page("pages/capacity.py")
+    at.run()
+    take = [b for b in at.button if b.key == "cap.take_setup"]
+    assert take and take[0].label == "Use the Single engine page's engine and workload"
+    assert widget(at, "selectbox", "cap.hw").value != "llama2-7b/a100-80gb"
+    take[0].click().run()
+    ok(at)
+    assert widget(at, "selectbox", "cap.hw").value == "llama2-7b/a100-80gb"
+    assert widget(at, "selectbox", "cap.o_dist").value == "geometric"
+    assert widget(at, "number_input", "cap.o_mean").value == 256.0
+    assert widget(at, "number_input", "cap.kv").value == kv != 20_000_000
+    assert not [b for b in at.button if b.key == "cap.take_setup"]  # the same setup now
+    at.query_params.clear()
+    at.switch_page("pages/single_engine.py")
+    at.run()
+    assert not [b for b in at.button if b.key == "single.take_setup"]
