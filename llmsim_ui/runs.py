@@ -164,8 +164,8 @@ def _warm_up_thread():
                 if _kernel_cache.wait_precompile():
                     timing("compile process: general kernel written")
                     threading.Thread(target=_load_single, name="llmsim-single-load", daemon=True).start()
-                else:  # it died or was stopped: this process compiles the general kernel
-                    timing("compile process ended before it wrote the general kernel")
+                else:  # it died or was stopped: this process loads the general kernel, or compiles it
+                    timing("compile process ended before its general kernel's line")
             result["seconds"] = _compile()
         except BaseException as exc:  # reported to the page that waits for it
             result["error"] = exc
