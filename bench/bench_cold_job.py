@@ -43,6 +43,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+async def messages(ws, t0: float):
+    """The server's messages to a session, parsed, until HOLD_S after t0."""
+    while time.time() - t0 < HOLD_S:
+        try:
+            data = await asyncio.wait_for(ws.recv(), timeout=1)
+        except asyncio.TimeoutError:
+            continue
+        fm = ForwardMsg()
+        fm.ParseFromString(data)
+        yield fm
+
+
 async def model_session(url: str, t0: float) -> None:
     """Session A: The model page, its boundary-search toggle switched on once it is drawn."""
     async with websockets.connect(url, subprotocols=["streamlit"], max_size=2**27) as ws:
@@ -50,13 +62,7 @@ async def model_session(url: str, t0: float) -> None:
         bm.rerun_script.page_name = "model"
         await ws.send(bm.SerializeToString())
         toggle, sent = None, False
-        while time.time() - t0 < HOLD_S:
-            try:
-                data = await asyncio.wait_for(ws.recv(), timeout=1)
-            except asyncio.TimeoutError:
-                continue
-            fm = ForwardMsg()
-            fm.ParseFromString(data)
+        async for fm in messages(ws, t0):
             if fm.WhichOneof("type") == "delta" and fm.delta.WhichOneof("type") == "new_element":
                 el = fm.delta.new_element
                 if el.WhichOneof("type") == "checkbox" and "region_search" in el.checkbox.id:
@@ -77,13 +83,7 @@ async def single_session(url: str, t0: float, out: dict) -> None:
         bm = BackMsg()
         bm.rerun_script.SetInParent()
         await ws.send(bm.SerializeToString())
-        while time.time() - t0 < HOLD_S:
-            try:
-                data = await asyncio.wait_for(ws.recv(), timeout=1)
-            except asyncio.TimeoutError:
-                continue
-            fm = ForwardMsg()
-            fm.ParseFromString(data)
+        async for fm in messages(ws, t0):
             if fm.WhichOneof("type") == "script_finished":
                 out["b_finished"] = time.time() - t0
                 return
