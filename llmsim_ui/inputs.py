@@ -105,32 +105,44 @@ def _setup_names(ps: PageState) -> list[str]:
 
 
 def setup_from(ps: PageState) -> tuple[str, dict] | None:
-    """The page drawn before this one (of SETUP_PAGES) and the engine and workload values it
-    shows, when they differ from this page's: (its title, {field: value}). Each page keeps its
-    own inputs; a new user set a GPU and a workload on one page, opened the capacity page and
-    searched the default engine's capacity without a word (found as a new user would). None
-    when there is no such page, nothing differs, or its workload is an uploaded trace (an
-    upload belongs to its page)."""
+    """The engine and workload of another page (of SETUP_PAGES) to offer on this one: (its
+    title, {field: value}), or None. Each page keeps its own inputs; a new user set a GPU and a
+    workload on one page, opened the capacity page and searched the default engine's capacity
+    without a word (found as a new user would).
+
+    The page is the one drawn last before this one, passing over those left at their defaults
+    (a page passed through kept the setup from being offered). Its values are those its panel
+    showed (a value hidden by another law is not compared: the button came with nothing visible to
+    copy). None when they equal this page's, when one is out of its field's range (the other page
+    shows its error: copying it broke a working page), or when its workload is an uploaded trace
+    (an upload belongs to its page)."""
     visits = st.session_state.setdefault(_VISITS, [])
     if ps.page in visits:
         visits.remove(ps.page)
     visits.append(ps.page)
-    if len(visits) < 2:
-        return None
-    other = visits[-2]
-    saved = st.session_state.get(f"{other}._saved", {})
-    if saved.get("wl") == TRACE:
-        return None
-    values = {n: saved[n] for n in _setup_names(ps) if n in saved}
-    if not values or all(ps.get(n) == v for n, v in values.items()):
-        return None
-    return SETUP_PAGES.get(other, other), values
+    names = set(_setup_names(ps))
+    for other in reversed(visits[:-1]):
+        saved = st.session_state.get(f"{other}._saved", {})
+        shown = st.session_state.get(f"{other}._visible", [])
+        values = {n: saved[n] for n in shown if n in names and n in saved}
+        if not values or all(v == ps.by_name[n].default for n, v in values.items()):
+            continue  # left at its defaults: look further back
+        if saved.get("wl") == TRACE or all(ps.get(n) == v for n, v in values.items()):
+            return None
+        try:
+            for n, v in values.items():
+                ps.by_name[n].check(v)
+        except (ValueError, TypeError):
+            return None
+        return SETUP_PAGES.get(other, other), values
+    return None
 
 
-def _take_setup(ps: PageState, values: dict) -> None:
+def _take_setup(ps: PageState, title: str, values: dict) -> None:
     for name, v in values.items():
         ps.set(name, v)
     st.session_state.pop(ps.key("_target_rho"), None)  # the rate taken decides the load
+    st.toast(f"This page now has the {title} page's engine and workload.", icon=":material/input:")
 
 
 def setup_button(ps: PageState, container) -> None:
@@ -141,7 +153,7 @@ def setup_button(ps: PageState, container) -> None:
         return
     title, values = found
     container.button(f"Use the {title} page's engine and workload", key=ps.key("take_setup"),
-                     icon=":material/input:", on_click=_take_setup, args=(ps, values),
+                     icon=":material/input:", on_click=_take_setup, args=(ps, title, values),
                      help=f"Each page keeps its own inputs. This copies those set on the {title} page: GPU / "
                           "model, batch time, KV cache, token budget, batch size, replicas, workload"
                           + (" and arrival rate" if "rate" in values else "") + ".")
@@ -425,6 +437,7 @@ def panel(ps: PageState, with_rate: bool = True, container=None):
     _num(ps, "seed", "Random seed", 1, container=c, help="Same seed, same result — bit for bit.")
     vis.append("seed")
     ps.visible = vis
+    st.session_state[f"{ps.page}._visible"] = list(vis)  # what another page may offer to copy (setup_from)
     return upload
 
 

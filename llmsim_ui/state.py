@@ -88,6 +88,12 @@ class Field:
         return str(v)
 
 
+def _shown_value(f: Field, v) -> str:
+    """A field's value in a message, numbers as the range beside them is written ("Using
+    20000000 instead" beside "1,000 to 50,000,000"; a recheck as a new user would)."""
+    return _fmt(v) if f.kind in ("int", "float") and isinstance(v, (int, float)) else f.encode(v)
+
+
 @dataclass
 class PageState:
     """The fields of one page and their values (see the module docstring)."""
@@ -126,7 +132,7 @@ class PageState:
                     self.url_refused[f.name] = len(self.url_errors)
                     self.url_errors.append(
                         f"Link parameter {f.name}={_shown(qp[f.name])} ({what}): {exc}. "
-                        f"Using {f.encode(saved.get(f.name, f.default))} instead.")
+                        f"Using {_shown_value(f, saved.get(f.name, f.default))} instead.")
             st.session_state[k] = saved.get(f.name, f.default)
         return self
 

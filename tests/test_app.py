@@ -874,3 +874,32 @@ def test_a_page_offers_the_engine_and_workload_of_the_page_before_it():
     at.switch_page("pages/single_engine.py")
     at.run()
     assert not [b for b in at.button if b.key == "single.take_setup"]
+
+
+def test_the_setup_offer_compares_shown_valid_values_and_passes_over_default_pages():
+    """A recheck as a new user would: the offer came when only a hidden value differed (a
+    geometric mean set, then the law changed back to constant), and copied a KV cache of 5 that
+    the other page refused; a page passed through at its defaults hid the setup built before it."""
+    def go(at, page):
+        at.query_params.clear()  # as a browser's page link does (AppTest keeps them)
+        at.switch_page(page)
+        return at.run()
+
+    def offer(at, key):
+        return [b.label for b in at.button if b.key == key]
+
+    at = open_page(n=2000, live=0, sched="sarathi")
+    at.selectbox(key="single.p_dist").set_value("geometric").run()
+    at.number_input(key="single.p_mean").set_value(50.0).run()
+    at.selectbox(key="single.p_dist").set_value("constant").run()
+    assert offer(go(at, "pages/timeline.py"), "tl.take_setup") == []  # only a hidden value differs
+    at = go(at, "pages/single_engine.py")
+    at.number_input(key="single.kv").set_value(5).run()
+    assert offer(go(at, "pages/capacity.py"), "cap.take_setup") == []  # the other page refuses its KV cache
+    at = go(at, "pages/single_engine.py")
+    at.number_input(key="single.kv").set_value(30_000).run()
+    go(at, "pages/timeline.py")  # passed through, at its defaults
+    at = go(at, "pages/compare.py")
+    assert offer(at, "cmp.take_setup") == ["Use the Single engine page's engine and workload"]
+    at.button(key="cmp.take_setup").click().run()
+    assert widget(at, "number_input", "cmp.kv").value == 30_000
