@@ -204,8 +204,8 @@ def wait_precompile(line: bytes = KERNEL_READY, timeout_s: float = 300.0, gone=N
 
     Callers waiting for different lines do not wait for each other: one at a time reads a
     line and all see it (a job waiting for the second line held the reading, so the page's
-    warm-up, waiting for the first, went on in the Python tier ~9 s after the general kernel
-    was written; found as a hostile visitor would)."""
+    warm-up, waiting for the first, went on in the Python tier 6-9 s after the general kernel
+    was written; found as a hostile visitor would; bench/bench_cold_job.py)."""
     with _lock:
         proc = _child[0] if _child else None
     if proc is None:
