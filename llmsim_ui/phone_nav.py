@@ -49,7 +49,7 @@ PAGES = [
 
 _CSS = f"""
 <style>
-@media (min-width: {PHONE_PX + 1}px) {{ .st-key-phone-nav, .st-key-phone-nav-inputs, .st-key-phone-replay {{ display: none; }} }}
+@media (min-width: {PHONE_PX + 1}px) {{ .st-key-phone-nav, .st-key-phone-nav-inputs, .st-key-phone-replay, .st-key-phone-setup {{ display: none; }} }}
 .st-key-phone-nav {{ gap: 0.1rem; }}
 .st-key-run-slot {{ min-height: 2.5rem; }}
 .st-key-chart-slots {{ min-height: {CHART_SLOTS_MIN_PX}px; }}

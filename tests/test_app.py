@@ -862,6 +862,9 @@ def test_a_page_offers_the_engine_and_workload_of_the_page_before_it():
     at.run()
     take = [b for b in at.button if b.key == "cap.take_setup"]
     assert take and take[0].label == "Use the Single engine page's engine and workload"
+    # and a line in the page's column, shown on a phone only (its sidebar is folded away)
+    assert [c for c in at.caption if c.value.startswith("This page runs its own engine and workload, not those "
+                                                        "of the Single engine page")]
     assert widget(at, "selectbox", "cap.hw").value != "llama2-7b/a100-80gb"
     take[0].click().run()
     ok(at)
