@@ -22,7 +22,7 @@ from llmsim.pool import ROUTERS
 from llmsim.presets import HARDWARE_PRESETS, WORKLOAD_PRESETS
 from llmsim.workload import TraceArrivals, TraceLengths, parse_trace
 from llmsim_ui import limits as L
-from llmsim_ui.state import Field, PageState
+from llmsim_ui.state import Field, PageState, published
 
 CUSTOM = "custom"
 TRACE = "trace"
@@ -122,12 +122,11 @@ def setup_from(ps: PageState) -> tuple[str, dict] | None:
     visits.append(ps.page)
     names = set(_setup_names(ps))
     for other in reversed(visits[:-1]):
-        saved = st.session_state.get(f"{other}._saved", {})
-        shown = st.session_state.get(f"{other}._visible", [])
-        values = {n: saved[n] for n in shown if n in names and n in saved}
+        shown = published(other)
+        values = {n: v for n, v in shown.items() if n in names}
         if not values or all(v == ps.by_name[n].default for n, v in values.items()):
             continue  # left at its defaults: look further back
-        if saved.get("wl") == TRACE or all(ps.get(n) == v for n, v in values.items()):
+        if shown.get("wl") == TRACE or all(ps.get(n) == v for n, v in values.items()):
             return None
         try:
             for n, v in values.items():
@@ -443,7 +442,6 @@ def panel(ps: PageState, with_rate: bool = True, container=None):
     _num(ps, "seed", "Random seed", 1, container=c, help="Same seed, same result — bit for bit.")
     vis.append("seed")
     ps.visible = vis
-    st.session_state[f"{ps.page}._visible"] = list(vis)  # what another page may offer to copy (setup_from)
     return upload
 
 

@@ -188,6 +188,14 @@ class PageState:
             v = self.get(n)
             saved[n] = v
             params[n] = self.by_name[n].encode(v)
+        st.session_state[f"{self.page}._published"] = names
         params.update(extra or {})
         if dict(st.query_params) != params:
             st.query_params.from_dict(params)
+
+
+def published(page: str) -> dict:
+    """The values page `page` last published ({field: value}): those its panel showed, not the
+    hidden ones its saved copy also keeps. Empty before its first publish."""
+    saved = st.session_state.get(f"{page}._saved", {})
+    return {n: saved[n] for n in st.session_state.get(f"{page}._published", []) if n in saved}
