@@ -180,8 +180,8 @@ def _written_panel_spec(series: str, domain: tuple, colours: tuple, metric: str,
             "encoding": base | {
                 "opacity": {"condition": {"param": hover, "value": 1.0, "empty": False}, "value": 0.0},
                 "tooltip": [{"field": series, "type": "nominal"},
-                            {"field": "time_s", "format": ",.4~g", "title": x_title, "type": "quantitative"},
-                            {"field": "value", "format": ",.4~g", "title": y_label, "type": "quantitative"}]},
+                            {"field": "time_s", "format": ",.6~r", "title": x_title, "type": "quantitative"},
+                            {"field": "value", "format": ",.6~r", "title": y_label, "type": "quantitative"}]},
             "name": point_view, "transform": [only_metric]})
         layers.append({
             "mark": {"type": "rule", "color": "#888888", "strokeDash": [3, 3]},
@@ -371,7 +371,7 @@ def latency(df: pd.DataFrame, series: str, cscale: alt.Scale) -> alt.Chart:
                         legend=alt.Legend(orient="bottom", title=None, labelLimit=0, columns=2)),
         opacity=alt.condition(legend_sel, alt.value(1.0), alt.value(0.15)),
         tooltip=[alt.Tooltip(f"{series}:N"), alt.Tooltip("measure:N"),
-                 alt.Tooltip("seconds:Q", format=",.4~g")],
+                 alt.Tooltip("seconds:Q", format=",.6~r")],
     )
     rows = df["measure"].nunique() * max(1, len(cscale.domain))
     return base.mark_circle(size=110).add_params(legend_sel).properties(height=max(200, 13 * rows))

@@ -213,8 +213,8 @@ def _altair_panel_spec(series: str, domain: tuple, colours: tuple, metric: str, 
         lines = lines.encode(opacity=alt.condition(legend_sel, alt.value(1.0), alt.value(0.12)))
     points = base.mark_circle(size=50).encode(
         opacity=alt.condition(hover, alt.value(1.0), alt.value(0.0)),
-        tooltip=[alt.Tooltip(f"{series}:N"), alt.Tooltip("time_s:Q", title=x_title, format=",.4~g"),
-                 alt.Tooltip("value:Q", title=y_title or metric, format=",.4~g")],
+        tooltip=[alt.Tooltip(f"{series}:N"), alt.Tooltip("time_s:Q", title=x_title, format=",.6~r"),
+                 alt.Tooltip("value:Q", title=y_title or metric, format=",.6~r")],
     ).add_params(hover)
     rule = base.mark_rule(color="#888888", strokeDash=[3, 3]).encode(
         y=alt.value(0), y2=alt.value(height), color=alt.value("#888888")).transform_filter(hover)

@@ -393,6 +393,30 @@ def test_stability_map_page(app):
     _shot(page, "sweep")
 
 
+def test_hover_values_are_written_out_in_full(app):
+    """A trajectory's hover shows a count or a time as a reader writes it ("18,417"), not in
+    Vega's exponent notation ("1.842e+4", the old ",.4~g" format from 10,000 on; tried as a
+    new user would): an overloaded run whose waiting line passes 10,000."""
+    url, _t0, browser = app
+    page = B.new_page(browser)
+    page.goto(url + "/?n=20000&rate=60")
+    B.wait_text(page, "Latency percentiles", 180)
+    chart = page.locator('[data-testid="stVegaLiteChart"]').first
+    chart.scroll_into_view_if_needed()
+    box = chart.bounding_box()
+    shown = []
+    for fx in (0.6, 0.75, 0.9, 0.97):
+        for fy in (0.3, 0.5, 0.7):
+            page.mouse.move(box["x"] + box["width"] * fx, box["y"] + box["height"] * fy)
+            page.wait_for_timeout(150)
+            shown.append(page.evaluate("""() => { const e = document.getElementById('vg-tooltip-element');
+                return e && e.classList.contains('visible') ? e.innerText : ''; }"""))
+    values = [line.strip() for text in shown for line in text.splitlines()[1::2]]
+    big = [v for v in values if v.replace(",", "").replace(".", "").isdigit() and float(v.replace(",", "")) >= 10_000]
+    assert big, shown  # the hover reached values past 10,000
+    assert not any("e+" in v for v in values), shown
+
+
 def test_a_links_text_shows_as_typed_in_the_browser(app):
     """A shared link's description and an error echoing its value, with a Markdown link, an
     image and bare URLs: Chromium shows the text as typed, with no anchor or image pointing
