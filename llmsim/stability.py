@@ -252,6 +252,13 @@ def _explain(v: str, theory, growth: float, drift_share: float, parts=(), networ
                 broken = (f"capacity formula: theory's figure for {sched} is approximate "
                           f"({theory.engines[0].capacity_kind}); the simulation finds less")
             text += f" Theory says it should keep up; the assumption that broke: {broken}."
+            if broken.startswith("policy:"):
+                # the cyclic preset: the chart shows backlog moving between buffers while the
+                # sentence named only the ones that grew over the measured window (tried as a
+                # new user would)
+                text += (" Under such a policy the backlog moves between buffers in waves (an engine idles "
+                         "while work piles up in front of another), so which buffers grew depends on the part "
+                         "of the run measured (its later part).")
         return text, broken
     if v == "stable":
         text = (f"Stable: at {loads}, the unfinished work went up and down but did not trend upward in the "

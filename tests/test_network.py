@@ -134,6 +134,10 @@ def test_cyclic_network_verdicts_per_policy():
             assert res.verdict.verdict == want, (name, seed, res.verdict.explanation)
             if want == "unstable":
                 assert res.verdict.unstable_parts
+                assert res.verdict.assumption_broken.startswith("policy:")
+                assert "moves between buffers in waves" in res.verdict.explanation
+            else:
+                assert "waves" not in res.verdict.explanation
 
 
 @pytest.mark.parametrize("steps,needle", [
