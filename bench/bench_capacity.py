@@ -18,7 +18,7 @@ from llmsim import scenario_from_table
 from llmsim.capacity import capacity_search_scenarios
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _recorded import fmt, previous, record  # noqa: E402
+from _recorded import cpu_model, fmt, previous, record, recorded_on  # noqa: E402
 
 
 def w1(budget=512):
@@ -56,6 +56,7 @@ def main():
     prev = previous("capacity").get(key)
     print(f"four-scheduler capacity search: {wall:.1f} s wall [previous {fmt(prev, '.1f')} s], {probes} probes x "
           f"{args.num_requests} requests = {probes * args.num_requests / wall:,.0f} simulated requests/s")
+    print(f"this machine: {cpu_model()}; {recorded_on('capacity') or 'no previous figures'}")
     print("target (issue: speed end to end): <= 10 s")
     if args.record:
         record("capacity", {key: round(wall, 1), "probes": probes})

@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 W1 = ROOT / "scenarios" / "w1.toml"
 sys.path.insert(0, str(Path(__file__).parent))
-from _recorded import RECORDED, fmt as _fmt, previous, record  # noqa: E402
+from _recorded import RECORDED, cpu_model, fmt as _fmt, previous, record, recorded_on  # noqa: E402
 
 # vllm never chunks, so it needs token_budget >= the largest prompt (+ the tokens a
 # preempted request recomputes); a small KV cache makes preemptions happen. At W1's
@@ -143,13 +143,15 @@ def main():
     sizes = [10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000]
     reps = {10_000: 5, 100_000: 3, 1_000_000: 3}
 
-    print(f"llmsim kernel benchmark  ({time.strftime('%Y-%m-%d')}, {platform.machine()}, "
+    print(f"llmsim kernel benchmark  ({time.strftime('%Y-%m-%d')}, {platform.machine()}, {cpu_model()}, "
           f"{os.cpu_count()} cores, Python {platform.python_version()})")
     import numba
     import llmsim
     print(f"numba {numba.__version__}; llmsim from {Path(llmsim.__file__).parent}")
-    print()
     prev = previous("engine")
+    if prev:
+        print(recorded_on("engine"))
+    print()
     (cw, ci_, cf, cg), (hw, hi_, hf, hg) = compile_times()
     print("compile (fresh process to first result of a 200-request W1 run, by the single-engine kernel; "
           "then the general kernel's compile or load) [previous recorded figure]:")

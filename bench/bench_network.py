@@ -18,7 +18,7 @@ from llmsim import state as S
 
 ROOT = Path(__file__).parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
-from _recorded import fmt, previous, record  # noqa: E402
+from _recorded import cpu_model, fmt, previous, record, recorded_on  # noqa: E402
 
 
 def main():
@@ -28,6 +28,7 @@ def main():
     ap.add_argument("--record", action="store_true", help="save the figures as the previous ones")
     args = ap.parse_args()
     prev, now = previous("network"), {}
+    print(f"this machine: {cpu_model()}; {recorded_on('network') or 'no previous figures'}")
     print(f"{args.num_requests:,} workflows per preset, best of {args.repeat}: kernel (advance()) and end to "
           "end (Simulation() + advance() + result() + verdict(), what llmsim.simulate does) LLM calls per wall "
           "second [previous recorded figure]")
