@@ -95,7 +95,8 @@ def fields(with_rate: bool = True) -> list[Field]:
 # ------------------------------------------------------------- one setup, several pages
 
 # the pages with this engine and workload panel, as their page lists name them
-SETUP_PAGES = {"single": "Single engine", "cmp": "Compare", "cap": "Capacity", "tl": "Timeline"}
+SETUP_PAGES = {"single": "Single engine", "cmp": "Compare", "cap": "Capacity", "tl": "Timeline",
+               "map": "Stability map"}
 _VISITS = "llmsim.setup_visits"  # session key: those pages, the most recently drawn last
 
 

@@ -194,3 +194,35 @@ def test_an_oversized_parquet_is_refused_from_its_footer(monkeypatch):
         M.read_parquet(buf.getvalue(), "bomb.parquet")
     with pytest.raises(ValueError, match="not a readable Parquet file"):
         M.read_parquet(b"PAR1 nope", "bad.parquet")
+
+
+def test_the_map_offers_the_engine_and_workload_of_the_page_before_it_and_back():
+    """A new user set a GPU on the single-engine page, opened the stability map and mapped the
+    default engine without a word: the map page offers the other page's engine and workload
+    (as the other pages with this panel do), and they offer the map's."""
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params.update({"n": "2000", "live": "0", "sched": "sarathi"})
+    at.switch_page("pages/single_engine.py")
+    at.run()
+    at.selectbox(key="single.hw").set_value("llama2-7b/a100-80gb").run()
+    assert errors(at) == ""
+    at.query_params.clear()  # as a browser's page link does (AppTest keeps them)
+    at.query_params.update({k: str(v) for k, v in SMALL.items()})
+    at.switch_page(PAGE)
+    at.run()
+    take = [b for b in at.button if b.key == "map.take_setup"]
+    assert take and take[0].label == "Use the Single engine page's engine and workload"
+    assert at.sidebar.selectbox(key="map.hw").value != "llama2-7b/a100-80gb"
+    take[0].click().run()
+    assert errors(at) == ""
+    assert at.sidebar.selectbox(key="map.hw").value == "llama2-7b/a100-80gb"
+    assert not [b for b in at.button if b.key == "map.take_setup"]  # the same setup now
+    at.sidebar.number_input(key="map.budget").set_value(1024).run()
+    at.query_params.clear()
+    at.switch_page("pages/single_engine.py")
+    at.run()
+    take = [b for b in at.button if b.key == "single.take_setup"]
+    assert take and take[0].label == "Use the Stability map page's engine and workload"
+    take[0].click().run()
+    assert errors(at) == ""
+    assert at.sidebar.number_input(key="single.budget").value == 1024
