@@ -22,6 +22,7 @@ from llmsim.pool import ROUTERS
 from llmsim.presets import HARDWARE_PRESETS, WORKLOAD_PRESETS
 from llmsim.workload import TraceArrivals, TraceLengths, parse_trace
 from llmsim_ui import limits as L
+from llmsim_ui import phone_nav
 from llmsim_ui.state import Field, PageState, published
 
 CUSTOM = "custom"
@@ -147,15 +148,16 @@ def _take_setup(ps: PageState, title: str, values: dict) -> None:
 
 def setup_button(ps: PageState, container, main=None) -> None:
     """A button in `container` (the sidebar) that takes the engine and workload of the page
-    drawn before this one (``setup_from``), when they differ from this page's; and in `main`
-    (the page's column), a line saying so shown on a phone only, where the sidebar is folded
-    away (the offer was out of sight there; a recheck as a new user would)."""
+    drawn before this one (``setup_from``), when they differ from this page's; and a line saying
+    so shown on a phone only, where the sidebar is folded away (the offer was out of sight there;
+    a recheck as a new user would): at the top of the page, under the line that says the inputs
+    are in the sidebar (``phone_nav.offer_slot``), else in `main` (the page's column)."""
     found = setup_from(ps)
     if found is None:
         return
     title, values = found
     if main is not None:
-        main.container(key="phone-setup").caption(
+        (phone_nav.offer_slot() or main).container(key="phone-setup").caption(
             f"This page runs its own engine and workload, not those of the {title} page: the sidebar (») "
             "has a button that takes them.")
     container.button(f"Use the {title} page's engine and workload", key=ps.key("take_setup"),

@@ -189,3 +189,17 @@ def links(url_path: str = "") -> None:
     if url_path not in NO_SIDEBAR:
         with st.container(key="phone-nav-inputs"):
             st.caption("This page's inputs are in the sidebar: open it with » at the top left.")
+            # filled by the page once it knows (inputs.setup_button): drawn here, at the top, the
+            # line about the setup offer sat under the page's introduction
+            st.session_state[OFFER_SLOT] = st.empty()
+    else:
+        st.session_state.pop(OFFER_SLOT, None)
+
+
+OFFER_SLOT = "llmsim.phone_offer_slot"  # session key: this script run's place for that line
+
+
+def offer_slot():
+    """The place at the top of the page, under the line saying the inputs are in the sidebar,
+    for a line a phone needs about them (None on a page without it)."""
+    return st.session_state.get(OFFER_SLOT)

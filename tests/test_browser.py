@@ -417,6 +417,28 @@ def test_hover_values_are_written_out_in_full(app):
     assert not any("e+" in v for v in values), shown
 
 
+def test_a_phone_hears_of_the_setup_offer_at_the_top_of_the_page(app):
+    """On a phone the sidebar is folded away: the line saying it holds the other page's engine
+    and workload is at the top, under the line that says the inputs are there (it sat under the
+    page's introduction, out of sight), and hidden on a wide screen, where the button shows."""
+    url, _t0, browser = app
+    page = B.new_page(browser)
+    page.set_viewport_size({"width": 375, "height": 800})
+    page.goto(url + "/?n=2000&live=0&kv=30000&sched=sarathi")
+    B.wait_text(page, "Latency percentiles", 120)
+    page.locator(".st-key-phone-nav").get_by_role("link", name="Capacity").first.click()
+    line = page.locator(".st-key-phone-nav-inputs .st-key-phone-setup")
+    line.wait_for(state="visible", timeout=60_000)
+    assert "Single engine page" in line.inner_text()
+    title = page.locator("h1").first
+    title.wait_for(state="visible", timeout=30_000)
+    assert line.bounding_box()["y"] < title.bounding_box()["y"]
+    page.set_viewport_size(B.VIEWPORT)
+    page.wait_for_timeout(300)
+    assert not line.is_visible()
+    assert page.get_by_role("button", name="Use the Single engine page's engine and workload").is_visible()
+
+
 def test_a_links_text_shows_as_typed_in_the_browser(app):
     """A shared link's description and an error echoing its value, with a Markdown link, an
     image and bare URLs: Chromium shows the text as typed, with no anchor or image pointing
