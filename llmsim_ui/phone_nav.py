@@ -47,10 +47,13 @@ PAGES = [
     ("pages/model.py", "The model", ":material/school:", "model"),
 ]
 
+# (on a wide screen the main column's top padding is 5rem: Streamlit's 128 px under its 60 px top
+# navigation left an empty band of ~100 px above every page's title; tried as a new user would)
 _CSS = f"""
 <style>
 @media (min-width: {PHONE_PX + 1}px) {{ .st-key-phone-nav, .st-key-phone-nav-inputs, .st-key-phone-replay, .st-key-phone-setup {{ display: none; }} }}
 .st-key-phone-nav {{ gap: 0.1rem; }}
+@media (min-width: {PHONE_PX + 1}px) {{ [data-testid="stMainBlockContainer"] {{ padding-top: 5rem; }} }}
 .st-key-run-slot {{ min-height: 2.5rem; }}
 .st-key-chart-slots {{ min-height: {CHART_SLOTS_MIN_PX}px; }}
 [data-testid="stLayoutWrapper"]:has(> .st-key-cards), .st-key-cards {{ overflow-anchor: none; }}

@@ -437,6 +437,8 @@ def test_a_phone_hears_of_the_setup_offer_at_the_top_of_the_page(app):
     page.wait_for_timeout(300)
     assert not line.is_visible()
     assert page.get_by_role("button", name="Use the Single engine page's engine and workload").is_visible()
+    # and the title sits under the top navigation (60 px) without an empty band (it was at 160 px)
+    assert title.bounding_box()["y"] < 130, title.bounding_box()
 
 
 def test_a_links_text_shows_as_typed_in_the_browser(app):
