@@ -276,11 +276,17 @@ _T0 = time.perf_counter()
 first_frame_drawn = threading.Event()
 
 
+def timing_on() -> bool:
+    """Whether the server reports its stages and the live view's pace (LLMSIM_UI_TIMING=1:
+    bench/bench_ui.py and the browser tests)."""
+    return bool(os.environ.get("LLMSIM_UI_TIMING"))
+
+
 def timing(msg: str) -> None:
     """With LLMSIM_UI_TIMING=1, report a stage (seconds since this module was imported, the
     wall clock, and the CPU seconds of the server process so far, all its threads) on stderr:
     how bench/bench_ui.py explains its startup figures."""
-    if os.environ.get("LLMSIM_UI_TIMING"):
+    if timing_on():
         print(f"[llmsim-ui {time.perf_counter() - _T0:7.2f} s @{time.time():.3f} cpu {time.process_time():.2f}] {msg}",
               file=sys.stderr, flush=True)
 

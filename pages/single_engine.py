@@ -247,7 +247,8 @@ for s, msg in run.errors.items():  # e.g. vllm froze: a preempted request's reco
     if s in fixes:
         inputs.raise_budget_button(ps, msg, key=f"{PAGE}.raise_b_run.{s}", container=fixes[s], shared_by=len(labels))
 
-if run.updates_per_second:
+if run.updates_per_second and runs.timing_on():  # for bench/bench_ui.py and the browser tests; a
+    # visitor read it as noise (tried as a new user would)
     st.caption(f"Live view: {run.frames} chart updates in {run.play_seconds:.1f} s "
                f"({run.updates_per_second:.1f} per second).")
 
