@@ -546,6 +546,9 @@ def scenario_table(ps: PageState, num_requests: int, rate: float | None, schedul
 
 
 TRACE_CACHE_BYTES = 48 * 2**20  # parsed uploaded traces kept for every session (a 5 MB CSV: ~21 MB parsed)
+# the parse's peak memory per byte of CSV (Python's lists of the rows' numbers, then the arrays):
+# 16 for a 5 MB trace of 831,660 rows (tracemalloc), held in the server's run memory meanwhile
+TRACE_PARSE_PEAK = 20
 
 
 @st.cache_resource
@@ -558,18 +561,32 @@ def _parse_trace(data: bytes, name: str):
     """The parsed trace of an uploaded CSV, kept (by its bytes' digest and name) in a cache
     bounded by bytes and shared by the sessions, which only read it. It was a cache of 8
     entries, each session getting its own copy: 8 different 5 MB traces held 160 MB beside
-    the server's memory cap (found as a hostile visitor would)."""
+    the server's memory cap (found as a hostile visitor would).
+
+    A file the parser refuses is kept too, as its message: the refused file stays in its
+    upload widget, and every rerun of the page (each click) parsed it again, ~2 s of the
+    server's CPU with the GIL held and ~80 MB outside the run memory for a 5 MB file; four
+    tabs doing so held the server at a core for minutes (found as a hostile visitor would).
+    The parse runs inside the server's run memory (``runs.hold``), as a sweep file's read does."""
+    from llmsim_ui import runs
     key = (hashlib.sha256(data).hexdigest(), name)
-    trace = _trace_cache().get(key)
-    if trace is not None:
-        return trace
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise ConfigError(f"{name}: not a text (UTF-8) file; expected CSV with header "
-                          "arrival_time_s,prompt_tokens,output_tokens") from None
-    with st.spinner("Reading the trace…"):
-        trace = parse_trace(text, name)
+    cached = _trace_cache().get(key)
+    if isinstance(cached, str):  # the message it was refused with
+        raise ConfigError(cached)
+    if cached is not None:
+        return cached
+    with runs.hold(TRACE_PARSE_PEAK * len(data)):  # a busy server's refusal is not kept
+        try:
+            try:
+                text = data.decode("utf-8-sig")
+            except UnicodeDecodeError:
+                raise ConfigError(f"{name}: not a text (UTF-8) file; expected CSV with header "
+                                  "arrival_time_s,prompt_tokens,output_tokens") from None
+            with st.spinner("Reading the trace…"):
+                trace = parse_trace(text, name)
+        except ConfigError as exc:
+            _trace_cache().put(key, str(exc), len(str(exc)))
+            raise
     _trace_cache().put(key, trace, trace.times.nbytes + trace.prompt.nbytes + trace.output.nbytes)
     return trace
 

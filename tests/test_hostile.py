@@ -917,6 +917,47 @@ def test_parsed_traces_are_shared_and_bounded_by_bytes(monkeypatch):
     inputs._trace_cache.clear()
 
 
+def test_a_refused_trace_is_parsed_once_inside_the_servers_run_memory(monkeypatch):
+    """A trace CSV the parser refused stayed in its upload widget and was parsed again at every
+    rerun of the page: ~2 s of the server's CPU and ~80 MB outside its run memory per click for
+    a 5 MB file; four tabs held the server at a core (found as a hostile visitor would). The
+    refusal is now kept with the parsed traces, and the parse holds its peak in the run memory;
+    a busy server's refusal is not kept."""
+    import contextlib
+
+    from llmsim import ConfigError
+    from llmsim_ui import inputs, runs
+    inputs._trace_cache.clear()
+    parses, held = [], []
+    real = inputs.parse_trace
+    monkeypatch.setattr(inputs, "parse_trace", lambda text, name: parses.append(name) or real(text, name))
+
+    @contextlib.contextmanager
+    def hold(nbytes):
+        held.append(nbytes)
+        if len(held) == 1:
+            raise ConfigError("The server is busy")
+        yield
+    monkeypatch.setattr(runs, "hold", hold)
+    bad = b"arrival_time_s,prompt_tokens,output_tokens\n0,1,1\n0.5,x,1\n"
+    with pytest.raises(ConfigError, match="busy"):
+        inputs._parse_trace(bad, "bad.csv")
+    for _ in range(3):
+        with pytest.raises(ConfigError, match="bad.csv line 3: not numbers"):
+            inputs._parse_trace(bad, "bad.csv")
+    assert parses == ["bad.csv"]  # once, though refused: the busy server's refusal was not kept
+    assert held == [inputs.TRACE_PARSE_PEAK * len(bad)] * 2
+    with pytest.raises(ConfigError, match="not a text"):  # the same for a file that is not text
+        inputs._parse_trace(b"\xff\xfe\x00", "bin.csv")
+    with pytest.raises(ConfigError, match="not a text"):
+        inputs._parse_trace(b"\xff\xfe\x00", "bin.csv")
+    assert len(held) == 3
+    good = bad.replace(b"x", b"2")
+    assert len(inputs._parse_trace(good, "good.csv").times) == 2
+    assert len(inputs._parse_trace(good, "good.csv").times) == 2 and parses == ["bad.csv", "good.csv"]
+    inputs._trace_cache.clear()
+
+
 def test_long_jobs_wait_for_one_of_the_servers_batch_slots(monkeypatch):
     """Eight stability maps from one visitor's tabs made another visitor's smallest run take
     31.8 s instead of 5.2 (a map holds only its largest point's memory, so the memory cap did
