@@ -12,6 +12,7 @@ import functools
 import io
 import math
 import re
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -455,6 +456,42 @@ TRACE_POLICIES = ("any", "shipped+uploaded")
 _WHOLE = re.compile(r"\s*[+-]?[0-9]+\s*")  # a token count as a CSV writes it (ASCII digits)
 
 
+_TRACE_ROW = np.dtype([("t", "f8"), ("p", "i8"), ("o", "i8")])
+# the characters of plain rows: NumPy strips more around a number than Python's float() does
+# ("0.0\x1c" is a number to it; tests/test_bad_input.py found it)
+_PLAIN_ROWS = re.compile(r"[0-9.eE+\-, \t\n]*")
+
+
+def _parse_plain_trace(text: str, name: str) -> Trace | None:
+    """The trace of a plain, valid CSV, read by NumPy's C reader (``np.loadtxt``), or None when
+    the text is not plain (its rows hold more than digits, signs, points, exponents, commas,
+    spaces, tabs and line feeds) or any row is not what ``parse_trace`` accepts: the row reader
+    then decides, and says which line is wrong. It is only a faster road to the same result:
+    NumPy parses each field as Python's float() and int() do (``PyOS_string_to_double``; whole
+    numbers only for the token counts), and every check of the row reader is made on the arrays
+    (tests/test_bad_input.py compares the two on generated texts). A 5 MB trace of 831,660 rows:
+    0.26 s and a peak of 48 MB, against 1.7 s with the GIL held and 80 MB (a hostile visitor
+    uploaded such files one after another to a hosted demo)."""
+    head, _, body = text.partition("\n")
+    if tuple(h.strip() for h in head.split(",")) != TRACE_COLUMNS or not _PLAIN_ROWS.fullmatch(body) \
+            or body.count("\n") > MAX_TRACE_ROWS:  # (max_rows would allocate that many rows up front)
+        return None
+    try:
+        with warnings.catch_warnings():  # an empty body warns; the reader below says so
+            warnings.simplefilter("ignore")
+            rows = np.loadtxt(io.StringIO(body), delimiter=",", dtype=_TRACE_ROW, ndmin=1, comments=None,
+                              quotechar=None)
+    except ValueError:
+        return None
+    t, p, o = rows["t"], rows["p"], rows["o"]
+    if not 1 <= len(t) <= MAX_TRACE_ROWS:
+        return None
+    if not (np.isfinite(t).all() and t[0] >= 0 and (t[1:] >= t[:-1]).all()
+            and 1 <= p.min() and p.max() <= MAX_TOKENS and 1 <= o.min() and o.max() <= MAX_TOKENS):
+        return None
+    return Trace(t - t[0], np.ascontiguousarray(p), np.ascontiguousarray(o), name)
+
+
 def parse_trace(text: str, name: str = "trace", quote: bool = True) -> Trace:
     """Parse trace CSV text with header arrival_time_s,prompt_tokens,output_tokens.
     Malformed rows raise ConfigError naming the line. quote=False keeps the file's
@@ -462,6 +499,12 @@ def parse_trace(text: str, name: str = "trace", quote: bool = True) -> Trace:
     the line and the column are named, never the text."""
     if text.startswith("\ufeff"):  # a byte-order mark, as spreadsheet programs write
         text = text[1:]
+    plain = _parse_plain_trace(text, name)
+    return plain if plain is not None else _read_trace_rows(text, name, quote)
+
+
+def _read_trace_rows(text: str, name: str, quote: bool) -> Trace:
+    """``parse_trace``'s reader of record: row by row, every refusal naming its line."""
     # lines end at \n, \r\n or \r only (str.splitlines() also broke a row at \x1c-\x1e, \x85,
     # \x0b, \x0c, \u2028, \u2029 and cut a quoted field's line break out, gluing "1\n0" into 10)
     rows = csv.reader(io.StringIO(text, newline=""))

@@ -278,3 +278,70 @@ def test_the_library_names_what_it_expects():
         sc.with_engine(3, token_budget=5)
     r = run_cli("capacity", "scenarios/quickstart.toml", "--num-requests-per-probe", "100")
     assert r.returncode == 2 and "--num-requests-per-probe: 100 must be a whole number in [1,000, 5,000,000]" in r.stderr
+
+
+# ---- the plain-CSV reader (NumPy's) against the row-by-row reader of record -----------------
+from hypothesis import event, given, settings, strategies as hs  # noqa: E402
+
+from llmsim.workload import _parse_plain_trace, _read_trace_rows  # noqa: E402
+
+_HEADER = "arrival_time_s,prompt_tokens,output_tokens\n"
+_SPACE = hs.sampled_from(["", "", "", "", " ", " ", "\t", "  ", "\x0b", "\x1c"])
+
+
+def _same_or_declined(text: str) -> bool:
+    """The plain reader either declines (None) or gives exactly what the reader of record
+    gives; returns whether it read the text."""
+    plain = _parse_plain_trace(text, "t.csv")
+    if plain is None:
+        return False
+    ref = _read_trace_rows(text, "t.csv", True)  # raises if the plain reader took a bad text
+    assert plain == ref and plain.times.dtype == ref.times.dtype and plain.prompt.dtype == ref.prompt.dtype
+    return True
+
+
+@settings(max_examples=400, deadline=None, derandomize=True)
+@given(hs.text(alphabet=list("0123456789.,+-eEinfa _\t\n\r\"\x0b\x0c\x1c\x00x") + ["\u0661", "\xa0"], max_size=60))
+def test_the_plain_trace_reader_never_reads_what_the_reader_of_record_refuses(body):
+    """Any text after the header: NumPy's reader gives the same trace or leaves it to the row
+    reader (which then says which line is wrong)."""
+    _same_or_declined(_HEADER + body)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(hs.lists(hs.tuples(
+    hs.one_of(hs.floats(0, 1e6, allow_nan=False), hs.integers(0, 10**6)),
+    hs.integers(0, 10_000_001), hs.integers(0, 10_000_001),
+    _SPACE, _SPACE, hs.sampled_from(["{}", "{!r}", "{:.3f}", "{:e}", "+{}", "00{}"]),
+    hs.booleans()), min_size=1, max_size=12), hs.booleans())
+def test_the_plain_trace_reader_reads_valid_rows_as_the_reader_of_record(rows, sort):
+    """Rows as CSV writers write them (floats in several notations, whole token counts with
+    signs, leading zeros and spaces, blank lines): the same trace, bit for bit, whichever
+    reader reads it; most such texts go the fast way."""
+    if sort:
+        rows = sorted(rows, key=lambda r: r[0])
+    lines = []
+    for t, p, o, pad_a, pad_b, fmt, blank in rows:
+        ts = fmt.format(float(t)) if fmt != "+{}" else f"+{t}"
+        if fmt == "00{}":
+            ts = f"00{t}"
+        lines.append(f"{pad_a}{ts}{pad_b},{pad_a}{p},{o}{pad_b}")
+        if blank:
+            lines.append("")
+    text = _HEADER + "\n".join(lines) + ("\n" if sort else "")
+    try:
+        ref = _read_trace_rows(text, "t.csv", True)
+    except ConfigError:
+        assert _parse_plain_trace(text, "t.csv") is None
+        return
+    plain = _parse_plain_trace(text, "t.csv")
+    event(f"valid text, plain reader: {'declined' if plain is None else 'read'}")
+    assert plain is None or plain == ref
+
+
+def test_a_plain_trace_goes_the_fast_way():
+    text = _HEADER + "".join(f"{i * 0.25:.6f},{100 + i},{7 + i % 5}\n" for i in range(1000))
+    assert _same_or_declined(text)
+    assert _same_or_declined(text.replace(",", " , "))  # spaces around fields
+    assert _same_or_declined(text + "\n\n")  # blank lines at the end
+    assert not _same_or_declined(text.replace("\n", "\r\n"))  # the row reader's own (line endings)
