@@ -60,8 +60,10 @@ def check(label: str, value, lo, hi, unit: str = "", why: str = "") -> str | Non
 
 def _fmt(x) -> str:
     if isinstance(x, int):
-        # a link's b=1e308 is a whole number of 309 digits: shown as 1e+308, not echoed whole
-        return f"{x:,}" if abs(x) < 10**15 else f"{float(x):.6g}"
+        # a link's b=1e308 is a whole number of 309 digits: shown as 1e+308, not echoed whole;
+        # up to 21 digits it is written out (a seed of 2**63 - 1 read "9.22337e+18", as if
+        # rounded; found as a hostile visitor would)
+        return f"{x:,}" if abs(x) < 10**21 else f"{float(x):.6g}"
     if isinstance(x, float):
         return f"{x:,.6g}"
     return str(x)

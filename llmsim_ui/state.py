@@ -12,6 +12,7 @@ address bar always holds a link that reproduces the view.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,9 @@ import streamlit as st
 from llmsim_ui.limits import _fmt
 from llmsim_ui.markdown import plain
 from llmsim_ui.markdown import shown as _shown
+
+
+_DIGITS = re.compile(r"[+-]?[0-9]{1,400}")  # a whole number as digits (a longer one is read as a float)
 
 
 @dataclass(frozen=True)
@@ -49,7 +53,8 @@ class Field:
             if self.kind == "int":
                 if not v.is_integer():
                     raise ValueError(f"{_shown(raw)} is not a whole number")
-                v = int(v)
+                # digits are read as they are: through float() 2**63 - 1 became 2**63
+                v = int(raw) if _DIGITS.fullmatch(raw) else int(v)
             return self.check(v)
         if self.kind == "bool":
             if raw.lower() in ("1", "true", "yes", "on"):

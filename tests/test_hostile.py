@@ -1130,6 +1130,9 @@ def test_a_huge_link_number_is_not_echoed_digit_by_digit():
     msg = shown(at)
     assert "1e+308 is outside the allowed range 1 to 65,536" in msg, msg
     assert "0" * 20 not in msg and len(msg) < 300, msg
+    # up to 21 digits a number is written out: a seed of 2**63 - 1 read "9.22337e+18", as if rounded
+    msg = shown(page("pages/single_engine.py", seed=str(2**63 - 1), n=2000, live=0))
+    assert "9,223,372,036,854,775,807 is outside the allowed range 0 to" in msg, msg
 
 
 def test_fastertransformers_decode_prices_every_batch_size_at_once(monkeypatch):
