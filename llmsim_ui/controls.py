@@ -27,10 +27,14 @@ def _restore_upload(ps: PageState, keep_n: bool, all_schedulers: bool) -> None:
     if f is None:
         return
     try:
-        sc, text = inputs.read_upload(f)
-        values = inputs.values_from_scenario(sc)
+        sc, text = inputs.read_upload(f)  # its refusals start with the file's name
     except ConfigError as exc:
         st.session_state[ps.key("upload_msgs")] = ("error", [str(exc)])
+        return
+    try:
+        values = inputs.values_from_scenario(sc)
+    except ConfigError as exc:  # and so do the panel's (found as a hostile visitor would)
+        st.session_state[ps.key("upload_msgs")] = ("error", [f"{f.name}: {exc}"])
         return
     values["sched"] = inputs.schedulers_in(text) or (list(SCHEDULERS) if all_schedulers else values["sched"])
     if ps.by_name["sched"].kind == "str":  # one scheduler on this page

@@ -215,7 +215,13 @@ def test_single_toml_upload_restores_and_bad_files_are_refused():
     assert widget(at, "number_input", "single.n").value == 3000
     net = (ROOT / "scenarios" / "agents" / "tandem.toml").read_bytes()
     at = upload(at, "single.toml_file", "tandem.toml", net)
-    assert "'Agents' page" in errors(at)
+    assert "tandem.toml: scenario: this file describes a network" in errors(at) and "'Agents' page" in errors(at)
+    # every refusal starts with the file's name, the panel's too (found as a hostile visitor would)
+    arr = text.replace('arrival = { process = "poisson", rate = 3.0 }',
+                       'arrival = { process = "trace", path = "azure_conv_2023_head.csv" }')
+    assert arr != text
+    at = upload(at, "single.toml_file", "arr.toml", arr.encode())
+    assert "arr.toml: workload.arrival.process: 'trace' files are replayed from" in errors(at)
     at = upload(at, "single.toml_file", "binary.toml", b"\xff\xfe\x00garbage")
     assert "not a text" in errors(at)
 
