@@ -129,9 +129,16 @@ class RunButton:
         self.page, self.slots, self.drawn = page, slots, 0
 
     def __call__(self, label: str, icon: str, callback, args: tuple = (), help: str | None = None) -> None:
-        gen_key = f"{self.page}.run_btn_gen"
-        gen = st.session_state.get(gen_key, 0) + (1 if self.drawn else 0)
+        gen_key, label_key = f"{self.page}.run_btn_gen", f"{self.page}.run_btn_label"
+        # a Resume where the last button was a Stop takes a new key too: a second click on the
+        # Stop the browser still showed, sent more than TOO_SOON_S after the first while the
+        # server redrew the page, pressed Resume (the run went on to its end; the browser test
+        # under load). That click now finds no button. (The stale Stop this leaves is dropped
+        # when the script run ends, at once: a stopped run's page does not play.)
+        renew = self.drawn or (label == "Resume" and st.session_state.get(label_key) == "Stop")
+        gen = st.session_state.get(gen_key, 0) + (1 if renew else 0)
         st.session_state[gen_key] = gen
+        st.session_state[label_key] = label
         self.drawn += 1
         for i, slot in enumerate(self.slots):
             slot.button(label, icon=icon, key=f"{self.page}.run_btn{gen}{'_near' if i else ''}",

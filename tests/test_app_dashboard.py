@@ -913,6 +913,36 @@ def test_the_run_button_keeps_its_key_from_one_script_run_to_the_next():
     assert keys == [("Stop", f"single.run_btn{n}"), ("Replay live", f"single.run_btn{n + 1}")], keys
 
 
+def test_a_stop_clicked_again_after_the_run_stopped_does_not_resume_it(monkeypatch):
+    """A second click on Stop, sent more than TOO_SOON_S after the first while a busy server
+    redrew the page, pressed the Resume that had taken the button's key: the run went on to its
+    end (the browser test under load). A Resume where the last button was a Stop takes a new
+    key, so that click finds no button; the Stop that Resume starts keeps the Resume's key
+    (a script run starting with another key kept the old button faded under the new one)."""
+    import streamlit as st
+    from llmsim_ui import controls
+    monkeypatch.setattr(st, "session_state", {})
+    drawn = []
+
+    class Slot:
+        def button(self, label, **kwargs):
+            drawn.append((label, kwargs["key"]))
+
+    def script_run(*labels):  # the run buttons one script run of the page draws
+        button = controls.RunButton("p", [Slot()])
+        for label in labels:
+            button(label, "", lambda: None)
+
+    script_run("Stop")             # a run plays; Stop pressed
+    script_run("Resume")           # the page, stopped
+    script_run("Stop", "Resume")   # Resume pressed; stopped again from within (another visitor's need)
+    script_run("Stop", "Replay live")  # resumed and played to its end
+    script_run("Replay live")
+    assert drawn == [("Stop", "p.run_btn0"), ("Resume", "p.run_btn1"), ("Stop", "p.run_btn1"),
+                     ("Resume", "p.run_btn2"), ("Stop", "p.run_btn2"), ("Replay live", "p.run_btn3"),
+                     ("Replay live", "p.run_btn3")], drawn
+
+
 def test_a_double_click_on_the_run_button_is_one_click(monkeypatch):
     """The run button keeps its key across script runs, and a button's identity is its key: the
     second click of a double-click on Replay live, sent before the browser had the new button,
