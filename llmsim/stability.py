@@ -233,6 +233,7 @@ def _explain(v: str, theory, growth: float, drift_share: float, parts=(), networ
         text = (f"Unstable{where}: {amount}; theory predicts {100 * drift_share:.0f}%{share_of} at {loads}" + bound
                 + mem)
         if sload < 1:
+            why = ""  # what the broken assumption did, where the sentence needs it
             if preemptions > 0 and recompute_share >= RECOMPUTE_NOTABLE:
                 broken = ("no recomputation: theory's capacity assumes preempted work is not redone, but the KV "
                           f"cache thrashed ({100 * recompute_share:.1f}% of the offered work recomputed)")
@@ -245,20 +246,19 @@ def _explain(v: str, theory, growth: float, drift_share: float, parts=(), networ
             elif network and len(theory.engines) > 1:
                 broken = ("policy: every engine's load is below 1, but the network's policy does not keep them "
                           "all busy (a load below 1 is necessary, not sufficient)")
+                # the cyclic preset: the chart shows backlog moving between buffers while the
+                # sentence named only the ones that grew over the measured window (tried as a
+                # new user would)
+                why = (" Under such a policy the backlog moves between buffers in waves (an engine idles "
+                       "while work piles up in front of another), so which buffers grew depends on the part "
+                       "of the run measured (its later part).")
             elif network:
                 broken = (f"capacity formula: theory's figure for {sched} on this engine's mix of steps is "
                           "approximate; the simulation finds less")
             else:
                 broken = (f"capacity formula: theory's figure for {sched} is approximate "
                           f"({theory.engines[0].capacity_kind}); the simulation finds less")
-            text += f" Theory says it should keep up; the assumption that broke: {broken}."
-            if broken.startswith("policy:"):
-                # the cyclic preset: the chart shows backlog moving between buffers while the
-                # sentence named only the ones that grew over the measured window (tried as a
-                # new user would)
-                text += (" Under such a policy the backlog moves between buffers in waves (an engine idles "
-                         "while work piles up in front of another), so which buffers grew depends on the part "
-                         "of the run measured (its later part).")
+            text += f" Theory says it should keep up; the assumption that broke: {broken}.{why}"
         return text, broken
     if v == "stable":
         text = (f"Stable: at {loads}, the unfinished work went up and down but did not trend upward in the "

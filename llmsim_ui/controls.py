@@ -55,7 +55,7 @@ def engine_inputs(ps: PageState, with_rate: bool = True, sched_label: str = "Sch
                                      "scenario file.", keep_n: bool = True, multi: bool = True):
     """The sidebar's scenario upload, scheduler choice and engine/workload panel; returns
     the uploaded trace (or None). ps needs the fields of ``inputs.fields`` and "sched"."""
-    inputs.setup_button(ps, st.sidebar, main=st)
+    inputs.setup_button(ps, st.sidebar)
     with st.sidebar:
         st.file_uploader("Restore a scenario (TOML)", type=["toml"], key=ps.key("toml_file"),
                          on_change=_restore_upload, args=(ps, keep_n, not with_rate), help=upload_help)

@@ -146,20 +146,19 @@ def _take_setup(ps: PageState, title: str, values: dict) -> None:
     st.toast(f"This page now has the {title} page's engine and workload.", icon=":material/input:")
 
 
-def setup_button(ps: PageState, container, main=None) -> None:
+def setup_button(ps: PageState, container) -> None:
     """A button in `container` (the sidebar) that takes the engine and workload of the page
     drawn before this one (``setup_from``), when they differ from this page's; and a line saying
     so shown on a phone only, where the sidebar is folded away (the offer was out of sight there;
     a recheck as a new user would): at the top of the page, under the line that says the inputs
-    are in the sidebar (``phone_nav.offer_slot``), else in `main` (the page's column)."""
+    are in the sidebar (``phone_nav.offer_slot``)."""
     found = setup_from(ps)
     if found is None:
         return
     title, values = found
-    if main is not None:
-        (phone_nav.offer_slot() or main).container(key="phone-setup").caption(
-            f"This page runs its own engine and workload, not those of the {title} page: the sidebar (») "
-            "has a button that takes them.")
+    (phone_nav.offer_slot() or st).container(key="phone-setup").caption(
+        f"This page runs its own engine and workload, not those of the {title} page: the sidebar (») "
+        "has a button that takes them.")
     container.button(f"Use the {title} page's engine and workload", key=ps.key("take_setup"),
                      icon=":material/input:", on_click=_take_setup, args=(ps, title, values),
                      help=f"Each page keeps its own inputs. This copies those set on the {title} page: GPU / "

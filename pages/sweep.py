@@ -113,7 +113,7 @@ if src == "file":
 else:
     # the engine and workload of the page shown before (a new user set them on the single-engine
     # page, then mapped the default engine: found as a new user would)
-    inputs.setup_button(ps, st.sidebar, main=st)
+    inputs.setup_button(ps, st.sidebar)
     with st.sidebar:
         st.multiselect("Schedulers", list(SCHEDULERS), **ps.w("sched"),
                        help="\n".join(f"- **{k}**: {v.summary}" for k, v in SCHEDULERS.items()))
