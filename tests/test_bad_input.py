@@ -313,10 +313,10 @@ def test_the_plain_trace_reader_never_reads_what_the_reader_of_record_refuses(bo
     hs.one_of(hs.floats(0, 1e6, allow_nan=False), hs.integers(0, 10**6)),
     hs.integers(0, 10_000_001), hs.integers(0, 10_000_001),
     _SPACE, _SPACE, hs.sampled_from(["{}", "{!r}", "{:.3f}", "{:e}", "+{}", "00{}"]),
-    hs.booleans()), min_size=1, max_size=12), hs.booleans())
-def test_the_plain_trace_reader_reads_valid_rows_as_the_reader_of_record(rows, sort):
+    hs.booleans()), min_size=1, max_size=12), hs.booleans(), hs.sampled_from(["\n", "\r\n"]))
+def test_the_plain_trace_reader_reads_valid_rows_as_the_reader_of_record(rows, sort, end):
     """Rows as CSV writers write them (floats in several notations, whole token counts with
-    signs, leading zeros and spaces, blank lines): the same trace, bit for bit, whichever
+    signs, leading zeros and spaces, blank lines, Unix or Windows line ends): the same trace, bit for bit, whichever
     reader reads it; most such texts go the fast way."""
     if sort:
         rows = sorted(rows, key=lambda r: r[0])
@@ -328,7 +328,7 @@ def test_the_plain_trace_reader_reads_valid_rows_as_the_reader_of_record(rows, s
         lines.append(f"{pad_a}{ts}{pad_b},{pad_a}{p},{o}{pad_b}")
         if blank:
             lines.append("")
-    text = _HEADER + "\n".join(lines) + ("\n" if sort else "")
+    text = (_HEADER + "\n".join(lines) + ("\n" if sort else "")).replace("\n", end)
     try:
         ref = _read_trace_rows(text, "t.csv", True)
     except ConfigError:
@@ -344,4 +344,5 @@ def test_a_plain_trace_goes_the_fast_way():
     assert _same_or_declined(text)
     assert _same_or_declined(text.replace(",", " , "))  # spaces around fields
     assert _same_or_declined(text + "\n\n")  # blank lines at the end
-    assert not _same_or_declined(text.replace("\n", "\r\n"))  # the row reader's own (line endings)
+    assert _same_or_declined(text.replace("\n", "\r\n"))  # Windows line ends (a spreadsheet's export)
+    assert not _same_or_declined(text.replace("\n", "\r"))  # old Mac ones: the row reader's own
